@@ -1,0 +1,203 @@
+"""The mailstore's tables (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+The model is JMAP's (RFC 8621) with what IMAP needs on top, as ../shared/spec/rfc-digest.md §3 explains:
+
+* an *email* is one immutable message (one id, one blob, one thread, one keyword set);
+* a *membership* puts an email in a mailbox under an IMAP UID, with its own ``\\Deleted`` flag because IMAP
+  expunges per mailbox; a membership flagged deleted is invisible to JMAP;
+* every write bumps the account's modification sequence once per transaction; the ``changes`` table and the
+  per-membership ``modseq`` columns let IMAP CONDSTORE/QRESYNC and JMAP ``/changes`` ask "what changed since
+  N" with one indexed query.
+
+Times are integer seconds since the epoch (UTC): cheap to sort and identical on both backends.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ID = sa.String(64)
+
+#: System flags kept as bits on the email row, so ``UNSEEN`` and unread counts are integer tests, not joins.
+FLAG_SEEN = 1
+FLAG_ANSWERED = 2
+FLAG_FLAGGED = 4
+FLAG_DRAFT = 8
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("address", sa.String(320), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=True),
+    sa.Column("scram_sha256", sa.Text, nullable=True),
+    sa.Column("jmap_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    # The account's modification sequence: bumped once by every write transaction (row lock = write order).
+    sa.Column("modseq", sa.BigInteger, nullable=False, server_default="1"),
+)
+
+app_passwords = sa.Table(
+    "app_passwords",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("protocols", sa.String(100), nullable=False),  # comma separated: imap,jmap,smtp
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_used_at", sa.BigInteger, nullable=True),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("account_id", "name", name="uq_app_password_name"),
+)
+
+mailboxes = sa.Table(
+    "mailboxes",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("name", sa.Text, nullable=False),  # one NFC path component; IMAP paths are derived
+    sa.Column("parent_id", ID, nullable=True),
+    sa.Column("role", sa.String(32), nullable=True),
+    sa.Column("sort_order", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("subscribed", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("uidvalidity", sa.BigInteger, nullable=False),
+    sa.Column("uidnext", sa.BigInteger, nullable=False, server_default="1"),
+    # First UID that no session has yet been shown as \Recent (IMAP4rev1 only).
+    sa.Column("recent_uid", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("highest_modseq", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("created_modseq", sa.BigInteger, nullable=False),
+    sa.Column("modseq", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_mailboxes_parent_name", mailboxes.c.account_id, mailboxes.c.parent_id, mailboxes.c.name)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(255), nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("account_id", "sha256", name="uq_blob_account_sha"),
+)
+
+threads = sa.Table(
+    "threads",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("base_subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("modseq", sa.BigInteger, nullable=False),
+)
+
+# Message-ID -> thread, for every id a message carried (its own, In-Reply-To, References), including ids
+# only referenced so far: two replies to a parent that never arrived meet through the parent's id.
+thread_refs = sa.Table(
+    "thread_refs",
+    metadata,
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("msgid", sa.String(512), primary_key=True),
+    sa.Column("thread_id", ID, nullable=False),
+)
+
+emails = sa.Table(
+    "emails",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("blob_id", ID, nullable=False),
+    sa.Column("thread_id", ID, nullable=False, index=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.BigInteger, nullable=False),
+    sa.Column("sent_at", sa.BigInteger, nullable=True),
+    sa.Column("sent_offset", sa.Integer, nullable=True),  # minutes east of UTC of the Date header
+    sa.Column("flags", sa.Integer, nullable=False, server_default="0"),  # FLAG_* bits
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("base_subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("from_sort", sa.Text, nullable=False, server_default=""),
+    sa.Column("to_sort", sa.Text, nullable=False, server_default=""),
+    # Lowercased "name <addr>, ..." per field: substring search for IMAP FROM/TO and JMAP from/to filters.
+    sa.Column("addr_from", sa.Text, nullable=False, server_default=""),
+    sa.Column("addr_to", sa.Text, nullable=False, server_default=""),
+    sa.Column("addr_cc", sa.Text, nullable=False, server_default=""),
+    sa.Column("addr_bcc", sa.Text, nullable=False, server_default=""),
+    sa.Column("has_attachment", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("preview", sa.Text, nullable=False, server_default=""),
+    sa.Column("cache", sa.LargeBinary, nullable=False),  # orjson of janusmail.mime's parsed structure
+    sa.Column("created_modseq", sa.BigInteger, nullable=False),
+    sa.Column("modseq", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_emails_account_received", emails.c.account_id, emails.c.received_at)
+sa.Index("ix_emails_account_modseq", emails.c.account_id, emails.c.modseq)
+sa.Index("ix_emails_account_blob", emails.c.account_id, emails.c.blob_id)
+
+# Keywords other than the four system flags; one set per email, keyed by the lowercase form (JMAP's view)
+# while remembering the spelling IMAP first used, for FETCH FLAGS.
+email_keywords = sa.Table(
+    "email_keywords",
+    metadata,
+    sa.Column("email_id", ID, sa.ForeignKey("emails.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("keyword", sa.String(255), primary_key=True),
+    sa.Column("display", sa.String(255), nullable=False),
+)
+sa.Index("ix_email_keywords_keyword", email_keywords.c.keyword)
+
+# An email's place in a mailbox: the IMAP view. modseq is max(last change of the email, of this membership).
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("mailbox_id", ID, sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("uid", sa.BigInteger, primary_key=True),
+    sa.Column("email_id", ID, sa.ForeignKey("emails.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("modseq", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_messages_mailbox_modseq", messages.c.mailbox_id, messages.c.modseq)
+
+# Expunged UIDs, for QRESYNC VANISHED (EARLIER) and for sessions catching up on expunges.
+vanished = sa.Table(
+    "vanished",
+    metadata,
+    sa.Column("mailbox_id", ID, primary_key=True),
+    sa.Column("uid", sa.BigInteger, primary_key=True),
+    sa.Column("modseq", sa.BigInteger, nullable=False),
+)
+sa.Index("ix_vanished_mailbox_modseq", vanished.c.mailbox_id, vanished.c.modseq)
+
+# The change log: one row per object touched by a transaction, all stamped with that transaction's modseq.
+# kind: Mailbox | Email | Thread ; op: c(reated) u(pdated) d(estroyed) k(counts only changed, Mailbox)
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("account_id", ID, nullable=False),
+    sa.Column("modseq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("object_id", ID, nullable=False),
+    sa.Column("op", sa.String(1), nullable=False),
+)
+sa.Index("ix_changes_account_kind_modseq", changes.c.account_id, changes.c.kind, changes.c.modseq)
+
+# IMAP subscriptions to names that have no mailbox (RFC 9051 allows them); JMAP never sees these.
+orphan_subscriptions = sa.Table(
+    "orphan_subscriptions",
+    metadata,
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+)
+
+# Text for full-text search on PostgreSQL (SQLite uses the FTS5 table created by the migration instead).
+email_search = sa.Table(
+    "email_search",
+    metadata,
+    sa.Column("email_id", ID, sa.ForeignKey("emails.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("account_id", ID, nullable=False, index=True),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("addresses", sa.Text, nullable=False, server_default=""),
+    sa.Column("body", sa.Text, nullable=False, server_default=""),
+)
