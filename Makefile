@@ -1,0 +1,36 @@
+# Janus Mail — the two commands a newcomer needs are `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= var
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/janusmail --data $(DATA) demo
+	$(BIN)/janusmail --data $(DATA) serve
+
+test: install
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-fast: install
+	$(BIN)/python -m pytest -q -x -m "not slow"
+
+bench: install
+	$(BIN)/python bench/ingest.py
+	@for b in bench/imap.py bench/jmap.py; do if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
+
+lint: install
+	$(BIN)/ruff check janusmail tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

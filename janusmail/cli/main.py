@@ -1,0 +1,249 @@
+"""The ``janusmail`` command line: accounts, import, the server, and the demo set-up used by ``make run``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from janusmail import config as configmod
+from janusmail.store.model import AlreadyExists
+
+
+class Ctx:
+    def __init__(self, data: Path, config_path: Path | None, db: str | None) -> None:
+        self.data = data
+        self.config_path = config_path
+        self.db = db
+        self._config: configmod.Config | None = None
+        self._store = None
+
+    @property
+    def config(self) -> configmod.Config:
+        if self._config is None:
+            self._config = configmod.load(self.data, self.config_path)
+            if self.db:
+                self._config.db = self.db
+        return self._config
+
+    @property
+    def store(self):  # noqa: ANN201 - lazy import keeps --help fast
+        if self._store is None:
+            from janusmail.store.store import Store
+
+            self._store = Store.open(self.config.data_dir, self.config.db)
+        return self._store
+
+    def account(self, address: str):  # noqa: ANN201
+        acct = self.store.account_by_address(address)
+        if acct is None:
+            raise click.ClickException(f"no such account: {address}")
+        return acct
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _read_password(value: str | None, confirm: bool = True) -> str:
+    if value == "-":
+        pw = sys.stdin.readline().rstrip("\r\n")
+    elif value is None:
+        pw = click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
+    else:
+        pw = value
+    if not pw:
+        raise click.ClickException("the password must not be empty")
+    return pw
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--data", "data", type=click.Path(path_type=Path), default=Path("./var"), show_default=True,
+              envvar="JANUSMAIL_DATA", help="Data directory (SQLite store, blobs, keys, config).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="TOML config file [default: DATA/janusmail.toml].")
+@click.option("--db", default=None, envvar="JANUSMAIL_DB",
+              help="Database URL (postgresql://...); default: SQLite under the data directory.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, data: Path, config_path: Path | None, db: str | None, verbose: bool) -> None:
+    """Janus Mail: one mailstore served over IMAP4rev2 and JMAP, with RFC 9698 JMAPACCESS."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx.obj = Ctx(data, config_path, db)
+
+
+# -- users ---------------------------------------------------------------------------------------------------
+
+@cli.group()
+def user() -> None:
+    """Manage accounts."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--password", default=None, help="The password, or - to read it from stdin (prompted if absent).")
+@pass_ctx
+def user_add(c: Ctx, address: str, password: str | None) -> None:
+    """Create an account (with INBOX, Drafts, Sent, Archive, Junk, Trash)."""
+    from janusmail.auth.passwords import make_credentials
+
+    pw_hash, scram = make_credentials(_read_password(password))
+    try:
+        acct = c.store.create_account(address, pw_hash, scram)
+    except AlreadyExists:
+        raise click.ClickException(f"account {address} already exists") from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {acct.address} ({acct.id})")
+
+
+@user.command("list")
+@pass_ctx
+def user_list(c: Ctx) -> None:
+    """List accounts."""
+    for acct in c.store.list_accounts():
+        click.echo(f"{acct.address}\t{acct.id}\tjmap={'on' if acct.jmap_enabled else 'off'}")
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password", default=None, help="The new password, or - to read it from stdin.")
+@pass_ctx
+def user_passwd(c: Ctx, address: str, password: str | None) -> None:
+    """Change an account's password."""
+    from janusmail.auth.passwords import make_credentials
+
+    acct = c.account(address)
+    pw_hash, scram = make_credentials(_read_password(password))
+    c.store.set_credentials(acct.id, pw_hash, scram)
+    click.echo(f"password changed for {acct.address}")
+
+
+@user.command("delete")
+@click.argument("address")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def user_delete(c: Ctx, address: str, yes: bool) -> None:
+    """Delete an account and all of its mail."""
+    acct = c.account(address)
+    if not yes:
+        click.confirm(f"Delete {acct.address} and all of its mail?", abort=True)
+    c.store.delete_account(acct.id)
+    click.echo(f"deleted {acct.address}")
+
+
+# -- import --------------------------------------------------------------------------------------------------
+
+@cli.command("import")
+@click.argument("address")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--mailbox", default="INBOX", show_default=True, help="Target mailbox path (created if missing).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_ctx
+def import_cmd(c: Ctx, address: str, path: Path, mailbox: str, no_progress: bool) -> None:
+    """Import an mbox file or a Maildir (subfolders become mailboxes)."""
+    from janusmail.cli.importer import import_path
+
+    acct = c.account(address)
+    report = import_path(c.store, acct.id, path, mailbox, show_progress=not no_progress)
+    click.echo(f"imported {report.imported} messages in {report.seconds:.2f} s ({report.rate:,.0f} messages/s)")
+    for name in report.mailboxes_created:
+        click.echo(f"created mailbox {name}")
+    if report.failed:
+        click.echo(f"{sum(report.failed.values())} messages could not be read:")
+        for reason, n in report.failed.most_common():
+            click.echo(f"  {n}\t{reason}")
+
+
+# -- server --------------------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--imap", "imap_addr", default=None, help="IMAP listener H:P [127.0.0.1:1143]; 'off' disables.")
+@click.option("--imaps", "imaps_addr", default=None, help="Implicit-TLS IMAP listener H:P (off by default).")
+@click.option("--jmap", "jmap_addr", default=None, help="JMAP HTTP listener H:P [127.0.0.1:8080]; 'off' disables.")
+@click.option("--lmtp", "lmtp_addr", default=None, help="LMTP listener H:P [127.0.0.1:2424]; 'off' disables.")
+@click.option("--public-url", default=None, help="Public base URL of JMAP [http://127.0.0.1:8080].")
+@pass_ctx
+def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str | None, lmtp_addr: str | None,
+          public_url: str | None) -> None:
+    """Run the server in the foreground until SIGTERM/SIGINT."""
+    from janusmail.server import run
+
+    cfg = c.config
+
+    def pick(value: str | None, current: str | None) -> str | None:
+        if value is None:
+            return current
+        return None if value.lower() == "off" else value
+
+    cfg.imap.listen = pick(imap_addr, cfg.imap.listen)
+    cfg.imap.imaps = pick(imaps_addr, cfg.imap.imaps)
+    cfg.jmap.listen = pick(jmap_addr, cfg.jmap.listen)
+    cfg.lmtp.listen = pick(lmtp_addr, cfg.lmtp.listen)
+    if public_url:
+        cfg.public_url = public_url
+    try:
+        cfg.check()
+        for value in (cfg.imap.listen, cfg.imap.imaps, cfg.jmap.listen, cfg.lmtp.listen):
+            if value:
+                configmod.parse_hostport(value)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    def ready(rt) -> None:  # noqa: ANN001
+        for name, (host, port) in sorted(rt.bound.items()):
+            click.echo(f"{name}\t{host}:{port}", err=True)
+        click.echo("ready", err=True)
+
+    run(cfg, ready)
+
+
+@cli.command()
+@click.option("--address", default="demo@janus.test", show_default=True)
+@pass_ctx
+def demo(c: Ctx, address: str) -> None:
+    """Create the demo account on first run (password kept in DATA/demo-password) and print how to connect."""
+    from janusmail.auth.passwords import make_credentials
+
+    pw_file = c.config.data_dir / "demo-password"
+    acct = c.store.account_by_address(address)
+    if acct is None:
+        password = secrets.token_urlsafe(12)
+        acct = c.store.create_account(address, *make_credentials(password))
+        c.config.data_dir.mkdir(parents=True, exist_ok=True)
+        pw_file.write_text(password + "\n")
+        pw_file.chmod(0o600)
+        _welcome(c, acct.id)
+    password = pw_file.read_text().strip() if pw_file.exists() else "(set with: janusmail user passwd)"
+    cfg = c.config
+    click.echo("")
+    click.echo("Janus Mail demo account")
+    click.echo(f"  address:  {address}")
+    click.echo(f"  password: {password}")
+    click.echo(f"  IMAP:     {cfg.imap.listen} (plain; STARTTLS offered)  e.g. python3 -c \"import imaplib; "
+               f"m=imaplib.IMAP4('127.0.0.1', {configmod.parse_hostport(cfg.imap.listen or '127.0.0.1:1143')[1]}); "
+               f"print(m.login('{address}', '{password}'))\"")
+    click.echo(f"  JMAP:     {cfg.session_url}  e.g. curl -u {address}:{password} {cfg.session_url}")
+    click.echo(f"  LMTP:     {cfg.lmtp.listen}")
+    click.echo("")
+
+
+def _welcome(c: Ctx, account_id: str) -> None:
+    inbox = c.store.mailbox_by_path(account_id, ["INBOX"])
+    raw = (b"From: Janus Mail <postmaster@janus.test>\r\nTo: demo@janus.test\r\nSubject: Welcome to Janus Mail\r\n"
+           b"Message-ID: <welcome@janus.test>\r\nDate: Fri, 27 Nov 2026 08:00:00 +0000\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           b"This message is one email with one id, whether you read it over IMAP or JMAP.\r\n")
+    if inbox:
+        c.store.ingest(account_id, raw, (inbox.id,))
+
+
+def main() -> None:
+    cli(prog_name="janusmail")
+
+
+if __name__ == "__main__":
+    main()

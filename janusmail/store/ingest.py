@@ -1,0 +1,170 @@
+"""Storing new messages: LMTP delivery, IMAP APPEND, JMAP Email/import and create, and bulk import.
+
+The order is what makes an acknowledgement safe: parse (once; the result is cached in the row), write the blob
+durably, then one transaction inserts every row. Nothing is visible until that transaction commits, and the
+caller acknowledges only after ``ingest_many`` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import defaultdict
+
+import orjson
+import sqlalchemy as sa
+
+from janusmail.mime.parse import parse_message
+
+from . import ids
+from . import keywords as kwmod
+from .model import Delivered, IngestItem, NotFound, TooLarge
+from .schema import blobs, email_keywords, email_search, emails, mailboxes, messages
+from .threading import assign_thread, message_refs
+
+#: Cache keys that only feed row columns or the search index; not stored in the cache blob.
+_ROW_ONLY = ("search_text",)
+
+
+def _addr_text(addrs: list[dict] | None) -> str:
+    if not addrs:
+        return ""
+    parts = []
+    for a in addrs:
+        name = a.get("name") or ""
+        email = a.get("email") or ""
+        parts.append(f"{name} <{email}>" if name else email)
+    return ", ".join(parts).lower()
+
+
+def _sort_key(addrs: list[dict] | None) -> str:
+    if not addrs:
+        return ""
+    a = addrs[0]
+    return (a.get("name") or a.get("email") or "").lower()
+
+
+class Prepared:
+    __slots__ = ("item", "cache", "digest", "kw")
+
+    def __init__(self, item: IngestItem, cache: dict, digest: str, kw: dict[str, str]) -> None:
+        self.item, self.cache, self.digest, self.kw = item, cache, digest, kw
+
+
+class IngestMixin:
+    def prepare(self, item: IngestItem) -> Prepared:
+        """CPU part of ingest (parse, hash, validate keywords): may run outside any transaction."""
+        if len(item.raw) > self.max_message_size:
+            raise TooLarge(str(len(item.raw)))
+        cache = parse_message(item.raw)
+        return Prepared(item, cache, hashlib.sha256(item.raw).hexdigest(), kwmod.normalize(item.keywords))
+
+    def ingest(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...] | list[str],
+               keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None) -> Delivered:
+        return self.ingest_many(account_id, [IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at)])[0]
+
+    def ingest_many(self, account_id: str, items: list[IngestItem],
+                    prepared: list[Prepared] | None = None) -> list[Delivered]:
+        """Store a batch of messages in one transaction; returns one Delivered per item, in order."""
+        if not items and not prepared:
+            return []
+        prep = prepared if prepared is not None else [self.prepare(it) for it in items]
+        self.blobs.put_many([(p.digest, p.item.raw) for p in prep])
+        now = int(time.time())
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            m = tx.modseq
+            wanted = {mid for p in prep for mid in p.item.mailbox_ids}
+            rows = conn.execute(
+                sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(wanted))
+            ).all()
+            if len(rows) != len(wanted) or any(not p.item.mailbox_ids for p in prep):
+                raise NotFound("mailbox")
+            # Blob rows (deduplicated per account).
+            digests = list({p.digest for p in prep})
+            blob_ids: dict[str, str] = {}
+            for i in range(0, len(digests), 500):
+                for r in conn.execute(sa.select(blobs.c.sha256, blobs.c.id).where(
+                        blobs.c.account_id == account_id, blobs.c.sha256.in_(digests[i:i + 500]))):
+                    blob_ids[r.sha256] = r.id
+            new_blobs = []
+            for p in prep:
+                if p.digest not in blob_ids:
+                    blob_ids[p.digest] = ids.mint(ids.BLOB)
+                    new_blobs.append({"id": blob_ids[p.digest], "account_id": account_id, "sha256": p.digest,
+                                      "size": len(p.item.raw), "type": "message/rfc822", "created_at": now})
+            if new_blobs:
+                conn.execute(sa.insert(blobs), new_blobs)
+            # UIDs: one UPDATE per mailbox for the whole batch.
+            per_box: dict[str, int] = defaultdict(int)
+            for p in prep:
+                for mid in p.item.mailbox_ids:
+                    per_box[mid] += 1
+            next_uid: dict[str, int] = {}
+            for mid, n in per_box.items():
+                top = conn.execute(
+                    sa.update(mailboxes).where(mailboxes.c.id == mid)
+                    .values(uidnext=mailboxes.c.uidnext + n).returning(mailboxes.c.uidnext)
+                ).scalar_one()
+                next_uid[mid] = top - n
+            email_rows, kw_rows, msg_rows, search_rows = [], [], [], []
+            out: list[Delivered] = []
+            for p in prep:
+                c = p.cache
+                thread_id, created = assign_thread(conn, account_id, message_refs(c), c.get("base_subject", ""), m)
+                tx.log("Thread", thread_id, "c" if created else "u")
+                email_id = ids.mint(ids.EMAIL)
+                bits, other = kwmod.split(p.kw)
+                received = p.item.received_at if p.item.received_at is not None else now
+                cache_blob = orjson.dumps({k: v for k, v in c.items() if k not in _ROW_ONLY})
+                mids = c.get("message_ids") or []
+                email_rows.append({
+                    "id": email_id, "account_id": account_id, "blob_id": blob_ids[p.digest],
+                    "thread_id": thread_id, "size": len(p.item.raw), "received_at": received,
+                    "sent_at": c.get("sent_at"), "sent_offset": c.get("sent_offset"), "flags": bits,
+                    "message_id": mids[0] if mids else None, "subject": c.get("subject") or "",
+                    "base_subject": c.get("base_subject") or "", "from_sort": _sort_key(c.get("from")),
+                    "to_sort": _sort_key(c.get("to")), "addr_from": _addr_text(c.get("from")),
+                    "addr_to": _addr_text(c.get("to")), "addr_cc": _addr_text(c.get("cc")),
+                    "addr_bcc": _addr_text(c.get("bcc")), "has_attachment": bool(c.get("hasAttachment")),
+                    "preview": c.get("preview") or "", "cache": cache_blob, "created_modseq": m, "modseq": m,
+                })
+                kw_rows.extend({"email_id": email_id, "keyword": k, "display": d} for k, d in other.items())
+                uids: dict[str, int] = {}
+                for mid in p.item.mailbox_ids:
+                    uid = next_uid[mid]
+                    next_uid[mid] = uid + 1
+                    uids[mid] = uid
+                    msg_rows.append({"mailbox_id": mid, "uid": uid, "email_id": email_id, "deleted": False,
+                                     "modseq": m})
+                search_rows.append({
+                    "email_id": email_id, "account_id": account_id, "subject": c.get("subject") or "",
+                    "addresses": " ".join(_addr_text(c.get(f)) for f in ("from", "to", "cc", "bcc")),
+                    "body": c.get("search_text") or "",
+                })
+                tx.log("Email", email_id, "c")
+                out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m))
+            conn.execute(sa.insert(emails), email_rows)
+            if kw_rows:
+                conn.execute(sa.insert(email_keywords), kw_rows)
+            conn.execute(sa.insert(messages), msg_rows)
+            self._index_text(conn, search_rows)
+            tx.touch_mailbox(*per_box)
+            tx.delivery()
+        return out
+
+    def _index_text(self, conn: sa.Connection, rows: list[dict]) -> None:
+        if not rows:
+            return
+        if self.sqlite:
+            conn.execute(
+                sa.text("INSERT INTO email_fts(email_id, account_id, subject, addresses, body) "
+                        "VALUES (:email_id, :account_id, :subject, :addresses, :body)"),
+                rows,
+            )
+        else:
+            for r in rows:  # PostgreSQL text may not contain NUL
+                r["body"] = r["body"].replace("\x00", "")
+                r["subject"] = r["subject"].replace("\x00", "")
+                r["addresses"] = r["addresses"].replace("\x00", "")
+            conn.execute(sa.insert(email_search), rows)

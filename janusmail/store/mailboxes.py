@@ -1,0 +1,246 @@
+"""Mailboxes: a tree of single-component names (the JMAP model); IMAP paths are derived with ``/``.
+
+Rules enforced here so both protocols get them for free: names are NFC, non-empty, at most 255 octets, free
+of the hierarchy delimiter and control characters, unique among siblings (``INBOX`` case-insensitively at the
+top level); at most one mailbox per role; no parent loops; ids never change on rename or move.
+"""
+
+from __future__ import annotations
+
+import time
+import unicodedata
+
+import sqlalchemy as sa
+
+from . import ids
+from .model import AlreadyExists, HasChildren, HasEmails, InvalidName, Mailbox, NotFound, RoleTaken
+from .schema import emails, mailboxes, messages, vanished
+
+DELIMITER = "/"
+ROLES = frozenset(
+    {"inbox", "drafts", "sent", "archive", "junk", "trash", "all", "flagged", "important", "snoozed", "scheduled",
+     "memos"}
+)
+UNSET = object()
+
+
+def mailbox_from_row(row: sa.Row) -> Mailbox:
+    return Mailbox(
+        row.id, row.account_id, row.name, row.parent_id, row.role, row.sort_order, bool(row.subscribed),
+        row.uidvalidity, row.uidnext, row.recent_uid, row.highest_modseq, row.modseq,
+    )
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise InvalidName("name must be a string")
+    name = unicodedata.normalize("NFC", name)
+    if not name or not name.strip():
+        raise InvalidName("name must not be empty")
+    if DELIMITER in name:
+        raise InvalidName(f"name must not contain {DELIMITER!r}")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in name):
+        raise InvalidName("name must not contain control characters")
+    if len(name.encode("utf-8")) > 255:
+        raise InvalidName("name is longer than 255 octets")
+    return name
+
+
+def paths(boxes: list[Mailbox]) -> dict[str, list[str]]:
+    """Map mailbox id -> list of path components from the top (the IMAP name is ``"/".join``)."""
+    by_id = {b.id: b for b in boxes}
+    out: dict[str, list[str]] = {}
+
+    def walk(b: Mailbox, depth: int = 0) -> list[str]:
+        if b.id in out:
+            return out[b.id]
+        parent = by_id.get(b.parent_id) if b.parent_id else None
+        path = (walk(parent, depth + 1) if parent and depth < 256 else []) + [b.name]
+        out[b.id] = path
+        return path
+
+    for b in boxes:
+        walk(b)
+    return out
+
+
+class MailboxesMixin:
+    def list_mailboxes(self, account_id: str) -> list[Mailbox]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(mailboxes).where(mailboxes.c.account_id == account_id).order_by(mailboxes.c.sort_order)
+            )
+            return [mailbox_from_row(r) for r in rows]
+
+    def get_mailbox(self, account_id: str, mailbox_id: str) -> Mailbox | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
+            ).first()
+        return mailbox_from_row(row) if row else None
+
+    def mailbox_by_path(self, account_id: str, path: list[str]) -> Mailbox | None:
+        """Find a mailbox by path components; the first component ``INBOX`` matches case-insensitively."""
+        boxes = self.list_mailboxes(account_id)
+        parent: str | None = None
+        found: Mailbox | None = None
+        for i, comp in enumerate(path):
+            comp = unicodedata.normalize("NFC", comp)
+            found = None
+            for b in boxes:
+                if b.parent_id != parent:
+                    continue
+                if b.name == comp or (i == 0 and parent is None and b.role == "inbox" and comp.upper() == "INBOX"):
+                    found = b
+                    break
+            if found is None:
+                return None
+            parent = found.id
+        return found
+
+    # -- writes --------------------------------------------------------------------------------------------
+
+    def _check_sibling(self, conn: sa.Connection, account_id: str, parent_id: str | None, name: str,
+                       exclude: str | None = None) -> None:
+        q = sa.select(mailboxes.c.id, mailboxes.c.name, mailboxes.c.role).where(
+            mailboxes.c.account_id == account_id,
+            mailboxes.c.parent_id.is_(None) if parent_id is None else mailboxes.c.parent_id == parent_id,
+        )
+        for row in conn.execute(q):
+            if row.id == exclude:
+                continue
+            same = row.name == name
+            if parent_id is None and name.upper() == "INBOX" and (row.role == "inbox" or row.name.upper() == "INBOX"):
+                same = True
+            if same:
+                raise AlreadyExists(name)
+
+    def _check_role(self, conn: sa.Connection, account_id: str, role: str | None, exclude: str | None = None) -> None:
+        if role is None:
+            return
+        if role not in ROLES:
+            raise InvalidName(f"unknown role {role!r}")
+        row = conn.execute(
+            sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.role == role)
+        ).first()
+        if row is not None and row.id != exclude:
+            raise RoleTaken(role)
+
+    def _check_parent(self, conn: sa.Connection, account_id: str, parent_id: str | None,
+                      moving: str | None = None) -> None:
+        seen = 0
+        cur = parent_id
+        while cur is not None:
+            if cur == moving:
+                raise InvalidName("a mailbox cannot be moved under itself")
+            row = conn.execute(
+                sa.select(mailboxes.c.parent_id).where(mailboxes.c.id == cur, mailboxes.c.account_id == account_id)
+            ).first()
+            if row is None:
+                raise NotFound(cur)
+            cur = row.parent_id
+            seen += 1
+            if seen > 64:
+                raise InvalidName("mailbox tree too deep")
+
+    def create_mailbox(self, account_id: str, name: str, parent_id: str | None = None, *, role: str | None = None,
+                       sort_order: int = 0, subscribed: bool = True) -> Mailbox:
+        name = check_name(name)
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            self._check_parent(conn, account_id, parent_id)
+            self._check_sibling(conn, account_id, parent_id, name)
+            self._check_role(conn, account_id, role)
+            last = conn.execute(
+                sa.select(sa.func.max(mailboxes.c.uidvalidity)).where(mailboxes.c.account_id == account_id)
+            ).scalar()
+            uidvalidity = max(int(time.time()) & 0xFFFFFFFF, (last or 0) + 1)
+            mailbox_id = ids.mint(ids.MAILBOX)
+            conn.execute(
+                sa.insert(mailboxes).values(
+                    id=mailbox_id, account_id=account_id, name=name, parent_id=parent_id, role=role,
+                    sort_order=sort_order, subscribed=subscribed, uidvalidity=uidvalidity, uidnext=1,
+                    recent_uid=1, highest_modseq=tx.modseq, created_modseq=tx.modseq, modseq=tx.modseq,
+                )
+            )
+            tx.log("Mailbox", mailbox_id, "c")
+            row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
+        return mailbox_from_row(row)
+
+    def update_mailbox(self, account_id: str, mailbox_id: str, *, name: object = UNSET, parent_id: object = UNSET,
+                       role: object = UNSET, sort_order: object = UNSET, subscribed: object = UNSET) -> Mailbox:
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            row = conn.execute(
+                sa.select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
+            ).first()
+            if row is None:
+                raise NotFound(mailbox_id)
+            values: dict[str, object] = {}
+            new_name = check_name(name) if name is not UNSET else row.name  # type: ignore[arg-type]
+            new_parent = parent_id if parent_id is not UNSET else row.parent_id
+            if new_name != row.name or new_parent != row.parent_id:
+                if new_parent != row.parent_id:
+                    self._check_parent(conn, account_id, new_parent, moving=mailbox_id)  # type: ignore[arg-type]
+                self._check_sibling(conn, account_id, new_parent, new_name, exclude=mailbox_id)  # type: ignore[arg-type]
+                values.update(name=new_name, parent_id=new_parent)
+            if role is not UNSET and role != row.role:
+                self._check_role(conn, account_id, role, exclude=mailbox_id)  # type: ignore[arg-type]
+                values["role"] = role
+            if sort_order is not UNSET:
+                values["sort_order"] = sort_order
+            if subscribed is not UNSET:
+                values["subscribed"] = bool(subscribed)
+            if values:
+                values["modseq"] = tx.modseq
+                conn.execute(sa.update(mailboxes).where(mailboxes.c.id == mailbox_id).values(**values))
+                tx.log("Mailbox", mailbox_id, "u")
+            row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
+        return mailbox_from_row(row)
+
+    def destroy_mailbox(self, account_id: str, mailbox_id: str, *, remove_emails: bool) -> list[str]:
+        """Destroy a mailbox. Its memberships go; emails left in no mailbox are destroyed (ids returned).
+
+        ``remove_emails=False`` refuses a non-empty mailbox (JMAP's default); IMAP DELETE passes True.
+        """
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            row = conn.execute(
+                sa.select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
+            ).first()
+            if row is None:
+                raise NotFound(mailbox_id)
+            child = conn.execute(sa.select(mailboxes.c.id).where(mailboxes.c.parent_id == mailbox_id).limit(1)).first()
+            if child is not None:
+                raise HasChildren(mailbox_id)
+            email_ids = [r[0] for r in conn.execute(
+                sa.select(messages.c.email_id).where(messages.c.mailbox_id == mailbox_id).distinct()
+            )]
+            if email_ids and not remove_emails:
+                raise HasEmails(mailbox_id)
+            conn.execute(sa.delete(messages).where(messages.c.mailbox_id == mailbox_id))
+            conn.execute(sa.delete(vanished).where(vanished.c.mailbox_id == mailbox_id))
+            conn.execute(sa.delete(mailboxes).where(mailboxes.c.id == mailbox_id))
+            tx.log("Mailbox", mailbox_id, "d")
+            destroyed = self._after_membership_change(tx, email_ids)
+        return destroyed
+
+    def _after_membership_change(self, tx, email_ids: list[str]) -> list[str]:  # noqa: ANN001
+        """Emails whose memberships changed: destroy the orphans, log the rest as updated. Returns destroyed."""
+        if not email_ids:
+            return []
+        conn = tx.conn
+        orphans: list[str] = []
+        for i in range(0, len(email_ids), 500):
+            chunk = email_ids[i : i + 500]
+            still = {r[0] for r in conn.execute(
+                sa.select(messages.c.email_id).where(messages.c.email_id.in_(chunk)).distinct()
+            )}
+            orphans.extend(e for e in chunk if e not in still)
+            live = [e for e in chunk if e in still]
+            if live:
+                conn.execute(sa.update(emails).where(emails.c.id.in_(live)).values(modseq=tx.modseq))
+                tx.log_many("Email", live, "u")
+        if orphans:
+            self._destroy_email_rows(tx, orphans)
+        return orphans

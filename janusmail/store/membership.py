@@ -1,0 +1,184 @@
+"""IMAP's operations on memberships: flags (STORE), COPY, MOVE, EXPUNGE, \\Recent.
+
+UIDs arrive as inclusive ranges ``[(lo, hi), ...]`` so that ``1:*`` over 100k messages is one SQL condition,
+not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`` is per membership.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from . import keywords as kwmod
+from .model import NotFound
+from .schema import email_keywords, emails, mailboxes, messages, vanished
+
+UidRanges = list[tuple[int, int]]
+
+
+def uid_condition(col: sa.ColumnElement, ranges: UidRanges) -> sa.ColumnElement[bool]:
+    """SQL for ``col`` in any of the inclusive ranges (merged first)."""
+    merged: list[list[int]] = []
+    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if not merged:
+        return sa.false()
+    singles = [lo for lo, hi in merged if lo == hi]
+    spans = [(lo, hi) for lo, hi in merged if lo != hi]
+    parts: list[sa.ColumnElement[bool]] = [col.between(lo, hi) for lo, hi in spans]
+    for i in range(0, len(singles), 500):
+        parts.append(col.in_(singles[i : i + 500]))
+    return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
+
+@dataclass
+class StoreResult:
+    """UIDs whose flags were written, and UIDs refused by UNCHANGEDSINCE (RFC 7162 [MODIFIED])."""
+
+    updated: list[int]
+    modified: list[int]
+    modseq: int
+
+
+class MembershipMixin:
+    def _box(self, conn: sa.Connection, account_id: str, mailbox_id: str) -> sa.Row:
+        row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id,
+                                                      mailboxes.c.account_id == account_id)).first()
+        if row is None:
+            raise NotFound(mailbox_id)
+        return row
+
+    def store_flags(self, account_id: str, mailbox_id: str, uids: UidRanges, mode: str, flags: list[str],
+                    deleted: bool | None, unchanged_since: int | None = None) -> StoreResult:
+        """IMAP STORE. ``mode`` is add|remove|replace; ``flags`` are keywords in JMAP form ($seen, $forwarded,
+        ...) with the client's spelling kept for display; ``deleted`` is the \\Deleted part (None = untouched).
+        """
+        kw = kwmod.normalize(flags)
+        bits, other = kwmod.split(kw)
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            self._box(conn, account_id, mailbox_id)
+            cond = [messages.c.mailbox_id == mailbox_id, uid_condition(messages.c.uid, uids)]
+            rows = conn.execute(sa.select(messages.c.uid, messages.c.email_id, messages.c.modseq,
+                                          messages.c.deleted).where(*cond)).all()
+            modified = []
+            if unchanged_since is not None:
+                modified = [r.uid for r in rows if r.modseq > unchanged_since]
+                rows = [r for r in rows if r.modseq <= unchanged_since]
+            if not rows:
+                return StoreResult([], modified, tx.modseq)
+            email_ids = list({r.email_id for r in rows})
+            for i in range(0, len(email_ids), 500):
+                chunk = email_ids[i : i + 500]
+                where = emails.c.id.in_(chunk)
+                if mode == "add":
+                    if bits:
+                        conn.execute(sa.update(emails).where(where).values(flags=emails.c.flags.op("|")(bits)))
+                    if other:
+                        have = {(r.email_id, r.keyword) for r in conn.execute(
+                            sa.select(email_keywords.c.email_id, email_keywords.c.keyword)
+                            .where(email_keywords.c.email_id.in_(chunk), email_keywords.c.keyword.in_(list(other))))}
+                        fresh = [{"email_id": e, "keyword": k, "display": d} for e in chunk for k, d in other.items()
+                                 if (e, k) not in have]
+                        if fresh:
+                            conn.execute(sa.insert(email_keywords), fresh)
+                elif mode == "remove":
+                    if bits:
+                        conn.execute(sa.update(emails).where(where).values(flags=emails.c.flags.op("&")(~bits & 0xFF)))
+                    if other:
+                        conn.execute(sa.delete(email_keywords).where(email_keywords.c.email_id.in_(chunk),
+                                                                     email_keywords.c.keyword.in_(list(other))))
+                else:
+                    conn.execute(sa.update(emails).where(where).values(flags=bits))
+                    conn.execute(sa.delete(email_keywords).where(email_keywords.c.email_id.in_(chunk)))
+                    if other:
+                        conn.execute(sa.insert(email_keywords), [{"email_id": e, "keyword": k, "display": d}
+                                                                 for e in chunk for k, d in other.items()])
+                conn.execute(sa.update(emails).where(where).values(modseq=tx.modseq))
+                touched = conn.execute(sa.update(messages).where(messages.c.email_id.in_(chunk))
+                                       .values(modseq=tx.modseq).returning(messages.c.mailbox_id)).all()
+                tx.touch_mailbox(*{r[0] for r in touched})
+                tx.log_many("Email", chunk, "u")
+            target_uids = [r.uid for r in rows]
+            if deleted is not None:
+                for i in range(0, len(target_uids), 500):
+                    conn.execute(sa.update(messages).where(messages.c.mailbox_id == mailbox_id,
+                                                           messages.c.uid.in_(target_uids[i : i + 500]))
+                                 .values(deleted=deleted, modseq=tx.modseq))
+                tx.touch_mailbox(mailbox_id)
+                # \Deleted hides a membership from JMAP: its mailboxIds changed.
+                tx.log_many("Email", email_ids, "u")
+            return StoreResult(sorted(target_uids), modified, tx.modseq)
+
+    def copy_messages(self, account_id: str, src_id: str, uids: UidRanges, dst_id: str,
+                      *, move: bool = False) -> list[tuple[int, int]]:
+        """IMAP COPY/MOVE: the same emails gain a membership in ``dst`` (same EMAILID); returns (src, dst) UIDs."""
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            self._box(conn, account_id, src_id)
+            self._box(conn, account_id, dst_id)
+            rows = conn.execute(sa.select(messages.c.uid, messages.c.email_id, messages.c.deleted).where(
+                messages.c.mailbox_id == src_id, uid_condition(messages.c.uid, uids)).order_by(messages.c.uid)).all()
+            if not rows:
+                return []
+            top = conn.execute(sa.update(mailboxes).where(mailboxes.c.id == dst_id)
+                               .values(uidnext=mailboxes.c.uidnext + len(rows))
+                               .returning(mailboxes.c.uidnext)).scalar_one()
+            first = top - len(rows)
+            pairs = [(r.uid, first + i) for i, r in enumerate(rows)]
+            conn.execute(sa.insert(messages), [
+                {"mailbox_id": dst_id, "uid": first + i, "email_id": r.email_id, "deleted": False, "modseq": tx.modseq}
+                for i, r in enumerate(rows)
+            ])
+            tx.touch_mailbox(dst_id)
+            email_ids = list({r.email_id for r in rows})
+            if move:
+                src_uids = [r.uid for r in rows]
+                for i in range(0, len(src_uids), 500):
+                    conn.execute(sa.delete(messages).where(messages.c.mailbox_id == src_id,
+                                                           messages.c.uid.in_(src_uids[i : i + 500])))
+                conn.execute(sa.insert(vanished), [{"mailbox_id": src_id, "uid": u, "modseq": tx.modseq}
+                                                   for u in src_uids])
+                tx.touch_mailbox(src_id)
+            for i in range(0, len(email_ids), 500):
+                conn.execute(sa.update(emails).where(emails.c.id.in_(email_ids[i : i + 500])).values(modseq=tx.modseq))
+            tx.log_many("Email", email_ids, "u")
+            return pairs
+
+    def expunge(self, account_id: str, mailbox_id: str, uids: UidRanges | None = None) -> list[int]:
+        """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed."""
+        with self.write(account_id) as tx:
+            conn = tx.conn
+            self._box(conn, account_id, mailbox_id)
+            cond = [messages.c.mailbox_id == mailbox_id, messages.c.deleted.is_(True)]
+            if uids is not None:
+                cond.append(uid_condition(messages.c.uid, uids))
+            rows = conn.execute(sa.select(messages.c.uid, messages.c.email_id).where(*cond)
+                                .order_by(messages.c.uid)).all()
+            if not rows:
+                return []
+            gone = [r.uid for r in rows]
+            for i in range(0, len(gone), 500):
+                conn.execute(sa.delete(messages).where(messages.c.mailbox_id == mailbox_id,
+                                                       messages.c.uid.in_(gone[i : i + 500])))
+            conn.execute(sa.insert(vanished), [{"mailbox_id": mailbox_id, "uid": u, "modseq": tx.modseq} for u in gone])
+            tx.touch_mailbox(mailbox_id)
+            self._after_membership_change(tx, list({r.email_id for r in rows}))
+            return gone
+
+    def claim_recent(self, mailbox_id: str) -> int:
+        """IMAP4rev1 \\Recent: return the first UID this session may show as recent and claim the rest."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(mailboxes.c.recent_uid, mailboxes.c.uidnext)
+                               .where(mailboxes.c.id == mailbox_id)).first()
+            if row is None:
+                raise NotFound(mailbox_id)
+            if row.uidnext > row.recent_uid:
+                conn.execute(sa.update(mailboxes).where(mailboxes.c.id == mailbox_id,
+                                                        mailboxes.c.recent_uid == row.recent_uid)
+                             .values(recent_uid=row.uidnext))
+            return row.recent_uid

@@ -1,0 +1,125 @@
+"""Plain value objects the store hands to the protocol layers, and the store's errors.
+
+The protocol layers (IMAP, JMAP) map these errors to their own vocabulary (``NO [ALREADYEXISTS]`` or a JMAP
+SetError); the store never speaks either protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class StoreError(Exception):
+    """Base of every refusal the store makes; ``code`` is a protocol-neutral reason."""
+
+    code = "error"
+
+
+class NotFound(StoreError):
+    code = "notFound"
+
+
+class AlreadyExists(StoreError):
+    code = "alreadyExists"
+
+
+class InvalidName(StoreError):
+    code = "invalidName"
+
+
+class RoleTaken(StoreError):
+    code = "roleTaken"
+
+
+class HasChildren(StoreError):
+    code = "hasChildren"
+
+
+class HasEmails(StoreError):
+    code = "hasEmails"
+
+
+class Forbidden(StoreError):
+    code = "forbidden"
+
+
+class TooManyKeywords(StoreError):
+    code = "tooManyKeywords"
+
+
+class InvalidKeyword(StoreError):
+    code = "invalidKeyword"
+
+
+class TooLarge(StoreError):
+    code = "tooLarge"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    address: str
+    jmap_enabled: bool
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: str
+    account_id: str
+    name: str
+    parent_id: str | None
+    role: str | None
+    sort_order: int
+    subscribed: bool
+    uidvalidity: int
+    uidnext: int
+    recent_uid: int
+    highest_modseq: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxCounts:
+    """What STATUS and JMAP Mailbox counts need, computed in one grouped query per mailbox set.
+
+    ``messages``/``unseen``/``deleted``/``size`` count IMAP memberships (including \\Deleted ones); the
+    ``*_emails``/``*_threads`` counts are JMAP's, which leave \\Deleted memberships out.
+    """
+
+    messages: int = 0
+    unseen: int = 0
+    deleted: int = 0
+    size: int = 0
+    total_emails: int = 0
+    unread_emails: int = 0
+    total_threads: int = 0
+    unread_threads: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """The result of storing one message: its ids and where it landed (mailbox id -> IMAP UID)."""
+
+    email_id: str
+    thread_id: str
+    blob_id: str
+    size: int
+    received_at: int
+    uids: dict[str, int] = field(default_factory=dict)
+    modseq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    raw: bytes
+    mailbox_ids: tuple[str, ...]
+    keywords: tuple[str, ...] = ()
+    received_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEntry:
+    modseq: int
+    object_id: str
+    op: str  # c u d k

@@ -1,0 +1,96 @@
+"""In-process change notifier: IMAP IDLE/selected sessions and JMAP push subscribe per account.
+
+Writes commit in worker threads; subscribers live on the asyncio loop. ``publish`` is thread-safe and hands
+each event to the loop with ``call_soon_threadsafe``. Subscribers get a coalescing queue: a slow reader sees
+the latest modseq rather than an ever-growing backlog, which is all IMAP and JMAP need (both re-read the
+change log from their last known modseq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    account_id: str
+    modseq: int
+    kinds: frozenset[str]  # Mailbox, Email, Thread, EmailDelivery
+    mailbox_ids: frozenset[str] = field(default_factory=frozenset)
+
+
+class Subscription:
+    def __init__(self, notifier: Notifier, account_id: str, loop: asyncio.AbstractEventLoop) -> None:
+        self._notifier = notifier
+        self.account_id = account_id
+        self.loop = loop
+        self._event = asyncio.Event()
+        self._pending: list[ChangeEvent] = []
+
+    def _deliver(self, ev: ChangeEvent) -> None:
+        self._pending.append(ev)
+        if len(self._pending) > 256:  # coalesce: keep the newest, merged
+            merged_kinds: set[str] = set()
+            merged_boxes: set[str] = set()
+            for p in self._pending:
+                merged_kinds |= p.kinds
+                merged_boxes |= p.mailbox_ids
+            self._pending = [ChangeEvent(ev.account_id, ev.modseq, frozenset(merged_kinds), frozenset(merged_boxes))]
+        self._event.set()
+
+    def drain(self) -> list[ChangeEvent]:
+        out, self._pending = self._pending, []
+        self._event.clear()
+        return out
+
+    async def wait(self, timeout: float | None = None) -> list[ChangeEvent]:
+        """Wait until at least one event is pending (or timeout) and return all pending events."""
+        if not self._pending:
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except TimeoutError:
+                return []
+        return self.drain()
+
+    async def __aiter__(self) -> AsyncIterator[list[ChangeEvent]]:
+        while True:
+            yield await self.wait()
+
+    def close(self) -> None:
+        self._notifier._remove(self)
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[str, set[Subscription]] = {}
+
+    def subscribe(self, account_id: str) -> Subscription:
+        sub = Subscription(self, account_id, asyncio.get_running_loop())
+        with self._lock:
+            self._subs.setdefault(account_id, set()).add(sub)
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.account_id)
+            if subs:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.account_id]
+
+    def publish(self, ev: ChangeEvent) -> None:
+        with self._lock:
+            subs = list(self._subs.get(ev.account_id, ()))
+        for sub in subs:
+            try:
+                sub.loop.call_soon_threadsafe(sub._deliver, ev)
+            except RuntimeError:  # loop closed
+                self._remove(sub)
+
+    def subscriber_count(self, account_id: str) -> int:
+        with self._lock:
+            return len(self._subs.get(account_id, ()))

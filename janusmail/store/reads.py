@@ -1,0 +1,96 @@
+"""Reads both protocols share: the change log, mailbox counts, raw message bytes."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .model import ChangeEntry, MailboxCounts, NotFound
+from .schema import FLAG_DRAFT, FLAG_SEEN, blobs, changes, emails, mailboxes, messages
+
+
+class ReadsMixin:
+    def changes_since(self, account_id: str, kind: str, since: int, limit: int | None = None) -> list[ChangeEntry]:
+        """Log rows of one kind with modseq > since, oldest first (one indexed range scan)."""
+        q = (sa.select(changes.c.modseq, changes.c.object_id, changes.c.op)
+             .where(changes.c.account_id == account_id, changes.c.kind == kind, changes.c.modseq > since)
+             .order_by(changes.c.modseq, changes.c.seq))
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [ChangeEntry(r.modseq, r.object_id, r.op) for r in conn.execute(q)]
+
+    def kind_state(self, account_id: str, kind: str) -> int:
+        """The modseq of the newest change of this kind (a JMAP state), or 0."""
+        with self.engine.connect() as conn:
+            v = conn.execute(sa.select(sa.func.max(changes.c.modseq))
+                             .where(changes.c.account_id == account_id, changes.c.kind == kind)).scalar()
+        return int(v or 0)
+
+    def mailbox_counts(self, account_id: str, mailbox_ids: list[str] | None = None) -> dict[str, MailboxCounts]:
+        """IMAP STATUS numbers and JMAP Mailbox counts for several mailboxes, in one grouped query."""
+        m, e = messages, emails
+        unread = (e.c.flags.op("&")(FLAG_SEEN | FLAG_DRAFT)) == 0
+        unseen = (e.c.flags.op("&")(FLAG_SEEN)) == 0
+        live = m.c.deleted.is_(False)
+        q = (
+            sa.select(
+                m.c.mailbox_id,
+                sa.func.count(),
+                sa.func.sum(sa.case((unseen, 1), else_=0)),
+                sa.func.sum(sa.case((m.c.deleted.is_(True), 1), else_=0)),
+                sa.func.sum(e.c.size),
+                sa.func.count(sa.distinct(sa.case((live, m.c.email_id)))),
+                sa.func.count(sa.distinct(sa.case((sa.and_(live, unread), m.c.email_id)))),
+                sa.func.count(sa.distinct(sa.case((live, e.c.thread_id)))),
+                sa.func.count(sa.distinct(sa.case((sa.and_(live, unread), e.c.thread_id)))),
+            )
+            .select_from(m.join(e, e.c.id == m.c.email_id))
+            .group_by(m.c.mailbox_id)
+        )
+        if mailbox_ids is not None:
+            q = q.where(m.c.mailbox_id.in_(mailbox_ids))
+        else:
+            q = q.where(m.c.mailbox_id.in_(sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id)))
+        out: dict[str, MailboxCounts] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(q):
+                out[r[0]] = MailboxCounts(*(int(x or 0) for x in r[1:]))
+        return out
+
+    def blob_digest(self, account_id: str, blob_id: str) -> tuple[str, int] | None:
+        """(sha256, size) of one of this account's blobs; None for anything else (no cross-account access)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(blobs.c.sha256, blobs.c.size)
+                               .where(blobs.c.id == blob_id, blobs.c.account_id == account_id)).first()
+        return (row.sha256, row.size) if row else None
+
+    def read_blob(self, account_id: str, blob_id: str) -> bytes:
+        found = self.blob_digest(account_id, blob_id)
+        if found is None:
+            raise NotFound(blob_id)
+        return self.blobs.read(found[0])
+
+    def email_blob(self, account_id: str, email_id: str) -> str:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(blobs.c.sha256).select_from(emails.join(blobs, blobs.c.id == emails.c.blob_id))
+                               .where(emails.c.id == email_id, emails.c.account_id == account_id)).first()
+        if row is None:
+            raise NotFound(email_id)
+        return row.sha256
+
+    def store_upload(self, account_id: str, data: bytes, type_: str | None) -> tuple[str, int]:
+        """Store an uploaded blob (JMAP upload): durable file, then the account's row. Returns (blob_id, size)."""
+        import time
+
+        from . import ids
+
+        digest = self.blobs.put(data)
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(blobs.c.id).where(blobs.c.account_id == account_id,
+                                                           blobs.c.sha256 == digest)).first()
+            if row:
+                return row.id, len(data)
+            blob_id = ids.mint(ids.BLOB)
+            conn.execute(sa.insert(blobs).values(id=blob_id, account_id=account_id, sha256=digest, size=len(data),
+                                                 type=type_, created_at=int(time.time())))
+        return blob_id, len(data)

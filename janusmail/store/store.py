@@ -1,0 +1,77 @@
+"""The Store: the only owner of mail state. IMAP and JMAP are two views over it.
+
+All methods are synchronous and each is one transaction; the asyncio servers call them through
+``await store.call(fn, ...)``, which runs them on the store's worker threads so the event loop never waits on
+disk. Reads may also go straight to ``store.engine`` with the tables in ``schema`` (the protocol layers
+compile their searches and fetches to SQL); writes always go through ``write()`` so the change log stays the
+single truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from . import db
+from .accounts import AccountsMixin
+from .blobs import BlobStore
+from .emails import EmailsMixin
+from .ingest import IngestMixin
+from .mailboxes import MailboxesMixin
+from .membership import MembershipMixin
+from .notifier import Notifier
+from .reads import ReadsMixin
+from .transaction import WriteTx
+
+T = TypeVar("T")
+
+
+class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsMixin, ReadsMixin):
+    def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 4) -> None:
+        self.engine = engine
+        self.sqlite = db.is_sqlite(engine)
+        self.blobs = BlobStore(blob_root, fsync=fsync)
+        self.notifier = Notifier()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        self.max_message_size = 64 * 1024 * 1024
+
+    @classmethod
+    def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True) -> Store:
+        """Open (and migrate) the store: SQLite under ``data_dir`` unless ``url`` names PostgreSQL."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        engine = db.make_engine(url or db.sqlite_url(data_dir))
+        db.migrate(engine)
+        return cls(engine, data_dir / "blobs", fsync=fsync)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.engine.dispose()
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking store method on the worker threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self, account_id: str) -> Iterator[WriteTx]:
+        """A write transaction for one account; publishes a change event after a successful commit."""
+        conn_ctx = self.engine.connect()
+        conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
+        with conn_ctx:
+            with conn.begin():
+                tx = WriteTx(self, conn, account_id)
+                yield tx
+                tx._flush()
+        self.notifier.publish(tx.event())

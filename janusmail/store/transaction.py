@@ -1,0 +1,90 @@
+"""The one write path: a transaction that bumps the account's modseq, logs changes and notifies after commit.
+
+Every write in the store (and any new write a protocol layer needs) goes through ``Store.write(account_id)``:
+
+    with store.write(account_id) as tx:
+        tx.conn.execute(...)
+        tx.log("Email", email_id, "u")
+        tx.touch_mailbox(mailbox_id)
+
+so IMAP CONDSTORE/QRESYNC, JMAP state strings and ``/changes``, IDLE and push all read one ordered log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from .model import NotFound
+from .notifier import ChangeEvent
+from .schema import accounts, changes, mailboxes
+
+if TYPE_CHECKING:
+    from .store import Store
+
+# When one transaction touches an object twice, the op that must win in the log.
+_OP_RANK = {"k": 0, "u": 1, "c": 2, "d": 3}
+
+
+class WriteTx:
+    def __init__(self, store: Store, conn: sa.Connection, account_id: str) -> None:
+        self.store = store
+        self.conn = conn
+        self.account_id = account_id
+        row = conn.execute(
+            sa.update(accounts)
+            .where(accounts.c.id == account_id)
+            .values(modseq=accounts.c.modseq + 1)
+            .returning(accounts.c.modseq)
+        ).first()
+        if row is None:
+            raise NotFound(account_id)
+        self.modseq: int = row[0]
+        self._log: dict[tuple[str, str], str] = {}
+        self._touched: set[str] = set()
+        self.kinds: set[str] = set()
+
+    def log(self, kind: str, object_id: str, op: str) -> None:
+        key = (kind, object_id)
+        old = self._log.get(key)
+        if old is None or _OP_RANK[op] > _OP_RANK[old]:
+            if old == "c" and op == "u":
+                return
+            self._log[key] = op
+        self.kinds.add(kind)
+
+    def log_many(self, kind: str, object_ids: list[str], op: str) -> None:
+        for oid in object_ids:
+            self.log(kind, oid, op)
+
+    def touch_mailbox(self, *mailbox_ids: str) -> None:
+        """Mark mailboxes whose contents changed: bumps HIGHESTMODSEQ and logs a counts-only Mailbox change."""
+        self._touched.update(mailbox_ids)
+
+    def delivery(self) -> None:
+        """A new email arrived (JMAP's EmailDelivery push type)."""
+        self.kinds.add("EmailDelivery")
+
+    def _flush(self) -> None:
+        if self._touched:
+            ids = sorted(self._touched)
+            for i in range(0, len(ids), 500):
+                self.conn.execute(
+                    sa.update(mailboxes)
+                    .where(mailboxes.c.id.in_(ids[i : i + 500]))
+                    .values(highest_modseq=self.modseq)
+                )
+            for mid in ids:
+                self.log("Mailbox", mid, "k")
+        if self._log:
+            self.conn.execute(
+                sa.insert(changes),
+                [
+                    {"account_id": self.account_id, "modseq": self.modseq, "kind": k, "object_id": oid, "op": op}
+                    for (k, oid), op in self._log.items()
+                ],
+            )
+
+    def event(self) -> ChangeEvent:
+        return ChangeEvent(self.account_id, self.modseq, frozenset(self.kinds), frozenset(self._touched))
