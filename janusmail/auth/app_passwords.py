@@ -82,7 +82,9 @@ def parse_protocols(value: str | Iterable[str]) -> frozenset[str]:
     protos = frozenset(p.strip().lower() for p in items if isinstance(p, str) and p.strip())
     unknown = protos - set(PROTOCOLS)
     if unknown:
-        raise AppPasswordError(f"unknown protocol(s): {', '.join(sorted(unknown))} (allowed: {', '.join(PROTOCOLS)})")
+        raise AppPasswordError(
+            f"unknown protocol(s): {', '.join(sorted(unknown))} (allowed: {', '.join(PROTOCOLS)})"
+        )
     if not protos:
         raise AppPasswordError("an app password needs at least one protocol")
     return protos

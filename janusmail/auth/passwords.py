@@ -117,7 +117,9 @@ class ScramSecret:
         return (self.salt, self.stored_key, self.server_key, self.iterations)
 
 
-def make_scram_secret(password: str, iterations: int = SCRAM_ITERATIONS, salt: bytes | None = None) -> ScramSecret:
+def make_scram_secret(
+    password: str, iterations: int = SCRAM_ITERATIONS, salt: bytes | None = None
+) -> ScramSecret:
     """Derive SCRAM-SHA-256 secrets; raises ``ValueError`` when SASLprep rejects the password."""
     try:
         salt_b, stored, server, i = _SCRAM.make_auth_info(password, iteration_count=iterations, salt=salt)

@@ -35,17 +35,27 @@ class ImportReport:
         return self.imported / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_folder(store: Store, account_id: str, base: list[str], folder: list[str], cache: dict, report: ImportReport) -> str:
-    path = tuple(base + folder)
+def resolve_path(store: Store, account_id: str, path: tuple[str, ...], cache: dict, report: ImportReport) -> str:
+    """Mailbox id for a path, creating missing mailboxes (and their parents) on the way."""
     if path in cache:
         return cache[path]
     mailbox = store.mailbox_by_path(account_id, list(path))
     if mailbox is None:
-        parent_id = resolve_folder(store, account_id, base, folder[:-1], cache, report) if len(path) > 1 else None
+        parent_id = resolve_path(store, account_id, path[:-1], cache, report) if len(path) > 1 else None
         mailbox = store.create_mailbox(account_id, path[-1], parent_id)
         report.mailboxes_created.append("/".join(path))
     cache[path] = mailbox.id
     return mailbox.id
+
+
+def target_path(base: list[str], folder: list[str]) -> tuple[str, ...]:
+    """Where a source folder lands: the root into ``base``; subfolders under it, or top-level when the base
+    is INBOX (Maildir++ subfolders of INBOX are top-level folders in IMAP)."""
+    if not folder:
+        return tuple(base)
+    if [p.upper() for p in base] == ["INBOX"]:
+        return tuple(folder)
+    return tuple(base + folder)
 
 
 def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX", *, show_progress: bool = True,
@@ -78,7 +88,7 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
                 report.failed[msg.error or "unreadable"] += 1
                 progress.advance(task)
                 continue
-            box = resolve_folder(store, account_id, base, msg.folder, cache, report)
+            box = resolve_path(store, account_id, target_path(base, msg.folder), cache, report)
             batch.append(IngestItem(msg.raw, (box,), msg.keywords, msg.received_at))
             if len(batch) >= batch_size:
                 n = len(batch)

@@ -72,6 +72,7 @@ def cli(ctx: click.Context, data: Path, config_path: Path | None, db: str | None
     """Janus Mail: one mailstore served over IMAP4rev2 and JMAP, with RFC 9698 JMAPACCESS."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = Ctx(data, config_path, db)
 
 

@@ -50,7 +50,7 @@ def iter_mbox(path: Path) -> Iterator[SourceMessage]:
     if size == 0:
         return
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        data = memoryview(mm)
+        data = mm  # slicing an mmap yields bytes; no exported buffers to leak
         starts: list[int] = []
         pos = 0
         if mm[:5] == b"From ":
@@ -62,7 +62,7 @@ def iter_mbox(path: Path) -> Iterator[SourceMessage]:
             starts.append(i + 1)
             pos = i + 1
         if not starts:  # not an mbox: treat the whole file as one message
-            yield SourceMessage([], bytes(data), origin=str(path))
+            yield SourceMessage([], mm[:], origin=str(path))
             return
         for n, start in enumerate(starts):
             end = starts[n + 1] if n + 1 < len(starts) else size
@@ -73,12 +73,11 @@ def iter_mbox(path: Path) -> Iterator[SourceMessage]:
             from_line = bytes(data[start:nl])
             body_start = nl + 1
             body_end = end
-            # Drop the single blank line that separates messages (LF or CRLF files).
-            if n + 1 < len(starts):
-                if data[body_end - 2 : body_end] == b"\n\n":
-                    body_end -= 1
-                elif data[body_end - 4 : body_end] == b"\r\n\r\n":
-                    body_end -= 2
+            # Drop the single blank line that follows every message in an mbox (LF or CRLF files).
+            if data[body_end - 2 : body_end] == b"\n\n":
+                body_end -= 1
+            elif data[body_end - 4 : body_end] == b"\r\n\r\n":
+                body_end -= 2
             yield SourceMessage([], bytes(data[body_start:body_end]), received_at=_from_line_date(from_line),
                                 origin=f"{path}#{n + 1}")
 

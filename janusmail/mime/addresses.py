@@ -15,10 +15,12 @@ from typing import NamedTuple
 
 from .charsets import decode_words
 
-# whitespace | quoted-string | comment start | domain literal | special | atom | any other char
+# [whitespace] then one of: quoted-string | comment start | domain literal | special | dot-atom-ish
+# run | any other char. Dots stay inside atoms: "john.q.public" is one token, which is all the
+# phrase and addr-spec builders need (they join tokens without inserting anything).
 _TOK = re.compile(
-    r'([ \t\r\n]+)|("(?:[^"\\]|\\.)*"?)|(\()|(\[[^\[\]]*\]?)|([<>@,;:.])'
-    r'|([^ \t\r\n"()<>@,;:.\[\]\\]+)|(\\.?|.)',
+    r'[ \t\r\n]*(?:("(?:[^"\\]|\\.)*"?)|(\()|(\[[^\[\]]*\]?)|([<>@,;:])'
+    r'|([^ \t\r\n"()<>@,;:\[\]\\]+)|(\\.?|[^ \t\r\n]))',
     re.S,
 )
 _UNESCAPE = re.compile(r"\\(.)", re.S)
@@ -26,6 +28,7 @@ _NEEDS_QUOTE = re.compile(r"[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.\x80-\U0010ffff]|^\.
 
 # token kinds
 _ATOM, _QUOTED, _COMMENT, _LITERAL, _SPECIAL = range(5)
+_KINDS = {3: _LITERAL, 4: _SPECIAL, 5: _ATOM, 6: _ATOM}
 
 
 class Mailbox(NamedTuple):
@@ -80,40 +83,48 @@ def _comment_end(s: str, start: int) -> int:
 def _tokens(s: str) -> list[tuple[int, str, bool]]:
     """(kind, text, preceded_by_space) triples; comments count as space and are also kept."""
     out: list[tuple[int, str, bool]] = []
+    append = out.append
+    if "(" not in s:
+        for m in _TOK.finditer(s):
+            idx = m.lastindex
+            text = m.group(idx)
+            space = m.start(idx) > m.start()
+            if idx == 1:
+                body = text[1:-1] if len(text) > 1 and text.endswith('"') else text[1:]
+                if "\\" in body:
+                    body = _UNESCAPE.sub(r"\1", body)
+                append((_QUOTED, body, space))
+            else:
+                append((_KINDS[idx], text, space))
+        return out
     pos = 0
     n = len(s)
-    space = False
+    pending_space = False
     match = _TOK.match
     while pos < n:
         m = match(s, pos)
-        if m is None:  # cannot happen (last alternative eats any char), but never loop forever
+        if m is None:  # only trailing whitespace is left
             break
         idx = m.lastindex
-        if idx == 1:
-            space = True
-            pos = m.end()
-            continue
-        if idx == 3:
-            end = _comment_end(s, pos)
-            text = s[pos + 1 : end - 1 if end <= n and s[end - 1 : end] == ")" else end]
-            out.append((_COMMENT, _UNESCAPE.sub(r"\1", text) if "\\" in text else text, space))
-            space = True
+        start = m.start(idx)
+        space = pending_space or start > pos
+        pending_space = False
+        if idx == 2:
+            end = _comment_end(s, start)
+            text = s[start + 1 : end - 1 if s[end - 1 : end] == ")" else end]
+            append((_COMMENT, _UNESCAPE.sub(r"\1", text) if "\\" in text else text, space))
+            pending_space = True
             pos = end
             continue
         text = m.group(idx)
         pos = m.end()
-        if idx == 2:
+        if idx == 1:
             body = text[1:-1] if len(text) > 1 and text.endswith('"') else text[1:]
             if "\\" in body:
                 body = _UNESCAPE.sub(r"\1", body)
-            out.append((_QUOTED, body, space))
-        elif idx == 4:
-            out.append((_LITERAL, text, space))
-        elif idx == 5:
-            out.append((_SPECIAL, text, space))
+            append((_QUOTED, body, space))
         else:
-            out.append((_ATOM, text, space))
-        space = False
+            append((_KINDS[idx], text, space))
     return out
 
 
@@ -274,7 +285,12 @@ def jmap_grouped(items: list[Mailbox | Group]) -> list[dict]:
         if isinstance(it, Group):
             loose = None
             name = unicodedata.normalize("NFC", decode_words(it.name).strip()) or None
-            out.append({"name": name, "addresses": [{"name": m.display_name(), "email": m.email()} for m in it.members]})
+            out.append(
+                {
+                    "name": name,
+                    "addresses": [{"name": m.display_name(), "email": m.email()} for m in it.members],
+                }
+            )
         else:
             if loose is None:
                 loose = []

@@ -176,4 +176,5 @@ def decode_words(value: str) -> str:
         pos = m.end()
     flush()
     out.append(value[pos:])
-    return _scrub("".join(out))
+    text = _scrub("".join(out))
+    return text.replace("\x00", "") if "\x00" in text else text

@@ -141,8 +141,8 @@ def parse_date(value: str) -> tuple[int, int] | None:
 
 def format_rfc3339(epoch: int, offset_minutes: int = 0) -> str:
     """RFC 3339 date-time in the given offset ("Z" for zero), as JMAP's Date type wants."""
-    t = _dt.datetime.fromtimestamp(epoch + offset_minutes * 60, _dt.timezone.utc)
-    base = t.strftime("%Y-%m-%dT%H:%M:%S")
+    t = _dt.datetime.fromtimestamp(epoch + offset_minutes * 60, _dt.UTC)
+    base = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
     if offset_minutes == 0:
         return base + "Z"
     sign = "+" if offset_minutes > 0 else "-"

@@ -67,6 +67,12 @@ def _decode_ext(value: str, charset: str | None) -> str:
 
 
 def param_value(params: list[list[str]], name: str) -> str | None:
+    """See _param_value; NUL is removed (it cannot go into a database text column)."""
+    v = _param_value(params, name)
+    return v.replace("\x00", "") if v and "\x00" in v else v
+
+
+def _param_value(params: list[list[str]], name: str) -> str | None:
     """The decoded value of parameter `name`: RFC 2231 (``name*``, ``name*0*``...) wins over the
     plain form; RFC 2047 words in a plain value are decoded too (Outlook writes those)."""
     name = name.lower()

@@ -200,9 +200,7 @@ class SequenceSet:
         return f"SequenceSet({self.to_string()!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, SequenceSet) and self._saved == other._saved and self._items == other._items
-        )
+        return isinstance(other, SequenceSet) and self._saved == other._saved and self._items == other._items
 
     def __hash__(self) -> int:
         return hash((self._saved, self._items))

@@ -125,7 +125,8 @@ def _as_datetime(value: datetime | int | float) -> datetime:
 
 
 def _format(dt: datetime, offset: str) -> str:
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: its %Y gives "999" rather than "0999" for early years on glibc.
+    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     if dt.microsecond:
         text += "." + f"{dt.microsecond:06d}".rstrip("0")
     return text + offset

@@ -1,0 +1,76 @@
+"""Build the one :class:`Authenticator` the server shares between IMAP, JMAP and SMTP, from the config tree.
+
+Kept apart from the classes so they stay free of the config format: tests and tools construct
+``AuthPolicy``/``TokenService`` directly, the server goes through :func:`build_authenticator`.
+
+Mapping (``janusmail.config``): every ``[auth]`` key named like an :class:`AuthPolicy` field sets it (unknown
+ones are left to the config loader); ``[imap] plaintext_auth`` is ``imap_plaintext_without_tls``. The token
+issuer is ``public_url``, the audience ``[auth] token_audience``, the key lives in ``data_dir``. An external
+issuer is configured by ``[auth] external_issuer`` with ``external_jwks_url`` or ``external_jwks_file``,
+``external_audience`` (required) and ``external_address_claim``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .authenticator import Authenticator
+from .policy import AuthPolicy
+from .tokens import ExternalIssuer, TokenService
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.config import Config
+
+
+def policy_from_config(config: Config) -> AuthPolicy:
+    """The AuthPolicy the config describes (defaults for everything it does not mention)."""
+    auth_cfg = getattr(config, "auth", None)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(AuthPolicy):
+        if auth_cfg is not None and hasattr(auth_cfg, f.name):
+            values[f.name] = getattr(auth_cfg, f.name)
+    imap_cfg = getattr(config, "imap", None)
+    if imap_cfg is not None and getattr(imap_cfg, "plaintext_auth", None) is not None:
+        values.setdefault("imap_plaintext_without_tls", imap_cfg.plaintext_auth)
+    return AuthPolicy.from_config(values)
+
+
+def external_issuers(config: Config) -> list[ExternalIssuer]:
+    auth_cfg = getattr(config, "auth", None)
+    issuer = getattr(auth_cfg, "external_issuer", None)
+    if not issuer:
+        return []
+    audience = getattr(auth_cfg, "external_audience", None)
+    if not audience:
+        raise ValueError("auth.external_issuer is set but auth.external_audience is not")
+    return [
+        ExternalIssuer(
+            issuer=issuer,
+            audience=audience,
+            jwks_url=getattr(auth_cfg, "external_jwks_url", None),
+            jwks_file=getattr(auth_cfg, "external_jwks_file", None),
+            address_claim=getattr(auth_cfg, "external_address_claim", None) or "email",
+        )
+    ]
+
+
+def build_token_service(config: Config) -> TokenService:
+    auth_cfg = getattr(config, "auth", None)
+    return TokenService(
+        config.public_url,
+        Path(config.data_dir),
+        getattr(auth_cfg, "token_audience", None),
+        external=external_issuers(config),
+    )
+
+
+def build_authenticator(config: Config, store: Any) -> Authenticator:
+    """The server's authenticator over ``store.engine``; raises ``ValueError`` on inconsistent settings."""
+    return Authenticator(
+        store.engine,
+        policy_from_config(config),
+        build_token_service(config),
+        realm=getattr(config, "hostname", None) or "Janus Mail",
+    )

@@ -1,0 +1,352 @@
+"""Incremental, sans-IO IMAP command parser: bytes in, events out.
+
+The work is split in two layers:
+
+* **Framing** (this module) finds command boundaries: lines, literal headers (``{n}``, ``{n+}``,
+  ``~{n}``), literal payloads. It enforces the size limits and, when it refuses something, skips exactly
+  what the client will still send (a non-synchronizing literal's data, the rest of the command) so the
+  connection stays usable.
+* **Grammar** (:mod:`.grammar`) parses a fully framed command into typed arguments. When a literal header
+  arrives it also checks the command so far, so a broken command is refused before its literal is read.
+
+After AUTHENTICATE, IDLE, STARTTLS and COMPRESS the parser *pauses*: following bytes stay buffered,
+because they belong to a different conversation (SASL lines, ``DONE``, a TLS handshake, compressed
+data). The session then calls :meth:`CommandParser.expect_line`, :meth:`~CommandParser.resume` or
+:meth:`~CommandParser.take_buffer`, and ``feed(b"")`` to continue.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from .events import Command, ContinuationRequest, Event, Line, ParseError
+from .grammar import parse_command
+
+__all__ = ["BARRIER_COMMANDS", "CommandParser", "decode_sasl_response"]
+
+#: Commands after which the parser stops reading until the session says how to read what follows.
+BARRIER_COMMANDS = frozenset({"AUTHENTICATE", "IDLE", "STARTTLS", "COMPRESS"})
+
+_EARLY_CHECKS = 32  # validate the prefix at the first N literals of a command (bounded re-parsing)
+_HINT_RE = re.compile(rb'([^\x00-\x20\x7f-\xff(){%*"\\+]+) ((?:[Uu][Ii][Dd] )?[A-Za-z]+)')
+_TAG_ONLY_RE = re.compile(rb'([^\x00-\x20\x7f-\xff(){%*"\\+]+) ')
+
+_COMMAND, _LITERAL, _SKIP, _DISCARD, _LINE, _LINE_DISCARD = range(6)
+
+
+def _literal_header(content: bytes) -> tuple[int, int, bool, bool] | None:
+    """If ``content`` (a line without CRLF) ends with a literal header, return
+    (start index, size, synchronizing, literal8). Sizes too large to matter come back as -1."""
+    if not content.endswith(b"}"):
+        return None
+    brace = content.rfind(b"{")
+    if brace < 0:
+        return None
+    inner = content[brace + 1 : -1]
+    sync = True
+    if inner.endswith(b"+"):
+        inner = inner[:-1]
+        sync = False
+    if not inner or not inner.isdigit():
+        return None
+    lit8 = brace > 0 and content[brace - 1] == 0x7E  # "~"
+    start = brace - 1 if lit8 else brace
+    size = int(inner) if len(inner) <= 19 else -1
+    return start, size, sync, lit8
+
+
+def _strip_eol(line: bytes) -> bytes:
+    return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+
+class CommandParser:
+    """Feed it bytes from the client; it returns :data:`~.events.Event` objects. Never raises.
+
+    ``max_line`` bounds each line of command text, ``max_literal`` each literal, ``max_command`` the whole
+    command (text plus literals; default four literals' worth), ``max_depth`` parenthesis/NOT/OR nesting.
+    """
+
+    def __init__(
+        self,
+        max_line: int = 64 * 1024,
+        max_literal: int = 64 * 1024 * 1024,
+        max_depth: int = 32,
+        *,
+        max_command: int | None = None,
+    ) -> None:
+        self.max_line = max_line
+        self.max_literal = max_literal
+        self.max_depth = max_depth
+        self.max_command = max_command if max_command is not None else max(4 * max_literal, max_line)
+        self._buf = bytearray()
+        self._pos = 0  # first unconsumed byte
+        self._scan = 0  # where to resume looking for LF
+        self._state = _COMMAND
+        self._paused = False
+        self._texts: list[bytes] = []
+        self._lits: list[tuple[bytes, bool]] = []
+        self._size = 0
+        self._need = 0
+        self._lit8 = False
+        self._chunks: list[bytes] = []
+        self._tail = b""
+
+    # -- session controls -----------------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        """True after a barrier command (or a Line) until the session calls resume/expect_line."""
+        return self._paused
+
+    @property
+    def buffered(self) -> int:
+        """Unconsumed bytes held by the parser."""
+        return len(self._buf) - self._pos
+
+    def expect_line(self) -> None:
+        """Read the next line raw and emit it as :class:`Line` (SASL response, IDLE's ``DONE``).
+        The parser pauses again after that line. Call ``feed(b"")`` to process buffered input."""
+        self._reset_command()
+        self._state = _LINE
+        self._paused = False
+
+    def resume(self) -> None:
+        """Go back to reading commands. Call ``feed(b"")`` to process buffered input."""
+        if self._state == _LINE:
+            self._state = _COMMAND
+        self._paused = False
+
+    def take_buffer(self) -> bytes:
+        """Remove and return the unconsumed input. After STARTTLS the session discards it (plaintext
+        injected before the handshake must not be executed); after COMPRESS it is compressed data."""
+        data = bytes(self._buf[self._pos :])
+        self._buf.clear()
+        self._pos = self._scan = 0
+        return data
+
+    def reject_literal(self) -> None:
+        """The session answered a :class:`ContinuationRequest` with NO/BAD instead of ``+``: forget the
+        command. A client that sent data anyway is skipped like a non-synchronizing literal."""
+        if self._state != _LITERAL:
+            return
+        early = self._chunks or self._pos < len(self._buf)
+        self._reset_command()
+        if early:
+            self._state = _SKIP
+        else:
+            self._state = _COMMAND
+            self._need = 0
+
+    # -- feeding --------------------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> list[Event]:
+        if data:
+            self._buf += data
+        events: list[Event] = []
+        try:
+            while not self._paused and self._step(events):
+                pass
+        except Exception as exc:  # a bug here must cost one command, not the connection's server task
+            self._buf.clear()
+            self._pos = self._scan = 0
+            self._reset_command()
+            self._state = _COMMAND
+            events.append(ParseError(None, f"Internal parser error ({type(exc).__name__})", "SERVERBUG"))
+        if self._pos:
+            del self._buf[: self._pos]
+            self._scan = max(0, self._scan - self._pos)
+            self._pos = 0
+        return events
+
+    def _step(self, events: list[Event]) -> bool:
+        state = self._state
+        if state == _COMMAND:
+            return self._step_command(events)
+        if state == _LITERAL or state == _SKIP:
+            return self._step_literal()
+        if state == _DISCARD or state == _LINE_DISCARD:
+            return self._step_discard(events)
+        return self._step_line(events)
+
+    # -- states ---------------------------------------------------------------------------------------
+
+    def _find_line(self) -> int:
+        nl = self._buf.find(b"\n", self._scan)
+        if nl < 0:
+            self._scan = len(self._buf)
+        return nl
+
+    def _step_command(self, events: list[Event]) -> bool:
+        nl = self._find_line()
+        if nl < 0:
+            if len(self._buf) - self._pos <= self.max_line:
+                return False
+            # An endless line: refuse now, then throw bytes away until its end.
+            events.append(
+                self._error("Command line too long", "TOOBIG", self._buf[self._pos : self._pos + 200])
+            )
+            self._tail = bytes(self._buf[-64:])
+            self._pos = self._scan = len(self._buf)
+            self._reset_command()
+            self._state = _DISCARD
+            return True
+        line = bytes(self._buf[self._pos : nl + 1])
+        self._pos = self._scan = nl + 1
+        content = _strip_eol(line)
+        if not self._texts and not content:
+            return True  # tolerate stray empty lines between commands
+        header = _literal_header(content)
+        if len(line) > self.max_line:
+            events.append(self._error("Command line too long", "TOOBIG", content))
+            self._abandon(header)
+            return True
+        text = content[: header[0]] if header else content
+        if b"\x00" in text:
+            events.append(self._error("NUL octet in command", "CLIENTBUG", content))
+            self._abandon(header)
+            return True
+        self._texts.append(text)
+        self._size += len(content)
+        if header is None:
+            result = parse_command(b"\x00".join(self._texts), self._lits, max_depth=self.max_depth)
+            self._reset_command()
+            if result is not None:
+                events.append(result)
+                if isinstance(result, Command) and result.name in BARRIER_COMMANDS:
+                    self._paused = True
+            return True
+        _, size, sync, lit8 = header
+        if size < 0 or size > self.max_literal or self._size + size > self.max_command:
+            events.append(self._error("Literal too big", "TOOBIG", self._texts[0]))
+            self._abandon(header)
+            return True
+        if len(self._lits) < _EARLY_CHECKS:
+            verdict = parse_command(
+                b"\x00".join(self._texts) + b"\x00",
+                [*self._lits, (b"", lit8)],
+                partial=True,
+                max_depth=self.max_depth,
+            )
+            if verdict is not None:
+                events.append(verdict)
+                self._abandon(header)
+                return True
+        self._size += size
+        self._need = size
+        self._lit8 = lit8
+        self._state = _LITERAL
+        if sync:
+            tag, name = self._hints(self._texts[0])
+            events.append(ContinuationRequest("Ready for literal data", tag, name, size))
+        return True
+
+    def _step_literal(self) -> bool:
+        if self._need:
+            avail = len(self._buf) - self._pos
+            if not avail:
+                return False
+            take = min(avail, self._need)
+            if self._state == _LITERAL:
+                self._chunks.append(bytes(self._buf[self._pos : self._pos + take]))
+            self._pos += take
+            self._need -= take
+            if self._need:
+                return True
+        self._scan = self._pos
+        if self._state == _LITERAL:
+            self._lits.append((b"".join(self._chunks), self._lit8))
+            self._chunks = []
+            self._state = _COMMAND
+        else:
+            self._tail = b""
+            self._state = _DISCARD  # the rest of the refused command follows the literal
+        return True
+
+    def _step_discard(self, events: list[Event]) -> bool:
+        nl = self._find_line()
+        if nl < 0:
+            if self._pos == len(self._buf):
+                return False
+            self._tail = (self._tail + bytes(self._buf[self._pos :]))[-64:]
+            self._pos = self._scan = len(self._buf)
+            return False
+        line_end = (self._tail + bytes(self._buf[self._pos : nl + 1]))[-66:]
+        self._pos = self._scan = nl + 1
+        self._tail = b""
+        if self._state == _LINE_DISCARD:
+            events.append(ParseError(None, "Line too long", "TOOBIG"))
+            self._state = _COMMAND
+            self._paused = True
+            return True
+        header = _literal_header(_strip_eol(line_end))
+        if header is not None and not header[2]:
+            self._need = header[1] if header[1] >= 0 else 2**63
+            self._state = _SKIP
+        else:
+            self._state = _COMMAND
+        return True
+
+    def _step_line(self, events: list[Event]) -> bool:
+        nl = self._find_line()
+        if nl < 0:
+            if len(self._buf) - self._pos > self.max_line:
+                self._tail = b""
+                self._pos = self._scan = len(self._buf)
+                self._state = _LINE_DISCARD
+                return True
+            return False
+        line = bytes(self._buf[self._pos : nl + 1])
+        self._pos = self._scan = nl + 1
+        self._state = _COMMAND
+        self._paused = True
+        if len(line) > self.max_line:
+            events.append(ParseError(None, "Line too long", "TOOBIG"))
+        else:
+            events.append(Line(_strip_eol(line)))
+        return True
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def _abandon(self, header: tuple[int, int, bool, bool] | None) -> None:
+        """Drop the current command. A refused non-synchronizing literal is still coming: skip it and
+        the rest of its command. After a synchronizing one the client waits for ``+`` and gives up."""
+        self._reset_command()
+        if header is not None and not header[2]:
+            self._need = header[1] if header[1] >= 0 else 2**63
+            self._state = _SKIP
+        else:
+            self._state = _COMMAND
+
+    def _reset_command(self) -> None:
+        self._texts = []
+        self._lits = []
+        self._chunks = []
+        self._size = 0
+        self._need = 0
+
+    def _error(self, text: str, code: str, fallback: bytes | bytearray) -> ParseError:
+        first = self._texts[0] if self._texts else bytes(fallback)
+        tag, name = self._hints(first)
+        return ParseError(tag, text, code, command=name)
+
+    @staticmethod
+    def _hints(first: bytes) -> tuple[str | None, str | None]:
+        m = _HINT_RE.match(first)
+        if m is not None:
+            return m.group(1).decode("ascii"), m.group(2).decode("ascii").upper()
+        m = _TAG_ONLY_RE.match(first)
+        return (m.group(1).decode("ascii") if m else None), None
+
+
+def decode_sasl_response(line: bytes) -> bytes | None:
+    """Decode an AUTHENTICATE continuation line (a :class:`Line`): None when the client cancelled
+    with ``*``; raises ValueError for invalid base64 (answer BAD)."""
+    line = line.strip(b" ")
+    if line == b"*":
+        return None
+    try:
+        return base64.b64decode(line, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("invalid base64 in SASL response") from exc

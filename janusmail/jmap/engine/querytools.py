@@ -1,0 +1,82 @@
+"""Helpers for adapters that can produce a complete ordered id list (in memory, or small tables).
+
+Why separate: a SQL-backed type windows in the database, but small types (Identity, Mailbox) and tests
+just sort a list; the RFC 8620 §5.5/§5.6 arithmetic (negative positions, anchors, clamping, the
+removed/added rules) then lives here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .adapter import AddedItem, FilterOperator
+from .errors import MethodError
+
+__all__ = ["diff_query", "matches", "window"]
+
+
+def window(
+    ids: Sequence[str], position: int, limit: int | None, anchor: str | None = None, anchor_offset: int = 0
+) -> tuple[list[str], int]:
+    """Slice a full result list as /query defines: returns ``(window_ids, resolved_position)``.
+
+    Negative position counts from the end and clamps at 0; an anchor (which overrides position) has
+    ``anchor_offset`` added and clamps at 0; a position past the end yields an empty list, not an error.
+    """
+    total = len(ids)
+    if anchor is not None:
+        try:
+            index = list(ids).index(anchor)
+        except ValueError:
+            raise MethodError("anchorNotFound") from None
+        start = max(0, index + anchor_offset)
+    elif position < 0:
+        start = max(0, total + position)
+    else:
+        start = position
+    end = total if limit is None else start + limit
+    return list(ids[start:end]), start
+
+
+def matches(filter: Any, test: Callable[[Any], bool]) -> bool:
+    """Evaluate a compiled filter tree: ``test`` judges one compiled condition; None matches everything."""
+    if filter is None:
+        return True
+    if isinstance(filter, FilterOperator):
+        results = (matches(c, test) for c in filter.conditions)
+        if filter.operator == "AND":
+            return all(results)
+        if filter.operator == "OR":
+            return any(results)
+        return not any(results)  # NOT: none of the conditions may match
+    return test(filter)
+
+
+def diff_query(
+    old_ids: Sequence[str],
+    new_ids: Sequence[str],
+    *,
+    changed: Iterable[str] = (),
+    up_to_id: str | None = None,
+    mutable: bool = True,
+) -> tuple[list[str], list[AddedItem]]:
+    """The ``removed`` and ``added`` of /queryChanges (§5.6) between two complete result lists.
+
+    ``changed`` are ids whose records changed between the states. When the filter or sort uses mutable
+    properties (``mutable``), each changed id still in the results is reported removed and re-added, since
+    its position may have moved. With only immutable properties and an ``up_to_id`` present in the new
+    results, additions past it are omitted (the client does not cache that far).
+    """
+    old_set = set(old_ids)
+    new_index = {id_: i for i, id_ in enumerate(new_ids)}
+    removed = [id_ for id_ in old_ids if id_ not in new_index]
+    moved: set[str] = set()
+    if mutable:
+        moved = {id_ for id_ in changed if id_ in new_index and id_ in old_set}
+        removed.extend(id_ for id_ in old_ids if id_ in moved)
+    added = [AddedItem(id_, i) for i, id_ in enumerate(new_ids) if id_ not in old_set or id_ in moved]
+    if not mutable and up_to_id is not None and up_to_id in new_index:
+        cut = new_index[up_to_id]
+        added = [a for a in added if a.index <= cut]
+    return removed, added

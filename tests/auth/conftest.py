@@ -1,0 +1,149 @@
+"""Fixtures for the auth tests: a migrated database on SQLite and on PostgreSQL, accounts, tokens, a clock.
+
+PostgreSQL tests use a fresh schema per test on 127.0.0.1:5432 (db ``test``, user ``postgres``). They skip when
+the server is unreachable, except under ``CI=true`` where an unreachable server is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import argon2
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from janusmail.auth import passwords
+from janusmail.auth.authenticator import Authenticator, LoginThrottle
+from janusmail.auth.policy import AuthPolicy
+from janusmail.auth.tokens import TokenService
+from janusmail.store import db, ids
+from janusmail.store.schema import accounts
+
+PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ISSUER = "https://mail.example.test"
+
+CHEAP = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2() -> Iterator[None]:
+    """Real argon2id, tiny parameters: the tests stay fast and still exercise the real code."""
+    prev = passwords.set_hasher(CHEAP)
+    yield
+    passwords.set_hasher(prev)
+
+
+_pg_state: dict[str, bool] = {}
+
+
+def _pg_reachable() -> bool:
+    if "ok" not in _pg_state:
+        try:
+            psycopg.connect(PG_DSN).close()
+            _pg_state["ok"] = True
+        except psycopg.Error:
+            _pg_state["ok"] = False
+    return _pg_state["ok"]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    if request.param == "sqlite":
+        eng = db.make_engine(f"sqlite:///{tmp_path / 'auth.sqlite3'}")
+        db.migrate(eng)
+        yield eng
+        eng.dispose()
+        return
+    if not _pg_reachable():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 and CI=true")
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    schema = f"auth_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    eng = sa.create_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        db.migrate(eng)
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+class Clock:
+    """A settable clock shared by the token service and the authenticator."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+MakeAccount = Callable[..., str]
+
+
+@pytest.fixture
+def make_account(engine: sa.Engine) -> MakeAccount:
+    """Insert an account row (as the store would) and return its id."""
+
+    def make(address: str, password: str | None = "correct horse", *, jmap_enabled: bool = True) -> str:
+        pw_hash, scram = passwords.make_credentials(password) if password is not None else (None, None)
+        account_id = ids.mint(ids.ACCOUNT)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(accounts).values(
+                    id=account_id,
+                    address=address.lower(),
+                    password_hash=pw_hash,
+                    scram_sha256=scram,
+                    jmap_enabled=jmap_enabled,
+                    created_at=int(time.time()),
+                )
+            )
+        return account_id
+
+    return make
+
+
+@pytest.fixture
+def token_service(tmp_path: Path, clock: Clock) -> TokenService:
+    return TokenService(ISSUER, tmp_path / "data", clock=clock)
+
+
+@pytest.fixture
+def make_auth(engine: sa.Engine, token_service: TokenService, clock: Clock) -> Callable[..., Authenticator]:
+    """An Authenticator under a given policy (keyword overrides of AuthPolicy), sharing engine and tokens."""
+
+    def make(**policy: object) -> Authenticator:
+        return Authenticator(
+            engine,
+            AuthPolicy(**policy),  # type: ignore[arg-type]
+            token_service,
+            clock=clock,
+            throttle=LoginThrottle(clock=clock),
+        )
+
+    return make
+
+
+@pytest.fixture
+def auth(make_auth: Callable[..., Authenticator]) -> Authenticator:
+    return make_auth()

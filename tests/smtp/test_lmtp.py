@@ -1,0 +1,58 @@
+"""LMTP delivery over a real socket with smtplib's LMTP client."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+
+from tests.mailgen import simple
+from tests.serverutil import ServerThread, make_config
+
+
+@pytest.fixture
+def server(tmp_path, db_url):  # noqa: ANN001, ANN201
+    cfg = make_config(tmp_path / "data", db_url, imap__listen=None, imap__imaps=None, jmap__listen=None)
+    cfg.lmtp.max_message_size = 200_000
+    srv = ServerThread(cfg).start()
+    srv.store.create_account("alice@example.test", "x")
+    srv.store.create_account("bob@example.test", "x")
+    yield srv
+    srv.stop()
+
+
+def inbox_messages(store, address):  # noqa: ANN001, ANN201
+    acct = store.account_by_address(address)
+    box = store.mailbox_by_path(acct.id, ["INBOX"])
+    return store.mailbox_counts(acct.id, [box.id]).get(box.id)
+
+
+def test_multi_recipient_with_one_unknown(server):
+    raw = simple(1)
+    with smtplib.LMTP("127.0.0.1", server.lmtp_port) as client:
+        client.ehlo_or_helo_if_needed()
+        client.mail("sender@example.test")
+        assert client.rcpt("alice@example.test")[0] == 250
+        code, _ = client.rcpt("nobody@example.test")
+        assert code == 550
+        assert client.rcpt("Bob@Example.test")[0] == 250
+        code, msg = client.data(raw)  # LMTP: one reply per accepted recipient (alice, then bob)
+        assert code == 250
+        assert client.getreply()[0] == 250
+    assert inbox_messages(server.store, "alice@example.test").messages == 1
+    assert inbox_messages(server.store, "bob@example.test").messages == 1
+    # Stored byte-exact after our Received line.
+    acct = server.store.account_by_address("alice@example.test")
+    email_id = server.store.changes_since(acct.id, "Email", 0)[0].object_id
+    stored = server.store.blobs.read(server.store.email_blob(acct.id, email_id))
+    assert stored.startswith(b"Received: ") and stored.endswith(raw)
+
+
+def test_per_recipient_replies_and_size_limit(server):
+    with smtplib.LMTP("127.0.0.1", server.lmtp_port) as client:
+        client.ehlo_or_helo_if_needed()
+        refused = client.sendmail("s@example.test", ["alice@example.test"], simple(2))
+        assert refused == {}
+        with pytest.raises(smtplib.SMTPException):
+            client.sendmail("s@example.test", ["alice@example.test"], b"Subject: big\r\n\r\n" + b"x" * 300_000)
+    assert inbox_messages(server.store, "alice@example.test").messages == 1
