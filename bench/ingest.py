@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from janusmail.cli.importer import import_path  # noqa: E402
 from janusmail.store.store import Store  # noqa: E402
 from tests.mailgen import corpus  # noqa: E402
-from tests.serverutil import ServerThread, make_config  # noqa: E402
+from tests.serverutil import janusmail_cmd, make_config, spawn_server  # noqa: E402
 
 PG = os.environ.get("JANUS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -49,17 +49,19 @@ def bench_import(tmp: Path, db: str | None, mbox: Path, n: int) -> float:
 
 
 def bench_lmtp(tmp: Path, db: str | None, msgs: list[bytes], senders: int = 4) -> float:
-    cfg = make_config(tmp / f"lmtp-{uuid.uuid4().hex[:6]}", db, imap__listen=None, imap__imaps=None,
-                      jmap__listen=None)
-    srv = ServerThread(cfg).start()
+    """The server runs as its own `janusmail serve` process, as in production; senders are threads here."""
+    data = tmp / f"lmtp-{uuid.uuid4().hex[:6]}"
+    janusmail_cmd(data, "user", "add", "bench@example.test", "--password", "x", db=db)
+    cfg = make_config(data, db, imap__listen=None, imap__imaps=None, jmap__listen=None)
+    proc = spawn_server(data, cfg, db)
     try:
-        srv.store.create_account("bench@example.test", "x")
+        port = int(cfg.lmtp.listen.rsplit(":", 1)[1])
         chunks = [msgs[i::senders] for i in range(senders)]
         errors: list[BaseException] = []
 
         def send(chunk: list[bytes]) -> None:
             try:
-                with smtplib.LMTP("127.0.0.1", srv.lmtp_port) as c:
+                with smtplib.LMTP("127.0.0.1", port) as c:
                     for raw in chunk:
                         c.sendmail("s@example.test", ["bench@example.test"], raw)
             except BaseException as exc:  # noqa: BLE001
@@ -76,7 +78,8 @@ def bench_lmtp(tmp: Path, db: str | None, msgs: list[bytes], senders: int = 4) -
             raise errors[0]
         return len(msgs) / dt
     finally:
-        srv.stop()
+        proc.terminate()
+        proc.wait(30)
 
 
 def pg_schema_url() -> tuple[str, sa.Engine, str]:

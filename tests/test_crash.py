@@ -25,10 +25,11 @@ def stored(data, db):  # noqa: ANN001, ANN201
     store = Store.open(data, db)
     try:
         with store.read() as conn:
-            rows = conn.execute(sa.select(blobs.c.sha256, blobs.c.size).join(emails, emails.c.blob_id == blobs.c.id)).all()
+            rows = conn.execute(sa.select(blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset)
+                                .join(emails, emails.c.blob_id == blobs.c.id)).all()
         out = {}
         for r in rows:
-            raw = store.blobs.read(r.sha256)
+            raw = store.blobs.read(r.pack, r.offset, r.size)
             assert len(raw) == r.size and hashlib.sha256(raw).hexdigest() == r.sha256
             out[r.sha256] = raw
         return out

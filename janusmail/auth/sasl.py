@@ -124,19 +124,21 @@ class Mechanism(ABC):
         self.auth = authenticator
         self.protocol = protocol
         self.done = False
+        self._started = False
         self.address: str | None = None
 
     def start(self, initial_response: bytes | None) -> Step:
         """Begin; ``initial_response`` is the SASL-IR data (``b""`` for ``=``) or ``None`` when absent."""
-        if self.done:
-            return self._finish(Failure("exchange already finished", "PROTOCOL"))
+        if self.done or self._started:
+            return self._finish(Failure("exchange already started", "PROTOCOL"))
+        self._started = True
         if initial_response is not None and len(initial_response) > MAX_RESPONSE:
             return self._finish(Failure("response too long", "PROTOCOL"))
         return self._finish(self._start(initial_response))
 
     def step(self, data: bytes) -> Step:
-        if self.done:
-            return self._finish(Failure("exchange already finished", "PROTOCOL"))
+        if self.done or not self._started:
+            return self._finish(Failure("exchange not in progress", "PROTOCOL"))
         if not isinstance(data, bytes) or len(data) > MAX_RESPONSE:
             return self._finish(Failure("response too long", "PROTOCOL"))
         return self._finish(self._step(data))

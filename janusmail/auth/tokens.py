@@ -31,7 +31,6 @@ the "audience covers JMAP" fact :meth:`TokenService.audience_covers` answers for
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -171,8 +170,13 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
                 fh.write(pem)
                 fh.flush()
                 os.fsync(fh.fileno())
-            with contextlib.suppress(FileExistsError):  # another process won the race: use its key
-                os.link(tmp, path)
+            try:
+                os.link(tmp, path)  # atomic and never overwrites: the first process to get here wins
+            except FileExistsError:
+                pass  # another process won the race: use its key
+            except OSError:  # a filesystem without hard links
+                if not path.exists():
+                    os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)

@@ -42,9 +42,11 @@ class Mailbox(NamedTuple):
 
     def email(self) -> str:
         local = self.local
+        if self.domain is None:  # not an address at all; show what was there
+            return local
         if local and _NEEDS_QUOTE.search(local):
             local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return f"{local}@{self.domain}" if self.domain is not None else local
+        return f"{local}@{self.domain}"
 
     def display_name(self) -> str | None:
         """The decoded display name for JMAP (falls back to a trailing comment)."""
@@ -136,19 +138,21 @@ def _phrase(toks: list[tuple[int, str, bool]]) -> str | None:
         if parts and sp:
             parts.append(" ")
         parts.append(text)
-    s = "".join(parts).strip()
+    s = "".join(parts).strip(" ")
     return s or None
 
 
 def _addr_spec(toks: list[tuple[int, str, bool]]) -> tuple[str, str | None, str | None]:
     """(local, domain, trailing comment) from addr-spec tokens."""
-    comment = None
+    comment = None  # only a comment after the address can stand in for a display name
     words: list[tuple[int, str, bool]] = []
     for t in toks:
         if t[0] == _COMMENT:
-            comment = t[1].strip() or comment
+            if words and comment is None:
+                comment = t[1].strip() or None
         else:
             words.append(t)
+            comment = None
     at = -1
     for i in range(len(words) - 1, -1, -1):
         if words[i][0] == _SPECIAL and words[i][1] == "@":
@@ -161,8 +165,50 @@ def _addr_spec(toks: list[tuple[int, str, bool]]) -> tuple[str, str | None, str 
     return local, domain, comment
 
 
+#: Only this much of one address header is parsed (a few hundred addresses of real mail); the
+#: parse is linear but not cheap per byte, and ingest must stay fast on hostile input.
+MAX_ADDRESS_HEADER = 32 * 1024
+
+
+_HARD = re.compile(r'["()\\:;\[\]]')
+_SIMPLE_ADDR = re.compile(r"[ \t\r\n]*([^ \t\r\n<>,@]+)@([^ \t\r\n<>,@]+)[ \t\r\n]*")
+_SIMPLE_NAMED = re.compile(r"[ \t\r\n]*([^<>,]*?)[ \t\r\n]*<([^ \t\r\n<>,@]+)@([^ \t\r\n<>,@]+)>[ \t\r\n]*")
+_FWS = re.compile(r"[ \t\r\n]+")
+
+
+def _fast(value: str) -> list[Mailbox | Group] | None:
+    """The common shapes (``a@b``, ``Name <a@b>``, comma-separated) without the tokeniser;
+    None sends anything else to the full parser."""
+    out: list[Mailbox | Group] = []
+    for item in value.split(","):
+        m = _SIMPLE_ADDR.fullmatch(item)
+        if m:
+            out.append(Mailbox(None, None, m.group(1), m.group(2), None))
+            continue
+        m = _SIMPLE_NAMED.fullmatch(item)
+        if m:
+            name = _FWS.sub(" ", m.group(1)) or None
+            out.append(Mailbox(name, None, m.group(2), m.group(3), None))
+            continue
+        if item.strip(" \t\r\n"):
+            return None
+    return out
+
+
 def parse_address_list(value: str) -> list[Mailbox | Group]:
     """Parse an address-list header value into mailboxes and groups, in order."""
+    if len(value) > MAX_ADDRESS_HEADER:
+        cut = value.rfind(",", 0, MAX_ADDRESS_HEADER)
+        value = value[: cut if cut > 0 else MAX_ADDRESS_HEADER]
+    if _HARD.search(value) is None:
+        fast = _fast(value)
+        if fast is not None:
+            return fast
+    return parse_full(value)
+
+
+def parse_full(value: str) -> list[Mailbox | Group]:
+    """The general parser (parse_address_list tries a fast path first)."""
     items: list[Mailbox | Group] = []
     group: Group | None = None
     cur: list[tuple[int, str, bool]] = []

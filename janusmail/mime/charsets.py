@@ -115,7 +115,11 @@ _B64_KEEP = re.compile(rb"[^A-Za-z0-9+/]")
 def b64decode_loose(data: bytes) -> tuple[bytes, bool]:
     """Base64-decode ignoring junk characters and bad padding; return (bytes, was_damaged)."""
     try:
-        return binascii.a2b_base64(data, strict_mode=False), False
+        return binascii.a2b_base64(data.translate(None, b" \t\r\n"), strict_mode=True), False
+    except binascii.Error:
+        pass
+    try:
+        return binascii.a2b_base64(data, strict_mode=False), True
     except binascii.Error:
         pass
     clean = _B64_KEEP.sub(b"", data)
@@ -133,34 +137,50 @@ def b64decode_loose(data: bytes) -> tuple[bytes, bool]:
 # RFC 2047 encoded word; the charset may carry an RFC 2231 "*lang" suffix.
 _EW = re.compile(r"=\?([^?\s*]+)(?:\*[^?\s]*)?\?([BbQq])\?([^?]*)\?=")
 _WS_ONLY = re.compile(r"[ \t\r\n]*")
+_WS = " \t\r\n"
+# Control characters that come out of an encoded word are dropped (RFC 8621 asText): they
+# would otherwise smuggle line breaks or NULs into a decoded header.
+_CONTROLS = dict.fromkeys([*range(0, 9), *range(10, 32), 127])
 
 
-def decode_words(value: str) -> str:
+def decode_words(value: str, strict: bool = False) -> str:
     """Decode RFC 2047 encoded words in `value`.
 
     Whitespace between adjacent encoded words is dropped (RFC 2047 §6.2), and adjacent words in
     the same charset are joined as bytes before decoding, because mailers split multi-byte
-    characters across words.
+    characters across words. With `strict` (JMAP asText), a word glued to other text, or one
+    containing white space, is left alone, as RFC 8621 requires; display names and parameters
+    are decoded leniently because real mailers put encoded words inside quotes.
     """
     if "=?" not in value:
         return value
     out: list[str] = []
     pos = 0
+    prev_end = -1
     pending: bytearray | None = None
     pending_cs = ""
 
     def flush() -> None:
         nonlocal pending
         if pending is not None:
-            out.append(decode_text(bytes(pending), pending_cs)[0])
+            out.append(decode_text(bytes(pending), pending_cs)[0].translate(_CONTROLS))
             pending = None
 
+    n = len(value)
     for m in _EW.finditer(value):
-        gap = value[pos : m.start()]
+        start, end = m.start(), m.end()
+        payload = m.group(3)
+        if strict and (
+            (start > 0 and start != prev_end and value[start - 1] not in _WS)
+            or (end < n and value[end] not in _WS and not value.startswith("=?", end))
+            or any(c in payload for c in _WS)
+        ):
+            continue
+        gap = value[pos:start]
         if pending is None or not _WS_ONLY.fullmatch(gap):
             flush()
             out.append(gap)
-        cs, enc, payload = m.group(1), m.group(2), m.group(3)
+        cs, enc = m.group(1), m.group(2)
         raw = payload.encode("utf-8", "surrogateescape")
         if enc in "Bb":
             chunk, _ = b64decode_loose(raw)
@@ -173,7 +193,7 @@ def decode_words(value: str) -> str:
             pending = bytearray()
             pending_cs = cs
         pending += chunk
-        pos = m.end()
+        pos = prev_end = end
     flush()
     out.append(value[pos:])
     text = _scrub("".join(out))

@@ -67,7 +67,9 @@ def encode_text(value: str, prop: str | None = None) -> list[str]:
     out: list[str] = []
     pending: list[str] = []
     for word in value.split(" "):
-        if word.isascii() and "=?" not in word:
+        # an empty word (a run of spaces) inside an encoded run stays in it: white space
+        # between two encoded words is dropped by decoders
+        if word.isascii() and "=?" not in word and not (pending and not word):
             if pending:
                 out.extend(_encoded_words(" ".join(pending)))
                 pending = []

@@ -103,3 +103,19 @@ def message_text(raw: bytes, part: dict) -> bytes:
     if not msg:
         return b""
     return raw[msg["body_start"] : msg["body_end"]]
+
+
+def truncate_value(text: str, max_bytes: int, html: bool = False) -> tuple[str, bool]:
+    """JMAP maxBodyValueBytes: cut `text` to at most `max_bytes` UTF-8 octets, never inside a
+    code point, and for HTML never inside a tag. Returns (value, isTruncated)."""
+    if max_bytes <= 0:
+        return text, False
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text, False
+    cut = data[:max_bytes].decode("utf-8", "ignore")  # drops only the split code point
+    if html:
+        lt = cut.rfind("<")
+        if lt > cut.rfind(">"):
+            cut = cut[:lt]
+    return cut, True

@@ -31,11 +31,16 @@ def _unfold_trim(s: str) -> str:
     return s.strip()
 
 
-def envelope_from_fields(fields: list[tuple[bytes, bytes]], parsed: dict | None = None) -> list:
+def envelope_from_fields(
+    fields: list[tuple[bytes, bytes]], parsed: dict | None = None, budget: list[int] | None = None
+) -> list:
     """``[date, subject, from, sender, reply_to, to, cc, bcc, in_reply_to, message_id]``.
 
     `parsed` (unfolded value -> parse_address_list result) lets the caller share address
-    parses with the JMAP fields, which usually read the very same header values."""
+    parses with the JMAP fields, which usually read the very same header values. `budget`
+    ([characters left]) is shared by all encapsulated messages of one message: once spent,
+    their address fields are read from the first 256 characters only, so thousands of attached
+    messages with huge To: lists cannot make one ingest take seconds."""
     first: dict[bytes, bytes] = {}
     for name, value in fields:
         ln = name.lower()
@@ -52,6 +57,11 @@ def envelope_from_fields(fields: list[tuple[bytes, bytes]], parsed: dict | None 
             if not s:
                 out.append(None)
                 continue
+            if budget is not None:
+                if budget[0] <= 0 and len(s) > 256:
+                    cut = s.rfind(",", 0, 256)
+                    s = s[: cut if cut > 0 else 256]
+                budget[0] -= len(s)
             items = parsed.get(s) if parsed is not None else None
             if items is None:
                 items = parse_address_list(s)

@@ -77,8 +77,9 @@ def as_raw(value: str) -> str:
 
 
 def as_text(value: str) -> str:
-    """Unfolded, trimmed, RFC 2047 decoded, NFC."""
-    return unicodedata.normalize("NFC", decode_words(unfold(value).strip()))
+    """RFC 8621 asText: unfolded, leading spaces removed, well-placed RFC 2047 words decoded
+    (controls they carry dropped), NFC."""
+    return unicodedata.normalize("NFC", decode_words(unfold(value).lstrip(" \t"), strict=True))
 
 
 def as_addresses(value: str) -> list[dict[str, str | None]]:

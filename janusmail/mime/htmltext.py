@@ -11,7 +11,7 @@ import html
 import re
 
 _DROP = re.compile(
-    r"<!--.*?(?:-->|\Z)|<(script|style|head|title)\b[^>]*>.*?(?:</\1\s*>|\Z)",
+    r"<!--.*?(?:-->|\Z)|<(script|style|head|title)\b[^<>]*>.*?(?:</\1\s*>|\Z)",
     re.S | re.I,
 )
 _BREAK = re.compile(

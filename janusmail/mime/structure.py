@@ -169,12 +169,17 @@ def count_lines(raw: bytes, start: int, end: int) -> int:
     return n if raw[end - 1] == 0x0A else n + 1
 
 
+#: Characters of address headers parsed in full across all encapsulated messages of one message.
+EMBEDDED_ADDRESS_BUDGET = 256 * 1024
+
+
 class _Ctx:
-    __slots__ = ("raw", "parts")
+    __slots__ = ("raw", "parts", "budget")
 
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.parts = 0
+        self.budget = [EMBEDDED_ADDRESS_BUDGET]
 
 
 def _strip_angle(s: str) -> str | None:
@@ -292,7 +297,7 @@ def _entity(
         name = param_value(dparams, "filename") if dparams else None
         if name is None and params:
             name = param_value(params, "name")
-        charset = raw_param(params, "charset") if ctype is not None else None
+        charset = ((raw_param(params, "charset") or "").strip() or None) if ctype is not None else None
         if charset is None and jtype.startswith("text/"):
             charset = "us-ascii"
         dsize = (
@@ -321,13 +326,15 @@ def parse_embedded(ctx: _Ctx, start: int, end: int, section: str, depth: int, tr
     the body of a single-part message inside part S is S.1; a multipart body's parts are S.n)."""
     from .envelope import envelope_from_fields  # local import: envelope imports structure helpers
 
-    part, fields = _entity(ctx, start, end, section, f"{section}.1", ("text", "plain"), depth, trimmed=trimmed)
+    part, fields = _entity(
+        ctx, start, end, section, f"{section}.1", ("text", "plain"), depth, trimmed=trimmed
+    )
     return {
         "header_start": start,
         "header_end": part["header_end"],
         "body_start": part["body_start"],
         "body_end": end,
-        "envelope": envelope_from_fields(fields),
+        "envelope": envelope_from_fields(fields, None, ctx.budget),
         "part": part,
     }
 

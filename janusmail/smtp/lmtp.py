@@ -68,7 +68,7 @@ class DeliveryHandler:
                 continue
             account_id, inbox_id = target
             try:
-                await self.store.call(self.store.ingest, account_id, received_line + raw, (inbox_id,))
+                await self.store.deliver(account_id, received_line + raw, (inbox_id,))
                 replies.append("250 2.0.0 Delivered")
             except TooLarge:
                 replies.append("552 5.3.4 Message too big")

@@ -1,7 +1,7 @@
 """Storing new messages: LMTP delivery, IMAP APPEND, JMAP Email/import and create, and bulk import.
 
-The order is what makes an acknowledgement safe: parse (once; the result is cached in the row), write the blob
-durably, then one transaction inserts every row. Nothing is visible until that transaction commits, and the
+The order is what makes an acknowledgement safe: parse (once; the result is cached in the row), append the
+bytes to a pack and sync, then commit the transaction that inserts every row. Nothing is visible until that transaction commits, and the
 caller acknowledges only after ``ingest_many`` returns.
 """
 
@@ -20,7 +20,7 @@ from . import ids
 from . import keywords as kwmod
 from .model import Delivered, IngestItem, NotFound, TooLarge
 from .schema import blobs, email_keywords, email_search, emails, mailboxes, messages
-from .threading import assign_thread, message_refs
+from .threading import assign_threads, message_refs
 
 #: Cache keys that only feed row columns or the search index; not stored in the cache blob.
 _ROW_ONLY = ("search_text",)
@@ -69,7 +69,6 @@ class IngestMixin:
         if not items and not prepared:
             return []
         prep = prepared if prepared is not None else [self.prepare(it) for it in items]
-        self.blobs.put_many([(p.digest, p.item.raw) for p in prep])
         now = int(time.time())
         with self.write(account_id) as tx:
             conn = tx.conn
@@ -88,11 +87,17 @@ class IngestMixin:
                         blobs.c.account_id == account_id, blobs.c.sha256.in_(digests[i:i + 500]))):
                     blob_ids[r.sha256] = r.id
             new_blobs = []
+            fresh: dict[str, bytes] = {}
             for p in prep:
-                if p.digest not in blob_ids:
-                    blob_ids[p.digest] = ids.mint(ids.BLOB)
-                    new_blobs.append({"id": blob_ids[p.digest], "account_id": account_id, "sha256": p.digest,
-                                      "size": len(p.item.raw), "type": "message/rfc822", "created_at": now})
+                if p.digest not in blob_ids and p.digest not in fresh:
+                    fresh[p.digest] = p.item.raw
+            # Bytes are durable before the rows that reference them can commit.
+            for (digest, raw), (pack, offset) in zip(fresh.items(), self.blobs.append_many(list(fresh.values())),
+                                                     strict=True):
+                blob_ids[digest] = ids.mint(ids.BLOB)
+                new_blobs.append({"id": blob_ids[digest], "account_id": account_id, "sha256": digest,
+                                  "size": len(raw), "type": "message/rfc822", "pack": pack, "offset": offset,
+                                  "created_at": now})
             if new_blobs:
                 conn.execute(sa.insert(blobs), new_blobs)
             # UIDs: one UPDATE per mailbox for the whole batch.
@@ -109,9 +114,10 @@ class IngestMixin:
                 next_uid[mid] = top - n
             email_rows, kw_rows, msg_rows, search_rows = [], [], [], []
             out: list[Delivered] = []
-            for p in prep:
+            assigned = assign_threads(conn, account_id,
+                                      [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m)
+            for p, (thread_id, created) in zip(prep, assigned, strict=True):
                 c = p.cache
-                thread_id, created = assign_thread(conn, account_id, message_refs(c), c.get("base_subject", ""), m)
                 tx.log("Thread", thread_id, "c" if created else "u")
                 email_id = ids.mint(ids.EMAIL)
                 bits, other = kwmod.split(p.kw)

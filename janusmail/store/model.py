@@ -119,6 +119,18 @@ class IngestItem:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobLocation:
+    """Where a blob's bytes are: read them with ``Store.read_location(loc, start, end)``."""
+
+    blob_id: str
+    sha256: str
+    size: int
+    pack: str
+    offset: int
+    type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ChangeEntry:
     modseq: int
     object_id: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from .model import ChangeEntry, MailboxCounts, NotFound
+from .model import BlobLocation, ChangeEntry, MailboxCounts, NotFound
 from .schema import FLAG_DRAFT, FLAG_SEEN, blobs, changes, emails, mailboxes, messages
 
 
@@ -57,40 +57,56 @@ class ReadsMixin:
                 out[r[0]] = MailboxCounts(*(int(x or 0) for x in r[1:]))
         return out
 
-    def blob_digest(self, account_id: str, blob_id: str) -> tuple[str, int] | None:
-        """(sha256, size) of one of this account's blobs; None for anything else (no cross-account access)."""
+    def blob_location(self, account_id: str, blob_id: str) -> BlobLocation | None:
+        """Where one of this account's blobs lives; None for anything else (no cross-account access)."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(blobs.c.sha256, blobs.c.size)
+            row = conn.execute(sa.select(blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset, blobs.c.type)
                                .where(blobs.c.id == blob_id, blobs.c.account_id == account_id)).first()
-        return (row.sha256, row.size) if row else None
+        return BlobLocation(blob_id, row.sha256, row.size, row.pack, row.offset, row.type) if row else None
 
-    def read_blob(self, account_id: str, blob_id: str) -> bytes:
-        found = self.blob_digest(account_id, blob_id)
-        if found is None:
+    def read_blob(self, account_id: str, blob_id: str, start: int = 0, end: int | None = None) -> bytes:
+        loc = self.blob_location(account_id, blob_id)
+        if loc is None:
             raise NotFound(blob_id)
-        return self.blobs.read(found[0])
+        return self.blobs.read(loc.pack, loc.offset, loc.size, start, end)
 
-    def email_blob(self, account_id: str, email_id: str) -> str:
+    def read_location(self, loc: BlobLocation, start: int = 0, end: int | None = None) -> bytes:
+        return self.blobs.read(loc.pack, loc.offset, loc.size, start, end)
+
+    def email_location(self, account_id: str, email_id: str) -> BlobLocation:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(blobs.c.sha256).select_from(emails.join(blobs, blobs.c.id == emails.c.blob_id))
+            row = conn.execute(sa.select(blobs.c.id, blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset,
+                                         blobs.c.type)
+                               .select_from(emails.join(blobs, blobs.c.id == emails.c.blob_id))
                                .where(emails.c.id == email_id, emails.c.account_id == account_id)).first()
         if row is None:
             raise NotFound(email_id)
-        return row.sha256
+        return BlobLocation(row.id, row.sha256, row.size, row.pack, row.offset, row.type)
+
+    def email_raw(self, account_id: str, email_id: str) -> bytes:
+        return self.read_location(self.email_location(account_id, email_id))
 
     def store_upload(self, account_id: str, data: bytes, type_: str | None) -> tuple[str, int]:
-        """Store an uploaded blob (JMAP upload): durable file, then the account's row. Returns (blob_id, size)."""
+        """Store an uploaded blob (JMAP upload): durable bytes, then the account's row. Returns (blob_id, size)."""
+        import hashlib
         import time
 
         from . import ids
 
-        digest = self.blobs.put(data)
-        with self.engine.begin() as conn:
+        digest = hashlib.sha256(data).hexdigest()
+        with self.engine.connect() as conn:
             row = conn.execute(sa.select(blobs.c.id).where(blobs.c.account_id == account_id,
                                                            blobs.c.sha256 == digest)).first()
-            if row:
-                return row.id, len(data)
-            blob_id = ids.mint(ids.BLOB)
-            conn.execute(sa.insert(blobs).values(id=blob_id, account_id=account_id, sha256=digest, size=len(data),
-                                                 type=type_, created_at=int(time.time())))
+        if row:
+            return row.id, len(data)
+        pack, offset = self.blobs.append(data)
+        blob_id = ids.mint(ids.BLOB)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(sa.insert(blobs).values(id=blob_id, account_id=account_id, sha256=digest, size=len(data),
+                                                     type=type_, pack=pack, offset=offset, created_at=int(time.time())))
+        except sa.exc.IntegrityError:  # a concurrent upload of the same bytes won
+            with self.engine.connect() as conn:
+                return conn.execute(sa.select(blobs.c.id).where(blobs.c.account_id == account_id,
+                                                                blobs.c.sha256 == digest)).scalar_one(), len(data)
         return blob_id, len(data)

@@ -81,6 +81,8 @@ blobs = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("type", sa.String(255), nullable=True),
+    sa.Column("pack", sa.String(32), nullable=False),  # where the bytes live: pack file and offset
+    sa.Column("offset", sa.BigInteger, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("account_id", "sha256", name="uq_blob_account_sha"),
 )

@@ -23,9 +23,11 @@ from . import db
 from .accounts import AccountsMixin
 from .blobs import BlobStore
 from .emails import EmailsMixin
+from .groupcommit import GroupCommitter
 from .ingest import IngestMixin
 from .mailboxes import MailboxesMixin
 from .membership import MembershipMixin
+from .model import Delivered, IngestItem
 from .notifier import Notifier
 from .reads import ReadsMixin
 from .transaction import WriteTx
@@ -41,6 +43,7 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
         self.notifier = Notifier()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
         self.max_message_size = 64 * 1024 * 1024
+        self._group = GroupCommitter(self)
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True) -> Store:
@@ -52,12 +55,18 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.blobs.close()
         self.engine.dispose()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store method on the worker threads."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
+                      received_at: int | None = None) -> Delivered:
+        """Store one message from an async server, sharing durability syncs with concurrent deliveries."""
+        return await self._group.deliver(account_id, IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at))
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -33,37 +33,52 @@ def _norm(subject: str) -> str:
     return " ".join(subject.lower().split())
 
 
-def assign_thread(conn: sa.Connection, account_id: str, refs: list[str], base_subject: str,
-                  modseq: int) -> tuple[str, bool]:
-    """Return (thread_id, created) for a message with these refs, recording its refs under that thread."""
-    found: dict[str, str] = {}
-    if refs:
-        for row in conn.execute(
-            sa.select(thread_refs.c.msgid, thread_refs.c.thread_id).where(
-                thread_refs.c.account_id == account_id, thread_refs.c.msgid.in_(refs)
-            )
-        ):
-            found[row.msgid] = row.thread_id
-    thread_id: str | None = None
-    candidates = list(dict.fromkeys(found[r] for r in refs if r in found))
-    if candidates:
+def assign_threads(conn: sa.Connection, account_id: str, messages: list[tuple[list[str], str]],
+                   modseq: int) -> list[tuple[str, bool]]:
+    """Assign threads to a batch of messages given as (refs, base_subject); returns (thread_id, created) each.
+
+    Two queries for the whole batch (known refs, their threads' subjects), then in-memory assignment in
+    order, so a later message in the batch joins the thread of an earlier one; new threads and refs are
+    inserted in bulk.
+    """
+    all_refs = list({r for refs, _ in messages for r in refs})
+    ref_thread: dict[str, str] = {}
+    for i in range(0, len(all_refs), 500):
+        for row in conn.execute(sa.select(thread_refs.c.msgid, thread_refs.c.thread_id).where(
+                thread_refs.c.account_id == account_id, thread_refs.c.msgid.in_(all_refs[i : i + 500]))):
+            ref_thread[row.msgid] = row.thread_id
+    known = list(set(ref_thread.values()))
+    subjects: dict[str, str] = {}
+    for i in range(0, len(known), 500):
+        for row in conn.execute(sa.select(threads.c.id, threads.c.base_subject).where(
+                threads.c.id.in_(known[i : i + 500]))):
+            subjects[row.id] = _norm(row.base_subject)
+    new_threads: list[dict] = []
+    new_refs: list[dict] = []
+    touched: set[str] = set()
+    out: list[tuple[str, bool]] = []
+    for refs, base_subject in messages:
         subj = _norm(base_subject)
-        rows = {r.id: r.base_subject for r in conn.execute(
-            sa.select(threads.c.id, threads.c.base_subject).where(threads.c.id.in_(candidates))
-        )}
-        for cand in candidates:
-            if cand in rows and _norm(rows[cand]) == subj:
-                thread_id = cand
-                break
-    created = thread_id is None
-    if thread_id is None:
-        thread_id = ids.mint(ids.THREAD)
-        conn.execute(sa.insert(threads).values(id=thread_id, account_id=account_id, base_subject=base_subject,
-                                               modseq=modseq))
-    else:
-        conn.execute(sa.update(threads).where(threads.c.id == thread_id).values(modseq=modseq))
-    new_refs = [r for r in refs if r not in found]
+        thread_id = next((t for t in dict.fromkeys(ref_thread[r] for r in refs if r in ref_thread)
+                          if subjects.get(t) == subj), None)
+        created = thread_id is None
+        if thread_id is None:
+            thread_id = ids.mint(ids.THREAD)
+            subjects[thread_id] = subj
+            new_threads.append({"id": thread_id, "account_id": account_id, "base_subject": base_subject,
+                                "modseq": modseq})
+        else:
+            touched.add(thread_id)
+        for r in refs:
+            if r not in ref_thread:
+                ref_thread[r] = thread_id
+                new_refs.append({"account_id": account_id, "msgid": r, "thread_id": thread_id})
+        out.append((thread_id, created))
+    if new_threads:
+        conn.execute(sa.insert(threads), new_threads)
     if new_refs:
-        conn.execute(sa.insert(thread_refs),
-                     [{"account_id": account_id, "msgid": r, "thread_id": thread_id} for r in new_refs])
-    return thread_id, created
+        conn.execute(sa.insert(thread_refs), new_refs)
+    old = [t for t in touched if t in subjects and t not in {n["id"] for n in new_threads}]
+    for i in range(0, len(old), 500):
+        conn.execute(sa.update(threads).where(threads.c.id.in_(old[i : i + 500])).values(modseq=modseq))
+    return out

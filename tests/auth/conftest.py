@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import argon2
-import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -24,8 +23,7 @@ from janusmail.auth.tokens import TokenService
 from janusmail.store import db, ids
 from janusmail.store.schema import accounts
 
-PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_URL = os.environ.get("JANUS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ISSUER = "https://mail.example.test"
 
 CHEAP = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -44,11 +42,14 @@ _pg_state: dict[str, bool] = {}
 
 def _pg_reachable() -> bool:
     if "ok" not in _pg_state:
+        probe = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3}, poolclass=sa.pool.NullPool)
         try:
-            psycopg.connect(PG_DSN).close()
+            probe.connect().close()
             _pg_state["ok"] = True
-        except psycopg.Error:
+        except sa.exc.OperationalError:
             _pg_state["ok"] = False
+        finally:
+            probe.dispose()
     return _pg_state["ok"]
 
 
@@ -147,3 +148,7 @@ def make_auth(engine: sa.Engine, token_service: TokenService, clock: Clock) -> C
 @pytest.fixture
 def auth(make_auth: Callable[..., Authenticator]) -> Authenticator:
     return make_auth()
+
+
+#: For tests of parsing and policy that touch the database only incidentally: one backend is enough.
+sqlite_only = pytest.mark.parametrize("engine", ["sqlite"], indirect=True)

@@ -11,7 +11,7 @@ from janusmail.auth import app_passwords as ap
 from janusmail.store import ids
 from janusmail.store.schema import app_passwords as table
 
-from .conftest import MakeAccount
+from .conftest import MakeAccount, sqlite_only
 
 
 def test_generated_secret_shape() -> None:
@@ -115,6 +115,7 @@ def test_names(engine: sa.Engine, make_account: MakeAccount) -> None:
             ap.create(engine, acct, bad)
 
 
+@sqlite_only
 @pytest.mark.parametrize("protocols", [[], "", "pop3", ["imap", "ftp"], ","])
 def test_bad_protocols(engine: sa.Engine, make_account: MakeAccount, protocols: object) -> None:
     acct = make_account("ann@example.test")

@@ -15,7 +15,7 @@ from janusmail.auth.policy import AuthPolicy
 from janusmail.auth.tokens import InsufficientScope, InvalidToken, TokenService
 from janusmail.store.schema import accounts
 
-from .conftest import ISSUER, Clock, MakeAccount
+from .conftest import ISSUER, Clock, MakeAccount, sqlite_only
 
 MakeAuth = Callable[..., Authenticator]
 PW = "correct horse"
@@ -39,6 +39,7 @@ def test_password_login(auth: Authenticator, make_account: MakeAccount) -> None:
     assert auth.verify_password("nobody@example.test", PW, "imap") is None
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     ("address", "secret"),
     [("ann@example.test", ""), ("ann@example.test", "x" * 2000), ("ann@example.test", "a\0b"), ("", PW),
@@ -51,6 +52,7 @@ def test_malformed_input_is_a_failure(
     assert auth.verify_password(address, secret, "imap") is None
 
 
+@sqlite_only
 def test_unknown_protocol_is_a_programming_error(auth: Authenticator) -> None:
     with pytest.raises(ValueError):
         auth.verify_password("a@b.c", "x", "pop3")
@@ -196,6 +198,7 @@ def test_http_basic_password_with_colon(auth: Authenticator, make_account: MakeA
     assert auth.http_authenticate(basic("ann@example.test", "a:b:c")) is not None
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "header",
     [None, "", "Basic", "Basic !!!!", "Basic " + base64.b64encode(b"no-colon").decode(),
@@ -223,6 +226,7 @@ def test_http_policy(make_auth: MakeAuth, make_account: MakeAccount, token_servi
     assert make_auth().http_authenticate(f"Bearer {imap_token}") is None
 
 
+@sqlite_only
 def test_www_authenticate_error(auth: Authenticator) -> None:
     out = auth.www_authenticate(InvalidToken('token "expired"'))
     assert (
@@ -267,6 +271,7 @@ def test_throttle_is_bounded(clock: Clock) -> None:
     assert len(t._pairs) == 10 and len(t._ips) == 10
 
 
+@sqlite_only
 def test_authenticator_throttle_from_policy(engine) -> None:
     auth = Authenticator(engine, AuthPolicy(login_delay_base=0.25, login_delay_max=1))
     assert auth.throttle.failed("1.1.1.1", "a@x") == 0.25

@@ -17,7 +17,7 @@ from janusmail.auth.sasl import Challenge, Failure, SaslServer, Success
 from janusmail.auth.tokens import TokenService
 from janusmail.store.schema import accounts
 
-from .conftest import ISSUER, Clock, MakeAccount
+from .conftest import ISSUER, Clock, MakeAccount, sqlite_only
 
 PW = "correct horse"
 MakeAuth = Callable[..., Authenticator]
@@ -47,6 +47,7 @@ def test_plain_without_initial_response(auth: Authenticator, make_account: MakeA
     assert isinstance(m.step(b"\0ann@example.test\0" + PW.encode()), Failure)  # finished: no second go
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "message",
     [b"\0ann@example.test\0wrong", b"\0nobody@example.test\0" + PW.encode(), b"ann@example.test\0" + PW.encode(),
@@ -104,6 +105,16 @@ def test_login_mechanism_initial_response_and_failure(auth: Authenticator, make_
     assert isinstance(m2.step(b"\xff"), Failure)
 
 
+@sqlite_only
+def test_step_order_enforced(auth: Authenticator) -> None:
+    m = mech(auth, "PLAIN")
+    assert isinstance(m.step(b"\0a\0b"), Failure) and m.done  # step before start
+    m = mech(auth, "PLAIN")
+    assert m.start(None) == Challenge(b"")
+    assert m.start(None) == Failure("exchange already started", "PROTOCOL")
+
+
+@sqlite_only
 def test_cancel(auth: Authenticator) -> None:
     m = mech(auth, "LOGIN")
     m.start(None)
@@ -170,6 +181,7 @@ def test_oauthbearer_authzid_mismatch(auth, make_account: MakeAccount, token_ser
     assert isinstance(step, Failure) and step.code == "AUTHORIZATIONFAILED"
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "message",
     [b"", b"\x01", b"n,,\x01auth=Bearer abc\x01", b"p=tls-unique,,\x01auth=Bearer abc\x01\x01",
@@ -219,6 +231,7 @@ def test_xoauth2_wrong_user(auth, make_account: MakeAccount, token_service) -> N
     assert isinstance(step, Failure) and step.code == "AUTHORIZATIONFAILED"
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "message", [b"", b"user=a@b\x01auth=Bearer x\x01", b"auth=Bearer x\x01\x01", b"user=a@b\x01\x01",
                 b"user=a@b\x01auth=Bearer x\x01extra=1\x01\x01", b"user=a@b\x01auth=Basic x\x01\x01"],
@@ -293,6 +306,7 @@ def test_scram_refused_by_policy_fails_like_a_wrong_password(make_auth: MakeAuth
     assert isinstance(step, Failure)
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "first", [b"", b"garbage", b"p=tls-unique,,n=ann@example.test,r=abc", b"n,a=ann@example.test,n=x,r=abc",
               b"n,,n=ann@example.test", b"\xff"],
@@ -312,6 +326,7 @@ def test_scram_malformed_final(auth: Authenticator, make_account: MakeAccount) -
 # --- the menu -------------------------------------------------------------------------------------------------
 
 
+@sqlite_only
 def test_mechanisms_over_tls(auth: Authenticator) -> None:
     assert SaslServer(auth).mechanisms(tls_active=True) == [
         "PLAIN",
@@ -322,6 +337,7 @@ def test_mechanisms_over_tls(auth: Authenticator) -> None:
     ]
 
 
+@sqlite_only
 def test_mechanisms_without_tls(make_auth: MakeAuth) -> None:
     auth = make_auth()
     assert SaslServer(auth).mechanisms(tls_active=False) == ["SCRAM-SHA-256"]
@@ -333,6 +349,7 @@ def test_mechanisms_without_tls(make_auth: MakeAuth) -> None:
     assert SaslServer(auth).create("PLAIN", tls_active=False) is None
 
 
+@sqlite_only
 def test_mechanisms_follow_policy(make_auth: MakeAuth, engine) -> None:
     auth = make_auth(sasl_login=False, sasl_xoauth2=False, sasl_scram=False)
     assert SaslServer(auth).mechanisms(True) == ["PLAIN", "OAUTHBEARER"]
@@ -343,6 +360,7 @@ def test_mechanisms_follow_policy(make_auth: MakeAuth, engine) -> None:
     assert SaslServer(auth).create(None, True) is None  # type: ignore[arg-type]
 
 
+@sqlite_only
 def test_smtp_rules_are_separate(make_auth: MakeAuth) -> None:
     auth = make_auth(smtp_plaintext_without_tls="always", imap_plaintext_without_tls="never")
     assert "PLAIN" in SaslServer(auth, "smtp").mechanisms(False)
@@ -362,6 +380,7 @@ def test_base64_helpers() -> None:
     assert sasl.encode_challenge(b"Username:") == base64.b64encode(b"Username:")
 
 
+@sqlite_only
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     name=st.sampled_from(sorted(sasl.MECHANISMS)),

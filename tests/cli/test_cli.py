@@ -29,7 +29,7 @@ def stored_messages(data, address):  # noqa: ANN001, ANN201
             with store.read() as conn:
                 rows = conn.execute(sa.select(messages.c.uid, emails.c.id).join(emails, emails.c.id == messages.c.email_id)
                                     .where(messages.c.mailbox_id == box.id).order_by(messages.c.uid)).all()
-            out[box.name] = [store.blobs.read(store.email_blob(acct.id, r.id)) for r in rows]
+            out[box.name] = [store.email_raw(acct.id, r.id) for r in rows]
         return out
     finally:
         store.close()

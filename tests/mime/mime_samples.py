@@ -90,9 +90,11 @@ _PARA = (
 def typical_message() -> bytes:
     """About 5 KB: a relayed newsletter-ish mail with text and HTML alternatives."""
     text = (_PARA * 8).replace("Ã©tÃ©", "été")
-    html = "<html><head><style>p{color:red}</style></head><body>" + "".join(
-        f"<p>{_PARA.replace('Ã©tÃ©', '&eacute;t&eacute;')}</p>" for _ in range(7)
-    ) + "</body></html>"
+    html = (
+        "<html><head><style>p{color:red}</style></head><body>"
+        + "".join(f"<p>{_PARA.replace('Ã©tÃ©', '&eacute;t&eacute;')}</p>" for _ in range(7))
+        + "</body></html>"
+    )
     import binascii
 
     tq = binascii.b2a_qp(crlf(text), istext=True).decode()
@@ -100,16 +102,16 @@ def typical_message() -> bytes:
     msg = f"""Return-Path: <bounce-123@lists.example.org>
 Delivered-To: alice@example.com
 Received: from mx1.example.com (mx1.example.com [192.0.2.10])
-	by mail.example.com (Postfix) with ESMTPS id 4Q1x2y3z4
-	for <alice@example.com>; Tue, 14 May 2024 09:12:33 +0200 (CEST)
+\tby mail.example.com (Postfix) with ESMTPS id 4Q1x2y3z4
+\tfor <alice@example.com>; Tue, 14 May 2024 09:12:33 +0200 (CEST)
 Received: from out.lists.example.org (out.lists.example.org [198.51.100.7])
-	by mx1.example.com (Postfix) with ESMTPS id 1A2B3C
-	for <alice@example.com>; Tue, 14 May 2024 09:12:31 +0200 (CEST)
+\tby mx1.example.com (Postfix) with ESMTPS id 1A2B3C
+\tfor <alice@example.com>; Tue, 14 May 2024 09:12:31 +0200 (CEST)
 DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=lists.example.org; s=s1;
-	h=from:to:subject:date:message-id:list-id:list-unsubscribe;
-	bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;
-	b=Qm9ndXMgc2lnbmF0dXJlIGZvciB0ZXN0aW5nIG9ubHksIG5vdCBhIHJlYWwgREtJTSBzaWduYXR1cmUu
-	 IEl0IGp1c3QgaGFzIHRvIGJlIGxvbmcgZW5vdWdoIHRvIGxvb2sgbGlrZSBvbmUu
+\th=from:to:subject:date:message-id:list-id:list-unsubscribe;
+\tbh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;
+\tb=Qm9ndXMgc2lnbmF0dXJlIGZvciB0ZXN0aW5nIG9ubHksIG5vdCBhIHJlYWwgREtJTSBzaWduYXR1cmUu
+\t IEl0IGp1c3QgaGFzIHRvIGJlIGxvbmcgZW5vdWdoIHRvIGxvb2sgbGlrZSBvbmUu
 From: =?utf-8?q?Bj=C3=B6rn_Example?= <bjorn@lists.example.org>
 To: Alice Example <alice@example.com>, "Team, All" <team@example.com>
 Cc: bob@example.com

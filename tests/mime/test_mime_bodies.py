@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tests.mime.mime_samples import RFC8621_EXAMPLE, crlf
-
 from janusmail.mime.content import find_part, part_bytes
 from janusmail.mime.parse import parse_message
+from tests.mime.mime_samples import RFC8621_EXAMPLE, crlf
 
 
 def _letters(cache: dict, raw: bytes, sections: list[str]) -> list[str]:
@@ -34,7 +33,10 @@ def _msg(body: str, ctype: str) -> bytes:
 
 
 def test_html_only_alternative_backfills_text_body():
-    raw = _msg("--x\nContent-Type: text/html\n\n<p>Only <b>html</b></p>\n--x--\n", "multipart/alternative; boundary=x")
+    raw = _msg(
+        "--x\nContent-Type: text/html\n\n<p>Only <b>html</b></p>\n--x--\n",
+        "multipart/alternative; boundary=x",
+    )
     c = parse_message(raw)
     assert c["textBody"] == ["1"] and c["htmlBody"] == ["1"] and c["attachments"] == []
     assert c["preview"] == "Only html"

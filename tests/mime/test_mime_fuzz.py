@@ -21,7 +21,25 @@ SEEDS = [
 
 # Bytes that matter to the grammar, so mutations hit interesting places often.
 _INTERESTING = st.sampled_from(
-    [b"\r\n", b"\n", b"\r", b"--", b"--b", b"--c--", b":", b";", b"=?", b"?=", b"\x00", b"\xff", b'"', b"<", b">", b"(", b" "]
+    [
+        b"\r\n",
+        b"\n",
+        b"\r",
+        b"--",
+        b"--b",
+        b"--c--",
+        b":",
+        b";",
+        b"=?",
+        b"?=",
+        b"\x00",
+        b"\xff",
+        b'"',
+        b"<",
+        b">",
+        b"(",
+        b" ",
+    ]
 )
 
 

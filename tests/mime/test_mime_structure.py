@@ -73,13 +73,17 @@ def test_nested_sections_and_slices(nested: bytes):
     root = c["part"]
     assert root["section"] == "" and [ch["section"] for ch in root["children"]] == ["1", "2", "3"]
     assert part_bytes(nested, find_part(c, "1")) == b"First part."
-    assert part_mime_header(nested, find_part(c, "1")) == b"Content-Type: text/plain; charset=us-ascii" + nl * 2
+    assert (
+        part_mime_header(nested, find_part(c, "1")) == b"Content-Type: text/plain; charset=us-ascii" + nl * 2
+    )
     msg = find_part(c, "2")
     assert msg["type"] == "message" and msg["subtype"] == "rfc822"
     assert msg["description"] == "forwarded"
     inner_hdr = message_header(nested, msg)
     assert inner_hdr.startswith(b"From: Inner") and inner_hdr.endswith(nl * 2)
-    assert message_text(nested, msg).startswith(b"--inner") and message_text(nested, msg).endswith(b"--inner--")
+    assert message_text(nested, msg).startswith(b"--inner") and message_text(nested, msg).endswith(
+        b"--inner--"
+    )
     assert part_bytes(nested, msg) == inner_hdr + message_text(nested, msg)
     assert msg["lines"] == part_bytes(nested, msg).count(b"\n") + 1
     assert part_bytes(nested, find_part(c, "2.1")) == b"inner text"
@@ -114,10 +118,10 @@ def test_envelope_fields_and_groups():
     raw = crlf(
         "Date: Tue, 14 May 2024 09:12:30 +0200\n"
         "Subject: =?utf-8?q?caf=C3=A9?=\n"
-        "From: \"Doe, John\" <john@example.com>\n"
+        'From: "Doe, John" <john@example.com>\n'
         "Reply-To: \n"
         "To: undisclosed-recipients:;\n"
-        "Cc: Team: a@x.test, \"B\" <b@x.test>;, c@y.test\n"
+        'Cc: Team: a@x.test, "B" <b@x.test>;, c@y.test\n'
         "Bcc: <@route.a,@route.b:user@host.test>\n"
         "In-Reply-To: <x@y>\n"
         "Message-ID:\n <folded@id>\n"
@@ -198,9 +202,9 @@ def test_eight_bit_headers():
         b"Content-Type: multipart/mixed; boundary=zz\r\n\r\nthe boundary never appears",
         b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\n\r\nfirst\r\n--zz\r\nContent-Type: text/html\r\n\r\nunclosed",
         b"Content-Type: multipart/mixed; boundary=zz\r\n\r\n--zz--\r\n",
-        b"Content-Type: multipart/mixed; boundary=\"\"\r\n\r\n--\r\nx\r\n----\r\n",
+        b'Content-Type: multipart/mixed; boundary=""\r\n\r\n--\r\nx\r\n----\r\n',
         b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogeA0KDQpi\r\n",
-        b"Content-Type: text/plain; charset=\"unclosed\r\n\r\nbody",
+        b'Content-Type: text/plain; charset="unclosed\r\n\r\nbody',
         b"Content-Type: /\r\nContent-Disposition: ;;;\r\nContent-Language: ,\r\n\r\nx",
         b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!! not base64 @@@=",
         b"\xff\xfe\x00\x01 binary junk \x00\r\n\r\n\x80\x81",
@@ -228,7 +232,7 @@ def test_unclosed_and_outer_boundary_ends_inner_part():
 
 def test_boundary_rules():
     raw = crlf(
-        "Content-Type: multipart/mixed; boundary=\"b\"\n\n"
+        'Content-Type: multipart/mixed; boundary="b"\n\n'
         "--b  \t\nContent-Type: text/plain\n\nkeep --b mid-line and\n--bb is not a delimiter\n"
         "--b--\n"
     )
@@ -267,7 +271,7 @@ def test_digest_children_default_to_message():
 def test_bodystructure_extension_fields():
     raw = crlf(
         "Content-Type: multipart/mixed; boundary=x\nContent-Language: en\n\n"
-        "--x\nContent-Type: TEXT/HTML; CHARSET=\"ISO-8859-1\"\nContent-ID: <c1@x>\n"
+        '--x\nContent-Type: TEXT/HTML; CHARSET="ISO-8859-1"\nContent-ID: <c1@x>\n'
         "Content-Description: a page\nContent-Language: en, de\nContent-Location: http://x/y\n"
         "Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\nContent-Disposition: inline; filename*=iso-8859-1''caf%E9.html\n"
         "Content-Transfer-Encoding: quoted-printable\n\ncaf=E9\n--x--\n"
@@ -302,7 +306,7 @@ def test_rfc2231_continuations_and_2047_names():
     raw = crlf(
         "Content-Type: multipart/mixed; boundary=x\n\n"
         "--x\nContent-Type: application/pdf;\n name*0*=utf-8''%E2%82%AC;\n name*1=\" rates.pdf\"\n\nA\n"
-        "--x\nContent-Type: application/pdf; name=\"=?utf-8?b?w6TDtsO8LnBkZg==?=\"\n\nB\n--x--\n"
+        '--x\nContent-Type: application/pdf; name="=?utf-8?b?w6TDtsO8LnBkZg==?="\n\nB\n--x--\n'
     )
     c = parse_message(raw)
     assert find_part(c, "1")["jmap"]["name"] == "€ rates.pdf"
@@ -346,7 +350,15 @@ def _tree(draw, depth=0):
         return ("message", draw(_tree(depth + 1)))
     sub = draw(st.sampled_from(["mixed", "alternative", "related"]))
     kids = draw(st.lists(_tree(depth + 1), min_size=1, max_size=3))
-    return ("multi", sub, kids, draw(_text), draw(_text), draw(st.booleans()), draw(st.sampled_from(["", " ", "\t "])))
+    return (
+        "multi",
+        sub,
+        kids,
+        draw(_text),
+        draw(_text),
+        draw(st.booleans()),
+        draw(st.sampled_from(["", " ", "\t "])),
+    )
 
 
 def _render(node, nl: str, counter: list[int]) -> str:
@@ -356,7 +368,7 @@ def _render(node, nl: str, counter: list[int]) -> str:
         return f"Content-Type: message/rfc822{nl}{nl}Subject: inner{nl}" + _render(node[1], nl, counter)
     counter[0] += 1
     b = f"bnd{counter[0]}"
-    body = f"Content-Type: multipart/{node[1]}; boundary=\"{b}\"{nl}{nl}{node[3]}{nl}"
+    body = f'Content-Type: multipart/{node[1]}; boundary="{b}"{nl}{nl}{node[3]}{nl}'
     for k in node[2]:
         body += f"--{b}{node[6]}{nl}{_render(k, nl, counter)}{nl}"
     if node[5]:  # closed; otherwise the last part runs on to the enclosing end
@@ -365,7 +377,9 @@ def _render(node, nl: str, counter: list[int]) -> str:
 
 
 def _stdlib_leaves(msg) -> list[tuple[str, bytes]]:
-    return [(p.get_content_type(), p.get_payload(decode=True) or b"") for p in msg.walk() if not p.is_multipart()]
+    return [
+        (p.get_content_type(), p.get_payload(decode=True) or b"") for p in msg.walk() if not p.is_multipart()
+    ]
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -44,7 +44,7 @@ def test_multi_recipient_with_one_unknown(server):
     # Stored byte-exact after our Received line.
     acct = server.store.account_by_address("alice@example.test")
     email_id = server.store.changes_since(acct.id, "Email", 0)[0].object_id
-    stored = server.store.blobs.read(server.store.email_blob(acct.id, email_id))
+    stored = server.store.email_raw(acct.id, email_id)
     assert stored.startswith(b"Received: ") and stored.endswith(raw)
 
 

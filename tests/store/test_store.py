@@ -116,7 +116,7 @@ def test_copy_move_keep_email_id_and_flags_are_shared(store, account):
     assert moved == [(1, 1)]
     counts = store.mailbox_counts(account.id)
     assert box.id not in counts and counts[trash.id].messages == 1
-    assert store.email_blob(account.id, d.email_id)
+    assert store.email_raw(account.id, d.email_id)
 
 
 def test_deleted_is_per_membership_and_expunge_destroys_orphans(store, account):
@@ -131,7 +131,7 @@ def test_deleted_is_per_membership_and_expunge_destroys_orphans(store, account):
     assert store.expunge(account.id, arch.id) == [1]
     assert store.changes_since(account.id, "Email", 0)[-1].op == "d"
     with pytest.raises(NotFound):
-        store.email_blob(account.id, d.email_id)
+        store.email_raw(account.id, d.email_id)
 
 
 def test_unchanged_since_reports_modified(store, account):

@@ -433,6 +433,8 @@ def parse_command(
     name: str | None = None
     try:
         tag = cur.tag()
+        if cur.at_end():
+            raise SyntaxFault("Missing command name")
         cur.sp()
         word = cur.keyword("command name")
         uid = word == "UID"

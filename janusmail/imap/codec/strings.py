@@ -27,6 +27,7 @@ _QUOTABLE_ASCII = re.compile(r"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
 _QUOTABLE_UTF8 = re.compile(r"[^\r\n\x00]*\Z")
 _QUOTABLE_ASCII_B = re.compile(rb"[\x01-\x09\x0b\x0c\x0e-\x7f]*\Z")
 _QUOTABLE_UTF8_B = re.compile(rb"[^\r\n\x00]*\Z")
+_NOT_PLAIN = re.compile(r"[^\x01-\x09\x0b\x0c\x0e-\x21\x23-\x5b\x5d-\x7f]")
 
 
 def utf8(s: str) -> bytes:
@@ -68,6 +69,8 @@ def quoted(value: str | bytes) -> bytes:
 
 def quoted_or_literal(value: str | bytes, utf8_ok: bool = False) -> bytes:
     """An IMAP ``string``: quoted when that is legal for this client, otherwise a literal."""
+    if type(value) is str and len(value) <= QUOTED_MAX and not _NOT_PLAIN.search(value):
+        return b'"%b"' % value.encode("ascii")  # the common case: plain ASCII, nothing to escape
     if isinstance(value, str):
         if len(value) <= QUOTED_MAX:
             if _QUOTABLE_ASCII.match(value):
@@ -92,8 +95,8 @@ def quoted_or_literal(value: str | bytes, utf8_ok: bool = False) -> bytes:
 
 
 def atom(value: str) -> bytes:
-    """Verbatim atom; raises ValueError if ``value`` is not a valid atom."""
-    if not _ATOM_RE.match(value):
+    """Verbatim atom or flag (``\\Seen``, ``\\*``); raises ValueError for anything else."""
+    if not (_ATOM_RE.match(value[1:] if value.startswith("\\") else value) or value == "\\*"):
         raise ValueError(f"not an atom: {value!r}")
     return value.encode("ascii")
 
@@ -109,6 +112,8 @@ def nstring(value: str | bytes | None, utf8_ok: bool = False) -> bytes:
     """``NIL`` for None, else a string (never an atom)."""
     if value is None:
         return b"NIL"
+    if type(value) is str and len(value) <= QUOTED_MAX and not _NOT_PLAIN.search(value):
+        return b'"%b"' % value.encode("ascii")
     return quoted_or_literal(value, utf8_ok)
 
 

@@ -34,20 +34,39 @@ def _addresses(value: Sequence[Sequence[Any]] | None, utf8_ok: bool) -> bytes:
         return b"NIL"
     out = []
     for addr in value:
-        fields = list(addr)[:4]
-        fields += [None] * (4 - len(fields))
-        out.append(b"(" + b" ".join(nstring(f, utf8_ok) for f in fields) + b")")
+        if len(addr) == 4:
+            name, adl, mailbox, host = addr
+        else:
+            name, adl, mailbox, host = (list(addr)[:4] + [None] * 4)[:4]
+        out.append(
+            b"(%b %b %b %b)"
+            % (
+                nstring(name, utf8_ok),
+                nstring(adl, utf8_ok),
+                nstring(mailbox, utf8_ok),
+                nstring(host, utf8_ok),
+            )
+        )
     return b"(" + b"".join(out) + b")"
 
 
 def envelope(env: Sequence[Any], utf8_ok: bool = False) -> bytes:
     """``(date subject from sender reply-to to cc bcc in-reply-to message-id)``."""
-    fields = list(env)[:10]
-    fields += [None] * (10 - len(fields))
-    parts = [nstring(fields[0], utf8_ok), nstring(fields[1], utf8_ok)]
-    parts += [_addresses(fields[i], utf8_ok) for i in range(2, 8)]
-    parts += [nstring(fields[8], utf8_ok), nstring(fields[9], utf8_ok)]
-    return b"(" + b" ".join(parts) + b")"
+    if len(env) != 10:
+        env = (list(env)[:10] + [None] * 10)[:10]
+    date, subject, from_, sender, reply_to, to, cc, bcc, in_reply_to, message_id = env
+    return b"(%b %b %b %b %b %b %b %b %b %b)" % (
+        nstring(date, utf8_ok),
+        nstring(subject, utf8_ok),
+        _addresses(from_, utf8_ok),
+        _addresses(sender, utf8_ok),
+        _addresses(reply_to, utf8_ok),
+        _addresses(to, utf8_ok),
+        _addresses(cc, utf8_ok),
+        _addresses(bcc, utf8_ok),
+        nstring(in_reply_to, utf8_ok),
+        nstring(message_id, utf8_ok),
+    )
 
 
 def _params(value: Sequence[Sequence[Any]] | None, utf8_ok: bool) -> bytes:

@@ -257,7 +257,20 @@ class Engine:
 
     @staticmethod
     def serialize(response: dict[str, Any]) -> bytes:
-        return orjson.dumps(response)
+        """orjson bytes. A handler that returned something JSON cannot hold (a set, 255+ levels) costs only
+        its own response, which becomes serverFail, rather than the whole request."""
+        try:
+            return orjson.dumps(response)
+        except orjson.JSONEncodeError:
+            fixed = []
+            for name, args, call_id in response["methodResponses"]:
+                try:
+                    orjson.dumps(args)
+                except orjson.JSONEncodeError:
+                    log.error("JMAP response %s (call %r) is not serialisable", name, call_id)
+                    name, args = "error", {"type": "serverFail"}
+                fixed.append([name, args, call_id])
+            return orjson.dumps({**response, "methodResponses": fixed})
 
     async def _make_ctx(self, info: CallInfo) -> CallContext:
         factory = info.request.ctx_factory

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from tests.imap.codec.imap_codec_util import bad, cmd
 
 from janusmail.imap.codec import (
     NO_ARGS,
@@ -30,6 +29,7 @@ from janusmail.imap.codec import (
     SetQuotaArgs,
     StatusArgs,
 )
+from tests.imap.codec.imap_codec_util import bad, cmd
 
 NO_ARG_COMMANDS = [
     "CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "IDLE", "CHECK", "CLOSE", "UNSELECT", "NAMESPACE",
@@ -128,7 +128,9 @@ def test_select_and_examine() -> None:
     assert c.args == SelectArgs(
         "INBOX", qresync=QResync(67890007, 20050715194045000, SequenceSet.parse("41,43:211,214:541"))
     )
-    c = cmd("B02 SELECT INBOX (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9000,9990:9999 15000,22500,27000,29970,29973,29976,29979,29982,29985,29988,29991,29994,29997)))")
+    c = cmd(
+        "B02 SELECT INBOX (QRESYNC (67890007 90060115194045000 1:29997 (5000,7500,9000,9990:9999 15000,22500,27000,29970,29973,29976,29979,29982,29985,29988,29991,29994,29997)))"
+    )
     q = c.args.qresync
     assert q is not None and q.seq_match is not None
     assert q.seq_match[0].to_string() == "5000,7500,9000,9990:9999"
@@ -179,7 +181,9 @@ def test_list_basic() -> None:
 
 
 def test_list_extended() -> None:
-    c = cmd('a LIST (SUBSCRIBED RECURSIVEMATCH) "" (% "Other/*") RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES UNSEEN MAILBOXID))')
+    c = cmd(
+        'a LIST (SUBSCRIBED RECURSIVEMATCH) "" (% "Other/*") RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES UNSEEN MAILBOXID))'
+    )
     assert c.args == ListArgs(
         "",
         ("%", "Other/*"),
@@ -217,10 +221,22 @@ def test_list_errors(line: str) -> None:
 
 def test_lsub_namespace_status() -> None:
     assert cmd('a LSUB "" news.*').args == LsubArgs("", "news.*")
-    c = cmd("a STATUS blurdybloop (UIDNEXT MESSAGES deleted SIZE MAILBOXID HIGHESTMODSEQ RECENT UNSEEN UIDVALIDITY)")
+    c = cmd(
+        "a STATUS blurdybloop (UIDNEXT MESSAGES deleted SIZE MAILBOXID HIGHESTMODSEQ RECENT UNSEEN UIDVALIDITY)"
+    )
     assert c.args == StatusArgs(
         "blurdybloop",
-        ("UIDNEXT", "MESSAGES", "DELETED", "SIZE", "MAILBOXID", "HIGHESTMODSEQ", "RECENT", "UNSEEN", "UIDVALIDITY"),
+        (
+            "UIDNEXT",
+            "MESSAGES",
+            "DELETED",
+            "SIZE",
+            "MAILBOXID",
+            "HIGHESTMODSEQ",
+            "RECENT",
+            "UNSEEN",
+            "UIDVALIDITY",
+        ),
     )
     assert bad("a STATUS x ()").command == "STATUS"
     assert bad("a STATUS x (BOGUS)").command == "STATUS"
@@ -255,7 +271,9 @@ def test_multiappend() -> None:
     c = cmd(data)
     msgs = c.args.messages
     assert [m.data for m in msgs] == [b"msg1", b"msg2", b"msg3", b"msg4"]
-    assert msgs[0].flags == ("\\Seen",) and msgs[1].date is not None and msgs[2].flags == ("\\Draft", "$Label")
+    assert (
+        msgs[0].flags == ("\\Seen",) and msgs[1].date is not None and msgs[2].flags == ("\\Draft", "$Label")
+    )
     assert msgs[2].binary and msgs[3].utf8
 
 
@@ -310,7 +328,7 @@ def test_compress_and_quota() -> None:
     assert cmd("a COMPRESS deflate").args == CompressArgs("DEFLATE")
     assert cmd('a GETQUOTA ""').args == QuotaRootArgs("")
     assert cmd("a GETQUOTAROOT inbox").args == MailboxArgs("INBOX")
-    assert cmd("a SETQUOTA \"\" (STORAGE 512 message 100)").args == SetQuotaArgs(
+    assert cmd('a SETQUOTA "" (STORAGE 512 message 100)').args == SetQuotaArgs(
         "", (("STORAGE", 512), ("MESSAGE", 100))
     )
     assert bad("a COMPRESS").command == "COMPRESS"

@@ -181,7 +181,7 @@ def test_invalid_bytes_for_charset_are_bad() -> None:
         "0",
         "1:0",
         "1,,2",
-        "MODSEQ \"/flags/\\\\seen\" bogus 5",
+        'MODSEQ "/flags/\\\\seen" bogus 5',
         "SEEN  FLAGGED",
         "OLDER 0",
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import pytest
 
 from janusmail.jmap.engine import CORE, CallContext, Engine, MethodError, StaticAccounts
@@ -69,7 +70,11 @@ async def run(engine: Engine, calls: list[list[Any]], **kw: Any) -> dict[str, An
 
 
 ACCOUNTS = StaticAccounts(
-    {"A": AccountAccess(), "R": AccountAccess(read_only=True), "N": AccountAccess(capabilities=frozenset({CORE}))}
+    {
+        "A": AccountAccess(),
+        "R": AccountAccess(read_only=True),
+        "N": AccountAccess(capabilities=frozenset({CORE})),
+    }
 )
 
 
@@ -136,7 +141,11 @@ async def test_result_reference_resolution() -> None:
         engine,
         [
             ["Core/echo", {"list": [{"ids": ["a", "b"]}, {"ids": ["c"]}], "x": 1}, "e"],
-            ["X/record", {"#ids": {"resultOf": "e", "name": "Core/echo", "path": "/list/*/ids"}, "y": 2}, "r"],
+            [
+                "X/record",
+                {"#ids": {"resultOf": "e", "name": "Core/echo", "path": "/list/*/ids"}, "y": 2},
+                "r",
+            ],
         ],
     )
     assert out["methodResponses"][1][1]["got"] == {"ids": ["a", "b", "c"], "y": 2}
@@ -186,8 +195,13 @@ async def test_reference_to_a_later_or_failed_call() -> None:
     ref = {"resultOf": "f", "name": "X/fail", "path": "/x"}
     out = await run(engine, [["X/fail", {}, "f"], ["X/record", {"#x": ref}, "r"]])
     assert out["methodResponses"][1][1]["type"] == "invalidResultReference"  # first response is "error"
-    out = await run(engine, [["X/record", {"#x": {"resultOf": "later", "name": "Core/echo", "path": ""}}, "r"],
-                             ["Core/echo", {}, "later"]])
+    out = await run(
+        engine,
+        [
+            ["X/record", {"#x": {"resultOf": "later", "name": "Core/echo", "path": ""}}, "r"],
+            ["Core/echo", {}, "later"],
+        ],
+    )
     assert out["methodResponses"][0][1]["type"] == "invalidResultReference"
 
 
@@ -217,8 +231,13 @@ async def test_created_ids_round_trip() -> None:
     engine, _ = make_engine()
     out = await run(
         engine,
-        [["X/create", {"cid": "k2", "id": "M2"}, "a"], ["X/resolve", {"ref": "#k1"}, "b"],
-         ["X/resolve", {"ref": "#k2"}, "c"], ["X/resolve", {"ref": "#nope"}, "d"], ["X/resolve", {"ref": "M9"}, "e"]],
+        [
+            ["X/create", {"cid": "k2", "id": "M2"}, "a"],
+            ["X/resolve", {"ref": "#k1"}, "b"],
+            ["X/resolve", {"ref": "#k2"}, "c"],
+            ["X/resolve", {"ref": "#nope"}, "d"],
+            ["X/resolve", {"ref": "M9"}, "e"],
+        ],
         createdIds={"k1": "M1"},
     )
     assert out["createdIds"] == {"k1": "M1", "k2": "M2"}
@@ -299,3 +318,15 @@ def test_registry() -> None:
     assert {CORE, X} <= engine.capabilities
     engine.add_capability("urn:x:marker")
     assert "urn:x:marker" in engine.capabilities
+
+
+async def test_unserialisable_response_costs_only_that_call() -> None:
+    engine = Engine()
+
+    async def bad(ctx: CallContext, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        return [("X/bad", {"value": {1, 2}})]  # a set is not JSON
+
+    engine.register("X/bad", X, bad)
+    body = b'{"using":["urn:ietf:params:jmap:core","urn:example:x"],"methodCalls":[["X/bad",{},"a"],["Core/echo",{"k":1},"b"]]}'
+    out = orjson.loads(await engine.handle(body))
+    assert out["methodResponses"] == [["error", {"type": "serverFail"}, "a"], ["Core/echo", {"k": 1}, "b"]]

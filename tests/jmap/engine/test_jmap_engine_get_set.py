@@ -32,7 +32,9 @@ async def test_get_extra_argument(h: Any) -> None:
     (a,) = await h.create_notes("one", body="hello world")
     res = await h.ok("Note/get", {"accountId": "A1", "ids": [a], "properties": ["body"], "bodyMaxLength": 5})
     assert res["list"][0]["body"] == "hello"
-    assert await h.error("Note/get", {"accountId": "A1", "ids": [a], "bodyMaxLength": -1}) == "invalidArguments"
+    assert (
+        await h.error("Note/get", {"accountId": "A1", "ids": [a], "bodyMaxLength": -1}) == "invalidArguments"
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,8 +120,10 @@ async def test_create_errors(h: Any, obj: Any, error: str, properties: list[str]
 
 async def test_over_quota(h: Any) -> None:
     h.notes.quota = 2
-    res = await h.ok("Note/set", {"accountId": "A1", "create": {"a": {"title": "1"}, "b": {"title": "2"},
-                                                                  "c": {"title": "3"}}})
+    res = await h.ok(
+        "Note/set",
+        {"accountId": "A1", "create": {"a": {"title": "1"}, "b": {"title": "2"}, "c": {"title": "3"}}},
+    )
     assert sorted(res["created"]) == ["a", "b"]
     assert res["notCreated"] == {"c": {"type": "overQuota"}}
 
@@ -128,7 +132,10 @@ async def test_creates_are_ordered_by_their_references(h: Any) -> None:
     # "child" comes first in the map but references "parent", created in the same call.
     res = await h.ok(
         "Note/set",
-        {"accountId": "A1", "create": {"child": {"title": "c", "parentId": "#parent"}, "parent": {"title": "p"}}},
+        {
+            "accountId": "A1",
+            "create": {"child": {"title": "c", "parentId": "#parent"}, "parent": {"title": "p"}},
+        },
     )
     assert res["notCreated"] is None
     parent = res["created"]["parent"]["id"]
@@ -139,7 +146,10 @@ async def test_creates_are_ordered_by_their_references(h: Any) -> None:
 async def test_reference_cycle_fails_cleanly(h: Any) -> None:
     res = await h.ok(
         "Note/set",
-        {"accountId": "A1", "create": {"a": {"title": "a", "parentId": "#b"}, "b": {"title": "b", "parentId": "#a"}}},
+        {
+            "accountId": "A1",
+            "create": {"a": {"title": "a", "parentId": "#b"}, "b": {"title": "b", "parentId": "#a"}},
+        },
     )
     # Whichever runs first cannot resolve its parent, so the other's parent never exists either.
     assert res["created"] is None
@@ -150,8 +160,15 @@ async def test_created_ids_across_calls_and_in_response(h: Any) -> None:
     out = await h.request(
         [
             ["Note/set", {"accountId": "A1", "create": {"k1": {"title": "first"}}}, "0"],
-            ["Note/set", {"accountId": "A1", "create": {"k2": {"title": "second", "parentId": "#k1"}},
-                          "update": {"#k1": {"title": "renamed"}}}, "1"],
+            [
+                "Note/set",
+                {
+                    "accountId": "A1",
+                    "create": {"k2": {"title": "second", "parentId": "#k1"}},
+                    "update": {"#k1": {"title": "renamed"}},
+                },
+                "1",
+            ],
             ["Note/set", {"accountId": "A1", "destroy": ["#k2"]}, "2"],
         ],
         created_ids={"k0": "Nold"},
@@ -230,9 +247,9 @@ async def test_update_not_found_will_destroy_and_destroy_errors(h: Any) -> None:
 async def test_if_in_state(h: Any) -> None:
     await h.create_notes("a")
     state = (await h.ok("Note/get", {"accountId": "A1", "ids": []}))["state"]
-    assert await h.error("Note/set", {"accountId": "A1", "ifInState": "999", "create": {"k": {"title": "x"}}}) == (
-        "stateMismatch"
-    )
+    assert await h.error(
+        "Note/set", {"accountId": "A1", "ifInState": "999", "create": {"k": {"title": "x"}}}
+    ) == ("stateMismatch")
     assert len(h.store.account("A1").records) == 1  # nothing changed
     res = await h.ok("Note/set", {"accountId": "A1", "ifInState": state, "create": {"k": {"title": "x"}}})
     assert res["oldState"] == state and res["created"]
@@ -261,7 +278,9 @@ async def test_set_request_too_large_and_argument_errors(make_harness: Any) -> N
 
 
 async def test_set_read_only_account(h: Any) -> None:
-    assert await h.error("Note/set", {"accountId": "RO", "create": {"k": {"title": "x"}}}) == "accountReadOnly"
+    assert (
+        await h.error("Note/set", {"accountId": "RO", "create": {"k": {"title": "x"}}}) == "accountReadOnly"
+    )
 
 
 async def test_unexpected_exception_rolls_back_and_is_server_fail(h: Any, monkeypatch: Any) -> None:
@@ -290,15 +309,21 @@ async def test_unexpected_exception_rolls_back_and_is_server_fail(h: Any, monkey
 async def test_singleton_type(h: Any) -> None:
     res = await h.ok(
         "Prefs/set",
-        {"accountId": "A1", "create": {"k": {"theme": "x"}}, "update": {"singleton": {"theme": "dark"}},
-         "destroy": ["singleton"]},
+        {
+            "accountId": "A1",
+            "create": {"k": {"theme": "x"}},
+            "update": {"singleton": {"theme": "dark"}},
+            "destroy": ["singleton"],
+        },
     )
     assert res["notCreated"]["k"]["type"] == "singleton"
     assert res["notDestroyed"]["singleton"]["type"] == "singleton"
     assert res["notUpdated"]["singleton"]["type"] == "willDestroy"
     res = await h.ok("Prefs/set", {"accountId": "A1", "update": {"singleton": {"theme": "dark"}}})
     assert res["updated"] == {"singleton": None}
-    assert (await h.ok("Prefs/get", {"accountId": "A1", "ids": None}))["list"] == [{"id": "singleton", "theme": "dark"}]
+    assert (await h.ok("Prefs/get", {"accountId": "A1", "ids": None}))["list"] == [
+        {"id": "singleton", "theme": "dark"}
+    ]
 
 
 # -- /copy ---------------------------------------------------------------------------------------------
@@ -308,8 +333,11 @@ async def test_copy_between_accounts(h: Any) -> None:
     (src,) = await h.create_notes("orig", body="text")
     out = await h.request(
         [
-            ["Note/copy", {"fromAccountId": "A1", "accountId": "A2",
-                           "create": {"c1": {"id": src, "title": "copied"}}}, "0"],
+            [
+                "Note/copy",
+                {"fromAccountId": "A1", "accountId": "A2", "create": {"c1": {"id": src, "title": "copied"}}},
+                "0",
+            ],
             ["Note/get", {"accountId": "A2", "ids": ["#c1"], "properties": ["title", "body"]}, "1"],
         ],
         created_ids={},
@@ -326,8 +354,18 @@ async def test_copy_between_accounts(h: Any) -> None:
 async def test_copy_with_destroy_original_emits_implicit_set(h: Any) -> None:
     a, b = await h.create_notes("a", "b")
     out = await h.request(
-        [["Note/copy", {"fromAccountId": "A1", "accountId": "A2", "onSuccessDestroyOriginal": True,
-                        "create": {"c1": {"id": a}, "c2": {"id": "Nnothere"}}}, "0"]]
+        [
+            [
+                "Note/copy",
+                {
+                    "fromAccountId": "A1",
+                    "accountId": "A2",
+                    "onSuccessDestroyOriginal": True,
+                    "create": {"c1": {"id": a}, "c2": {"id": "Nnothere"}},
+                },
+                "0",
+            ]
+        ]
     )
     (name1, copy_res, id1), (name2, set_res, id2) = out["methodResponses"]
     assert (name1, name2, id1, id2) == ("Note/copy", "Note/set", "0", "0")
@@ -339,8 +377,19 @@ async def test_copy_with_destroy_original_emits_implicit_set(h: Any) -> None:
 async def test_copy_destroy_from_if_in_state_mismatch(h: Any) -> None:
     (a,) = await h.create_notes("a")
     out = await h.request(
-        [["Note/copy", {"fromAccountId": "A1", "accountId": "A2", "onSuccessDestroyOriginal": True,
-                        "destroyFromIfInState": "999", "create": {"c1": {"id": a}}}, "0"]]
+        [
+            [
+                "Note/copy",
+                {
+                    "fromAccountId": "A1",
+                    "accountId": "A2",
+                    "onSuccessDestroyOriginal": True,
+                    "destroyFromIfInState": "999",
+                    "create": {"c1": {"id": a}},
+                },
+                "0",
+            ]
+        ]
     )
     assert out["methodResponses"][1] == ["error", {"type": "stateMismatch"}, "0"]
     assert a in h.store.account("A1").records
@@ -375,8 +424,11 @@ async def test_copy_record_errors(h: Any) -> None:
     (a,) = await h.create_notes("a")
     res = await h.ok(
         "Note/copy",
-        {"fromAccountId": "A1", "accountId": "A2",
-         "create": {"x": {"title": "no id"}, "y": {"id": a, "size": 5}, "z": "nope"}},
+        {
+            "fromAccountId": "A1",
+            "accountId": "A2",
+            "create": {"x": {"title": "no id"}, "y": {"id": a, "size": 5}, "z": "nope"},
+        },
     )
     assert res["notCreated"]["x"]["properties"] == ["id"]
     assert res["notCreated"]["y"]["properties"] == ["size"]

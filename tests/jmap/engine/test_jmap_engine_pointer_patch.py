@@ -43,7 +43,18 @@ def test_pointer_evaluation(pointer: str, expected: Any) -> None:
 
 @pytest.mark.parametrize(
     "pointer",
-    ["ids", "/nope", "/ids/2", "/ids/01", "/ids/-", "/ids/x", "/ids/0/deeper", "/list/*/nope", "/a~2b", "/a~"],
+    [
+        "ids",
+        "/nope",
+        "/ids/2",
+        "/ids/01",
+        "/ids/-",
+        "/ids/x",
+        "/ids/0/deeper",
+        "/list/*/nope",
+        "/a~2b",
+        "/a~",
+    ],
 )
 def test_pointer_failures(pointer: str) -> None:
     with pytest.raises(PointerError):
@@ -113,7 +124,9 @@ def test_prefix_means_path_prefix_not_string_prefix() -> None:
 
 keys = st.text(alphabet="ab/~$", min_size=0, max_size=3)
 leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=3)
-values = st.recursive(leaves, lambda c: st.lists(c, max_size=2) | st.dictionaries(keys, c, max_size=3), max_leaves=8)
+values = st.recursive(
+    leaves, lambda c: st.lists(c, max_size=2) | st.dictionaries(keys, c, max_size=3), max_leaves=8
+)
 objects = st.dictionaries(keys, values, max_size=5)
 
 

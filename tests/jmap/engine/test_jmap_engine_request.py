@@ -121,7 +121,9 @@ async def test_engine_enforces_max_calls_even_for_prebuilt_requests() -> None:
 async def test_handle_round_trip_bytes() -> None:
     engine = Engine()
     out = orjson.loads(
-        await engine.handle(b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{"x":[1]},"e"]]}')
+        await engine.handle(
+            b'{"using":["urn:ietf:params:jmap:core"],"methodCalls":[["Core/echo",{"x":[1]},"e"]]}'
+        )
     )
     assert out == {"methodResponses": [["Core/echo", {"x": [1]}, "e"]], "sessionState": ""}
 
@@ -131,8 +133,10 @@ async def test_handle_round_trip_bytes() -> None:
 json_leaf = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
 json_value = st.recursive(
     json_leaf,
-    lambda children: st.lists(children, max_size=4)
-    | st.lists(st.tuples(st.text(alphabet='ab:"\\/{}[],', max_size=3), children), max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(st.tuples(st.text(alphabet='ab:"\\/{}[],', max_size=3), children), max_size=4)
+    ),
     max_leaves=25,
 )
 
@@ -174,3 +178,12 @@ def test_arbitrary_bytes_never_crash(body: bytes) -> None:
         parse_request(body)
     except ProblemDetails as p:
         assert p.type.startswith(P)
+
+
+def test_too_deep_nesting_is_refused_cleanly() -> None:
+    deep = b"[" * 300 + b"]" * 300
+    body = b'{"using":[],"methodCalls":[["Core/echo",{"x":' + deep + b'},"c"]]}'
+    p = problem(body)
+    assert p.type == P + "notRequest" and "nested" in p.detail
+    ok = b"[" * 100 + b"]" * 100
+    parse_request(b'{"using":[],"methodCalls":[["Core/echo",{"x":' + ok + b'},"c"]]}')

@@ -70,6 +70,8 @@ def upgrade() -> None:
     sa.Column('sha256', sa.String(length=64), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('type', sa.String(length=255), nullable=True),
+    sa.Column('pack', sa.String(length=32), nullable=False),
+    sa.Column('offset', sa.BigInteger(), nullable=False),
     sa.Column('created_at', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
