@@ -73,6 +73,7 @@ def cli(ctx: click.Context, data: Path, config_path: Path | None, db: str | None
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)  # aiosmtpd per-command chatter
     ctx.obj = Ctx(data, config_path, db)
 
 

@@ -26,7 +26,8 @@ Cache shape (parse_message):
   parser hit an internal error and stored a minimal fallback).
 
 Part dict: section ("" for a multipart root, "1" for a single-part message's body, "1.2"...),
-  type/subtype (lowercase, as IMAP should show them), params [[k, v]] (raw; text parts always
+  type/subtype (lowercase; IMAP view: a multipart without usable boundary reads as text/plain,
+  an encoded message/rfc822 as application/octet-stream, jmap.type keeps the header's), params [[k, v]] (raw; text parts always
   carry a charset), id, description, encoding (upper case), size (encoded octets), lines
   (text/* and message/rfc822), md5, disposition [type, params] | None, language [..] | None,
   location, header_start/header_end (= body_start)/body_end (byte offsets into the raw

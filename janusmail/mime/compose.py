@@ -105,11 +105,16 @@ def _address(addr: dict, prop: str | None) -> str:
 
 
 def encode_addresses(addrs: list, prop: str | None = None) -> list[str]:
-    """Address list items (each item becomes one comma-separated element)."""
+    """Words of an address list; a fold may go between any two (FWS is allowed between the
+    words of a phrase, inside a quoted string, and before the angle-addr)."""
     if not isinstance(addrs, list):
         raise ComposeError("expected a list of EmailAddress", prop)
     items = [_address(a, prop) for a in addrs]
-    return [x + "," for x in items[:-1]] + items[-1:]
+    return _words([x + "," for x in items[:-1]] + items[-1:])
+
+
+def _words(items: list[str]) -> list[str]:
+    return [w for item in items for w in item.split(" ")]
 
 
 def encode_grouped(groups: list, prop: str | None = None) -> list[str]:
@@ -130,7 +135,7 @@ def encode_grouped(groups: list, prop: str | None = None) -> list[str]:
                 out.append(_phrase(g["name"], prop) + ":;,")
     if out:
         out[-1] = out[-1][:-1]
-    return out
+    return _words(out)
 
 
 def encode_message_ids(ids: list, prop: str | None = None) -> list[str]:

@@ -105,3 +105,14 @@ def test_html_to_text():
     assert html_to_text(html) == "Hello & world\nnext line\n3 < 4"
     assert html_to_text("a < b and c > d") == "a < b and c > d"
     assert html_to_text("<p>unterminated <script>x") == "unterminated"
+
+
+def test_truncate_value():
+    from janusmail.mime.content import truncate_value
+
+    assert truncate_value("héllo", 0) == ("héllo", False)
+    assert truncate_value("héllo", 10) == ("héllo", False)
+    assert truncate_value("héllo", 2) == ("h", True)  # never half of "é"
+    assert truncate_value("héllo", 3) == ("hé", True)
+    assert truncate_value('<p>a <a href="x">b</a>', 10, html=True) == ("<p>a ", True)
+    assert truncate_value('<p>a <a href="x">b</a>', 10) == ("<p>a <a hr", True)
