@@ -20,6 +20,7 @@ from __future__ import annotations
 import binascii
 import re
 
+from .charsets import b64decode_loose
 from .params import param_value, parse_content_type, parse_disposition, raw_param
 
 MAX_DEPTH = 48
@@ -27,7 +28,6 @@ MAX_PARTS = 5000
 
 _FIELDS = re.compile(rb"([\x21-\x39\x3b-\x7e]*):([^\n]*(?:\n[ \t][^\n]*)*)(?:\n|\Z)")
 _BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]*:[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z))*")
-_NON_B64 = bytes(b for b in range(256) if not (chr(b).isascii() and (chr(b).isalnum() or chr(b) in "+/")))
 
 _IDENTITY = frozenset({"7bit", "8bit", "binary"})
 _ENCAPSULATED = frozenset({"rfc822", "global"})
@@ -153,10 +153,10 @@ def split_multipart(
 
 
 def decoded_size(body: bytes, encoding: str) -> int:
-    """Octets after transfer decoding, without materialising base64 output."""
+    """Octets after transfer decoding: exactly what content.decode_part will return, so a JMAP
+    part's size always matches its blob (damaged base64 included)."""
     if encoding == "base64":
-        n = len(body.translate(None, _NON_B64))
-        return n * 3 // 4
+        return len(b64decode_loose(body)[0])
     if encoding == "quoted-printable":
         return len(binascii.a2b_qp(body))
     return len(body)

@@ -48,7 +48,9 @@ def _exercise(raw: bytes) -> None:
     check_cache(c, raw)
     for p in walk(c["part"]):
         assert find_part(c, p["section"]) is not None
-        decode_part(raw, p)
+        data = decode_part(raw, p)
+        if "children" not in p:
+            assert len(data) == p["jmap"]["size"]
         text, problem = part_text(raw, p)
         assert isinstance(text, str) and isinstance(problem, bool)
         part_headers(raw, p)
