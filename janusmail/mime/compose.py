@@ -256,11 +256,14 @@ def _header_props(obj: dict, where: str) -> list[bytes]:
 # ---------------------------------------------------------------- body parts
 
 
-def _param(name: str, value: str) -> str:
+_ASCII = bytes(range(128))
+
+
+def _param(name: str, value: str, prop: str | None = None) -> str:
     if _TOKEN.match(value):
         return f"{name}={value}"
     if value.isascii():
-        _check_text(value, None)
+        _check_text(value, prop)
         return f'{name}="' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{name}*=utf-8''" + quote(value.encode("utf-8"), safe="")
 
@@ -274,9 +277,7 @@ def _crlf(data: bytes) -> bytes:
 def _choose_text_encoding(data: bytes) -> tuple[str, bytes]:
     if data.isascii() and b"\x00" not in data and all(len(line) <= 998 for line in data.split(b"\r\n")):
         return "7bit", data
-    high = (
-        sum(1 for b in data if b > 127) if len(data) < 65536 else len(data.translate(None, bytes(range(128))))
-    )
+    high = len(data.translate(None, _ASCII))
     if high * 5 <= len(data):
         qp = binascii.b2a_qp(data, istext=True)
         return "quoted-printable", qp
@@ -289,6 +290,11 @@ def _base64_lines(data: bytes) -> bytes:
 
 
 def _leaf(part: dict, where: str, default_disposition: str | None = None) -> tuple[list[bytes], bytes]:
+    if not isinstance(part, dict):
+        raise ComposeError("a body part must be an object", where.rstrip("/"))
+    for key in ("type", "charset", "disposition", "name"):
+        if part.get(key) is not None and not isinstance(part[key], str):
+            raise ComposeError(f"{key} must be a string", f"{where}{key}")
     ptype = (part.get("type") or "text/plain").lower()
     if not _MEDIA_TYPE.match(ptype) or ptype.startswith("multipart/"):
         raise ComposeError(f"invalid part type {ptype!r}", f"{where}type")
@@ -311,13 +317,17 @@ def _leaf(part: dict, where: str, default_disposition: str | None = None) -> tup
                 except UnicodeDecodeError:
                     charset = None
         if charset:
-            ct.append(_param("charset", charset) + ";")
+            ct.append(_param("charset", charset, f"{where}charset") + ";")
     name = part.get("name")
     if name is not None and not isinstance(name, str):
         raise ComposeError("name must be a string", f"{where}name")
     if name:
         ct.append(
-            (_param("name", name) if name.isascii() else 'name="' + " ".join(_encoded_words(name)) + '"')
+            (
+                _param("name", name, f"{where}name")
+                if name.isascii()
+                else 'name="' + " ".join(_encoded_words(name)) + '"'
+            )
             + ";"
         )
     ct[-1] = ct[-1].rstrip(";")
@@ -334,7 +344,7 @@ def _leaf(part: dict, where: str, default_disposition: str | None = None) -> tup
             raise ComposeError("invalid disposition", f"{where}disposition")
         d = [disposition + (";" if name else "")]
         if name:
-            d.append(_param("filename", name))
+            d.append(_param("filename", name, f"{where}name"))
         lines.append(fold("Content-Disposition", d))
     lines += _part_common(part, where)
     return lines, body
@@ -392,7 +402,10 @@ def _structure(node: dict, where: str, depth: int = 0) -> tuple[list[bytes], byt
         raise ComposeError("a body part must be an object", where)
     if depth > 32:
         raise ComposeError("body structure nested too deeply", where)
-    ptype = (node.get("type") or "").lower()
+    ptype = node.get("type") or ""
+    if not isinstance(ptype, str):
+        raise ComposeError("type must be a string", f"{where}type")
+    ptype = ptype.lower()
     if ptype.startswith("multipart/"):
         sub = ptype.split("/", 1)[1]
         kids = node.get("subParts")
@@ -400,8 +413,11 @@ def _structure(node: dict, where: str, depth: int = 0) -> tuple[list[bytes], byt
             raise ComposeError("a multipart needs subParts", f"{where}subParts")
         built = [_structure(k, f"{where}subParts/{i}/", depth + 1) for i, k in enumerate(kids)]
         extra = _part_common(node, where)
-        if node.get("disposition"):
-            extra.append(fold("Content-Disposition", [str(node["disposition"])]))
+        disposition = node.get("disposition")
+        if disposition:
+            if not isinstance(disposition, str) or not _TOKEN.match(disposition):
+                raise ComposeError("invalid disposition", f"{where}disposition")
+            extra.append(fold("Content-Disposition", [disposition]))
         return _multipart(sub, built, extra)
     return _leaf(node, where)
 
@@ -416,6 +432,10 @@ def _from_lists(email: dict) -> tuple[list[bytes], bytes]:
         raise ComposeError(
             "textBody and htmlBody take at most one part each", "textBody" if len(text) > 1 else "htmlBody"
         )
+    for prop, lst in (("textBody", text), ("htmlBody", htm), ("attachments", atts)):
+        for i, item in enumerate(lst):
+            if not isinstance(item, dict):
+                raise ComposeError("a body part must be an object", f"{prop}/{i}")
     text_node = _leaf({"type": "text/plain", **text[0]}, "textBody/0/") if text else None
     inline = (
         [
@@ -474,6 +494,9 @@ def compose_message(email: dict, domain: str, now: float | None = None) -> bytes
         raise ComposeError("an Email must be an object")
     if "bodyStructure" in email and any(k in email for k in ("textBody", "htmlBody", "attachments")):
         raise ComposeError("give bodyStructure or textBody/htmlBody/attachments, not both", "bodyStructure")
+    extra = email.get("headers")
+    if extra is not None and not isinstance(extra, list):
+        raise ComposeError("headers must be a list", "headers")
     out: list[bytes] = []
     have = {k.split(":")[1].lower() for k in email if k.startswith("header:") and k.count(":") >= 1}
     have |= {

@@ -254,3 +254,53 @@ def test_compose_parse_roundtrip(subject, name, local, body, attachment, filenam
         assert (
             att["jmap"]["name"] == unicodedata.normalize("NFC", filename) or att["jmap"]["name"] == filename
         )
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.binary(max_size=5),
+        lambda kids: (
+            st.lists(kids, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "type",
+                        "content",
+                        "charset",
+                        "name",
+                        "disposition",
+                        "cid",
+                        "language",
+                        "location",
+                        "headers",
+                        "subParts",
+                        "subject",
+                        "from",
+                        "to",
+                        "sentAt",
+                        "messageId",
+                        "header:X-A",
+                        "header:X-B:asText",
+                        "textBody",
+                        "htmlBody",
+                        "attachments",
+                        "bodyStructure",
+                        "name",
+                        "email",
+                        "value",
+                    ]
+                ),
+                kids,
+                max_size=5,
+            )
+        ),
+        max_leaves=20,
+    )
+)
+@settings(max_examples=3000, deadline=None)
+def test_garbage_input_gives_compose_error_only(obj):
+    try:
+        raw = compose_message(obj, DOMAIN)
+    except ComposeError:
+        return
+    check_cache(parse_message(raw), raw)
