@@ -137,6 +137,97 @@ def user_delete(c: Ctx, address: str, yes: bool) -> None:
     click.echo(f"deleted {acct.address}")
 
 
+# -- app passwords and tokens --------------------------------------------------------------------------------
+
+@cli.group("app-password")
+def app_password() -> None:
+    """Named, revocable passwords limited to some protocols (imap, jmap, smtp)."""
+
+
+@app_password.command("add")
+@click.argument("address")
+@click.option("--name", required=True, help="A name to recognise it by (e.g. the device).")
+@click.option("--protocols", default="imap,jmap,smtp", show_default=True, help="Comma separated.")
+@pass_ctx
+def app_password_add(c: Ctx, address: str, name: str, protocols: str) -> None:
+    """Create an app password; the generated password is printed alone on the last line."""
+    from janusmail.auth import app_passwords
+
+    acct = c.account(address)
+    try:
+        ap, secret = app_passwords.create(c.store.engine, acct.id, name, protocols)
+    except app_passwords.AppPasswordError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"app password {ap.name!r} ({ap.id}) for {acct.address}: {','.join(sorted(ap.protocols))}")
+    click.echo(secret)
+
+
+@app_password.command("list")
+@click.argument("address")
+@click.option("--all", "show_all", is_flag=True, help="Include revoked ones.")
+@pass_ctx
+def app_password_list(c: Ctx, address: str, show_all: bool) -> None:
+    """List an account's app passwords (never the secrets)."""
+    import time as _time
+
+    from janusmail.auth import app_passwords
+
+    acct = c.account(address)
+    for ap in app_passwords.list_for(c.store.engine, acct.id, include_revoked=show_all):
+        used = _time.strftime("%Y-%m-%d %H:%M", _time.gmtime(ap.last_used_at)) if ap.last_used_at else "never"
+        state = "revoked" if ap.revoked_at else "active"
+        click.echo(f"{ap.id}\t{ap.name}\t{','.join(sorted(ap.protocols))}\t{state}\tlast used {used}")
+
+
+@app_password.command("revoke")
+@click.argument("address")
+@click.argument("name_or_id")
+@pass_ctx
+def app_password_revoke(c: Ctx, address: str, name_or_id: str) -> None:
+    """Revoke an app password by name or id (takes effect at once, for new and cached logins)."""
+    from janusmail.auth import app_passwords
+
+    acct = c.account(address)
+    if not app_passwords.revoke(c.store.engine, acct.id, name_or_id):
+        raise click.ClickException(f"no active app password {name_or_id!r} for {acct.address}")
+    click.echo(f"revoked {name_or_id}")
+
+
+def _parse_ttl(value: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = value.strip().lower()
+    try:
+        if value[-1:] in units:
+            return int(value[:-1]) * units[value[-1]]
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a duration like 3600, 90m, 1h or 7d") from None
+
+
+@cli.group()
+def token() -> None:
+    """OAuth 2.0 bearer tokens from the built-in issuer (for scripts and tests)."""
+
+
+@token.command("issue")
+@click.argument("address")
+@click.option("--scope", default="imap,jmap", show_default=True, help="Comma separated: imap, jmap, smtp.")
+@click.option("--ttl", default="1h", show_default=True, help="Lifetime: seconds or 90m, 1h, 7d.")
+@pass_ctx
+def token_issue(c: Ctx, address: str, scope: str, ttl: str) -> None:
+    """Issue a signed access token; the token is printed alone on the last line."""
+    from janusmail.auth.factory import build_token_service
+
+    acct = c.account(address)
+    scopes = [s.strip() for s in scope.replace(" ", ",").split(",") if s.strip()]
+    try:
+        tok = build_token_service(c.config).issue(acct.id, scopes, _parse_ttl(ttl))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"token for {acct.address}, scope {' '.join(scopes)}, valid {ttl}")
+    click.echo(tok)
+
+
 # -- import --------------------------------------------------------------------------------------------------
 
 @cli.command("import")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from janusmail.store.store import Store
 from tests.mailgen import corpus, simple
 from tests.serverutil import janusmail_cmd
@@ -74,3 +76,25 @@ def test_import_maildir_with_subfolders_and_flags(tmp_path):
     stored = stored_messages(data, "a@example.test")
     assert stored["INBOX"] == [simple(1)] and stored["Python"] == [simple(2)]
     assert "created mailbox INBOX/Lists/Python" not in out.stdout and "created mailbox Lists/Python" in out.stdout
+
+
+def test_app_password_and_token_commands(tmp_path):
+    from janusmail.auth.factory import build_token_service
+    from janusmail.config import load
+
+    data = tmp_path / "d"
+    janusmail_cmd(data, "user", "add", "a@example.test", "--password", "pw")
+    out = janusmail_cmd(data, "app-password", "add", "a@example.test", "--name", "phone", "--protocols", "imap")
+    secret = out.stdout.strip().splitlines()[-1]
+    assert len(secret.replace("-", "")) >= 20
+    listed = janusmail_cmd(data, "app-password", "list", "a@example.test").stdout
+    assert "phone" in listed and "imap" in listed and secret not in listed
+    janusmail_cmd(data, "app-password", "revoke", "a@example.test", "phone")
+    assert "phone" not in janusmail_cmd(data, "app-password", "list", "a@example.test").stdout
+    assert janusmail_cmd(data, "app-password", "revoke", "a@example.test", "phone", check=False).returncode != 0
+    tok = janusmail_cmd(data, "token", "issue", "a@example.test", "--scope", "imap,jmap", "--ttl", "10m")
+    token = tok.stdout.strip().splitlines()[-1]
+    info = build_token_service(load(data)).validate(token)
+    assert set(info.scopes) == {"imap", "jmap"}
+    assert 0 < info.expires_at - time.time() <= 600
+    assert janusmail_cmd(data, "token", "issue", "a@example.test", "--ttl", "soon", check=False).returncode != 0
