@@ -80,9 +80,19 @@ class TlsConfig:
 
 @dataclass
 class AuthConfig:
+    """What each protocol accepts; the names match janusmail.auth.policy.AuthPolicy, which they configure."""
+
     jmap_accepts_basic: bool = True
-    jmap_accepts_bearer: bool = True
+    jmap_accepts_account_password: bool = True
     jmap_accepts_app_passwords: bool = True
+    jmap_accepts_bearer: bool = True
+    imap_accepts_account_password: bool = True
+    imap_accepts_app_passwords: bool = True
+    imap_accepts_bearer: bool = True
+    sasl_login: bool = True
+    sasl_scram: bool = True
+    login_delay_base: float = 1.0
+    login_delay_max: float = 15.0
     token_audience: str = "janusmail"
     #: External OAuth issuer trusted by both protocols (optional).
     external_issuer: str | None = None

@@ -1,0 +1,341 @@
+"""The session's view of its selected mailbox: the UID list that defines sequence numbers, and catching up.
+
+IMAP sequence numbers are per session: message *n* is the n-th UID this session has been told about, and it
+may only change when the session sends EXPUNGE (or VANISHED). So the snapshot is an ``array('q')`` of UIDs,
+loaded with one query at SELECT, and :meth:`SelectedMailbox.sync` reconciles it with the store at command
+boundaries (and immediately during IDLE) with a few indexed queries bounded by what changed:
+
+* ``mailboxes`` row: UIDNEXT and HIGHESTMODSEQ; equal to what we know -> nothing to do;
+* ``messages.uid >= known uidnext`` -> new messages (EXISTS, and \\Recent for IMAP4rev1);
+* ``vanished.modseq > known`` -> expunged elsewhere (EXPUNGE / VANISHED, only where the RFC allows it;
+  otherwise kept pending so sequence numbers stay stable during FETCH/STORE/SEARCH);
+* ``messages.modseq > known`` -> flag changes (unsolicited FETCH FLAGS, UID and MODSEQ).
+
+The store's notifier tells the session when a sync is worth the queries (:attr:`dirty`); NOOP, CHECK and
+IDLE force one anyway so writers outside this process are seen too.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from janusmail.imap.codec import NumberSet, SequenceSet, responses, serializer
+from janusmail.imap.flags import imap_flags
+from janusmail.store.schema import email_keywords, emails, mailboxes, messages, vanished
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.imap.session import ImapSession
+    from janusmail.store.model import Mailbox
+
+__all__ = ["BadSequence", "MailboxGone", "SelectedMailbox", "flag_rows"]
+
+
+class BadSequence(ValueError):
+    """A message sequence number beyond the mailbox size: the command gets BAD (RFC 9051 §9)."""
+
+
+class MailboxGone(Exception):
+    """The selected mailbox was deleted (or renamed away) by someone else."""
+
+
+def _load_uids(conn: sa.Connection, mailbox_id: str) -> array:
+    """All UIDs of a mailbox, ascending, in one query. The raw DBAPI cursor (inside the caller's transaction)
+    avoids building 100k SQLAlchemy Row objects: SELECT of a 100k mailbox stays in the tens of milliseconds."""
+    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cur = raw.cursor()
+    try:
+        cur.execute(f"SELECT uid FROM messages WHERE mailbox_id = {ph} ORDER BY uid", (mailbox_id,))
+        return array("q", [r[0] for r in cur.fetchall()])
+    finally:
+        cur.close()
+
+
+def flag_rows(conn: sa.Connection, where: list[sa.ColumnElement[bool]]) -> list[tuple[int, int, list[str]]]:
+    """(uid, modseq, FLAGS list without \\Recent) for the memberships matching ``where``: one join plus one
+    keyword query per 500 emails that have keywords."""
+    rows = conn.execute(
+        sa.select(messages.c.uid, messages.c.modseq, messages.c.deleted, messages.c.email_id, emails.c.flags)
+        .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
+        .where(*where)
+        .order_by(messages.c.uid)
+    ).all()
+    kws: dict[str, list[str]] = {}
+    ids = list({r.email_id for r in rows})
+    for i in range(0, len(ids), 500):
+        for e_id, display in conn.execute(
+            sa.select(email_keywords.c.email_id, email_keywords.c.display).where(
+                email_keywords.c.email_id.in_(ids[i : i + 500])
+            )
+        ):
+            kws.setdefault(e_id, []).append(display)
+    return [
+        (r.uid, r.modseq, imap_flags(r.flags, sorted(kws.get(r.email_id, ())), bool(r.deleted))) for r in rows
+    ]
+
+
+class SelectedMailbox:
+    """Snapshot of the selected mailbox for one session. Sequence number of ``uids[i]`` is ``i + 1``."""
+
+    def __init__(
+        self,
+        mailbox_id: str,
+        uidvalidity: int,
+        uids: array,
+        *,
+        readonly: bool,
+        uidnext: int,
+        known_modseq: int,
+        recent_from: int | None = None,
+        name: str = "",
+    ) -> None:
+        self.mailbox_id = mailbox_id
+        self.uidvalidity = uidvalidity
+        self.uids = uids
+        self.readonly = readonly
+        self.uidnext = uidnext  # UIDs below this have been announced (or were gone before we saw them)
+        self.known_modseq = known_modseq
+        self.name = name
+        #: first UID shown as \Recent to this session (IMAP4rev1); None when nothing is recent to us.
+        self.recent_from = recent_from
+        self._recent: list[tuple[int, int]] = []
+        if recent_from is not None and recent_from < uidnext:
+            self._recent.append((recent_from, uidnext - 1))
+        #: set by the session when the notifier reports a change that may concern this mailbox.
+        self.dirty = False
+        #: UIDs expunged elsewhere but not yet announced (no EXPUNGE allowed at that point).
+        self.pending_expunge: set[int] = set()
+        #: RFC 5182 SEARCHRES: the saved result as UIDs (B's SEARCH ... RETURN (SAVE) sets it).
+        self.saved_uids: NumberSet | None = None
+        self._own: dict[int, int] = {}
+        self._last_recent_count = self.recent_count()
+
+    # -- loading -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, store, mailbox: Mailbox, *, readonly: bool, claim_recent: bool, name: str = "") -> SelectedMailbox:  # noqa: ANN001
+        """Synchronous (run it via ``store.call``): the mailbox row and its UID list in one read transaction.
+
+        ``claim_recent`` (IMAP4rev1 SELECT) takes the \\Recent messages for this session; EXAMINE only looks.
+        """
+        recent_from: int | None = None
+        if claim_recent:
+            recent_from = store.claim_recent(mailbox.id)
+        with store.engine.connect() as conn, conn.begin():
+            row = conn.execute(
+                sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq,
+                          mailboxes.c.recent_uid)
+                .where(mailboxes.c.id == mailbox.id)
+            ).first()
+            if row is None:
+                raise MailboxGone(mailbox.id)
+            uids = _load_uids(conn, mailbox.id)
+        if uids and uids[-1] >= row.uidnext:  # arrived after we read the row: the next sync announces them
+            uids = array("q", [u for u in uids if u < row.uidnext])
+        return cls(
+            mailbox.id, row.uidvalidity, uids, readonly=readonly, uidnext=row.uidnext,
+            known_modseq=row.highest_modseq, recent_from=recent_from, name=name,
+        )
+
+    # -- numbers -------------------------------------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def uid_to_seq(self, uid: int) -> int | None:
+        i = bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        return None
+
+    def seq_to_uid(self, seq: int) -> int:
+        if seq < 1 or seq > len(self.uids):
+            raise BadSequence(f"no message {seq}")
+        return self.uids[seq - 1]
+
+    def is_recent(self, uid: int) -> bool:
+        """\\Recent for this session (IMAP4rev1 only; the session never asks under IMAP4rev2)."""
+        return any(lo <= uid <= hi for lo, hi in self._recent)
+
+    def recent_count(self) -> int:
+        n = 0
+        for lo, hi in self._recent:
+            n += bisect_right(self.uids, hi) - bisect_left(self.uids, lo)
+        return n
+
+    def resolve(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:
+        """UID ranges for a store call. Sequence numbers map through the snapshot (numbers beyond it raise
+        :class:`BadSequence`); UID sets are clipped to the snapshot's UIDs (``*`` = the last one). ``$`` is the
+        saved search result. Ranges may cover UIDs that no longer exist; store queries filter by existence."""
+        uids = self.uids
+        if not uids:
+            if not uid and not seqset.is_saved:
+                raise BadSequence("the mailbox is empty")
+            return []
+        if seqset.is_saved:
+            if not self.saved_uids:
+                return []
+            return self._clip(self.saved_uids.ranges)
+        if uid:
+            return self._clip(seqset.resolve(uids[-1]).ranges)
+        top = seqset.max_number()
+        if top is not None and top > len(uids):
+            raise BadSequence(f"message sequence number {top} is beyond the last message ({len(uids)})")
+        out: list[tuple[int, int]] = []
+        for lo, hi in seqset.resolve(len(uids)).ranges:
+            out.append((uids[lo - 1], uids[hi - 1]))
+        return out
+
+    def _clip(self, ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+        last = self.uids[-1]
+        first = self.uids[0]
+        out = []
+        for lo, hi in ranges:
+            lo, hi = max(lo, first), min(hi, last)
+            if lo <= hi:
+                out.append((lo, hi))
+        return out
+
+    def uids_in(self, ranges: Iterable[tuple[int, int]]) -> list[int]:
+        """The snapshot UIDs inside ``ranges`` (ascending, no duplicates)."""
+        out: list[int] = []
+        for lo, hi in sorted(ranges):
+            a = bisect_left(self.uids, lo)
+            b = bisect_right(self.uids, hi)
+            if out:
+                a = max(a, bisect_right(self.uids, out[-1]))
+            out.extend(self.uids[a:b])
+        return out
+
+    # -- own changes -----------------------------------------------------------------------------------------
+
+    def note_own_flags(self, uids: Iterable[int], modseq: int) -> None:
+        """This session's STORE already sent FETCH for these UIDs at ``modseq``; sync must not repeat them."""
+        for u in uids:
+            self._own[u] = modseq
+
+    def remove_uids(self, uids: Iterable[int]) -> None:
+        """This session expunged ``uids`` (and has told the client): drop them, shifting sequence numbers."""
+        gone = set(uids)
+        if not gone:
+            return
+        self.uids = array("q", [u for u in self.uids if u not in gone])
+        self.pending_expunge -= gone
+        for u in gone:
+            self._own.pop(u, None)
+        self._last_recent_count = self.recent_count()
+
+    def expunge_lines(self, s: ImapSession, uids: Iterable[int]) -> None:
+        """Announce and drop ``uids`` the session's own command expunged: ``* n EXPUNGE`` in descending order
+        (so numbers do not shift under the client), or one ``* VANISHED`` under QRESYNC."""
+        present = sorted({u for u in uids if self.uid_to_seq(u) is not None})
+        if not present:
+            return
+        if s.qresync:
+            s.write(responses.vanished_response(present))
+        else:
+            for u in reversed(present):
+                seq = self.uid_to_seq(u)
+                assert seq is not None
+                s.write(responses.expunge_response(seq))
+        self.remove_uids(present)
+
+    # -- catching up -------------------------------------------------------------------------------------
+
+    async def sync(self, s: ImapSession, *, expunges: bool, force: bool = False) -> None:
+        """Tell the client what changed elsewhere since the last sync (see the module docstring)."""
+        if not (force or self.dirty or (expunges and self.pending_expunge)):
+            return
+        self.dirty = False
+        delta = await s.store.call(self._read_changes, s.store)
+        if delta is None:
+            raise MailboxGone(self.mailbox_id)
+        new_uids, gone, changed, uidnext, modseq, recent_lo = delta
+        # 1. expunges (now, or remembered for later)
+        gone_here = {u for u in gone if self.uid_to_seq(u) is not None}
+        self.pending_expunge |= gone_here
+        if expunges and self.pending_expunge:
+            self.expunge_lines(s, self.pending_expunge)
+        # 2. new messages
+        if new_uids:
+            self.uids.extend(new_uids)
+            if recent_lo is not None and recent_lo < uidnext:
+                self._recent.append((recent_lo, uidnext - 1))
+            s.write(responses.exists_response(len(self.uids)))
+        if uidnext > self.uidnext:
+            self.uidnext = uidnext
+        if not s.rev2:
+            rc = self.recent_count()
+            if new_uids or rc != self._last_recent_count:
+                s.write(responses.recent_response(rc))
+            self._last_recent_count = rc
+        # 3. flag changes
+        own = self._own
+        self._own = {}
+        for uid, mseq, flags in changed:
+            if own.get(uid) == mseq or uid in self.pending_expunge:
+                continue
+            seq = self.uid_to_seq(uid)
+            if seq is None:
+                continue
+            s.write(self.flags_line(s, seq, uid, flags, mseq))
+        if modseq > self.known_modseq:
+            self.known_modseq = modseq
+
+    def flags_line(self, s: ImapSession, seq: int, uid: int, flags: list[str], modseq: int) -> bytes:
+        """An unsolicited ``* n FETCH (UID u FLAGS (...) [MODSEQ (m)])``."""
+        if not s.rev2 and self.is_recent(uid):
+            flags = [*flags, "\\Recent"]
+        items: list[tuple[str, object]] = [("UID", uid), ("FLAGS", tuple(flags))]
+        if s.condstore:
+            items.append(("MODSEQ", modseq))
+        return serializer.fetch_response(seq, items, s.utf8)
+
+    def _read_changes(self, store):  # noqa: ANN001, ANN202
+        """Worker-thread part of sync: returns None if the mailbox is gone, else
+        (new uids, vanished uids, [(uid, modseq, flags)], uidnext, highest modseq, first recent uid claimed)."""
+        recent_lo = None
+        with store.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity,
+                          mailboxes.c.recent_uid)
+                .where(mailboxes.c.id == self.mailbox_id)
+            ).first()
+            if row is None or row.uidvalidity != self.uidvalidity:
+                return None
+            hm, uidnext = row.highest_modseq, row.uidnext
+            if hm == self.known_modseq and uidnext == self.uidnext:
+                return [], [], [], uidnext, hm, None
+            new_uids: list[int] = []
+            if uidnext > self.uidnext:
+                new_uids = list(conn.execute(
+                    sa.select(messages.c.uid).where(
+                        messages.c.mailbox_id == self.mailbox_id,
+                        messages.c.uid >= self.uidnext, messages.c.uid < uidnext,
+                    ).order_by(messages.c.uid)
+                ).scalars())
+            gone: list[int] = []
+            changed: list[tuple[int, int, list[str]]] = []
+            if hm > self.known_modseq:
+                gone = list(conn.execute(
+                    sa.select(vanished.c.uid).where(
+                        vanished.c.mailbox_id == self.mailbox_id,
+                        vanished.c.modseq > self.known_modseq, vanished.c.modseq <= hm,
+                        vanished.c.uid < self.uidnext,
+                    )
+                ).scalars())
+                changed = flag_rows(conn, [
+                    messages.c.mailbox_id == self.mailbox_id,
+                    messages.c.modseq > self.known_modseq, messages.c.modseq <= hm,
+                    messages.c.uid < self.uidnext,
+                ])
+        if new_uids and self.recent_from is not None and not self.readonly:
+            recent_lo = store.claim_recent(self.mailbox_id)
+        return new_uids, gone, changed, uidnext, hm, recent_lo
