@@ -89,6 +89,7 @@ def make_auth(config: Config, store: Store) -> object | None:
 
 async def start_all(config: Config, store: Store) -> Runtime:
     rt = Runtime(config, store, make_auth(config, store))
+    store.start_listener()
     for starter in STARTERS:
         await starter(rt)
     return rt

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from . import db
+from . import db, pgnotify
 from .accounts import AccountsMixin
 from .blobs import BlobStore
 from .emails import EmailsMixin
@@ -44,6 +44,8 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
         self.max_message_size = 64 * 1024 * 1024
         self._group = GroupCommitter(self)
+        self._listener: pgnotify.Listener | None = None
+        self.node_id = pgnotify.new_node_id()  # this store instance = one server node
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True) -> Store:
@@ -54,6 +56,8 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
         return cls(engine, data_dir / "blobs", fsync=fsync)
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
         self._pool.shutdown(wait=True)
         self.blobs.close()
         self.engine.dispose()
@@ -83,4 +87,12 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
                 tx = WriteTx(self, conn, account_id)
                 yield tx
                 tx._flush()
+                if not self.sqlite:
+                    pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when (and if) this commits
         self.notifier.publish(tx.event())
+
+    def start_listener(self) -> None:
+        """Hear other server nodes' changes (PostgreSQL only; SQLite has one writer process)."""
+        if not self.sqlite and self._listener is None:
+            self._listener = pgnotify.Listener(self)
+            self._listener.start()

@@ -187,3 +187,30 @@ async def test_notifier_publishes_after_commit(store, account):
         assert box.id in events[-1].mailbox_ids
     finally:
         sub.close()
+
+
+async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
+    """Two stores on one PostgreSQL database stand for two server nodes: a write on one wakes the other."""
+    import asyncio
+
+    from janusmail.store.store import Store
+
+    node_a = Store.open(tmp_path / "a", pg_url)
+    node_b = Store.open(tmp_path / "b", pg_url)
+    try:
+        node_b.start_listener()
+        acct = node_a.create_account("multi@example.test", "x")
+        box = node_a.mailbox_by_path(acct.id, ["INBOX"])
+        sub = node_b.notifier.subscribe(acct.id)
+        await asyncio.sleep(0.5)  # listener connected
+        d = await node_a.call(node_a.ingest, acct.id, simple(1), (box.id,))
+        events = []
+        deadline = asyncio.get_running_loop().time() + 5
+        while not any(e.modseq == d.modseq for e in events) and asyncio.get_running_loop().time() < deadline:
+            events += await sub.wait(timeout=1)
+        match = [e for e in events if e.modseq == d.modseq]
+        assert match and "Email" in match[0].kinds and box.id in match[0].mailbox_ids
+        sub.close()
+    finally:
+        node_a.close()
+        node_b.close()

@@ -1,0 +1,84 @@
+"""Change events across server nodes sharing one PostgreSQL database (LISTEN/NOTIFY).
+
+The in-process notifier only hears writes made by this process. With PostgreSQL several nodes share the
+store, so each write transaction also issues ``NOTIFY`` (delivered by PostgreSQL only if and when it commits),
+and every node runs one listener thread that republishes other nodes' events to its local subscribers (IMAP
+IDLE, JMAP push). Events from this node are ignored by its own listener: they were published locally already.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from typing import TYPE_CHECKING
+
+import orjson
+import sqlalchemy as sa
+
+from .notifier import ChangeEvent
+
+if TYPE_CHECKING:
+    from .store import Store
+
+CHANNEL = "janusmail_changes"
+MAX_BOXES = 40  # NOTIFY payloads are limited to 8000 bytes
+log = logging.getLogger("janusmail.store.pgnotify")
+
+
+def new_node_id() -> str:
+    return secrets.token_hex(6)
+
+
+def notify(conn: sa.Connection, ev: ChangeEvent, node_id: str) -> None:
+    """Queue the event inside the write transaction (PostgreSQL sends it at commit)."""
+    boxes = sorted(ev.mailbox_ids)
+    payload = {"n": node_id, "a": ev.account_id, "m": ev.modseq, "k": sorted(ev.kinds),
+               "b": boxes if len(boxes) <= MAX_BOXES else None}
+    conn.execute(sa.text("SELECT pg_notify(:ch, :p)"), {"ch": CHANNEL, "p": orjson.dumps(payload).decode()})
+
+
+class Listener:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _event(self, payload: dict) -> ChangeEvent:
+        boxes = payload.get("b")
+        if boxes is None:  # too many to send: the touched mailboxes are those stamped with this modseq
+            from .schema import mailboxes
+
+            with self.store.engine.connect() as conn:
+                boxes = [r[0] for r in conn.execute(sa.select(mailboxes.c.id).where(
+                    mailboxes.c.account_id == payload["a"], mailboxes.c.highest_modseq == payload["m"]))]
+        return ChangeEvent(payload["a"], int(payload["m"]), frozenset(payload["k"]), frozenset(boxes))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw = self.store.engine.raw_connection()
+                try:
+                    dbapi = raw.driver_connection
+                    dbapi.autocommit = True
+                    dbapi.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for note in dbapi.notifies(timeout=1.0):
+                            try:
+                                payload = orjson.loads(note.payload)
+                                if payload.get("n") != self.store.node_id:
+                                    self.store.notifier.publish(self._event(payload))
+                            except Exception:  # noqa: BLE001 - one bad payload must not stop the listener
+                                log.exception("bad change notification")
+                finally:
+                    raw.invalidate()
+            except Exception:  # noqa: BLE001 - database restart: reconnect after a pause
+                log.warning("change listener lost its connection; reconnecting", exc_info=True)
+                self._stop.wait(2)
