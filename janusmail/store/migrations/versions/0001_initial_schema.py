@@ -1,12 +1,11 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -15,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('accounts',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('address', sa.String(length=320), nullable=False),
@@ -208,7 +207,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TABLE IF EXISTS email_fts")
-    
+
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('ix_messages_mailbox_modseq')
         batch_op.drop_index(batch_op.f('ix_messages_email_id'))
@@ -254,4 +253,4 @@ def downgrade() -> None:
 
     op.drop_table('changes')
     op.drop_table('accounts')
-    
+
