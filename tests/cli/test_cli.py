@@ -98,3 +98,37 @@ def test_app_password_and_token_commands(tmp_path):
     assert set(info.scopes) == {"imap", "jmap"}
     assert 0 < info.expires_at - time.time() <= 600
     assert janusmail_cmd(data, "token", "issue", "a@example.test", "--ttl", "soon", check=False).returncode != 0
+
+
+def test_serve_starts_reports_and_stops_gracefully_on_sigterm(tmp_path):
+    import signal
+    import smtplib
+
+    from tests.serverutil import make_config, spawn_server
+
+    data = tmp_path / "d"
+    janusmail_cmd(data, "user", "add", "a@example.test", "--password", "pw")
+    cfg = make_config(data)
+    proc = spawn_server(data, cfg)
+    try:
+        with smtplib.LMTP("127.0.0.1", int(cfg.lmtp.listen.rsplit(":", 1)[1])) as client:
+            assert client.sendmail("s@example.test", ["a@example.test"], simple(1)) == {}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert len(stored_messages(data, "a@example.test")["INBOX"]) == 1
+
+
+def test_demo_creates_account_once_and_prints_how_to_connect(tmp_path):
+    data = tmp_path / "d"
+    first = janusmail_cmd(data, "demo").stdout
+    second = janusmail_cmd(data, "demo").stdout
+    password = (data / "demo-password").read_text().strip()
+    assert "demo@janus.test" in first and password in first and password in second
+    assert "/.well-known/jmap" in first
+    assert janusmail_cmd(data, "user", "list").stdout.count("demo@janus.test") == 1
+
+
+def test_serve_refuses_plain_http_public_url_off_loopback(tmp_path):
+    out = janusmail_cmd(tmp_path / "d", "serve", "--public-url", "http://mail.example.com", check=False)
+    assert out.returncode != 0 and "https" in out.stderr

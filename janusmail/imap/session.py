@@ -1,0 +1,663 @@
+"""One IMAP connection as a state machine: bytes in (through the codec), bytes out (through ``write``).
+
+The asyncio adapter (:mod:`janusmail.imap.server`) only moves bytes: it calls :meth:`ImapSession.feed` with
+what the client sent and hands the session a sink for its output, so the same object runs under a real
+socket or a unit test's list. The session owns the protocol rules that cut across commands:
+
+* states (``nonauth`` -> ``auth`` -> ``selected`` -> ``logout``) and dispatch through the command registry
+  (:mod:`janusmail.imap.commands`), with the state check done once here;
+* the capability list (registered handlers + extension flags + the per-login JMAPACCESS predicate);
+* AUTHENTICATE's continuation exchange, IDLE, STARTTLS (the adapter does the handshake when
+  :attr:`starttls_pending` is set);
+* after every command in selected state, the catch-up with changes made elsewhere
+  (:meth:`SelectedMailbox.sync`), with EXPUNGE held back after FETCH/STORE/SEARCH (RFC 9051 §7.5.1);
+* mailbox names: modified UTF-7 unless the client enabled UTF-8 (IMAP4rev2 or UTF8=ACCEPT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import unicodedata
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from janusmail.imap import commands
+from janusmail.imap.codec import (
+    NO_ARGS,
+    Command,
+    CommandParser,
+    ContinuationRequest,
+    Line,
+    ParseError,
+    decode_sasl_response,
+    mutf7,
+    responses,
+    serializer,
+)
+from janusmail.imap.commands.base import Result
+from janusmail.imap.selected import BadSequence, MailboxGone, SelectedMailbox
+from janusmail.store import model as store_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.auth.authenticator import AuthResult
+    from janusmail.auth.sasl import Mechanism
+    from janusmail.server import Runtime
+
+log = logging.getLogger("janusmail.imap")
+
+__all__ = ["BadMailboxName", "ImapSession", "NO_EXPUNGE_COMMANDS"]
+
+DELIMITER = "/"
+#: Commands during which EXPUNGE must not be sent (RFC 9051 §7.5.1): sequence numbers must stay put.
+NO_EXPUNGE_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "SORT", "THREAD"})
+#: Commands that poll the store even without a notifier wake-up (clients use them to ask "anything new?").
+POLL_COMMANDS = frozenset({"NOOP", "CHECK", "IDLE"})
+#: Capabilities every session has, whatever is registered.
+CORE_CAPABILITIES = ("IMAP4rev2", "IMAP4rev1")
+EXTENSION_CAPABILITIES = (
+    "LITERAL+", "SASL-IR", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE",
+    "STATUS=SIZE", "UTF8=ACCEPT", "OBJECTID", "CONDSTORE", "QRESYNC",
+)  # fmt: skip
+#: A registered command name implies these capabilities.
+COMMAND_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "ENABLE": ("ENABLE",),
+    "IDLE": ("IDLE",),
+    "NAMESPACE": ("NAMESPACE",),
+    "UNSELECT": ("UNSELECT",),
+    "UID EXPUNGE": ("UIDPLUS",),
+    "MOVE": ("MOVE",),
+    "ID": ("ID",),
+    "SEARCH": ("ESEARCH", "SEARCHRES"),
+}
+PREAUTH_MAX_LITERAL = 16 * 1024
+MAX_CONSECUTIVE_ERRORS = 20
+
+STORE_ERROR_CODES: dict[type, str] = {
+    store_model.NotFound: "NONEXISTENT",
+    store_model.AlreadyExists: "ALREADYEXISTS",
+    store_model.InvalidName: "CANNOT",
+    store_model.RoleTaken: "USEATTR",
+    store_model.HasChildren: "HASCHILDREN",
+    store_model.HasEmails: "CANNOT",
+    store_model.Forbidden: "NOPERM",
+    store_model.TooManyKeywords: "LIMIT",
+    store_model.InvalidKeyword: "CLIENTBUG",
+    store_model.TooLarge: "TOOBIG",
+}
+
+
+class BadMailboxName(ValueError):
+    """A mailbox name the client sent that cannot be a name (broken modified UTF-7, empty component)."""
+
+
+class ImapSession:
+    """Per-connection state; see the module docstring. Handlers use the attributes listed in
+    ``notes/IMAP_CONTRACT.md``: store, rt, config, account_id, auth_result, state, utf8, rev2, condstore,
+    qresync, selected, write(), mailbox_name(), parse_mailbox()."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        peer: str | None = None,
+        tls_active: bool = False,
+        tls_context: Any = None,
+        out: Callable[[bytes], None] | None = None,
+        drain: Callable[[], Awaitable[None]] | None = None,
+        limits: Any = None,
+    ) -> None:
+        from janusmail.auth.policy import is_loopback
+
+        commands.load_all()
+        self.rt = rt
+        self.store = rt.store
+        self.config = rt.config.imap
+        self.peer = peer
+        self.peer_loopback = is_loopback(peer)
+        self.tls_active = tls_active
+        #: SSLContext for STARTTLS; None means STARTTLS is not offered.
+        self.tls_context = tls_context
+        self.limits = limits
+        self.parser = CommandParser(max_literal=PREAUTH_MAX_LITERAL)
+        self.state = "nonauth"
+        self.account_id: str | None = None
+        self.auth_result: AuthResult | None = None
+        self.utf8 = False
+        self.rev2 = False
+        self.condstore = False
+        self.qresync = False
+        self.selected: SelectedMailbox | None = None
+        self.client_id: dict[str, str | None] | None = None
+        #: The adapter must run the TLS handshake now, then call :meth:`tls_started`.
+        self.starttls_pending = False
+        self._buffer: list[bytes] = []
+        self._out = out if out is not None else self._buffer.append
+        self._drain = drain
+        self._sub: Any = None
+        self._sasl: tuple[str, Mechanism] | None = None
+        self._sasl_final = False
+        self._sasl_success: AuthResult | None = None
+        self._idle_tag: str | None = None
+        self._idle_exit: asyncio.Event | None = None
+        self._idle_task: asyncio.Task[None] | None = None
+        self._errors = 0
+        self._account_slot = False
+
+    # -- output ------------------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue protocol output (complete lines, CRLF-terminated)."""
+        self._out(data)
+
+    async def flush(self) -> None:
+        """Wait until the transport has taken the queued output (back-pressure for big FETCH answers)."""
+        if self._drain is not None:
+            await self._drain()
+
+    def take_output(self) -> bytes:
+        """Everything written so far when no sink was given (unit tests)."""
+        data = b"".join(self._buffer)
+        self._buffer.clear()
+        return data
+
+    @property
+    def timeout(self) -> float:
+        """Seconds of client silence before autologout: short before login, long after (and in IDLE)."""
+        return float(self.config.login_timeout if self.state == "nonauth" else self.config.idle_timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "logout"
+
+    # -- start and stop ------------------------------------------------------------------------------------
+
+    def greeting(self) -> None:
+        caps = self.capabilities_preauth()
+        self.write(serializer.untagged_status("OK", serializer.capability_code(caps), "Janus Mail IMAP ready"))
+
+    async def close(self) -> None:
+        """Release everything the connection holds (called by the adapter on any disconnect)."""
+        if self._idle_exit is not None:
+            self._idle_exit.set()
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._idle_task
+            self._idle_task = None
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        if self._account_slot and self.limits is not None and self.account_id:
+            self.limits.release_account(self.account_id)
+            self._account_slot = False
+        self.selected = None
+        self.state = "logout"
+
+    def autologout(self) -> None:
+        self.write(serializer.untagged_status("BYE", None, "Autologout; idle for too long"))
+        self.state = "logout"
+
+    def tls_started(self) -> None:
+        """The adapter finished the STARTTLS handshake: read commands again (RFC 9051 §6.2.1)."""
+        self.starttls_pending = False
+        self.tls_active = True
+        self.parser.resume()
+
+    # -- capabilities ----------------------------------------------------------------------------------------
+
+    def plaintext_ok(self) -> bool:
+        """May secrets travel on this connection as it is (LOGIN, AUTH=PLAIN)?"""
+        auth = self.rt.auth
+        if auth is None:
+            return False
+        return auth.policy.plaintext_allowed("imap", self.tls_active, self.peer_loopback)
+
+    def sasl_mechanisms(self) -> list[str]:
+        if self.rt.auth is None:
+            return []
+        from janusmail.auth.sasl import SaslServer
+
+        return SaslServer(self.rt.auth, "imap").mechanisms(self.tls_active, self.peer_loopback)
+
+    def _common_capabilities(self) -> list[str]:
+        caps: dict[str, None] = {}
+        for name, implied in COMMAND_CAPABILITIES.items():
+            if commands.lookup(name) is not None:
+                for c in implied:
+                    caps.setdefault(c, None)
+        for c in EXTENSION_CAPABILITIES:
+            caps.setdefault(c, None)
+        for c in commands.registered_capabilities():
+            caps.setdefault(c, None)
+        caps.setdefault(f"APPENDLIMIT={int(self.config.max_append_size)}", None)
+        return list(caps)
+
+    def capabilities_preauth(self) -> list[str]:
+        caps = list(CORE_CAPABILITIES)
+        if not self.tls_active and self.tls_context is not None:
+            caps.append("STARTTLS")
+        if not self.plaintext_ok():
+            caps.append("LOGINDISABLED")
+        caps.extend(f"AUTH={m}" for m in self.sasl_mechanisms())
+        caps.extend(self._common_capabilities())
+        return caps
+
+    async def jmap_access(self) -> bool:
+        """RFC 9698: would JMAP accept the credentials this session logged in with? Re-asked every time."""
+        if self.auth_result is None or self.rt.auth is None:
+            return False
+        try:
+            return bool(await asyncio.to_thread(self.rt.auth.jmap_access_ok, self.auth_result))
+        except Exception:  # a broken predicate must not break CAPABILITY; silence is the safe answer
+            log.exception("jmap_access_ok failed")
+            return False
+
+    async def capabilities(self, jmap: bool | None = None) -> list[str]:
+        """The capability list for the current state (JMAPACCESS only when authenticated and the predicate
+        holds; ``jmap`` passes an already computed predicate)."""
+        if self.state == "nonauth":
+            return self.capabilities_preauth()
+        caps = [*CORE_CAPABILITIES, *self._common_capabilities()]
+        if jmap is None:
+            jmap = await self.jmap_access()
+        if jmap:
+            caps.append("JMAPACCESS")
+        return caps
+
+    # -- mailbox names ------------------------------------------------------------------------------------
+
+    def mailbox_name(self, path: list[str]) -> str:
+        """The IMAP name (Unicode) for path components; the INBOX component is spelled ``INBOX``. Render it
+        for the wire with ``serializer.mailbox_name(name, s.utf8)`` (modified UTF-7 for older clients)."""
+        if path and path[0].upper() == "INBOX":
+            path = ["INBOX", *path[1:]]
+        return DELIMITER.join(path)
+
+    def decode_name(self, name: str) -> str:
+        """Wire name -> Unicode IMAP name (modified UTF-7 decoded unless UTF-8 is on); INBOX canonical."""
+        if not self.utf8:
+            try:
+                name = mutf7.decode(name)
+            except ValueError as exc:
+                raise BadMailboxName(f"invalid modified UTF-7 mailbox name: {exc}") from None
+        name = unicodedata.normalize("NFC", name)
+        head, sep, rest = name.partition(DELIMITER)
+        if head.upper() == "INBOX":
+            name = "INBOX" + sep + rest
+        return name
+
+    def parse_mailbox(self, name: str) -> list[str]:
+        """Wire name -> path components. Raises :class:`BadMailboxName` (the session answers BAD)."""
+        text = self.decode_name(name)
+        parts = text.split(DELIMITER)
+        if not text or any(p == "" for p in parts):
+            raise BadMailboxName("empty mailbox name component")
+        return parts
+
+    # -- input ------------------------------------------------------------------------------------------------
+
+    async def feed(self, data: bytes) -> None:
+        """Process bytes from the client: runs every complete command (in order) before returning."""
+        events = self.parser.feed(data)
+        while events:
+            for ev in events:
+                if self.state == "logout" or self.starttls_pending:
+                    return
+                await self._event(ev)
+            if self.state == "logout" or self.starttls_pending or self.parser.paused:
+                return
+            events = self.parser.feed(b"")
+
+    async def _event(self, ev: object) -> None:
+        if isinstance(ev, Command):
+            await self._command(ev)
+        elif isinstance(ev, Line):
+            await self._line(ev.data)
+        elif isinstance(ev, ContinuationRequest):
+            self._continuation(ev)
+        elif isinstance(ev, ParseError):
+            await self._parse_error(ev)
+        self._after_event()
+
+    def _after_event(self) -> None:
+        """Un-pause the parser after a barrier command or a raw line, unless a sub-conversation goes on."""
+        if self.parser.paused and not self.starttls_pending and self.state != "logout":
+            if self._sasl is not None or self._idle_tag is not None:
+                self.parser.expect_line()
+            else:
+                self.parser.resume()
+
+    def _continuation(self, ev: ContinuationRequest) -> None:
+        if self.state == "nonauth" and ev.command not in (None, "LOGIN", "AUTHENTICATE"):
+            self.write(serializer.tagged(ev.tag or "*", "BAD", None, "Log in first"))
+            self.parser.reject_literal()
+            return
+        if ev.command == "APPEND" and ev.size > self.config.max_append_size:
+            self.write(serializer.tagged(ev.tag or "*", "NO", "TOOBIG", "Message exceeds APPENDLIMIT"))
+            self.parser.reject_literal()
+            return
+        self.write(serializer.continuation(ev.text))
+
+    async def _parse_error(self, ev: ParseError) -> None:
+        if self._sasl is not None:
+            tag, _ = self._sasl
+            self._sasl = None
+            self.write(serializer.tagged(tag, "BAD", ev.code, ev.text))
+            return
+        if self._idle_tag is not None:
+            await self._end_idle(ok=False, text=ev.text)
+            return
+        if ev.tag is None:
+            self.write(serializer.untagged_status("BAD", ev.code, ev.text))
+        else:
+            self.write(serializer.tagged(ev.tag, ev.status, ev.code, ev.text))
+        self._count_error(True)
+
+    def _count_error(self, bad: bool) -> None:
+        self._errors = self._errors + 1 if bad else 0
+        if self._errors >= MAX_CONSECUTIVE_ERRORS:
+            self.write(serializer.untagged_status("BYE", None, "Too many invalid commands"))
+            self.state = "logout"
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    async def _command(self, cmd: Command) -> None:
+        self._absorb_events()
+        h = commands.lookup(cmd.name)
+        if h is None:
+            await self._finish(cmd, Result.bad(f"Unknown command {cmd.name}"), sync=False)
+            return
+        if self.state not in h.states:
+            text = "Log in first" if self.state == "nonauth" else f"{cmd.name} is not valid in this state"
+            if cmd.name in ("LOGIN", "AUTHENTICATE") and self.state != "nonauth":
+                text = "Already authenticated"
+            await self._finish(cmd, Result.bad(text), sync=False)
+            return
+        before = self.selected
+        try:
+            result = await h.fn(self, cmd)
+        except BadSequence as exc:
+            result = Result.bad(str(exc) or "Invalid message sequence number")
+        except BadMailboxName as exc:
+            result = Result.bad(str(exc))
+        except MailboxGone:
+            await self._mailbox_gone()
+            return
+        except store_model.StoreError as exc:
+            code = STORE_ERROR_CODES.get(type(exc), "CANNOT")
+            result = Result.no(_store_error_text(exc), code)
+        except Exception:
+            log.exception("IMAP %s failed", cmd.name)
+            result = Result.no("Internal server error", "SERVERBUG")
+        if result is None:  # the handler took over the conversation (AUTHENTICATE, IDLE, STARTTLS)
+            return
+        await self._finish(cmd, result, sync=self.selected is not None and self.selected is before)
+
+    async def _finish(self, cmd: Command, result: Result, *, sync: bool) -> None:
+        if sync and self.state == "selected" and self.selected is not None:
+            uid_form = cmd.name.startswith("UID ")
+            expunges = uid_form or cmd.name not in NO_EXPUNGE_COMMANDS
+            try:
+                await self.selected.sync(self, expunges=expunges, force=cmd.name in POLL_COMMANDS)
+            except MailboxGone:
+                await self._mailbox_gone()
+                return
+        if self.state == "logout" and cmd.name != "LOGOUT":
+            return
+        self.write(serializer.tagged(cmd.tag, result.status, result.code, result.text))
+        self._count_error(result.status == "BAD")
+
+    async def _mailbox_gone(self) -> None:
+        self.write(serializer.untagged_status("BYE", None, "The selected mailbox was deleted"))
+        self.selected = None
+        self.state = "logout"
+
+    def _absorb_events(self) -> None:
+        """Turn pending notifier events into the selected mailbox's dirty flag (no queries here)."""
+        sub = self._sub
+        if sub is None:
+            return
+        events = sub.drain()
+        sel = self.selected
+        if sel is None or not events:
+            return
+        for ev in events:
+            if sel.mailbox_id in ev.mailbox_ids or "Mailbox" in ev.kinds:
+                sel.dirty = True
+                break
+
+    # -- authentication ---------------------------------------------------------------------------------
+
+    async def login_failed(self, address: str | None, code: str = "AUTHENTICATIONFAILED",
+                           text: str = "Authentication failed") -> Result:
+        """Wait out the failed-login delay (the throttle's verdict), then NO."""
+        delay = 0.0
+        auth = self.rt.auth
+        if auth is not None and getattr(auth, "throttle", None) is not None:
+            delay = auth.throttle.failed(self.peer or "?", address)
+        if delay > 0:
+            await self.flush()
+            await asyncio.sleep(delay)
+        return Result.no(text, code)
+
+    async def login_succeeded(self, result: AuthResult) -> Result:
+        """Enter authenticated state; the tagged OK carries [CAPABILITY ...] (and JMAPACCESS when it holds)."""
+        if self.limits is not None and not self.limits.acquire_account(result.account_id):
+            return Result.no("Too many connections for this account", "LIMIT")
+        self._account_slot = self.limits is not None
+        auth = self.rt.auth
+        if auth is not None and getattr(auth, "throttle", None) is not None:
+            auth.throttle.succeeded(self.peer or "?", result.address)
+        self.account_id = result.account_id
+        self.auth_result = result
+        self.state = "auth"
+        self.parser.max_literal = max(int(self.config.max_append_size), PREAUTH_MAX_LITERAL)
+        self.parser.max_command = max(4 * self.parser.max_literal, self.parser.max_line)
+        try:
+            self._sub = self.store.notifier.subscribe(result.account_id)
+        except RuntimeError:  # no running loop (pure unit tests)
+            self._sub = None
+        jmap = await self.jmap_access()
+        caps = await self.capabilities(jmap)
+        if getattr(self.config, "jmapaccess_draft_response_code", False):
+            if jmap:
+                self.write(responses.capability_response(caps))
+                url = self.rt.config.session_url
+                return Result.ok("Logged in", "JMAPACCESS " + serializer.quoted(url).decode("utf-8"))
+            reason = await asyncio.to_thread(_jmap_denial_reason, self.rt, result)
+            self.write(serializer.untagged_status(
+                "OK", "DEBUGGING " + serializer.quoted(reason).decode("utf-8"), "JMAP access is not available"
+            ))
+        return Result.ok("Logged in", serializer.capability_code(caps))
+
+    async def start_sasl(self, cmd: Command, mech: Mechanism, initial: bytes | None) -> Result | None:
+        """Run the first SASL step; a challenge continues in :meth:`_line` with the client's responses."""
+        step = await asyncio.to_thread(mech.start, initial)
+        return await self._sasl_step(cmd.tag, mech, step)
+
+    async def _sasl_step(self, tag: str, mech: Mechanism, step: object) -> Result | None:
+        from janusmail.auth.sasl import Challenge, Failure, Success
+
+        if isinstance(step, Challenge):
+            self._sasl = (tag, mech)
+            self.write(serializer.continuation_data(step.data))
+            return None
+        self._sasl = None
+        if isinstance(step, Success):
+            if step.final_data is not None and not self._sasl_final:
+                # RFC 9051 §6.2.2: success data goes in a last challenge, answered by an empty response.
+                self._sasl = (tag, mech)
+                self._sasl_final = True
+                self._sasl_success = step.result
+                self.write(serializer.continuation_data(step.final_data))
+                return None
+            return await self.login_succeeded(step.result)
+        assert isinstance(step, Failure)
+        if step.code == "CANCELLED":
+            return Result.bad("Authentication cancelled", None)
+        code = step.code if step.code in ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED") else None
+        if step.code == "PROTOCOL":
+            return await self.login_failed(step.address, "AUTHENTICATIONFAILED", step.reason)
+        return await self.login_failed(step.address, code or "AUTHENTICATIONFAILED")
+
+    async def _line(self, data: bytes) -> None:
+        if self._idle_tag is not None:
+            if data.strip().upper() == b"DONE":
+                await self._end_idle(ok=True)
+            else:
+                await self._end_idle(ok=False, text="Expected DONE")
+            return
+        if self._sasl is None:  # pragma: no cover - the parser only emits lines when asked
+            return
+        tag, mech = self._sasl
+        if self._sasl_final:
+            self._sasl = None
+            self._sasl_final = False
+            if data.strip() in (b"", b"="):
+                assert self._sasl_success is not None
+                result = await self.login_succeeded(self._sasl_success)
+            elif data.strip() == b"*":
+                result = Result.bad("Authentication cancelled")
+            else:
+                result = await self.login_failed(None)
+            await self._write_tagged(tag, result)
+            return
+        try:
+            decoded = decode_sasl_response(data)
+        except ValueError:
+            self._sasl = None
+            await self._write_tagged(tag, Result.bad("Invalid base64 in SASL response"))
+            return
+        if decoded is None:
+            self._sasl = None
+            mech.cancel()
+            await self._write_tagged(tag, Result.bad("Authentication cancelled"))
+            return
+        step = await asyncio.to_thread(mech.step, decoded)
+        result = await self._sasl_step(tag, mech, step)
+        if result is not None:
+            await self._write_tagged(tag, result)
+
+    async def _write_tagged(self, tag: str, result: Result) -> None:
+        self.write(serializer.tagged(tag, result.status, result.code, result.text))
+        self._count_error(result.status == "BAD")
+
+    # -- IDLE -----------------------------------------------------------------------------------------------
+
+    async def start_idle(self, cmd: Command) -> None:
+        """``+ idling``, then push changes as they happen until the client sends DONE."""
+        self._idle_tag = cmd.tag
+        self._idle_exit = asyncio.Event()
+        self.write(serializer.continuation("idling"))
+        self._idle_task = asyncio.create_task(self._idle_loop())
+
+    async def _idle_loop(self) -> None:
+        """Push updates while idling: one forced check at the start, then one sync per notifier wake-up, and a
+        cheap poll every ``idle_poll_interval`` seconds for writers outside this process."""
+        exit_ev = self._idle_exit
+        assert exit_ev is not None
+        poll = float(getattr(self.config, "idle_poll_interval", 30.0))
+        force = True
+        try:
+            while True:
+                if self.selected is not None:
+                    await self.selected.sync(self, expunges=True, force=force)
+                    await self.flush()
+                if exit_ev.is_set() or self.state == "logout":
+                    return
+                if self._sub is None:
+                    await exit_ev.wait()
+                    return
+                waiter = asyncio.ensure_future(self._sub.wait(poll))
+                stopper = asyncio.ensure_future(exit_ev.wait())
+                try:
+                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                    if not waiter.done():
+                        waiter.cancel()
+                events = waiter.result() if waiter.done() and not waiter.cancelled() else []
+                sel = self.selected
+                if sel is not None and any(sel.mailbox_id in e.mailbox_ids or "Mailbox" in e.kinds for e in events):
+                    sel.dirty = True
+                if exit_ev.is_set():
+                    return  # the command's own completion syncs what is left
+                force = not events
+        except MailboxGone:
+            await self._mailbox_gone()
+            await self.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("IDLE update failed")
+
+    async def _end_idle(self, *, ok: bool, text: str = "IDLE terminated") -> None:
+        tag = self._idle_tag
+        self._idle_tag = None
+        if self._idle_exit is not None:
+            self._idle_exit.set()
+        if self._idle_task is not None:
+            with contextlib.suppress(Exception):
+                await self._idle_task
+            self._idle_task = None
+        self._idle_exit = None
+        if self.state == "logout":
+            return
+        assert tag is not None
+        cmd = Command(tag, "IDLE", NO_ARGS)
+        await self._finish(cmd, Result.ok("IDLE terminated") if ok else Result.bad(text),
+                           sync=self.selected is not None)
+
+    # -- selection -----------------------------------------------------------------------------------------
+
+    def deselect(self) -> None:
+        self.selected = None
+        if self.state == "selected":
+            self.state = "auth"
+
+
+def _store_error_text(exc: Exception) -> str:
+    names = {
+        "notFound": "No such mailbox",
+        "alreadyExists": "Mailbox already exists",
+        "invalidName": "Invalid mailbox name",
+        "roleTaken": "That special-use attribute is already in use",
+        "hasChildren": "Mailbox has children",
+        "forbidden": "Not permitted",
+        "tooLarge": "Too large",
+    }
+    base = names.get(getattr(exc, "code", ""), "Operation failed")
+    detail = str(exc)
+    if getattr(exc, "code", "") == "invalidName" and detail:
+        return f"{base}: {detail}"
+    return base
+
+
+def _jmap_denial_reason(rt: Runtime, result: AuthResult) -> str:
+    """Draft -04 DEBUGGING text: why JMAP would not take these credentials, safe to show a client developer
+    (names the kind of credential or setting, never the account, address or secret)."""
+    auth: Any = rt.auth
+    try:
+        acct = rt.store.get_account(result.account_id)
+    except Exception:  # pragma: no cover
+        acct = None
+    if acct is not None and not acct.jmap_enabled:
+        return "JMAP access is disabled for this account"
+    policy = getattr(auth, "policy", None)
+    method = result.method
+    if method in ("password", "scram"):
+        if policy is not None and not policy.allows("password", "jmap"):
+            return "JMAP does not accept passwords"
+    elif method == "app_password":
+        if policy is not None and not policy.allows("app_password", "jmap"):
+            return "JMAP does not accept app passwords"
+        if "jmap" not in result.scopes:
+            return "This app password is not valid for JMAP"
+    elif method == "bearer":
+        if policy is not None and not policy.allows("bearer", "jmap"):
+            return "JMAP does not accept bearer tokens"
+        if "jmap" not in result.scopes:
+            return "This token is not valid for JMAP"
+    return "JMAP does not accept this kind of credential"
