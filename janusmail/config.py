@@ -61,7 +61,20 @@ class ImapConfig:
 
 @dataclass
 class JmapConfig:
+    """JMAP listener; the limits (None = janusmail.jmap.settings defaults) are advertised AND enforced."""
+
     listen: str | None = "127.0.0.1:8080"
+    max_size_upload: int | None = None
+    max_concurrent_upload: int | None = None
+    max_size_request: int | None = None
+    max_concurrent_requests: int | None = None
+    max_calls_in_request: int | None = None
+    max_objects_in_get: int | None = None
+    max_objects_in_set: int | None = None
+    max_size_attachments_per_email: int | None = None
+    min_ping: int | None = None
+    max_ping: int | None = None
+    max_event_sources: int | None = None
 
 
 @dataclass

@@ -30,12 +30,15 @@ from janusmail.store.schema import changes
 __all__ = [
     "PUSH_TYPES",
     "EventSourceParams",
+    "PushEvent",
     "current_states",
     "decode_event_id",
     "encode_event_id",
     "event_stream",
     "format_event",
     "parse_params",
+    "state_change",
+    "watch",
 ]
 
 PUSH_TYPES = ("Mailbox", "Email", "Thread", "EmailDelivery")
@@ -115,32 +118,38 @@ def format_event(event: str, data: Any, event_id: str | None = None) -> bytes:
     return out + b"data: " + orjson.dumps(data) + b"\n\n"
 
 
-async def event_stream(
+@dataclass(frozen=True, slots=True)
+class PushEvent:
+    """What ``watch`` yields: ``open`` once subscribed, then ``state`` (with the StateChange) or ``ping``."""
+
+    kind: str
+    states: dict[str, int]
+    change: dict[str, Any] | None = None
+
+
+async def watch(
     store: Any,
     account_id: str,
-    params: EventSourceParams,
+    types: frozenset[str],
     *,
-    last_event_id: str | None = None,
+    previous: dict[str, int] | None = None,
+    ping: int = 0,
     closing: asyncio.Event | None = None,
     expires_at: float | None = None,
-) -> AsyncIterator[bytes]:
-    """Yield SSE bytes until the client goes away, the server closes, the credential expires, or (with
-    ``closeafter=state``) one state event was sent."""
+) -> AsyncIterator[PushEvent]:
+    """Push events for one account until the server closes or the credential expires (the consumer stops
+    iterating for everything else). With ``previous`` states, a catch-up ``state`` event comes first."""
     sub = store.notifier.subscribe(account_id)  # before reading the states: no change can fall between
-    closing_wait: asyncio.Task[Any] | None = asyncio.ensure_future(closing.wait()) if closing else None
+    closing_wait: asyncio.Future[Any] | None = asyncio.ensure_future(closing.wait()) if closing else None
     try:
         states = await store.call(current_states, store, account_id)
-        # A comment line first: proxies and clients see the stream open at once.
-        yield b": janus push\n\n"
-        previous = decode_event_id(last_event_id)
+        yield PushEvent("open", dict(states))
         if previous is not None:
-            moved = {t for t in params.types if states[t] != previous.get(t)}
+            moved = {t for t in types if states[t] != previous.get(t)}
             if moved:
-                yield format_event("state", state_change(account_id, states, moved), encode_event_id(states))
-                if params.close_after_state:
-                    return
+                yield PushEvent("state", dict(states), state_change(account_id, states, moved))
         while True:
-            timeout: float | None = params.ping or None
+            timeout: float | None = ping or None
             if expires_at is not None:
                 left = expires_at - time.time()
                 if left <= 0:
@@ -158,21 +167,49 @@ async def event_stream(
             if closing_wait is not None and closing_wait in done:
                 return
             if waiter in done:
-                moved: set[str] = set()
+                moved = set()
                 for ev in waiter.result():
                     for kind in ev.kinds:
                         if kind in states and ev.modseq > states[kind]:
                             states[kind] = ev.modseq
-                            if kind in params.types:
+                            if kind in types:
                                 moved.add(kind)
                 if moved:
-                    yield format_event("state", state_change(account_id, states, moved), encode_event_id(states))
-                    if params.close_after_state:
-                        return
+                    yield PushEvent("state", dict(states), state_change(account_id, states, moved))
                 continue
-            if params.ping and (expires_at is None or expires_at > time.time()):
-                yield format_event("ping", {"interval": params.ping})
+            if ping and (expires_at is None or expires_at > time.time()):
+                yield PushEvent("ping", dict(states))
     finally:
         sub.close()
         if closing_wait is not None:
             closing_wait.cancel()
+
+
+async def event_stream(
+    store: Any,
+    account_id: str,
+    params: EventSourceParams,
+    *,
+    last_event_id: str | None = None,
+    closing: asyncio.Event | None = None,
+    expires_at: float | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield SSE bytes until the client goes away, the server closes, the credential expires, or (with
+    ``closeafter=state``) one state event was sent."""
+    events = watch(
+        store, account_id, params.types, previous=decode_event_id(last_event_id), ping=params.ping,
+        closing=closing, expires_at=expires_at,
+    )  # fmt: skip
+    try:
+        async for ev in events:
+            if ev.kind == "open":
+                # A comment line first: proxies and clients see the stream open at once.
+                yield b": janus push\n\n"
+            elif ev.kind == "ping":
+                yield format_event("ping", {"interval": params.ping})
+            else:
+                yield format_event("state", ev.change, encode_event_id(ev.states))
+                if params.close_after_state:
+                    return
+    finally:
+        await events.aclose()

@@ -33,6 +33,7 @@ PATHS = {
     "eventsource": "/jmap/eventsource",
     "jwks": "/.well-known/jwks.json",
     "openid": "/.well-known/openid-configuration",
+    "websocket": "/jmap/ws",
 }
 
 #: Sort properties Email/query supports, used when the Email module does not say (RFC 8621 §4.4.2).
@@ -55,6 +56,8 @@ class Urls:
         self.download = base + PATHS["download"] + "?type={type}"
         self.eventsource = base + PATHS["eventsource"] + "?types={types}&closeafter={closeafter}&ping={ping}"
         self.jwks = base + PATHS["jwks"]
+        scheme, _, rest = base.partition("://")
+        self.websocket = ("wss" if scheme == "https" else "ws") + "://" + rest + PATHS["websocket"]
 
 
 def email_sort_options() -> list[str]:
@@ -78,8 +81,10 @@ def build_session(
     urls: Urls,
     capabilities: frozenset[str],
     sort_options: list[str],
+    session_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The Session object for one authenticated principal (its own account only, read-write)."""
+    """The Session object for one authenticated principal (its own account only, read-write).
+    ``session_extra``: further session-level capabilities (e.g. RFC 8887 WebSocket's ``{url, supportsPush}``)."""
     mail_account = {
         "maxMailboxesPerEmail": None,
         "maxMailboxDepth": None,
@@ -88,7 +93,7 @@ def build_session(
         "emailQuerySortOptions": sort_options,
         "mayCreateTopLevelMailbox": True,
     }
-    session_caps: dict[str, Any] = {CORE: settings.core_capability()}
+    session_caps: dict[str, Any] = {CORE: settings.core_capability(), **(session_extra or {})}
     account_caps: dict[str, Any] = {CORE: {}}
     if MAIL in capabilities:
         session_caps[MAIL] = {}

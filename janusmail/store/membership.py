@@ -110,8 +110,12 @@ class MembershipMixin:
                                                            messages.c.uid.in_(target_uids[i : i + 500]))
                                  .values(deleted=deleted, modseq=tx.modseq))
                 tx.touch_mailbox(mailbox_id)
-                # \Deleted hides a membership from JMAP: its mailboxIds changed.
+                # \Deleted hides a membership from JMAP: its mailboxIds changed, and maybe its thread's emailIds.
                 tx.log_many("Email", email_ids, "u")
+                for i in range(0, len(email_ids), 500):
+                    threads = {r[0] for r in conn.execute(
+                        sa.select(emails.c.thread_id).where(emails.c.id.in_(email_ids[i : i + 500])))}
+                    tx.log_many("Thread", sorted(threads), "u")
             return StoreResult(sorted(target_uids), modified, tx.modseq)
 
     def copy_messages(self, account_id: str, src_id: str, uids: UidRanges, dst_id: str,

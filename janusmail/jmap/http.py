@@ -1,0 +1,520 @@
+"""The JMAP HTTP front (RFC 8620): Starlette on uvicorn, on the same asyncio loop as IMAP and LMTP.
+
+Routes (all relative to ``public_url``'s path, and also served at the root so a proxy may strip the prefix):
+
+  GET  /.well-known/jmap, /jmap/session     Session resource (the JMAPACCESS URL answers it directly)
+  POST /jmap/api                            method calls -> Engine.handle
+  POST /jmap/upload/{accountId}             blob upload
+  GET  /jmap/download/{accountId}/{blobId}/{name}?type=   blob download (whole or body-part blobs)
+  GET  /jmap/eventsource?types=&closeafter=&ping=         push (text/event-stream)
+  GET  /.well-known/jwks.json, /.well-known/openid-configuration   the token issuer's public keys
+
+Why authenticate in each handler instead of a middleware: every JMAP route needs the principal, the
+well-known key routes and CORS preflights need none, and a 401 must say nothing about accounts. Each
+request is authenticated from its own Authorization header (no cookies, no server-side HTTP session).
+
+Why uvicorn's Server is subclassed: ``serve()`` would install its own SIGINT/SIGTERM handlers, but in
+``janusmail serve`` the process frame (janusmail.server) owns the signals and shuts every listener down in
+order; JMAP is just one closer among them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from janusmail.auth.authenticator import parse_basic
+from janusmail.config import parse_hostport
+from janusmail.jmap import blobs, push
+from janusmail.jmap.context import JmapContext
+from janusmail.jmap.engine import CallInfo, Engine, ProblemDetails
+from janusmail.jmap.engine.errors import LIMIT, NOT_JSON
+from janusmail.jmap.session_resource import MAIL, PATHS, Urls, base_path, build_session, email_sort_options
+from janusmail.jmap.settings import JmapSettings
+from janusmail.jmap.types import register_all
+from janusmail.jmap.websocket import SUBPROTOCOL, WEBSOCKET, WebSocketSession, websocket_available
+
+__all__ = ["JmapApp", "content_disposition", "start_jmap"]
+
+log = logging.getLogger("janusmail.jmap")
+
+_NO_STORE = "no-cache, no-store, must-revalidate"
+_DOWNLOAD_CACHE = "private, immutable, max-age=31536000"
+_CHUNK = 1 << 20
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}(\s*;[\x20-\x7e]*)?")
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status, headers, media_type="application/json")
+
+
+def _problem(status: int, type_: str, detail: str, limit: str | None = None) -> Response:
+    return Response(
+        ProblemDetails(status, type_, detail, limit).to_json(), status, media_type="application/problem+json"
+    )
+
+
+def _problem_of(exc: ProblemDetails) -> Response:
+    return Response(exc.to_json(), exc.status, media_type="application/problem+json")
+
+
+def _not_found() -> Response:
+    return _problem(404, "about:blank", "Not found")
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266 ``attachment`` with an ASCII ``filename`` fallback and the exact name in ``filename*``."""
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\' else "_" for c in name) or "download"
+    header = f'attachment; filename="{fallback}"'
+    if fallback != name:
+        header += "; filename*=UTF-8''" + quote(name, safe="!#$&+-.^_`|~")
+    return header
+
+
+def _media_type(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value if _MEDIA_TYPE.fullmatch(value) else None
+
+
+class _CountedStream(StreamingResponse):
+    """A streaming response that gives back its concurrency slot however the stream ends."""
+
+    def __init__(self, content: AsyncIterator[bytes], release: Callable[[], None], **kw: Any) -> None:
+        super().__init__(content, **kw)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (without reading on) as soon as it passes ``limit`` octets."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class JmapApp:
+    """The ASGI application plus the per-server state it needs (engine, limits, concurrency counters)."""
+
+    def __init__(self, rt: Any, settings: JmapSettings | None = None) -> None:
+        self.rt = rt
+        self.store = rt.store
+        self.auth = rt.auth
+        self.settings = settings or JmapSettings.from_config(rt.config)
+        self.engine = Engine(self.settings.limits(), capabilities=[MAIL])
+        self.types = register_all(self.engine)
+        blobs.register(self.engine)
+        self.urls = Urls(rt.config.public_url)
+        self.sort_options = email_sort_options()
+        self.websocket_enabled = websocket_available()
+        self.session_extra: dict[str, Any] = {}
+        if self.websocket_enabled:
+            self.engine.add_capability(WEBSOCKET)
+            self.session_extra[WEBSOCKET] = {"url": self.urls.websocket, "supportsPush": True}
+        self.closing = asyncio.Event()
+        self._requests: Counter[str] = Counter()
+        self._uploads: Counter[str] = Counter()
+        self._event_sources: Counter[str] = Counter()
+        routes = self._routes()
+        prefix = base_path(rt.config.public_url)
+        if prefix:
+            routes = [Mount(prefix, routes=list(routes)), *routes]
+        self.asgi = Starlette(
+            routes=routes,
+            middleware=[
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=["*"],
+                    allow_methods=["GET", "POST", "OPTIONS"],
+                    allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Accept"],
+                    max_age=3600,
+                )
+            ],
+        )
+
+    def _routes(self) -> list[BaseRoute]:
+        return [
+            Route(PATHS["well_known"], self.session, methods=["GET"]),
+            Route(PATHS["session"], self.session, methods=["GET"]),
+            Route(PATHS["api"], self.api, methods=["POST"]),
+            Route(PATHS["upload"], self.upload, methods=["POST"]),
+            Route("/jmap/download/{accountId}/{blobId}/{name:path}", self.download, methods=["GET"]),
+            Route(PATHS["eventsource"], self.eventsource, methods=["GET"]),
+            Route(PATHS["jwks"], self.jwks, methods=["GET"]),
+            Route(PATHS["openid"], self.openid_configuration, methods=["GET"]),
+            WebSocketRoute(PATHS["websocket"], self.websocket),
+        ]
+
+    # -- authentication ----------------------------------------------------------------------------------
+
+    async def _authenticate(self, request: Request | WebSocket) -> Any:
+        """The AuthResult, or a 401 Response carrying one WWW-Authenticate challenge per accepted scheme."""
+        if self.auth is None:
+            return _problem(503, "about:blank", "Authentication is not available")
+        header = request.headers.get("authorization")
+        scheme, _, param = (header or "").strip().partition(" ")
+        scheme, param = scheme.lower(), param.strip()
+        ip = request.client.host if request.client else "?"
+        address: str | None = None
+        if scheme == "basic":
+            creds = parse_basic(param)
+            address = creds[0] if creds else ""
+            # The shared failed-login backoff (per client address and account), as IMAP applies it: after
+            # recent failures even a parallel guesser waits before each attempt is looked at.
+            pending = self.auth.throttle.delay(ip, address)
+            if pending > 0:
+                await asyncio.sleep(pending)
+        result = await asyncio.to_thread(self.auth.http_authenticate, header) if header else None
+        if result is not None:
+            if address is not None:
+                self.auth.throttle.succeeded(ip, address)
+            return result
+        error = None
+        if scheme == "bearer":
+            error = await asyncio.to_thread(self._bearer_error, param)
+        if address is not None:
+            delay = self.auth.throttle.failed(ip, address)
+            if delay > 0:
+                await asyncio.sleep(delay)
+        response = _problem(401, "about:blank", "Authentication required")
+        for challenge in self.auth.www_authenticate(error):
+            response.headers.append("WWW-Authenticate", challenge)
+        return response
+
+    def _bearer_error(self, token: str) -> Any:
+        from janusmail.auth.tokens import TokenError
+
+        if not token:
+            return None
+        try:
+            self.auth.check_bearer(token, "jmap")
+        except TokenError as exc:
+            return exc
+        except Exception:  # noqa: BLE001 - the challenge is a courtesy; never fail the 401 over it
+            return None
+        return None
+
+    # -- session -----------------------------------------------------------------------------------------
+
+    def session_for(self, principal: Any) -> dict[str, Any]:
+        return build_session(
+            account_id=principal.account_id,
+            address=principal.address,
+            settings=self.settings,
+            urls=self.urls,
+            capabilities=self.engine.capabilities,
+            sort_options=self.sort_options,
+            session_extra=self.session_extra,
+        )
+
+    async def session(self, request: Request) -> Response:
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
+        return _json(self.session_for(principal), headers={"Cache-Control": _NO_STORE})
+
+    # -- API ---------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _slot(self, counter: Counter[str], key: str, limit: int) -> Iterator[bool]:
+        if counter[key] >= limit:
+            yield False
+            return
+        counter[key] += 1
+        try:
+            yield True
+        finally:
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+
+    async def api(self, request: Request) -> Response:
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
+        ctype = request.headers.get("content-type")
+        if ctype is not None:
+            media = ctype.split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                return _problem(400, NOT_JSON, "Content-Type must be application/json")
+        with self._slot(self._requests, principal.account_id, self.settings.max_concurrent_requests) as ok:
+            if not ok:
+                return _problem(
+                    429, LIMIT, "Too many concurrent requests", limit="maxConcurrentRequests"
+                )
+            try:
+                body = await _read_body(request, self.settings.max_size_request)
+            except _TooLarge:
+                return _problem(
+                    400, LIMIT, f"Request is larger than {self.settings.max_size_request} octets",
+                    limit="maxSizeRequest",
+                )  # fmt: skip
+            except ClientDisconnect:
+                return Response(status_code=400)
+
+            def ctx_factory(info: CallInfo) -> JmapContext:
+                return JmapContext(info, store=self.store, rt=self.rt, principal=principal)
+
+            state = self.session_for(principal)["state"]
+            try:
+                out = await self.engine.handle(body, ctx_factory, session_state=state)
+            except ProblemDetails as exc:
+                return _problem_of(exc)
+        return Response(out, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    # -- blobs -------------------------------------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
+        account_id = request.path_params["accountId"]
+        if account_id != principal.account_id:
+            return _not_found()
+        with self._slot(self._uploads, principal.account_id, self.settings.max_concurrent_upload) as ok:
+            if not ok:
+                return _problem(429, LIMIT, "Too many concurrent uploads", limit="maxConcurrentUpload")
+            try:
+                data = await _read_body(request, self.settings.max_size_upload)
+            except _TooLarge:
+                return _problem(
+                    413, LIMIT, f"Uploads are limited to {self.settings.max_size_upload} octets",
+                    limit="maxSizeUpload",
+                )  # fmt: skip
+            except ClientDisconnect:
+                return Response(status_code=400)
+            type_ = _media_type(request.headers.get("content-type")) or "application/octet-stream"
+            blob_id, size = await self.store.call(self.store.store_upload, account_id, data, type_)
+        return _json({"accountId": account_id, "blobId": blob_id, "type": type_, "size": size}, 201)
+
+    async def download(self, request: Request) -> Response:
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
+        account_id = request.path_params["accountId"]
+        blob_id = request.path_params["blobId"]
+        name = request.path_params["name"]
+        if account_id != principal.account_id:
+            return _not_found()
+        located = await self.store.call(blobs.locate, self.store, account_id, blob_id)
+        if located is None:
+            return _not_found()
+        headers = {
+            "Content-Disposition": content_disposition(name),
+            "Cache-Control": _DOWNLOAD_CACHE,
+            # The bytes are the user's mail: never let a browser run them as a page of this origin.
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        }
+        media = _media_type(request.query_params.get("type")) or located.type or "application/octet-stream"
+        if located.size is not None and located.size > _CHUNK:
+            headers["Content-Length"] = str(located.size)
+            return StreamingResponse(self._chunks(located), headers=headers, media_type=media)
+        data = await self.store.call(blobs.read_located, self.store, located)
+        return Response(data, headers=headers, media_type=media)
+
+    async def _chunks(self, located: blobs.Located) -> AsyncIterator[bytes]:
+        assert located.size is not None
+        for start in range(0, located.size, _CHUNK):
+            yield await self.store.call(blobs.read_located, self.store, located, start, start + _CHUNK)
+
+    # -- push --------------------------------------------------------------------------------------------
+
+    async def eventsource(self, request: Request) -> Response:
+        principal = await self._authenticate(request)
+        if isinstance(principal, Response):
+            return principal
+        try:
+            params = push.parse_params(
+                dict(request.query_params), self.settings.min_ping, self.settings.max_ping
+            )
+        except push.BadParams as exc:
+            return _problem(400, "about:blank", str(exc))
+        key = principal.account_id
+        if self._event_sources[key] >= self.settings.max_event_sources:
+            return _problem(429, "about:blank", "Too many open event sources")
+        self._event_sources[key] += 1
+
+        def release() -> None:
+            self._event_sources[key] -= 1
+            if self._event_sources[key] <= 0:
+                del self._event_sources[key]
+
+        stream = push.event_stream(
+            self.store,
+            principal.account_id,
+            params,
+            last_event_id=request.headers.get("last-event-id"),
+            closing=self.closing,
+            expires_at=principal.expires_at,
+        )
+        return _CountedStream(
+            stream,
+            release,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def websocket(self, ws: WebSocket) -> None:
+        """RFC 8887: authenticate the upgrade request, require the ``jmap`` subprotocol, then serve."""
+        principal = await self._authenticate(ws)
+        if isinstance(principal, Response):
+            await self._deny(ws, principal)
+            return
+        if not self.websocket_enabled or SUBPROTOCOL not in ws.scope.get("subprotocols", []):
+            await self._deny(ws, _problem(400, "about:blank", "The WebSocket subprotocol must be 'jmap'"))
+            return
+        key = principal.account_id
+        if self._event_sources[key] >= self.settings.max_event_sources:
+            await self._deny(ws, _problem(429, "about:blank", "Too many open push connections"))
+            return
+        self._event_sources[key] += 1
+        try:
+            await ws.accept(subprotocol=SUBPROTOCOL)
+
+            def ctx_factory(info: CallInfo) -> JmapContext:
+                return JmapContext(info, store=self.store, rt=self.rt, principal=principal)
+
+            session = WebSocketSession(
+                ws,
+                engine=self.engine,
+                store=self.store,
+                account_id=principal.account_id,
+                ctx_factory=ctx_factory,
+                session_state=self.session_for(principal)["state"],
+                max_size=self.settings.max_size_request,
+                closing=self.closing,
+                expires_at=principal.expires_at,
+            )
+            await session.run()
+        finally:
+            self._event_sources[key] -= 1
+            if self._event_sources[key] <= 0:
+                del self._event_sources[key]
+
+    @staticmethod
+    async def _deny(ws: WebSocket, response: Response) -> None:
+        try:
+            await ws.send_denial_response(response)
+        except RuntimeError:  # the server lacks the denial-response extension: a bare refusal
+            await ws.close(1008)
+
+    # -- the token issuer's public documents ---------------------------------------------------------------
+
+    async def jwks(self, request: Request) -> Response:
+        tokens = getattr(self.auth, "tokens", None)
+        keys = tokens.jwks() if tokens is not None else {"keys": []}
+        return _json(keys, headers={"Cache-Control": "public, max-age=3600"})
+
+    async def openid_configuration(self, request: Request) -> Response:
+        tokens = getattr(self.auth, "tokens", None)
+        if tokens is None:
+            return _not_found()
+        doc = {
+            "issuer": tokens.issuer,
+            "jwks_uri": self.urls.jwks,
+            "scopes_supported": ["imap", "jmap", "smtp"],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+        }
+        return _json(doc, headers={"Cache-Control": "public, max-age=3600"})
+
+
+# -- serving ----------------------------------------------------------------------------------------------
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the process frame owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=256)
+    sock.setblocking(False)
+    return sock
+
+
+async def start_jmap(rt: Any) -> None:
+    """Open the JMAP listener on the running loop; records ``rt.bound["jmap"]`` and registers a closer."""
+    listen = rt.config.jmap.listen
+    if not listen:
+        return
+    host, port = parse_hostport(listen)
+    app = JmapApp(rt)
+    sock = _bind(host, port)
+    config = uvicorn.Config(
+        app.asgi,
+        loop="none",
+        http="h11",
+        ws="websockets-sansio" if app.websocket_enabled else "none",
+        ws_max_size=app.settings.max_size_request + 4096,
+        lifespan="off",
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = _EmbeddedServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="jmap-http")
+    while not server.started:
+        if task.done():
+            sock.close()
+            task.result()  # raises the start-up failure
+            raise RuntimeError("the JMAP listener stopped during start-up")
+        await asyncio.sleep(0.005)
+    rt.bound["jmap"] = sock.getsockname()[:2]
+
+    async def close() -> None:
+        app.closing.set()  # ends event streams, so graceful shutdown need not wait for them
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(task), 15)
+        except TimeoutError:
+            server.force_exit = True
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    rt.closers.append(close)

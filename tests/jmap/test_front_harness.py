@@ -1,0 +1,94 @@
+"""Shared harness for the JMAP front tests (no tests here): a real server on loopback, two accounts, and a
+small JMAP client over httpx. Test modules import the fixtures they need from this module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from janusmail.auth import make_credentials
+from tests.serverutil import ServerThread, make_config
+
+CORE = "urn:ietf:params:jmap:core"
+MAIL = "urn:ietf:params:jmap:mail"
+USING = [CORE, MAIL]
+PASSWORDS = {"alice@example.test": "alice-secret-1", "bob@example.test": "bob-secret-2"}
+
+
+@dataclass
+class Jmap:
+    """One principal's view: an httpx client already authenticated, and its account id."""
+
+    server: ServerThread
+    http: httpx.Client
+    account_id: str
+    address: str
+
+    def request(self, calls: list[list[Any]], using: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+        r = self.http.post("/jmap/api", json={"using": using or USING, "methodCalls": calls, **extra})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def call(self, method: str, args: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+        """Run one method (accountId defaults to ours) and return its single response's arguments; an
+        ``error`` response comes back as ``{"error": type, ...}``."""
+        body = {"accountId": self.account_id, **(args or {})}
+        responses = self.request([[method, body, "c1"]], **kw)["methodResponses"]
+        name, out, call_id = responses[0]
+        assert call_id == "c1"
+        if name == "error":
+            return {"error": out["type"], **out}
+        assert name == method, responses
+        return out
+
+    def mailboxes(self) -> dict[str, dict[str, Any]]:
+        """name -> Mailbox for the top-level and nested mailboxes (names are unique in these tests)."""
+        return {m["name"]: m for m in self.call("Mailbox/get", {"ids": None})["list"]}
+
+    def role(self, role: str) -> str:
+        return next(m["id"] for m in self.mailboxes().values() if m["role"] == role)
+
+    def deliver(self, raw: bytes, mailbox: str | None = None, **kw: Any) -> Any:
+        """Deliver through the store on the server's loop (so the notifier publishes on it)."""
+        box = mailbox or self.role("inbox")
+        store = self.server.store
+        return self.server.run(store.deliver(self.account_id, raw, (box,), **kw))
+
+
+def start_server(tmp_path: Any, db_url: str | None = None, **overrides: Any) -> ServerThread:
+    cfg = make_config(tmp_path / "data", db_url, imap__listen=None, imap__imaps=None, **overrides)
+    srv = ServerThread(cfg).start()
+    for address, password in PASSWORDS.items():
+        h, s = make_credentials(password)
+        srv.store.create_account(address, h, s)
+    return srv
+
+
+def client_for(srv: ServerThread, address: str, password: str | None = None) -> Jmap:
+    http = httpx.Client(base_url=srv.config.public_url, auth=(address, password or PASSWORDS[address]), timeout=10)
+    account = srv.store.account_by_address(address)
+    return Jmap(srv, http, account.id, address)
+
+
+@pytest.fixture
+def server(tmp_path):  # noqa: ANN001, ANN201
+    srv = start_server(tmp_path)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def alice(server) -> Jmap:  # noqa: ANN001
+    j = client_for(server, "alice@example.test")
+    yield j
+    j.http.close()
+
+
+@pytest.fixture
+def bob(server) -> Jmap:  # noqa: ANN001
+    j = client_for(server, "bob@example.test")
+    yield j
+    j.http.close()
