@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -112,6 +113,11 @@ async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None 
             loop.add_signal_handler(sig, stop.set)
     for name, (host, port) in rt.bound.items():
         log.info("%s listening on %s:%d", name.upper(), host, port)
+    # Everything loaded so far lives as long as the process: keep the collector from rescanning it, and let
+    # the young generation grow (big FETCH/SEARCH answers allocate many short-lived objects).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     if ready:
         ready(rt)
     try:

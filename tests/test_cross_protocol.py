@@ -76,13 +76,14 @@ def append(client: imapclient.IMAPClient, folder: str, raw: bytes, flags=()) -> 
     return int(re.search(rb"APPENDUID \d+ (\d+)", resp).group(1))
 
 
-def ids_of(client: imapclient.IMAPClient, uid: int) -> tuple[str, str]:
+def ids_of(client: imapclient.IMAPClient, uid: int, folder: str = "INBOX") -> tuple[str, str]:
+    client.select_folder(folder)
     data = client.fetch([uid], ["EMAILID", "THREADID"])[uid]
     return data[b"EMAILID"][0].decode(), data[b"THREADID"][0].decode()
 
 
 def test_mailbox_ids_match_both_ways(imap, jmap):
-    imap.create("Projects/Janus")
+    imap.create_folder("Projects/Janus")
     boxes = jmap.mailboxes()
     by_name = {m["name"]: m for m in boxes.values()}
     assert mailboxid(imap, "Projects/Janus") == by_name["Janus"]["id"]
@@ -121,7 +122,7 @@ def test_copy_and_move_change_mailbox_ids_not_email_ids(imap, jmap):
     assert set(jmap.email(email_id)["mailboxIds"]) == {mailboxid(imap, "Archive"), mailboxid(imap, "Trash")}
     imap.select_folder("Trash")
     moved = imap.search(["EMAILID", email_id])
-    assert len(moved) == 1 and ids_of(imap, moved[0])[0] == email_id
+    assert len(moved) == 1 and ids_of(imap, moved[0], "Trash")[0] == email_id
 
 
 def test_keywords_and_flags_are_one_set(server, imap, jmap):

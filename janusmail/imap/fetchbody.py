@@ -24,6 +24,7 @@ __all__ = [
     "binary_size",
     "body_section",
     "filter_header_fields",
+    "needs_cache",
 ]
 
 #: Transfer encodings BINARY[] can undo (RFC 3516 §4.2: others get NO [UNKNOWN-CTE]).

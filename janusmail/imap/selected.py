@@ -43,18 +43,55 @@ class MailboxGone(Exception):
     """The selected mailbox was deleted (or renamed away) by someone else."""
 
 
-def _load_uids(conn: sa.Connection, mailbox_id: str) -> array:
-    """All UIDs of a mailbox, ascending, in one query. The raw DBAPI cursor (inside the caller's transaction)
-    avoids building 100k SQLAlchemy Row objects: SELECT of a 100k mailbox stays in the tens of milliseconds."""
+def _fetch_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:
+    """All UIDs below ``uidnext``, ascending, row by row (through the raw DBAPI cursor: no Row objects)."""
     ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cur = raw.cursor()
     try:
-        cur.execute(f"SELECT uid FROM messages WHERE mailbox_id = {ph} ORDER BY uid", (mailbox_id,))
+        cur.execute(f"SELECT uid FROM messages WHERE mailbox_id = {ph} AND uid < {ph} ORDER BY uid",
+                    (mailbox_id, uidnext))
         return array("q", [r[0] for r in cur.fetchall()])
     finally:
         cur.close()
+
+
+def _load_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:
+    """All UIDs of a mailbox below ``uidnext``, ascending, without reading them one by one when possible.
+
+    UIDs are handed out in order and every removed membership leaves a ``vanished`` row, so the UID list is
+    ``[min, max]`` minus the vanished UIDs in that range. One aggregate query gives count/min/max; if the
+    range is full (the common case) the array is built from ``range`` in C; if the vanished rows explain the
+    gaps exactly they are subtracted; otherwise (or when the gaps outnumber the messages) the UIDs are read
+    row by row. 100k messages load in ~10 ms instead of ~50 ms.
+    """
+    live = sa.and_(messages.c.mailbox_id == mailbox_id, messages.c.uid < uidnext)
+    # three scalar subqueries: min and max are index seeks, only the count walks the index
+    n, lo, hi = conn.execute(sa.select(
+        sa.select(sa.func.count()).select_from(messages).where(live).scalar_subquery(),
+        sa.select(sa.func.min(messages.c.uid)).where(live).scalar_subquery(),
+        sa.select(sa.func.max(messages.c.uid)).where(live).scalar_subquery(),
+    )).one()
+    if not n:
+        return array("q")
+    gaps = hi - lo + 1 - n
+    if gaps == 0:
+        return array("q", range(lo, hi + 1))
+    if gaps <= n:
+        holes = list(conn.execute(
+            sa.select(vanished.c.uid).where(vanished.c.mailbox_id == mailbox_id, vanished.c.uid > lo,
+                                            vanished.c.uid < hi).order_by(vanished.c.uid)
+        ).scalars())
+        if len(holes) == gaps:
+            out = array("q")
+            start = lo
+            for h in holes:
+                out.extend(range(start, h))
+                start = h + 1
+            out.extend(range(start, hi + 1))
+            return out
+    return _fetch_uids(conn, mailbox_id, uidnext)
 
 
 def flag_rows(conn: sa.Connection, where: list[sa.ColumnElement[bool]]) -> list[tuple[int, int, list[str]]]:
@@ -127,17 +164,18 @@ class SelectedMailbox:
         recent_from: int | None = None
         if claim_recent:
             recent_from = store.claim_recent(mailbox.id)
-        with store.engine.connect() as conn, conn.begin():
-            row = conn.execute(
-                sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq,
-                          mailboxes.c.recent_uid)
-                .where(mailboxes.c.id == mailbox.id)
-            ).first()
-            if row is None:
-                raise MailboxGone(mailbox.id)
-            uids = _load_uids(conn, mailbox.id)
-        if uids and uids[-1] >= row.uidnext:  # arrived after we read the row: the next sync announces them
-            uids = array("q", [u for u in uids if u < row.uidnext])
+        with store.engine.connect() as conn:
+            if not store.sqlite:  # one snapshot for the row and the UIDs (SQLite's read transaction is one)
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                row = conn.execute(
+                    sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq,
+                              mailboxes.c.recent_uid)
+                    .where(mailboxes.c.id == mailbox.id)
+                ).first()
+                if row is None:
+                    raise MailboxGone(mailbox.id)
+                uids = _load_uids(conn, mailbox.id, row.uidnext)
         return cls(
             mailbox.id, row.uidvalidity, uids, readonly=readonly, uidnext=row.uidnext,
             known_modseq=row.highest_modseq, recent_from=recent_from, name=name,
@@ -159,6 +197,11 @@ class SelectedMailbox:
         if seq < 1 or seq > len(self.uids):
             raise BadSequence(f"no message {seq}")
         return self.uids[seq - 1]
+
+    @property
+    def recent_ranges(self) -> list[tuple[int, int]]:
+        """UID ranges that are \\Recent for this session (IMAP4rev1), for SEARCH RECENT/NEW in SQL."""
+        return list(self._recent)
 
     def is_recent(self, uid: int) -> bool:
         """\\Recent for this session (IMAP4rev1 only; the session never asks under IMAP4rev2)."""
@@ -267,7 +310,10 @@ class SelectedMailbox:
         if new_uids:
             self.uids.extend(new_uids)
             if recent_lo is not None and recent_lo < uidnext:
-                self._recent.append((recent_lo, uidnext - 1))
+                if self._recent and self._recent[-1][1] + 1 >= recent_lo:  # keep the list short
+                    self._recent[-1] = (self._recent[-1][0], uidnext - 1)
+                else:
+                    self._recent.append((recent_lo, uidnext - 1))
             s.write(responses.exists_response(len(self.uids)))
         if uidnext > self.uidnext:
             self.uidnext = uidnext
@@ -292,7 +338,8 @@ class SelectedMailbox:
     def flags_line(self, s: ImapSession, seq: int, uid: int, flags: list[str], modseq: int) -> bytes:
         """An unsolicited ``* n FETCH (UID u FLAGS (...) [MODSEQ (m)])``."""
         if not s.rev2 and self.is_recent(uid):
-            flags = [*flags, "\\Recent"]
+            n = sum(1 for f in flags if f.startswith("\\"))  # system flags first, then keywords
+            flags = [*flags[:n], "\\Recent", *flags[n:]]
         items: list[tuple[str, object]] = [("UID", uid), ("FLAGS", tuple(flags))]
         if s.condstore:
             items.append(("MODSEQ", modseq))

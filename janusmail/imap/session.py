@@ -23,6 +23,8 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from janusmail.auth.policy import is_loopback
+from janusmail.auth.sasl import Challenge, Failure, SaslServer, Success
 from janusmail.imap import commands
 from janusmail.imap.codec import (
     NO_ARGS,
@@ -108,8 +110,6 @@ class ImapSession:
         drain: Callable[[], Awaitable[None]] | None = None,
         limits: Any = None,
     ) -> None:
-        from janusmail.auth.policy import is_loopback
-
         commands.load_all()
         self.rt = rt
         self.store = rt.store
@@ -217,8 +217,6 @@ class ImapSession:
     def sasl_mechanisms(self) -> list[str]:
         if self.rt.auth is None:
             return []
-        from janusmail.auth.sasl import SaslServer
-
         return SaslServer(self.rt.auth, "imap").mechanisms(self.tls_active, self.peer_loopback)
 
     def _common_capabilities(self) -> list[str]:
@@ -397,6 +395,7 @@ class ImapSession:
 
     async def _finish(self, cmd: Command, result: Result, *, sync: bool) -> None:
         if sync and self.state == "selected" and self.selected is not None:
+            self._absorb_events()  # includes the command's own writes (APPEND/COPY into this mailbox)
             uid_form = cmd.name.startswith("UID ")
             expunges = uid_form or cmd.name not in NO_EXPUNGE_COMMANDS
             try:
@@ -423,10 +422,8 @@ class ImapSession:
         sel = self.selected
         if sel is None or not events:
             return
-        for ev in events:
-            if sel.mailbox_id in ev.mailbox_ids or "Mailbox" in ev.kinds:
-                sel.dirty = True
-                break
+        if _concerns(sel, events):
+            sel.dirty = True
 
     # -- authentication ---------------------------------------------------------------------------------
 
@@ -478,8 +475,6 @@ class ImapSession:
         return await self._sasl_step(cmd.tag, mech, step)
 
     async def _sasl_step(self, tag: str, mech: Mechanism, step: object) -> Result | None:
-        from janusmail.auth.sasl import Challenge, Failure, Success
-
         if isinstance(step, Challenge):
             self._sasl = (tag, mech)
             self.write(serializer.continuation_data(step.data))
@@ -580,7 +575,7 @@ class ImapSession:
                         waiter.cancel()
                 events = waiter.result() if waiter.done() and not waiter.cancelled() else []
                 sel = self.selected
-                if sel is not None and any(sel.mailbox_id in e.mailbox_ids or "Mailbox" in e.kinds for e in events):
+                if sel is not None and _concerns(sel, events):
                     sel.dirty = True
                 if exit_ev.is_set():
                     return  # the command's own completion syncs what is left
@@ -616,6 +611,12 @@ class ImapSession:
         self.selected = None
         if self.state == "selected":
             self.state = "auth"
+
+
+def _concerns(sel: SelectedMailbox, events: list[Any]) -> bool:
+    """Could these change events affect the selected mailbox? Writes that touched mailboxes name them;
+    mailbox-tree changes (rename, delete) name none, and are checked with one cheap query."""
+    return any(sel.mailbox_id in ev.mailbox_ids or not ev.mailbox_ids for ev in events)
 
 
 def _store_error_text(exc: Exception) -> str:

@@ -176,7 +176,9 @@ class MembershipMixin:
 
     def claim_recent(self, mailbox_id: str) -> int:
         """IMAP4rev1 \\Recent: return the first UID this session may show as recent and claim the rest."""
-        with self.engine.begin() as conn:
+        conn_ctx = self.engine.connect()
+        conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
+        with conn_ctx, conn.begin():  # take the write lock up front: concurrent SELECTs must not deadlock
             row = conn.execute(sa.select(mailboxes.c.recent_uid, mailboxes.c.uidnext)
                                .where(mailboxes.c.id == mailbox_id)).first()
             if row is None:

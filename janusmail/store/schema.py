@@ -137,6 +137,8 @@ emails = sa.Table(
 sa.Index("ix_emails_account_received", emails.c.account_id, emails.c.received_at)
 sa.Index("ix_emails_account_modseq", emails.c.account_id, emails.c.modseq)
 sa.Index("ix_emails_account_blob", emails.c.account_id, emails.c.blob_id)
+sa.Index("ix_emails_meta", emails.c.id, emails.c.flags, emails.c.received_at, emails.c.size, emails.c.thread_id,
+         emails.c.modseq)
 
 # Keywords other than the four system flags; one set per email, keyed by the lowercase form (JMAP's view)
 # while remembering the spelling IMAP first used, for FETCH FLAGS.

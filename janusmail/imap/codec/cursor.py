@@ -119,6 +119,11 @@ class Cursor:
             raise self.fail("Expected a single space")
         self.pos += 1
 
+    def extra_spaces(self) -> None:
+        """Skip further spaces where a known client sends more than one (imapclient's MULTIAPPEND)."""
+        while self.pos < self.end and self.buf[self.pos] == 0x20:
+            self.pos += 1
+
     def expect(self, char: bytes) -> None:
         if self.pos >= self.end:
             raise self.eof(repr(char.decode()))

@@ -271,14 +271,17 @@ def _append(cur: Cursor, uid: bool) -> CommandArgs:
     messages: list[AppendMessage] = []
     while True:
         cur.sp()
+        cur.extra_spaces()
         flags: tuple[str, ...] = ()
         if cur.peek() == 0x28:
             flags = cur.flag_list()
             cur.sp()
+            cur.extra_spaces()
         date = None
         if cur.peek() == 0x22:
             date = cur.date_time()
             cur.sp()
+            cur.extra_spaces()
         if cur.peek() == 0:
             data, binary = cur.literal(allow8=True)
             messages.append(AppendMessage(data, flags, date, binary=binary))

@@ -1,0 +1,356 @@
+"""IMAP benchmark: a mixed multi-client workload, big-mailbox timings, and memory per idle connection.
+
+The server runs as its own ``janusmail serve`` process (as in production); clients are threads (imaplib) or raw
+sockets in this process.
+
+1. 10,000-message INBOX, N concurrent clients (default 8) for D seconds (default 20) doing a mixed workload:
+   SELECT, UID FETCH 1:* FLAGS, FETCH of a message body, STORE, UID SEARCH, APPEND, EXPUNGE. Prints ops/s and
+   p50/p99 latency per command.
+2. 100,000-message INBOX (skip with --no-big; about a minute to build here): SELECT, ``UID FETCH 1:* (UID
+   FLAGS)``, ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)`` (first and repeated), UID SEARCH
+   UNSEEN / FROM / TEXT.
+3. Resident memory per idle authenticated connection: server RSS (``/proc/<pid>/status``) before and after
+   opening 1,000 logged-in connections, divided.
+
+Run: .venv/bin/python bench/imap.py [--clients 8] [--seconds 20] [--no-big] [--connections 1000] [--pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argon2  # noqa: E402
+
+imaplib.Commands.setdefault("ENABLE", ("AUTH", "SELECTED"))
+
+from janusmail.auth import passwords  # noqa: E402
+from janusmail.store.model import IngestItem  # noqa: E402
+from janusmail.store.store import Store  # noqa: E402
+from tests.mailgen import simple  # noqa: E402
+from tests.serverutil import make_config  # noqa: E402
+
+ADDRESS = "bench@example.test"
+PASSWORD = "bench password"
+WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa "
+         "quebec romeo sierra tango").split()
+
+
+def build(data: Path, n: int, db: str | None) -> float:
+    """An account with an n-message INBOX, ingested in batches of 1,000 (fsync off: this is set-up, not the
+    measured path). Cheap argon2 parameters keep 1,000 logins from measuring the password hash."""
+    passwords.set_hasher(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    (data / "janusmail.toml").parent.mkdir(parents=True, exist_ok=True)
+    (data / "janusmail.toml").write_text(
+        "[imap]\nmax_connections_per_account = 5000\nmax_connections_per_ip = 5000\n")
+    store = Store.open(data, db, fsync=False)
+    t0 = time.perf_counter()
+    try:
+        acct = store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
+        inbox = store.mailbox_by_path(acct.id, ["INBOX"])
+        assert inbox is not None
+        rnd = random.Random(7)
+        for start in range(0, n, 1000):
+            items = []
+            for i in range(start, min(n, start + 1000)):
+                body = " ".join(rnd.choice(WORDS) for _ in range(40)) + f" uniq{i}"
+                raw = simple(i, frm=f"User {i % 500} <user{i % 500}@example.test>", body=body)
+                kw = () if rnd.random() < 0.1 else ("$seen",)
+                items.append(IngestItem(raw, (inbox.id,), kw, 1_700_000_000 + i * 60))
+            store.ingest_many(acct.id, items)
+    finally:
+        store.close()
+    return time.perf_counter() - t0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+# -- 1. mixed workload -----------------------------------------------------------------------------------
+
+
+def mixed(port: int, clients: int, seconds: float, n: int) -> None:
+    lat: dict[str, list[float]] = defaultdict(list)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+    stop = time.time() + seconds
+
+    def worker(k: int) -> None:
+        rnd = random.Random(k)
+        try:
+            m = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+            m.login(ADDRESS, PASSWORD)
+            # IMAP4rev2 clients: with IMAP4rev1 \\Recent bookkeeping, concurrent SELECTs currently hit a
+            # SQLite lock upgrade in Store.claim_recent ("database is locked"; reported to the store's owner)
+            m._simple_command("ENABLE", "IMAP4rev2")
+            mine: list[bytes] = []
+
+            def timed(name: str, fn, *a):  # noqa: ANN001, ANN202
+                t0 = time.perf_counter()
+                typ, data = fn(*a)
+                dt = time.perf_counter() - t0
+                if typ != "OK":
+                    raise RuntimeError(f"{name}: {typ} {data!r}")
+                with lock:
+                    lat[name].append(dt)
+                return data
+
+            timed("SELECT", m.select, "INBOX")
+            while time.time() < stop:
+                r = rnd.random()
+                if r < 0.05:
+                    timed("SELECT", m.select, "INBOX")
+                elif r < 0.15:
+                    timed("UID FETCH 1:* FLAGS", m.uid, "FETCH", "1:*", "(FLAGS)")
+                elif r < 0.45:
+                    timed("FETCH BODY[]", m.fetch, str(rnd.randint(1, n)), "(BODY.PEEK[] FLAGS)")
+                elif r < 0.65:
+                    op = rnd.choice(["+FLAGS", "-FLAGS"])
+                    timed("STORE", m.store, str(rnd.randint(1, n)), op, "(\\Flagged $Bench)")
+                elif r < 0.80:
+                    key = rnd.choice([("UNSEEN",), ("FROM", f"user{rnd.randint(0, 499)}@"), ("TEXT", f"uniq{rnd.randint(0, n)}")])
+                    timed("UID SEARCH", m.uid, "SEARCH", *key)
+                elif r < 0.95:
+                    data = timed("APPEND", m.append, "INBOX", None, None, simple(rnd.randint(0, 10**6)))
+                    mine.append(data[0])
+                else:
+                    # expunge what this client appended (UID EXPUNGE keeps the others' messages)
+                    uids = [d.split(b" ")[2].rstrip(b"]") for d in mine if d and b"APPENDUID" in d]
+                    mine.clear()
+                    if uids:
+                        uid_set = ",".join(u.decode() for u in uids)
+                        timed("STORE", m.uid, "STORE", uid_set, "+FLAGS.SILENT", "(\\Deleted)")
+                        timed("UID EXPUNGE", m.uid, "EXPUNGE", uid_set)
+            m.logout()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    total = sum(len(v) for v in lat.values())
+    print(f"\nmixed workload: {clients} clients, {wall:.1f} s, {total / wall:,.0f} ops/s total")
+    print(f"  {'command':22s} {'ops':>7s} {'ops/s':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for name in sorted(lat):
+        v = lat[name]
+        print(f"  {name:22s} {len(v):7d} {len(v) / wall:8.1f} {pct(v, 50) * 1000:8.1f} {pct(v, 99) * 1000:8.1f}")
+
+
+# -- 2. big mailbox timings (raw socket: imaplib's parsing of 100k lines would dominate) -----------------------
+
+
+class RawClient:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=300)
+        self.buf = b""
+        self._read_line()
+        self.n = 0
+
+    def _read_line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            self.buf += self.sock.recv(1 << 20)
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def cmd(self, text: str) -> tuple[float, int, bytes]:
+        """(seconds until the tagged answer, bytes received, tagged line). The benchmark's data has no
+        literal that could contain a line starting with the tag."""
+        self.n += 1
+        tag = b"T%d " % self.n
+        t0 = time.perf_counter()
+        self.sock.sendall(tag + text.encode() + b"\r\n")
+        data = bytearray(self.buf)
+        self.buf = b""
+        pos = 0
+        while True:
+            i = 0 if data.startswith(tag) else data.find(b"\r\n" + tag, max(0, pos - len(tag) - 2))
+            if i > 0:
+                i += 2
+            if i >= 0:
+                end = data.find(b"\r\n", i)
+                if end >= 0:
+                    dt = time.perf_counter() - t0
+                    self.buf = bytes(data[end + 2 :])
+                    return dt, i, bytes(data[i:end])
+            pos = len(data)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError
+            data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def big(port: int) -> None:
+    c = RawClient(port)
+    dt, _, ok = c.cmd(f'LOGIN {ADDRESS} "{PASSWORD}"')
+    assert ok.split()[1] == b"OK", ok
+    rows = [("SELECT INBOX", "SELECT INBOX"),
+            ("UID FETCH 1:* (UID FLAGS) [first]", "UID FETCH 1:* (UID FLAGS)"),
+            ("UID FETCH 1:* (UID FLAGS) [again]", "UID FETCH 1:* (UID FLAGS)"),
+            ("UID FETCH 1:* (UID FLAGS) [again]", "UID FETCH 1:* (UID FLAGS)"),
+            ("... FLAGS INTERNALDATE SIZE ENVELOPE [first]", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"),
+            ("... FLAGS INTERNALDATE SIZE ENVELOPE [again]", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"),
+            ("... FLAGS INTERNALDATE SIZE ENVELOPE [again]", "UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)"),
+            ("UID SEARCH UNSEEN", "UID SEARCH UNSEEN"),
+            ("UID SEARCH UNSEEN", "UID SEARCH UNSEEN"),
+            ("UID SEARCH FROM user42@", "UID SEARCH FROM user42@"),
+            ("UID SEARCH FROM user42@", "UID SEARCH FROM user42@"),
+            ("UID SEARCH TEXT uniq4242", "UID SEARCH TEXT uniq4242"),
+            ("UID SEARCH TEXT uniq4242", "UID SEARCH TEXT uniq4242"),
+            ("UID SEARCH TEXT alpha (most match)", "UID SEARCH RETURN (COUNT) TEXT alpha")]
+    print(f"\n  {'command':46s} {'ms':>8s} {'MB out':>8s}")
+    for label, text in rows:
+        dt, size, ok = c.cmd(text)
+        assert ok.split()[1] == b"OK", (text, ok)
+        print(f"  {label:46s} {dt * 1000:8.1f} {size / 1e6:8.2f}")
+    c.close()
+
+
+# -- 3. memory per idle connection ------------------------------------------------------------------------------
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def idle_memory(port: int, pid: int, count: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    socks: list[RawClient] = []
+    warm = [RawClient(port) for _ in range(20)]  # warm up allocator pools and code paths first
+    for c in warm:
+        c.cmd(f'LOGIN {ADDRESS} "{PASSWORD}"')
+    time.sleep(1)
+    before = rss_kb(pid)
+    t0 = time.perf_counter()
+    try:
+        for _ in range(count):
+            c = RawClient(port)
+            _, _, ok = c.cmd(f'LOGIN {ADDRESS} "{PASSWORD}"')
+            assert ok.split()[1] == b"OK", ok
+            socks.append(c)
+        time.sleep(2)
+        after = rss_kb(pid)
+    finally:
+        for c in socks + warm:
+            c.close()
+    print(f"\n{count} idle authenticated connections (opened in {time.perf_counter() - t0:.1f} s): "
+          f"server RSS {before / 1024:.1f} MB -> {after / 1024:.1f} MB, "
+          f"{(after - before) / count:.1f} KB per connection (fd limit {soft}/{hard})")
+
+
+def pg_schema(base: str | None) -> str | None:
+    """A fresh schema per mailbox build on PostgreSQL (the account would otherwise exist twice)."""
+    if not base:
+        return None
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = "bench_imap_" + uuid.uuid4().hex[:8]
+    eng = sa.create_engine(base)
+    with eng.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    eng.dispose()
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
+def serve(data: Path, db: str | None):  # noqa: ANN201
+    """``janusmail serve`` with IMAP only; its log goes to DATA/server.log (printed if the run fails)."""
+    cfg = make_config(data, db, jmap__listen=None, lmtp__listen=None, imap__imaps=None)
+    env = dict(os.environ)
+    if db:
+        env["JANUSMAIL_DB"] = db
+    log = open(data / "server.log", "w")  # noqa: SIM115 - lives as long as the server process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "janusmail.cli.main", "--data", str(data), "serve", "--imap", cfg.imap.listen,
+         "--jmap", "off", "--lmtp", "off", "--public-url", cfg.public_url],
+        stdout=log, stderr=log, env=env)
+    port = int(cfg.imap.listen.rsplit(":", 1)[1])
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if "ready" in (data / "server.log").read_text():
+            return proc, port
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start:\n" + (data / "server.log").read_text()[-3000:])
+
+
+def server_log(data: Path) -> str:
+    text = (data / "server.log").read_text()
+    return text[-6000:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--big-messages", type=int, default=100_000)
+    ap.add_argument("--no-big", action="store_true", help="skip the 100k-message mailbox (~1 min to build)")
+    ap.add_argument("--connections", type=int, default=1000)
+    ap.add_argument("--pg", default=None, help="PostgreSQL URL (default: SQLite)")
+    args = ap.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 4 * args.connections + 256))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the server process inherits it
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        data = tmp / "small"
+        db = pg_schema(args.pg)
+        took = build(data, args.messages, db)
+        print(f"built {args.messages:,}-message INBOX in {took:.1f} s ({'PostgreSQL' if args.pg else 'SQLite'})")
+        proc, port = serve(data, db)
+        try:
+            mixed(port, args.clients, args.seconds, args.messages)
+            idle_memory(port, proc.pid, args.connections)
+        except BaseException:
+            print("server errors:\n" + server_log(data), file=sys.stderr)
+            raise
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        if not args.no_big:
+            data = tmp / "big"
+            db = pg_schema(args.pg)
+            took = build(data, args.big_messages, db)
+            print(f"\nbuilt {args.big_messages:,}-message INBOX in {took:.1f} s")
+            proc, port = serve(data, db)
+            try:
+                big(port)
+            finally:
+                proc.terminate()
+                proc.wait(60)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Not-authenticated state: STARTTLS, LOGIN, AUTHENTICATE (SASL through :mod:`janusmail.auth.sasl`).
+
+Secrets never cross a plaintext connection unless policy allows it (loopback by default): LOGIN and the
+mechanisms that expose a secret are refused with ``NO [PRIVACYREQUIRED]`` and the capability list says
+LOGINDISABLED / leaves those AUTH= out. Failed logins wait out the throttle's delay before the NO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from janusmail.imap.codec import AuthenticateArgs, Command, LoginArgs, serializer
+
+from . import handler
+from .base import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.imap.session import ImapSession
+
+
+@handler("STARTTLS", states=("nonauth",))
+async def starttls(s: ImapSession, cmd: Command) -> Result | None:
+    if s.tls_active:
+        return Result.bad("TLS is already active")
+    if s.tls_context is None:
+        return Result.bad("STARTTLS is not available")
+    s.write(serializer.tagged(cmd.tag, "OK", None, "Begin TLS negotiation now"))
+    s.parser.take_buffer()  # plaintext pipelined after STARTTLS must not run inside TLS (CVE-2011-0411 class)
+    s.starttls_pending = True
+    return None
+
+
+@handler("LOGIN", states=("nonauth",))
+async def login(s: ImapSession, cmd: Command) -> Result:
+    args = cmd.args
+    assert isinstance(args, LoginArgs)
+    auth = s.rt.auth
+    if auth is None:
+        return Result.no("Authentication is not available", "UNAVAILABLE")
+    if not s.plaintext_ok():
+        return Result.no("Use STARTTLS or the TLS port before logging in", "PRIVACYREQUIRED")
+    result = await asyncio.to_thread(auth.verify_password, args.username, args.password, "imap")
+    if result is None:
+        return await s.login_failed(args.username)
+    return await s.login_succeeded(result)
+
+
+@handler("AUTHENTICATE", states=("nonauth",))
+async def authenticate(s: ImapSession, cmd: Command) -> Result | None:
+    from janusmail.auth.sasl import MECHANISMS, SaslServer
+
+    args = cmd.args
+    assert isinstance(args, AuthenticateArgs)
+    auth = s.rt.auth
+    if auth is None:
+        return Result.no("Authentication is not available", "UNAVAILABLE")
+    mech = SaslServer(auth, "imap").create(args.mechanism, s.tls_active, s.peer_loopback)
+    if mech is None:
+        known = MECHANISMS.get(args.mechanism.upper())
+        if known is not None and known.exposes_secret and not s.plaintext_ok():
+            return Result.no("Use STARTTLS or the TLS port before authenticating", "PRIVACYREQUIRED")
+        return Result.no(f"Unsupported authentication mechanism {args.mechanism}", "CANNOT")
+    return await s.start_sasl(cmd, mech, args.initial_response)

@@ -1,0 +1,177 @@
+"""FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE/VANISHED, RFC 8474 ids).
+
+The work is in :mod:`janusmail.imap.fetchdata`: one query for the rows, one for keywords, rendering in batches
+on the store's worker threads. This handler adds the protocol rules around it: sequence numbers from the
+session's snapshot, the implicit ``\\Seen`` of non-PEEK body fetches (one store write for all of them,
+reported in the same FETCH lines), VANISHED (EARLIER) before the FETCH data, and back-pressure between batches.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from janusmail.imap.codec import FetchArgs, responses
+from janusmail.imap.commands import Result, handler
+from janusmail.imap.fetchbody import UnknownCte
+from janusmail.imap.fetchcache import MIN_CACHED, ROWS
+from janusmail.imap.fetchdata import (
+    EMAIL_ID,
+    FLAGS,
+    MODSEQ,
+    SIZE,
+    UID,
+    FetchPlan,
+    FetchRows,
+    RenderContext,
+    Row,
+    fill_structs,
+    load_rows,
+    render_batch,
+    uid_ranges,
+)
+from janusmail.imap.msgsql import raw_scalars
+from janusmail.store.membership import uid_condition
+from janusmail.store.schema import FLAG_SEEN, vanished
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.imap.codec import Command
+    from janusmail.imap.session import ImapSession
+
+#: Rows per rendered chunk for metadata-only FETCHes, and the byte budget per chunk when bodies are sent.
+LIGHT_BATCH = 4000
+BODY_BATCH_BYTES = 4 * 1024 * 1024
+#: Below this many rows the rendering runs inline (a worker-thread hop costs more than it saves).
+INLINE_ROWS = 64
+
+
+def number_rows(rows: list[Row], uids: Sequence[int]) -> tuple[list[Row], list[int]]:
+    """Keep the rows the session knows and give them their sequence numbers (rows ascend by UID, so one
+    forward walk with galloping bisects does it)."""
+    out_rows: list[Row] = []
+    seqs: list[int] = []
+    i, n = 0, len(uids)
+    for r in rows:
+        u = r[UID]
+        if i < n and uids[i] < u:
+            i = bisect_left(uids, u, i)
+        if i < n and uids[i] == u:
+            out_rows.append(r)
+            i += 1
+            seqs.append(i)
+    return out_rows, seqs
+
+
+def _batches(rows: list[Row], blob: bool) -> list[tuple[int, int]]:
+    if not blob:
+        return [(i, min(i + LIGHT_BATCH, len(rows))) for i in range(0, len(rows), LIGHT_BATCH)]
+    out: list[tuple[int, int]] = []
+    start, acc = 0, 0
+    for i, r in enumerate(rows):
+        acc += r[SIZE]
+        if acc >= BODY_BATCH_BYTES or i - start >= 255:
+            out.append((start, i + 1))
+            start, acc = i + 1, 0
+    if start < len(rows):
+        out.append((start, len(rows)))
+    return out
+
+
+def _vanished_earlier(store, mailbox_id: str, ranges: list[tuple[int, int]], since: int) -> list[int]:  # noqa: ANN001
+    with store.engine.connect() as conn:
+        return sorted(raw_scalars(conn, sa.select(vanished.c.uid).where(
+            vanished.c.mailbox_id == mailbox_id, vanished.c.modseq > since, uid_condition(vanished.c.uid, ranges))))
+
+
+async def _mark_seen(s: ImapSession, rows: list[Row]) -> tuple[list[Row], set[int]]:
+    """Set \\Seen on the unseen messages among ``rows`` (one store call); returns the rows with their new
+    flags and MODSEQ, and the UIDs whose FETCH lines must now report FLAGS."""
+    sel = s.selected
+    assert sel is not None
+    unseen = [r[UID] for r in rows if not r[FLAGS] & FLAG_SEEN]
+    if not unseen:
+        return rows, set()
+    res = await s.store.call(s.store.store_flags, s.account_id, sel.mailbox_id, uid_ranges(unseen), "add",
+                             ["$seen"], None)
+    if not res.updated:
+        return rows, set()
+    updated = set(res.updated)
+    emails_changed = {r[EMAIL_ID] for r in rows if r[UID] in updated}
+    out: list[Row] = []
+    changed: set[int] = set()
+    for r in rows:
+        if r[EMAIL_ID] in emails_changed:  # flags are per email: every copy in this mailbox changed
+            r = (*r[:MODSEQ], res.modseq, r[EMAIL_ID], r[FLAGS] | FLAG_SEEN, *r[FLAGS + 1 :])
+            changed.add(r[UID])
+        out.append(r)
+    sel.note_own_flags(changed, res.modseq)
+    return out, changed
+
+
+def _covered(uids: Sequence[int], ranges: list[tuple[int, int]]) -> int:
+    """How many of the session's messages ``ranges`` cover."""
+    return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in ranges)
+
+
+def _read(store, mailbox_id: str, ranges: list[tuple[int, int]], plan: FetchPlan,  # noqa: ANN001
+          changedsince: int | None, below_uid: int, covered: int, total: int) -> FetchRows:
+    """Metadata-only FETCHes of many messages are served from the shared row cache (kept exact by MODSEQ,
+    see :mod:`janusmail.imap.fetchcache`); everything else is one query."""
+    if not plan.blob and not plan.cache and (covered >= MIN_CACHED or ROWS.cached(mailbox_id)):
+        box = ROWS.get(store, mailbox_id, total)
+        if box is not None:
+            rows = box.select(ranges, below_uid=below_uid, changedsince=changedsince)
+            return FetchRows(rows, box.keywords)
+    return load_rows(store, mailbox_id, ranges, plan, changedsince=changedsince, below_uid=below_uid)
+
+
+@handler("FETCH", "UID FETCH", states=("selected",), capabilities=("BINARY",))
+async def fetch(s: ImapSession, cmd: Command) -> Result:
+    args = cmd.args
+    assert isinstance(args, FetchArgs)
+    sel = s.selected
+    assert sel is not None
+    if args.vanished and not (cmd.uid and s.qresync):
+        return Result.bad("VANISHED needs UID FETCH and ENABLE QRESYNC")
+    if args.vanished and args.changedsince is None:
+        return Result.bad("VANISHED needs CHANGEDSINCE")
+    if args.changedsince is not None or any(getattr(it, "name", None) == "MODSEQ" for it in args.items):
+        s.condstore = True  # a CONDSTORE enabling command (RFC 7162 §3.1)
+    ranges = sel.resolve(args.sequence, cmd.uid)
+    if args.vanished and args.changedsince is not None:
+        top = max(sel.uidnext - 1, 1)
+        wide = (sel.saved_uids.ranges if args.sequence.is_saved and sel.saved_uids
+                else args.sequence.resolve(top).ranges)
+        gone = await s.store.call(_vanished_earlier, s.store, sel.mailbox_id, list(wide), args.changedsince)
+        if gone:
+            s.write(responses.vanished_response(gone, earlier=True))
+    if not ranges:
+        return Result.ok("FETCH completed")
+    plan = FetchPlan.build(args.items, uid=cmd.uid, modseq=args.changedsince is not None)
+    data = await s.store.call(_read, s.store, sel.mailbox_id, ranges, plan, args.changedsince, sel.uidnext,
+                              _covered(sel.uids, ranges), len(sel.uids))
+    rows, seqs = number_rows(data.rows, sel.uids)
+    changed: set[int] = set()
+    if plan.sets_seen and not sel.readonly and rows:
+        rows, changed = await _mark_seen(s, rows)
+    if plan.structs and rows:
+        await s.store.call(fill_structs, s.store, rows, plan, s.utf8)
+    ctx = RenderContext(
+        plan, s.utf8, data.keywords, data.locations,
+        is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent,
+        changed=changed, condstore=s.condstore, store=s.store,
+    )
+    try:
+        if len(rows) <= INLINE_ROWS and not plan.blob:
+            if rows:
+                s.write(render_batch(ctx, rows, seqs))
+            return Result.ok("FETCH completed")
+        for a, b in _batches(rows, plan.blob):
+            s.write(await s.store.call(render_batch, ctx, rows[a:b], seqs[a:b]))
+            await s.flush()
+    except UnknownCte as exc:
+        return Result.no(f"Unknown Content-Transfer-Encoding {exc}", "UNKNOWN-CTE")
+    return Result.ok("FETCH completed")

@@ -1,0 +1,30 @@
+"""RFC 9698 GETJMAPACCESS: where the same mailstore is reachable over JMAP.
+
+One predicate decides both this command and the JMAPACCESS capability (``ImapSession.jmap_access``, which
+asks ``Authenticator.jmap_access_ok`` afresh each time): when it does not hold, the command is refused with BAD
+exactly as if it did not exist (R9), so a client never learns more than the capability list told it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from janusmail.imap.codec import Command, responses
+
+from . import handler
+from .base import Result
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.imap.session import ImapSession
+
+
+@handler("GETJMAPACCESS", states=("auth", "selected"))
+async def getjmapaccess(s: ImapSession, cmd: Command) -> Result:
+    if not await s.jmap_access():
+        return Result.bad("Unknown command GETJMAPACCESS")
+    try:
+        line = responses.jmapaccess_response(s.rt.config.session_url)
+    except ValueError:  # a URL with CR/LF can never be sent as a quoted string
+        return Result.no("JMAP access is misconfigured", "SERVERBUG")
+    s.write(line)
+    return Result.ok("GETJMAPACCESS completed")

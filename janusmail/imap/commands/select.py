@@ -1,0 +1,133 @@
+"""SELECT / EXAMINE (with CONDSTORE and QRESYNC parameters), CLOSE, UNSELECT.
+
+SELECT loads the session's snapshot (:class:`~janusmail.imap.selected.SelectedMailbox`): the UID list in one
+query, the counters from the mailbox row, so a 100k-message mailbox opens in milliseconds. IMAP4rev1
+sessions also get RECENT and ``[UNSEEN n]``; IMAP4rev2 sessions get the ``* LIST`` response RFC 9051 asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from janusmail.imap.codec import Command, NumberSet, SelectArgs, responses, serializer
+from janusmail.imap.flags import FLAGS_LINE, PERMANENT_FLAGS
+from janusmail.imap.selected import SelectedMailbox, flag_rows
+from janusmail.store.schema import emails, messages, vanished
+
+from . import handler
+from .base import Result
+from .tree import ROLE_ATTRS, load_tree
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.imap.session import ImapSession
+
+
+def _first_unseen(store, mailbox_id: str, uidnext: int) -> int | None:  # noqa: ANN001
+    with store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.min(messages.c.uid))
+            .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
+            .where(messages.c.mailbox_id == mailbox_id, messages.c.uid < uidnext,
+                   emails.c.flags.op("&")(1) == 0)
+        ).scalar()
+
+
+def _qresync_data(store, mailbox_id: str, since: int, top: int, uidnext: int):  # noqa: ANN001, ANN202
+    """Expunged UIDs and changed flags since ``since`` (RFC 7162 §3.2.5), bounded by the snapshot."""
+    with store.engine.connect() as conn:
+        gone = list(conn.execute(
+            sa.select(vanished.c.uid).where(vanished.c.mailbox_id == mailbox_id, vanished.c.modseq > since,
+                                            vanished.c.modseq <= top, vanished.c.uid < uidnext)
+            .order_by(vanished.c.uid)
+        ).scalars())
+        changed = flag_rows(conn, [messages.c.mailbox_id == mailbox_id, messages.c.modseq > since,
+                                   messages.c.modseq <= top, messages.c.uid < uidnext])
+    return gone, changed
+
+
+@handler("SELECT", "EXAMINE", states=("auth", "selected"))
+async def select(s: ImapSession, cmd: Command) -> Result:
+    args = cmd.args
+    assert isinstance(args, SelectArgs)
+    if args.qresync is not None and not s.qresync:
+        return Result.bad("QRESYNC parameter without ENABLE QRESYNC")
+    if s.selected is not None:
+        s.deselect()
+        s.write(serializer.untagged_status("OK", "CLOSED", "Previous mailbox closed"))
+    if args.condstore or args.qresync is not None:
+        s.condstore = True
+    path = s.parse_mailbox(args.mailbox)
+    tree = await load_tree(s)
+    name = "/".join(path)
+    box = tree.find(name)
+    if box is None:
+        return Result.no("No such mailbox", "NONEXISTENT")
+    readonly = cmd.name == "EXAMINE"
+    load = s.store.call(
+        SelectedMailbox.load, s.store, box, readonly=readonly, claim_recent=not s.rev2 and not readonly,
+        name=tree.name_of(box),
+    )
+    if s.rev2:
+        sel: SelectedMailbox = await load
+        first = None
+    else:  # IMAP4rev1's [UNSEEN n]: a scan in UID order, run alongside the snapshot load
+        sel, first = await asyncio.gather(load, s.store.call(_first_unseen, s.store, box.id, box.uidnext))
+    s.write(responses.flags_response(FLAGS_LINE[1:-1].split()))
+    s.write(responses.exists_response(sel.exists))
+    if not s.rev2:
+        s.write(responses.recent_response(sel.recent_count()))
+        if first is not None:
+            seq = sel.uid_to_seq(first)
+            if seq is not None:
+                s.write(serializer.untagged_status("OK", f"UNSEEN {seq}", "First unseen"))
+    s.write(serializer.untagged_status("OK", serializer.uidvalidity_code(sel.uidvalidity), "UIDs valid"))
+    s.write(serializer.untagged_status("OK", serializer.uidnext_code(sel.uidnext), "Predicted next UID"))
+    perm = "PERMANENTFLAGS ()" if readonly else "PERMANENTFLAGS " + PERMANENT_FLAGS
+    s.write(serializer.untagged_status("OK", perm, "Limited" if readonly else "Flags permitted"))
+    s.write(serializer.untagged_status("OK", serializer.highestmodseq_code(sel.known_modseq), "Highest"))
+    s.write(serializer.untagged_status("OK", serializer.mailboxid_code(box.id), "Ok"))
+    if s.rev2:
+        attrs = ["\\HasChildren" if tree.has_children(box) else "\\HasNoChildren"]
+        if box.role in ROLE_ATTRS:
+            attrs.append(ROLE_ATTRS[box.role])
+        s.write(responses.list_response(attrs, "/", sel.name, s.utf8))
+    q = args.qresync
+    if q is not None and q.uidvalidity == sel.uidvalidity and q.modseq < sel.known_modseq:
+        gone, changed = await s.store.call(_qresync_data, s.store, box.id, q.modseq, sel.known_modseq,
+                                           sel.uidnext)
+        if q.known_uids is not None:
+            known = q.known_uids.resolve(max(sel.uidnext - 1, 1))
+            gone = [u for u in gone if u in known]
+        gone = [u for u in gone if sel.uid_to_seq(u) is None]
+        if gone:
+            s.write(responses.vanished_response(NumberSet.from_numbers(gone), earlier=True))
+        for uid, mseq, flags in changed:
+            seq = sel.uid_to_seq(uid)
+            if seq is not None:
+                s.write(sel.flags_line(s, seq, uid, flags, mseq))
+    s.selected = sel
+    s.state = "selected"
+    return Result.ok(f"{cmd.name} completed", "READ-ONLY" if readonly else "READ-WRITE")
+
+
+@handler("CLOSE", states=("selected",))
+async def close(s: ImapSession, cmd: Command) -> Result:
+    sel = s.selected
+    s.deselect()
+    if sel is not None and not sel.readonly:
+        from janusmail.store.model import NotFound
+
+        try:  # RFC 9051 §6.4.1: expunge silently, no EXPUNGE responses
+            await s.store.call(s.store.expunge, s.account_id, sel.mailbox_id)
+        except NotFound:
+            pass
+    return Result.ok("CLOSE completed")
+
+
+@handler("UNSELECT", states=("selected",))
+async def unselect(s: ImapSession, cmd: Command) -> Result:
+    s.deselect()
+    return Result.ok("UNSELECT completed")

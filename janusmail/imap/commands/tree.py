@@ -1,0 +1,173 @@
+"""The account's mailbox tree as IMAP sees it: hierarchical names from single-component store names.
+
+The store keeps JMAP's model (one name component + parent id); IMAP names are the components joined with
+``/``, with the top-level mailbox of role ``inbox`` always spelled ``INBOX``. Loaded once per command with one
+query (``list_mailboxes``), which also gives LIST its attributes. Subscriptions to names without a mailbox
+(allowed by IMAP, invisible to JMAP) live in ``orphan_subscriptions``; helpers for them are here too.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from janusmail.store import mailboxes as store_mailboxes
+from janusmail.store.model import AlreadyExists, Mailbox
+from janusmail.store.schema import orphan_subscriptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.imap.session import ImapSession
+
+__all__ = [
+    "ATTR_ROLES",
+    "ROLE_ATTRS",
+    "MailboxTree",
+    "add_orphan",
+    "ensure_parents",
+    "find_mailbox",
+    "list_orphans",
+    "load_tree",
+    "remove_orphan",
+]
+
+#: JMAP role -> RFC 6154 SPECIAL-USE attribute (``inbox`` has none: IMAP spells it INBOX).
+ROLE_ATTRS: dict[str, str] = {
+    "all": "\\All",
+    "archive": "\\Archive",
+    "drafts": "\\Drafts",
+    "flagged": "\\Flagged",
+    "junk": "\\Junk",
+    "sent": "\\Sent",
+    "trash": "\\Trash",
+    "important": "\\Important",
+}
+ATTR_ROLES: dict[str, str] = {attr.lower(): role for role, attr in ROLE_ATTRS.items()}
+
+
+class MailboxTree:
+    """Mailboxes by IMAP name, children, and the tree order LIST uses (INBOX first, then sort order, name)."""
+
+    def __init__(self, boxes: list[Mailbox]) -> None:
+        self.boxes = boxes
+        self.by_id = {b.id: b for b in boxes}
+        paths = store_mailboxes.paths(boxes)
+        self.names: dict[str, str] = {}
+        self.by_name: dict[str, Mailbox] = {}
+        self.children: dict[str | None, list[Mailbox]] = {}
+        for b in boxes:
+            path = list(paths[b.id])
+            if self._under_inbox(b):  # INBOX and its children, whatever JMAP named it
+                path[0] = "INBOX"
+            name = "/".join(path)
+            self.names[b.id] = name
+            self.by_name[name] = b
+            self.children.setdefault(b.parent_id if b.parent_id in self.by_id else None, []).append(b)
+        for kids in self.children.values():
+            kids.sort(key=lambda b: (0 if b.role == "inbox" and b.parent_id is None else 1, b.sort_order, b.name))
+
+    def _under_inbox(self, b: Mailbox) -> bool:
+        cur: Mailbox | None = b
+        for _ in range(256):
+            if cur is None or cur.parent_id is None:
+                break
+            cur = self.by_id.get(cur.parent_id)
+        return cur is not None and cur.parent_id is None and cur.role == "inbox"
+
+    def find(self, name: str) -> Mailbox | None:
+        """By Unicode IMAP name (INBOX already canonical)."""
+        return self.by_name.get(unicodedata.normalize("NFC", name))
+
+    def name_of(self, box: Mailbox) -> str:
+        return self.names[box.id]
+
+    def has_children(self, box: Mailbox) -> bool:
+        return bool(self.children.get(box.id))
+
+    def descendants(self, box: Mailbox) -> list[Mailbox]:
+        out: list[Mailbox] = []
+        stack = list(self.children.get(box.id, ()))
+        while stack:
+            b = stack.pop()
+            out.append(b)
+            stack.extend(self.children.get(b.id, ()))
+        return out
+
+    def ordered(self) -> list[Mailbox]:
+        """Depth-first, parents before children."""
+        out: list[Mailbox] = []
+
+        def walk(parent: str | None, depth: int) -> None:
+            if depth > 256:
+                return
+            for b in self.children.get(parent, ()):
+                out.append(b)
+                walk(b.id, depth + 1)
+
+        walk(None, 0)
+        return out
+
+
+async def load_tree(s: ImapSession) -> MailboxTree:
+    boxes = await s.store.call(s.store.list_mailboxes, s.account_id)
+    return MailboxTree(boxes)
+
+
+async def find_mailbox(s: ImapSession, wire_name: str) -> Mailbox | None:
+    """The mailbox a client named (wire form: modified UTF-7 or UTF-8 as the session speaks), or None.
+    Raises ``BadMailboxName`` for names that cannot be decoded."""
+    path = s.parse_mailbox(wire_name)
+    tree = await load_tree(s)
+    return tree.find("/".join(path))
+
+
+async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str]) -> str | None:
+    """Create the missing ancestors of ``path`` (all but its last component) as real mailboxes; returns the
+    parent id for the last component (None at top level). IMAP ``CREATE a/b/c`` makes ``a`` and ``a/b``."""
+    parent: Mailbox | None = None
+    for i in range(len(path) - 1):
+        name = "/".join(path[: i + 1])
+        found = tree.find(name)
+        if found is None:
+            try:
+                found = await s.store.call(
+                    s.store.create_mailbox, s.account_id, path[i], parent.id if parent else None
+                )
+            except AlreadyExists:  # a concurrent CREATE made it: use theirs
+                tree = await load_tree(s)
+                found = tree.find(name)
+                if found is None:
+                    raise
+            tree.by_name[name] = found
+            tree.by_id[found.id] = found
+            tree.names[found.id] = name
+        parent = found
+    return parent.id if parent else None
+
+
+# -- orphan subscriptions (IMAP-only state: no modseq, no change log, JMAP never sees it) -------------------
+
+
+def list_orphans(store, account_id: str) -> set[str]:  # noqa: ANN001
+    with store.engine.connect() as conn:
+        return set(conn.execute(
+            sa.select(orphan_subscriptions.c.name).where(orphan_subscriptions.c.account_id == account_id)
+        ).scalars())
+
+
+def add_orphan(store, account_id: str, name: str) -> None:  # noqa: ANN001
+    with store.engine.begin() as conn:
+        exists = conn.execute(sa.select(orphan_subscriptions.c.name).where(
+            orphan_subscriptions.c.account_id == account_id, orphan_subscriptions.c.name == name
+        )).first()
+        if exists is None:
+            conn.execute(sa.insert(orphan_subscriptions).values(account_id=account_id, name=name))
+
+
+def remove_orphan(store, account_id: str, name: str) -> bool:  # noqa: ANN001
+    with store.engine.begin() as conn:
+        res = conn.execute(sa.delete(orphan_subscriptions).where(
+            orphan_subscriptions.c.account_id == account_id, orphan_subscriptions.c.name == name
+        ))
+        return bool(res.rowcount)

@@ -1,0 +1,189 @@
+"""A process-wide cache of per-message metadata rows of large mailboxes, kept exact by MODSEQ.
+
+Why: ``UID FETCH 1:* (UID FLAGS)`` is what every client sends on (re)connect, and on SQLite the join of 100k
+memberships with their emails costs ~0.5 s, almost all of it in random lookups of wide ``emails`` rows. The
+rows hardly change between two such FETCHes, and the store says exactly what changed: every write stamps the
+touched memberships with a new ``messages.modseq`` and raises ``mailboxes.highest_modseq`` (expunges leave a
+``vanished`` row), which is also what IMAP CONDSTORE/QRESYNC rely on. So a cached mailbox is brought up to
+date with two indexed queries bounded by what changed since the cached HIGHESTMODSEQ, and the cache is shared
+by every session of the process (many clients of one account watch the same INBOX).
+
+Why this is exact: writers of one account are serialised (the account row lock) and commit in modseq order,
+so once HIGHESTMODSEQ = H is visible, every change with modseq <= H is visible too. The refresh reads H first
+and then the rows with modseq > cached H, so a change that commits in between is at worst read twice.
+
+Only metadata lives here (the same tuples as :func:`janusmail.imap.fetchdata.load_rows` returns without the
+cache/blob columns); body fetches always go to the database. Memory is bounded by a total row budget with
+least-recently-used mailboxes dropped first.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from janusmail.imap.msgsql import raw_rows
+from janusmail.store.schema import email_keywords, emails, mailboxes, messages, vanished
+
+__all__ = ["ROWS", "MailboxRows", "RowCache"]
+
+#: A mailbox smaller than this is never cached (a direct query is as fast).
+MIN_CACHED = 2000
+#: Refresh incrementally while the delta is below this fraction of the mailbox; reload beyond.
+DELTA_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class MailboxRows:
+    """An immutable snapshot: rows ascend by UID; ``keywords`` maps email id -> sorted display spellings."""
+
+    mailbox_id: str
+    highest_modseq: int
+    uidnext: int
+    uids: list[int]
+    rows: list[tuple]
+    keywords: dict[str, tuple[str, ...]]
+
+    def select(self, ranges: list[tuple[int, int]], *, below_uid: int | None = None,
+               changedsince: int | None = None) -> list[tuple]:
+        """Rows whose UID is in ``ranges`` (and < ``below_uid``, and MODSEQ > ``changedsince``)."""
+        out: list[tuple] = []
+        uids, rows = self.uids, self.rows
+        for lo, hi in sorted(ranges):
+            if below_uid is not None:
+                hi = min(hi, below_uid - 1)
+            a, b = bisect_left(uids, lo), bisect_right(uids, hi)
+            if a >= b:
+                continue
+            if out and uids[a] <= out[-1][0]:
+                a = bisect_right(uids, out[-1][0])
+            out.extend(rows[a:b])
+        if changedsince is not None:
+            out = [r for r in out if r[2] > changedsince]
+        return out
+
+
+def _row_select() -> Any:
+    m, e = messages, emails
+    return (sa.select(m.c.uid, m.c.deleted, m.c.modseq, e.c.id, e.c.flags, e.c.received_at, e.c.size,
+                      e.c.thread_id)
+            .select_from(m.join(e, e.c.id == m.c.email_id)))
+
+
+def _keywords(conn: sa.Connection, where: list[Any]) -> dict[str, tuple[str, ...]]:
+    m = messages
+    q = (sa.select(email_keywords.c.email_id, email_keywords.c.display).distinct()
+         .select_from(email_keywords.join(m, m.c.email_id == email_keywords.c.email_id)).where(*where))
+    acc: dict[str, list[str]] = {}
+    for email_id, display in raw_rows(conn, q):
+        acc.setdefault(email_id, []).append(display)
+    return {k: tuple(sorted(v)) for k, v in acc.items()}
+
+
+class RowCache:
+    """Mailbox id -> :class:`MailboxRows`, refreshed on every use (see the module docstring)."""
+
+    def __init__(self, max_rows: int = 400_000) -> None:
+        self.max_rows = max_rows
+        self._boxes: OrderedDict[str, MailboxRows] = OrderedDict()
+        self._lock = threading.Lock()
+        self._box_locks: dict[str, threading.Lock] = {}
+        self.loads = 0
+        self.refreshes = 0
+
+    def cached(self, mailbox_id: str) -> bool:
+        return mailbox_id in self._boxes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._boxes.clear()
+
+    def get(self, store: Any, mailbox_id: str, size_hint: int) -> MailboxRows | None:
+        """The up-to-date rows of a mailbox, or None when caching it is not worth it (small mailbox, or a
+        mailbox bigger than the whole budget). Synchronous: call on a worker thread."""
+        if size_hint < MIN_CACHED or size_hint > self.max_rows:
+            return None
+        with self._lock:
+            box_lock = self._box_locks.setdefault(mailbox_id, threading.Lock())
+        with box_lock:
+            with store.engine.connect() as conn, conn.begin():
+                head = conn.execute(sa.select(mailboxes.c.highest_modseq, mailboxes.c.uidnext)
+                                    .where(mailboxes.c.id == mailbox_id)).first()
+                if head is None:
+                    self._drop(mailbox_id)
+                    return None
+                hm, uidnext = int(head[0]), int(head[1])
+                old = self._boxes.get(mailbox_id)
+                if old is not None and old.highest_modseq == hm and old.uidnext == uidnext:
+                    fresh = old
+                elif old is not None:
+                    fresh = self._refresh(conn, old, hm, uidnext)
+                else:
+                    fresh = self._load(conn, mailbox_id, hm, uidnext)
+            self._keep(fresh)
+            return fresh
+
+    def _load(self, conn: sa.Connection, mailbox_id: str, hm: int, uidnext: int) -> MailboxRows:
+        self.loads += 1
+        where = [messages.c.mailbox_id == mailbox_id]
+        rows = raw_rows(conn, _row_select().where(*where).order_by(messages.c.uid))
+        kws = _keywords(conn, where)
+        return MailboxRows(mailbox_id, hm, uidnext, [r[0] for r in rows], rows, kws)
+
+    def _refresh(self, conn: sa.Connection, old: MailboxRows, hm: int, uidnext: int) -> MailboxRows:
+        where = [messages.c.mailbox_id == old.mailbox_id, messages.c.modseq > old.highest_modseq]
+        delta = raw_rows(conn, _row_select().where(*where).order_by(messages.c.uid))
+        if len(delta) > DELTA_FRACTION * max(len(old.rows), 1):
+            return self._load(conn, old.mailbox_id, hm, uidnext)
+        self.refreshes += 1
+        gone = {int(u) for (u,) in raw_rows(conn, sa.select(vanished.c.uid).where(
+            vanished.c.mailbox_id == old.mailbox_id, vanished.c.modseq > old.highest_modseq))}
+        kws = dict(old.keywords)
+        if delta:
+            fresh_kws = _keywords(conn, where)
+            for r in delta:
+                eid = r[3]
+                if eid in fresh_kws:
+                    kws[eid] = fresh_kws[eid]
+                else:
+                    kws.pop(eid, None)
+        uids, rows = old.uids, old.rows
+        if gone:
+            keep = [i for i, u in enumerate(uids) if u not in gone]
+            uids = [uids[i] for i in keep]
+            rows = [rows[i] for i in keep]
+        else:
+            uids, rows = list(uids), list(rows)
+        for r in delta:
+            u = r[0]
+            i = bisect_left(uids, u)
+            if i < len(uids) and uids[i] == u:
+                rows[i] = r
+            elif i == len(uids):
+                uids.append(u)
+                rows.append(r)
+            else:  # cannot happen (UIDs only grow) but stay correct if it does
+                uids.insert(i, u)
+                rows.insert(i, r)
+        return MailboxRows(old.mailbox_id, hm, uidnext, uids, rows, kws)
+
+    def _keep(self, box: MailboxRows) -> None:
+        with self._lock:
+            self._boxes[box.mailbox_id] = box
+            self._boxes.move_to_end(box.mailbox_id)
+            total = sum(len(b.rows) for b in self._boxes.values())
+            while total > self.max_rows and len(self._boxes) > 1:
+                _, dropped = self._boxes.popitem(last=False)
+                total -= len(dropped.rows)
+
+    def _drop(self, mailbox_id: str) -> None:
+        with self._lock:
+            self._boxes.pop(mailbox_id, None)
+
+
+ROWS = RowCache()
