@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from . import ids
 from .model import Account, AlreadyExists, NotFound
 from .schema import accounts
+from .writes import writes
 
 #: Mailboxes every new account gets: (name, role). INBOX is the only one IMAP names specially.
 DEFAULT_MAILBOXES: tuple[tuple[str, str], ...] = (
@@ -30,6 +31,7 @@ def normalize_address(address: str) -> str:
 
 
 class AccountsMixin:
+    @writes
     def create_account(self, address: str, password_hash: str | None, scram_sha256: str | None = None) -> Account:
         address = normalize_address(address)
         if not address or "@" not in address:
@@ -69,6 +71,7 @@ class AccountsMixin:
         with self.engine.connect() as conn:
             return [_account(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.address))]
 
+    @writes
     def set_credentials(self, account_id: str, password_hash: str, scram_sha256: str | None) -> None:
         with self.engine.begin() as conn:
             res = conn.execute(
@@ -79,10 +82,12 @@ class AccountsMixin:
         if res.rowcount == 0:
             raise NotFound(account_id)
 
+    @writes
     def set_jmap_enabled(self, account_id: str, enabled: bool) -> None:
         with self.engine.begin() as conn:
             conn.execute(sa.update(accounts).where(accounts.c.id == account_id).values(jmap_enabled=enabled))
 
+    @writes
     def delete_account(self, account_id: str) -> None:
         """Delete an account and all its data (rows cascade; blob files are shared and collected separately)."""
         from .schema import changes, mailboxes, messages, vanished

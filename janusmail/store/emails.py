@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from . import keywords as kwmod
 from .model import InvalidKeyword, NotFound, StoreError, TooManyKeywords
 from .schema import email_keywords, emails, mailboxes, messages, thread_refs, threads, vanished
+from .writes import writes
 
 
 @dataclass
@@ -57,6 +58,7 @@ class EmailsMixin:
                     conn.execute(sa.update(threads).where(threads.c.id == tid).values(modseq=tx.modseq))
                     tx.log("Thread", tid, "u")
 
+    @writes
     def destroy_emails(self, account_id: str, email_ids: list[str]) -> tuple[list[str], list[str]]:
         """Destroy emails (from every mailbox). Returns (destroyed, not_found)."""
         with self.write(account_id) as tx:
@@ -69,6 +71,7 @@ class EmailsMixin:
         fs = set(found)
         return found, [e for e in email_ids if e not in fs]
 
+    @writes
     def update_emails(self, account_id: str, updates: dict[str, EmailUpdate]) -> dict[str, StoreError | None]:
         """Apply JMAP-style updates; each email succeeds or fails alone (the error is returned per id)."""
         results: dict[str, StoreError | None] = {}

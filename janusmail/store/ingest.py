@@ -21,6 +21,7 @@ from . import keywords as kwmod
 from .model import Delivered, IngestItem, NotFound, TooLarge
 from .schema import blobs, email_keywords, email_search, emails, mailboxes, messages
 from .threading import assign_threads, message_refs
+from .writes import writes
 
 #: Cache keys that only feed row columns or the search index; not stored in the cache blob.
 _ROW_ONLY = ("search_text",)
@@ -59,10 +60,12 @@ class IngestMixin:
         cache = parse_message(item.raw)
         return Prepared(item, cache, hashlib.sha256(item.raw).hexdigest(), kwmod.normalize(item.keywords))
 
+    @writes
     def ingest(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...] | list[str],
                keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None) -> Delivered:
         return self.ingest_many(account_id, [IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at)])[0]
 
+    @writes
     def ingest_many(self, account_id: str, items: list[IngestItem],
                     prepared: list[Prepared] | None = None) -> list[Delivered]:
         """Store a batch of messages in one transaction; returns one Delivered per item, in order."""

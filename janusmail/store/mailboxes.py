@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from . import ids
 from .model import AlreadyExists, HasChildren, HasEmails, InvalidName, Mailbox, NotFound, RoleTaken
 from .schema import emails, mailboxes, messages, vanished
+from .writes import writes
 
 DELIMITER = "/"
 ROLES = frozenset(
@@ -143,6 +144,7 @@ class MailboxesMixin:
             if seen > 64:
                 raise InvalidName("mailbox tree too deep")
 
+    @writes
     def create_mailbox(self, account_id: str, name: str, parent_id: str | None = None, *, role: str | None = None,
                        sort_order: int = 0, subscribed: bool = True) -> Mailbox:
         name = check_name(name)
@@ -167,6 +169,7 @@ class MailboxesMixin:
             row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
         return mailbox_from_row(row)
 
+    @writes
     def update_mailbox(self, account_id: str, mailbox_id: str, *, name: object = UNSET, parent_id: object = UNSET,
                        role: object = UNSET, sort_order: object = UNSET, subscribed: object = UNSET) -> Mailbox:
         with self.write(account_id) as tx:
@@ -198,6 +201,7 @@ class MailboxesMixin:
             row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
         return mailbox_from_row(row)
 
+    @writes
     def destroy_mailbox(self, account_id: str, mailbox_id: str, *, remove_emails: bool) -> list[str]:
         """Destroy a mailbox. Its memberships go; emails left in no mailbox are destroyed (ids returned).
 

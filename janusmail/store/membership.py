@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from . import keywords as kwmod
 from .model import NotFound
 from .schema import email_keywords, emails, mailboxes, messages, vanished
+from .writes import writes
 
 UidRanges = list[tuple[int, int]]
 
@@ -52,6 +53,7 @@ class MembershipMixin:
             raise NotFound(mailbox_id)
         return row
 
+    @writes
     def store_flags(self, account_id: str, mailbox_id: str, uids: UidRanges, mode: str, flags: list[str],
                     deleted: bool | None, unchanged_since: int | None = None) -> StoreResult:
         """IMAP STORE. ``mode`` is add|remove|replace; ``flags`` are keywords in JMAP form ($seen, $forwarded,
@@ -118,6 +120,7 @@ class MembershipMixin:
                     tx.log_many("Thread", sorted(threads), "u")
             return StoreResult(sorted(target_uids), modified, tx.modseq)
 
+    @writes
     def copy_messages(self, account_id: str, src_id: str, uids: UidRanges, dst_id: str,
                       *, move: bool = False) -> list[tuple[int, int]]:
         """IMAP COPY/MOVE: the same emails gain a membership in ``dst`` (same EMAILID); returns (src, dst) UIDs."""
@@ -153,6 +156,7 @@ class MembershipMixin:
             tx.log_many("Email", email_ids, "u")
             return pairs
 
+    @writes
     def expunge(self, account_id: str, mailbox_id: str, uids: UidRanges | None = None) -> list[int]:
         """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed."""
         with self.write(account_id) as tx:
@@ -174,6 +178,7 @@ class MembershipMixin:
             self._after_membership_change(tx, list({r.email_id for r in rows}))
             return gone
 
+    @writes
     def claim_recent(self, mailbox_id: str) -> int:
         """IMAP4rev1 \\Recent: return the first UID this session may show as recent and claim the rest."""
         conn_ctx = self.engine.connect()

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 
 from .model import BlobLocation, ChangeEntry, MailboxCounts, NotFound
 from .schema import FLAG_DRAFT, FLAG_SEEN, blobs, changes, emails, mailboxes, messages
+from .writes import writes
 
 
 class ReadsMixin:
@@ -86,6 +87,7 @@ class ReadsMixin:
     def email_raw(self, account_id: str, email_id: str) -> bytes:
         return self.read_location(self.email_location(account_id, email_id))
 
+    @writes
     def store_upload(self, account_id: str, data: bytes, type_: str | None) -> tuple[str, int]:
         """Store an uploaded blob (JMAP upload): durable bytes, then the account's row. Returns (blob_id, size)."""
         import hashlib

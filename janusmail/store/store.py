@@ -31,17 +31,21 @@ from .model import Delivered, IngestItem
 from .notifier import Notifier
 from .reads import ReadsMixin
 from .transaction import WriteTx
+from .writes import is_write
 
 T = TypeVar("T")
 
 
 class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsMixin, ReadsMixin):
-    def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 4) -> None:
+    def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 6) -> None:
         self.engine = engine
         self.sqlite = db.is_sqlite(engine)
         self.blobs = BlobStore(blob_root, fsync=fsync)
         self.notifier = Notifier()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-read")
+        # One writer thread on SQLite (it has one write lock anyway; waiting writers must not hold the reader
+        # threads), several on PostgreSQL (row locks per account let different accounts write in parallel).
+        self._writer = ThreadPoolExecutor(max_workers=1 if self.sqlite else workers, thread_name_prefix="store-write")
         self.max_message_size = 64 * 1024 * 1024
         self._group = GroupCommitter(self)
         self._listener: pgnotify.Listener | None = None
@@ -58,14 +62,16 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
     def close(self) -> None:
         if self._listener is not None:
             self._listener.stop()
+        self._writer.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         self.blobs.close()
         self.engine.dispose()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking store method on the worker threads."""
+        """Run a blocking store method on the worker threads (writer threads for methods marked @writes)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        pool = self._writer if is_write(fn) else self._pool
+        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
                       received_at: int | None = None) -> Delivered:
