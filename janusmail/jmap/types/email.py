@@ -1,0 +1,463 @@
+"""JMAP Email (RFC 8621 §4): Email/get, /changes, /query, /queryChanges, /set, /copy, /import and /parse.
+
+The standard methods run through the engine's generic implementations with ``EmailAdapter`` supplying the
+storage hooks; Email/import and Email/parse have their own small handlers. The work is done by helper
+modules: ``email_props`` (the Email object), ``email_get`` (reads), ``email_filter``/``email_sql``/
+``email_query`` (query and queryChanges), ``email_set`` (create/update/import validation).
+
+IMAP and JMAP see one mailstore: an email's id is its IMAP EMAILID, its keywords are the IMAP flags
+(``$seen`` is ``\\Seen`` — the same bits), a ``\\Deleted`` membership is invisible here, and an email with no
+visible membership does not exist for JMAP. The Email state is the modseq of the newest Email change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from janusmail.jmap.context import parse_state, run_store
+from janusmail.jmap.email_filter import SORT_OPTIONS, compile_comparator, compile_condition
+from janusmail.jmap.email_get import get_emails, visible_ids
+from janusmail.jmap.email_props import (
+    ALL_PROPERTIES,
+    DEFAULT_PROPERTIES,
+    PARSE_DEFAULT_PROPERTIES,
+    EmailBuilder,
+    check_properties,
+    memory_reader,
+    parse_header_prop,
+    read_body_options,
+)
+from janusmail.jmap.email_query import QuerySpec, run_query, run_query_changes
+from janusmail.jmap.email_set import (
+    CreatePlan,
+    check_mailboxes,
+    keywords_value,
+    mailbox_ids_value,
+    parse_update,
+    plan_create,
+    read_blob,
+    received_at_value,
+    received_from_headers,
+    store_error_to_set_error,
+)
+from janusmail.jmap.engine import (
+    Call,
+    ChangeEntry,
+    ChangeLog,
+    Comparator,
+    Engine,
+    MethodError,
+    QueryChangesResult,
+    QueryResult,
+    SetError,
+    TypeAdapter,
+    invalid_arguments,
+    register_standard,
+)
+from janusmail.jmap.engine.args import check_known_arguments, read_id, read_string
+from janusmail.jmap.engine.types import is_creation_ref, is_id
+from janusmail.mime.compose import ComposeError, compose_message
+from janusmail.mime.parse import parse_message
+from janusmail.store.model import IngestItem, NotFound, StoreError, TooLarge
+from janusmail.store.schema import emails, messages
+
+__all__ = ["EMAIL_QUERY_SORT_OPTIONS", "MAIL", "EmailAdapter", "register"]
+
+MAIL = "urn:ietf:params:jmap:mail"
+#: Read by the Session resource for ``emailQuerySortOptions``.
+EMAIL_QUERY_SORT_OPTIONS = SORT_OPTIONS
+#: Sum of attachment sizes allowed in Email/set create (the Session's maxSizeAttachmentsPerEmail default).
+MAX_ATTACHMENTS_SIZE = 50_000_000
+_OPS = {"c": "created", "u": "updated", "d": "destroyed"}
+_BODY_ARGS = frozenset(
+    {"bodyProperties", "fetchTextBodyValues", "fetchHTMLBodyValues", "fetchAllBodyValues", "maxBodyValueBytes"}
+)
+
+
+# -- synchronous store-side helpers ---------------------------------------------------------------------------
+
+
+def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) -> ChangeLog:
+    current = store.kind_state(account_id, "Email")  # read first: never newer than the rows we return
+    rows = store.changes_since(account_id, "Email", after, skip + limit)[skip:]
+    return ChangeLog([ChangeEntry(r.modseq, r.object_id, _OPS.get(r.op, "updated")) for r in rows], current)
+
+
+def _some_ids(store: Any, account_id: str, limit: int) -> list[str]:
+    """Email/get with ``ids: null``: the newest visible emails, at most ``limit``."""
+    e = emails
+    visible = sa.exists().where(messages.c.email_id == e.c.id, messages.c.deleted.is_(False))
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(e.c.id).where(e.c.account_id == account_id, visible).order_by(e.c.received_at.desc()).limit(limit)
+        )
+        return [r[0] for r in rows]
+
+
+def _is_visible(store: Any, account_id: str, email_id: str) -> bool:
+    with store.engine.connect() as conn:
+        return email_id in visible_ids(conn, account_id, [email_id])
+
+
+def _update(store: Any, account_id: str, email_id: str, upd: Any) -> SetError | None:
+    if not _is_visible(store, account_id, email_id):
+        return SetError("notFound")
+    err = store.update_emails(account_id, {email_id: upd}).get(email_id)
+    return store_error_to_set_error(email_id, err) if err is not None else None
+
+
+def _destroy(store: Any, account_id: str, email_id: str) -> bool:
+    if not _is_visible(store, account_id, email_id):
+        return False
+    destroyed, _ = store.destroy_emails(account_id, [email_id])
+    return bool(destroyed)
+
+
+def _read_blobs(store: Any, account_id: str, blob_ids: list[str]) -> dict[str, bytes | None]:
+    return {b: read_blob(store, account_id, b) for b in blob_ids}
+
+
+def _source_email(store: Any, account_id: str, email_id: str) -> tuple[bytes, dict[str, Any]] | None:
+    """Raw bytes plus keywords and receivedAt of a visible email (Email/copy's source)."""
+    builder = EmailBuilder(frozenset({"id", "keywords", "receivedAt"}))
+    found = get_emails(store, account_id, [email_id], builder)
+    if not found:
+        return None
+    return store.email_raw(account_id, email_id), found[0]
+
+
+def _account_domain(ctx: Any) -> str:
+    address = getattr(getattr(ctx, "principal", None), "address", "") or ""
+    return address.rpartition("@")[2] or "localhost"
+
+
+# -- the adapter ------------------------------------------------------------------------------------------------
+
+
+class EmailAdapter(TypeAdapter):
+    properties = ALL_PROPERTIES | {"id"}
+    default_properties = DEFAULT_PROPERTIES
+    server_set_properties = frozenset({"id", "blobId", "threadId", "size", "hasAttachment", "preview"})
+    extra_arguments = {
+        "get": _BODY_ARGS,
+        "query": frozenset({"collapseThreads"}),
+        "queryChanges": frozenset({"collapseThreads"}),
+    }
+
+    def is_property(self, name: str) -> bool:
+        return name in self.properties or parse_header_prop(name) is not None
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def state(self, call: Call) -> int:
+        return await run_store(call.ctx, call.ctx.store.kind_state, call.account_id, "Email")
+
+    async def get(
+        self, call: Call, ids: Sequence[str] | None, properties: frozenset[str], limit: int
+    ) -> list[dict[str, Any]]:
+        builder = EmailBuilder(properties, read_body_options(call.extra))
+        store = call.ctx.store
+        if ids is None:
+            ids = await run_store(call.ctx, _some_ids, store, call.account_id, limit)
+        if not ids:
+            return []
+        return await run_store(call.ctx, get_emails, store, call.account_id, list(ids), builder)
+
+    async def change_log(self, call: Call, after_modseq: int, skip: int, limit: int) -> ChangeLog:
+        return await run_store(call.ctx, _change_log, call.ctx.store, call.account_id, after_modseq, skip, limit)
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+        ctx, store, account_id = call.ctx, call.ctx.store, call.account_id
+        plan: CreatePlan = plan_create(ctx, obj)
+        missing = await run_store(ctx, check_mailboxes, store, account_id, plan.mailbox_ids)
+        if missing:
+            raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
+        blob_ids = plan.blob_ids()
+        if blob_ids:
+            contents = await run_store(ctx, _read_blobs, store, account_id, blob_ids)
+            not_found = [b for b, data in contents.items() if data is None]
+            if not_found:
+                raise SetError("blobNotFound", "no such blob", notFound=not_found)
+            if sum(len(d or b"") for d in contents.values()) > MAX_ATTACHMENTS_SIZE:
+                raise SetError("tooLarge", "the attachments are too large")
+            plan.fill(contents)  # type: ignore[arg-type]
+        try:
+            raw = compose_message(plan.email, _account_domain(ctx))
+        except ComposeError as exc:
+            raise SetError("invalidProperties", str(exc), properties=[exc.prop or "bodyStructure"]) from None
+        try:
+            done = await store.deliver(account_id, raw, tuple(plan.mailbox_ids), tuple(plan.keywords), plan.received_at)
+        except TooLarge:
+            raise SetError("tooLarge", "the message is too large") from None
+        except NotFound:
+            raise SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"]) from None
+        return {"id": done.email_id, "blobId": done.blob_id, "threadId": done.thread_id, "size": done.size}
+
+    async def update(self, call: Call, id: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        upd = parse_update(call.ctx, patch)
+        err = await run_store(call.ctx, _update, call.ctx.store, call.account_id, id, upd)
+        if err is not None:
+            raise err
+        return None
+
+    async def destroy(self, call: Call, id: str) -> None:
+        if not await run_store(call.ctx, _destroy, call.ctx.store, call.account_id, id):
+            raise SetError("notFound")
+
+    async def copy(
+        self, call: Call, from_account_id: str, creation_id: str, source_id: str, overrides: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Copy an email between accounts (RFC 8621 §4.7): only mailboxIds, keywords and receivedAt may be
+        set; keywords and receivedAt default to the original's."""
+        bad = sorted(k for k in overrides if k not in ("mailboxIds", "keywords", "receivedAt"))
+        if bad:
+            raise SetError("invalidProperties", "only mailboxIds, keywords and receivedAt may be set", properties=bad)
+        ctx, store = call.ctx, call.ctx.store
+        source = await run_store(ctx, _source_email, store, from_account_id, source_id)
+        if source is None:
+            raise SetError("notFound", "no such email in the source account")
+        raw, original = source
+        if "mailboxIds" not in overrides:
+            raise SetError("invalidProperties", "mailboxIds must be given", properties=["mailboxIds"])
+        mailbox_ids = mailbox_ids_value(ctx, overrides["mailboxIds"])
+        keywords = keywords_value(overrides["keywords"]) if "keywords" in overrides else list(original["keywords"])
+        received = (
+            received_at_value(overrides["receivedAt"])
+            if overrides.get("receivedAt") is not None
+            else None
+        )
+        if received is None:
+            from janusmail.jmap.engine.types import parse_utc_date
+
+            received = int(parse_utc_date(original["receivedAt"]).timestamp())
+        missing = await run_store(ctx, check_mailboxes, store, call.account_id, mailbox_ids)
+        if missing:
+            raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
+        done = await store.deliver(call.account_id, raw, tuple(mailbox_ids), tuple(keywords), received)
+        return {"id": done.email_id, "blobId": done.blob_id, "threadId": done.thread_id, "size": done.size}
+
+    # -- querying -------------------------------------------------------------------------------------
+
+    async def compile_condition(self, call: Call, condition: dict[str, Any]) -> Any:
+        return compile_condition(condition)
+
+    async def compile_comparator(self, call: Call, comparator: Comparator) -> Any:
+        return compile_comparator(comparator)
+
+    @staticmethod
+    def _collapse(call: Call) -> bool:
+        value = call.extra.get("collapseThreads")
+        if value is not None and type(value) is not bool:
+            raise invalid_arguments("'collapseThreads' must be a boolean")
+        return bool(value)
+
+    async def query(
+        self,
+        call: Call,
+        filter: Any,
+        sort: list[Any],
+        position: int,
+        limit: int,
+        anchor: str | None,
+        anchor_offset: int,
+        calculate_total: bool,
+    ) -> QueryResult:
+        spec = QuerySpec(filter, tuple(sort), self._collapse(call))
+        out = await run_store(
+            call.ctx, run_query, call.ctx.store, call.account_id, spec, position, limit, anchor, anchor_offset,
+            calculate_total,
+        )  # fmt: skip
+        return QueryResult(out.ids, out.position, out.total, str(out.state), can_calculate_changes=True)
+
+    async def query_changes(
+        self,
+        call: Call,
+        filter: Any,
+        sort: list[Any],
+        since_query_state: str,
+        max_changes: int | None,
+        up_to_id: str | None,
+        calculate_total: bool,
+    ) -> QueryChangesResult:
+        try:
+            since = parse_state(since_query_state)
+        except ValueError:
+            raise MethodError("cannotCalculateChanges", description="unknown query state") from None
+        spec = QuerySpec(filter, tuple(sort), self._collapse(call))
+        out = await run_store(
+            call.ctx, run_query_changes, call.ctx.store, call.account_id, spec, since, up_to_id, max_changes
+        )
+        return QueryChangesResult(since_query_state, str(out.new_state), out.removed, out.added, out.total)
+
+
+# -- Email/import (RFC 8621 §4.8) ---------------------------------------------------------------------------------
+
+
+def _import_batch(
+    store: Any, account_id: str, items: dict[str, tuple[str, list[str], list[str], int | None]]
+) -> dict[str, Any]:
+    """Read the blobs and store every valid import in one transaction; per creation id a Delivered or a
+    SetError. A batch the store refuses as a whole (a mailbox vanished meanwhile) is retried one by one so
+    each import stays atomic on its own."""
+    results: dict[str, Any] = {}
+    wanted = sorted({m for _, boxes, _, _ in items.values() for m in boxes})
+    missing = set(check_mailboxes(store, account_id, wanted)) if wanted else set()
+    ready: list[tuple[str, IngestItem]] = []
+    for cid, (blob_id, boxes, keywords, received) in items.items():
+        if missing & set(boxes):
+            results[cid] = SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"])
+            continue
+        raw = read_blob(store, account_id, blob_id)
+        if raw is None:
+            results[cid] = SetError("blobNotFound", "no such blob", notFound=[blob_id])
+            continue
+        if len(raw) > store.max_message_size:
+            results[cid] = SetError("tooLarge", "the message is too large", maxSize=store.max_message_size)
+            continue
+        if received is None:
+            received = received_from_headers(raw)
+        ready.append((cid, IngestItem(raw, tuple(boxes), tuple(keywords), received)))
+    if not ready:
+        return results
+    try:
+        delivered = store.ingest_many(account_id, [item for _, item in ready])
+        results.update({cid: d for (cid, _), d in zip(ready, delivered, strict=True)})
+    except StoreError:
+        for cid, item in ready:
+            try:
+                results[cid] = store.ingest_many(account_id, [item])[0]
+            except NotFound:
+                results[cid] = SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"])
+            except TooLarge:
+                results[cid] = SetError("tooLarge", "the message is too large")
+            except StoreError as exc:
+                results[cid] = SetError("invalidProperties", str(exc) or "refused")
+    return results
+
+
+async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    check_known_arguments(args, {"accountId", "ifInState", "emails"})
+    account_id = read_id(args, "accountId", required=True, nullable=False)
+    assert account_id is not None
+    await ctx.check_account(account_id, write=True)
+    if_in_state = read_string(args, "ifInState")
+    requests = args.get("emails")
+    if type(requests) is not dict or not all(is_id(k) for k in requests):
+        raise invalid_arguments("'emails' must map creation ids to EmailImport objects")
+    if len(requests) > ctx.limits.max_objects_in_set:
+        raise MethodError("requestTooLarge", description=f"at most {ctx.limits.max_objects_in_set} imports")
+    store = ctx.store
+    old_state = str(await run_store(ctx, store.kind_state, account_id, "Email"))
+    if if_in_state is not None and if_in_state != old_state:
+        raise MethodError("stateMismatch")
+    not_created: dict[str, SetError] = {}
+    items: dict[str, tuple[str, list[str], list[str], int | None]] = {}
+    for cid, obj in requests.items():
+        try:
+            if type(obj) is not dict:
+                raise SetError("invalidProperties", "an EmailImport must be an object")
+            bad = sorted(k for k in obj if k not in ("blobId", "mailboxIds", "keywords", "receivedAt"))
+            if bad:
+                raise SetError("invalidProperties", "unknown properties", properties=bad)
+            blob_id = obj.get("blobId")
+            if is_creation_ref(blob_id):
+                blob_id = ctx.resolve_creation_id(blob_id)
+            if not is_id(blob_id):
+                raise SetError("invalidProperties", "blobId must be an Id", properties=["blobId"])
+            boxes = mailbox_ids_value(ctx, obj.get("mailboxIds"))
+            keywords = keywords_value(obj["keywords"]) if obj.get("keywords") is not None else []
+            received = received_at_value(obj["receivedAt"]) if obj.get("receivedAt") is not None else None
+            items[cid] = (blob_id, boxes, keywords, received)
+        except SetError as exc:
+            not_created[cid] = exc
+    created: dict[str, dict[str, Any]] = {}
+    if items:
+        results = await run_store(ctx, _import_batch, store, account_id, items)
+        for cid in items:
+            res = results[cid]
+            if isinstance(res, SetError):
+                not_created[cid] = res
+            else:
+                created[cid] = {"id": res.email_id, "blobId": res.blob_id, "threadId": res.thread_id, "size": res.size}
+                ctx.record_creation(cid, res.email_id)
+    new_state = str(await run_store(ctx, store.kind_state, account_id, "Email"))
+    return [
+        (
+            "Email/import",
+            {
+                "accountId": account_id,
+                "oldState": old_state,
+                "newState": new_state,
+                "created": created or None,
+                "notCreated": {k: e.to_dict() for k, e in not_created.items()} or None,
+            },
+        )
+    ]
+
+
+# -- Email/parse (RFC 8621 §4.9) ----------------------------------------------------------------------------------
+
+
+def _parse_blobs(store: Any, account_id: str, blob_ids: list[str], builder: EmailBuilder) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    not_parsable: list[str] = []
+    not_found: list[str] = []
+    for blob_id in blob_ids:
+        raw = read_blob(store, account_id, blob_id) if is_id(blob_id) else None
+        if raw is None:
+            not_found.append(blob_id)
+            continue
+        cache = parse_message(raw)
+        if not raw.strip() or cache.get("damaged"):
+            not_parsable.append(blob_id)
+            continue
+        meta = {
+            "id": None,
+            "blobId": blob_id,
+            "threadId": None,
+            "mailboxIds": None,
+            "keywords": None,
+            "size": len(raw),
+            "receivedAt": None,
+            "preview": cache.get("preview", ""),
+            "hasAttachment": bool(cache.get("hasAttachment")),
+        }
+        parsed[blob_id] = builder.build(meta, cache, memory_reader(raw))
+    return {"parsed": parsed or None, "notParsable": not_parsable or None, "notFound": not_found or None}
+
+
+async def email_parse(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    check_known_arguments(args, {"accountId", "blobIds", "properties"} | _BODY_ARGS)
+    account_id = read_id(args, "accountId", required=True, nullable=False)
+    assert account_id is not None
+    await ctx.check_account(account_id, write=False)
+    blob_ids = args.get("blobIds")
+    if type(blob_ids) is not list or not all(type(b) is str for b in blob_ids):
+        raise invalid_arguments("'blobIds' must be an array of Ids")
+    if len(blob_ids) > ctx.limits.max_objects_in_get:
+        raise MethodError("requestTooLarge", description=f"at most {ctx.limits.max_objects_in_get} blobs")
+    names = args.get("properties")
+    if names is None:
+        properties = PARSE_DEFAULT_PROPERTIES
+    else:
+        if type(names) is not list or not all(type(n) is str for n in names):
+            raise invalid_arguments("'properties' must be an array of strings")
+        check_properties(names, ALL_PROPERTIES | {"id"})
+        properties = frozenset(names)
+    builder = EmailBuilder(properties, read_body_options(args))
+    ids = list(dict.fromkeys(blob_ids))
+    out = await run_store(ctx, _parse_blobs, ctx.store, account_id, ids, builder)
+    return [("Email/parse", {"accountId": account_id, **out})]
+
+
+def register(engine: Engine) -> None:
+    register_standard(
+        engine, "Email", MAIL, EmailAdapter(), ("get", "changes", "set", "copy", "query", "queryChanges")
+    )
+    engine.register("Email/import", MAIL, email_import)
+    engine.register("Email/parse", MAIL, email_parse)
