@@ -20,7 +20,7 @@ from janusmail.jmap.blobs import part_blob_id
 from janusmail.jmap.engine.errors import invalid_arguments
 from janusmail.jmap.engine.types import format_utc_date
 from janusmail.mime.content import part_text, truncate_value
-from janusmail.mime.headers import FORMS, form_allowed, format_rfc3339, header_property, parse_form
+from janusmail.mime.headers import FORMS, form_allowed, format_rfc3339, header_property
 from janusmail.mime.structure import scan_headers, text_of
 
 __all__ = [
@@ -33,6 +33,11 @@ __all__ = [
     "EmailBuilder",
     "HeaderProp",
     "Reader",
+    "check_properties",
+    "keywords_of",
+    "memory_reader",
+    "needs_cache",
+    "needs_raw",
     "parse_header_prop",
     "read_body_options",
 ]
@@ -387,7 +392,3 @@ def check_properties(names: Iterable[str], allowed: frozenset[str]) -> None:
     bad = sorted({n for n in names if n not in allowed and parse_header_prop(n) is None})
     if bad:
         raise invalid_arguments(f"unknown or invalid properties: {', '.join(bad)}")
-
-
-def parse_form_safe(value: str, form: str) -> Any:
-    return parse_form(value, form)

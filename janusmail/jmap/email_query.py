@@ -32,7 +32,15 @@ from janusmail.store.schema import changes, emails
 from .email_filter import MUTABLE_KINDS, THREAD_KINDS, SortKey, filter_key, filter_leaves, plain_mailbox
 from .email_sql import EmailSql
 
-__all__ = ["QuerySpec", "QueryCache", "email_state", "run_query", "run_query_changes", "snapshot"]
+__all__ = [
+    "QueryCache",
+    "QuerySpec",
+    "cached_mailbox_counts",
+    "email_state",
+    "run_query",
+    "run_query_changes",
+    "snapshot",
+]
 
 #: Windows ending at or before this index are served by LIMIT/OFFSET; deeper ones from the full list.
 SHALLOW = 1000
@@ -119,11 +127,14 @@ def cache_for(store: Any) -> QueryCache:
         return cache
 
 
-def _mailbox_totals(store: Any, account_id: str, state: int) -> dict[str, Any]:
-    """The store's Mailbox counts, remembered for one Email state (they cannot change without one)."""
+def cached_mailbox_counts(store: Any, account_id: str, state: int | None = None) -> dict[str, Any]:
+    """``store.mailbox_counts(account_id)`` for all mailboxes, remembered per Email state: counts cannot
+    change without an Email change, and on 100k messages the grouped count costs hundreds of milliseconds.
+    ``state`` is the caller's Email state if it has one (else it is read). Usable by Mailbox/get too."""
+    if state is None:
+        state = store.kind_state(account_id, "Email")
     with _CACHES_LOCK:
-        memo = _COUNTS.setdefault(store, {})
-        hit = memo.get((account_id, state))
+        hit = _COUNTS.setdefault(store, {}).get((account_id, state))
     if hit is not None:
         return hit
     counts = store.mailbox_counts(account_id, None)
@@ -155,19 +166,8 @@ def email_state(conn: sa.Connection, account_id: str) -> int:
     return int(v or 0)
 
 
-def _collapse(rows: list[Any]) -> list[str]:
-    seen: set[str] = set()
-    out = []
-    for email_id, thread_id in rows:
-        if thread_id not in seen:
-            seen.add(thread_id)
-            out.append(email_id)
-    return out
-
-
 def _full(conn: sa.Connection, sql: EmailSql, spec: QuerySpec) -> list[str]:
-    rows = conn.execute(sql.full_list(spec.filter, list(spec.sort))).all()
-    return _collapse(rows) if spec.collapse else [r[0] for r in rows]
+    return [r[0] for r in conn.execute(sql.full_list(spec.filter, list(spec.sort), spec.collapse))]
 
 
 def _full_cached(store: Any, conn: sa.Connection, account_id: str, spec: QuerySpec, state: int) -> list[str]:
@@ -211,7 +211,7 @@ def run_query(
             ids = [r[0] for r in conn.execute(sql.window(spec.filter, list(spec.sort), spec.collapse, position, limit))]
             total = None
             if calculate_total:
-                counts = _mailbox_totals(store, account_id, state).get(mailbox)
+                counts = cached_mailbox_counts(store, account_id, state).get(mailbox)
                 if counts is None:
                     total = 0
                 else:

@@ -385,7 +385,10 @@ def plan_create(ctx: Any, obj: dict[str, Any]) -> CreatePlan:
                 continue
             if type(value) is not list or len(value) != 1:
                 raise _invalid(prop, f"{prop} must hold exactly one part")
-            part = _check_part(value[0], f"{prop}/0/", body_values, top, plan)
+            given = value[0]
+            if type(given) is dict and given.get("type") is None:
+                given = {**given, "type": want}  # the list says what the part is
+            part = _check_part(given, f"{prop}/0/", body_values, top, plan)
             if part["type"] != want:
                 raise _invalid(f"{prop}/0/type", f"{prop} must be {want}")
             email[prop] = [part]

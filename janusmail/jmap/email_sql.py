@@ -11,10 +11,13 @@ Plans we rely on (measured on 100k messages; see bench/jmap.py):
 * ``ORDER BY received_at`` walks ``ix_emails_account_received`` and stops after the window, so the first
   screen reads ~50 rows. The tie-break must follow the index for that: SQLite's index entries end with the
   rowid, so SQLite breaks ties by rowid, PostgreSQL by id (incremental sort).
-* collapseThreads with that sort is a NOT EXISTS ("no matching email of this thread sorts before this one"),
-  which streams the same way. Other sorts use ROW_NUMBER() OVER (PARTITION BY thread_id ...).
-* SQLite has no statistics for our tables and, left alone, probes ``messages`` through the mailbox index
-  (a scan per row); ``_nx`` hides a column from the planner so the probe goes through ``email_id``.
+* collapseThreads in a LIMIT window with that sort is a NOT EXISTS ("no matching email of this thread sorts
+  before this one"), which streams the same way. Other sorts, and the complete list (deep pages, anchors,
+  /queryChanges), use ROW_NUMBER() OVER (PARTITION BY thread_id ORDER BY <sort>) = 1.
+* SQLite often has no statistics for our tables and, left alone, probes ``messages`` through the mailbox index
+  (a scan per row); ``_nx`` hides a column from the planner so the probe goes through ``email_id``. With a
+  text condition the account column is hidden too, so candidates from the full-text index are looked up by
+  id instead of the account's received_at index being walked and each row probed against them.
 """
 
 from __future__ import annotations
@@ -290,19 +293,24 @@ class EmailSql:
 
     # -- whole statements --------------------------------------------------------------------------------
 
-    def full_list(self, flt: Any, sort: list[SortKey]) -> Any:
-        """``(id, thread_id)`` of every match in order (collapsing, when asked, is done by the caller in one
-        pass: first occurrence of each thread)."""
-        e = self.alias()
-        return sa.select(e.c.id, e.c.thread_id).where(self.matching(e, flt)).order_by(*self.order_by(e, sort))
+    def full_list(self, flt: Any, sort: list[SortKey], collapse: bool) -> Any:
+        """The id of every result in order: the whole list, for deep pages, anchors and /queryChanges.
+        Collapsing uses ROW_NUMBER() here: it costs the same as the NOT EXISTS form when every row is needed."""
+        return self.window(flt, sort, collapse, 0, None, stream=False)
 
-    def window(self, flt: Any, sort: list[SortKey], collapse: bool, offset: int, limit: int) -> Any:
-        """The ids at [offset, offset + limit) of the (collapsed) results, windowed by the database."""
+    def window(
+        self, flt: Any, sort: list[SortKey], collapse: bool, offset: int, limit: int | None, stream: bool = True
+    ) -> Any:
+        """The ids at [offset, offset + limit) of the (collapsed) results, windowed by the database.
+
+        With a receivedAt sort and ``stream``, collapsing is "no matching email of the thread sorts before this
+        one" (NOT EXISTS), which the database evaluates only for the rows it walks to fill the window: the
+        first screen of a 100k mailbox reads ~100 rows instead of ranking all of them."""
         e = self.alias()
         if not collapse:
             q = sa.select(e.c.id).where(self.matching(e, flt)).order_by(*self.order_by(e, sort))
             return q.limit(limit).offset(offset)
-        if self.streams(sort):
+        if stream and self.streams(sort):
             ascending = self.effective_sort(sort)[0].ascending
             e2 = self.alias("c")
             earlier = sa.exists().where(

@@ -433,3 +433,15 @@ async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
                  "receivedAt": "2030-03-17T17:46:40Z", "mailboxIds": {h.inbox: True}}
     out = await h.request([["Email/get", {"accountId": h.bob.id, "ids": [src.email_id]}, "g"]])
     assert out["methodResponses"][0][1]["notFound"] == [src.email_id]  # destroyed by the implicit Email/set
+
+
+async def test_changes_report_emails_hidden_by_deleted_flag_as_destroyed(h):  # noqa: F811
+    a, b = h.ingest(simple(1)), h.ingest(simple(2))
+    state = (await h.ok("Email/get", {"ids": []}))["state"]
+    h.store.store_flags(h.account_id, h.inbox, [(a.uids[h.inbox],) * 2], "add", [], True)  # only membership
+    c = h.ingest(simple(3))
+    h.store.store_flags(h.account_id, h.inbox, [(c.uids[h.inbox],) * 2], "add", [], True)  # born and hidden
+    h.store.store_flags(h.account_id, h.inbox, [(b.uids[h.inbox],) * 2], "add", ["$seen"], None)
+    ch = await h.ok("Email/changes", {"sinceState": state})
+    assert ch["destroyed"] == [a.email_id] and ch["updated"] == [b.email_id] and ch["created"] == []
+    assert (await h.ok("Email/get", {"ids": [a.email_id]}))["notFound"] == [a.email_id]
