@@ -115,7 +115,6 @@ class QueryCache:
 
 
 _CACHES: weakref.WeakKeyDictionary[Any, QueryCache] = weakref.WeakKeyDictionary()
-_COUNTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], dict[str, Any]]] = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()
 
 
@@ -128,22 +127,8 @@ def cache_for(store: Any) -> QueryCache:
 
 
 def cached_mailbox_counts(store: Any, account_id: str, state: int | None = None) -> dict[str, Any]:
-    """``store.mailbox_counts(account_id)`` for all mailboxes, remembered per Email state: counts cannot
-    change without an Email change, and on 100k messages the grouped count costs hundreds of milliseconds.
-    ``state`` is the caller's Email state if it has one (else it is read). Usable by Mailbox/get too."""
-    if state is None:
-        state = store.kind_state(account_id, "Email")
-    with _CACHES_LOCK:
-        hit = _COUNTS.setdefault(store, {}).get((account_id, state))
-    if hit is not None:
-        return hit
-    counts = store.mailbox_counts(account_id, None)
-    with _CACHES_LOCK:
-        memo = _COUNTS.setdefault(store, {})
-        for key in [k for k in memo if k[0] == account_id]:
-            del memo[key]
-        memo[(account_id, state)] = counts
-    return counts
+    """The store's per-Email-state mailbox counts (shared with Mailbox/get)."""
+    return store.mailbox_counts_cached(account_id, state)
 
 
 # -- snapshots ----------------------------------------------------------------------------------------------

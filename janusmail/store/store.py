@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -49,7 +50,9 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
         self.max_message_size = 64 * 1024 * 1024
         self._group = GroupCommitter(self)
         self._listener: pgnotify.Listener | None = None
-        self.node_id = pgnotify.new_node_id()  # this store instance = one server node
+        self.node_id = pgnotify.new_node_id()
+        self._counts_lock = threading.Lock()
+        self._counts_cache: dict[str, tuple[int, dict]] = {}  # this store instance = one server node
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True) -> Store:

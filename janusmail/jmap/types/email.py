@@ -66,6 +66,7 @@ from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.parse import parse_message
 from janusmail.store.model import IngestItem, NotFound, StoreError, TooLarge
 from janusmail.store.schema import emails, messages
+from janusmail.store.writes import writes
 
 __all__ = ["EMAIL_QUERY_SORT_OPTIONS", "MAIL", "EmailAdapter", "register"]
 
@@ -113,6 +114,7 @@ def _some_ids(store: Any, account_id: str, limit: int) -> list[str]:
         return [r[0] for r in rows]
 
 
+@writes
 def _update_many(store: Any, account_id: str, updates: dict[str, Any]) -> dict[str, SetError]:
     """Apply a /set's updates in one store transaction (each email still succeeds or fails alone); the
     failures by id. Emails that are not visible (unknown, another account's, only \\Deleted) are notFound."""
@@ -127,6 +129,7 @@ def _update_many(store: Any, account_id: str, updates: dict[str, Any]) -> dict[s
     return failed
 
 
+@writes
 def _destroy_many(store: Any, account_id: str, email_ids: list[str]) -> list[str]:
     """Destroy the visible ones among ``email_ids`` in one transaction; returns those that were not found."""
     with store.engine.connect() as conn:
@@ -137,6 +140,7 @@ def _destroy_many(store: Any, account_id: str, email_ids: list[str]) -> list[str
     return [i for i in email_ids if i not in done]
 
 
+@writes
 def _flush(store: Any, account_id: str, updates: dict[str, Any], destroys: list[str]) -> dict[str, SetError]:
     failed = _update_many(store, account_id, updates) if updates else {}
     if destroys:
@@ -367,6 +371,7 @@ class EmailAdapter(TypeAdapter):
 # -- Email/import (RFC 8621 §4.8) ---------------------------------------------------------------------------------
 
 
+@writes
 def _import_batch(
     store: Any, account_id: str, items: dict[str, tuple[str, list[str], list[str], int | None]]
 ) -> dict[str, Any]:

@@ -100,8 +100,8 @@ def _read(store: Any, account_id: str, ids: Sequence[str] | None, with_counts: b
         boxes = [b for b in boxes if b.id in wanted]
     counts: dict[str, MailboxCounts] = {}
     if with_counts and boxes:
-        # One grouped query for every mailbox asked for.
-        counts = store.mailbox_counts(account_id, [b.id for b in boxes] if ids is not None else None)
+        # One grouped query per Email state for all of the account's mailboxes (cached by the store).
+        counts = store.mailbox_counts_cached(account_id)
     return [to_record(b, counts.get(b.id)) for b in boxes]
 
 
