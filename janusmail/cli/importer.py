@@ -99,4 +99,5 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
         flush()
         progress.update(task, advance=n)
     report.seconds = time.perf_counter() - start
+    store.refresh_statistics()
     return report

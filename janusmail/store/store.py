@@ -100,6 +100,15 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
                     pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when (and if) this commits
         self.notifier.publish(tx.event())
 
+    def refresh_statistics(self) -> None:
+        """Update the query planner's statistics after bulk changes (an import): without them PostgreSQL
+        plans the first-screen query as if the tables were empty and takes minutes instead of milliseconds."""
+        with self.engine.connect() as conn:
+            if self.sqlite:
+                conn.exec_driver_sql("PRAGMA optimize")
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+
     def start_listener(self) -> None:
         """Hear other server nodes' changes (PostgreSQL only; SQLite has one writer process)."""
         if not self.sqlite and self._listener is None:
