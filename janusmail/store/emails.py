@@ -48,15 +48,19 @@ class EmailsMixin:
                     sa.bindparam("ids", expanding=True)), {"ids": chunk})
             conn.execute(sa.delete(emails).where(emails.c.id.in_(chunk)))
             tx.log_many("Email", chunk, "d")
-            for tid in thread_ids:
-                left = conn.execute(sa.select(emails.c.id).where(emails.c.thread_id == tid).limit(1)).first()
-                if left is None:
-                    conn.execute(sa.delete(thread_refs).where(thread_refs.c.thread_id == tid))
-                    conn.execute(sa.delete(threads).where(threads.c.id == tid))
-                    tx.log("Thread", tid, "d")
-                else:
-                    conn.execute(sa.update(threads).where(threads.c.id == tid).values(modseq=tx.modseq))
-                    tx.log("Thread", tid, "u")
+            if not thread_ids:
+                continue
+            tids = sorted(thread_ids)
+            alive = {r[0] for r in conn.execute(
+                sa.select(emails.c.thread_id).where(emails.c.thread_id.in_(tids)).distinct())}
+            empty = [t for t in tids if t not in alive]
+            if empty:  # a thread with no email left is destroyed, with its refs (its id is never given again)
+                conn.execute(sa.delete(thread_refs).where(thread_refs.c.thread_id.in_(empty)))
+                conn.execute(sa.delete(threads).where(threads.c.id.in_(empty)))
+                tx.log_many("Thread", empty, "d")
+            if alive:
+                conn.execute(sa.update(threads).where(threads.c.id.in_(sorted(alive))).values(modseq=tx.modseq))
+                tx.log_many("Thread", sorted(alive), "u")
 
     @writes
     def destroy_emails(self, account_id: str, email_ids: list[str]) -> tuple[list[str], list[str]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from janusmail.store import ids
@@ -27,9 +29,12 @@ def test_new_account_has_special_use_mailboxes(store, account):
 def test_ids_are_unique_typed_and_safe():
     minted = [ids.mint(p) for p in (ids.EMAIL, ids.THREAD, ids.MAILBOX) for _ in range(3000)]
     assert len(set(minted)) == len(minted)
+    shape = re.compile(r"^[MTF][a-z2-7]{8,40}$")  # one type letter, lowercase base32: RFC 8474 §8.1 advice
     for value in minted:
-        assert 1 <= len(value) <= 255 and value[0] in "MTF" and value[1:].islower() or value[1:].isalnum()
-        assert value.upper() != "NIL" and not value[0].isdigit()
+        assert shape.match(value), value
+        assert ids.looks_like(value[0], value)
+        assert value.upper() != "NIL"
+    assert not ids.looks_like(ids.EMAIL, minted[3000]) and not ids.looks_like(ids.EMAIL, "Mabc def")
 
 
 def test_ingest_stores_bytes_exactly_and_assigns_uids(store, account):
