@@ -55,6 +55,21 @@ class TooLarge(StoreError):
     code = "tooLarge"
 
 
+class StorageUnavailable(StoreError):
+    """The disk refused a write (ENOSPC, EDQUOT, EIO...): nothing was recorded, the client may retry later.
+
+    Raised by the blob store and the ingest paths instead of a bare OSError so every door can answer with its
+    own "try again later" (LMTP 452 4.3.1, IMAP NO [UNAVAILABLE], JMAP 507 / serverUnavailable) rather than a
+    server bug. ``full`` tells out-of-space apart from other I/O failures.
+    """
+
+    code = "unavailable"
+
+    def __init__(self, message: str = "the mail store cannot write right now", *, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     id: str
