@@ -5,13 +5,16 @@ BIN := $(VENV)/bin
 DATA ?= var
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast fuzz bench lint clean
+
+# Under a lock: two `make test` started together must not run pip in the same venv at the same time.
+LOCK := $(shell command -v flock >/dev/null 2>&1 && echo flock $(VENV)/.lock)
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	@mkdir -p $(VENV)
+	$(LOCK) sh -c 'test -x $(BIN)/python || $(PY) -m venv $(VENV); \
+	  $(BIN)/python -m pip install --quiet --upgrade pip && \
+	  $(BIN)/python -m pip install --quiet -e ".[test]" && touch $(STAMP)'
 
 install: $(STAMP)
 
@@ -25,9 +28,13 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -x -m "not slow"
 
+# The parser property tests (IMAP commands, MIME, JMAP requests) with thousands of examples each.
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -m fuzz -p no:randomly -n 2 --timeout 1800
+
 bench: install
 	$(BIN)/python bench/ingest.py
-	@for b in bench/imap.py bench/jmap.py; do if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
+	@for b in bench/codec.py bench/latency.py bench/imap.py bench/jmap.py; do if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
 
 lint: install
 	$(BIN)/ruff check janusmail tests bench

@@ -3,7 +3,7 @@
 One dataclass tree so every listener reads the same settings. The TOML file (``DIR/janusmail.toml`` unless
 ``--config`` names another) uses the section and key names of these dataclasses, e.g.::
 
-    public_url = "https://mail.example.com"
+    public_url = "https://mail.example.com"   # omit: derived from [jmap] listen (loopback only)
     [imap]
     listen = "0.0.0.0:143"
     imaps = "0.0.0.0:993"
@@ -33,6 +33,33 @@ def parse_hostport(value: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     return host, int(port)
+
+
+def listener_url(host: str, port: int) -> str:
+    """``http://HOST:PORT`` for a listener address (IPv6 in brackets); wildcard addresses are not URLs a
+    client can use, so they are refused by :meth:`Config.check` before anything is derived from them."""
+    host = host.strip("[]")
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def check_public_url(url: str) -> None:
+    """Raise ``ValueError`` with a clear reason unless ``url`` can be the base of every JMAP URL we advertise."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"public URL {url!r} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"public URL {url!r} is not an http(s) URL")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(
+            f"public URL {url!r} has a query or fragment; it must be a base URL such as https://mail.example.com "
+            "or https://example.com/mail (the JMAP paths are appended to it)"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"public URL {url!r} must not carry a user name or password")
+    if parts.scheme != "https" and not is_loopback_host(parts.hostname):
+        raise ValueError(f"public URL {url!r} is not https; plain http is only allowed on loopback")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -84,6 +111,24 @@ class LmtpConfig:
 
 
 @dataclass
+class SpoolConfig:
+    """Big IMAP literals and JMAP uploads wait in temporary files under ``DIR/tmp``, not in memory
+    (janusmail.spool). Octets throughout.
+
+    ``threshold``: bodies above it go to a file. ``max_in_flight``: literals and uploads being received or
+    waiting to be stored, all connections together; a body that would pass it is refused with "try again
+    later" (IMAP ``NO [LIMIT]``, JMAP 503). ``max_loaded``: spooled messages handed to the store at once (one
+    is always let through). ``stall_timeout``: seconds a partly received literal or upload may go without
+    data before its connection is dropped and its share of ``max_in_flight`` freed.
+    """
+
+    threshold: int = 256 * 1024
+    max_in_flight: int = 1024 * 1024 * 1024
+    max_loaded: int = 64 * 1024 * 1024
+    stall_timeout: int = 120
+
+
+@dataclass
 class TlsConfig:
     cert: str | None = None
     key: str | None = None
@@ -106,6 +151,13 @@ class AuthConfig:
     sasl_scram: bool = True
     login_delay_base: float = 1.0
     login_delay_max: float = 15.0
+    login_failure_window: float = 900.0
+    #: Concurrent argon2 verifications (0: one per CPU, 3 to 4) and how many more may wait before a login
+    #: is refused at once as busy (IMAP NO [UNAVAILABLE], HTTP 503).
+    login_hash_workers: int = 0
+    login_hash_queue: int = 32
+    #: Seconds a verified credential is remembered (as a keyed hash, never the secret); 0 disables.
+    credential_cache_seconds: float = 600.0
     token_audience: str = "janusmail"
     #: External OAuth issuer trusted by both protocols (optional).
     external_issuer: str | None = None
@@ -116,33 +168,79 @@ class AuthConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The HTTP front (JMAP) beyond its JMAP limits."""
+
+    #: Reverse proxies (IP addresses or CIDR networks) whose ``X-Forwarded-For`` / ``Forwarded`` headers name
+    #: the real client, e.g. ``["127.0.0.1", "10.0.0.0/8"]``. Default: none, so the TCP peer is the client and
+    #: no request can choose the address the failed-login throttle counts it under.
+    trusted_proxies: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     data_dir: Path = Path("./var")
     db: str | None = None
-    public_url: str = "http://127.0.0.1:8080"
+    #: Where clients reach JMAP (RFC 9698 JMAPACCESS advertises it). ``None``: derived from this process's own
+    #: JMAP listener (``http://HOST:PORT``, the bound port when listening on port 0); with no JMAP listener and
+    #: no public URL there is no JMAP to point at, and JMAPACCESS is not offered.
+    public_url: str | None = None
     hostname: str = "localhost"
     imap: ImapConfig = field(default_factory=ImapConfig)
     jmap: JmapConfig = field(default_factory=JmapConfig)
     lmtp: LmtpConfig = field(default_factory=LmtpConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
-    def session_url(self) -> str:
-        """The JMAP session resource URL (what JMAPACCESS advertises)."""
-        return self.public_url.rstrip("/") + "/.well-known/jmap"
+    def effective_public_url(self) -> str | None:
+        """The configured public URL, else the one derived from the JMAP listener, else ``None`` (no JMAP
+        known: JMAP is off here and no other server was named, or its port is not bound yet)."""
+        if self.public_url:
+            return self.public_url
+        if not self.jmap.listen:
+            return None
+        try:
+            host, port = parse_hostport(self.jmap.listen)
+        except ValueError:  # check() says so at start; here it only means "no URL to offer"
+            return None
+        return listener_url(host, port) if port else None
+
+    @property
+    def session_url(self) -> str | None:
+        """The JMAP session resource URL (what JMAPACCESS advertises); ``None`` when no JMAP server is known."""
+        base = self.effective_public_url
+        return None if base is None else base.rstrip("/") + "/.well-known/jmap"
+
+    def settle_public_url(self, host: str, port: int) -> None:
+        """The JMAP listener is bound at ``host:port``: without a configured public URL, that is the URL (so an
+        ephemeral port 0 is advertised as the port actually bound, never as ``0``)."""
+        if not self.public_url:
+            self.public_url = listener_url(host, port)
 
     def check(self) -> None:
-        """Refuse settings that would make the server lie or leak: JMAP off loopback must be https."""
-        parts = urlsplit(self.public_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"public URL {self.public_url!r} is not an http(s) URL")
-        if parts.scheme != "https" and not is_loopback_host(parts.hostname):
-            raise ValueError(
-                f"public URL {self.public_url!r} is not https; plain http is only allowed on loopback"
-            )
+        """Refuse settings that would make the server lie or leak: JMAP off loopback must be https, and the
+        advertised URL must be one the JMAP routes can be appended to (no query, fragment or credentials)."""
+        if self.public_url:
+            check_public_url(self.public_url)
+        elif self.jmap.listen:
+            host, port = parse_hostport(self.jmap.listen)
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"JMAP listens on {self.jmap.listen} but no public URL is set: clients off this machine need "
+                    "the https URL they reach JMAP at; give --public-url (or public_url in the config)"
+                )
         if self.imap.plaintext_auth not in ("loopback", "always", "never"):
             raise ValueError("imap.plaintext_auth must be loopback, always or never")
+        if isinstance(self.http.trusted_proxies, str) or not isinstance(self.http.trusted_proxies, list | tuple):
+            raise ValueError("http.trusted_proxies must be a list of IP addresses or networks")
+        for proxy in self.http.trusted_proxies:
+            try:
+                ipaddress.ip_network(str(proxy).strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"http.trusted_proxies: {proxy!r} is not an IP address or network") from None
 
 
 def _overlay(obj: Any, data: dict[str, Any], where: str) -> None:

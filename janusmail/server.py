@@ -113,6 +113,8 @@ async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None 
             loop.add_signal_handler(sig, stop.set)
     for name, (host, port) in rt.bound.items():
         log.info("%s listening on %s:%d", name.upper(), host, port)
+    # What RFC 9698 clients are sent to (settled by now: derived from the JMAP listener when not configured).
+    log.info("JMAPACCESS points at %s", config.session_url or "nothing (no JMAP here and no public URL): not offered")
     # Everything loaded so far lives as long as the process: keep the collector from rescanning it, and let
     # the young generation grow (big FETCH/SEARCH answers allocate many short-lived objects).
     gc.collect()

@@ -15,8 +15,22 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 
 PG_BASE = os.environ.get("JANUS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+# Hypothesis profiles. None has a deadline or the too_slow health check: both are wall-clock verdicts, and a
+# busy 2-core machine makes them fail tests whose code is fine.
+#   dev   (default) random examples, failures remembered in .hypothesis/ and replayed first next time.
+#   ci    (CI=true) derandomized: the same examples on every run, so a red CI run is red again on rerun, and
+#         print_blob so a failure can be reproduced exactly elsewhere; no example database.
+#   fuzz  (`make fuzz`, HYPOTHESIS_PROFILE=fuzz) many more examples for the parser tests (see tests/fuzzing.py).
+_QUIET = [HealthCheck.too_slow]
+settings.register_profile("dev", deadline=None, suppress_health_check=_QUIET)
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=_QUIET)
+settings.register_profile("fuzz", max_examples=3000, deadline=None, print_blob=True, suppress_health_check=_QUIET)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 
 def pg_available() -> bool:

@@ -45,11 +45,10 @@ def test_sigkill_during_lmtp_keeps_every_acknowledged_message(tmp_path, db_url):
     acked: list[bytes] = []
     try:
         with smtplib.LMTP("127.0.0.1", int(cfg.lmtp.listen.rsplit(":", 1)[1])) as client:
-            deadline = time.time() + 3
             i = 0
             while True:
                 raw = simple(i, body="x" * (i % 5000))
-                if time.time() > deadline and i > 20:
+                if i >= 200:  # a count, not a time: the same test on a fast or a busy machine
                     proc.send_signal(signal.SIGKILL)  # kill with messages in flight
                 try:
                     client.sendmail("s@example.test", ["a@example.test"], raw)

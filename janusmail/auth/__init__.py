@@ -8,6 +8,7 @@ Start with :class:`~janusmail.auth.authenticator.Authenticator`; the protocol ad
 from .authenticator import Authenticator, AuthResult, LoginThrottle
 from .passwords import make_credentials
 from .policy import AuthPolicy
+from .throttle import LoginRefused
 from .tokens import ExternalIssuer, TokenError, TokenInfo, TokenService
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "AuthResult",
     "Authenticator",
     "ExternalIssuer",
+    "LoginRefused",
     "LoginThrottle",
     "TokenError",
     "TokenInfo",

@@ -14,7 +14,7 @@ Design decisions:
   cannot be guessed, so a fast hash loses nothing and lets a login test every app password of an account in
   microseconds instead of N x argon2 (JMAP with Basic authenticates every HTTP request). Hashes in argon2 form
   (e.g. imported) are still accepted.
-* **Revocation keeps the row** (``revoked_at``) for auditing. Creating a new app password with the name of a
+* **Revocation keeps the row** (``revoked_at``) for auditing, and ends the sessions logged in with it. Creating a new app password with the name of a
   revoked one deletes the revoked row first, because names are unique per account.
 * ``last_used_at`` is written at most once per :data:`LAST_USED_GRANULARITY` seconds per credential, so a
   busy JMAP client does not turn every request into a write transaction.
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from janusmail.store import ids
+from janusmail.store import credentials, ids
 from janusmail.store.schema import accounts, app_passwords
 
 from . import passwords
@@ -200,7 +200,11 @@ def get(engine: sa.Engine, app_password_id: str) -> AppPassword | None:
 
 
 def revoke(engine: sa.Engine, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
-    """Revoke the active app password with that id or name; False when there is none."""
+    """Revoke the active app password with that id or name; False when there is none.
+
+    New logins and JMAP requests with it fail at once; IMAP sessions logged in with it end (``* BYE``) at
+    their next command or, while IDLE, within seconds: the revocation stamps the account's credential epoch
+    and announces itself in the same transaction (:mod:`janusmail.store.credentials`), from any process."""
     now = int(time.time()) if now is None else now
     ap = app_passwords.c
     with engine.begin() as conn:
@@ -213,6 +217,8 @@ def revoke(engine: sa.Engine, account_id: str, name_or_id: str, *, now: int | No
             )
             .values(revoked_at=now)
         )
+        if res.rowcount > 0:
+            credentials.record_change(conn, account_id)
     return res.rowcount > 0
 
 

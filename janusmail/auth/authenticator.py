@@ -6,21 +6,30 @@ an :class:`AuthResult` that records *how* the client authenticated (method and c
 what :meth:`Authenticator.jmap_access_ok` needs to decide whether an IMAP session may see ``JMAPACCESS``.
 
 The class is synchronous (SQLAlchemy Core on a sync engine, argon2 is CPU-bound); the asyncio servers call it
-through ``asyncio.to_thread``. It is thread-safe: its only mutable state (credential cache, throttle) is locked.
+through :meth:`Authenticator.run`, on threads of its own: a login waiting for a hashing slot must never hold a
+thread of the loop's shared executor, which the store needs. It is thread-safe: its mutable state (the
+verification cache, the throttle, the hashing gate) is locked.
+
+Logins cannot starve the server (see :mod:`janusmail.auth.throttle`): the throttle refuses a (client, account)
+pair that keeps failing before any database or argon2 work; argon2 runs behind a bounded, prioritised gate;
+recently verified credentials are remembered (:mod:`janusmail.auth.verify_cache`) and need no hashing at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
+import os
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -29,10 +38,17 @@ from janusmail.store.schema import accounts
 
 from . import app_passwords, passwords
 from .policy import PROTOCOLS, AuthPolicy
+from .throttle import CLEAN, HashGate, LoginRefused, LoginThrottle, Verdict, client_key
 from .tokens import InvalidRequest, InvalidToken, TokenError, TokenInfo, TokenService
+from .verify_cache import Verified, VerifiedCache
+
+__all__ = ["AuthResult", "Authenticator", "LoginRefused", "LoginThrottle", "parse_basic"]
+
+T = TypeVar("T")
 
 MAX_SECRET = 1024  # longer "passwords" are refused before any hashing (argon2 would hash megabytes happily)
 MAX_ADDRESS = 320
+SPARE_THREADS = 8  # login threads beyond the gate's workers and queue, for the cheap work (lookups, refusals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,91 +71,7 @@ class AuthResult:
     audiences: frozenset[str] = frozenset()
 
 
-# --- failed-login backoff --------------------------------------------------------------------------------------
-
-
-class LoginThrottle:
-    """Sans-IO failed-login backoff: the adapter asks how long to wait and does the sleeping itself.
-
-    Per (ip, address): the n-th consecutive failure costs ``base * 2**(n-1)`` seconds, capped at ``maximum``;
-    a success or ``window`` seconds without failures forgets the count. Per ip alone, failures across many
-    addresses (password spraying) start costing after :attr:`IP_FREE_FAILURES`. Memory is bounded (LRU).
-    Delaying the *answer* (rather than refusing) keeps a legitimate user who mistyped able to log in, while
-    making guessing slow; the adapter should also keep the connection busy meanwhile (no pipelined retries).
-    """
-
-    IP_FREE_FAILURES = 10
-
-    def __init__(
-        self,
-        base: float = 1.0,
-        maximum: float = 15.0,
-        window: float = 900.0,
-        *,
-        max_entries: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.base, self.maximum, self.window = base, maximum, window
-        self._max = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._pairs: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
-        self._ips: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def _delay_for(self, n: int) -> float:
-        if n <= 0 or self.base <= 0:
-            return 0.0
-        return min(self.maximum, self.base * 2 ** min(n - 1, 30))
-
-    def _count(self, table: OrderedDict, key: object, now: float) -> int:
-        entry = table.get(key)
-        if entry is None:
-            return 0
-        if now - entry[1] > self.window:
-            del table[key]
-            return 0
-        return entry[0]
-
-    def delay(self, ip: str, address: str | None) -> float:
-        """Seconds to wait before answering the next attempt from ``ip`` for ``address`` (no recording)."""
-        now = self._clock()
-        key = (ip, normalize_address(address or ""))
-        with self._lock:
-            pair = self._count(self._pairs, key, now)
-            ipn = self._count(self._ips, ip, now)
-        return max(self._delay_for(pair), self._delay_for(ipn - self.IP_FREE_FAILURES))
-
-    def failed(self, ip: str, address: str | None) -> float:
-        """Record a failure; returns the seconds to wait before sending the failure response."""
-        now = self._clock()
-        key = (ip, normalize_address(address or ""))
-        with self._lock:
-            pair = self._count(self._pairs, key, now) + 1
-            ipn = self._count(self._ips, ip, now) + 1
-            self._pairs[key] = (pair, now)
-            self._pairs.move_to_end(key)
-            self._ips[ip] = (ipn, now)
-            self._ips.move_to_end(ip)
-            for table in (self._pairs, self._ips):
-                while len(table) > self._max:
-                    table.popitem(last=False)
-        return max(self._delay_for(pair), self._delay_for(ipn - self.IP_FREE_FAILURES))
-
-    def succeeded(self, ip: str, address: str | None) -> None:
-        """Forget the (ip, address) failures; the per-ip count stays (a spray that hits one account goes on)."""
-        with self._lock:
-            self._pairs.pop((ip, normalize_address(address or "")), None)
-
-
 # --- the authenticator -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    kind: str  # "password" | "app_password"
-    account_id: str
-    ref: str  # the password hash seen when verified, or the app password id
-    until: float
 
 
 def _check_protocol(protocol: str) -> None:
@@ -157,6 +89,7 @@ class Authenticator:
         token_service: TokenService | None = None,
         *,
         throttle: LoginThrottle | None = None,
+        gate: HashGate | None = None,
         clock: Callable[[], float] = time.time,
         realm: str = "Janus Mail",
     ) -> None:
@@ -168,11 +101,44 @@ class Authenticator:
         self.throttle = throttle or LoginThrottle(
             self.policy.login_delay_base, self.policy.login_delay_max, self.policy.login_failure_window
         )
+        self.gate = gate or HashGate(_hash_workers(self.policy.login_hash_workers), self.policy.login_hash_queue)
         if token_service is not None and token_service.resolve_address is None:
             token_service.resolve_address = self.account_id_for
-        self._secret = secrets.token_bytes(32)  # keys the cache and the fake SCRAM salts; per process
-        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._secret = secrets.token_bytes(32)  # keys the fake SCRAM salts; per process
+        self.cache = VerifiedCache(self.policy.credential_cache_seconds, clock=clock)
+        self._pool: ThreadPoolExecutor | None = None
+
+    # -- running login work --------------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking login step (``verify_password``, a SASL step, ``http_authenticate``) on the
+        authenticator's own threads. There are enough of them for every hashing slot and queue place plus
+        :data:`SPARE_THREADS`, so the gate's waiters never hold back cheap work, and none of the loop's."""
+        if self._pool is None:
+            size = self.gate.workers + self.gate.queue + SPARE_THREADS
+            self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="janus-login")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Let the login threads go (idle ones also exit when the authenticator is garbage)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def precheck(self, client_ip: str | None, address: str | None) -> Verdict:
+        """The throttle's verdict for an attempt, before any work; raises :class:`LoginRefused` ("throttled")
+        when this client failed for this account too recently. ``client_ip=None`` (local tools) is not throttled.
+        Adapters that know the address call it on the event loop, so a refused flood never reaches a thread."""
+        if client_ip is None:
+            return Verdict(CLEAN)
+        verdict = self.throttle.check(client_ip, address)
+        if verdict.refused:
+            raise LoginRefused("throttled", verdict.retry_after)
+        return verdict
+
+    def _hashing(self, verdict: Verdict, client_ip: str | None, address: str) -> Any:
+        return self.gate.admit(verdict.priority, client_key(client_ip), address)
 
     # -- account lookups -------------------------------------------------------------------------------------
 
@@ -198,39 +164,28 @@ class Authenticator:
 
     # -- passwords -------------------------------------------------------------------------------------------
 
-    def _cache_key(self, address: str, secret: str) -> bytes:
-        return hmac.new(self._secret, f"{address}\0{secret}".encode(), hashlib.sha256).digest()
-
-    def _cache_get(self, key: bytes) -> _Cached | None:
-        with self._cache_lock:
-            entry = self._cache.get(key)
-            if entry is not None and entry.until <= self._clock():
-                del self._cache[key]
-                entry = None
-            return entry
-
-    def _cache_put(self, key: bytes, entry: _Cached) -> None:
-        if self.policy.credential_cache_seconds <= 0:
-            return
-        with self._cache_lock:
-            self._cache[key] = entry
-            self._cache.move_to_end(key)
-            while len(self._cache) > 10_000:
-                self._cache.popitem(last=False)
-
     def _password_result(self, row: sa.Row, method: str = "password") -> AuthResult:
         return AuthResult(row.id, row.address, method, None, frozenset(PROTOCOLS))
 
     def _app_result(self, row: sa.Row, ap: app_passwords.AppPassword) -> AuthResult:
         return AuthResult(row.id, row.address, "app_password", ap.id, ap.protocols)
 
-    def verify_password(self, address: str, secret: str, protocol: str) -> AuthResult | None:
+    def verify_password(
+        self, address: str, secret: str, protocol: str, *, client_ip: str | None = None
+    ) -> AuthResult | None:
         """Check an address and a secret (account password, or an app password granted ``protocol``).
 
         Returns ``None`` on any failure, malformed input included; callers answer one generic "authentication
-        failed" (and ask :attr:`throttle` how long to wait first). Decisions:
+        failed" and report it to :attr:`throttle` (whose answer is the tarpit before that answer). Raises
+        :class:`LoginRefused` when the attempt was not checked at all: ``client_ip`` failed for this address too
+        recently ("throttled", decided before any database or argon2 work) or the hashing queue is full
+        ("busy"); that is no failure and must not be reported as one. Decisions:
 
-        * Unknown addresses still cost one argon2 verification, so timing does not reveal which addresses exist.
+        * Order: throttle, account lookup, the cache of recent verifications (no argon2 on a hit), app
+          passwords (SHA-256), then argon2 behind :attr:`gate`, ranked by the throttle's priority for
+          ``client_ip`` (an address this account last logged in from first, addresses without failures next).
+        * Unknown addresses (and JMAP-disabled accounts on JMAP) still cost one argon2 verification through the
+          same gate at the same priority, so timing does not reveal which addresses exist.
         * The policy gates each kind: e.g. with ``jmap_accepts_account_password`` off, the account password fails
           for ``protocol="jmap"`` exactly like a wrong one. An account with JMAP disabled fails every JMAP login.
         * The brief's order is account password, then app passwords; a secret shaped like an app password is
@@ -245,14 +200,15 @@ class Authenticator:
         if not secret or len(secret) > MAX_SECRET or "\0" in secret or len(address) > MAX_ADDRESS:
             return None
         address = normalize_address(address)
+        verdict = self.precheck(client_ip, address)
         row = self._account(address=address) if address else None
-        if row is None:
-            passwords.burn_time()
+        if row is None or (protocol == "jmap" and not row.jmap_enabled):
+            with self._hashing(verdict, client_ip, address):
+                self.precheck(client_ip, address)  # exactly as below: no difference to time or to see
+                passwords.burn_time()
             return None
-        if protocol == "jmap" and not row.jmap_enabled:
-            return None
-        key = self._cache_key(address, secret)
-        cached = self._cache_get(key)
+        key = self.cache.key(row.id, row.password_hash or "", secret)
+        cached = self.cache.get(key)
         if cached is not None and cached.account_id == row.id:
             hit = self._from_cache(cached, row, protocol)
             if hit is not None:
@@ -264,36 +220,33 @@ class Authenticator:
             found = self._try_app(row, secret, protocol, key)
             if found is not None:
                 return found
-        if allow_pw:
-            check = passwords.check_password(row.password_hash, secret)
-            if check.ok:
-                self._upgrade(row, secret, check.new_hash)
-                now_hash = check.new_hash or row.password_hash
-                self._cache_put(key, _Cached("password", row.id, now_hash, self._cache_until()))
-                return self._password_result(row)
-        else:
-            passwords.burn_time()  # a refused kind fails as slowly as a wrong password: no policy probing
+        with self._hashing(verdict, client_ip, address):
+            self.precheck(client_ip, address)  # it may have failed while this attempt queued: refuse unchecked
+            if allow_pw:
+                check = passwords.check_password(row.password_hash, secret)
+            else:  # a refused kind fails as slowly as a wrong password: no policy probing
+                passwords.burn_time()
+                return None
+        if check.ok:
+            self._upgrade(row, secret, check.new_hash)
+            now_hash = check.new_hash or row.password_hash or ""
+            self.cache.put(self.cache.key(row.id, now_hash, secret), "password", row.id)
+            return self._password_result(row)
         return None
-
-    def _cache_until(self) -> float:
-        return self._clock() + self.policy.credential_cache_seconds
 
     def _try_app(self, row: sa.Row, secret: str, protocol: str, key: bytes) -> AuthResult | None:
         ap = app_passwords.verify(self.engine, row.id, secret, protocol, now=int(self._clock()))
         if ap is None:
             return None
-        self._cache_put(key, _Cached("app_password", row.id, ap.id, self._cache_until()))
+        self.cache.put(key, "app_password", row.id, ap.id)
         return self._app_result(row, ap)
 
-    def _from_cache(self, cached: _Cached, row: sa.Row, protocol: str) -> AuthResult | None:
-        """A cache hit is re-checked against the current row, so password changes and revocations bite at once."""
+    def _from_cache(self, cached: Verified, row: sa.Row, protocol: str) -> AuthResult | None:
+        """A hit is re-checked against the current facts: the key already binds the stored password hash (a
+        password change misses), an app password is re-read (revocation bites at once), policy is re-asked."""
         if cached.kind == "password":
-            if self.policy.allows("password", protocol) and hmac.compare_digest(
-                (row.password_hash or "").encode(), cached.ref.encode()
-            ):
-                return self._password_result(row)
-            return None
-        ap = app_passwords.get(self.engine, cached.ref)
+            return self._password_result(row) if self.policy.allows("password", protocol) else None
+        ap = app_passwords.get(self.engine, cached.ref) if cached.ref else None
         if ap is None or ap.account_id != row.id or not ap.allows(protocol):
             return None
         if not self.policy.allows("app_password", protocol):
@@ -321,16 +274,22 @@ class Authenticator:
 
     # -- SCRAM -----------------------------------------------------------------------------------------------
 
-    def scram_secret(self, username: str, protocol: str) -> passwords.ScramSecret:
+    def scram_secret(
+        self, username: str, protocol: str, *, client_ip: str | None = None
+    ) -> passwords.ScramSecret:
         """The stored SCRAM secret for ``username``, or a convincing fake.
 
-        Unknown users, accounts without a SCRAM secret and policies that refuse the password for ``protocol`` get
-        a fake whose salt is stable per username (so probing twice looks consistent) and whose keys are random:
-        the exchange runs to the end and fails on the proof, revealing nothing about which case it was.
+        Unknown users, accounts without a SCRAM secret, policies that refuse the password for ``protocol`` and
+        a (``client_ip``, account) pair the throttle refuses get a fake whose salt is stable per username (so
+        probing twice looks consistent) and whose keys are random: the exchange runs to the end and fails on
+        the proof, revealing nothing about which case it was. (SCRAM costs the server no argon2, so a throttled
+        guess is simply never right.)
         """
         _check_protocol(protocol)
         address = normalize_address(username) if isinstance(username, str) else ""
-        row = self._account(address=address) if address and len(address) <= MAX_ADDRESS else None
+        throttled = client_ip is not None and self.throttle.check(client_ip, address).refused
+        ok_address = address and len(address) <= MAX_ADDRESS and not throttled
+        row = self._account(address=address) if ok_address else None
         secret = passwords.parse_scram(row.scram_sha256) if row is not None else None
         usable = (
             secret is not None
@@ -422,13 +381,13 @@ class Authenticator:
 
     # -- HTTP (JMAP) -----------------------------------------------------------------------------------------
 
-    def http_authenticate(self, authorization: str | None) -> AuthResult | None:
+    def http_authenticate(self, authorization: str | None, *, client_ip: str | None = None) -> AuthResult | None:
         """Authenticate a JMAP request from its ``Authorization`` header, applying the JMAP policy.
 
         ``Basic`` (RFC 7617; the credentials are UTF-8, the user-id may not contain ``:``) is refused outright
         when ``jmap_accepts_basic`` is off; ``Bearer`` (RFC 6750) when ``jmap_accepts_bearer`` is off. Scheme
         names are case-insensitive. Anything malformed is ``None`` (the caller answers 401 with
-        :meth:`www_authenticate`).
+        :meth:`www_authenticate`). Basic raises :class:`LoginRefused` like :meth:`verify_password`.
         """
         if not isinstance(authorization, str) or len(authorization) > 16384:
             return None
@@ -439,7 +398,7 @@ class Authenticator:
             if not self.policy.jmap_accepts_basic:
                 return None
             creds = parse_basic(param)
-            return self.verify_password(creds[0], creds[1], "jmap") if creds else None
+            return self.verify_password(creds[0], creds[1], "jmap", client_ip=client_ip) if creds else None
         if scheme == "bearer":
             if not self.policy.jmap_accepts_bearer or not param or " " in param:
                 return None
@@ -474,3 +433,11 @@ def parse_basic(param: str) -> tuple[str, str] | None:
     if not sep or not user:
         return None
     return user, password
+
+
+def _hash_workers(configured: int | float) -> int:
+    """``login_hash_workers``: 0 means one per CPU, at least 3 (a slot per priority class, see HashGate) and at
+    most 4 (argon2 runs several lanes per hash on threads of its own, so more workers buy little)."""
+    if configured and configured > 0:
+        return int(configured)
+    return max(3, min(4, os.cpu_count() or 1))

@@ -5,20 +5,24 @@ Kept apart from the classes so they stay free of the config format: tests and to
 
 Mapping (``janusmail.config``): every ``[auth]`` key named like an :class:`AuthPolicy` field sets it (unknown
 ones are left to the config loader); ``[imap] plaintext_auth`` is ``imap_plaintext_without_tls``. The token
-issuer is ``public_url``, the audience ``[auth] token_audience``, the key lives in ``data_dir``. An external
-issuer is configured by ``[auth] external_issuer`` with ``external_jwks_url`` or ``external_jwks_file``,
-``external_audience`` (required) and ``external_address_claim``.
+issuer is the data directory's recorded one (``oauth-issuer``, first taken from the public URL), the audience
+``[auth] token_audience``, the key lives in ``data_dir``. An external issuer is configured by
+``[auth] external_issuer`` with ``external_jwks_url`` or ``external_jwks_file``, ``external_audience``
+(required) and ``external_address_claim``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from janusmail.config import check_public_url
+
 from .authenticator import Authenticator
 from .policy import AuthPolicy
-from .tokens import ExternalIssuer, TokenService
+from .tokens import ExternalIssuer, TokenService, load_or_create_issuer
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.config import Config
@@ -57,12 +61,22 @@ def external_issuers(config: Config) -> list[ExternalIssuer]:
 
 
 def build_token_service(config: Config) -> TokenService:
+    """The built-in issuer of ``config.data_dir``: its name is the data directory's recorded one
+    (:func:`~janusmail.auth.tokens.load_or_create_issuer`), the same for ``serve`` and every CLI command
+    whatever public URL each was given; only the issuer documents follow the current public URL."""
     auth_cfg = getattr(config, "auth", None)
+    data_dir = Path(config.data_dir)
+    initial = config.effective_public_url
+    try:  # the first name recorded must be one the server could stand behind, else a neutral one
+        check_public_url(initial or "")
+    except ValueError:
+        initial = f"urn:janusmail:issuer:{secrets.token_hex(8)}"
     return TokenService(
-        config.public_url,
-        Path(config.data_dir),
+        load_or_create_issuer(data_dir, initial),
+        data_dir,
         getattr(auth_cfg, "token_audience", None),
         external=external_issuers(config),
+        metadata_base=lambda: config.effective_public_url,
     )
 
 

@@ -53,13 +53,19 @@ class AuthPolicy:
     sasl_login: bool = True  # legacy LOGIN: Outlook and old phones still use it
     sasl_xoauth2: bool = True  # Google-style legacy of OAUTHBEARER
     sasl_scram: bool = True
-    # Failed-login backoff (see authenticator.LoginThrottle)
+    # Failed-login backoff (see throttle.LoginThrottle): the n-th failure of a (client, account) pair costs
+    # base * 2**(n-1) seconds, capped; counts are forgotten `window` seconds after the last failure.
     login_delay_base: float = 1.0
     login_delay_max: float = 15.0
     login_failure_window: float = 900.0
+    # Password hashing capacity (see throttle.HashGate): concurrent argon2 verifications (0: one per CPU, 3 to
+    # 4) and how many more may wait; beyond that a login is refused at once as busy.
+    login_hash_workers: int = 0
+    login_hash_queue: int = 32
     # How long a verified password/app password is remembered (keyed by a keyed hash, never the secret), so
-    # JMAP's per-request Basic auth does not pay argon2 every time. 0 disables the cache.
-    credential_cache_seconds: float = 60.0
+    # JMAP's per-request Basic auth and clients that log in every minute do not pay argon2 every time.
+    # 0 disables the cache.
+    credential_cache_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

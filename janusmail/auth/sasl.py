@@ -13,7 +13,12 @@ response, then says OK (RFC 4422 §3.6); SMTP can put it in the 235 reply.
 
 **Failures.** :class:`Failure` carries ``code``, an IMAP RFC 5530 response-code name the adapters may map
 (``AUTHENTICATIONFAILED``, ``AUTHORIZATIONFAILED``, ``CANCELLED``, ``PROTOCOL``), a human ``reason`` that reveals
-nothing about which part was wrong, and the ``address`` that was tried (for the failed-login throttle).
+nothing about which part was wrong, and the ``address`` that was tried (for the failed-login throttle). When the
+authenticator refused to check the attempt at all (throttled, or hashing busy), ``refusal`` carries its
+:class:`~janusmail.auth.throttle.LoginRefused`: the adapter answers it as such and counts no failure.
+
+**Client address.** :class:`SaslServer` takes the client's address and hands it to every mechanism, which passes
+it to the authenticator, so SASL logins are throttled and ranked for hashing exactly like IMAP LOGIN.
 
 **Channel binding**: SCRAM-SHA-256-PLUS is not offered; a client asking for binding (``p=``) fails. SCRAM
 authzids are not supported (scramp refuses them). OAUTHBEARER's ``host``/``port`` are informational and ignored.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import re
 from abc import ABC, abstractmethod
@@ -35,6 +41,7 @@ from scramp.utils import ScramException
 from janusmail.store.accounts import normalize_address
 
 from .authenticator import Authenticator, AuthResult
+from .throttle import LoginRefused
 from .tokens import TokenError
 
 MAX_RESPONSE = 16384
@@ -59,6 +66,11 @@ class Failure:
     reason: str = _FAILED
     code: str = "AUTHENTICATIONFAILED"
     address: str | None = None
+    refusal: LoginRefused | None = None
+
+
+def _refused(exc: LoginRefused) -> Failure:
+    return Failure(exc.reason, exc.code, refusal=exc)
 
 
 Step = Challenge | Success | Failure
@@ -126,6 +138,8 @@ class Mechanism(ABC):
         self.done = False
         self._started = False
         self.address: str | None = None
+        #: The client's address (set by :class:`SaslServer`), for the authenticator's throttle.
+        self.client_ip: str | None = None
 
     def start(self, initial_response: bytes | None) -> Step:
         """Begin; ``initial_response`` is the SASL-IR data (``b""`` for ``=``) or ``None`` when absent."""
@@ -151,7 +165,7 @@ class Mechanism(ABC):
         if isinstance(step, Success | Failure):
             self.done = True
         if isinstance(step, Failure) and step.address is None and self.address is not None:
-            step = Failure(step.reason, step.code, self.address)
+            step = dataclasses.replace(step, address=self.address)
         return step
 
     @abstractmethod
@@ -189,7 +203,10 @@ class Plain(Mechanism):
         self.address = normalize_address(authcid)
         if authzid and normalize_address(authzid) != self.address:
             return Failure("authorization identity not permitted", "AUTHORIZATIONFAILED")
-        result = self.auth.verify_password(authcid, passwd, self.protocol)
+        try:
+            result = self.auth.verify_password(authcid, passwd, self.protocol, client_ip=self.client_ip)
+        except LoginRefused as exc:
+            return _refused(exc)
         return Success(result) if result is not None else Failure()
 
 
@@ -217,7 +234,10 @@ class Login(Mechanism):
             self._user = text
             self.address = normalize_address(text)
             return Challenge(b"Password:")
-        result = self.auth.verify_password(self._user, text, self.protocol)
+        try:
+            result = self.auth.verify_password(self._user, text, self.protocol, client_ip=self.client_ip)
+        except LoginRefused as exc:
+            return _refused(exc)
         return Success(result) if result is not None else Failure()
 
 
@@ -385,7 +405,7 @@ class ScramSha256(Mechanism):
     def _auth_fn(self, username: str) -> tuple[bytes, bytes, bytes, int]:
         self._user = username
         self.address = normalize_address(username)
-        return self.auth.scram_secret(username, self.protocol).as_auth_info()
+        return self.auth.scram_secret(username, self.protocol, client_ip=self.client_ip).as_auth_info()
 
     def _start(self, initial_response: bytes | None) -> Step:
         return Challenge(b"") if initial_response is None else self._first(initial_response)
@@ -436,9 +456,12 @@ class SaslServer:
     advertised that would then be refused, and nothing refused is advertised.
     """
 
-    def __init__(self, authenticator: Authenticator, protocol: str = "imap") -> None:
+    def __init__(
+        self, authenticator: Authenticator, protocol: str = "imap", *, client_ip: str | None = None
+    ) -> None:
         self.auth = authenticator
         self.protocol = protocol
+        self.client_ip = client_ip
 
     def _offered(self, name: str, tls_active: bool, peer_loopback: bool) -> bool:
         p = self.auth.policy
@@ -470,4 +493,6 @@ class SaslServer:
         name = name.upper()
         if not self._offered(name, tls_active, peer_loopback):
             return None
-        return MECHANISMS[name](self.auth, self.protocol)
+        mech = MECHANISMS[name](self.auth, self.protocol)
+        mech.client_ip = self.client_ip
+        return mech

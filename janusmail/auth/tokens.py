@@ -1,6 +1,6 @@
 """OAuth 2.0 bearer tokens: a built-in issuer, optional trusted external issuers, one validation path.
 
-Tokens are JWT access tokens (RFC 9068 shape): ``iss`` (the server's public URL), ``sub`` (account id), ``aud``,
+Tokens are JWT access tokens (RFC 9068 shape): ``iss`` (the data directory's issuer), ``sub`` (account id), ``aud``,
 ``scope`` (a space-separated subset of ``imap jmap smtp``), ``exp``, ``iat``, ``jti``. IMAP/SMTP receive them
 through SASL OAUTHBEARER (RFC 7628) or XOAUTH2 and JMAP through ``Authorization: Bearer`` (RFC 6750); all three
 call :meth:`TokenService.validate`, which is what lets RFC 9698 ask "would JMAP accept this token too?".
@@ -16,6 +16,12 @@ validation alike (PyJWT reads the wall clock itself).
 created atomically so two processes starting together agree on one key). ES256 over RS256: 64-byte
 signatures and instant key generation. The key id is the RFC 7638 thumbprint; :meth:`TokenService.jwks` gives
 the public JWK set for a ``jwks_uri`` endpoint.
+
+**Issuer name**: one fact of the data directory, like the key: recorded in ``<data_dir>/oauth-issuer`` the first
+time any command needs it (from the public URL known then) and read unchanged by ``serve`` and every CLI
+command afterwards, whatever ``--public-url`` each is started with. Deriving it from each process's flags made a
+token from ``janusmail token issue`` useless against a server started with another public URL. An operator who
+moves the server edits that one line (old tokens then stop working, as they should once their issuer is gone).
 
 **External issuers** (e.g. a company IdP): configured with the issuer string, a JWKS URL (fetched with httpx,
 cached, refetched on an unknown ``kid`` at most every ``min_refresh`` seconds) or a local JWKS file (tests,
@@ -52,6 +58,7 @@ from janusmail.store import ids
 
 SCOPES: tuple[str, ...] = ("imap", "jmap", "smtp")
 KEY_FILE = "oauth-key.pem"
+ISSUER_FILE = "oauth-issuer"
 BUILTIN_ALGORITHM = "ES256"
 #: Asymmetric algorithms an external issuer may use. HMAC is never accepted: a shared secret would let every
 #: relying party mint tokens.
@@ -158,31 +165,51 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Load the P-256 signing key, creating it (0600, atomically) the first time."""
     path = Path(path)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-            try:
-                os.link(tmp, path)  # atomic and never overwrites: the first process to get here wins
-            except FileExistsError:
-                pass  # another process won the race: use its key
-            except OSError:  # a filesystem without hard links
-                if not path.exists():
-                    os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _create_once(path, pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError(f"{path} is not a P-256 private key")
     return key
+
+
+def _create_once(path: Path, data: bytes) -> None:
+    """Write ``path`` with ``data`` unless it exists (0600, fsynced, atomic): when two processes race, the first
+    link wins and the other one's content is dropped, so every process ends up reading the same bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)  # atomic and never overwrites: the first process to get here wins
+        except FileExistsError:
+            pass  # another process won the race: use its file
+        except OSError:  # a filesystem without hard links
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_or_create_issuer(data_dir: str | Path, initial: str) -> str:
+    """The built-in issuer's name for this data directory: ``<data_dir>/oauth-issuer`` (one line), written with
+    ``initial`` the first time and never changed by the server afterwards (see the module docstring)."""
+    path = Path(data_dir) / ISSUER_FILE
+    if not path.exists():
+        if not initial or any(ch.isspace() for ch in initial):
+            raise ValueError(f"not a usable token issuer: {initial!r}")
+        _create_once(path, (initial.rstrip("/") + "\n").encode("utf-8"))
+    issuer = path.read_text("utf-8").strip()
+    if not issuer or any(ch.isspace() for ch in issuer):
+        raise ValueError(f"{path} must hold one issuer name on one line")
+    return issuer
 
 
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -396,10 +423,14 @@ class TokenService:
         http_client: httpx.Client | None = None,
         default_ttl: int = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
+        metadata_base: Callable[[], str | None] | None = None,
     ) -> None:
         if not issuer:
             raise ValueError("the token issuer (the server's public URL) is required")
         self.issuer = issuer.rstrip("/")
+        #: Where this server publishes its issuer documents now (its public URL, which may have moved since the
+        #: issuer name was recorded); ``None``: under the issuer name itself.
+        self._metadata_base = metadata_base
         self.audience = audience or self.issuer
         self.default_ttl = default_ttl
         #: address -> account id, for external issuers; the Authenticator installs one when left None.
@@ -457,8 +488,15 @@ class TokenService:
 
     @property
     def openid_configuration_url(self) -> str:
-        """What RFC 7628 error challenges point clients at (``openid-configuration``)."""
-        return self.issuer + "/.well-known/openid-configuration"
+        """What RFC 7628 error challenges point clients at (``openid-configuration``): this server's document."""
+        base = self._metadata_base() if self._metadata_base is not None else None
+        return (base or self.issuer).rstrip("/") + "/.well-known/openid-configuration"
+
+    def grace(self, issuer: str | None) -> int:
+        """Seconds a token of ``issuer`` is still accepted after its ``exp`` (the issuer's clock-skew leeway):
+        a session logged in with it ends once ``exp + grace`` has passed, exactly when a new login would fail."""
+        entry = self._issuers.get(issuer) if issuer is not None else None
+        return entry.leeway if entry is not None else 0
 
     def trusts(self, issuer: str) -> bool:
         return issuer in self._issuers

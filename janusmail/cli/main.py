@@ -115,7 +115,7 @@ def user_list(c: Ctx) -> None:
 @click.option("--password", default=None, help="The new password, or - to read it from stdin.")
 @pass_ctx
 def user_passwd(c: Ctx, address: str, password: str | None) -> None:
-    """Change an account's password."""
+    """Change an account's password (sessions logged in with the old one end at their next command)."""
     from janusmail.auth.passwords import make_credentials
 
     acct = c.account(address)
@@ -184,7 +184,8 @@ def app_password_list(c: Ctx, address: str, show_all: bool) -> None:
 @click.argument("name_or_id")
 @pass_ctx
 def app_password_revoke(c: Ctx, address: str, name_or_id: str) -> None:
-    """Revoke an app password by name or id (takes effect at once, for new and cached logins)."""
+    """Revoke an app password by name or id (takes effect at once: new and cached logins fail, and sessions
+    logged in with it end at their next command, IDLE ones within seconds)."""
     from janusmail.auth import app_passwords
 
     acct = c.account(address)
@@ -221,10 +222,11 @@ def token_issue(c: Ctx, address: str, scope: str, ttl: str) -> None:
     acct = c.account(address)
     scopes = [s.strip() for s in scope.replace(" ", ",").split(",") if s.strip()]
     try:
-        tok = build_token_service(c.config).issue(acct.id, scopes, _parse_ttl(ttl))
+        service = build_token_service(c.config)  # the data directory's issuer, whatever flags serve runs with
+        tok = service.issue(acct.id, scopes, _parse_ttl(ttl))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"token for {acct.address}, scope {' '.join(scopes)}, valid {ttl}")
+    click.echo(f"token for {acct.address}, scope {' '.join(scopes)}, valid {ttl}, issuer {service.issuer}")
     click.echo(tok)
 
 
@@ -235,20 +237,48 @@ def token_issue(c: Ctx, address: str, scope: str, ttl: str) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--mailbox", default="INBOX", show_default=True, help="Target mailbox path (created if missing).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--allow-duplicates", is_flag=True,
+              help="Import every message, even one whose exact bytes are already in its target mailbox.")
 @pass_ctx
-def import_cmd(c: Ctx, address: str, path: Path, mailbox: str, no_progress: bool) -> None:
-    """Import an mbox file or a Maildir (subfolders become mailboxes)."""
-    from janusmail.cli.importer import import_path
+def import_cmd(c: Ctx, address: str, path: Path, mailbox: str, no_progress: bool, allow_duplicates: bool) -> None:
+    """Import an mbox file or a Maildir (subfolders become mailboxes).
+
+    Safe to run again: messages already in their target mailbox (same bytes) are skipped, so an interrupted
+    import resumes. Exits non-zero when any message could not be imported.
+    """
+    from janusmail.cli.importer import ImportReport, import_path
 
     acct = c.account(address)
-    report = import_path(c.store, acct.id, path, mailbox, show_progress=not no_progress)
+    report = ImportReport()
+    interrupted = False
+    try:
+        import_path(c.store, acct.id, path, mailbox, show_progress=not no_progress,
+                    allow_duplicates=allow_duplicates, report=report)
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        _echo_import_report(report)  # what was done before it stopped (e.g. a full disk), then the error
+        raise
+    _echo_import_report(report)
+    if interrupted:
+        click.echo("interrupted: run the same command again to import the rest", err=True)
+        raise SystemExit(130)
+    if report.failed:
+        raise SystemExit(1)
+
+
+def _echo_import_report(report) -> None:  # noqa: ANN001 - janusmail.cli.importer.ImportReport
     click.echo(f"imported {report.imported} messages in {report.seconds:.2f} s ({report.rate:,.0f} messages/s)")
     for name in report.mailboxes_created:
         click.echo(f"created mailbox {name}")
     if report.failed:
-        click.echo(f"{sum(report.failed.values())} messages could not be read:")
+        click.echo(f"{report.failed_count} messages failed:")
         for reason, n in report.failed.most_common():
             click.echo(f"  {n}\t{reason}")
+        for origin, reason in report.failures:
+            click.echo(f"  failed: {origin}: {reason}")
+    click.echo(f"totals: imported {report.imported}, skipped {report.skipped} (already in the mailbox), "
+               f"failed {report.failed_count}")
 
 
 # -- server --------------------------------------------------------------------------------------------------
@@ -258,7 +288,8 @@ def import_cmd(c: Ctx, address: str, path: Path, mailbox: str, no_progress: bool
 @click.option("--imaps", "imaps_addr", default=None, help="Implicit-TLS IMAP listener H:P (off by default).")
 @click.option("--jmap", "jmap_addr", default=None, help="JMAP HTTP listener H:P [127.0.0.1:8080]; 'off' disables.")
 @click.option("--lmtp", "lmtp_addr", default=None, help="LMTP listener H:P [127.0.0.1:2424]; 'off' disables.")
-@click.option("--public-url", default=None, help="Public base URL of JMAP [http://127.0.0.1:8080].")
+@click.option("--public-url", default=None,
+              help="Public base URL of JMAP, advertised by JMAPACCESS [derived from --jmap: http://HOST:PORT].")
 @pass_ctx
 def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str | None, lmtp_addr: str | None,
           public_url: str | None) -> None:
@@ -319,7 +350,10 @@ def demo(c: Ctx, address: str) -> None:
     click.echo(f"  IMAP:     {cfg.imap.listen} (plain; STARTTLS offered)  e.g. python3 -c \"import imaplib; "
                f"m=imaplib.IMAP4('127.0.0.1', {configmod.parse_hostport(cfg.imap.listen or '127.0.0.1:1143')[1]}); "
                f"print(m.login('{address}', '{password}'))\"")
-    click.echo(f"  JMAP:     {cfg.session_url}  e.g. curl -u {address}:{password} {cfg.session_url}")
+    if cfg.session_url:
+        click.echo(f"  JMAP:     {cfg.session_url}  e.g. curl -u {address}:{password} {cfg.session_url}")
+    else:
+        click.echo("  JMAP:     off")
     click.echo(f"  LMTP:     {cfg.lmtp.listen}")
     click.echo("")
 
@@ -334,8 +368,19 @@ def _welcome(c: Ctx, account_id: str) -> None:
         c.store.ingest(account_id, raw, (inbox.id,))
 
 
+#: Exit status when the mail store's disk refused a write (sysexits EX_TEMPFAIL: free space, run it again).
+EXIT_STORAGE_UNAVAILABLE = 75
+
+
 def main() -> None:
-    cli(prog_name="janusmail")
+    from janusmail.store.model import StorageUnavailable
+
+    try:
+        cli(prog_name="janusmail")
+    except StorageUnavailable as exc:  # disk full or I/O error: a clear message, not a traceback
+        click.echo(f"Error: {exc}; nothing more was written. Free disk space and run the same command again "
+                   "(an import skips what it already stored).", err=True)
+        sys.exit(EXIT_STORAGE_UNAVAILABLE)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """asyncio listeners for IMAP: plain (with STARTTLS) and implicit TLS. Only moves bytes.
 
 Each connection is one coroutine: read, ``session.feed``, drain, repeat, with the session's timeout (60 s
-before login, 30 min after). No per-connection threads; the session keeps no big buffers. Connection caps per
+before login, 30 min after; ``[spool] stall_timeout`` while a literal is arriving). No per-connection threads;
+the session keeps no big buffers: a large APPEND literal is written to its spool file after every read, before
+the next read (back-pressure), so memory per connection stays at about one read plus one spool flush. Connection caps per
 IP (at accept) and per account (at login) come from ``[imap]`` config.
 """
 
@@ -14,7 +16,9 @@ import ssl
 from typing import TYPE_CHECKING
 
 from janusmail.config import parse_hostport
+from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
+from janusmail.spool import spooler_for
 
 from . import tls
 
@@ -85,22 +89,30 @@ class _Listener:
             return
         session = ImapSession(
             self.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else self.ctx,
-            out=writer.write, drain=writer.drain, limits=self.limits,
+            out=writer.write, drain=writer.drain, limits=self.limits, hangup=writer.close,
         )
         self.live[writer] = session
         try:
             session.greeting()
             await writer.drain()
             while not session.closed:
+                # A command whose literal is still arriving holds a share of the upload budget and a spool
+                # file: it gets a shorter deadline than an idle session.
+                stalled = session.parser.in_literal_command
+                timeout = min(session.timeout, session.literals.stall_timeout) if stalled else session.timeout
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), session.timeout)
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
                 except TimeoutError:
-                    session.autologout()
+                    if stalled:
+                        session.write(serializer.untagged_status("BYE", None, "No literal data for too long"))
+                    else:
+                        session.autologout()
                     await writer.drain()
                     break
                 if not data:
                     break
                 await session.feed(data)
+                await session.literals.drain()  # spooled literal data to disk before reading more
                 await writer.drain()
                 if session.starttls_pending and self.ctx is not None:
                     await writer.start_tls(self.ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
@@ -132,6 +144,7 @@ async def start_imap(rt: Runtime) -> None:
     if not cfg.listen and not cfg.imaps:
         return
     ctx = tls.server_context(rt.config)
+    spooler_for(rt)  # the spool directory is cleaned of a previous run's leftovers before the first literal
     limits = ConnectionLimits(int(cfg.max_connections_per_ip), int(cfg.max_connections_per_account))
     listener = _Listener(rt, ctx, limits)
     servers: list[asyncio.base_events.Server] = []

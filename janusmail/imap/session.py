@@ -11,7 +11,11 @@ socket or a unit test's list. The session owns the protocol rules that cut acros
   :attr:`starttls_pending` is set);
 * after every command in selected state, the catch-up with changes made elsewhere
   (:meth:`SelectedMailbox.sync`), with EXPUNGE held back after FETCH/STORE/SEARCH (RFC 9051 §7.5.1);
-* mailbox names: modified UTF-7 unless the client enabled UTF-8 (IMAP4rev2 or UTF8=ACCEPT).
+* mailbox names: modified UTF-7 unless the client enabled UTF-8 (IMAP4rev2 or UTF8=ACCEPT);
+* sessions end with their credential: before every command after login (and while IDLE, on the store's
+  ``Credential`` events and at a token's expiry) :func:`janusmail.auth.revocation.check` asks whether the
+  password, app password or token this session logged in with was replaced, revoked or expired; if so the
+  client gets ``* BYE [EXPIRED] <reason>`` and the connection closes.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import unicodedata
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from janusmail.auth import revocation
 from janusmail.auth.policy import is_loopback
 from janusmail.auth.sasl import Challenge, Failure, SaslServer, Success
 from janusmail.imap import commands
@@ -31,6 +37,7 @@ from janusmail.imap.codec import (
     Command,
     CommandParser,
     ContinuationRequest,
+    LargeLiteral,
     Line,
     ParseError,
     decode_sasl_response,
@@ -39,12 +46,15 @@ from janusmail.imap.codec import (
     serializer,
 )
 from janusmail.imap.commands.base import Result
+from janusmail.imap.literals import LiteralSpools
 from janusmail.imap.selected import BadSequence, MailboxGone, SelectedMailbox
 from janusmail.store import model as store_model
+from janusmail.store.credentials import is_credential_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.auth.authenticator import AuthResult
     from janusmail.auth.sasl import Mechanism
+    from janusmail.auth.throttle import LoginRefused
     from janusmail.server import Runtime
 
 log = logging.getLogger("janusmail.imap")
@@ -87,6 +97,7 @@ STORE_ERROR_CODES: dict[type, str] = {
     store_model.TooManyKeywords: "LIMIT",
     store_model.InvalidKeyword: "CLIENTBUG",
     store_model.TooLarge: "TOOBIG",
+    store_model.StorageUnavailable: "UNAVAILABLE",
 }
 
 
@@ -109,6 +120,7 @@ class ImapSession:
         out: Callable[[bytes], None] | None = None,
         drain: Callable[[], Awaitable[None]] | None = None,
         limits: Any = None,
+        hangup: Callable[[], None] | None = None,
     ) -> None:
         commands.load_all()
         self.rt = rt
@@ -121,6 +133,8 @@ class ImapSession:
         self.tls_context = tls_context
         self.limits = limits
         self.parser = CommandParser(max_literal=PREAUTH_MAX_LITERAL)
+        #: Big APPEND literals go to spool files, never into the parser's memory (janusmail.imap.literals).
+        self.literals = LiteralSpools(self)
         self.state = "nonauth"
         self.account_id: str | None = None
         self.auth_result: AuthResult | None = None
@@ -144,6 +158,13 @@ class ImapSession:
         self._idle_task: asyncio.Task[None] | None = None
         self._errors = 0
         self._account_slot = False
+        #: Closes the transport (the adapter's): an IDLE session told BYE is not reading commands any more.
+        self._hangup = hangup
+        #: Store-wide credential epoch read before the login's credentials were verified (store.credentials).
+        self._login_epoch: int | None = None
+        #: What the session's credential is checked against before each command (None: not logged in).
+        self._credential_epoch: int | None = None
+        self.clock: Callable[[], float] = time.time
 
     # -- output ------------------------------------------------------------------------------------------
 
@@ -189,6 +210,7 @@ class ImapSession:
         if self._sub is not None:
             self._sub.close()
             self._sub = None
+        self.literals.release()
         if self._account_slot and self.limits is not None and self.account_id:
             self.limits.release_account(self.account_id)
             self._account_slot = False
@@ -244,8 +266,10 @@ class ImapSession:
 
     async def jmap_access(self) -> bool:
         """RFC 9698: would JMAP accept the credentials this session logged in with? Re-asked every time."""
-        if self.auth_result is None or self.rt.auth is None:
-            return False
+        if self.auth_result is None or self.rt.auth is None or self.rt.config.session_url is None:
+            return False  # no JMAP server known to point at (JMAP off here, no public URL): nothing to offer
+        if await self.credential_problem() is not None:
+            return False  # the credential died: the next command ends the session; until then, no promises
         try:
             return bool(await asyncio.to_thread(self.rt.auth.jmap_access_ok, self.auth_result))
         except Exception:  # a broken predicate must not break CAPABILITY; silence is the safe answer
@@ -317,6 +341,10 @@ class ImapSession:
             self._continuation(ev)
         elif isinstance(ev, ParseError):
             await self._parse_error(ev)
+        elif isinstance(ev, LargeLiteral):
+            self.literals.request(ev)
+        if isinstance(ev, Command | ParseError):
+            self.literals.release()  # that command is over: its spooled literals are not needed any more
         self._after_event()
 
     def _after_event(self) -> None:
@@ -363,6 +391,13 @@ class ImapSession:
 
     async def _command(self, cmd: Command) -> None:
         self._absorb_events()
+        if self.state in ("auth", "selected") and cmd.name != "LOGOUT":
+            reason = await self.credential_problem()
+            if reason is not None:
+                self.end_for_credential(reason)
+                return
+        elif self.state == "nonauth" and cmd.name in ("LOGIN", "AUTHENTICATE"):
+            self._login_epoch = await self._credential_sequence()  # before any verification: no change missed
         h = commands.lookup(cmd.name)
         if h is None:
             await self._finish(cmd, Result.bad(f"Unknown command {cmd.name}"), sync=False)
@@ -425,6 +460,50 @@ class ImapSession:
         if _concerns(sel, events):
             sel.dirty = True
 
+    # -- the credential's life ---------------------------------------------------------------------------
+
+    async def _credential_sequence(self) -> int | None:
+        try:
+            return await self.store.call(self.store.credential_sequence)
+        except Exception:  # noqa: BLE001 - the login then fails with UNAVAILABLE instead of crashing
+            log.warning("could not read the credential epoch", exc_info=True)
+            return None
+
+    def _grace(self) -> float:
+        tokens = getattr(self.rt.auth, "tokens", None)
+        result = self.auth_result
+        return float(tokens.grace(result.issuer)) if tokens is not None and result is not None else 0.0
+
+    async def credential_problem(self) -> str | None:
+        """Why this session's credential is no longer good (revoked, replaced, expired, account gone), or
+        ``None``. One primary-key read (see :mod:`janusmail.auth.revocation`); a store that cannot answer is not
+        taken as a revocation (the command itself will meet the same trouble and say so)."""
+        result, epoch = self.auth_result, self._credential_epoch
+        if result is None or epoch is None:
+            return None
+        try:
+            verdict = await self.store.call(
+                revocation.check, self.store.engine, result, epoch, now=self.clock(), grace=self._grace()
+            )
+        except Exception:  # noqa: BLE001
+            log.warning("credential check failed", exc_info=True)
+            return None
+        self._credential_epoch = verdict.baseline
+        return verdict.reason
+
+    def credential_deadline(self) -> float | None:
+        """Clock time at which the credential expires by itself (bearer tokens), else ``None``."""
+        if self.auth_result is None:
+            return None
+        return revocation.deadline(self.auth_result, self._grace())
+
+    def end_for_credential(self, reason: str) -> None:
+        """``* BYE [EXPIRED] reason`` (RFC 5530: access is no longer permitted with that credential) and close."""
+        log.info("ending IMAP session of %s: %s", self.account_id, reason)
+        self.write(serializer.untagged_status("BYE", "EXPIRED", reason))
+        self.selected = None
+        self.state = "logout"
+
     # -- authentication ---------------------------------------------------------------------------------
 
     async def login_failed(self, address: str | None, code: str = "AUTHENTICATIONFAILED",
@@ -436,11 +515,30 @@ class ImapSession:
             delay = auth.throttle.failed(self.peer or "?", address)
         if delay > 0:
             await self.flush()
-            await asyncio.sleep(delay)
+            await auth.throttle.pause(delay)
         return Result.no(text, code)
+
+    async def login_refused(self, exc: LoginRefused) -> Result:
+        """The authenticator did not check the attempt (janusmail.auth.throttle): no failure is counted. A
+        throttled pair hears NO [AUTHENTICATIONFAILED] when its penalty is over; a full hashing queue
+        NO [UNAVAILABLE] (the client retries instead of asking for a password) after a short pause, so a flood
+        cannot turn refusals into a busy loop. Holding the answer costs us nothing (no thread, no hashing)."""
+        auth = self.rt.auth
+        if auth is not None:
+            await self.flush()
+            await auth.throttle.pause(exc.retry_after)
+        return Result.no(exc.reason, exc.code)
+
+    async def _auth_call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A blocking login step, on the authenticator's own threads when it has them (Authenticator.run)."""
+        run = getattr(self.rt.auth, "run", None)
+        return await (run(fn, *args) if run is not None else asyncio.to_thread(fn, *args))
 
     async def login_succeeded(self, result: AuthResult) -> Result:
         """Enter authenticated state; the tagged OK carries [CAPABILITY ...] (and JMAPACCESS when it holds)."""
+        epoch = self._login_epoch if self._login_epoch is not None else await self._credential_sequence()
+        if epoch is None:  # without a baseline we could not tell when this credential dies: no session
+            return Result.no("The account store is unavailable; try again later", "UNAVAILABLE")
         if self.limits is not None and not self.limits.acquire_account(result.account_id):
             return Result.no("Too many connections for this account", "LIMIT")
         self._account_slot = self.limits is not None
@@ -449,6 +547,7 @@ class ImapSession:
             auth.throttle.succeeded(self.peer or "?", result.address)
         self.account_id = result.account_id
         self.auth_result = result
+        self._credential_epoch = epoch
         self.state = "auth"
         self.parser.max_literal = max(int(self.config.max_append_size), PREAUTH_MAX_LITERAL)
         self.parser.max_command = max(4 * self.parser.max_literal, self.parser.max_line)
@@ -471,7 +570,7 @@ class ImapSession:
 
     async def start_sasl(self, cmd: Command, mech: Mechanism, initial: bytes | None) -> Result | None:
         """Run the first SASL step; a challenge continues in :meth:`_line` with the client's responses."""
-        step = await asyncio.to_thread(mech.start, initial)
+        step = await self._auth_call(mech.start, initial)
         return await self._sasl_step(cmd.tag, mech, step)
 
     async def _sasl_step(self, tag: str, mech: Mechanism, step: object) -> Result | None:
@@ -490,6 +589,8 @@ class ImapSession:
                 return None
             return await self.login_succeeded(step.result)
         assert isinstance(step, Failure)
+        if step.refusal is not None:
+            return await self.login_refused(step.refusal)
         if step.code == "CANCELLED":
             return Result.bad("Authentication cancelled", None)
         code = step.code if step.code in ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED") else None
@@ -530,7 +631,7 @@ class ImapSession:
             mech.cancel()
             await self._write_tagged(tag, Result.bad("Authentication cancelled"))
             return
-        step = await asyncio.to_thread(mech.step, decoded)
+        step = await self._auth_call(mech.step, decoded)
         result = await self._sasl_step(tag, mech, step)
         if result is not None:
             await self._write_tagged(tag, result)
@@ -565,7 +666,11 @@ class ImapSession:
                 if self._sub is None:
                     await exit_ev.wait()
                     return
-                waiter = asyncio.ensure_future(self._sub.wait(poll))
+                timeout = poll
+                deadline = self.credential_deadline()
+                if deadline is not None:  # wake at the token's expiry, not up to a poll interval later
+                    timeout = max(0.0, min(timeout, deadline - self.clock() + 0.05))
+                waiter = asyncio.ensure_future(self._sub.wait(timeout))
                 stopper = asyncio.ensure_future(exit_ev.wait())
                 try:
                     await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -579,6 +684,15 @@ class ImapSession:
                     sel.dirty = True
                 if exit_ev.is_set():
                     return  # the command's own completion syncs what is left
+                if not events or any(is_credential_event(ev) for ev in events):
+                    # a credential changed somewhere (or the poll / expiry timer fired): is ours still good?
+                    reason = await self.credential_problem()
+                    if reason is not None and not exit_ev.is_set() and self.state != "logout":
+                        self.end_for_credential(reason)
+                        await self.flush()
+                        if self._hangup is not None:
+                            self._hangup()
+                        return
                 force = not events
         except MailboxGone:
             await self._mailbox_gone()
@@ -616,7 +730,9 @@ class ImapSession:
 def _concerns(sel: SelectedMailbox, events: list[Any]) -> bool:
     """Could these change events affect the selected mailbox? Writes that touched mailboxes name them;
     mailbox-tree changes (rename, delete) name none, and are checked with one cheap query."""
-    return any(sel.mailbox_id in ev.mailbox_ids or not ev.mailbox_ids for ev in events)
+    return any(
+        sel.mailbox_id in ev.mailbox_ids or (not ev.mailbox_ids and not is_credential_event(ev)) for ev in events
+    )
 
 
 def _store_error_text(exc: Exception) -> str:

@@ -13,6 +13,17 @@ Why authenticate in each handler instead of a middleware: every JMAP route needs
 well-known key routes and CORS preflights need none, and a 401 must say nothing about accounts. Each
 request is authenticated from its own Authorization header (no cookies, no server-side HTTP session).
 
+Who the client is: the TCP peer, unless it is one of ``[http] trusted_proxies`` (then ``Forwarded`` /
+``X-Forwarded-For`` name it, see :mod:`janusmail.auth.proxies`); uvicorn's own proxy-header handling is off, since
+it trusts loopback peers by default. That address feeds the shared failed-login throttle
+(:mod:`janusmail.auth.throttle`): failures only, per (client, account) and per client; a correct credential is
+never delayed by other accounts' failures, a pair that keeps failing gets 429 with ``Retry-After`` without
+being checked, and a full hashing queue 503.
+
+Uploads are streamed, never read whole into memory: the body goes to a spool (a temporary file above
+``[spool] threshold``) as it arrives, counted against the server-wide in-flight budget (503 with Retry-After
+when full), and reaches the store as a read-only map of that file (:mod:`janusmail.spool`).
+
 Why uvicorn's Server is subclassed: ``serve()`` would install its own SIGINT/SIGTERM handlers, but in
 ``janusmail serve`` the process frame (janusmail.server) owns the signals and shuts every listener down in
 order; JMAP is just one closer among them.
@@ -23,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import socket
 from collections import Counter
@@ -42,6 +54,8 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from janusmail.auth.authenticator import parse_basic
+from janusmail.auth.proxies import TrustedProxies
+from janusmail.auth.throttle import LoginRefused
 from janusmail.config import parse_hostport
 from janusmail.jmap import blobs, push
 from janusmail.jmap.context import JmapContext
@@ -51,6 +65,8 @@ from janusmail.jmap.session_resource import MAIL, PATHS, Urls, base_path, build_
 from janusmail.jmap.settings import JmapSettings
 from janusmail.jmap.types import register_all
 from janusmail.jmap.websocket import SUBPROTOCOL, WEBSOCKET, WebSocketSession, websocket_available
+from janusmail.spool import Spool, Spooler, spooler_for
+from janusmail.store.model import StorageUnavailable
 
 __all__ = ["JmapApp", "content_disposition", "start_jmap"]
 
@@ -114,6 +130,57 @@ class _TooLarge(Exception):
     pass
 
 
+class _Busy(Exception):
+    """The server-wide budget of uploads in flight (janusmail.spool) has no room for this body now."""
+
+
+class _Stalled(Exception):
+    pass
+
+
+BUSY_TEXT = "Too much mail is being uploaded to this server right now; try again later"
+
+
+async def _next_chunk(chunks: AsyncIterator[bytes]) -> bytes:
+    return await chunks.__anext__()
+
+
+async def _spool_body(request: Request, spooler: Spooler, limit: int) -> Spool:
+    """The request body in a spool: memory up to the spool threshold, then a temporary file, written as it
+    arrives (never the whole body in memory). It is counted against the server-wide in-flight budget from the
+    announced Content-Length (or chunk by chunk when none is given); refuses without reading on past
+    ``limit`` octets, and gives up after ``[spool] stall_timeout`` seconds without data."""
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared is not None and declared.isdigit() else None
+    if size is not None and size > limit:
+        raise _TooLarge
+    spool = spooler.open(size)
+    if spool is None:
+        raise _Busy
+    try:
+        chunks = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(_next_chunk(chunks), spooler.stall_timeout)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise _Stalled from None
+            if not chunk:
+                continue
+            if spool.size + len(chunk) > limit:
+                raise _TooLarge
+            if size is None and not spool.reserve_more(len(chunk)):
+                raise _Busy
+            spool.write(chunk)
+            await spool.drain()
+        await spool.finish()
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (without reading on) as soon as it passes ``limit`` octets."""
     declared = request.headers.get("content-length")
@@ -136,6 +203,7 @@ class JmapApp:
         self.rt = rt
         self.store = rt.store
         self.auth = rt.auth
+        self.proxies = TrustedProxies(getattr(getattr(rt.config, "http", None), "trusted_proxies", None) or ())
         self.settings = settings or JmapSettings.from_config(rt.config)
         self.engine = Engine(self.settings.limits(), capabilities=[MAIL])
         self.types = register_all(self.engine)
@@ -190,32 +258,60 @@ class JmapApp:
         header = request.headers.get("authorization")
         scheme, _, param = (header or "").strip().partition(" ")
         scheme, param = scheme.lower(), param.strip()
-        ip = request.client.host if request.client else "?"
+        ip = self.client_ip(request)
         address: str | None = None
-        if scheme == "basic":
-            creds = parse_basic(param)
-            address = creds[0] if creds else ""
-            # The shared failed-login backoff (per client address and account), as IMAP applies it: after
-            # recent failures even a parallel guesser waits before each attempt is looked at.
-            pending = self.auth.throttle.delay(ip, address)
-            if pending > 0:
-                await asyncio.sleep(pending)
-        result = await asyncio.to_thread(self.auth.http_authenticate, header) if header else None
+        try:
+            if scheme == "basic":
+                creds = parse_basic(param)
+                address = creds[0] if creds else ""
+                self.auth.precheck(ip, address)  # a pair that keeps failing is refused here, unchecked
+            result = await self.auth.run(self.auth.http_authenticate, header, client_ip=ip) if header else None
+        except LoginRefused as exc:
+            if exc.kind == "busy":  # a short hold, so a flood cannot turn 503s into a busy loop
+                await self._pause(exc.retry_after)
+            return self._refused(exc)
         if result is not None:
             if address is not None:
-                self.auth.throttle.succeeded(ip, address)
+                self.auth.throttle.succeeded(ip, address)  # clears this pair's count, never the client's
             return result
         error = None
         if scheme == "bearer":
-            error = await asyncio.to_thread(self._bearer_error, param)
-        if address is not None:
-            delay = self.auth.throttle.failed(ip, address)
-            if delay > 0:
-                await asyncio.sleep(delay)
+            error = await self.auth.run(self._bearer_error, param)
+        if address is not None:  # failures only: the tarpit delays this 401, never anyone's success
+            await self._pause(self.auth.throttle.failed(ip, address))
         response = _problem(401, "about:blank", "Authentication required")
         for challenge in self.auth.www_authenticate(error):
             response.headers.append("WWW-Authenticate", challenge)
         return response
+
+    def client_ip(self, request: Request | WebSocket) -> str:
+        """The client's address for the throttle: the peer, or what a trusted proxy says it forwarded."""
+        peer = request.client.host if request.client else None
+        return self.proxies.client_ip(
+            peer,
+            forwarded=request.headers.getlist("forwarded"),
+            x_forwarded_for=request.headers.getlist("x-forwarded-for"),
+        )
+
+    @staticmethod
+    def _refused(exc: LoginRefused) -> Response:
+        """429 (this client failed for this account too recently) or 503 (hashing busy), with Retry-After."""
+        status = 429 if exc.kind == "throttled" else 503
+        response = _problem(status, "about:blank", exc.reason)
+        response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
+
+    async def _pause(self, seconds: float) -> None:
+        """The failure tarpit, cut short when the server shuts down (a held 401 must not delay the exit)."""
+        if seconds <= 0:
+            return
+        pause = asyncio.ensure_future(self.auth.throttle.pause(seconds))
+        closing = asyncio.ensure_future(self.closing.wait())
+        try:
+            await asyncio.wait({pause, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (pause, closing):
+                fut.cancel()
 
     def _bearer_error(self, token: str) -> Any:
         from janusmail.auth.tokens import TokenError
@@ -307,20 +403,39 @@ class JmapApp:
         account_id = request.path_params["accountId"]
         if account_id != principal.account_id:
             return _not_found()
-        with self._slot(self._uploads, principal.account_id, self.settings.max_concurrent_upload) as ok:
+        with (
+            self._slot(self._uploads, principal.account_id, self.settings.max_concurrent_upload) as ok,
+            contextlib.ExitStack() as cleanup,
+        ):
             if not ok:
                 return _problem(429, LIMIT, "Too many concurrent uploads", limit="maxConcurrentUpload")
+            spooler = spooler_for(self.rt)
             try:
-                data = await _read_body(request, self.settings.max_size_upload)
+                body = await _spool_body(request, spooler, self.settings.max_size_upload)
+                cleanup.callback(body.close)  # the spool file and the budget share go when the answer is made
+                (data,) = await spooler.load([body])  # a large body reaches the store as a map of its file
             except _TooLarge:
                 return _problem(
                     413, LIMIT, f"Uploads are limited to {self.settings.max_size_upload} octets",
                     limit="maxSizeUpload",
                 )  # fmt: skip
+            except _Busy:
+                response = _problem(503, "about:blank", BUSY_TEXT)
+                response.headers["Retry-After"] = "10"
+                return response
+            except _Stalled:
+                return _problem(408, "about:blank", "No upload data for too long")
+            except StorageUnavailable as exc:  # the spool file could not take the body
+                log.warning("upload for %s refused: %s", account_id, exc)
+                return _problem(507 if exc.full else 503, "about:blank", f"{exc}; try again later")
             except ClientDisconnect:
                 return Response(status_code=400)
             type_ = _media_type(request.headers.get("content-type")) or "application/octet-stream"
-            blob_id, size = await self.store.call(self.store.store_upload, account_id, data, type_)
+            try:
+                blob_id, size = await self.store.call(self.store.store_upload, account_id, data, type_)
+            except StorageUnavailable as exc:  # a normal answer (keep-alive intact), not a 500 that resets it
+                log.warning("upload for %s refused: %s", account_id, exc)
+                return _problem(507 if exc.full else 503, "about:blank", f"{exc}; try again later")
         return _json({"accountId": account_id, "blobId": blob_id, "type": type_, "size": size}, 201)
 
     async def download(self, request: Request) -> Response:
@@ -481,8 +596,9 @@ async def start_jmap(rt: Any) -> None:
     if not listen:
         return
     host, port = parse_hostport(listen)
-    app = JmapApp(rt)
     sock = _bind(host, port)
+    rt.config.settle_public_url(*sock.getsockname()[:2])  # no public URL set: advertise this listener
+    app = JmapApp(rt)
     config = uvicorn.Config(
         app.asgi,
         loop="none",
@@ -494,6 +610,7 @@ async def start_jmap(rt: Any) -> None:
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,  # forwarded headers are believed only from [http] trusted_proxies (client_ip)
         timeout_graceful_shutdown=5,
     )
     server = _EmbeddedServer(config)

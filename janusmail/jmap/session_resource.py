@@ -2,7 +2,8 @@
 
 Why every URL comes from ``public_url``: behind a reverse proxy the listener's own address is not what the
 client sees, and RFC 9698 JMAPACCESS advertises ``public_url + "/.well-known/jmap"``, so the whole session
-must live under that same base. The ``state`` is a digest of the rest: it changes exactly when anything a
+must live under that same base. Without a configured one, ``public_url`` is the listener's own bound address
+(``Config.settle_public_url``), so every URL here names a port that answers. The ``state`` is a digest of the rest: it changes exactly when anything a
 client caches from the session changes (RFC 8620 §2: "state ... MUST change if any of the other
 properties change").
 """
@@ -48,7 +49,9 @@ def base_path(public_url: str) -> str:
 class Urls:
     """The absolute URLs and templates of the session, built once per server from ``public_url``."""
 
-    def __init__(self, public_url: str) -> None:
+    def __init__(self, public_url: str | None) -> None:
+        if not public_url:
+            raise ValueError("the JMAP session needs a public URL (configured, or settled from the listener)")
         base = public_url.rstrip("/")
         self.session = base + PATHS["well_known"]
         self.api = base + PATHS["api"]

@@ -15,7 +15,51 @@ _TYPE = re.compile(r"\s*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)\s*/\s*([!#$%&'*+\-.^_`|~0
 _TOKEN = re.compile(r"\s*([^\s;\"]+)")
 _PARAM = re.compile(r';\s*([^\s=;"]+)\s*(?:=\s*("(?:[^"\\]|\\.)*(?:"|$)|[^;]*))?', re.S)
 _UNESCAPE = re.compile(r"\\(.)", re.S)
-_COMMENT = re.compile(r"\([^()]*\)")
+
+
+def strip_comments(value: str) -> str:
+    """``value`` without its RFC 5322 comments: ``(...)`` outside quoted strings, nested, with quoted-pairs.
+
+    A single left-to-right scan, because comments and quoted strings decide each other's extent: the ``(1)`` in
+    ``filename="Invoice (1).pdf"`` is part of the name, and a ``"`` inside a comment opens nothing. A comment
+    that never closes is kept as written (damaged mail keeps its text rather than losing the rest).
+    """
+    if "(" not in value:
+        return value
+    out: list[str] = []
+    i, n = 0, len(value)
+    quoted = False
+    while i < n:
+        ch = value[i]
+        if quoted:
+            j = i + 2 if ch == "\\" else i + 1
+            if ch == '"':
+                quoted = False
+            out.append(value[i:j])
+            i = j
+        elif ch == '"':
+            quoted = True
+            out.append(ch)
+            i += 1
+        elif ch == "(":
+            depth, j = 1, i + 1
+            while j < n and depth:
+                c = value[j]
+                if c == "\\":
+                    j += 1
+                elif c == "(":
+                    depth += 1
+                elif c == ")":
+                    depth -= 1
+                j += 1
+            if depth:  # unterminated: keep the rest as written
+                out.append(value[i:])
+                break
+            i = j
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 def _params(rest: str) -> list[list[str]]:
@@ -52,8 +96,7 @@ def parse_content_type(value: str) -> tuple[str | None, str | None, list[list[st
 def parse_disposition(value: str) -> tuple[str | None, list[list[str]]]:
     """Split a Content-Disposition value into (type as written, params)."""
     value = value.replace("\r", "").replace("\n", "")
-    if "(" in value:
-        value = _COMMENT.sub("", value)
+    value = strip_comments(value)
     m = _TOKEN.match(value)
     if m is None:
         semi = value.find(";")

@@ -2,7 +2,9 @@
 
 LMTP answers DATA once per accepted recipient, so one recipient's failure never bounces the others, and each
 "250" is sent only after that recipient's copy is durable (blob fsynced, transaction committed). Unknown
-recipients are refused at RCPT time with 550; oversized messages get 552 from aiosmtpd's size limit.
+recipients are refused at RCPT time with 550; oversized messages get 552 from aiosmtpd's size limit. When the
+disk is full the recipient gets ``452 4.3.1`` (insufficient system storage; an I/O error gets ``451 4.3.0``):
+a temporary failure, so the MTA keeps the message queued and retries, and nothing half-written is ever visible.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session
 
-from janusmail.store.model import StoreError, TooLarge
+from janusmail.store.model import StorageUnavailable, StoreError, TooLarge
 from janusmail.store.store import Store
 
 log = logging.getLogger("janusmail.lmtp")
@@ -72,6 +74,10 @@ class DeliveryHandler:
                 replies.append("250 2.0.0 Delivered")
             except TooLarge:
                 replies.append("552 5.3.4 Message too big")
+            except StorageUnavailable as exc:  # nothing was stored: the sender keeps it and retries later
+                log.warning("delivery to %s deferred: %s", rcpt, exc)
+                replies.append("452 4.3.1 Insufficient system storage" if exc.full
+                               else "451 4.3.0 Mail store I/O error, try again later")
             except StoreError as exc:
                 self._inbox_cache.pop(_address(rcpt), None)
                 log.warning("delivery to %s failed: %s", rcpt, exc)

@@ -6,7 +6,7 @@ import time
 
 import sqlalchemy as sa
 
-from . import ids
+from . import credentials, ids
 from .model import Account, AlreadyExists, NotFound
 from .schema import accounts
 from .writes import writes
@@ -73,14 +73,26 @@ class AccountsMixin:
 
     @writes
     def set_credentials(self, account_id: str, password_hash: str, scram_sha256: str | None) -> None:
+        """Replace the account password. Sessions logged in with the old one end (``* BYE``) at their next
+        command, IDLE ones within seconds: the change is stamped and announced in the same transaction."""
         with self.engine.begin() as conn:
             res = conn.execute(
                 sa.update(accounts)
                 .where(accounts.c.id == account_id)
                 .values(password_hash=password_hash, scram_sha256=scram_sha256)
             )
-        if res.rowcount == 0:
-            raise NotFound(account_id)
+            if res.rowcount == 0:
+                raise NotFound(account_id)
+            credentials.record_change(conn, account_id, password=True, node_id=self.node_id)
+        self.notifier.publish(credentials.event(account_id))
+
+    def credential_epochs(self, account_id: str) -> tuple[int, int] | None:
+        """``(credential_epoch, password_epoch)``, or ``None`` once the account is gone (see store.credentials)."""
+        return credentials.epochs(self.engine, account_id)
+
+    def credential_sequence(self) -> int:
+        """The store-wide credential epoch now (a login's baseline; see store.credentials)."""
+        return credentials.current_sequence(self.engine)
 
     @writes
     def set_jmap_enabled(self, account_id: str, enabled: bool) -> None:
@@ -98,8 +110,10 @@ class AccountsMixin:
             conn.execute(sa.delete(vanished).where(vanished.c.mailbox_id.in_(box_ids)))
             conn.execute(sa.delete(changes).where(changes.c.account_id == account_id))
             res = conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))
+            credentials.announce(conn, account_id, self.node_id)  # its sessions end: nothing left to log in to
         if res.rowcount == 0:
             raise NotFound(account_id)
+        self.notifier.publish(credentials.event(account_id))
 
     def highest_modseq(self, account_id: str) -> int:
         with self.engine.connect() as conn:

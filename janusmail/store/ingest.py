@@ -2,7 +2,9 @@
 
 The order is what makes an acknowledgement safe: parse (once; the result is cached in the row), append the
 bytes to a pack and sync, then commit the transaction that inserts every row. Nothing is visible until that transaction commits, and the
-caller acknowledges only after ``ingest_many`` returns.
+caller acknowledges only after ``ingest_many`` returns. When the disk refuses (the pack write or sync, or the
+database's INSERT or COMMIT), ``StorageUnavailable`` leaves here and the transaction rolls back: no row ever
+names bytes that are not on disk, and the caller answers "try again later" (see ``blobs`` and ``faults``).
 """
 
 from __future__ import annotations

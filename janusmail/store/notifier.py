@@ -91,6 +91,11 @@ class Notifier:
             except RuntimeError:  # loop closed
                 self._remove(sub)
 
+    def subscribed_accounts(self) -> list[str]:
+        """Accounts someone listens to now (the SQLite credential watcher checks these still exist)."""
+        with self._lock:
+            return list(self._subs)
+
     def subscriber_count(self, account_id: str) -> int:
         with self._lock:
             return len(self._subs.get(account_id, ()))

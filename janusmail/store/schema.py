@@ -37,6 +37,11 @@ accounts = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     # The account's modification sequence: bumped once by every write transaction (row lock = write order).
     sa.Column("modseq", sa.BigInteger, nullable=False, server_default="1"),
+    # Credential epochs (janusmail.store.credentials): a store-wide sequence value, stamped on the account by
+    # every change that can end a logged-in session (password replaced, app password revoked); password_epoch
+    # is the value of the last password change. Sessions compare them with the value they logged in under.
+    sa.Column("credential_epoch", sa.BigInteger, nullable=False, server_default="0", index=True),
+    sa.Column("password_epoch", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 app_passwords = sa.Table(

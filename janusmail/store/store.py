@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from . import db, pgnotify
+from . import db, faults, pgnotify
 from .accounts import AccountsMixin
 from .blobs import BlobStore
+from .credentials import CredentialWatcher
 from .emails import EmailsMixin
 from .groupcommit import GroupCommitter
 from .ingest import IngestMixin
@@ -50,6 +51,7 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
         self.max_message_size = 64 * 1024 * 1024
         self._group = GroupCommitter(self)
         self._listener: pgnotify.Listener | None = None
+        self._credential_watcher: CredentialWatcher | None = None
         self.node_id = pgnotify.new_node_id()
         self._counts_lock = threading.Lock()
         self._counts_cache: dict[str, tuple[int, dict]] = {}  # this store instance = one server node
@@ -65,6 +67,8 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
     def close(self) -> None:
         if self._listener is not None:
             self._listener.stop()
+        if self._credential_watcher is not None:
+            self._credential_watcher.stop()
         self._writer.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         self.blobs.close()
@@ -88,16 +92,20 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
 
     @contextlib.contextmanager
     def write(self, account_id: str) -> Iterator[WriteTx]:
-        """A write transaction for one account; publishes a change event after a successful commit."""
-        conn_ctx = self.engine.connect()
-        conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
-        with conn_ctx:
-            with conn.begin():
-                tx = WriteTx(self, conn, account_id)
-                yield tx
-                tx._flush()
-                if not self.sqlite:
-                    pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when (and if) this commits
+        """A write transaction for one account; publishes a change event after a successful commit.
+
+        A full disk or an I/O error of the database, in any statement or at COMMIT, leaves as
+        ``StorageUnavailable`` (see ``faults``): nothing was committed and the doors answer "try again later"."""
+        with faults.mapped():
+            conn_ctx = self.engine.connect()
+            conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
+            with conn_ctx:
+                with conn.begin():
+                    tx = WriteTx(self, conn, account_id)
+                    yield tx
+                    tx._flush()
+                    if not self.sqlite:
+                        pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when this commits
         self.notifier.publish(tx.event())
 
     def refresh_statistics(self) -> None:
@@ -110,7 +118,11 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
                 conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
 
     def start_listener(self) -> None:
-        """Hear other server nodes' changes (PostgreSQL only; SQLite has one writer process)."""
+        """Hear other server nodes' changes (PostgreSQL: LISTEN/NOTIFY). SQLite has one server process, but
+        the CLI may change credentials from another one: a cheap poll turns those into events too."""
         if not self.sqlite and self._listener is None:
             self._listener = pgnotify.Listener(self)
             self._listener.start()
+        if self.sqlite and self._credential_watcher is None:
+            self._credential_watcher = CredentialWatcher(self)
+            self._credential_watcher.start()

@@ -381,7 +381,7 @@ def test_base64_helpers() -> None:
 
 
 @sqlite_only
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     name=st.sampled_from(sorted(sasl.MECHANISMS)),
     chunks=st.lists(

@@ -70,9 +70,11 @@ def test_import_maildir_with_subfolders_and_flags(tmp_path):
     (root / ".Lists.Python" / "new" / "2.host").write_bytes(simple(2))
     (root / "cur" / "broken:2,").mkdir()  # unreadable entry: counted, not skipped silently
     janusmail_cmd(data, "user", "add", "a@example.test", "--password", "pw")
-    out = janusmail_cmd(data, "import", "a@example.test", str(root), "--no-progress")
+    out = janusmail_cmd(data, "import", "a@example.test", str(root), "--no-progress", check=False)
+    assert out.returncode == 1, "a message that could not be imported makes the exit code non-zero"
     assert "imported 2 messages" in out.stdout
-    assert "1 messages could not be read" in out.stdout
+    assert "1 messages failed" in out.stdout and "broken:2," in out.stdout
+    assert "totals: imported 2, skipped 0 (already in the mailbox), failed 1" in out.stdout
     stored = stored_messages(data, "a@example.test")
     assert stored["INBOX"] == [simple(1)] and stored["Python"] == [simple(2)]
     assert "created mailbox INBOX/Lists/Python" not in out.stdout and "created mailbox Lists/Python" in out.stdout

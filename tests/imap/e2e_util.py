@@ -83,7 +83,7 @@ class Raw:
     """A line-oriented raw client: send exact bytes, read until the tagged answer."""
 
     def __init__(self, port: int, *, tls: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock: socket.socket = tls.wrap_socket(sock) if tls else sock
         self.buf = b""
         self.greeting = self.line()

@@ -258,7 +258,7 @@ def test_sql_and_cache_agree(store) -> None:  # noqa: ANN001
     now = T0 + 20 * DAY
 
     @given(_tree(ids, threads))
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     def check(key) -> None:  # noqa: ANN001
         ctx = SearchContext(inbox.id, acct.id, store.sqlite, resolve, recent=[(6, 10)], now=now)
         with store.engine.connect() as conn:

@@ -246,6 +246,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from janusmail.imap.codec import mutf7  # noqa: E402
 from janusmail.imap.commands.mailboxes import matcher  # noqa: E402
+from tests.fuzzing import examples  # noqa: E402
 
 
 def _reference_match(pattern: str, name: str) -> bool:
@@ -281,7 +282,7 @@ _component = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=
 
 
 @given(path=st.lists(_component, min_size=1, max_size=3))
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_names_round_trip_through_mutf7(rt: Runtime, path: list[str]) -> None:
     import unicodedata
 
@@ -304,7 +305,9 @@ _junk = st.one_of(
 
 
 @given(chunks=st.lists(_junk, max_size=6))
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@pytest.mark.fuzz
 async def test_garbage_never_crashes_the_session(rt: Runtime, chunks: list[bytes]) -> None:
     h = Harness(rt, peer="127.0.0.1")
     await h.send(f'x LOGIN {ADDRESS} "{PASSWORD}"')

@@ -68,7 +68,7 @@ def start_server(tmp_path: Any, db_url: str | None = None, **overrides: Any) -> 
 
 
 def client_for(srv: ServerThread, address: str, password: str | None = None) -> Jmap:
-    http = httpx.Client(base_url=srv.config.public_url, auth=(address, password or PASSWORDS[address]), timeout=10)
+    http = httpx.Client(base_url=srv.config.public_url, auth=(address, password or PASSWORDS[address]), timeout=30)
     account = srv.store.account_by_address(address)
     return Jmap(srv, http, account.id, address)
 

@@ -13,6 +13,7 @@ from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.content import decode_part, find_part, part_text
 from janusmail.mime.headers import as_date, as_text, as_urls, header_values
 from janusmail.mime.parse import parse_message
+from tests.fuzzing import examples
 from tests.mime.invariants import check_cache
 
 DOMAIN = "mail.example.test"
@@ -215,7 +216,8 @@ _local = st.text(alphabet="abcxyz0123.-_+", min_size=1, max_size=10).filter(
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     subject=st.lists(_word, max_size=12).map(" ".join),
     name=st.lists(_word, max_size=5).map(" ".join),
@@ -297,7 +299,8 @@ def test_compose_parse_roundtrip(subject, name, local, body, attachment, filenam
         max_leaves=20,
     )
 )
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
+@pytest.mark.fuzz
 def test_garbage_input_gives_compose_error_only(obj):
     try:
         raw = compose_message(obj, DOMAIN)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from janusmail.mime.content import decode_part, find_part, part_headers, part_text
 from janusmail.mime.parse import parse_message
+from tests.fuzzing import examples
 from tests.mime.invariants import check_cache, walk
 from tests.mime.mime_samples import RFC8621_EXAMPLE, typical_message
+
+pytestmark = pytest.mark.fuzz
 
 SEEDS = [
     RFC8621_EXAMPLE,
@@ -56,7 +60,7 @@ def _exercise(raw: bytes) -> None:
         part_headers(raw, p)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(400), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes(raw: bytes):
     _exercise(raw)
@@ -82,13 +86,13 @@ def _mutated(draw) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(400), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(_mutated())
 def test_mutated_messages(raw: bytes):
     _exercise(raw)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.text(max_size=300))
 def test_arbitrary_text_headers(s: str):
     raw = ("From: " + s + "\r\nTo: " + s + "\r\nSubject: " + s + "\r\nDate: " + s + "\r\n\r\nbody").encode(

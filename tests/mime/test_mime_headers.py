@@ -23,6 +23,8 @@ from janusmail.mime.headers import (
     parse_date,
 )
 
+pytestmark = pytest.mark.fuzz
+
 
 def test_as_text_unfolds_decodes_and_normalises():
     assert as_text(" =?utf-8?q?caf=C3=A9?=\r\n =?utf-8?q?_au_lait?= ok ") == "café au lait ok "

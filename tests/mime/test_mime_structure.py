@@ -19,6 +19,7 @@ from janusmail.mime.content import (
     part_text,
 )
 from janusmail.mime.parse import parse_message
+from tests.fuzzing import examples
 from tests.mime.invariants import check_cache, leaves, walk
 from tests.mime.mime_samples import RFC8621_EXAMPLE, crlf, typical_message
 
@@ -382,7 +383,8 @@ def _stdlib_leaves(msg) -> list[tuple[str, bytes]]:
     ]
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@pytest.mark.fuzz
+@settings(max_examples=examples(150), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(tree=_tree(), nl=st.sampled_from(["\r\n", "\n"]))
 def test_structure_agrees_with_stdlib(tree, nl):
     raw = ("From: a@b" + nl + _render(tree, nl, [0])).encode()

@@ -186,7 +186,7 @@ async def test_notifier_publishes_after_commit(store, account):
     sub = store.notifier.subscribe(account.id)
     try:
         d = await store.call(store.ingest, account.id, simple(1), (box.id,))
-        events = await sub.wait(timeout=2)
+        events = await sub.wait(timeout=30)
         assert events and events[-1].modseq == d.modseq
         assert {"Email", "Thread", "Mailbox", "EmailDelivery"} <= events[-1].kinds
         assert box.id in events[-1].mailbox_ids
@@ -207,14 +207,20 @@ async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
         acct = node_a.create_account("multi@example.test", "x")
         box = node_a.mailbox_by_path(acct.id, ["INBOX"])
         sub = node_b.notifier.subscribe(acct.id)
-        await asyncio.sleep(0.5)  # listener connected
-        d = await node_a.call(node_a.ingest, acct.id, simple(1), (box.id,))
-        events = []
-        deadline = asyncio.get_running_loop().time() + 5
-        while not any(e.modseq == d.modseq for e in events) and asyncio.get_running_loop().time() < deadline:
-            events += await sub.wait(timeout=1)
-        match = [e for e in events if e.modseq == d.modseq]
-        assert match and "Email" in match[0].kinds and box.id in match[0].mailbox_ids
+        # node_b's listener connects in the background and says nothing when it is ready, and a NOTIFY sent
+        # before its LISTEN is not delivered; so write until node_b hears one of the writes (deadline 30 s).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        written: set[int] = set()
+        match: list = []
+        i = 0
+        while not match:
+            assert loop.time() < deadline, "node_b never heard node_a's writes"
+            d = await node_a.call(node_a.ingest, acct.id, simple(i), (box.id,))
+            written.add(d.modseq)
+            i += 1
+            match = [e for e in await sub.wait(timeout=1) if e.modseq in written]
+        assert "Email" in match[0].kinds and box.id in match[0].mailbox_ids
         sub.close()
     finally:
         node_a.close()

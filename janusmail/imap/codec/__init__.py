@@ -7,6 +7,7 @@ Reading::
         match event:
             case Command(tag, "UID FETCH", FetchArgs() as args): ...
             case ContinuationRequest(): write(continuation())
+            case LargeLiteral(): parser.accept_literal(sink) or parser.reject_literal()  # when spooling
             case ParseError(tag, text, code, status): write(tagged(tag, status, code, text))  # tag None -> "*"
             case Line(data): ...  # only after parser.expect_line()
 
@@ -16,7 +17,7 @@ Writing: :mod:`.serializer` (strings, status lines, response codes, FETCH) and :
 
 from . import args, mutf7, responses, searchkeys, serializer
 from .args import *  # noqa: F403
-from .events import Command, ContinuationRequest, Event, Line, ParseError
+from .events import Command, ContinuationRequest, Event, LargeLiteral, Line, LiteralSink, ParseError
 from .parser import BARRIER_COMMANDS, CommandParser, decode_sasl_response
 from .sequence import MAX_NUMBER, NumberSet, SequenceSet
 
@@ -27,7 +28,9 @@ __all__ = [
     "CommandParser",
     "ContinuationRequest",
     "Event",
+    "LargeLiteral",
     "Line",
+    "LiteralSink",
     "NumberSet",
     "ParseError",
     "SequenceSet",

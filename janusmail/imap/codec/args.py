@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .searchkeys import SearchKey
 from .sequence import SequenceSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .events import LiteralSink
 
 __all__ = [
     "AppendArgs",
@@ -158,9 +161,10 @@ class StatusArgs:
 @dataclass(frozen=True, slots=True)
 class AppendMessage:
     """One message of a (MULTI)APPEND. ``binary`` when sent as ``~{n}`` (RFC 3516), ``utf8`` for the
-    RFC 6855 ``UTF8 (~{n}...)`` form."""
+    RFC 6855 ``UTF8 (~{n}...)`` form. ``data`` is the literal's bytes, or the session's sink when the
+    literal was large enough to be streamed out of memory (see :class:`~.events.LargeLiteral`)."""
 
-    data: bytes
+    data: bytes | LiteralSink
     flags: tuple[str, ...] = ()
     date: _dt.datetime | None = None
     binary: bool = False

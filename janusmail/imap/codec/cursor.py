@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .sequence import MAX_NUMBER, SequenceSet
 
@@ -79,7 +79,7 @@ class Cursor:
     __slots__ = ("buf", "pos", "end", "lits", "lit_at", "partial", "depth", "max_depth", "charset")
 
     def __init__(
-        self, buf: bytes, lits: list[tuple[bytes, bool]], *, partial: bool = False, max_depth: int = 32
+        self, buf: bytes, lits: list[tuple[Any, bool]], *, partial: bool = False, max_depth: int = 32
     ) -> None:
         self.buf = buf
         self.pos = 0
@@ -214,8 +214,9 @@ class Cursor:
     def number64(self, what: str = "number", *, low: int = 0) -> int:
         return self.number(what, low=low, high=MAX_NUMBER64)
 
-    def literal(self, allow8: bool = False) -> tuple[bytes, bool]:
-        """A literal at the cursor: (data, was_literal8)."""
+    def literal(self, allow8: bool = False) -> tuple[Any, bool]:
+        """A literal at the cursor: (data, was_literal8). ``data`` is bytes, or the sink a large literal was
+        streamed into (only meaningful where a message is expected)."""
         if self.pos >= self.end:
             raise self.eof("literal")
         idx = self.lit_at.get(self.pos)
@@ -238,7 +239,10 @@ class Cursor:
             raw = m.group(1)
             return _UNESCAPE_RE.sub(rb"\1", raw) if b"\\" in raw else raw
         if c == 0:
-            return self.literal()[0]
+            data = self.literal()[0]
+            if not isinstance(data, bytes):  # streamed to a sink: only a message may be that large
+                raise self.fail("Literal too large here")
+            return data
         if c < 0:
             raise self.eof("string")
         raise self.fail("Expected quoted string or literal")

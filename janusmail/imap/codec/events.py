@@ -1,15 +1,28 @@
 """What :class:`~janusmail.imap.codec.parser.CommandParser` hands to the session.
 
-Four event types, all immutable. The session loop is a ``match`` over them; nothing in here does I/O.
+Five event types, all immutable. The session loop is a ``match`` over them; nothing in here does I/O.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from .args import CommandArgs
 
-__all__ = ["Command", "ContinuationRequest", "Event", "Line", "ParseError"]
+__all__ = ["Command", "ContinuationRequest", "Event", "LargeLiteral", "Line", "LiteralSink", "ParseError"]
+
+
+@runtime_checkable
+class LiteralSink(Protocol):
+    """Where the payload of a :class:`LargeLiteral` goes instead of the parser's memory.
+
+    The parser calls ``write`` with each piece as it arrives, in order, and then puts the sink itself where
+    the literal's bytes would be (e.g. ``AppendMessage.data``). ``write`` must not raise: a sink that cannot
+    store (disk full) remembers the failure and reports it when the command is executed.
+    """
+
+    def write(self, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,26 @@ class ContinuationRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class LargeLiteral:
+    """A literal header announced more octets than the parser keeps in memory (``spool_threshold``).
+
+    The parser has paused before reading any of the data. The session decides, then calls exactly one of:
+
+    * ``parser.accept_literal(sink)``: the data will be streamed into ``sink`` (for a synchronizing literal
+      the session also writes ``+``);
+    * ``parser.reject_literal()``: the session wrote a tagged NO/BAD. A synchronizing literal's client sends
+      nothing more; a non-synchronizing literal's data (already on its way) is read and thrown away, with
+      the rest of its command.
+    """
+
+    tag: str | None
+    command: str | None
+    size: int
+    sync: bool
+    literal8: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ParseError:
     """A command that cannot be executed; the session answers ``tag <status> [code] text``.
 
@@ -68,4 +101,4 @@ class Line:
     data: bytes
 
 
-Event = Command | ContinuationRequest | ParseError | Line
+Event = Command | ContinuationRequest | LargeLiteral | ParseError | Line

@@ -13,6 +13,15 @@ After AUTHENTICATE, IDLE, STARTTLS and COMPRESS the parser *pauses*: following b
 because they belong to a different conversation (SASL lines, ``DONE``, a TLS handshake, compressed
 data). The session then calls :meth:`CommandParser.expect_line`, :meth:`~CommandParser.resume` or
 :meth:`~CommandParser.take_buffer`, and ``feed(b"")`` to continue.
+
+Large literals (memory): with ``spool_threshold`` set, a literal bigger than that, or one that would take the
+command's in-memory bytes past ``max_memory``, is never gathered here. The parser emits
+:class:`~.events.LargeLiteral` and pauses *before* reading its data; the session either hands over a
+:class:`~.events.LiteralSink` (:meth:`CommandParser.accept_literal`), which then receives the data piece by
+piece as it arrives and stands in for the bytes in the parsed command, or refuses it
+(:meth:`CommandParser.reject_literal`). The parser itself stays free of I/O: what the sink does with the
+pieces (a temporary file) is the session's business. Without ``spool_threshold`` every literal is
+gathered in memory as before, up to ``max_literal`` / ``max_command``.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import base64
 import binascii
 import re
 
-from .events import Command, ContinuationRequest, Event, Line, ParseError
+from .events import Command, ContinuationRequest, Event, LargeLiteral, Line, LiteralSink, ParseError
 from .grammar import parse_command
 
 __all__ = ["BARRIER_COMMANDS", "CommandParser", "decode_sasl_response"]
@@ -66,6 +75,9 @@ class CommandParser:
 
     ``max_line`` bounds each line of command text, ``max_literal`` each literal, ``max_command`` the whole
     command (text plus literals; default four literals' worth), ``max_depth`` parenthesis/NOT/OR nesting.
+    ``spool_threshold`` (None: never) makes literals above it :class:`~.events.LargeLiteral` events, and
+    ``max_memory`` (default ``max_command``) bounds what one command may hold in memory (its text and the
+    literals gathered here): a literal that would pass it is a LargeLiteral too (when spooling) or refused.
     """
 
     def __init__(
@@ -75,23 +87,39 @@ class CommandParser:
         max_depth: int = 32,
         *,
         max_command: int | None = None,
+        spool_threshold: int | None = None,
+        max_memory: int | None = None,
     ) -> None:
         self.max_line = max_line
         self.max_literal = max_literal
         self.max_depth = max_depth
         self.max_command = max_command if max_command is not None else max(4 * max_literal, max_line)
+        self.spool_threshold = spool_threshold
+        self._max_memory = max_memory
         self._buf = bytearray()
         self._pos = 0  # first unconsumed byte
         self._scan = 0  # where to resume looking for LF
         self._state = _COMMAND
         self._paused = False
         self._texts: list[bytes] = []
-        self._lits: list[tuple[bytes, bool]] = []
+        self._lits: list[tuple[bytes | LiteralSink, bool]] = []
         self._size = 0
         self._need = 0
         self._lit8 = False
         self._chunks: list[bytes] = []
         self._tail = b""
+        self._mem = 0  # bytes of the current command held here (text + gathered literals)
+        self._sink: LiteralSink | None = None  # where the current literal's data goes, if not to _chunks
+        self._awaiting_sink = False  # paused after a LargeLiteral until accept_literal / reject_literal
+        self._sync = True  # the current literal is synchronizing
+
+    @property
+    def max_memory(self) -> int:
+        return self._max_memory if self._max_memory is not None else self.max_command
+
+    @max_memory.setter
+    def max_memory(self, value: int | None) -> None:
+        self._max_memory = value
 
     # -- session controls -----------------------------------------------------------------------------
 
@@ -105,6 +133,12 @@ class CommandParser:
         """Unconsumed bytes held by the parser."""
         return len(self._buf) - self._pos
 
+    @property
+    def in_literal_command(self) -> bool:
+        """True while a command with a literal is partly received (a literal's data, or the text after it,
+        is still to come): the adapter applies its shorter stall timeout then."""
+        return bool(self._lits) or self._state in (_LITERAL, _SKIP)
+
     def expect_line(self) -> None:
         """Read the next line raw and emit it as :class:`Line` (SASL response, IDLE's ``DONE``).
         The parser pauses again after that line. Call ``feed(b"")`` to process buffered input."""
@@ -114,8 +148,21 @@ class CommandParser:
 
     def resume(self) -> None:
         """Go back to reading commands. Call ``feed(b"")`` to process buffered input."""
+        if self._awaiting_sink:  # nobody took the large literal: it is refused
+            self.reject_literal()
+            return
         if self._state == _LINE:
             self._state = _COMMAND
+        self._paused = False
+
+    def accept_literal(self, sink: LiteralSink) -> None:
+        """After a :class:`LargeLiteral`: stream its data into ``sink`` (which then stands in for the bytes
+        in the parsed command). For a synchronizing literal the session writes ``+`` as well. Call
+        ``feed(b"")`` to process buffered input."""
+        if not self._awaiting_sink:
+            raise RuntimeError("accept_literal() without a pending LargeLiteral")
+        self._awaiting_sink = False
+        self._sink = sink
         self._paused = False
 
     def take_buffer(self) -> bytes:
@@ -127,10 +174,21 @@ class CommandParser:
         return data
 
     def reject_literal(self) -> None:
-        """The session answered a :class:`ContinuationRequest` with NO/BAD instead of ``+``: forget the
-        command. A client that sent data anyway is skipped like a non-synchronizing literal."""
+        """The session answered a :class:`ContinuationRequest` or a :class:`LargeLiteral` with NO/BAD instead
+        of ``+``: forget the command. A refused non-synchronizing large literal's data is read and thrown
+        away with the rest of its command (RFC 7888 lets the server do that or close the connection). A
+        client that sent a synchronizing literal's data anyway is skipped like a non-synchronizing literal."""
         if self._state != _LITERAL:
             return
+        if self._awaiting_sink:
+            self._awaiting_sink = False
+            self._paused = False
+            if not self._sync:
+                need = self._need
+                self._reset_command()
+                self._need = need
+                self._state = _SKIP
+                return
         early = self._chunks or self._pos < len(self._buf)
         self._reset_command()
         if early:
@@ -209,6 +267,7 @@ class CommandParser:
             return True
         self._texts.append(text)
         self._size += len(content)
+        self._mem += len(content)
         if header is None:
             result = parse_command(b"\x00".join(self._texts), self._lits, max_depth=self.max_depth)
             self._reset_command()
@@ -220,6 +279,13 @@ class CommandParser:
         _, size, sync, lit8 = header
         if size < 0 or size > self.max_literal or self._size + size > self.max_command:
             events.append(self._error("Literal too big", "TOOBIG", self._texts[0]))
+            self._abandon(header)
+            return True
+        large = self.spool_threshold is not None and (
+            size > self.spool_threshold or self._mem + size > self.max_memory
+        )
+        if self._mem > self.max_memory or (not large and self._mem + size > self.max_memory):
+            events.append(self._error("Command too long", "TOOBIG", self._texts[0]))
             self._abandon(header)
             return True
         if len(self._lits) < _EARLY_CHECKS:
@@ -236,7 +302,16 @@ class CommandParser:
         self._size += size
         self._need = size
         self._lit8 = lit8
+        self._sync = sync
         self._state = _LITERAL
+        if large:
+            # Stop before the data: the session must say where it goes (or refuse it) first.
+            tag, name = self._hints(self._texts[0])
+            self._awaiting_sink = True
+            self._paused = True
+            events.append(LargeLiteral(tag, name, size, sync, lit8))
+            return True
+        self._mem += size
         if sync:
             tag, name = self._hints(self._texts[0])
             events.append(ContinuationRequest("Ready for literal data", tag, name, size))
@@ -249,15 +324,21 @@ class CommandParser:
                 return False
             take = min(avail, self._need)
             if self._state == _LITERAL:
-                self._chunks.append(bytes(self._buf[self._pos : self._pos + take]))
+                piece = bytes(self._buf[self._pos : self._pos + take])
+                if self._sink is not None:
+                    self._sink.write(piece)
+                else:
+                    self._chunks.append(piece)
             self._pos += take
             self._need -= take
             if self._need:
                 return True
         self._scan = self._pos
         if self._state == _LITERAL:
-            self._lits.append((b"".join(self._chunks), self._lit8))
+            value: bytes | LiteralSink = b"".join(self._chunks) if self._sink is None else self._sink
+            self._lits.append((value, self._lit8))
             self._chunks = []
+            self._sink = None
             self._state = _COMMAND
         else:
             self._tail = b""
@@ -325,6 +406,9 @@ class CommandParser:
         self._chunks = []
         self._size = 0
         self._need = 0
+        self._mem = 0
+        self._sink = None
+        self._awaiting_sink = False
 
     def _error(self, text: str, code: str, fallback: bytes | bytearray) -> ParseError:
         first = self._texts[0] if self._texts else bytes(fallback)

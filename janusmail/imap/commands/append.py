@@ -5,19 +5,24 @@ Durability: the tagged OK is written only after the store returned, i.e. after t
 rows committed. A MULTIAPPEND is all-or-nothing: every message is checked first, then all go in one
 ``ingest_many`` transaction (a single message goes through ``store.deliver``, which shares the disk sync with
 concurrent deliveries). ``\\Deleted`` given at APPEND time is a membership flag the ingest path does not take,
-so it is set right after, in a second transaction.
+so it is set right after, in a second transaction. A full disk (or a disk I/O error) answers ``NO [UNAVAILABLE]``
+with a plain reason: nothing was stored and the client may try again later; it is not a server bug.
+
+Memory: large messages arrive spooled to files (janusmail.imap.literals) and reach the store as read-only maps of
+those files, a bounded number at a time (janusmail.spool), never as copies gathered in memory.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import AppendArgs, serializer
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.commands.tree import find_mailbox
 from janusmail.imap.flags import FlagError, from_imap
-from janusmail.store.model import IngestItem, NotFound, TooLarge
+from janusmail.spool import Spool, spooler_for
+from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, TooLarge
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -35,9 +40,10 @@ async def append(s: ImapSession, cmd: Command) -> Result:
     for i, msg in enumerate(args.messages):
         if msg.utf8 and not s.utf8:
             return Result.bad("UTF8 literals need ENABLE UTF8=ACCEPT")
-        if len(msg.data) > limit or len(msg.data) > s.store.max_message_size:
+        size = msg.data.size if isinstance(msg.data, Spool) else len(msg.data)
+        if size > limit or size > s.store.max_message_size:
             return Result.no("Message exceeds APPENDLIMIT", "TOOBIG")
-        if not msg.data:
+        if not size:
             return Result.no("Empty message")
         try:
             keywords, deleted = from_imap(msg.flags)
@@ -46,11 +52,15 @@ async def append(s: ImapSession, cmd: Command) -> Result:
         if deleted:
             deleted_at.append(i)
         received = int(msg.date.timestamp()) if msg.date is not None else now
-        items.append(IngestItem(bytes(msg.data), (), tuple(keywords), received))
+        items.append(IngestItem(b"", (), tuple(keywords), received))
     dest = await find_mailbox(s, args.mailbox)
     if dest is None:
         return Result.no("No such mailbox", "TRYCREATE")
-    items = [IngestItem(it.raw, (dest.id,), it.keywords, it.received_at) for it in items]
+    try:
+        raws = await _message_bytes(s, args)
+    except StorageUnavailable as exc:  # the spool file could not take the literal
+        return _unavailable(exc)
+    items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at) for it, raw in zip(items, raws, strict=True)]
     try:
         if len(items) == 1:
             it = items[0]
@@ -61,8 +71,28 @@ async def append(s: ImapSession, cmd: Command) -> Result:
         return Result.no("No such mailbox", "TRYCREATE")
     except TooLarge:
         return Result.no("Message too large", "TOOBIG")
+    except StorageUnavailable as exc:
+        return _unavailable(exc)
     uids = [d.uids[dest.id] for d in delivered]
     if deleted_at:
         marked = [(uids[i], uids[i]) for i in deleted_at]
-        await s.store.call(s.store.store_flags, s.account_id, dest.id, marked, "add", [], True)
+        try:
+            await s.store.call(s.store.store_flags, s.account_id, dest.id, marked, "add", [], True)
+        except StorageUnavailable as exc:  # the messages are stored, only their \Deleted flag is missing
+            return _unavailable(exc, " (the message was stored without \\Deleted)")
     return Result.ok("APPEND completed", serializer.appenduid_code(dest.uidvalidity, uids))
+
+
+async def _message_bytes(s: ImapSession, args: AppendArgs) -> list[Any]:
+    """Each message as a bytes-like object for the store. Small literals are bytes already; spooled ones
+    (large, see janusmail.imap.literals) are read-only maps of their files, handed out through the spool's
+    load gate and unmapped when the session closes the command's spools, right after this command."""
+    spools = [m.data for m in args.messages if isinstance(m.data, Spool)]
+    loaded = iter(await spooler_for(s.rt).load(spools)) if spools else iter(())
+    return [next(loaded) if isinstance(m.data, Spool) else m.data for m in args.messages]
+
+
+def _unavailable(exc: StorageUnavailable, extra: str = "") -> Result:
+    """A plain, retryable reason (RFC 5530 UNAVAILABLE): the server is fine, its disk is not."""
+    reason = "Not enough disk space to store the message" if exc.full else "The mail store cannot write to disk"
+    return Result.no(f"{reason}{extra}, try again later", "UNAVAILABLE")

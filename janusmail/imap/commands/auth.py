@@ -3,13 +3,18 @@
 Secrets never cross a plaintext connection unless policy allows it (loopback by default): LOGIN and the
 mechanisms that expose a secret are refused with ``NO [PRIVACYREQUIRED]`` and the capability list says
 LOGINDISABLED / leaves those AUTH= out. Failed logins wait out the throttle's delay before the NO.
+
+Logins cannot starve the server (:mod:`janusmail.auth.throttle`): LOGIN asks the throttle on the event loop
+before anything else, so a (client, account) pair that keeps failing is refused (``NO [AUTHENTICATIONFAILED]``
+after the rest of its penalty) without a thread, a query or argon2; verification runs on the authenticator's
+own threads behind its bounded hashing gate (full: ``NO [UNAVAILABLE]`` at once).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
+from janusmail.auth.throttle import LoginRefused
 from janusmail.imap.codec import AuthenticateArgs, Command, LoginArgs, serializer
 
 from . import handler
@@ -40,7 +45,11 @@ async def login(s: ImapSession, cmd: Command) -> Result:
         return Result.no("Authentication is not available", "UNAVAILABLE")
     if not s.plaintext_ok():
         return Result.no("Use STARTTLS or the TLS port before logging in", "PRIVACYREQUIRED")
-    result = await asyncio.to_thread(auth.verify_password, args.username, args.password, "imap")
+    try:
+        auth.precheck(s.peer, args.username)
+        result = await auth.run(auth.verify_password, args.username, args.password, "imap", client_ip=s.peer)
+    except LoginRefused as exc:
+        return await s.login_refused(exc)
     if result is None:
         return await s.login_failed(args.username)
     return await s.login_succeeded(result)
@@ -55,7 +64,7 @@ async def authenticate(s: ImapSession, cmd: Command) -> Result | None:
     auth = s.rt.auth
     if auth is None:
         return Result.no("Authentication is not available", "UNAVAILABLE")
-    mech = SaslServer(auth, "imap").create(args.mechanism, s.tls_active, s.peer_loopback)
+    mech = SaslServer(auth, "imap", client_ip=s.peer).create(args.mechanism, s.tls_active, s.peer_loopback)
     if mech is None:
         known = MECHANISMS.get(args.mechanism.upper())
         if known is not None and known.exposes_secret and not s.plaintext_ok():

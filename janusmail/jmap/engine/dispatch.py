@@ -5,6 +5,8 @@ every method: the registry (which names exist under which capability), result re
 creation-id map, error wrapping, and the response envelope. Everything a handler needs from the outside
 world (the store, the principal, account permissions) reaches it through the ``CallContext`` that the
 caller's ``ctx_factory`` builds, so the HTTP layer decides what a context carries and tests pass a fake.
+The one storage fact it knows is ``StorageUnavailable`` (disk full, I/O error), whichever method hits it: it
+is the method-level ``serverUnavailable`` (try again later) rather than ``serverFail`` (a bug).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
+
+from janusmail.store.model import StorageUnavailable
 
 from .errors import LIMIT, UNKNOWN_CAPABILITY, MethodError, ProblemDetails
 from .limits import CORE, DEFAULT_LIMITS, Limits
@@ -318,6 +322,10 @@ class Engine:
             return [(r[0], r[1]) for r in out]
         except MethodError as exc:
             return [("error", exc.to_dict())]
+        except StorageUnavailable as exc:
+            # Disk full or a disk I/O error: nothing was written, and it is temporary (§3.6.2 serverUnavailable).
+            log.warning("JMAP method %s (call %r): %s", info.method, info.call_id, exc)
+            return [("error", {"type": "serverUnavailable", "description": str(exc)})]
         except Exception:
             # Internals stay in the log; the client learns only that the server failed (§3.6.2).
             log.exception("JMAP method %s (call %r) failed", info.method, info.call_id)

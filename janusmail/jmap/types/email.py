@@ -64,7 +64,7 @@ from janusmail.jmap.engine.args import check_known_arguments, read_id, read_stri
 from janusmail.jmap.engine.types import is_creation_ref, is_id
 from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.parse import parse_message
-from janusmail.store.model import IngestItem, NotFound, StoreError, TooLarge
+from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, StoreError, TooLarge
 from janusmail.store.schema import emails, messages
 from janusmail.store.writes import writes
 
@@ -401,10 +401,14 @@ def _import_batch(
     try:
         delivered = store.ingest_many(account_id, [item for _, item in ready])
         results.update({cid: d for (cid, _), d in zip(ready, delivered, strict=True)})
+    except StorageUnavailable:
+        raise  # disk full / I/O error: the whole method is serverUnavailable, not one SetError per email
     except StoreError:
         for cid, item in ready:
             try:
                 results[cid] = store.ingest_many(account_id, [item])[0]
+            except StorageUnavailable as exc:  # others of this call may be stored already: report per email
+                results[cid] = SetError("serverUnavailable", str(exc))
             except NotFound:
                 results[cid] = SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"])
             except TooLarge:

@@ -48,6 +48,7 @@ from janusmail.store.model import (
     MailboxCounts,
     NotFound,
     RoleTaken,
+    StorageUnavailable,
     StoreError,
 )
 
@@ -194,6 +195,8 @@ def _check_parent(call: Call, value: Any) -> str | None:
 
 
 def _store_error(exc: StoreError) -> SetError:
+    if isinstance(exc, StorageUnavailable):  # not this object's fault: the whole method is serverUnavailable
+        raise exc
     if isinstance(exc, AlreadyExists):
         return _bad("name", "a sibling mailbox already has this name")
     if isinstance(exc, RoleTaken):

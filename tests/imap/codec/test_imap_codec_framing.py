@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,10 @@ from janusmail.imap.codec import (
     ParseError,
     decode_sasl_response,
 )
+from tests.fuzzing import examples
 from tests.imap.codec.imap_codec_util import feed_all, feed_chunks, without_continuations
+
+pytestmark = pytest.mark.fuzz
 
 
 def names(events: list) -> list[str]:
@@ -269,7 +273,7 @@ VALID = [
 ]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.sampled_from(VALID), min_size=1, max_size=8),
     st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=200),
@@ -307,7 +311,7 @@ _tokens = st.sampled_from(
 )  # fmt: skip
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.one_of(st.binary(max_size=300), st.lists(_tokens, max_size=60).map(b"".join)))
 def test_garbage_never_raises(data: bytes) -> None:
     p = CommandParser(max_line=120, max_literal=50, max_depth=8)
@@ -317,7 +321,7 @@ def test_garbage_never_raises(data: bytes) -> None:
         assert not (isinstance(e, ParseError) and e.code == "SERVERBUG"), e
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.one_of(st.binary(max_size=300), st.lists(_tokens, max_size=60).map(b"".join)))
 def test_connection_recovers_after_garbage(data: bytes) -> None:
     # a garbage line ending in a literal header legitimately swallows what follows; exclude that case
@@ -328,7 +332,7 @@ def test_connection_recovers_after_garbage(data: bytes) -> None:
     assert isinstance(last, Command) and (last.tag, last.name) == ("z9", "NOOP"), events[-3:]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.sampled_from(VALID[:9]), st.integers(min_value=0, max_value=400), st.binary(min_size=1, max_size=3))
 def test_mutated_commands_never_raise(command: bytes, at: int, junk: bytes) -> None:
     at = at % (len(command) + 1)

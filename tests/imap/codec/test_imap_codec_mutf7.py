@@ -7,6 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from janusmail.imap.codec import mutf7
+from tests.fuzzing import examples
+
+pytestmark = pytest.mark.fuzz
 
 VECTORS = [
     ("INBOX", "INBOX"),
@@ -58,7 +61,7 @@ def test_encode_rejects_lone_surrogate() -> None:
 _names = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(_names)
 def test_roundtrip(text: str) -> None:
     wire = mutf7.encode(text)
@@ -66,7 +69,7 @@ def test_roundtrip(text: str) -> None:
     assert mutf7.decode(wire) == text
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.text(st.sampled_from("&-ABCabc+,/019 AGEU"), max_size=30))
 def test_decode_is_canonical_or_raises(wire: str) -> None:
     try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from janusmail.imap.codec import NumberSet, SequenceSet
+from tests.fuzzing import examples
+
+pytestmark = pytest.mark.fuzz
 
 
 def test_parse_and_to_string() -> None:
@@ -60,20 +61,18 @@ def test_numberset_behaviour() -> None:
     assert SequenceSet.of([5, 1, 2, 3]).to_string() == "1:3,5"
 
 
-def test_one_to_star_on_a_huge_mailbox_is_cheap() -> None:
-    start = time.perf_counter()
-    for _ in range(1000):
-        ns = SequenceSet.parse("1:*").resolve(100_000)
-        assert 99_999 in ns
+def test_one_to_star_on_a_huge_mailbox_stays_a_range() -> None:
+    """A range, never an expanded list: that is what keeps it cheap (the time is in bench/codec.py)."""
+    ns = SequenceSet.parse("1:*").resolve(100_000)
+    assert 99_999 in ns
     assert ns.ranges == ((1, 100_000),) and len(ns) == 100_000
     assert SequenceSet.parse("1:4294967295").resolve(4294967295).ranges == ((1, 4294967295),)
-    assert time.perf_counter() - start < 1.0  # 1000 resolutions; expanded lists would take minutes
 
 
 _bound = st.one_of(st.none(), st.integers(min_value=1, max_value=60))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(_bound, _bound), min_size=1, max_size=8), st.integers(min_value=0, max_value=70))
 def test_resolve_matches_naive_expansion(items: list, largest: int) -> None:
     s = SequenceSet(items)
@@ -89,7 +88,7 @@ def test_resolve_matches_naive_expansion(items: list, largest: int) -> None:
         assert (n in resolved) == (n in naive) == s.contains(n, largest)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.sets(st.integers(min_value=1, max_value=500)))
 def test_numberset_from_numbers_roundtrip(numbers: set[int]) -> None:
     ns = NumberSet.from_numbers(numbers)

@@ -177,7 +177,7 @@ async def _apply(h: Any, txn: list[tuple[str, int]], serial: list[int]) -> None:
     await h.ok("Note/set", {"accountId": "A1", "create": create, "update": update, "destroy": destroy})
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(actions, max_size=5), st.lists(actions, min_size=1, max_size=6), st.integers(1, 5))
 def test_changes_paging_reconstructs_the_server(
     make_harness: Any, before: Any, after: Any, max_changes: int
@@ -433,7 +433,7 @@ QUERIES = [
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(actions, max_size=4), st.lists(actions, min_size=1, max_size=5), st.sampled_from(QUERIES))
 def test_query_changes_let_the_client_rebuild_the_results(
     make_harness: Any, before: Any, after: Any, q: tuple[dict[str, Any], bool]

@@ -10,6 +10,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from janusmail.jmap.engine import PointerError, SetError, apply_patch, evaluate, validate_patch
+from tests.fuzzing import examples
+
+pytestmark = pytest.mark.fuzz
 
 DOC = {
     "list": [
@@ -158,7 +161,7 @@ def object_and_patch(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     return obj, patch
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(object_and_patch())
 def test_valid_patches_do_what_they_say(case: tuple[dict[str, Any], dict[str, Any]]) -> None:
     obj, patch = case
@@ -179,7 +182,7 @@ def test_valid_patches_do_what_they_say(case: tuple[dict[str, Any], dict[str, An
             assert out[k] == obj[k]
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(objects, st.dictionaries(keys, values, max_size=5))
 def test_any_patch_either_applies_or_is_invalid_patch(obj: dict[str, Any], patch: dict[str, Any]) -> None:
     try:

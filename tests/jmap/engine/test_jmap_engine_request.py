@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 
 from janusmail.jmap.engine import CORE, Engine, Limits, ProblemDetails, parse_request
 from janusmail.jmap.engine.request import has_duplicate_keys
+from tests.fuzzing import examples
+
+pytestmark = pytest.mark.fuzz
 
 P = "urn:ietf:params:jmap:error:"
 
@@ -163,7 +166,7 @@ def _has_dups(text: str) -> bool:
     return found
 
 
-@settings(max_examples=400)
+@settings(max_examples=examples(400))
 @given(json_value)
 def test_duplicate_detection_matches_a_slow_reference(value: object) -> None:
     text = _render(value)
@@ -171,7 +174,7 @@ def test_duplicate_detection_matches_a_slow_reference(value: object) -> None:
     assert has_duplicate_keys(body, orjson.loads(body)) == _has_dups(text)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_never_crash(body: bytes) -> None:
     try:

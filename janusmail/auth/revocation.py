@@ -1,0 +1,67 @@
+"""Is the credential a session logged in with still good? The check behind "sessions end with their credential".
+
+JMAP authenticates every request, so a replaced password, a revoked app password or an expired token fails at
+the next request by itself. An IMAP session authenticates once and may run for days; without this check it
+would keep reading (and writing) mail with a credential the operator has taken away, and keep promising
+JMAPACCESS that JMAP no longer honours. The rule, as the README states it: a session whose credential was
+revoked, replaced or expired is told ``* BYE`` at its next command (within seconds while IDLE).
+
+:func:`check` is what the session asks before every command. It costs one primary-key read: the account's
+credential epoch (:mod:`janusmail.store.credentials`) against the baseline the session logged in under. Only
+when the account's credentials changed since does it look at *which* change: a password change ends
+password (and SCRAM) sessions, a revoked or deleted app password ends the sessions of that app password only,
+and anything else (another app password revoked) just moves the baseline. Token expiry needs no database:
+``exp`` plus the issuer's clock-skew grace, the moment a new login with the token would fail too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from janusmail.store import credentials
+
+from . import app_passwords
+from .authenticator import AuthResult
+
+PASSWORD_CHANGED = "Your password was changed; log in again with the new one"
+APP_PASSWORD_REVOKED = "This app password was revoked"
+TOKEN_EXPIRED = "Your access token expired; log in again with a new one"
+ACCOUNT_GONE = "This account no longer exists"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``reason``: why the session must end (safe to show the client), ``None`` while the credential is good.
+    ``baseline``: the epoch to compare with next time (moved forward past changes that did not concern us)."""
+
+    reason: str | None
+    baseline: int
+
+
+def deadline(result: AuthResult, grace: float = 0) -> float | None:
+    """When a session logged in with ``result`` must end by the clock (bearer tokens), else ``None``."""
+    if result.method != "bearer" or result.expires_at is None:
+        return None
+    return result.expires_at + grace
+
+
+def check(engine: sa.Engine, result: AuthResult, baseline: int, *, now: float, grace: float = 0) -> Verdict:
+    """Would the credential ``result`` was made from still be accepted, as far as revocation and expiry go?"""
+    end = deadline(result, grace)
+    if end is not None and now >= end:
+        return Verdict(TOKEN_EXPIRED, baseline)
+    found = credentials.epochs(engine, result.account_id)
+    if found is None:
+        return Verdict(ACCOUNT_GONE, baseline)
+    epoch, password_epoch = found
+    if epoch <= baseline:
+        return Verdict(None, baseline)
+    if result.method in ("password", "scram") and password_epoch > baseline:
+        return Verdict(PASSWORD_CHANGED, baseline)
+    if result.method == "app_password":
+        ap = app_passwords.get(engine, result.credential_id) if result.credential_id else None
+        if ap is None or not ap.active or ap.account_id != result.account_id:
+            return Verdict(APP_PASSWORD_REVOKED, baseline)
+    return Verdict(None, epoch)

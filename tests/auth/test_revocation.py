@@ -1,0 +1,166 @@
+"""The credential check behind "sessions end with their credential", over a real store (SQLite and PostgreSQL).
+
+``revocation.check`` is what an IMAP session asks before every command; these tests pin down which change ends
+which session (a password change ends password and SCRAM sessions only, a revocation that one app password's
+only), that unrelated changes merely move the baseline, that a token ends at ``exp`` plus its issuer's grace,
+and the store facts under it: epochs stamped in the change's own transaction, increasing store-wide, and the
+SQLite watcher that turns another process's change into a notifier event.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from janusmail.auth import app_passwords, passwords, revocation
+from janusmail.auth.authenticator import AuthResult
+from janusmail.store.credentials import CredentialWatcher, is_credential_event
+from janusmail.store.store import Store
+
+
+def result(store: Store, account_id: str, method: str, credential_id: str | None = None,
+           expires_at: int | None = None) -> AuthResult:
+    acct = store.get_account(account_id)
+    assert acct is not None
+    return AuthResult(account_id, acct.address, method, credential_id, frozenset({"imap"}), expires_at)
+
+
+@pytest.fixture
+def alice(store: Store) -> str:
+    return store.create_account("alice@example.test", *passwords.make_credentials("old password")).id
+
+
+def test_password_change_ends_password_and_scram_sessions_only(store: Store, alice: str) -> None:
+    ap, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
+    baseline = store.credential_sequence()
+    pw, scram, app = (result(store, alice, m, ap.id if m == "app_password" else None)
+                      for m in ("password", "scram", "app_password"))
+    for r in (pw, scram, app):
+        assert revocation.check(store.engine, r, baseline, now=0) == revocation.Verdict(None, baseline)
+    store.set_credentials(alice, *passwords.make_credentials("new password"))
+    for r in (pw, scram):
+        assert revocation.check(store.engine, r, baseline, now=0).reason == revocation.PASSWORD_CHANGED
+    verdict = revocation.check(store.engine, app, baseline, now=0)
+    assert verdict.reason is None and verdict.baseline > baseline  # moved past a change that was not ours
+    # A session that logged in after the change (its baseline read before verifying) is not ended by it.
+    after = store.credential_sequence()
+    assert revocation.check(store.engine, pw, after, now=0) == revocation.Verdict(None, after)
+
+
+def test_revocation_ends_that_app_password_only(store: Store, alice: str) -> None:
+    laptop, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
+    phone, _ = app_passwords.create(store.engine, alice, "phone", "imap")
+    baseline = store.credential_sequence()
+    assert app_passwords.revoke(store.engine, alice, "laptop")
+    gone = revocation.check(store.engine, result(store, alice, "app_password", laptop.id), baseline, now=0)
+    assert gone.reason == revocation.APP_PASSWORD_REVOKED
+    for r in (result(store, alice, "app_password", phone.id), result(store, alice, "password")):
+        assert revocation.check(store.engine, r, baseline, now=0).reason is None
+    # Re-creating the name deletes the revoked row: the old session's credential is still gone.
+    app_passwords.create(store.engine, alice, "laptop", "imap")
+    again = revocation.check(store.engine, result(store, alice, "app_password", laptop.id), baseline, now=0)
+    assert again.reason == revocation.APP_PASSWORD_REVOKED
+    # A revocation that matched nothing changes nothing.
+    before = store.credential_sequence()
+    assert not app_passwords.revoke(store.engine, alice, "no such name")
+    assert store.credential_sequence() == before
+
+
+def test_token_ends_at_exp_plus_grace_without_a_database_change(store: Store, alice: str) -> None:
+    baseline = store.credential_sequence()
+    tok = result(store, alice, "bearer", "jti-1", expires_at=1_000)
+    assert revocation.deadline(tok) == 1_000 and revocation.deadline(tok, 60) == 1_060
+    assert revocation.check(store.engine, tok, baseline, now=999.9).reason is None
+    assert revocation.check(store.engine, tok, baseline, now=1_000).reason == revocation.TOKEN_EXPIRED
+    assert revocation.check(store.engine, tok, baseline, now=1_030, grace=60).reason is None
+    assert revocation.deadline(result(store, alice, "password")) is None
+    # Passwords and app passwords do not expire by the clock.
+    assert revocation.check(store.engine, result(store, alice, "password"), baseline, now=10**12).reason is None
+
+
+def test_deleted_account(store: Store, alice: str) -> None:
+    r = result(store, alice, "password")
+    baseline = store.credential_sequence()
+    store.delete_account(alice)
+    assert revocation.check(store.engine, r, baseline, now=0).reason == revocation.ACCOUNT_GONE
+
+
+def test_epochs_increase_store_wide_in_commit_order(store: Store, alice: str) -> None:
+    bob = store.create_account("bob@example.test", "x").id
+    assert store.credential_epochs(alice) == (0, 0) and store.credential_sequence() == 0
+    store.set_credentials(alice, "h1", None)
+    assert store.credential_epochs(alice) == (1, 1)
+    app_passwords.create(store.engine, bob, "p", "imap")
+    app_passwords.revoke(store.engine, bob, "p")
+    assert store.credential_epochs(bob) == (2, 0)  # a revocation is not a password change
+    store.set_credentials(alice, "h2", None)
+    assert store.credential_epochs(alice) == (3, 3) and store.credential_sequence() == 3
+    assert store.credential_epochs("A-does-not-exist") is None
+
+
+async def test_local_changes_are_announced_on_the_notifier(store: Store, alice: str) -> None:
+    sub = store.notifier.subscribe(alice)
+    try:
+        await store.call(store.set_credentials, alice, "h", None)
+        events = await sub.wait(30)
+        assert any(is_credential_event(ev) for ev in events)
+        assert all(not ev.mailbox_ids for ev in events if is_credential_event(ev))
+    finally:
+        sub.close()
+
+
+async def test_watcher_hears_another_process_on_sqlite(tmp_path) -> None:  # noqa: ANN001
+    """Another process = another engine on the same SQLite file (the CLI): its change reaches subscribers."""
+    server = Store.open(tmp_path / "data")
+    cli = Store.open(tmp_path / "data")
+    try:
+        alice = server.create_account("alice@example.test", "x").id
+        ap, _ = app_passwords.create(server.engine, alice, "laptop", "imap")
+        watcher = CredentialWatcher(server, interval=3600)  # polled by hand below: no timing involved
+        watcher.start()
+        try:
+            sub = server.notifier.subscribe(alice)
+            assert watcher.poll() == 0
+            assert app_passwords.revoke(cli.engine, alice, ap.id)  # writes through the other engine only
+            assert watcher.poll() == 1
+            events = await sub.wait(30)
+            assert [ev.account_id for ev in events if is_credential_event(ev)] == [alice]
+            assert watcher.poll() == 0  # announced once
+            cli.delete_account(alice)  # a deletion leaves no row to stamp: the listened-to account is missed
+            assert watcher.poll() == 1
+            events = await sub.wait(30)
+            assert [ev.account_id for ev in events if is_credential_event(ev)] == [alice]
+            sub.close()
+        finally:
+            watcher.stop()
+    finally:
+        cli.close()
+        server.close()
+
+
+def test_server_store_starts_the_watcher_on_sqlite_only(store: Store) -> None:
+    store.start_listener()  # PostgreSQL hears other processes through LISTEN/NOTIFY instead
+    assert (store._credential_watcher is not None) == store.sqlite
+
+
+def test_migration_keeps_existing_accounts_at_epoch_zero(db_url: str | None, tmp_path) -> None:  # noqa: ANN001
+    """A store created before the credential epochs existed upgrades in place: its accounts start at 0."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from janusmail.store import db
+    from janusmail.store.schema import accounts
+
+    engine = db.make_engine(db_url or db.sqlite_url(tmp_path))
+    try:
+        cfg = db.alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+            conn.execute(sa.text("INSERT INTO accounts (id, address, password_hash, created_at) "
+                                 "VALUES ('Aold', 'old@example.test', 'x', 0)"))
+        db.migrate(engine)
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(accounts.c.credential_epoch, accounts.c.password_epoch)).one()
+        assert tuple(row) == (0, 0)
+    finally:
+        engine.dispose()
