@@ -34,7 +34,7 @@ fuzz: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
-	@for b in bench/codec.py bench/latency.py bench/imap.py bench/jmap.py; do if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
+	@for b in bench/codec.py bench/latency.py bench/login_flood.py bench/imap.py bench/jmap.py; do if [ -f $$b ]; then $(BIN)/python $$b || exit 1; fi; done
 
 lint: install
 	$(BIN)/ruff check janusmail tests bench

@@ -100,6 +100,9 @@ async def stop_all(rt: Runtime) -> None:
     for close in reversed(rt.closers):
         with contextlib.suppress(Exception):
             await close()
+    auth_close = getattr(rt.auth, "close", None)  # the login threads (janusmail.auth.Authenticator.run)
+    if auth_close is not None:
+        auth_close()
 
 
 async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None = None) -> None:

@@ -40,7 +40,7 @@ from . import app_passwords, passwords
 from .policy import PROTOCOLS, AuthPolicy
 from .throttle import CLEAN, HashGate, LoginRefused, LoginThrottle, Verdict, client_key
 from .tokens import InvalidRequest, InvalidToken, TokenError, TokenInfo, TokenService
-from .verify_cache import Verified, VerifiedCache
+from .verify_cache import InFlight, Verified, VerifiedCache
 
 __all__ = ["AuthResult", "Authenticator", "LoginRefused", "LoginThrottle", "parse_basic"]
 
@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 MAX_SECRET = 1024  # longer "passwords" are refused before any hashing (argon2 would hash megabytes happily)
 MAX_ADDRESS = 320
-SPARE_THREADS = 8  # login threads beyond the gate's workers and queue, for the cheap work (lookups, refusals)
+SPARE_THREADS = 8  # login threads beyond the gate's and the followers' needs, for cheap work (lookups, refusals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,7 @@ class Authenticator:
             token_service.resolve_address = self.account_id_for
         self._secret = secrets.token_bytes(32)  # keys the fake SCRAM salts; per process
         self.cache = VerifiedCache(self.policy.credential_cache_seconds, clock=clock)
+        self.flights = InFlight()
         self._pool: ThreadPoolExecutor | None = None
 
     # -- running login work --------------------------------------------------------------------------------
@@ -115,7 +116,7 @@ class Authenticator:
         authenticator's own threads. There are enough of them for every hashing slot and queue place plus
         :data:`SPARE_THREADS`, so the gate's waiters never hold back cheap work, and none of the loop's."""
         if self._pool is None:
-            size = self.gate.workers + self.gate.queue + SPARE_THREADS
+            size = self.gate.workers + self.gate.queue + self.flights.max_followers + SPARE_THREADS
             self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="janus-login")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
@@ -184,6 +185,7 @@ class Authenticator:
         * Order: throttle, account lookup, the cache of recent verifications (no argon2 on a hit), app
           passwords (SHA-256), then argon2 behind :attr:`gate`, ranked by the throttle's priority for
           ``client_ip`` (an address this account last logged in from first, addresses without failures next).
+          Identical concurrent attempts share one argon2 run (:class:`~janusmail.auth.verify_cache.InFlight`).
         * Unknown addresses (and JMAP-disabled accounts on JMAP) still cost one argon2 verification through the
           same gate at the same priority, so timing does not reveal which addresses exist.
         * The policy gates each kind: e.g. with ``jmap_accepts_account_password`` off, the account password fails
@@ -203,9 +205,8 @@ class Authenticator:
         verdict = self.precheck(client_ip, address)
         row = self._account(address=address) if address else None
         if row is None or (protocol == "jmap" and not row.jmap_enabled):
-            with self._hashing(verdict, client_ip, address):
-                self.precheck(client_ip, address)  # exactly as below: no difference to time or to see
-                passwords.burn_time()
+            # exactly the path of a wrong password below (flight, gate, re-check): nothing to time or to see
+            self._shared_check(self.cache.key("", address, secret), verdict, client_ip, address, _burn)
             return None
         key = self.cache.key(row.id, row.password_hash or "", secret)
         cached = self.cache.get(key)
@@ -220,19 +221,44 @@ class Authenticator:
             found = self._try_app(row, secret, protocol, key)
             if found is not None:
                 return found
-        with self._hashing(verdict, client_ip, address):
-            self.precheck(client_ip, address)  # it may have failed while this attempt queued: refuse unchecked
-            if allow_pw:
-                check = passwords.check_password(row.password_hash, secret)
-            else:  # a refused kind fails as slowly as a wrong password: no policy probing
-                passwords.burn_time()
-                return None
-        if check.ok:
-            self._upgrade(row, secret, check.new_hash)
-            now_hash = check.new_hash or row.password_hash or ""
+        if not allow_pw:  # a refused kind fails as slowly as a wrong password: no policy probing
+            self._shared_check(key, verdict, client_ip, address, _burn)
+            return None
+        checks: list[passwords.PasswordCheck] = []
+
+        def check() -> bool:
+            checks.append(passwords.check_password(row.password_hash, secret))
+            return checks[0].ok
+
+        if not self._shared_check(key, verdict, client_ip, address, check):
+            return None
+        if checks:  # verified here (a follower shares the leader's success and has nothing to store)
+            self._upgrade(row, secret, checks[0].new_hash)
+            now_hash = checks[0].new_hash or row.password_hash or ""
             self.cache.put(self.cache.key(row.id, now_hash, secret), "password", row.id)
-            return self._password_result(row)
-        return None
+        return self._password_result(row)
+
+    def _shared_check(
+        self, key: bytes, verdict: Verdict, client_ip: str | None, address: str, check: Callable[[], bool]
+    ) -> bool:
+        """Run ``check`` (argon2) behind the gate, re-asking the throttle once admitted (the pair may have
+        failed while this attempt queued). Identical concurrent attempts (same ``key``) share one run: followers
+        take the leader's success, and verify on their own otherwise."""
+        role, flight = self.flights.join(key)
+        if role == "follow":
+            assert flight is not None
+            if self.flights.wait(flight, self.gate.max_wait + 5) is not None:
+                return True
+            role, flight = "alone", None
+        ok = False
+        try:
+            with self._hashing(verdict, client_ip, address):
+                self.precheck(client_ip, address)
+                ok = check()
+            return ok
+        finally:
+            if role == "lead" and flight is not None:
+                self.flights.finish(key, flight, _SHARED if ok else None)
 
     def _try_app(self, row: sa.Row, secret: str, protocol: str, key: bytes) -> AuthResult | None:
         ap = app_passwords.verify(self.engine, row.id, secret, protocol, now=int(self._clock()))
@@ -441,3 +467,12 @@ def _hash_workers(configured: int | float) -> int:
     if configured and configured > 0:
         return int(configured)
     return max(3, min(4, os.cpu_count() or 1))
+
+
+#: What a flight's leader hands its followers on success (they rebuild the result from their own row).
+_SHARED = Verified("password", "", None, 0.0)
+
+
+def _burn() -> bool:
+    passwords.burn_time()
+    return False

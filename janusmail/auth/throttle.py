@@ -17,8 +17,9 @@ server's CPU is what an attacker floods):
   priority: ``TRUSTED`` (this address last logged in to this account successfully), ``CLEAN`` (no recent failures
   from this address, and nothing else of its in the gate), ``SUSPECT`` (the rest), and within a class by how
   many attempts the address made lately (a flood retries, an owner tries once). Each class has a worker slot
-  the classes below it cannot take, so a trusted or clean login never waits for a guess's hash to finish, and
-  it goes ahead of every queued guess. One account holds only a few queue places. When the queue is full a
+  the classes below it cannot take, so a trusted login never waits for a lower class's hash to finish (a clean
+  one never for a suspect's), and it goes ahead of every lower-ranked waiter. Identical concurrent attempts
+  share one hash (verify_cache.InFlight). One account holds only a few queue places. When the queue is full a
   better-ranked arrival evicts the worst-ranked waiter; otherwise the arrival is refused at once ("busy")
   instead of queueing forever.
 

@@ -91,3 +91,58 @@ class VerifiedCache:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
+
+
+class _Flight:
+    __slots__ = ("done", "verified")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.verified: Verified | None = None
+
+
+class InFlight:
+    """Concurrent verifications of one credential share one hash: the first *leads* (verifies), the others
+    *follow* (wait for its outcome) instead of each taking a hashing slot.
+
+    Why: a mail client opens several connections at once and logs in on each; on a cold cache they would all
+    hash the same password, and the gate would rank all but one as a second attempt from the address. Only a
+    success is shared (a follower whose leader failed verifies on its own, so a failure for one protocol never
+    answers another). Followers block a thread each, so there are at most ``max_followers`` at a time; the
+    rest simply verify on their own.
+    """
+
+    def __init__(self, max_followers: int = 16) -> None:
+        self.max_followers = max_followers
+        self._lock = threading.Lock()
+        self._flights: dict[bytes, _Flight] = {}
+        self._followers = 0
+
+    def join(self, key: bytes) -> tuple[str, _Flight | None]:
+        """``("lead", flight)``: verify, then :meth:`finish`; ``("follow", flight)``: :meth:`wait`;
+        ``("alone", None)``: verify without sharing (too many followers already)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+                return "lead", flight
+            if self._followers >= self.max_followers:
+                return "alone", None
+            self._followers += 1
+            return "follow", flight
+
+    def wait(self, flight: _Flight, timeout: float) -> Verified | None:
+        """The leader's success, or ``None`` (it failed, or took longer than ``timeout``)."""
+        try:
+            flight.done.wait(timeout)
+            return flight.verified
+        finally:
+            with self._lock:
+                self._followers -= 1
+
+    def finish(self, key: bytes, flight: _Flight, verified: Verified | None) -> None:
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        flight.verified = verified
+        flight.done.set()

@@ -59,6 +59,7 @@ from janusmail.auth.throttle import LoginRefused
 from janusmail.config import parse_hostport
 from janusmail.jmap import blobs, push
 from janusmail.jmap.context import JmapContext
+from janusmail.jmap.credential_watch import CredentialWatch, read_baseline
 from janusmail.jmap.engine import CallInfo, Engine, ProblemDetails
 from janusmail.jmap.engine.errors import LIMIT, NOT_JSON
 from janusmail.jmap.session_resource import MAIL, PATHS, Urls, base_path, build_session, email_sort_options
@@ -472,9 +473,12 @@ class JmapApp:
     # -- push --------------------------------------------------------------------------------------------
 
     async def eventsource(self, request: Request) -> Response:
+        baseline = await read_baseline(self.store)  # before authenticating: no credential change is missed
         principal = await self._authenticate(request)
         if isinstance(principal, Response):
             return principal
+        if baseline is None:  # a stream we could not end when its credential dies is not opened
+            return _problem(503, "about:blank", "The account store is unavailable; try again later")
         try:
             params = push.parse_params(
                 dict(request.query_params), self.settings.min_ping, self.settings.max_ping
@@ -498,6 +502,7 @@ class JmapApp:
             last_event_id=request.headers.get("last-event-id"),
             closing=self.closing,
             expires_at=principal.expires_at,
+            credential=CredentialWatch(self.store, principal, baseline, auth=self.auth),
         )
         return _CountedStream(
             stream,
@@ -507,10 +512,15 @@ class JmapApp:
         )
 
     async def websocket(self, ws: WebSocket) -> None:
-        """RFC 8887: authenticate the upgrade request, require the ``jmap`` subprotocol, then serve."""
+        """RFC 8887: authenticate the upgrade request, require the ``jmap`` subprotocol, then serve (until the
+        credential dies, among other ends: see :mod:`janusmail.jmap.websocket`)."""
+        baseline = await read_baseline(self.store)  # before authenticating: no credential change is missed
         principal = await self._authenticate(ws)
         if isinstance(principal, Response):
             await self._deny(ws, principal)
+            return
+        if baseline is None:
+            await self._deny(ws, _problem(503, "about:blank", "The account store is unavailable; try again later"))
             return
         if not self.websocket_enabled or SUBPROTOCOL not in ws.scope.get("subprotocols", []):
             await self._deny(ws, _problem(400, "about:blank", "The WebSocket subprotocol must be 'jmap'"))
@@ -536,6 +546,7 @@ class JmapApp:
                 max_size=self.settings.max_size_request,
                 closing=self.closing,
                 expires_at=principal.expires_at,
+                credential=CredentialWatch(self.store, principal, baseline, auth=self.auth),
             )
             await session.run()
         finally:

@@ -20,12 +20,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 
 from janusmail.store.schema import changes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.jmap.credential_watch import CredentialWatch
 
 __all__ = [
     "PUSH_TYPES",
@@ -136,13 +139,18 @@ async def watch(
     ping: int = 0,
     closing: asyncio.Event | None = None,
     expires_at: float | None = None,
+    credential: CredentialWatch | None = None,
 ) -> AsyncIterator[PushEvent]:
-    """Push events for one account until the server closes or the credential expires (the consumer stops
-    iterating for everything else). With ``previous`` states, a catch-up ``state`` event comes first."""
+    """Push events for one account until the server closes or the credential expires, or (with ``credential``)
+    is revoked or replaced: the subscription's ``Credential`` events are checked, no second subscription
+    needed. The consumer stops iterating for everything else. With ``previous`` states, a catch-up ``state``
+    event comes first."""
     sub = store.notifier.subscribe(account_id)  # before reading the states: no change can fall between
     closing_wait: asyncio.Future[Any] | None = asyncio.ensure_future(closing.wait()) if closing else None
     try:
         states = await store.call(current_states, store, account_id)
+        if credential is not None and await credential.problem() is not None:
+            return  # died between authentication and subscribing: its event came before we listened
         yield PushEvent("open", dict(states))
         if previous is not None:
             moved = {t for t in types if states[t] != previous.get(t)}
@@ -167,8 +175,11 @@ async def watch(
             if closing_wait is not None and closing_wait in done:
                 return
             if waiter in done:
+                events = waiter.result()
+                if credential is not None and await credential.hears(events) is not None:
+                    return
                 moved = set()
-                for ev in waiter.result():
+                for ev in events:
                     for kind in ev.kinds:
                         if kind in states and ev.modseq > states[kind]:
                             states[kind] = ev.modseq
@@ -193,12 +204,14 @@ async def event_stream(
     last_event_id: str | None = None,
     closing: asyncio.Event | None = None,
     expires_at: float | None = None,
+    credential: CredentialWatch | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield SSE bytes until the client goes away, the server closes, the credential expires, or (with
-    ``closeafter=state``) one state event was sent."""
+    """Yield SSE bytes until the client goes away, the server closes, the credential expires or dies (see
+    ``watch``), or (with ``closeafter=state``) one state event was sent. A dead credential just ends the
+    response: RFC 8620 defines no event for it, and the client's reconnection then meets a 401."""
     events = watch(
         store, account_id, params.types, previous=decode_event_id(last_event_id), ping=params.ping,
-        closing=closing, expires_at=expires_at,
+        closing=closing, expires_at=expires_at, credential=credential,
     )  # fmt: skip
     try:
         async for ev in events:

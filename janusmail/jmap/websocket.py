@@ -3,8 +3,17 @@
 Why it sits beside the HTTP API rather than inside it: the same Engine runs the method calls, but the framing
 differs (``@type``-tagged messages, ``requestId`` echo, ``RequestError`` instead of HTTP problem details) and
 push is switched on and off by messages rather than by opening an EventSource. Authentication happens once,
-on the HTTP upgrade request, with the same Authorization rules as every other route; the credential's
-expiry (bearer tokens) ends the connection.
+on the HTTP upgrade request, with the same Authorization rules as every other route.
+
+A connection lives no longer than its credential (README, "Sessions end with their credential"; RFC 8887 §4.2
+lets the server either treat later requests as unauthenticated or close with 1008, Policy Violation; we do
+both, in that order). Before each ``Request`` and ``WebSocketPushEnable`` the credential is checked
+(:mod:`janusmail.jmap.credential_watch`, one primary-key read): if it was revoked, replaced or expired, or
+the account was deleted, that message is not executed but answered with a ``RequestError`` (status 401,
+the reason as ``detail``, the request's ``requestId``), and the socket is closed with 1008 and the reason.
+Between messages (idle, or only pushing), the store's ``Credential`` change events wake the connection, and a
+dead credential closes it the same way within seconds (an API request still running then is cancelled, as
+at shutdown). A token's expiry closes it with 1008 too, at ``exp``.
 
 Requests on one connection are answered in order; push StateChanges (with a ``pushState`` that encodes every
 type's state, the same encoding as EventSource ids) interleave with responses under one send lock.
@@ -22,7 +31,9 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from janusmail.auth import revocation
 from janusmail.jmap import push
+from janusmail.jmap.credential_watch import CredentialWatch
 from janusmail.jmap.engine import Engine, ProblemDetails
 from janusmail.jmap.engine.errors import NOT_REQUEST
 from janusmail.jmap.engine.request import loads_ijson, validate_request
@@ -33,6 +44,10 @@ log = logging.getLogger("janusmail.jmap.websocket")
 
 WEBSOCKET = "urn:ietf:params:jmap:websocket"
 SUBPROTOCOL = "jmap"
+#: RFC 6455 close code "Policy Violation", which RFC 8887 §4.2 names for a credential that is no longer good.
+POLICY_VIOLATION = 1008
+#: A close frame's reason is at most 123 octets (RFC 6455 §5.5: 125 octets of payload, 2 for the code).
+MAX_CLOSE_REASON = 123
 
 
 def websocket_available() -> bool:
@@ -66,6 +81,7 @@ class WebSocketSession:
         max_size: int,
         closing: asyncio.Event,
         expires_at: float | None,
+        credential: CredentialWatch | None = None,
     ) -> None:
         self.ws = ws
         self.engine = engine
@@ -76,6 +92,9 @@ class WebSocketSession:
         self.max_size = max_size
         self.closing = closing
         self.expires_at = expires_at
+        self.credential = credential
+        #: Why the connection is being closed for its credential (closed with 1008 and this reason).
+        self.ended_for: str | None = None
         self._send_lock = asyncio.Lock()
         self._push: asyncio.Task[None] | None = None
 
@@ -85,20 +104,30 @@ class WebSocketSession:
             await self.ws.send_text(data.decode("utf-8"))
 
     async def run(self) -> None:
-        """Receive and answer until the client closes, the server shuts down or the credential expires."""
+        """Receive and answer until the client closes, the server shuts down or the credential dies."""
         receiver = asyncio.ensure_future(self._receive_loop())
         closing = asyncio.ensure_future(self.closing.wait())
+        dead = asyncio.ensure_future(self.credential.dead()) if self.credential is not None else None
+        waits = {receiver, closing} if dead is None else {receiver, closing, dead}
         timeout = None if self.expires_at is None else max(0.0, self.expires_at - time.time())
         try:
-            await asyncio.wait({receiver, closing}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if dead is not None and dead in done and self.ended_for is None:
+                self.ended_for = dead.result()
+            elif not done and self.ended_for is None:
+                self.ended_for = revocation.TOKEN_EXPIRED
         finally:
-            for task in (receiver, closing, self._push):
+            for task in (receiver, closing, dead, self._push):
                 if task is not None and not task.done():
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if self.ended_for is not None:
+                code, reason = POLICY_VIOLATION, _close_reason(self.ended_for)
+            else:
+                code, reason = (1000 if not self.closing.is_set() else 1001), None
             with contextlib.suppress(Exception):
-                await self.ws.close(1000 if not self.closing.is_set() else 1001)
+                await self.ws.close(code, reason)
 
     async def _receive_loop(self) -> None:
         while True:
@@ -115,6 +144,8 @@ class WebSocketSession:
             # RFC 8887 clients send text frames; a binary frame holding the same UTF-8 JSON is accepted too
             # (I-JSON parsing refuses anything that is not UTF-8).
             await self._handle(data)
+            if self.ended_for is not None:
+                return  # the credential died: run() closes the socket with 1008
 
     async def _handle(self, data: bytes) -> None:
         if len(data) > self.max_size:
@@ -130,6 +161,8 @@ class WebSocketSession:
             return
         kind = obj.get("@type") if type(obj) is dict else None
         request_id = obj.get("id") if type(obj) is dict else None
+        if kind in ("Request", "WebSocketPushEnable") and not await self._credential_good(request_id):
+            return
         if kind == "Request":
             await self._request(obj, request_id)
         elif kind == "WebSocketPushEnable":
@@ -152,6 +185,19 @@ class WebSocketSession:
         if request_id is not None:
             envelope["requestId"] = request_id
         await self.send(self.engine.serialize({**envelope, **response}))
+
+    async def _credential_good(self, request_id: Any) -> bool:
+        """Check the credential before doing what a message asks. A dead one gets the message refused as
+        unauthenticated (RequestError, 401) and ends the connection (``ended_for``)."""
+        if self.credential is None:
+            return True
+        reason = await self.credential.problem()
+        if reason is None:
+            return True
+        self.ended_for = reason
+        with contextlib.suppress(Exception):  # the client may be gone already; the close follows regardless
+            await self.send(request_error(ProblemDetails(401, "about:blank", reason), request_id))
+        return False
 
     def _stop_push(self) -> None:
         if self._push is not None and not self._push.done():
@@ -190,3 +236,9 @@ class WebSocketSession:
         finally:
             ready.set()
             await events.aclose()
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to what fits a close frame, on a character boundary."""
+    data = reason.encode("utf-8")[:MAX_CLOSE_REASON]
+    return data.decode("utf-8", "ignore")

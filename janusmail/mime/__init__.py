@@ -6,6 +6,8 @@ are served from that cache plus byte slices of the stored message, never by pars
 Modules:
   parse      parse_message(raw) -> cache dict (the one entry point at ingest)
   structure  the byte-offset scanner (header blocks, multipart boundaries) behind it
+  buffer     bytes-like input (a spool file's mmap, a memoryview) scanned in place, never copied
+  transfer   decoded sizes of base64/quoted-printable bodies, a window at a time (bounded memory)
   envelope   IMAP ENVELOPE lists
   bodies     RFC 8621 §4.1.4 textBody/htmlBody/attachments
   headers    JMAP header forms (asText, asAddresses, ...), ALLOWED_FORMS, header lookup

@@ -47,8 +47,11 @@ def part_text(raw: bytes, part: dict) -> tuple[str, bool]:
     data, problem = decode_body(raw, part)
     jmap = part.get("jmap") or {}
     text, cs_problem = decode_text(data, jmap.get("charset"))
+    del data  # one step at a time, each copy freed before the next: a large part costs two copies at most
     if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            text = text.replace("\r", "\n")
     return text, problem or cs_problem
 
 

@@ -13,9 +13,11 @@ cc, bcc, reply_to, sender, search_text, size, damaged. See structure.py for the 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .addresses import jmap_addresses, parse_address_list
 from .bodies import body_lists, has_attachment
+from .buffer import Raw, scannable
 from .content import part_text
 from .envelope import envelope_from_fields
 from .headers import as_message_ids, as_text, parse_date, unfold
@@ -49,18 +51,23 @@ def _limited(part: dict, max_bytes: int) -> dict:
     return view
 
 
-def _visible_text(raw: bytes, part: dict, max_chars: int) -> str:
+def _visible_text(raw: Raw, part: dict, max_chars: int) -> str:
+    """At most max_chars of the part's visible text: at most 4 octets per character are decoded (the
+    UTF-8 worst case), so a huge text part costs a bounded window, and only max_chars are kept."""
     text, _ = part_text(raw, _limited(part, max_chars * 4 + 1024))
     if part["jmap"]["type"] == "text/html":
         text = html_to_text(text)
     # NUL is legal in a JMAP body value but not in a PostgreSQL text column or a search index
-    return text.replace("\x00", "") if "\x00" in text else text
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    # nothing past max_chars can reach the preview or the search text, so it need not be kept
+    return text[:max_chars] if len(text) > max_chars else text
 
 
 class _Texts:
     """Decoded text per part, so preview and search text decode each part once."""
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: Raw) -> None:
         self.raw = raw
         self.cache: dict[int, str] = {}
 
@@ -122,17 +129,21 @@ def _sections(parts: list[dict]) -> list[str]:
     return [p["section"] for p in parts]
 
 
-def parse_message(raw: bytes) -> dict:
-    """Parse a whole RFC 5322 message into the ingest cache. Never raises on any bytes."""
-    raw = bytes(raw)
-    try:
-        return _parse(raw)
-    except Exception:  # noqa: BLE001 - ingest must accept every message; flag and degrade
-        log.exception("mime parse failed; storing a degraded cache")
-        return _degraded(raw)
+def parse_message(raw: Any) -> dict:
+    """Parse a whole RFC 5322 message into the ingest cache. Never raises on any bytes.
+
+    `raw` may be any bytes-like object; an ``mmap`` of a spool file is scanned in place, never copied,
+    so memory stays bounded whatever the message's size (a window per part at most, see ``buffer`` and
+    ``transfer``), and no reference to it outlives the call."""
+    with scannable(raw) as buf:
+        try:
+            return _parse(buf)
+        except Exception:  # noqa: BLE001 - ingest must accept every message; flag and degrade
+            log.exception("mime parse failed; storing a degraded cache")
+            return _degraded(buf)
 
 
-def _parse(raw: bytes) -> dict:
+def _parse(raw: Raw) -> dict:
     root, fields = parse_structure(raw)
     parsed: dict[str, list] = {}
     headers = [[n.decode("ascii", "replace"), text_of(v)] for n, v in fields]
@@ -182,7 +193,7 @@ def _parse(raw: bytes) -> dict:
     return cache
 
 
-def _degraded(raw: bytes) -> dict:
+def _degraded(raw: Raw) -> dict:
     """Minimal, always-valid cache: one text/plain body covering everything after the header."""
     end = len(raw)
     sep = raw.find(b"\r\n\r\n")

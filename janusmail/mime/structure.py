@@ -13,21 +13,27 @@ stdlib parser cannot report offsets, so we scan ourselves. The rules mirror what
 * a multipart whose closing delimiter never comes runs to the end of its enclosing range;
 * a multipart with no boundary parameter, or no delimiter line at all, is read as text/plain;
 * message/rfc822 is only opened when its transfer encoding is an identity (7bit/8bit/binary).
+
+The message may be ``bytes`` or a ``buffer.ByteSource`` over a spool file's map: nothing here copies a
+body, and the decoded size of a base64/quoted-printable part comes from ``transfer`` without decoding it.
 """
 
 from __future__ import annotations
 
-import binascii
 import re
 
-from .charsets import b64decode_loose
+from .buffer import Raw, regex_target
 from .params import param_value, parse_content_type, parse_disposition, raw_param
+from .transfer import decoded_size
 
 MAX_DEPTH = 48
 MAX_PARTS = 5000
 
-_FIELDS = re.compile(rb"([\x21-\x39\x3b-\x7e]*):([^\n]*(?:\n[ \t][^\n]*)*)(?:\n|\Z)")
-_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]*:[^\n]*(?:\n[ \t][^\n]*)*(?:\n|\Z))*")
+# Possessive quantifiers: a field, once its name and colon matched, always ends at the first line break
+# not followed by a blank, so nothing ever backtracks; and the regex engine keeps no backtracking state per
+# repetition, which for a header of 600,000 lines would be ~250 MiB.
+_FIELDS = re.compile(rb"([\x21-\x39\x3b-\x7e]*+):([^\n]*+(?:\n[ \t][^\n]*+)*+)(?:\n|\Z)")
+_BLOCK = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]*+:[^\n]*+(?:\n[ \t][^\n]*+)*+(?:\n|\Z))*+")
 
 _IDENTITY = frozenset({"7bit", "8bit", "binary"})
 _ENCAPSULATED = frozenset({"rfc822", "global"})
@@ -46,20 +52,31 @@ _CONTENT_FIELDS = frozenset(
 )
 
 
+#: Octets of one header block read into fields. A larger block still ends where it ends (offsets, and so
+#: BODY[HEADER] and every body slice, are exact), but fields past this point are not read and a field
+#: crossing it is cut there, as MTAs cap header memory (Postfix ``header_size_limit``): a 60 MiB header
+#: would otherwise cost several times its size as field objects, and its cache row as much again. Real
+#: header blocks are a few KiB; list traffic with long Received chains stays far below this.
+HEADER_FIELDS_LIMIT = 1 << 20
+
+
 def scan_headers(
-    raw: bytes, start: int, end: int, top: bool = False
+    raw: Raw, start: int, end: int, top: bool = False, limit: int | None = HEADER_FIELDS_LIMIT
 ) -> tuple[list[tuple[bytes, bytes]], int]:
     """Header fields of the entity at [start, end) as (name, raw value) byte pairs, and the offset
-    where its body starts. The value excludes the final line break but keeps folding."""
+    where its body starts. The value excludes the final line break but keeps folding. Fields are read
+    from the first `limit` octets of the block only (None: all of it)."""
     pos = start
     if top and raw.startswith(b"From ", start, end):  # mbox separator line, not a header
         nl = raw.find(b"\n", start, end)
         pos = end if nl < 0 else nl + 1
-    m = _BLOCK.match(raw, pos, end)
+    target = regex_target(raw)
+    m = _BLOCK.match(target, pos, end)
     block_end = m.end() if m else pos
     fields: list[tuple[bytes, bytes]] = []
     if block_end > pos:
-        for name, value in _FIELDS.findall(raw, pos, block_end):
+        stop = block_end if limit is None else min(block_end, pos + limit)
+        for name, value in _FIELDS.findall(target, pos, stop):
             if value.endswith(b"\r"):
                 value = value[:-1]
             fields.append((name, value))
@@ -85,7 +102,7 @@ def _unfold_trim(value: bytes) -> str:
 
 
 def split_multipart(
-    raw: bytes, start: int, end: int, boundary: bytes, trimmed: bool = False
+    raw: Raw, start: int, end: int, boundary: bytes, trimmed: bool = False
 ) -> list[tuple[int, int]]:
     """Byte ranges of the body parts of a multipart body at [start, end).
 
@@ -152,17 +169,7 @@ def split_multipart(
     return ranges
 
 
-def decoded_size(body: bytes, encoding: str) -> int:
-    """Octets after transfer decoding: exactly what content.decode_part will return, so a JMAP
-    part's size always matches its blob (damaged base64 included)."""
-    if encoding == "base64":
-        return len(b64decode_loose(body)[0])
-    if encoding == "quoted-printable":
-        return len(binascii.a2b_qp(body))
-    return len(body)
-
-
-def count_lines(raw: bytes, start: int, end: int) -> int:
+def count_lines(raw: Raw, start: int, end: int) -> int:
     if end <= start:
         return 0
     n = raw.count(b"\n", start, end)
@@ -176,7 +183,7 @@ EMBEDDED_ADDRESS_BUDGET = 256 * 1024
 class _Ctx:
     __slots__ = ("raw", "parts", "budget")
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: Raw) -> None:
         self.raw = raw
         self.parts = 0
         self.budget = [EMBEDDED_ADDRESS_BUDGET]
@@ -300,8 +307,9 @@ def _entity(
         charset = ((raw_param(params, "charset") or "").strip() or None) if ctype is not None else None
         if charset is None and jtype.startswith("text/"):
             charset = "us-ascii"
+        # from the encoded bytes, a window at a time: a huge attachment is never decoded here
         dsize = (
-            decoded_size(raw[body_start:end], encoding)
+            decoded_size(raw, encoding, body_start, end)
             if encoding in ("base64", "quoted-printable")
             else size
         )
@@ -339,7 +347,7 @@ def parse_embedded(ctx: _Ctx, start: int, end: int, section: str, depth: int, tr
     }
 
 
-def parse_structure(raw: bytes) -> tuple[dict, list[tuple[bytes, bytes]]]:
+def parse_structure(raw: Raw) -> tuple[dict, list[tuple[bytes, bytes]]]:
     """Root part of a whole message plus its top-level header fields."""
     ctx = _Ctx(raw)
     return _entity(ctx, 0, len(raw), "", "1", ("text", "plain"), 0, top=True)

@@ -51,13 +51,22 @@ class GroupCommitter:
             if len(self._queue) < self._last_batch:
                 await asyncio.sleep(GATHER_SECONDS)
             while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                self._last_batch = len(batch)
-                by_account: dict[str, list[tuple[IngestItem, asyncio.Future[Delivered]]]] = defaultdict(list)
-                for account_id, item, fut in batch:
-                    by_account[account_id].append((item, fut))
-                for account_id, entries in by_account.items():
-                    await self._commit(account_id, entries)
+                # The batch lives in _run's frame only: once stored, nothing of it stays referenced here. (Kept
+                # in this loop's variables, an idle drainer held the last messages' bytes, possibly tens of MiB,
+                # until the next delivery came.)
+                await self._run(self._take())
+
+    def _take(self) -> list[tuple[str, IngestItem, asyncio.Future[Delivered]]]:
+        batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+        self._last_batch = len(batch)
+        return batch
+
+    async def _run(self, batch: list[tuple[str, IngestItem, asyncio.Future[Delivered]]]) -> None:
+        by_account: dict[str, list[tuple[IngestItem, asyncio.Future[Delivered]]]] = defaultdict(list)
+        for account_id, item, fut in batch:
+            by_account[account_id].append((item, fut))
+        for account_id, entries in by_account.items():
+            await self._commit(account_id, entries)
 
     async def _commit(self, account_id: str, entries: list[tuple[IngestItem, asyncio.Future[Delivered]]]) -> None:
         store = self.store

@@ -56,7 +56,11 @@ class Prepared:
 
 class IngestMixin:
     def prepare(self, item: IngestItem) -> Prepared:
-        """CPU part of ingest (parse, hash, validate keywords): may run outside any transaction."""
+        """CPU part of ingest (parse, hash, validate keywords): may run outside any transaction.
+
+        ``item.raw`` may be any bytes-like object, such as a spool file's read-only map: it is parsed, hashed
+        and later written to the pack in place, never copied, so a 60 MiB message costs the parse's bounded
+        working memory, not its size (tests/store/test_ingest_memory.py)."""
         if len(item.raw) > self.max_message_size:
             raise TooLarge(str(len(item.raw)))
         cache = parse_message(item.raw)

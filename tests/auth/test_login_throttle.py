@@ -30,7 +30,7 @@ from janusmail.auth.throttle import (
     LoginThrottle,
     client_key,
 )
-from janusmail.auth.verify_cache import VerifiedCache
+from janusmail.auth.verify_cache import InFlight, Verified, VerifiedCache
 from janusmail.config import Config
 from janusmail.store.schema import accounts
 
@@ -354,6 +354,26 @@ def test_cache_ttl_bound_and_disable(clock: Clock) -> None:
     assert off.get(b"k") is None
 
 
+def test_in_flight_shares_only_successes_and_bounds_followers() -> None:
+    f = InFlight(max_followers=1)
+    role, lead = f.join(b"k")
+    assert role == "lead" and lead is not None
+    role2, same = f.join(b"k")
+    assert role2 == "follow" and same is lead
+    assert f.join(b"k") == ("alone", None)  # follower cap reached
+    got: list[object] = []
+    th = threading.Thread(target=lambda: got.append(f.wait(same, DEADLINE)), daemon=True)
+    th.start()
+    ok = Verified("password", "a1", None, 0.0)
+    f.finish(b"k", lead, ok)
+    th.join(DEADLINE)
+    assert got == [ok]
+    role3, again = f.join(b"k")  # a finished flight is gone: the next attempt leads
+    assert role3 == "lead" and again is not lead
+    f.finish(b"k", again, None)
+    assert f.wait(again, DEADLINE) is None  # a failure is not shared
+
+
 # --- the authenticator ----------------------------------------------------------------------------------------
 
 
@@ -464,6 +484,39 @@ def test_cache_never_holds_the_password_and_a_changed_password_misses(engine, ma
     assert auth.verify_password("ann@example.test", PW, "imap") is None  # the old entry is unreachable
     assert counting["argon2"] == hashed + 1  # it was checked against the new hash, not answered from memory
     assert auth.verify_password("ann@example.test", "new password", "imap") is not None
+
+
+def test_concurrent_logins_with_one_credential_share_one_hash(engine, make_account: MakeAccount, clock: Clock,
+                                                               monkeypatch) -> None:
+    """A client opening several connections at once on a cold cache pays argon2 once, and none is refused."""
+    acct = make_account("ann@example.test")
+    auth = Authenticator(engine, AuthPolicy(), clock=clock, gate=HashGate(workers=3, queue=0))
+    release, calls = threading.Event(), []
+    real = passwords.check_password
+
+    def held(*a: object) -> passwords.PasswordCheck:
+        calls.append(1)
+        release.wait(DEADLINE)
+        return real(*a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(passwords, "check_password", held)
+    results: list[object] = []
+
+    def login() -> None:
+        try:
+            r = auth.verify_password("ann@example.test", PW, "imap", client_ip="10.0.0.1")
+            results.append(r.account_id if r else None)
+        except LoginRefused as exc:
+            results.append(exc.kind)
+
+    threads = [threading.Thread(target=login, daemon=True) for _ in range(6)]
+    for th in threads:
+        th.start()
+    wait_for(lambda: auth.flights._followers == 5, "five followers")
+    release.set()
+    for th in threads:
+        th.join(DEADLINE)
+    assert results == [acct] * 6 and calls == [1]
 
 
 def test_queued_attempt_is_refused_if_its_pair_failed_meanwhile(engine, make_account: MakeAccount, clock: Clock,

@@ -41,9 +41,12 @@ class HeldHasher(argon2.PasswordHasher):
         self.lock = threading.Lock()
         self.wrong = 0  # verifications of wrong passwords (including the unknown-user burn)
         self.held = 0  # of those, currently held
+        self.right = 0  # verifications of the owner's password
 
     def verify(self, hash: str | bytes, password: str | bytes) -> bool:  # noqa: A002 - argon2's name
         if password == PASSWORD:
+            with self.lock:
+                self.right += 1
             return super().verify(hash, password)
         with self.lock:
             self.wrong += 1
@@ -148,9 +151,9 @@ async def flood(
 ) -> tuple[list[Client], list[asyncio.Task]]:
     """Connect every (source, user) and send one wrong LOGIN each, all at once; the answers come when they come."""
     clients = await asyncio.gather(*(Client.connect(server, source) for source, _ in attempts))
-    tasks = [
-        asyncio.create_task(c.login(user, "wrong guess", retry_busy=retry_busy))
-        for c, (_, user) in zip(clients, attempts, strict=True)
+    tasks = [  # every guess a different password, as in a real attack
+        asyncio.create_task(c.login(user, f"wrong guess {i}", retry_busy=retry_busy))
+        for i, (c, (_, user)) in enumerate(zip(clients, attempts, strict=True))
     ]
     return list(clients), tasks
 
@@ -286,3 +289,15 @@ async def test_authenticate_plain_is_throttled_and_gated_like_login(server, hash
     assert b"t OK" in await fresh.cmd("AUTHENTICATE PLAIN " + plain(ADDRESS, PASSWORD))
     fresh.close()
     holder.close()
+
+
+async def test_a_client_opening_twelve_connections_at_once_pays_one_hash(server, hasher) -> None:
+    """Cold cache, 12 simultaneous LOGINs with the same credential from one address (a mail client starting):
+    all get in, none is refused as busy, and argon2 runs once."""
+    arm(server)
+    clients = await asyncio.gather(*(Client.connect(server, "127.0.0.5") for _ in range(12)))
+    answers = await asyncio.gather(*(c.login(ADDRESS, PASSWORD) for c in clients))
+    assert all(a.startswith(b"a1 OK") for a in answers), answers
+    assert hasher.right == 1
+    for c in clients:
+        c.close()
