@@ -80,13 +80,19 @@ def scannable(raw: Any) -> Iterator[Any]:
     """`raw` as something the scanner can use without copying it: ``bytes``/``bytearray`` as they are, an
     ``mmap`` or any other buffer wrapped in a :class:`ByteSource`.
 
-    A ``memoryview`` made here is released on exit, so the caller can close the map behind it (a spool
-    closes its map when its command ends). Only a buffer that is not C-contiguous is copied."""
+    A map is pinned by a ``memoryview`` for the duration, so a spool that closes its map while the store
+    still parses it (the client went away) gets ``BufferError`` and leaves the unmapping to the GC, instead
+    of the parse failing half way. Views made here are released on exit, so the caller can close the map
+    afterwards. Only a buffer that is not C-contiguous is copied."""
     if isinstance(raw, (bytes, bytearray)):
         yield raw
         return
     if isinstance(raw, mmap.mmap):
-        yield ByteSource(raw)
+        pin = memoryview(raw)
+        try:
+            yield ByteSource(raw)  # the map itself: its find() is C speed, its slices are bytes
+        finally:
+            pin.release()
         return
     try:
         view = memoryview(raw).cast("B")

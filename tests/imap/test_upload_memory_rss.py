@@ -183,12 +183,13 @@ def test_twelve_stalled_60mib_appends_grow_rss_by_less_than_64mib(tmp_path) -> N
         print(report)
         assert stalled_peak - base < AIM, report
         assert after_rss - base < AIM, report
-        # While storing, one message at a time is handed to the store as a map of its spool file (its pages
-        # count in RSS while mapped) and copied once by the MIME parser, then once by the pack writer: about
-        # two messages' worth (measured +129 MiB). Without the load gate all twelve are mapped and stored
-        # together (measured +729 MiB).
+        # While storing, one message at a time is handed to the store as a read-only map of its spool file: its
+        # pages count in RSS while mapped (file-backed page cache, not heap), and the MIME scan and the pack
+        # writer read it in place without copying it. So the peak is the aim plus at most one mapped message
+        # (measured +67 MiB, of which ~60 MiB file pages; +129 MiB when the parser still copied it, +729 MiB
+        # without the load gate that maps one message at a time).
         if ingest_peak is not None:
-            assert ingest_peak - base < AIM + 2 * SIZE, report
+            assert ingest_peak - base < AIM + SIZE, report
 
         out = clients[0].cmd(b"S", b"SELECT Drafts")
         assert any(b"12 EXISTS" in line for line in out), out

@@ -190,3 +190,13 @@ def test_huge_header_blocks_parse_in_bounded_memory():
         kept = sum(len(n) + len(v) for n, v in cache["headers"])
         assert 0 < kept <= HEADER_FIELDS_LIMIT
     assert cache["subject"].startswith("folded b b")
+
+
+def test_a_map_cannot_be_closed_under_the_parse(tmp_path: Path):
+    """A spool closing its map mid-parse (client gone) must get BufferError, not pull the bytes away."""
+    path = tmp_path / "m"
+    path.write_bytes(typical_message())
+    with mapped(path) as mm, scannable(mm) as buf:
+        with pytest.raises(BufferError):
+            mm.close()
+        assert buf.find(b"\r\n\r\n") > 0
