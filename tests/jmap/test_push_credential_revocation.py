@@ -12,6 +12,7 @@ deadlines; no sleeps.
 from __future__ import annotations
 
 import base64
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
@@ -48,34 +49,28 @@ def srv(tmp_path: Any, db_url: str | None) -> Iterator[ServerThread]:
 
 
 @pytest.fixture
-def closing() -> Iterator[list[Any]]:
+def closing() -> Iterator[contextlib.ExitStack]:
     """Everything a test opens, closed at its end whatever happened."""
-    opened: list[Any] = []
-    yield opened
-    for thing in opened:
-        try:
-            thing.close()
-        except Exception:  # noqa: BLE001, S110 - already closed by the server
-            pass
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 def cli(srv: ServerThread, *args: str, input: str | None = None) -> str:
     return janusmail_cmd(srv.config.data_dir, *args, db=srv.db, input=input).stdout  # type: ignore[attr-defined]
 
 
-def as_user(srv: ServerThread, secret: str, closing: list[Any]) -> Jmap:
+def as_user(srv: ServerThread, secret: str, closing: contextlib.ExitStack) -> Jmap:
     j = client_for(srv, ALICE, secret)
-    closing.append(j.http)
+    closing.enter_context(j.http)
     return j
 
 
-def ws_open(j: Jmap, secret: str, closing: list[Any]) -> ClientConnection:
+def ws_open(j: Jmap, secret: str, closing: contextlib.ExitStack) -> ClientConnection:
     url = j.http.get("/.well-known/jmap").json()["capabilities"][WS]["url"]
     token = base64.b64encode(f"{j.address}:{secret}".encode()).decode()
-    conn = connect(url, subprotocols=["jmap"], additional_headers={"Authorization": f"Basic {token}"},
-                   open_timeout=DEADLINE)
-    closing.append(conn)
-    return conn
+    return closing.enter_context(connect(
+        url, subprotocols=["jmap"], additional_headers={"Authorization": f"Basic {token}"}, open_timeout=DEADLINE,
+    ))
 
 
 class Stream:
@@ -83,11 +78,12 @@ class Stream:
     sends once it listens and has read the current states: a change made after that is pushed.
     ``next()`` returns the next event's name, or ``None`` once the response has ended."""
 
-    def __init__(self, j: Jmap, secret: str, closing: list[Any]) -> None:
+    def __init__(self, j: Jmap, secret: str, closing: contextlib.ExitStack) -> None:
         self.events: queue.Queue[str | None] = queue.Queue()
         self.ready = threading.Event()
-        self._client = httpx.Client(base_url=j.server.config.public_url, auth=(j.address, secret), timeout=None)
-        closing.append(self)
+        self._client = closing.enter_context(
+            httpx.Client(base_url=j.server.config.public_url, auth=(j.address, secret), timeout=None)
+        )
         threading.Thread(target=self._run, daemon=True).start()
         assert self.ready.wait(DEADLINE), "the stream never opened"
 
@@ -108,9 +104,6 @@ class Stream:
 
     def next(self) -> str | None:
         return self.events.get(timeout=DEADLINE)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 def recv(conn: ClientConnection) -> dict[str, Any]:
@@ -170,7 +163,7 @@ def account_id(srv: ServerThread) -> str:
     return srv.store.account_by_address(ALICE).id
 
 
-def test_revoked_app_password_closes_its_websockets_and_no_others(srv: ServerThread, closing: list[Any]) -> None:
+def test_revoked_app_password_closes_its_websockets_and_no_others(srv: ServerThread, closing: contextlib.ExitStack) -> None:
     _, laptop = app_passwords.create(srv.store.engine, account_id(srv), "laptop", "jmap")
     _, phone = app_passwords.create(srv.store.engine, account_id(srv), "phone", "jmap")
     j_laptop, j_phone = as_user(srv, laptop, closing), as_user(srv, phone, closing)
@@ -198,7 +191,7 @@ def test_revoked_app_password_closes_its_websockets_and_no_others(srv: ServerThr
 
 
 def test_request_after_an_unheard_revocation_is_refused(
-    srv: ServerThread, closing: list[Any], monkeypatch: pytest.MonkeyPatch
+    srv: ServerThread, closing: contextlib.ExitStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The check before each request stands alone: with the credential events lost, a revoked app password's
     next request is answered with a RequestError (401, its requestId, the reason) instead of being run, and
@@ -221,7 +214,7 @@ def test_request_after_an_unheard_revocation_is_refused(
     assert not {"Nope", "Nor"} & mailbox_names(j_password)
 
 
-def test_password_change_ends_password_streams_and_sockets_only(srv: ServerThread, closing: list[Any]) -> None:
+def test_password_change_ends_password_streams_and_sockets_only(srv: ServerThread, closing: contextlib.ExitStack) -> None:
     _, app = app_passwords.create(srv.store.engine, account_id(srv), "laptop", "jmap")
     j_password, j_app = as_user(srv, PASSWORDS[ALICE], closing), as_user(srv, app, closing)
     stream = Stream(j_password, PASSWORDS[ALICE], closing)
@@ -247,7 +240,7 @@ def test_password_change_ends_password_streams_and_sockets_only(srv: ServerThrea
     expect_stream_event(fresh)
 
 
-def test_deleted_account_ends_its_connections(srv: ServerThread, closing: list[Any]) -> None:
+def test_deleted_account_ends_its_connections(srv: ServerThread, closing: contextlib.ExitStack) -> None:
     j = as_user(srv, PASSWORDS[ALICE], closing)
     stream = Stream(j, PASSWORDS[ALICE], closing)
     sock = ws_open(j, PASSWORDS[ALICE], closing)
