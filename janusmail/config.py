@@ -175,6 +175,9 @@ class HttpConfig:
     #: the real client, e.g. ``["127.0.0.1", "10.0.0.0/8"]``. Default: none, so the TCP peer is the client and
     #: no request can choose the address the failed-login throttle counts it under.
     trusted_proxies: list[str] = field(default_factory=list)
+    #: The ONE header those proxies write the client into: ``x-forwarded-for`` (nginx, HAProxy; default) or
+    #: ``forwarded`` (RFC 7239). The other is never read: proxies pass it through from the client untouched.
+    forwarded_header: str = "x-forwarded-for"
 
 
 @dataclass
@@ -241,6 +244,11 @@ class Config:
                 ipaddress.ip_network(str(proxy).strip(), strict=False)
             except ValueError:
                 raise ValueError(f"http.trusted_proxies: {proxy!r} is not an IP address or network") from None
+        header = self.http.forwarded_header
+        if not isinstance(header, str) or header.strip().lower() not in ("x-forwarded-for", "forwarded"):
+            raise ValueError(
+                f"http.forwarded_header must be x-forwarded-for or forwarded, not {self.http.forwarded_header!r}"
+            )
 
 
 def _overlay(obj: Any, data: dict[str, Any], where: str) -> None:

@@ -112,7 +112,8 @@ class Spool:
         self._lock = asyncio.Lock()
         # Held while a worker thread writes and while the file is closed: a descriptor is never closed while
         # a write to it is under way (its number could be reused at once by another file, a pack, and the rest
-        # of the write would land there).
+        # of the write would land there). ``close`` runs on the event loop and never waits for it: when a write
+        # holds it, the writing thread closes the file once its write is done (see ``_write_pieces``).
         self._file_lock = threading.Lock()
         self._map: mmap.mmap | None = None
         self._loaded = 0  # octets of the load gate this body holds
@@ -155,6 +156,13 @@ class Spool:
                 await asyncio.to_thread(self._write_pieces, pieces)
 
     def _write_pieces(self, pieces: list[bytes]) -> None:
+        try:
+            self._write_locked(pieces)
+        finally:
+            if self._closed:  # closed while we wrote: ``close`` left the file to us (it never waits on the loop)
+                self._close_file()
+
+    def _write_locked(self, pieces: list[bytes]) -> None:
         with self._file_lock:
             if self._closed:
                 return
@@ -201,7 +209,7 @@ class Spool:
             except BufferError:  # a worker still reads it (connection dropped mid-store): the GC unmaps it
                 log.debug("spool map still in use at close")
             self._map = None
-        self._close_file()  # waits for a write under way (one flush at most) to end first
+        self._close_file(wait=False)  # a write under way (a worker thread) closes it when done instead
         self._pending = []
         self._pending_bytes = 0
         if self._loaded:
@@ -211,12 +219,19 @@ class Spool:
             self.spooler.budget.release(self.reserved)
             self.reserved = 0
 
-    def _close_file(self) -> None:
-        with self._file_lock:
+    def _close_file(self, *, wait: bool = True) -> None:
+        """Close the file unless a write holds it; with ``wait=False`` (the event loop: a flush of up to
+        ``FLUSH_BYTES`` to a slow disk must not stall every connection) leave it to that write, which closes it
+        after its own write because ``_closed`` was set before this was called."""
+        if not self._file_lock.acquire(blocking=wait):
+            return
+        try:
             if self._file is not None:
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = None
+        finally:
+            self._file_lock.release()
 
     def reserve_more(self, n: int) -> bool:
         """Count ``n`` more octets against the budget (bodies of unannounced length, counted as they come)."""

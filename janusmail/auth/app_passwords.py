@@ -28,10 +28,12 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
-from janusmail.store import credentials, ids
+from janusmail.store import app_passwords as store_app_passwords
+from janusmail.store import ids
 from janusmail.store.schema import accounts, app_passwords
 
 from . import passwords
@@ -199,27 +201,16 @@ def get(engine: sa.Engine, app_password_id: str) -> AppPassword | None:
     return _row(row) if row else None
 
 
-def revoke(engine: sa.Engine, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
+def revoke(target: Any, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
     """Revoke the active app password with that id or name; False when there is none.
 
     New logins and JMAP requests with it fail at once; IMAP sessions logged in with it end (``* BYE``) at
-    their next command or, while IDLE, within seconds: the revocation stamps the account's credential epoch
-    and announces itself in the same transaction (:mod:`janusmail.store.credentials`), from any process."""
-    now = int(time.time()) if now is None else now
-    ap = app_passwords.c
-    with engine.begin() as conn:
-        res = conn.execute(
-            sa.update(app_passwords)
-            .where(
-                ap.account_id == account_id,
-                ap.revoked_at.is_(None),
-                sa.or_(ap.id == name_or_id, ap.name == name_or_id.strip()),
-            )
-            .values(revoked_at=now)
-        )
-        if res.rowcount > 0:
-            credentials.record_change(conn, account_id)
-    return res.rowcount > 0
+    their next command or, while IDLE, within seconds. The store does it (``target``: the Store, or an
+    engine for a tool without one): the revocation stamps the account's credential epoch and announces itself
+    in the same transaction (:mod:`janusmail.store.app_passwords`), from any process."""
+    if isinstance(target, sa.Engine):
+        return store_app_passwords.revoke_with_engine(target, account_id, name_or_id, now=now)
+    return bool(target.revoke_app_password(account_id, name_or_id, now=now))
 
 
 def verify(

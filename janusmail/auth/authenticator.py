@@ -11,8 +11,10 @@ thread of the loop's shared executor, which the store needs. It is thread-safe: 
 verification cache, the throttle, the hashing gate) is locked.
 
 Logins cannot starve the server (see :mod:`janusmail.auth.throttle`): the throttle refuses a (client, account)
-pair that keeps failing before any database or argon2 work; argon2 runs behind a bounded, prioritised gate;
-recently verified credentials are remembered (:mod:`janusmail.auth.verify_cache`) and need no hashing at all.
+pair that keeps failing before any argon2 work (and before any database work unless the credential may be
+remembered); argon2 runs behind a bounded, prioritised gate; recently verified credentials are remembered
+(:mod:`janusmail.auth.verify_cache`) and need no hashing at all, which is also why a remembered credential is
+heard even from a throttled pair: an attacker sharing the owner's NAT cannot keep the owner out.
 """
 
 from __future__ import annotations
@@ -127,16 +129,26 @@ class Authenticator:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def precheck(self, client_ip: str | None, address: str | None) -> Verdict:
+    def precheck(self, client_ip: str | None, address: str | None, secret: str | None = None) -> Verdict:
         """The throttle's verdict for an attempt, before any work; raises :class:`LoginRefused` ("throttled")
-        when this client failed for this account too recently. ``client_ip=None`` (local tools) is not throttled.
-        Adapters that know the address call it on the event loop, so a refused flood never reaches a thread."""
+        when this client failed for this account too recently, unless ``secret`` may be a remembered credential
+        (:meth:`VerifiedCache.hinted`, no database read): then the (refused) verdict is returned and
+        :meth:`verify_password` accepts it only on a real cache hit. ``client_ip=None`` (local tools) is not
+        throttled. Adapters that know the address call it on the event loop, so a refused flood never reaches a
+        thread."""
         if client_ip is None:
             return Verdict(CLEAN)
         verdict = self.throttle.check(client_ip, address)
-        if verdict.refused:
+        if verdict.refused and not self._hinted(address, secret):
             raise LoginRefused("throttled", verdict.retry_after)
         return verdict
+
+    def _hinted(self, address: str | None, secret: str | None) -> bool:
+        if not isinstance(address, str) or not isinstance(secret, str):
+            return False
+        if not secret or len(secret) > MAX_SECRET or len(address) > MAX_ADDRESS:
+            return False
+        return self.cache.hinted(normalize_address(address), secret)
 
     def _hashing(self, verdict: Verdict, client_ip: str | None, address: str) -> Any:
         return self.gate.admit(verdict.priority, client_key(client_ip), address)
@@ -179,13 +191,16 @@ class Authenticator:
         Returns ``None`` on any failure, malformed input included; callers answer one generic "authentication
         failed" and report it to :attr:`throttle` (whose answer is the tarpit before that answer). Raises
         :class:`LoginRefused` when the attempt was not checked at all: ``client_ip`` failed for this address too
-        recently ("throttled", decided before any database or argon2 work) or the hashing queue is full
-        ("busy"); that is no failure and must not be reported as one. Decisions:
+        recently ("throttled", decided before any argon2 work; a remembered credential still gets in) or the
+        hashing queue is full ("busy"); that is no failure and must not be reported as one. Decisions:
 
         * Order: throttle, account lookup, the cache of recent verifications (no argon2 on a hit), app
           passwords (SHA-256), then argon2 behind :attr:`gate`, ranked by the throttle's priority for
           ``client_ip`` (an address this account last logged in from first, addresses without failures next).
           Identical concurrent attempts share one argon2 run (:class:`~janusmail.auth.verify_cache.InFlight`).
+        * A throttled (``client_ip``, account) pair is heard only for a credential the cache remembers
+          (accepted: no argon2, no gate, no failure); anything else from it is refused, with no argon2 and,
+          unless the cache holds a hint for that secret, no database read either.
         * Unknown addresses (and JMAP-disabled accounts on JMAP) still cost one argon2 verification through the
           same gate at the same priority, so timing does not reveal which addresses exist.
         * The policy gates each kind: e.g. with ``jmap_accepts_account_password`` off, the account password fails
@@ -202,18 +217,18 @@ class Authenticator:
         if not secret or len(secret) > MAX_SECRET or "\0" in secret or len(address) > MAX_ADDRESS:
             return None
         address = normalize_address(address)
-        verdict = self.precheck(client_ip, address)
+        verdict = self.precheck(client_ip, address, secret)
+        if verdict.refused:
+            return self._remembered_only(address, secret, protocol, verdict)
         row = self._account(address=address) if address else None
         if row is None or (protocol == "jmap" and not row.jmap_enabled):
             # exactly the path of a wrong password below (flight, gate, re-check): nothing to time or to see
             self._shared_check(self.cache.key("", address, secret), verdict, client_ip, address, _burn)
             return None
         key = self.cache.key(row.id, row.password_hash or "", secret)
-        cached = self.cache.get(key)
-        if cached is not None and cached.account_id == row.id:
-            hit = self._from_cache(cached, row, protocol)
-            if hit is not None:
-                return hit
+        hit = self._cached(key, row, protocol)
+        if hit is not None:
+            return hit
         allow_pw = self.policy.allows("password", protocol)
         allow_app = self.policy.allows("app_password", protocol)
         looks_app = app_passwords.normalize(secret) is not None
@@ -235,8 +250,25 @@ class Authenticator:
         if checks:  # verified here (a follower shares the leader's success and has nothing to store)
             self._upgrade(row, secret, checks[0].new_hash)
             now_hash = checks[0].new_hash or row.password_hash or ""
-            self.cache.put(self.cache.key(row.id, now_hash, secret), "password", row.id)
+            hint = self.cache.hint_key(row.address, secret)
+            self.cache.put(self.cache.key(row.id, now_hash, secret), "password", row.id, hint=hint)
         return self._password_result(row)
+
+    def _remembered_only(self, address: str, secret: str, protocol: str, verdict: Verdict) -> AuthResult:
+        """A throttled pair whose secret the cache hints at: the account row (one indexed read) gives the binding
+        for the real lookup. A hit gets in; anything else is the refusal it would have been, unhashed."""
+        row = self._account(address=address) if address else None
+        if row is not None and not (protocol == "jmap" and not row.jmap_enabled):
+            hit = self._cached(self.cache.key(row.id, row.password_hash or "", secret), row, protocol)
+            if hit is not None:
+                return hit
+        raise LoginRefused("throttled", verdict.retry_after)
+
+    def _cached(self, key: bytes, row: sa.Row, protocol: str) -> AuthResult | None:
+        cached = self.cache.get(key)
+        if cached is None or cached.account_id != row.id:
+            return None
+        return self._from_cache(cached, row, protocol)
 
     def _shared_check(
         self, key: bytes, verdict: Verdict, client_ip: str | None, address: str, check: Callable[[], bool]
@@ -264,7 +296,7 @@ class Authenticator:
         ap = app_passwords.verify(self.engine, row.id, secret, protocol, now=int(self._clock()))
         if ap is None:
             return None
-        self.cache.put(key, "app_password", row.id, ap.id)
+        self.cache.put(key, "app_password", row.id, ap.id, hint=self.cache.hint_key(row.address, secret))
         return self._app_result(row, ap)
 
     def _from_cache(self, cached: Verified, row: sa.Row, protocol: str) -> AuthResult | None:
@@ -305,16 +337,19 @@ class Authenticator:
     ) -> passwords.ScramSecret:
         """The stored SCRAM secret for ``username``, or a convincing fake.
 
-        Unknown users, accounts without a SCRAM secret, policies that refuse the password for ``protocol`` and
-        a (``client_ip``, account) pair the throttle refuses get a fake whose salt is stable per username (so
-        probing twice looks consistent) and whose keys are random: the exchange runs to the end and fails on
-        the proof, revealing nothing about which case it was. (SCRAM costs the server no argon2, so a throttled
-        guess is simply never right.)
+        Unknown users, accounts without a SCRAM secret and policies that refuse the password for ``protocol``
+        get a fake whose salt is stable per username (so probing twice looks consistent) and whose keys are
+        random: the exchange runs to the end and fails on the proof, revealing nothing about which case it was.
+
+        A (``client_ip``, account) pair the throttle refuses raises :class:`LoginRefused` before any database
+        work, like LOGIN: the exchange ends as a refusal, which counts as no failure (counting it would lengthen
+        the penalty of a pair that never got checked). No proof is looked at, since SCRAM costs the server no
+        argon2 and an uncounted guess would be free; SCRAM has no success cache to let the owner through.
         """
         _check_protocol(protocol)
         address = normalize_address(username) if isinstance(username, str) else ""
-        throttled = client_ip is not None and self.throttle.check(client_ip, address).refused
-        ok_address = address and len(address) <= MAX_ADDRESS and not throttled
+        self.precheck(client_ip, address)
+        ok_address = address and len(address) <= MAX_ADDRESS
         row = self._account(address=address) if ok_address else None
         secret = passwords.parse_scram(row.scram_sha256) if row is not None else None
         usable = (

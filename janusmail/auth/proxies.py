@@ -6,7 +6,12 @@ hop list is walked from the right (the entry our proxy appended) leftwards past 
 first untrusted address is the client. Everything left of it was written by the client and is ignored, so a
 client cannot pick its own address to dodge the failed-login throttle. A hop that is not an address
 (``unknown``, an obfuscated ``_token``, garbage) ends the walk at the nearest trusted proxy: such clients then
-share that proxy's throttle bucket rather than inventing one. ``Forwarded`` wins when both headers are present.
+share that proxy's throttle bucket rather than inventing one.
+
+Only ONE header is read, the one the proxy writes (``[http] forwarded_header``: ``x-forwarded-for``, the default,
+or ``forwarded``). Why not both, or "``Forwarded`` wins": common proxies (nginx ``$proxy_add_x_forwarded_for``,
+HAProxy ``option forwardfor``) append to ``X-Forwarded-For`` and pass a ``Forwarded`` header the client sent
+through untouched, so reading the other header would let the client name its own address.
 """
 
 from __future__ import annotations
@@ -85,16 +90,30 @@ def forwarded_hops(values: Sequence[str]) -> list[str | None]:
     return hops
 
 
+#: The forwarding headers ``[http] forwarded_header`` may name.
+HEADERS = ("x-forwarded-for", "forwarded")
+
+
+def check_header(name: object) -> str:
+    """The ``forwarded_header`` setting, lower-cased; ``ValueError`` unless it is one of :data:`HEADERS`."""
+    value = name.strip().lower() if isinstance(name, str) else name
+    if value not in HEADERS:
+        raise ValueError(f"forwarded_header must be one of {', '.join(HEADERS)}, not {name!r}")
+    return value  # type: ignore[return-value]
+
+
 def x_forwarded_hops(values: Sequence[str]) -> list[str | None]:
     hops: list[str | None] = [hop.strip() for hop in ",".join(values).split(",") if hop.strip()]
     return hops
 
 
 class TrustedProxies:
-    """The configured proxies, and the client address of a request given its peer and forwarding headers."""
+    """The configured proxies and the one header they write; the client address of a request given its peer and
+    forwarding headers."""
 
-    def __init__(self, networks: Iterable[str] = ()) -> None:
+    def __init__(self, networks: Iterable[str] = (), *, header: str = "x-forwarded-for") -> None:
         self.networks = parse_networks(networks)
+        self.header = check_header(header)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
@@ -109,12 +128,13 @@ class TrustedProxies:
     def client_ip(
         self, peer: str | None, *, forwarded: Sequence[str] = (), x_forwarded_for: Sequence[str] = ()
     ) -> str:
-        """The address to account the request to (the peer itself when it is not a trusted proxy)."""
+        """The address to account the request to (the peer itself when it is not a trusted proxy). Only the
+        configured :attr:`header` is read; the other one is the client's own writing and is ignored."""
         if not peer:
             return "?"
         if not self.networks or not self.trusts(peer):
             return peer
-        hops = forwarded_hops(forwarded) if forwarded else x_forwarded_hops(x_forwarded_for)
+        hops = forwarded_hops(forwarded) if self.header == "forwarded" else x_forwarded_hops(x_forwarded_for)
         current = parse_address(peer) or peer
         for hop in reversed(hops):
             addr = parse_address(hop) if hop else None

@@ -7,7 +7,9 @@ JMAPACCESS that JMAP no longer honours. The rule, as the README states it: a ses
 revoked, replaced or expired is told ``* BYE`` at its next command (within seconds while IDLE).
 
 :func:`check` is what the session asks before every command. It costs one primary-key read: the account's
-credential epoch (:mod:`janusmail.store.credentials`) against the baseline the session logged in under. Only
+credential epoch (``Store.credential_epochs``, see :mod:`janusmail.store.credentials`) against the baseline the
+session logged in under. It asks the store through typed methods only (the doors run no SQL), and is
+synchronous: callers run it on the store's threads (``await store.call(check, store, ...)``). Only
 when the account's credentials changed since does it look at *which* change: a password change ends
 password (and SCRAM) sessions, a revoked or deleted app password ends the sessions of that app password only,
 and anything else (another app password revoked) just moves the baseline. Token expiry needs no database:
@@ -17,13 +19,12 @@ and anything else (another app password revoked) just moves the baseline. Token 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from janusmail.store import credentials
-
-from . import app_passwords
 from .authenticator import AuthResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.store import Store
 
 PASSWORD_CHANGED = "Your password was changed; log in again with the new one"
 APP_PASSWORD_REVOKED = "This app password was revoked"
@@ -47,12 +48,13 @@ def deadline(result: AuthResult, grace: float = 0) -> float | None:
     return result.expires_at + grace
 
 
-def check(engine: sa.Engine, result: AuthResult, baseline: int, *, now: float, grace: float = 0) -> Verdict:
-    """Would the credential ``result`` was made from still be accepted, as far as revocation and expiry go?"""
+def check(store: Store, result: AuthResult, baseline: int, *, now: float, grace: float = 0) -> Verdict:
+    """Would the credential ``result`` was made from still be accepted, as far as revocation and expiry go?
+    Blocking (store reads): run it with ``store.call``."""
     end = deadline(result, grace)
     if end is not None and now >= end:
         return Verdict(TOKEN_EXPIRED, baseline)
-    found = credentials.epochs(engine, result.account_id)
+    found = store.credential_epochs(result.account_id)
     if found is None:
         return Verdict(ACCOUNT_GONE, baseline)
     epoch, password_epoch = found
@@ -61,7 +63,7 @@ def check(engine: sa.Engine, result: AuthResult, baseline: int, *, now: float, g
     if result.method in ("password", "scram") and password_epoch > baseline:
         return Verdict(PASSWORD_CHANGED, baseline)
     if result.method == "app_password":
-        ap = app_passwords.get(engine, result.credential_id) if result.credential_id else None
-        if ap is None or not ap.active or ap.account_id != result.account_id:
+        state = store.app_password_state(result.credential_id) if result.credential_id else None
+        if state != (result.account_id, True):  # gone, revoked, or (never) another account's
             return Verdict(APP_PASSWORD_REVOKED, baseline)
     return Verdict(None, epoch)

@@ -401,11 +401,16 @@ class ScramSha256(Mechanism):
         super().__init__(authenticator, protocol)
         self._server = None
         self._user: str | None = None
+        self._refusal: LoginRefused | None = None
 
     def _auth_fn(self, username: str) -> tuple[bytes, bytes, bytes, int]:
         self._user = username
         self.address = normalize_address(username)
-        return self.auth.scram_secret(username, self.protocol, client_ip=self.client_ip).as_auth_info()
+        try:
+            return self.auth.scram_secret(username, self.protocol, client_ip=self.client_ip).as_auth_info()
+        except LoginRefused as exc:  # scramp wraps what we raise; remember it to answer it as a refusal
+            self._refusal = exc
+            raise
 
     def _start(self, initial_response: bytes | None) -> Step:
         return Challenge(b"") if initial_response is None else self._first(initial_response)
@@ -424,6 +429,8 @@ class ScramSha256(Mechanism):
             self._server.set_client_first(text)
             return Challenge(self._server.get_server_first().encode())
         except ScramException:
+            if self._refusal is not None:  # throttled pair: not checked, so no failure (throttle.py)
+                return _refused(self._refusal)
             return Failure("malformed SCRAM message")
 
     def _final(self, data: bytes) -> Step:

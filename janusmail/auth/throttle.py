@@ -117,9 +117,15 @@ class LoginThrottle:
     answers only, and any failure makes the client ``SUSPECT`` for hashing priority. Counts are forgotten
     ``window`` seconds after the last failure. ``base = 0`` turns delays and refusals off (priorities remain).
     Memory is bounded (LRU, ``max_entries`` per table). Thread-safe.
+
+    One client holds at most :attr:`PAIRS_PER_CLIENT` pair entries; its failures for further accounts count
+    under the client alone. Why: account names are free to invent (unknown ones too, and SCRAM failures cost the
+    server no argon2), so without a cap one client could flood the pair table and have the LRU evict every
+    other client's penalty. Beyond the cap its failures are still tarpitted by its per-client count.
     """
 
     IP_FREE_FAILURES = 10
+    PAIRS_PER_CLIENT = 64
 
     def __init__(
         self,
@@ -139,6 +145,7 @@ class LoginThrottle:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._pairs: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        self._client_pairs: dict[str, set[str]] = {}  # client -> accounts it holds pair entries for
         self._ips: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._trusted: OrderedDict[tuple[str, str], float] = OrderedDict()
 
@@ -152,13 +159,35 @@ class LoginThrottle:
         if entry is None:
             return 0, 0.0
         if now - entry[1] > self.window:
-            del table[key]
+            self._drop(table, key)
             return 0, 0.0
         return entry
 
+    def _drop(self, table: OrderedDict, key: object) -> None:
+        if table.pop(key, None) is not None and table is self._pairs:
+            self._unindex(key)  # type: ignore[arg-type]
+
+    def _unindex(self, key: tuple[str, str]) -> None:
+        held = self._client_pairs.get(key[0])
+        if held is not None:
+            held.discard(key[1])
+            if not held:
+                del self._client_pairs[key[0]]
+
     def _bound(self, table: OrderedDict) -> None:
         while len(table) > self._max:
-            table.popitem(last=False)
+            key, _ = table.popitem(last=False)
+            if table is self._pairs:
+                self._unindex(key)
+
+    def _room_for_pair(self, ipk: str, now: float) -> bool:
+        """May ``ipk`` get one more pair entry? Its expired entries are forgotten first (at most the cap)."""
+        held = self._client_pairs.get(ipk)
+        if held is None or len(held) < self.PAIRS_PER_CLIENT:
+            return True
+        for account in list(held):
+            self._entry(self._pairs, (ipk, account), now)
+        return len(self._client_pairs.get(ipk, ())) < self.PAIRS_PER_CLIENT
 
     def check(self, ip: str | None, address: str | None) -> Verdict:
         """The verdict for an attempt from ``ip`` for ``address``, before anything is verified (no recording)."""
@@ -194,10 +223,13 @@ class LoginThrottle:
         ipk = client_key(ip)
         key = (ipk, _account_key(address))
         with self._lock:
-            pair = self._entry(self._pairs, key, now)[0] + 1
+            pair = self._entry(self._pairs, key, now)[0]
             ipn = self._entry(self._ips, ipk, now)[0] + 1
-            self._pairs[key] = (pair, now)
-            self._pairs.move_to_end(key)
+            if pair or self._room_for_pair(ipk, now):
+                pair += 1
+                self._pairs[key] = (pair, now)
+                self._pairs.move_to_end(key)
+                self._client_pairs.setdefault(ipk, set()).add(key[1])
             self._ips[ipk] = (ipn, now)
             self._ips.move_to_end(ipk)
             self._trusted.pop(key, None)
@@ -211,7 +243,7 @@ class LoginThrottle:
         now = self._clock()
         key = (client_key(ip), _account_key(address))
         with self._lock:
-            self._pairs.pop(key, None)
+            self._drop(self._pairs, key)
             self._trusted[key] = now
             self._trusted.move_to_end(key)
             self._bound(self._trusted)

@@ -12,6 +12,12 @@ Why it is safe to keep:
   entries are re-checked against their row (revocation) by the caller on every hit.
 * **Short and bounded.** Entries live ``ttl`` seconds from verification (a hit does not extend them), at most
   ``max_entries`` (LRU). ``ttl = 0`` disables the cache.
+
+**Hints.** A throttled (client, account) pair is heard only for a remembered credential (an attacker sharing
+the owner's NAT must not keep the owner out), but looking that up needs the account row (the binding). So every
+entry also leaves a *hint*: an HMAC of (address, secret) alone, which :meth:`VerifiedCache.hinted` answers with
+no database read. A throttled attempt without a hint is refused on the spot; one with a hint goes on to the real,
+binding-checked lookup. A hint is only ever a reason to look, never an answer.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class VerifiedCache:
         self._key = key if key is not None else secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, Verified] = OrderedDict()
+        self._hints: OrderedDict[bytes, float] = OrderedDict()  # hint key -> until
 
     def key(self, account_id: str, binding: str, secret: str) -> bytes:
         """The lookup key for ``secret`` presented for ``account_id`` whose credential state is ``binding``."""
@@ -62,6 +69,22 @@ class VerifiedCache:
             mac.update(len(data).to_bytes(4, "big") + data)
         return mac.digest()
 
+    def hint_key(self, address: str, secret: str) -> bytes:
+        """The hint for ``secret`` presented for the (normalised) ``address``: no account id, no binding."""
+        return self.key("\0hint", address, secret)
+
+    def hinted(self, address: str, secret: str) -> bool:
+        """Might ``secret`` for ``address`` be remembered? (No database read; ``True`` is only worth a look.)"""
+        if self.ttl <= 0:
+            return False
+        hint = self.hint_key(address, secret)
+        with self._lock:
+            until = self._hints.get(hint)
+            if until is not None and until <= self._clock():
+                del self._hints[hint]
+                until = None
+            return until is not None
+
     def get(self, key: bytes) -> Verified | None:
         with self._lock:
             entry = self._entries.get(key)
@@ -70,7 +93,10 @@ class VerifiedCache:
                 entry = None
             return entry
 
-    def put(self, key: bytes, kind: str, account_id: str, ref: str | None = None) -> None:
+    def put(
+        self, key: bytes, kind: str, account_id: str, ref: str | None = None, *, hint: bytes | None = None
+    ) -> None:
+        """Remember a verification; ``hint`` (:meth:`hint_key`) lets a throttled pair find it (see above)."""
         if self.ttl <= 0:
             return
         entry = Verified(kind, account_id, ref, self._clock() + self.ttl)
@@ -79,6 +105,11 @@ class VerifiedCache:
             self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
+            if hint is not None:
+                self._hints[hint] = entry.until
+                self._hints.move_to_end(hint)
+                while len(self._hints) > self._max:
+                    self._hints.popitem(last=False)
 
     def discard(self, key: bytes) -> None:
         with self._lock:
@@ -87,6 +118,7 @@ class VerifiedCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._hints.clear()
 
     def __len__(self) -> int:
         with self._lock:

@@ -189,7 +189,7 @@ def app_password_revoke(c: Ctx, address: str, name_or_id: str) -> None:
     from janusmail.auth import app_passwords
 
     acct = c.account(address)
-    if not app_passwords.revoke(c.store.engine, acct.id, name_or_id):
+    if not app_passwords.revoke(c.store, acct.id, name_or_id):
         raise click.ClickException(f"no active app password {name_or_id!r} for {acct.address}")
     click.echo(f"revoked {name_or_id}")
 

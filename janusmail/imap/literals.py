@@ -4,6 +4,9 @@ The codec (sans-IO) stops at every literal above ``[spool] threshold`` with a
 :class:`~janusmail.imap.codec.LargeLiteral` event; this module makes the decision for the session:
 
 * only APPEND messages may be that large (anything else gets ``BAD [TOOBIG]``), and only after login;
+* only while the session's credential is still good: a session whose credential was revoked, replaced or
+  expired ends here with its ``* BYE [EXPIRED]`` (README, "Sessions end with their credential"), before it can
+  fill a spool file and the in-flight budget with data nobody may store (its command would be refused anyway);
 * a message over APPENDLIMIT (or the store's maximum) gets ``NO [TOOBIG]`` (``BAD`` for a non-synchronizing
   literal, whose data the codec then reads and throws away, as RFC 7888 lets a server do);
 * the server-wide in-flight budget must have room for the announced size, otherwise ``NO [LIMIT]`` before the
@@ -49,11 +52,17 @@ class LiteralSpools:
     def stall_timeout(self) -> float:
         return self.spooler.stall_timeout
 
-    def request(self, ev: LargeLiteral) -> None:
+    async def request(self, ev: LargeLiteral) -> None:
         """Answer a LargeLiteral event: accept it into a new spool, or refuse it (and the whole command)."""
         s = self.session
         if s.state == "nonauth":
             self._refuse(ev, "BAD", None, "Log in first")
+            return
+        reason = await s.credential_problem()  # one primary-key read, as before every command
+        if reason is not None:
+            s.end_for_credential(reason)  # * BYE [EXPIRED]: the connection closes, the literal is never read
+            s.parser.reject_literal()
+            self.release()
             return
         if ev.command != "APPEND":
             self._refuse(ev, "BAD", "TOOBIG", "Literal too large for this command")

@@ -342,7 +342,7 @@ class ImapSession:
         elif isinstance(ev, ParseError):
             await self._parse_error(ev)
         elif isinstance(ev, LargeLiteral):
-            self.literals.request(ev)
+            await self.literals.request(ev)
         if isinstance(ev, Command | ParseError):
             self.literals.release()  # that command is over: its spooled literals are not needed any more
         self._after_event()
@@ -483,7 +483,7 @@ class ImapSession:
             return None
         try:
             verdict = await self.store.call(
-                revocation.check, self.store.engine, result, epoch, now=self.clock(), grace=self._grace()
+                revocation.check, self.store, result, epoch, now=self.clock(), grace=self._grace()
             )
         except Exception:  # noqa: BLE001
             log.warning("credential check failed", exc_info=True)
@@ -536,8 +536,11 @@ class ImapSession:
 
     async def login_succeeded(self, result: AuthResult) -> Result:
         """Enter authenticated state; the tagged OK carries [CAPABILITY ...] (and JMAPACCESS when it holds)."""
-        epoch = self._login_epoch if self._login_epoch is not None else await self._credential_sequence()
-        if epoch is None:  # without a baseline we could not tell when this credential dies: no session
+        # The baseline must have been read BEFORE the credentials were verified: read now, it would miss a change
+        # committed in between (the credential could already be dead and the session would never learn it).
+        # Without one we could not tell when this credential dies: no session.
+        epoch, self._login_epoch = self._login_epoch, None
+        if epoch is None:
             return Result.no("The account store is unavailable; try again later", "UNAVAILABLE")
         if self.limits is not None and not self.limits.acquire_account(result.account_id):
             return Result.no("Too many connections for this account", "LIMIT")

@@ -70,7 +70,7 @@ class CredentialWatch:
         trouble and says so, and the next credential event asks again."""
         try:
             verdict = await self.store.call(
-                revocation.check, self.store.engine, self.principal, self.baseline,
+                revocation.check, self.store, self.principal, self.baseline,
                 now=self.clock(), grace=self.grace,
             )  # fmt: skip
         except Exception:  # noqa: BLE001

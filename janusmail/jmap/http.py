@@ -13,9 +13,9 @@ Why authenticate in each handler instead of a middleware: every JMAP route needs
 well-known key routes and CORS preflights need none, and a 401 must say nothing about accounts. Each
 request is authenticated from its own Authorization header (no cookies, no server-side HTTP session).
 
-Who the client is: the TCP peer, unless it is one of ``[http] trusted_proxies`` (then ``Forwarded`` /
-``X-Forwarded-For`` name it, see :mod:`janusmail.auth.proxies`); uvicorn's own proxy-header handling is off, since
-it trusts loopback peers by default. That address feeds the shared failed-login throttle
+Who the client is: the TCP peer, unless it is one of ``[http] trusted_proxies`` (then the one header named by
+``[http] forwarded_header`` names it, see :mod:`janusmail.auth.proxies`); uvicorn's own proxy-header handling
+is off, since it trusts loopback peers by default. That address feeds the shared failed-login throttle
 (:mod:`janusmail.auth.throttle`): failures only, per (client, account) and per client; a correct credential is
 never delayed by other accounts' failures, a pair that keeps failing gets 429 with ``Retry-After`` without
 being checked, and a full hashing queue 503.
@@ -124,7 +124,15 @@ class _CountedStream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self._release()
+            try:
+                # When the client hangs up, Starlette cancels the sender while the stream is suspended at a
+                # ``yield``: the generator (and its notifier subscription) would live on until the garbage
+                # collector finds it. Close it now so its ``finally`` blocks run.
+                aclose = getattr(self.body_iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            finally:
+                self._release()
 
 
 class _TooLarge(Exception):
@@ -204,7 +212,11 @@ class JmapApp:
         self.rt = rt
         self.store = rt.store
         self.auth = rt.auth
-        self.proxies = TrustedProxies(getattr(getattr(rt.config, "http", None), "trusted_proxies", None) or ())
+        http_cfg = getattr(rt.config, "http", None)
+        self.proxies = TrustedProxies(
+            getattr(http_cfg, "trusted_proxies", None) or (),
+            header=getattr(http_cfg, "forwarded_header", None) or "x-forwarded-for",
+        )
         self.settings = settings or JmapSettings.from_config(rt.config)
         self.engine = Engine(self.settings.limits(), capabilities=[MAIL])
         self.types = register_all(self.engine)
@@ -265,7 +277,9 @@ class JmapApp:
             if scheme == "basic":
                 creds = parse_basic(param)
                 address = creds[0] if creds else ""
-                self.auth.precheck(ip, address)  # a pair that keeps failing is refused here, unchecked
+                # a pair that keeps failing is refused here, unchecked, unless the cache may remember the
+                # credential (then only a real hit gets in: verify_password)
+                self.auth.precheck(ip, address, creds[1] if creds else None)
             result = await self.auth.run(self.auth.http_authenticate, header, client_ip=ip) if header else None
         except LoginRefused as exc:
             if exc.kind == "busy":  # a short hold, so a flood cannot turn 503s into a busy loop

@@ -68,8 +68,11 @@ class IngestMixin:
 
     @writes
     def ingest(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...] | list[str],
-               keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None) -> Delivered:
-        return self.ingest_many(account_id, [IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at)])[0]
+               keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None, *,
+               deleted: bool = False) -> Delivered:
+        """One message; ``deleted``: its memberships start with IMAP's ``\\Deleted`` (see IngestItem)."""
+        item = IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at, deleted)
+        return self.ingest_many(account_id, [item])[0]
 
     @writes
     def ingest_many(self, account_id: str, items: list[IngestItem],
@@ -150,8 +153,8 @@ class IngestMixin:
                     uid = next_uid[mid]
                     next_uid[mid] = uid + 1
                     uids[mid] = uid
-                    msg_rows.append({"mailbox_id": mid, "uid": uid, "email_id": email_id, "deleted": False,
-                                     "modseq": m})
+                    msg_rows.append({"mailbox_id": mid, "uid": uid, "email_id": email_id,
+                                     "deleted": p.item.deleted, "modseq": m})
                 search_rows.append({
                     "email_id": email_id, "account_id": account_id, "subject": c.get("subject") or "",
                     "addresses": " ".join(_addr_text(c.get(f)) for f in ("from", "to", "cc", "bcc")),

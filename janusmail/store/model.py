@@ -127,10 +127,14 @@ class Delivered:
 
 @dataclass(frozen=True, slots=True)
 class IngestItem:
+    """One message to store. ``deleted``: its new memberships carry IMAP's ``\\Deleted`` (APPEND with that
+    flag), set in the same transaction that stores the message, so the APPEND is all or nothing."""
+
     raw: bytes
     mailbox_ids: tuple[str, ...]
     keywords: tuple[str, ...] = ()
     received_at: int | None = None
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

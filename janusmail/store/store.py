@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from . import db, faults, pgnotify
 from .accounts import AccountsMixin
+from .app_passwords import AppPasswordsMixin
 from .blobs import BlobStore
 from .credentials import CredentialWatcher
 from .emails import EmailsMixin
@@ -38,7 +39,8 @@ from .writes import is_write
 T = TypeVar("T")
 
 
-class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsMixin, ReadsMixin):
+class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsMixin,
+            ReadsMixin):
     def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 6) -> None:
         self.engine = engine
         self.sqlite = db.is_sqlite(engine)
@@ -81,9 +83,11 @@ class Store(AccountsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsM
         return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
 
     async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
-                      received_at: int | None = None) -> Delivered:
-        """Store one message from an async server, sharing durability syncs with concurrent deliveries."""
-        return await self._group.deliver(account_id, IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at))
+                      received_at: int | None = None, *, deleted: bool = False) -> Delivered:
+        """Store one message from an async server, sharing durability syncs with concurrent deliveries.
+        ``deleted``: its memberships start with IMAP's ``\\Deleted``, in the same transaction (APPEND)."""
+        item = IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at, deleted)
+        return await self._group.deliver(account_id, item)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -137,6 +137,31 @@ def test_memory_is_bounded_and_keys_are_short(clock: Clock) -> None:
     assert all(len(addr) <= 320 for _, addr in t._pairs)
 
 
+def test_one_client_cannot_evict_other_pairs_penalties(clock: Clock) -> None:
+    """Flooding distinct account names from one address (SCRAM failures cost the server nothing) creates at most
+    PAIRS_PER_CLIENT pair entries; the rest count under the address only, so the LRU never drops another
+    client's penalty, and the flooder's extra accounts are tarpitted by its address count, not refused."""
+    t = LoginThrottle(base=60, maximum=60, max_entries=200, clock=clock)
+    t.failed("10.0.0.1", "ann@example.test")
+    for i in range(1000):
+        t.failed("10.9.9.9", f"user{i}@example.test")
+    assert t.check("10.0.0.1", "ann@example.test").refused  # the victim pair's penalty survived
+    cap = LoginThrottle.PAIRS_PER_CLIENT
+    assert sum(1 for ip, _ in t._pairs if ip == "10.9.9.9") == cap
+    assert t.failures("10.9.9.9") == 1000
+    assert t.failures("10.9.9.9", f"user{cap - 1}@example.test") == 1
+    assert t.failures("10.9.9.9", f"user{cap}@example.test") == 0  # beyond the cap: the address only
+    assert t.delay("10.9.9.9", f"user{cap}@example.test") == 60  # ... whose spray penalty still tarpits
+    assert t.failed("10.9.9.9", "user0@example.test") == 60  # an existing pair keeps counting
+    assert t.failures("10.9.9.9", "user0@example.test") == 2
+    t.succeeded("10.9.9.9", "user1@example.test")  # a success frees its pair's place
+    t.failed("10.9.9.9", "fresh@example.test")
+    assert t.failures("10.9.9.9", "fresh@example.test") == 1
+    clock.advance(t.window + 1)  # expired pairs make room again
+    t.failed("10.9.9.9", "later@example.test")
+    assert t.failures("10.9.9.9", "later@example.test") == 1
+
+
 async def test_pause_uses_the_injected_sleep() -> None:
     slept: list[float] = []
 
@@ -403,6 +428,41 @@ def make(engine: sa.Engine, clock: Clock, **throttle: float) -> Authenticator:
     )
 
 
+def test_throttled_pair_with_a_remembered_credential_gets_in(engine, make_account: MakeAccount, clock: Clock,
+                                                              counting, monkeypatch) -> None:
+    """An attacker on the owner's NAT failing once each time the penalty ends must not keep the owner out: a
+    credential in the success cache is accepted from a throttled pair without argon2 or a hashing slot, and
+    counts no failure; a miss (a guess, or a right password not remembered) is refused without argon2."""
+    acct = make_account("ann@example.test")
+    auth = make(engine, clock, base=60, maximum=60)
+    assert auth.verify_password("ann@example.test", PW, "imap", client_ip="10.0.0.1") is not None  # remembered
+    assert auth.verify_password("ann@example.test", "guess", "imap", client_ip="10.0.0.1") is None
+    auth.throttle.failed("10.0.0.1", "ann@example.test")
+    hashed, admitted = counting["argon2"], auth.gate.admitted
+    assert auth.precheck("10.0.0.1", "Ann@Example.test", PW).refused  # heard: the door passes it on
+    for protocol in ("imap", "jmap"):
+        r = auth.verify_password("ann@example.test", PW, protocol, client_ip="10.0.0.1")
+        assert r is not None and r.account_id == acct
+    assert (counting["argon2"], auth.gate.admitted) == (hashed, admitted)
+    assert auth.throttle.failures("10.0.0.1", "ann@example.test") == 1  # no failure counted (the door clears)
+    with pytest.raises(LoginRefused):
+        auth.precheck("10.0.0.1", "ann@example.test", "guess2")
+    with pytest.raises(LoginRefused):
+        auth.verify_password("ann@example.test", "guess2", "imap", client_ip="10.0.0.1")
+    new_hash, _ = passwords.make_credentials("new password")  # the password changed: the entry no longer binds
+    with engine.begin() as conn:
+        conn.execute(sa.update(accounts).where(accounts.c.id == acct).values(password_hash=new_hash))
+    with pytest.raises(LoginRefused) as exc:
+        auth.verify_password("ann@example.test", PW, "imap", client_ip="10.0.0.1")
+    assert exc.value.kind == "throttled"
+    auth.cache.clear()
+    monkeypatch.setattr(auth, "_account", lambda **kw: pytest.fail("database read for a throttled miss"))
+    with pytest.raises(LoginRefused):
+        auth.verify_password("ann@example.test", "new password", "imap", client_ip="10.0.0.1")
+    assert (counting["argon2"], auth.gate.admitted) == (hashed, admitted)
+    assert auth.throttle.failures("10.0.0.1", "ann@example.test") == 1
+
+
 def test_throttled_attempt_does_no_work_at_all(engine, make_account: MakeAccount, clock: Clock, counting,
                                                monkeypatch) -> None:
     make_account("ann@example.test")
@@ -556,9 +616,32 @@ def test_sasl_plain_and_scram_respect_the_throttle(engine, make_account: MakeAcc
     assert step.address == "ann@example.test"
     other = SaslServer(auth, "imap", client_ip="10.0.0.2").create("PLAIN", True)
     assert other is not None and isinstance(other.start(b"\0ann@example.test\0" + PW.encode()), Success)
-    real = auth.scram_secret("ann@example.test", "imap", client_ip="10.0.0.2")
-    fake = auth.scram_secret("ann@example.test", "imap", client_ip="10.0.0.1")
-    assert fake.stored_key != real.stored_key and fake.salt != real.salt
+    with pytest.raises(LoginRefused):
+        auth.scram_secret("ann@example.test", "imap", client_ip="10.0.0.1")
+
+
+@sqlite_only
+def test_throttled_scram_is_a_refusal_not_a_failure(engine, make_account: MakeAccount, clock: Clock) -> None:
+    """SCRAM costs no argon2, so a throttled pair's exchange ends at once as a refusal: no proof is looked at
+    (an uncounted guess would be free) and no failure is reported (which would lengthen the penalty)."""
+    import scramp
+
+    make_account("ann@example.test")
+    auth = make(engine, clock, base=60, maximum=60)
+    auth.throttle.failed("10.0.0.1", "ann@example.test")
+    for ip in ("10.0.0.1", "10.0.0.2"):
+        client = scramp.ScramClient(["SCRAM-SHA-256"], "ann@example.test", PW)
+        mech = SaslServer(auth, "imap", client_ip=ip).create("SCRAM-SHA-256", True)
+        assert mech is not None
+        step = mech.start(client.get_client_first().encode())
+        if ip == "10.0.0.1":
+            assert isinstance(step, Failure) and step.refusal is not None
+            assert step.refusal.kind == "throttled" and step.refusal.retry_after == 60
+            assert step.code == "AUTHENTICATIONFAILED" and mech.done
+            continue
+        client.set_server_first(step.data.decode())  # type: ignore[union-attr]
+        assert isinstance(mech.step(client.get_client_final().encode()), Success)
+    assert auth.throttle.failures("10.0.0.1", "ann@example.test") == 1
 
 
 @sqlite_only
@@ -593,10 +676,26 @@ def test_forwarded_headers_from_a_trusted_proxy() -> None:
     assert p.client_ip("127.0.0.1", x_forwarded_for=["10.9.9.9"]) == "10.9.9.9"  # all trusted: the leftmost
     assert p.client_ip("127.0.0.1", x_forwarded_for=["garbage"]) == "127.0.0.1"  # unknown: the proxy's bucket
     assert p.client_ip("127.0.0.1") == "127.0.0.1"
-    fwd = ['for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8::17]:4711"']
-    assert p.client_ip("127.0.0.1", forwarded=fwd, x_forwarded_for=["1.1.1.1"]) == "2001:db8::17"
-    assert p.client_ip("127.0.0.1", forwarded=["for=unknown"]) == "127.0.0.1"
     assert p.client_ip("192.0.2.1", x_forwarded_for=["203.0.113.9"]) == "192.0.2.1"  # not a proxy of ours
+
+
+def test_only_the_configured_forwarding_header_is_read() -> None:
+    """nginx and HAProxy append to X-Forwarded-For and pass a client's own ``Forwarded`` through untouched, so
+    reading both (or preferring ``Forwarded``) would let the client pick its throttle address."""
+    p = TrustedProxies(["127.0.0.1"])
+    assert p.header == "x-forwarded-for"
+    spoof = {"forwarded": ["for=198.51.100.77"], "x_forwarded_for": ["203.0.113.9"]}
+    assert p.client_ip("127.0.0.1", **spoof) == "203.0.113.9"
+    assert p.client_ip("127.0.0.1", forwarded=["for=198.51.100.77"]) == "127.0.0.1"  # the proxy's own bucket
+    f = TrustedProxies(["127.0.0.1", "10.0.0.0/8"], header="Forwarded")
+    assert f.header == "forwarded"
+    assert f.client_ip("127.0.0.1", **spoof) == "198.51.100.77"
+    assert f.client_ip("127.0.0.1", x_forwarded_for=["203.0.113.9"]) == "127.0.0.1"
+    fwd = ['for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8::17]:4711"']
+    assert f.client_ip("127.0.0.1", forwarded=fwd) == "2001:db8::17"
+    assert f.client_ip("127.0.0.1", forwarded=["for=unknown"]) == "127.0.0.1"
+    with pytest.raises(ValueError, match="forwarded_header"):
+        TrustedProxies(["127.0.0.1"], header="x-real-ip")
 
 
 def test_proxy_parsing_helpers_and_config_check(tmp_path) -> None:  # noqa: ANN001
@@ -613,4 +712,11 @@ def test_proxy_parsing_helpers_and_config_check(tmp_path) -> None:  # noqa: ANN0
     cfg.check()
     cfg.http.trusted_proxies = ["10.0.0.0/8", "nope"]
     with pytest.raises(ValueError, match="trusted_proxies"):
+        cfg.check()
+    cfg.http.trusted_proxies = []
+    assert cfg.http.forwarded_header == "x-forwarded-for"
+    cfg.http.forwarded_header = "forwarded"
+    cfg.check()
+    cfg.http.forwarded_header = "x-real-ip"
+    with pytest.raises(ValueError, match="forwarded_header"):
         cfg.check()

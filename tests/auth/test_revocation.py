@@ -35,33 +35,33 @@ def test_password_change_ends_password_and_scram_sessions_only(store: Store, ali
     pw, scram, app = (result(store, alice, m, ap.id if m == "app_password" else None)
                       for m in ("password", "scram", "app_password"))
     for r in (pw, scram, app):
-        assert revocation.check(store.engine, r, baseline, now=0) == revocation.Verdict(None, baseline)
+        assert revocation.check(store, r, baseline, now=0) == revocation.Verdict(None, baseline)
     store.set_credentials(alice, *passwords.make_credentials("new password"))
     for r in (pw, scram):
-        assert revocation.check(store.engine, r, baseline, now=0).reason == revocation.PASSWORD_CHANGED
-    verdict = revocation.check(store.engine, app, baseline, now=0)
+        assert revocation.check(store, r, baseline, now=0).reason == revocation.PASSWORD_CHANGED
+    verdict = revocation.check(store, app, baseline, now=0)
     assert verdict.reason is None and verdict.baseline > baseline  # moved past a change that was not ours
     # A session that logged in after the change (its baseline read before verifying) is not ended by it.
     after = store.credential_sequence()
-    assert revocation.check(store.engine, pw, after, now=0) == revocation.Verdict(None, after)
+    assert revocation.check(store, pw, after, now=0) == revocation.Verdict(None, after)
 
 
 def test_revocation_ends_that_app_password_only(store: Store, alice: str) -> None:
     laptop, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
     phone, _ = app_passwords.create(store.engine, alice, "phone", "imap")
     baseline = store.credential_sequence()
-    assert app_passwords.revoke(store.engine, alice, "laptop")
-    gone = revocation.check(store.engine, result(store, alice, "app_password", laptop.id), baseline, now=0)
+    assert store.revoke_app_password(alice, "laptop")
+    gone = revocation.check(store, result(store, alice, "app_password", laptop.id), baseline, now=0)
     assert gone.reason == revocation.APP_PASSWORD_REVOKED
     for r in (result(store, alice, "app_password", phone.id), result(store, alice, "password")):
-        assert revocation.check(store.engine, r, baseline, now=0).reason is None
+        assert revocation.check(store, r, baseline, now=0).reason is None
     # Re-creating the name deletes the revoked row: the old session's credential is still gone.
     app_passwords.create(store.engine, alice, "laptop", "imap")
-    again = revocation.check(store.engine, result(store, alice, "app_password", laptop.id), baseline, now=0)
+    again = revocation.check(store, result(store, alice, "app_password", laptop.id), baseline, now=0)
     assert again.reason == revocation.APP_PASSWORD_REVOKED
     # A revocation that matched nothing changes nothing.
     before = store.credential_sequence()
-    assert not app_passwords.revoke(store.engine, alice, "no such name")
+    assert not store.revoke_app_password(alice, "no such name")
     assert store.credential_sequence() == before
 
 
@@ -69,19 +69,19 @@ def test_token_ends_at_exp_plus_grace_without_a_database_change(store: Store, al
     baseline = store.credential_sequence()
     tok = result(store, alice, "bearer", "jti-1", expires_at=1_000)
     assert revocation.deadline(tok) == 1_000 and revocation.deadline(tok, 60) == 1_060
-    assert revocation.check(store.engine, tok, baseline, now=999.9).reason is None
-    assert revocation.check(store.engine, tok, baseline, now=1_000).reason == revocation.TOKEN_EXPIRED
-    assert revocation.check(store.engine, tok, baseline, now=1_030, grace=60).reason is None
+    assert revocation.check(store, tok, baseline, now=999.9).reason is None
+    assert revocation.check(store, tok, baseline, now=1_000).reason == revocation.TOKEN_EXPIRED
+    assert revocation.check(store, tok, baseline, now=1_030, grace=60).reason is None
     assert revocation.deadline(result(store, alice, "password")) is None
     # Passwords and app passwords do not expire by the clock.
-    assert revocation.check(store.engine, result(store, alice, "password"), baseline, now=10**12).reason is None
+    assert revocation.check(store, result(store, alice, "password"), baseline, now=10**12).reason is None
 
 
 def test_deleted_account(store: Store, alice: str) -> None:
     r = result(store, alice, "password")
     baseline = store.credential_sequence()
     store.delete_account(alice)
-    assert revocation.check(store.engine, r, baseline, now=0).reason == revocation.ACCOUNT_GONE
+    assert revocation.check(store, r, baseline, now=0).reason == revocation.ACCOUNT_GONE
 
 
 def test_epochs_increase_store_wide_in_commit_order(store: Store, alice: str) -> None:
@@ -90,7 +90,7 @@ def test_epochs_increase_store_wide_in_commit_order(store: Store, alice: str) ->
     store.set_credentials(alice, "h1", None)
     assert store.credential_epochs(alice) == (1, 1)
     app_passwords.create(store.engine, bob, "p", "imap")
-    app_passwords.revoke(store.engine, bob, "p")
+    app_passwords.revoke(store, bob, "p")  # the auth helper hands it to the store
     assert store.credential_epochs(bob) == (2, 0)  # a revocation is not a password change
     store.set_credentials(alice, "h2", None)
     assert store.credential_epochs(alice) == (3, 3) and store.credential_sequence() == 3

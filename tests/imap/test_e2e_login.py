@@ -7,6 +7,7 @@ import asyncio
 import base64
 import imaplib
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,12 +63,37 @@ def test_wrong_password_and_unknown_user(server: ServerThread) -> None:
 
 
 def test_failed_login_is_delayed(server: ServerThread) -> None:
-    server.runtime.auth.throttle = LoginThrottle(base=0.4, maximum=1.0)
+    """The NO is held for exactly the throttle's verdict: the injected sleep records the delay and holds it
+    until the test lets go, and the client has no answer meanwhile (events, no clock)."""
+    slept: list[float] = []
+    holding, release = threading.Event(), threading.Event()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        holding.set()
+        await asyncio.to_thread(release.wait, 30)
+
+    server.runtime.auth.throttle = LoginThrottle(base=0.4, maximum=1.0, sleep=sleep)
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
-    t0 = time.monotonic()
-    with pytest.raises(imaplib.IMAP4.error):
-        m.login(ADDRESS, "nope")
-    assert time.monotonic() - t0 >= 0.35
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            m.login(ADDRESS, "nope")
+            outcome.append(None)
+        except imaplib.IMAP4.error as exc:
+            outcome.append(exc)
+
+    th = threading.Thread(target=attempt, daemon=True)
+    th.start()
+    try:
+        assert holding.wait(30), "the failed login never reached the throttle's pause"
+        assert slept == [0.4]  # the delay is the throttle's verdict for a first failure
+        assert outcome == [] and th.is_alive()  # no answer while the pause holds
+    finally:
+        release.set()
+    th.join(30)
+    assert len(outcome) == 1 and "AUTHENTICATIONFAILED" in str(outcome[0])
     m.logout()
 
 

@@ -259,7 +259,8 @@ def plain(user: str, password: str) -> str:
 
 async def test_authenticate_plain_is_throttled_and_gated_like_login(server, hasher) -> None:
     """SASL PLAIN (what most clients use) goes through the same throttle and gate as LOGIN: a throttled pair is
-    refused unchecked (no failure counted), a full hashing queue answers NO [UNAVAILABLE]."""
+    refused unchecked (no failure counted) unless its credential is a remembered one, a full hashing queue
+    answers NO [UNAVAILABLE]."""
     auth = server.runtime.auth
     pauses: list[float] = []
 
@@ -272,9 +273,10 @@ async def test_authenticate_plain_is_throttled_and_gated_like_login(server, hash
     c = await Client.connect(server, "127.0.0.2")
     assert b"NO [AUTHENTICATIONFAILED]" in await c.cmd("AUTHENTICATE PLAIN " + plain(ADDRESS, "wrong"))
     assert hasher.wrong == 1 and auth.throttle.failures("127.0.0.2", ADDRESS) == 1
-    answer = await c.cmd("AUTHENTICATE PLAIN " + plain(ADDRESS, PASSWORD))  # right, but not looked at
+    answer = await c.cmd("AUTHENTICATE PLAIN " + plain(ADDRESS, PASSWORD))  # right, but not remembered
     assert answer.startswith(b"t NO [AUTHENTICATIONFAILED] Too many failed logins"), answer
     assert auth.throttle.failures("127.0.0.2", ADDRESS) == 1 and pauses[-1] > HOUR - 60
+    assert hasher.right == 0  # not looked at
     c.close()
 
     hasher.release.clear()  # one guess from elsewhere holds the only hashing slot
@@ -289,6 +291,69 @@ async def test_authenticate_plain_is_throttled_and_gated_like_login(server, hash
     assert b"t OK" in await fresh.cmd("AUTHENTICATE PLAIN " + plain(ADDRESS, PASSWORD))
     fresh.close()
     holder.close()
+
+
+async def test_a_remembered_credential_gets_in_from_a_throttled_pair(server, hasher) -> None:
+    """Issue 8 item 3: an attacker sharing the owner's address (a NAT) who fires one wrong guess each time the
+    penalty ends must not keep the owner out. The owner's credential, in the success cache, is accepted from
+    the throttled (address, account) pair over LOGIN and AUTHENTICATE PLAIN, with no argon2 and no failure
+    counted; the attacker's guesses from there are still refused unhashed."""
+    auth = server.runtime.auth
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    auth.throttle = LoginThrottle(base=HOUR, maximum=HOUR, sleep=sleep)
+    hasher.release.set()
+    nat = "127.0.0.2"
+    owner = await Client.connect(server, nat)
+    assert b"a1 OK" in await owner.login(ADDRESS, PASSWORD)  # this morning: argon2 once, now remembered
+    owner.close()
+    assert hasher.right == 1
+    for attempt in ("login", "plain"):
+        attacker = await Client.connect(server, nat)
+        assert b"a1 NO [AUTHENTICATIONFAILED]" in await attacker.login(ADDRESS, f"guess {attempt}")
+        assert auth.throttle.check(nat, ADDRESS).refused
+        assert b"a1 NO [AUTHENTICATIONFAILED]" in await attacker.login(ADDRESS, "guess again")  # refused
+        attacker.close()
+        wrong = hasher.wrong
+        assert wrong >= 1 and auth.throttle.failures(nat, ADDRESS) == 1
+        owner = await Client.connect(server, nat)
+        if attempt == "login":
+            answer = await owner.login(ADDRESS, PASSWORD)
+            assert answer.startswith(b"a1 OK"), answer
+        else:
+            answer = await owner.cmd("AUTHENTICATE PLAIN " + plain(ADDRESS, PASSWORD))
+            assert answer.startswith(b"t OK"), answer
+        owner.close()
+        assert hasher.right == 1 and hasher.wrong == wrong  # no argon2 for either
+        assert auth.throttle.failures(nat, ADDRESS) == 0  # the success cleared its pair; nothing was counted
+    assert all(p > HOUR - 60 for p in pauses)  # the only pauses: the attacker's tarpit and refusal
+
+
+async def test_throttled_scram_is_refused_and_not_counted(server, hasher) -> None:
+    """SCRAM from a throttled pair ends at the client-first message as a refusal (NO [AUTHENTICATIONFAILED] with
+    the throttle's text): no proof is looked at and no failure counted, so the penalty does not grow."""
+    import scramp
+
+    auth = server.runtime.auth
+    pauses: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    auth.throttle = LoginThrottle(base=HOUR, maximum=HOUR, sleep=sleep)
+    hasher.release.set()
+    c = await Client.connect(server, "127.0.0.2")
+    assert b"a1 NO [AUTHENTICATIONFAILED]" in await c.login(ADDRESS, "wrong")
+    assert auth.throttle.failures("127.0.0.2", ADDRESS) == 1
+    first = scramp.ScramClient(["SCRAM-SHA-256"], ADDRESS, PASSWORD).get_client_first()
+    answer = await c.cmd("AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(first.encode()).decode())
+    assert answer.startswith(b"t NO [AUTHENTICATIONFAILED] Too many failed logins"), answer
+    assert auth.throttle.failures("127.0.0.2", ADDRESS) == 1 and auth.throttle.failures("127.0.0.2") == 1
+    assert len(pauses) == 2 and pauses[-1] > HOUR - 60  # the refusal waits out the rest of the penalty
+    c.close()
 
 
 async def test_a_client_opening_twelve_connections_at_once_pays_one_hash(server, hasher) -> None:

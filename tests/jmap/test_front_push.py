@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 import time
 
@@ -49,6 +51,7 @@ class EventReader:
     def _run(self, query: str, headers: dict) -> None:
         try:
             with self._client.stream("GET", "/jmap/eventsource?" + query, headers=headers) as r:
+                self._response = r
                 self.status, self.headers = r.status_code, r.headers
                 self.opened.set()
                 event: dict = {}
@@ -72,6 +75,14 @@ class EventReader:
         return self.events.get(timeout=timeout)
 
     def close(self) -> None:
+        """Hang up for real: closing the client from another thread does not always close a connection that
+        the reader thread is using, and the server must see the TCP connection go away."""
+        response = getattr(self, "_response", None)
+        stream = response.extensions.get("network_stream") if response is not None else None
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._client.close()
 
 

@@ -183,7 +183,63 @@ def test_forwarded_headers_are_honoured_from_a_trusted_proxy(proxied: ServerThre
     assert throttle.failures("127.0.0.1") == 0
     # another client behind the same proxy is a different address: not throttled
     assert session(proxied, ALICE, {"X-Forwarded-For": "203.0.113.10"}).status_code == 200
-    # the client cannot pick its address: our proxy's entry is the rightmost one
-    assert session(proxied, ALICE, {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}).status_code == 429
-    assert session(proxied, ALICE, {"Forwarded": 'for="203.0.113.9:5555"'}).status_code == 429
+    # the client cannot pick its address: our proxy's entry is the rightmost one (a guess, since the
+    # credential is remembered now and would be heard even from the throttled pair)
+    guess = ("alice@example.test", "guess2")
+    assert session(proxied, guess, {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}).status_code == 429
+    assert throttle.failures("198.51.100.1") == 0
     assert session(proxied, ALICE).status_code == 200  # no header: the proxy itself
+
+
+def test_a_spoofed_forwarded_header_does_not_move_the_client(proxied: ServerThread) -> None:
+    """nginx/HAProxy append the client to X-Forwarded-For and pass a ``Forwarded`` header the client wrote
+    through untouched: with the default ``forwarded_header`` the failure is counted under the X-Forwarded-For
+    address, whatever ``Forwarded`` says, and a new ``Forwarded`` value does not dodge the refusal."""
+    throttle, t = fake_throttle(proxied, base=30, maximum=60)
+    t.frozen = True
+    spoofed = {"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=198.51.100.77"}
+    assert session(proxied, ("alice@example.test", "guess"), spoofed).status_code == 401
+    assert throttle.failures("203.0.113.9", "alice@example.test") == 1
+    assert throttle.failures("198.51.100.77") == 0
+    again = {"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=198.51.100.78"}
+    assert session(proxied, ("alice@example.test", "guess2"), again).status_code == 429
+    assert throttle.failures("198.51.100.78") == 0 and throttle.failures("203.0.113.9") == 1
+
+
+def test_forwarded_header_setting_reads_only_forwarded(tmp_path: Path) -> None:
+    """With ``[http] forwarded_header = "forwarded"`` (a proxy that writes RFC 7239), X-Forwarded-For is the
+    client's own writing and is ignored."""
+    srv = start(tmp_path, http__trusted_proxies=["127.0.0.1"], http__forwarded_header="forwarded")
+    try:
+        throttle, t = fake_throttle(srv, base=30, maximum=60)
+        t.frozen = True
+        headers = {"Forwarded": 'for="203.0.113.9:5555"', "X-Forwarded-For": "198.51.100.77"}
+        assert session(srv, ("alice@example.test", "guess"), headers).status_code == 401
+        assert throttle.failures("203.0.113.9", "alice@example.test") == 1
+        assert throttle.failures("198.51.100.77") == 0
+        assert session(srv, ALICE, {"X-Forwarded-For": "198.51.100.77"}).status_code == 200  # the proxy itself
+    finally:
+        srv.stop()
+
+
+def test_remembered_basic_credential_answers_from_a_throttled_pair(server: ServerThread) -> None:
+    """Issue 8 item 3 over JMAP Basic: someone on the owner's address failing for the owner's account must not
+    keep the owner's JMAP client (which sends Basic with every request) out. The remembered credential is
+    answered 200 from the throttled pair, without a hashing slot and without a failure; a right password the
+    cache does not remember, and any guess, are still refused unchecked (429)."""
+    throttle, t = fake_throttle(server, base=30, maximum=60)
+    t.frozen = True  # the attacker does not wait for its answers
+    gate = server.runtime.auth.gate
+    assert session(server, ALICE).status_code == 200  # the owner's client: now remembered
+    assert session(server, ("alice@example.test", "guess1")).status_code == 401
+    assert throttle.check("127.0.0.1", "alice@example.test").refused
+    admitted = gate.admitted
+    assert session(server, ("alice@example.test", "guess2")).status_code == 429
+    assert session(server, ALICE).status_code == 200  # heard from the cache, not hashed
+    assert gate.admitted == admitted
+    assert throttle.failures("127.0.0.1", "alice@example.test") == 0  # success clears its own pair
+    assert t.slept == [30]  # the one failure's tarpit; the owner's answer had none
+    assert session(server, ("alice@example.test", "guess3")).status_code == 401
+    server.runtime.auth.cache.clear()  # not remembered: the pair is not looked at inside its penalty
+    assert session(server, ALICE).status_code == 429
+    assert gate.admitted == admitted + 1  # only guess3 was hashed

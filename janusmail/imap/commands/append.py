@@ -4,8 +4,10 @@
 Durability: the tagged OK is written only after the store returned, i.e. after the bytes were synced and the
 rows committed. A MULTIAPPEND is all-or-nothing: every message is checked first, then all go in one
 ``ingest_many`` transaction (a single message goes through ``store.deliver``, which shares the disk sync with
-concurrent deliveries). ``\\Deleted`` given at APPEND time is a membership flag the ingest path does not take,
-so it is set right after, in a second transaction. A full disk (or a disk I/O error) answers ``NO [UNAVAILABLE]``
+concurrent deliveries). ``\\Deleted`` given at APPEND time is a membership flag, handed to the ingest with the
+message (``IngestItem.deleted``) so it is stored in the same transaction: a failure after the message was
+stored but before its flag was cannot happen, so ``NO`` always means "nothing stored" and a client retrying it
+makes no duplicate. A full disk (or a disk I/O error) answers ``NO [UNAVAILABLE]``
 with a plain reason: nothing was stored and the client may try again later; it is not a server bug.
 
 Memory: large messages arrive spooled to files (janusmail.imap.literals) and reach the store as read-only maps of
@@ -35,9 +37,8 @@ async def append(s: ImapSession, cmd: Command) -> Result:
     assert isinstance(args, AppendArgs)
     limit = int(s.config.max_append_size)
     items: list[IngestItem] = []
-    deleted_at: list[int] = []
     now = int(time.time())
-    for i, msg in enumerate(args.messages):
+    for msg in args.messages:
         if msg.utf8 and not s.utf8:
             return Result.bad("UTF8 literals need ENABLE UTF8=ACCEPT")
         size = msg.data.size if isinstance(msg.data, Spool) else len(msg.data)
@@ -49,10 +50,8 @@ async def append(s: ImapSession, cmd: Command) -> Result:
             keywords, deleted = from_imap(msg.flags)
         except FlagError as exc:
             return Result.no(exc.text, exc.code)
-        if deleted:
-            deleted_at.append(i)
         received = int(msg.date.timestamp()) if msg.date is not None else now
-        items.append(IngestItem(b"", (), tuple(keywords), received))
+        items.append(IngestItem(b"", (), tuple(keywords), received, deleted))
     dest = await find_mailbox(s, args.mailbox)
     if dest is None:
         return Result.no("No such mailbox", "TRYCREATE")
@@ -60,11 +59,13 @@ async def append(s: ImapSession, cmd: Command) -> Result:
         raws = await _message_bytes(s, args)
     except StorageUnavailable as exc:  # the spool file could not take the literal
         return _unavailable(exc)
-    items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at) for it, raw in zip(items, raws, strict=True)]
+    items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at, it.deleted)
+             for it, raw in zip(items, raws, strict=True)]
     try:
         if len(items) == 1:
             it = items[0]
-            delivered = [await s.store.deliver(s.account_id, it.raw, it.mailbox_ids, it.keywords, it.received_at)]
+            delivered = [await s.store.deliver(s.account_id, it.raw, it.mailbox_ids, it.keywords, it.received_at,
+                                               deleted=it.deleted)]
         else:
             delivered = await s.store.call(s.store.ingest_many, s.account_id, items)
     except NotFound:
@@ -74,12 +75,6 @@ async def append(s: ImapSession, cmd: Command) -> Result:
     except StorageUnavailable as exc:
         return _unavailable(exc)
     uids = [d.uids[dest.id] for d in delivered]
-    if deleted_at:
-        marked = [(uids[i], uids[i]) for i in deleted_at]
-        try:
-            await s.store.call(s.store.store_flags, s.account_id, dest.id, marked, "add", [], True)
-        except StorageUnavailable as exc:  # the messages are stored, only their \Deleted flag is missing
-            return _unavailable(exc, " (the message was stored without \\Deleted)")
     return Result.ok("APPEND completed", serializer.appenduid_code(dest.uidvalidity, uids))
 
 
@@ -92,7 +87,7 @@ async def _message_bytes(s: ImapSession, args: AppendArgs) -> list[Any]:
     return [next(loaded) if isinstance(m.data, Spool) else m.data for m in args.messages]
 
 
-def _unavailable(exc: StorageUnavailable, extra: str = "") -> Result:
+def _unavailable(exc: StorageUnavailable) -> Result:
     """A plain, retryable reason (RFC 5530 UNAVAILABLE): the server is fine, its disk is not."""
     reason = "Not enough disk space to store the message" if exc.full else "The mail store cannot write to disk"
-    return Result.no(f"{reason}{extra}, try again later", "UNAVAILABLE")
+    return Result.no(f"{reason}, try again later", "UNAVAILABLE")

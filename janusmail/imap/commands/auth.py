@@ -6,8 +6,10 @@ LOGINDISABLED / leaves those AUTH= out. Failed logins wait out the throttle's de
 
 Logins cannot starve the server (:mod:`janusmail.auth.throttle`): LOGIN asks the throttle on the event loop
 before anything else, so a (client, account) pair that keeps failing is refused (``NO [AUTHENTICATIONFAILED]``
-after the rest of its penalty) without a thread, a query or argon2; verification runs on the authenticator's
-own threads behind its bounded hashing gate (full: ``NO [UNAVAILABLE]`` at once).
+after the rest of its penalty) without a thread, a query or argon2, unless its password may be one the
+success cache remembers (then it goes on, and gets in only on a real cache hit: an attacker sharing the owner's
+address cannot keep the owner out); verification runs on the authenticator's own threads behind its bounded
+hashing gate (full: ``NO [UNAVAILABLE]`` at once).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ async def login(s: ImapSession, cmd: Command) -> Result:
     if not s.plaintext_ok():
         return Result.no("Use STARTTLS or the TLS port before logging in", "PRIVACYREQUIRED")
     try:
-        auth.precheck(s.peer, args.username)
+        auth.precheck(s.peer, args.username, args.password)
         result = await auth.run(auth.verify_password, args.username, args.password, "imap", client_ip=s.peer)
     except LoginRefused as exc:
         return await s.login_refused(exc)
