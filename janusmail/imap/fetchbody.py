@@ -16,11 +16,13 @@ from typing import Any
 from janusmail.imap.codec import FetchBinarySize, FetchBody, Section
 from janusmail.mime.charsets import b64decode_loose
 from janusmail.mime.content import find_part
+from janusmail.mime.transfer import qp_decode
 
 __all__ = [
     "MISSING",
     "RangeReader",
     "UnknownCte",
+    "base64_lines",
     "binary_size",
     "body_section",
     "filter_header_fields",
@@ -103,6 +105,8 @@ def body_section(item: FetchBody, cache: dict[str, Any] | None, reader: RangeRea
     if item.binary:
         return _binary(part, item.partial, reader)
     if sec.text is None:
+        if _maybe_nul(part):
+            return _nul_safe(part, item.partial, reader)
         return reader.read(*_clip(part["body_start"], part["body_end"], item.partial))
     if sec.text == "MIME":
         return reader.read(*_clip(part["header_start"], part["header_end"], item.partial))
@@ -113,6 +117,35 @@ def body_section(item: FetchBody, cache: dict[str, Any] | None, reader: RangeRea
         return b""
     return _text_item(sec, item, msg["header_start"], msg["header_end"], msg["body_start"], msg["body_end"],
                       reader)
+
+
+def _maybe_nul(part: dict[str, Any]) -> bool:
+    """A leaf part whose Content-Transfer-Encoding lets it carry NUL (``binary``, RFC 2045 §6.2), i.e. one a
+    client appended with a literal8 (RFC 3516 §4.4)."""
+    return (str(part.get("encoding") or "").upper() == "BINARY" and part.get("children") is None
+            and not part.get("message"))
+
+
+def _nul_safe(part: dict[str, Any], partial: tuple[int, int] | None, reader: RangeReader) -> bytes:
+    """``BODY[n]`` of a ``binary`` part: as stored when it has no NUL, else base64-encoded.
+
+    Why: a BODY section is an nstring, and no IMAP string but literal8 may hold NUL (RFC 9051 §4.3), which
+    only BINARY responses may use (RFC 3516 §4.3). Dovecot converts such parts to base64 when the message is
+    appended; Janus keeps the stored bytes exact (BINARY[n] returns them raw, in a literal8) and converts on
+    the way out instead. The partial applies to the encoded form, which is what the client receives."""
+    data = reader.read(part["body_start"], part["body_end"])
+    if b"\x00" in data:
+        data = base64_lines(data)
+    if partial is not None:
+        a, b = _clip(0, len(data), partial)
+        data = data[a:b]
+    return data
+
+
+def base64_lines(data: bytes) -> bytes:
+    """Base64 in CRLF-terminated lines of 76 characters (RFC 2045 §6.8)."""
+    enc = binascii.b2a_base64(data, newline=False)
+    return b"".join(enc[i : i + 76] + b"\r\n" for i in range(0, len(enc), 76))
 
 
 def _text_item(sec: Section, item: FetchBody, hdr_start: int, hdr_end: int, body_start: int, body_end: int,
@@ -161,7 +194,7 @@ def _decode(data: bytes, encoding: str) -> bytes:
         return b64decode_loose(data)[0]
     if encoding == "QUOTED-PRINTABLE":
         try:
-            return binascii.a2b_qp(data)
+            return qp_decode(data)
         except (binascii.Error, ValueError):
             return data
     return data

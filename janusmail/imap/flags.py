@@ -12,9 +12,25 @@ from janusmail.store import keywords as kwmod
 from janusmail.store.model import InvalidKeyword
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-#: FLAGS response for a selected mailbox: system flags only; keywords are open-ended (PERMANENTFLAGS has \*).
+#: The system flags alone (a mailbox's FLAGS adds its keywords: :func:`mailbox_flags`, :func:`permanent_flags_code`).
 FLAGS_LINE = "(" + " ".join(SYSTEM_FLAGS) + ")"
 PERMANENT_FLAGS = "(" + " ".join(SYSTEM_FLAGS) + " \\*)"
+
+
+def mailbox_flags(keywords: Iterable[str]) -> list[str]:
+    """The ``* FLAGS`` list of a mailbox: the system flags, then the keywords defined in it (RFC 9051 §7.3.5:
+    a client may only expect the flags listed here in FETCH FLAGS, so every keyword in use must appear)."""
+    return [*SYSTEM_FLAGS, *keywords]
+
+
+def permanent_flags_code(keywords: Iterable[str], readonly: bool) -> str:
+    """The ``PERMANENTFLAGS`` response code: nothing is permanent in a read-only mailbox; otherwise the system
+    flags, the keywords in use, and ``\\*`` (clients may create keywords; RFC 9051 §6.3.2)."""
+    if readonly:
+        return "PERMANENTFLAGS ()"
+    return "PERMANENTFLAGS (" + " ".join([*SYSTEM_FLAGS, *keywords, "\\*"]) + ")"
+
+
 _BIT_FLAGS = (
     (kwmod.SYSTEM_BITS["$answered"], "\\Answered"),
     (kwmod.SYSTEM_BITS["$flagged"], "\\Flagged"),

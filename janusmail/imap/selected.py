@@ -11,6 +11,10 @@ boundaries (and immediately during IDLE) with a few indexed queries bounded by w
   otherwise kept pending so sequence numbers stay stable during FETCH/STORE/SEARCH);
 * ``messages.modseq > known`` -> flag changes (unsolicited FETCH FLAGS, UID and MODSEQ).
 
+FLAGS: the keywords in use are read once at SELECT (``Store.mailbox_keywords``); afterwards a keyword this
+session has not been told about is spotted in the FETCH data about to be sent (no extra query) and announced by
+a new ``* FLAGS`` / ``PERMANENTFLAGS`` first (RFC 9051 §7.3.5: see :meth:`SelectedMailbox.note_keywords`).
+
 The store's notifier tells the session when a sync is worth the queries (:attr:`dirty`); NOOP, CHECK and
 IDLE force one anyway so writers outside this process are seen too.
 """
@@ -19,13 +23,13 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from janusmail.imap.codec import NumberSet, SequenceSet, responses, serializer
-from janusmail.imap.flags import imap_flags
+from janusmail.imap.flags import imap_flags, mailbox_flags, permanent_flags_code
 from janusmail.store.schema import email_keywords, emails, mailboxes, messages, vanished
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -131,6 +135,7 @@ class SelectedMailbox:
         known_modseq: int,
         recent_from: int | None = None,
         name: str = "",
+        keywords: Iterable[str] = (),
     ) -> None:
         self.mailbox_id = mailbox_id
         self.uidvalidity = uidvalidity
@@ -152,6 +157,10 @@ class SelectedMailbox:
         self.saved_uids: NumberSet | None = None
         self._own: dict[int, int] = {}
         self._last_recent_count = self.recent_count()
+        #: keywords announced to this session by FLAGS (IMAP spelling, in announcement order) and their keys.
+        self.keywords: list[str] = []
+        self._keyword_keys: set[str] = set()
+        self._add_keywords(keywords)
 
     # -- loading -----------------------------------------------------------------------------------------
 
@@ -176,10 +185,63 @@ class SelectedMailbox:
                 if row is None:
                     raise MailboxGone(mailbox.id)
                 uids = _load_uids(conn, mailbox.id, row.uidnext)
+        # after the snapshot: a keyword added since is listed a little early, which is harmless (a keyword
+        # read before it could be missing from FLAGS yet seen in FETCH; that case is caught by note_keywords)
+        keywords = store.mailbox_keywords(mailbox.account_id, mailbox.id)
         return cls(
             mailbox.id, row.uidvalidity, uids, readonly=readonly, uidnext=row.uidnext,
-            known_modseq=row.highest_modseq, recent_from=recent_from, name=name,
+            known_modseq=row.highest_modseq, recent_from=recent_from, name=name, keywords=keywords,
         )
+
+    # -- FLAGS: the keywords this session knows -----------------------------------------------------------
+
+    def flags_response(self) -> bytes:
+        """``* FLAGS (system flags + announced keywords)``."""
+        return responses.flags_response(mailbox_flags(self.keywords))
+
+    def permanentflags_response(self) -> bytes:
+        """``* OK [PERMANENTFLAGS (...)]`` (empty for EXAMINE)."""
+        return serializer.untagged_status("OK", permanent_flags_code(self.keywords, self.readonly),
+                                          "Limited" if self.readonly else "Flags permitted")
+
+    def _add_keywords(self, keywords: Iterable[str]) -> bool:
+        added = False
+        for kw in keywords:
+            key = kw.lower()
+            if key not in self._keyword_keys:
+                self._keyword_keys.add(key)
+                self.keywords.append(kw)
+                added = True
+        return added
+
+    def note_keywords(self, s: ImapSession, keywords: Iterable[str]) -> None:
+        """Call BEFORE writing a FETCH whose FLAGS carry ``keywords`` (flags starting with ``\\`` are
+        skipped): if any is new to this session, send the grown ``* FLAGS`` and ``PERMANENTFLAGS`` first, as
+        RFC 9051 §7.3.5 requires. Costs a set lookup per keyword when nothing is new; no store query."""
+        new = [k for k in keywords if not k.startswith("\\") and k.lower() not in self._keyword_keys]
+        if new and self._add_keywords(new):
+            s.write(self.flags_response())
+            if not self.readonly:
+                s.write(self.permanentflags_response())
+
+    def note_row_keywords(self, s: ImapSession, rows: Iterable[Sequence], keywords: Mapping[str, Iterable[str]],
+                          email_id: int) -> None:
+        """:meth:`note_keywords` for FETCH/STORE rows about to be rendered: ``keywords`` maps email id to its
+        keywords (the FETCH data's own map), ``email_id`` is the row index of the email id. Only the rows'
+        emails are looked at, each distinct keyword tuple once."""
+        if not keywords:
+            return
+        seen: set[tuple[str, ...]] = set()
+        pending: list[str] = []
+        for r in rows:
+            kws = keywords.get(r[email_id])
+            if kws:
+                t = tuple(kws)
+                if t not in seen:
+                    seen.add(t)
+                    pending.extend(k for k in t if k.lower() not in self._keyword_keys)
+        if pending:
+            self.note_keywords(s, pending)
 
     # -- numbers -------------------------------------------------------------------------------------------
 
@@ -336,7 +398,9 @@ class SelectedMailbox:
             self.known_modseq = modseq
 
     def flags_line(self, s: ImapSession, seq: int, uid: int, flags: list[str], modseq: int) -> bytes:
-        """An unsolicited ``* n FETCH (UID u FLAGS (...) [MODSEQ (m)])``."""
+        """An unsolicited ``* n FETCH (UID u FLAGS (...) [MODSEQ (m)])``. A keyword in ``flags`` this session
+        has not been told about is announced first (``* FLAGS`` is written now, before the returned line)."""
+        self.note_keywords(s, flags)
         if not s.rev2 and self.is_recent(uid):
             n = sum(1 for f in flags if f.startswith("\\"))  # system flags first, then keywords
             flags = [*flags[:n], "\\Recent", *flags[n:]]

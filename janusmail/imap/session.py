@@ -172,6 +172,17 @@ class ImapSession:
         """Queue protocol output (complete lines, CRLF-terminated)."""
         self._out(data)
 
+    def enable_condstore(self) -> None:
+        """A CONDSTORE enabling command ran (RFC 7162 §3.1: FETCH MODSEQ/CHANGEDSINCE, SEARCH MODSEQ, STORE
+        UNCHANGEDSINCE, STATUS HIGHESTMODSEQ). The first one with a mailbox selected must be followed by
+        ``* OK [HIGHESTMODSEQ n]``: the client has not been told the mailbox's mod-sequence yet."""
+        if self.condstore:
+            return
+        self.condstore = True
+        if self.selected is not None:
+            code = serializer.highestmodseq_code(self.selected.known_modseq)
+            self.write(serializer.untagged_status("OK", code, "Highest"))
+
     async def flush(self) -> None:
         """Wait until the transport has taken the queued output (back-pressure for big FETCH answers)."""
         if self._drain is not None:
@@ -311,7 +322,7 @@ class ImapSession:
         return name
 
     def parse_mailbox(self, name: str) -> list[str]:
-        """Wire name -> path components. Raises :class:`BadMailboxName` (the session answers BAD)."""
+        """Wire name -> path components. Raises :class:`BadMailboxName` (the session answers NO [NONEXISTENT])."""
         text = self.decode_name(name)
         parts = text.split(DELIMITER)
         if not text or any(p == "" for p in parts):
@@ -414,7 +425,9 @@ class ImapSession:
         except BadSequence as exc:
             result = Result.bad(str(exc) or "Invalid message sequence number")
         except BadMailboxName as exc:
-            result = Result.bad(str(exc))
+            # A name that cannot be decoded (broken modified UTF-7, empty component) is well-formed syntax
+            # naming no mailbox: NO, not BAD (issue 11 #8). CREATE/RENAME decide for themselves (NO [CANNOT]).
+            result = Result.no(f"No such mailbox ({exc})", "NONEXISTENT")
         except MailboxGone:
             await self._mailbox_gone()
             return

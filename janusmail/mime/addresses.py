@@ -306,7 +306,11 @@ def imap_addresses(items: list[Mailbox | Group]) -> list[list[str | None]] | Non
     out: list[list[str | None]] = []
 
     def mbox(m: Mailbox) -> list[str | None]:
-        return [m.name, m.route, m.local, m.domain if m.domain is not None else MISSING_HOST]
+        # ``user@domain (Real Name)``: the old convention (RFC 822) of a trailing comment as the personal
+        # name, still common; RFC 5322 §3.4 says the comment may be the name, and IMAP servers (Dovecot,
+        # Cyrus) report it as the ENVELOPE addr-name, as JMAP's display_name() does.
+        name = m.name if m.name else m.comment
+        return [name, m.route, m.local, m.domain if m.domain is not None else MISSING_HOST]
 
     for it in items:
         if isinstance(it, Group):

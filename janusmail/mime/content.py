@@ -11,6 +11,7 @@ import binascii
 
 from .charsets import b64decode_loose, decode_text
 from .structure import scan_headers, text_of
+from .transfer import qp_decode
 
 
 def part_bytes(raw: bytes, part: dict) -> bytes:
@@ -31,7 +32,7 @@ def decode_body(raw: bytes, part: dict) -> tuple[bytes, bool]:
         return b64decode_loose(body)
     if enc == "quoted-printable":
         try:
-            return binascii.a2b_qp(body), False
+            return qp_decode(body), False
         except (binascii.Error, ValueError):
             return body, True
     return body, False

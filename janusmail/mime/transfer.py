@@ -12,9 +12,10 @@ that makes ``binascii`` stop reading (a pad that completes a quantum: the first 
 of a quantum, or the second after two), or all of them when no pad does; a trailing partial quantum of
 ``k`` characters gives ``k - 1`` octets. Other characters are skipped wherever they appear.
 
-quoted-printable (``binascii.a2b_qp``): decoding is local except for its escapes, so the body is decoded
-in windows cut where no escape can straddle the cut (after a line feed, or where no ``=`` sequence is
-open); the only long-range effect, ``=`` CR skipping up to the next line feed, is carried across windows.
+quoted-printable (:func:`qp_decode`, the one QP body decoder): decoding is local except for its escapes and
+the transport padding stripped before a line end, so the body is decoded in windows cut where neither can
+straddle the cut (after a line feed, or where no ``=`` sequence is open and no white space or CR run ends);
+the only long-range effect, ``=`` CR skipping up to the next line feed, is carried across windows.
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ _HEX = frozenset(b"0123456789ABCDEFabcdef")
 _EQ = 0x3D
 #: How far back from a window's end a line-feed-less window is searched for a safe cut.
 _QP_CUT_SEARCH = 4096
+
+
+#: Transport padding: spaces and tabs at the end of an encoded line (or of the body). RFC 2045 §6.7 rule 3 says
+#: a decoder must delete them, which also turns ``=`` + padding + line end into a soft line break.
+_QP_PADDING = re.compile(rb"[ \t]+(?=\r?\n|\Z)")
+_QP_SPACE = frozenset(b" \t\r")
+
+
+def qp_decode(data: bytes) -> bytes:
+    """Quoted-printable body decode (RFC 2045 §6.7): the stdlib decoder after stripping transport padding.
+
+    Why not ``binascii.a2b_qp`` alone: it keeps white space before a line break (so ``foo \\r\\n`` decodes
+    with the space) and does not treat ``= \\r\\n`` as a soft line break, both of which the RFC requires
+    (IMAP BINARY sizes then disagree with other servers'). ``quopri``'s pure decoder strips padding but
+    rewrites CRLF as LF and is slow. Everything else (escapes, bare ``=``, lowercase hex, junk) is left to
+    ``binascii``, whose lenient choices the rest of the code already relies on."""
+    if b" " in data or b"\t" in data:
+        data = _QP_PADDING.sub(b"", data)
+    return binascii.a2b_qp(data)
 
 
 def _b64_octets(n: int) -> int:
@@ -77,7 +97,7 @@ def _qp_cut(window: bytes, after: int) -> int:
     A long run of ``=`` is cut after an even number of them (``==`` decodes as a pair)."""
     n = len(window)
     for c in range(n, max(n - _QP_CUT_SEARCH, 0), -1):
-        if window[c - 1] == _EQ:
+        if window[c - 1] == _EQ or window[c - 1] in _QP_SPACE:  # padding is only known at the line end
             continue
         if c >= 2 and window[c - 2] == _EQ and (window[c] if c < n else after) in _HEX:
             continue
@@ -89,7 +109,7 @@ def _qp_cut(window: bytes, after: int) -> int:
 
 
 def qp_decoded_size(raw: Any, start: int, end: int, chunk: int = CHUNK) -> int:
-    """``len(binascii.a2b_qp(raw[start:end]))``, decoding one window at a time."""
+    """``len(qp_decode(raw[start:end]))``, decoding one window at a time."""
     total = 0
     pos = start
     size = chunk
@@ -97,7 +117,7 @@ def qp_decoded_size(raw: Any, start: int, end: int, chunk: int = CHUNK) -> int:
         stop = min(pos + size, end)
         window = raw[pos:stop]
         if stop == end:
-            return total + len(binascii.a2b_qp(window))
+            return total + len(qp_decode(window))
         nl = window.rfind(b"\n")
         cut = nl + 1 if nl >= 0 else _qp_cut(window, raw[stop])
         if cut == 0:  # only with tiny windows: look further
@@ -105,12 +125,12 @@ def qp_decoded_size(raw: Any, start: int, end: int, chunk: int = CHUNK) -> int:
             continue
         size = chunk
         piece = window[:cut]
-        got = len(binascii.a2b_qp(piece))
+        got = len(qp_decode(piece))
         total += got
         pos += cut
         # "=" CR makes binascii skip to the next line feed, which may lie windows ahead: a sentinel line
         # tells whether the piece ended inside such a skip.
-        if nl < 0 and b"=\r" in piece and len(binascii.a2b_qp(piece + b"\nX")) == got + 1:
+        if nl < 0 and b"=\r" in piece and len(qp_decode(piece + b"\nX")) == got + 1:
             nxt = raw.find(b"\n", pos, end)
             if nxt < 0:
                 return total

@@ -28,6 +28,7 @@ from .credentials import CredentialWatcher
 from .emails import EmailsMixin
 from .groupcommit import GroupCommitter
 from .ingest import IngestMixin
+from .keywordreads import KeywordReadsMixin
 from .mailboxes import MailboxesMixin
 from .membership import MembershipMixin
 from .model import Delivered, IngestItem
@@ -40,7 +41,7 @@ T = TypeVar("T")
 
 
 class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsMixin,
-            ReadsMixin):
+            ReadsMixin, KeywordReadsMixin):
     def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 6) -> None:
         self.engine = engine
         self.sqlite = db.is_sqlite(engine)

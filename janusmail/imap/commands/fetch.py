@@ -139,7 +139,7 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     if args.vanished and args.changedsince is None:
         return Result.bad("VANISHED needs CHANGEDSINCE")
     if args.changedsince is not None or any(getattr(it, "name", None) == "MODSEQ" for it in args.items):
-        s.condstore = True  # a CONDSTORE enabling command (RFC 7162 §3.1)
+        s.enable_condstore()  # an enabling command (RFC 7162 §3.1): the first also sends [HIGHESTMODSEQ]
     ranges = sel.resolve(args.sequence, cmd.uid)
     if args.vanished and args.changedsince is not None:
         top = max(sel.uidnext - 1, 1)
@@ -159,6 +159,8 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
         rows, changed = await _mark_seen(s, rows)
     if plan.structs and rows:
         await s.store.call(fill_structs, s.store, rows, plan, s.utf8)
+    if plan.flags or changed:  # announce keywords new to this session before FETCH shows them (RFC 9051 §7.3.5)
+        sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)
     ctx = RenderContext(
         plan, s.utf8, data.keywords, data.locations,
         is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent,

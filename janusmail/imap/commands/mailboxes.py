@@ -2,8 +2,12 @@
 
 Names are hierarchical IMAP names over the store's tree (see :mod:`.tree`). Choices, where the RFCs leave room:
 
-* CREATE makes real intermediate mailboxes (JMAP has no ``\\Noselect`` placeholders) and subscribes the new
-  mailbox, like the default ones; a name with ``%`` or ``*`` is refused (LIST could not address it);
+* CREATE makes real intermediate mailboxes (JMAP has no ``\\Noselect`` placeholders) and subscribes none of
+  them (RFC 9051 §6.3.4 leaves that to the client; only an earlier SUBSCRIBE to the very name carries over);
+  the account's default mailboxes are created subscribed, which is what clients expect of INBOX, Sent...;
+  a name with ``%`` or ``*``, or one that is not valid modified UTF-7, is ``NO [CANNOT]``;
+* a name that cannot be decoded is a name that does not exist: SELECT/STATUS/DELETE... answer
+  ``NO [NONEXISTENT]`` (the session does that) and a LIST/LSUB pattern that cannot be decoded matches nothing;
 * DELETE of a mailbox with children is ``NO [HASCHILDREN]``; its messages lose that membership and emails
   left in no mailbox are destroyed; a subscription survives as an orphan (RFC 9051 §6.3.9);
 * RENAME keeps the mailbox id (and its children's); RENAME INBOX creates a new mailbox, moves INBOX's messages
@@ -67,6 +71,18 @@ def _check_components(path: list[str]) -> str | None:
     return None
 
 
+def _new_path(s: ImapSession, wire: str) -> list[str] | Result:
+    """Path components of a name to create (CREATE, RENAME's target), or the ``NO [CANNOT]`` answer for a
+    name that cannot be decoded: the command is well-formed, the server just cannot make that name (RFC
+    9051 §7.1: BAD is for protocol errors; RFC 5530 CANNOT is "can never succeed")."""
+    from janusmail.imap.session import BadMailboxName
+
+    try:
+        return s.parse_mailbox(_strip_trailing_delim(wire))
+    except BadMailboxName as exc:
+        return Result.no(f"Invalid mailbox name: {exc}", "CANNOT")
+
+
 def _strip_trailing_delim(name: str) -> str:
     """``CREATE foo/`` means "foo, which will have children" (RFC 9051 §6.3.4)."""
     return name[:-1] if name.endswith(DELIM) and len(name) > 1 else name
@@ -79,7 +95,9 @@ def _strip_trailing_delim(name: str) -> str:
 async def create(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, CreateArgs)
-    path = s.parse_mailbox(_strip_trailing_delim(args.mailbox))
+    path = _new_path(s, args.mailbox)
+    if isinstance(path, Result):
+        return path
     name = DELIM.join(path)
     if name == "INBOX":
         return Result.no("INBOX always exists", "ALREADYEXISTS")
@@ -98,14 +116,20 @@ async def create(s: ImapSession, cmd: Command) -> Result:
         return Result.no("Mailbox already exists", "ALREADYEXISTS")
     if role is not None and any(b.role == role for b in tree.boxes):
         return Result.no(f"A mailbox with {args.special_use[0]} already exists", "USEATTR")
-    parent_id = await ensure_parents(s, tree, path)
+    # Nothing is subscribed by CREATE, but a name subscribed before it existed keeps its subscription:
+    # the orphan row becomes the mailbox's own flag (JMAP isSubscribed).
+    orphans = await s.store.call(list_orphans, s.store, s.account_id)
+    keep = {DELIM.join(path[: i + 1]) for i in range(len(path))} & orphans
+    parent_id = await ensure_parents(s, tree, path, keep)
     try:
-        box = await s.store.call(s.store.create_mailbox, s.account_id, path[-1], parent_id, role=role)
+        box = await s.store.call(s.store.create_mailbox, s.account_id, path[-1], parent_id, role=role,
+                                 subscribed=name in keep)
     except RoleTaken:
         return Result.no(f"A mailbox with {args.special_use[0]} already exists", "USEATTR")
     except AlreadyExists:
         return Result.no("Mailbox already exists", "ALREADYEXISTS")
-    await s.store.call(remove_orphan, s.store, s.account_id, name)
+    for orphan in sorted(keep):
+        await s.store.call(remove_orphan, s.store, s.account_id, orphan)
     return Result.ok("CREATE completed", serializer.mailboxid_code(box.id))
 
 
@@ -137,7 +161,9 @@ async def rename(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, RenameArgs)
     old_path = s.parse_mailbox(args.old)
-    new_path = s.parse_mailbox(_strip_trailing_delim(args.new))
+    new_path = _new_path(s, args.new)
+    if isinstance(new_path, Result):
+        return new_path
     old, new = DELIM.join(old_path), DELIM.join(new_path)
     tree = await load_tree(s)
     box = tree.find(old)
@@ -150,7 +176,8 @@ async def rename(s: ImapSession, cmd: Command) -> Result:
         return Result.no(why, "CANNOT")
     if old == "INBOX":
         parent_id = await ensure_parents(s, tree, new_path)
-        target = await s.store.call(s.store.create_mailbox, s.account_id, new_path[-1], parent_id)
+        target = await s.store.call(s.store.create_mailbox, s.account_id, new_path[-1], parent_id,
+                                    subscribed=False)
         await s.store.call(s.store.copy_messages, s.account_id, box.id, [(1, 2**62)], target.id, move=True)
         return Result.ok("RENAME completed")
     if new.startswith(old + DELIM):
@@ -224,15 +251,15 @@ def matcher(pattern: str) -> Callable[[str], bool]:
     return match
 
 
-def _decode_pattern(s: ImapSession, text: str) -> str:
+def _decode_pattern(s: ImapSession, text: str) -> str | None:
+    """A LIST/LSUB reference or pattern as Unicode, or None when it is not valid modified UTF-7: every
+    mailbox name is, so such a pattern matches nothing (OK with no responses), not a protocol error."""
     if s.utf8:
         return text
     try:
         return mutf7.decode(text)
     except ValueError:
-        from janusmail.imap.session import BadMailboxName
-
-        raise BadMailboxName("invalid modified UTF-7 in LIST pattern") from None
+        return None
 
 
 def _ancestors(name: str) -> list[str]:
@@ -296,7 +323,10 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, ListArgs)
     reference = _decode_pattern(s, args.reference)
-    patterns = [_decode_pattern(s, p) for p in args.patterns]
+    decoded = [_decode_pattern(s, p) for p in args.patterns]
+    patterns = [p for p in decoded if p is not None]
+    if reference is None or not patterns:
+        return Result.ok("LIST completed")  # nothing can match an undecodable name
     if not args.extended and len(patterns) == 1 and patterns[0] == "":
         # the hierarchy delimiter and root of the reference (RFC 9051 §6.3.9)
         root = reference.split(DELIM, 1)[0] + DELIM if DELIM in reference else ""
@@ -388,7 +418,10 @@ async def lsub(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, LsubArgs)
     reference = _decode_pattern(s, args.reference)
-    pattern = reference + _decode_pattern(s, args.pattern)
+    decoded = _decode_pattern(s, args.pattern)
+    if reference is None or decoded is None:
+        return Result.ok("LSUB completed")  # nothing can match an undecodable name
+    pattern = reference + decoded
     if pattern == "":
         s.write(responses.list_response(["\\Noselect"], DELIM, "", s.utf8, command="LSUB"))
         return Result.ok("LSUB completed")
@@ -423,6 +456,8 @@ async def lsub(s: ImapSession, cmd: Command) -> Result:
 async def status(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, StatusArgs)
+    if "HIGHESTMODSEQ" in args.items:
+        s.enable_condstore()  # a CONDSTORE enabling command (RFC 7162 §3.1)
     name = DELIM.join(s.parse_mailbox(args.mailbox))
     tree: MailboxTree = await load_tree(s)
     box = tree.find(name)

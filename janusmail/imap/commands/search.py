@@ -59,11 +59,11 @@ def _run(store, ctx: SearchContext, key, below_uid: int, size_hint: int) -> list
         return raw_rows(conn, query)
 
 
-def _in_snapshot(rows: list[tuple[int, int]], uids: Sequence[int]) -> tuple[list[int], list[int], int]:
-    """(UIDs, sequence numbers, highest MODSEQ) of the rows the session knows."""
+def _in_snapshot(rows: list[tuple[int, int]], uids: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+    """(UIDs, sequence numbers, MODSEQs) of the rows the session knows, in UID order."""
     out_uids: list[int] = []
     seqs: list[int] = []
-    top = 0
+    modseqs: list[int] = []
     i, n = 0, len(uids)
     for uid, modseq in rows:
         if i < n and uids[i] < uid:
@@ -72,9 +72,21 @@ def _in_snapshot(rows: list[tuple[int, int]], uids: Sequence[int]) -> tuple[list
             out_uids.append(uid)
             i += 1
             seqs.append(i)
-            if modseq > top:
-                top = modseq
-    return out_uids, seqs, top
+            modseqs.append(modseq)
+    return out_uids, seqs, modseqs
+
+
+def result_modseq(opts: Sequence[str] | None, modseqs: list[int]) -> int:
+    """The MODSEQ a SEARCH ... MODSEQ answer carries (RFC 7162 §3.1.5, RFC 4731 §3.2): the highest
+    mod-sequence of the messages *returned*. With only MIN and/or MAX that is those one or two messages, not
+    every match; ALL, COUNT, PARTIAL or a plain SEARCH return (or count) them all."""
+    if not modseqs:
+        return 0
+    shown = set(opts or ()) - {"SAVE"}
+    if shown and shown <= {"MIN", "MAX"}:
+        picked = ([modseqs[0]] if "MIN" in shown else []) + ([modseqs[-1]] if "MAX" in shown else [])
+        return max(picked)
+    return max(modseqs)
 
 
 def _numbers(nums: Sequence[int]) -> bytes:
@@ -145,7 +157,7 @@ async def search(s: ImapSession, cmd: Command) -> Result:
         return Result.no("Unsupported charset", serializer.badcharset_code(CHARSETS))
     with_modseq = has_modseq(args.key)
     if with_modseq:
-        s.condstore = True  # SEARCH MODSEQ is a CONDSTORE enabling command (RFC 7162 §3.1)
+        s.enable_condstore()  # SEARCH MODSEQ is a CONDSTORE enabling command (RFC 7162 §3.1)
     ctx = SearchContext(
         sel.mailbox_id, s.account_id or "", s.store.sqlite, _resolver(sel),
         recent=[] if s.rev2 else list(getattr(sel, "_recent", [])), now=int(time.time()),
@@ -156,9 +168,9 @@ async def search(s: ImapSession, cmd: Command) -> Result:
         if saving:
             sel.saved_uids = NumberSet()  # RFC 5182 §2.1: a failed SEARCH ... SAVE empties $
         raise
-    uids, seqs, top = _in_snapshot(rows, sel.uids)
+    uids, seqs, modseqs = _in_snapshot(rows, sel.uids)
     nums = uids if cmd.uid else seqs
-    modseq = top if with_modseq else None
+    modseq = result_modseq(opts if args.partial is None else ("ALL",), modseqs) if with_modseq else None
     if opts is None and not s.rev2:
         line = b"* SEARCH"
         if nums:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from janusmail.imap.codec import Command, NumberSet, SelectArgs, responses, serializer
-from janusmail.imap.flags import FLAGS_LINE, PERMANENT_FLAGS
 from janusmail.imap.selected import SelectedMailbox, flag_rows
 from janusmail.store.schema import emails, messages, vanished
 
@@ -48,6 +47,19 @@ def _qresync_data(store, mailbox_id: str, since: int, top: int, uidnext: int):  
     return gone, changed
 
 
+def _peek_recent(sel: SelectedMailbox, recent_uid: int) -> SelectedMailbox:
+    """The EXAMINE snapshot with the mailbox's \\Recent messages visible but not claimed.
+
+    RFC 3501 §6.3.2: EXAMINE changes no state, so it "MUST NOT cause messages to lose the \\Recent flag",
+    but it still reports them (RECENT count, FETCH FLAGS, SEARCH RECENT) exactly as STATUS does: the
+    messages from the mailbox's first unclaimed UID on. Set on the loaded snapshot in place (not a new
+    object) so whatever else ``SelectedMailbox.load`` fills in is kept."""
+    sel.recent_from = recent_uid
+    sel._recent = [(recent_uid, sel.uidnext - 1)] if recent_uid < sel.uidnext else []
+    sel._last_recent_count = sel.recent_count()
+    return sel
+
+
 @handler("SELECT", "EXAMINE", states=("auth", "selected"))
 async def select(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
@@ -75,7 +87,9 @@ async def select(s: ImapSession, cmd: Command) -> Result:
         first = None
     else:  # IMAP4rev1's [UNSEEN n]: a scan in UID order, run alongside the snapshot load
         sel, first = await asyncio.gather(load, s.store.call(_first_unseen, s.store, box.id, box.uidnext))
-    s.write(responses.flags_response(FLAGS_LINE[1:-1].split()))
+        if readonly:
+            sel = _peek_recent(sel, box.recent_uid)
+    s.write(sel.flags_response())  # system flags + the keywords in use (RFC 9051 §6.3.2)
     s.write(responses.exists_response(sel.exists))
     if not s.rev2:
         s.write(responses.recent_response(sel.recent_count()))
@@ -85,8 +99,7 @@ async def select(s: ImapSession, cmd: Command) -> Result:
                 s.write(serializer.untagged_status("OK", f"UNSEEN {seq}", "First unseen"))
     s.write(serializer.untagged_status("OK", serializer.uidvalidity_code(sel.uidvalidity), "UIDs valid"))
     s.write(serializer.untagged_status("OK", serializer.uidnext_code(sel.uidnext), "Predicted next UID"))
-    perm = "PERMANENTFLAGS ()" if readonly else "PERMANENTFLAGS " + PERMANENT_FLAGS
-    s.write(serializer.untagged_status("OK", perm, "Limited" if readonly else "Flags permitted"))
+    s.write(sel.permanentflags_response())
     s.write(serializer.untagged_status("OK", serializer.highestmodseq_code(sel.known_modseq), "Highest"))
     s.write(serializer.untagged_status("OK", serializer.mailboxid_code(box.id), "Ok"))
     if s.rev2:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from janusmail.imap.codec import FetchAttr, StoreArgs, serializer
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.commands.fetch import number_rows
-from janusmail.imap.fetchdata import FetchPlan, RenderContext, load_rows, render_batch, uid_ranges
+from janusmail.imap.fetchdata import EMAIL_ID, FetchPlan, RenderContext, load_rows, render_batch, uid_ranges
 from janusmail.imap.flags import FlagError, from_imap
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +36,7 @@ async def store(s: ImapSession, cmd: Command) -> Result:
     except FlagError as exc:
         return Result.no(exc.text, exc.code)
     if args.unchangedsince is not None:
-        s.condstore = True  # a CONDSTORE enabling command (RFC 7162 §3.1)
+        s.enable_condstore()  # a CONDSTORE enabling command (RFC 7162 §3.1): HIGHESTMODSEQ on first use
     ranges = sel.resolve(args.sequence, cmd.uid)
     if not ranges:
         return Result.ok("STORE completed")
@@ -62,6 +62,8 @@ async def store(s: ImapSession, cmd: Command) -> Result:
         ctx = RenderContext(plan, s.utf8, data.keywords, {},
                             is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent)
         if rows:
+            if not args.silent:  # a keyword new to this session is announced before FETCH shows it
+                sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)
             s.write(render_batch(ctx, rows, seqs))
             # what we just reported must not come back as an unsolicited FETCH from the next sync
             for r in rows:

@@ -9,6 +9,7 @@ query (``list_mailboxes``), which also gives LIST its attributes. Subscriptions 
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -122,9 +123,13 @@ async def find_mailbox(s: ImapSession, wire_name: str) -> Mailbox | None:
     return tree.find("/".join(path))
 
 
-async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str]) -> str | None:
+async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str],
+                         subscribed: Container[str] = ()) -> str | None:
     """Create the missing ancestors of ``path`` (all but its last component) as real mailboxes; returns the
-    parent id for the last component (None at top level). IMAP ``CREATE a/b/c`` makes ``a`` and ``a/b``."""
+    parent id for the last component (None at top level). IMAP ``CREATE a/b/c`` makes ``a`` and ``a/b``.
+
+    They are created unsubscribed (RFC 9051 §6.3.4 leaves subscribing to the client), except a name in
+    ``subscribed`` (an orphan subscription waiting for its mailbox), which the caller then drops."""
     parent: Mailbox | None = None
     for i in range(len(path) - 1):
         name = "/".join(path[: i + 1])
@@ -132,7 +137,8 @@ async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str]) -> 
         if found is None:
             try:
                 found = await s.store.call(
-                    s.store.create_mailbox, s.account_id, path[i], parent.id if parent else None
+                    s.store.create_mailbox, s.account_id, path[i], parent.id if parent else None,
+                    subscribed=name in subscribed,
                 )
             except AlreadyExists:  # a concurrent CREATE made it: use theirs
                 tree = await load_tree(s)
