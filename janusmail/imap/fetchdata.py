@@ -32,9 +32,9 @@ from janusmail.imap.codec.strings import nstring
 from janusmail.imap.codec.structure import body_structure
 from janusmail.imap.fetchbody import MISSING, RangeReader, binary_size, body_section, needs_cache
 from janusmail.imap.flags import imap_flags
-from janusmail.imap.msgsql import raw_rows
 from janusmail.store.membership import uid_condition
 from janusmail.store.model import BlobLocation
+from janusmail.store.rawrows import raw_rows
 from janusmail.store.schema import blobs, email_keywords, emails, messages
 
 __all__ = [

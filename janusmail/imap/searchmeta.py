@@ -3,7 +3,7 @@
 Why: ``UNSEEN``, ``DELETED``, ``UID 500:*``, ``KEYWORD $Junk``, ``LARGER n``, ``SINCE d`` and their
 combinations are what clients send all day (new-mail checks, expunge candidates). In SQL each of them reads
 every ``emails`` row of the mailbox (flags live on the email, ``UNSEEN`` cannot use an index), ~0.4 s for
-100k messages on SQLite. The same rows are already in :mod:`janusmail.imap.fetchcache` (kept exact by MODSEQ),
+100k messages on SQLite. The same rows are already in :mod:`janusmail.store.mailbox_rows` (kept exact by MODSEQ),
 where a compiled Python predicate answers in a few milliseconds.
 
 The predicate is generated source with the same semantics as :mod:`janusmail.imap.searchsql` (the tests run
@@ -34,9 +34,9 @@ from janusmail.imap.codec.searchkeys import (
     ThreadIdKey,
     WithinKey,
 )
-from janusmail.imap.fetchcache import MailboxRows
 from janusmail.imap.fetchdata import DELETED, EMAIL_ID, FLAGS, MODSEQ, RECEIVED, SIZE, THREAD_ID, UID
 from janusmail.imap.searchsql import SearchContext
+from janusmail.store.mailbox_rows import MailboxRows
 from janusmail.store.schema import FLAG_ANSWERED, FLAG_DRAFT, FLAG_FLAGGED, FLAG_SEEN
 
 __all__ = ["compile_predicate", "run_cached"]

@@ -29,6 +29,7 @@ from .emails import EmailsMixin
 from .groupcommit import GroupCommitter
 from .ingest import IngestMixin
 from .keywordreads import KeywordReadsMixin
+from .mailbox_rows import RowCache
 from .mailboxes import MailboxesMixin
 from .membership import MembershipMixin
 from .model import Delivered, IngestItem
@@ -58,6 +59,8 @@ class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, Membe
         self.node_id = pgnotify.new_node_id()
         self._counts_lock = threading.Lock()
         self._counts_cache: dict[str, tuple[int, dict]] = {}  # this store instance = one server node
+        #: Metadata rows of big mailboxes, kept exact by MODSEQ (FETCH FLAGS and metadata SEARCH read them).
+        self.mailbox_rows = RowCache(engine)
 
     @classmethod
     def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True) -> Store:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from janusmail.auth import passwords
-from janusmail.imap.fetchcache import ROWS
 from janusmail.imap.fetchdata import STRUCTS
 from janusmail.server import Runtime
 from janusmail.store.model import IngestItem
@@ -21,12 +20,10 @@ __all__ = ["ADDRESS", "PASSWORD", "Harness", "deliver", "mailbox_id", "runtime_f
 async def runtime_fixture(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
     """Fixture body (modules declare ``mrt = pytest.fixture(runtime_fixture)``): a runtime with one account,
     on SQLite and on PostgreSQL; process-wide caches emptied so no test sees another's rows."""
-    ROWS.clear()
     STRUCTS.clear()
     runtime = make_runtime(tmp_path, db_url)
     runtime.account = runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
     yield runtime
-    ROWS.clear()
     runtime.store.close()
 
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from janusmail.imap.codec.structure import body_structure, envelope
 from janusmail.imap.commands import fetch as fetch_mod
 from janusmail.imap.fetchbody import filter_header_fields
-from janusmail.imap.fetchcache import ROWS
 from janusmail.imap.fetchdata import _envelope_only, fast_envelope, internal_date
 from janusmail.mime.parse import parse_message
 from tests.imap.msg_support import deliver, fetch_lines, runtime_fixture, session, tagged, use_cheap_argon2
@@ -295,12 +294,12 @@ async def test_row_cache_stays_exact(mrt, monkeypatch) -> None:  # noqa: ANN001
     """Metadata FETCHes served from the shared row cache follow every change (flags, arrivals, expunges,
     keywords set through another mailbox's copy)."""
     monkeypatch.setattr(fetch_mod, "MIN_CACHED", 1)
-    monkeypatch.setattr("janusmail.imap.fetchcache.MIN_CACHED", 1)
+    monkeypatch.setattr("janusmail.store.mailbox_rows.MIN_CACHED", 1)
     deliver(mrt, [simple(i) for i in range(40)])
     h = await session(mrt)
     other = await session(mrt)
     lines, _ = await one(h, "UID FETCH 1:* (FLAGS)")
-    assert len(lines) == 40 and ROWS.cached(h.session.selected.mailbox_id)
+    assert len(lines) == 40 and mrt.store.mailbox_rows.cached(h.session.selected.mailbox_id)
     await other.send("A STORE 1 +FLAGS (\\Seen $Red)")
     await other.send("B COPY 2 Archive")
     await h.send("C NOOP")
@@ -316,7 +315,7 @@ async def test_row_cache_stays_exact(mrt, monkeypatch) -> None:  # noqa: ANN001
     assert b"\\Seen $Red" in by_uid[1]
     assert b"$Blue" in by_uid[2]
     assert b"FLAGS ()" in by_uid[41]
-    assert ROWS.refreshes >= 1
+    assert mrt.store.mailbox_rows.refreshes >= 1
     for x in (h, other, arch):
         await x.close()
 

@@ -25,11 +25,11 @@ from janusmail.imap.codec.searchkeys import (
     ThreadIdKey,
     WithinKey,
 )
-from janusmail.imap.fetchcache import RowCache
-from janusmail.imap.msgsql import raw_rows
 from janusmail.imap.searchmeta import compile_predicate, run_cached
 from janusmail.imap.searchsql import SearchContext, like_pattern, search_query
+from janusmail.store.mailbox_rows import RowCache
 from janusmail.store.model import IngestItem
+from janusmail.store.rawrows import raw_rows
 from tests.imap.msg_support import deliver, runtime_fixture, session, tagged, use_cheap_argon2
 from tests.mailgen import simple
 
@@ -246,12 +246,12 @@ def test_sql_and_cache_agree(store) -> None:  # noqa: ANN001
             return list(seqset.resolve(snapshot[-1]).ranges)
         return [(snapshot[lo - 1], snapshot[hi - 1]) for lo, hi in seqset.resolve(len(snapshot)).ranges]
 
-    box = RowCache()  # a private cache, not the process-wide one
-    import janusmail.imap.fetchcache as fc
+    box = RowCache(store.engine)  # a private cache, not the store's own
+    import janusmail.store.mailbox_rows as fc
 
     old_min, fc.MIN_CACHED = fc.MIN_CACHED, 0
     try:
-        rows_box = box.get(store, inbox.id, 10)
+        rows_box = box.get(inbox.id, 10)
     finally:
         fc.MIN_CACHED = old_min
     assert rows_box is not None

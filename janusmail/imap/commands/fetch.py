@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from janusmail.imap.codec import FetchArgs, responses
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.fetchbody import UnknownCte
-from janusmail.imap.fetchcache import MIN_CACHED, ROWS
 from janusmail.imap.fetchdata import (
     EMAIL_ID,
     FLAGS,
@@ -33,8 +32,9 @@ from janusmail.imap.fetchdata import (
     render_batch,
     uid_ranges,
 )
-from janusmail.imap.msgsql import raw_scalars
+from janusmail.store.mailbox_rows import MIN_CACHED
 from janusmail.store.membership import uid_condition
+from janusmail.store.rawrows import raw_scalars
 from janusmail.store.schema import FLAG_SEEN, vanished
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,9 +119,9 @@ def _covered(uids: Sequence[int], ranges: list[tuple[int, int]]) -> int:
 def _read(store, mailbox_id: str, ranges: list[tuple[int, int]], plan: FetchPlan,  # noqa: ANN001
           changedsince: int | None, below_uid: int, covered: int, total: int) -> FetchRows:
     """Metadata-only FETCHes of many messages are served from the shared row cache (kept exact by MODSEQ,
-    see :mod:`janusmail.imap.fetchcache`); everything else is one query."""
-    if not plan.blob and not plan.cache and (covered >= MIN_CACHED or ROWS.cached(mailbox_id)):
-        box = ROWS.get(store, mailbox_id, total)
+    see :mod:`janusmail.store.mailbox_rows`); everything else is one query."""
+    if not plan.blob and not plan.cache and (covered >= MIN_CACHED or store.mailbox_rows.cached(mailbox_id)):
+        box = store.mailbox_rows.get(mailbox_id, total)
         if box is not None:
             rows = box.select(ranges, below_uid=below_uid, changedsince=changedsince)
             return FetchRows(rows, box.keywords)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from janusmail.imap.codec import NumberSet, SearchArgs, SequenceSet, serializer
 from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
-from janusmail.imap.fetchcache import MIN_CACHED, ROWS
-from janusmail.imap.msgsql import raw_rows
 from janusmail.imap.searchmeta import compile_predicate, run_cached
 from janusmail.imap.searchsql import SearchContext, has_modseq, search_query
+from janusmail.store.mailbox_rows import MIN_CACHED
+from janusmail.store.rawrows import raw_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -48,8 +48,8 @@ def _resolver(sel: SelectedMailbox):  # noqa: ANN202
 def _run(store, ctx: SearchContext, key, below_uid: int, size_hint: int) -> list[tuple[int, int]]:  # noqa: ANN001
     """Metadata-only searches of a large (or already cached) mailbox run over the shared row cache
     (:mod:`janusmail.imap.searchmeta`); everything else is one SQL query."""
-    if (ROWS.cached(ctx.mailbox_id) or size_hint >= MIN_CACHED) and compile_predicate(ctx, key, {}) is not None:
-        box = ROWS.get(store, ctx.mailbox_id, size_hint)
+    if (store.mailbox_rows.cached(ctx.mailbox_id) or size_hint >= MIN_CACHED) and compile_predicate(ctx, key, {}) is not None:
+        box = store.mailbox_rows.get(ctx.mailbox_id, size_hint)
         if box is not None:
             hits = run_cached(box, ctx, key, below_uid)
             if hits is not None:

@@ -1,4 +1,4 @@
-"""A process-wide cache of per-message metadata rows of large mailboxes, kept exact by MODSEQ.
+"""A per-store cache (``Store.mailbox_rows``) of per-message metadata rows of large mailboxes, kept exact by MODSEQ.
 
 Why: ``UID FETCH 1:* (UID FLAGS)`` is what every client sends on (re)connect, and on SQLite the join of 100k
 memberships with their emails costs ~0.5 s, almost all of it in random lookups of wide ``emails`` rows. The
@@ -6,7 +6,7 @@ rows hardly change between two such FETCHes, and the store says exactly what cha
 touched memberships with a new ``messages.modseq`` and raises ``mailboxes.highest_modseq`` (expunges leave a
 ``vanished`` row), which is also what IMAP CONDSTORE/QRESYNC rely on. So a cached mailbox is brought up to
 date with two indexed queries bounded by what changed since the cached HIGHESTMODSEQ, and the cache is shared
-by every session of the process (many clients of one account watch the same INBOX).
+by every session served by this Store instance (one server node) (many clients of one account watch the same INBOX).
 
 Why this is exact: writers of one account are serialised (the account row lock) and commit in modseq order,
 so once HIGHESTMODSEQ = H is visible, every change with modseq <= H is visible too. The refresh reads H first
@@ -27,10 +27,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from janusmail.imap.msgsql import raw_rows
-from janusmail.store.schema import email_keywords, emails, mailboxes, messages, vanished
+from .rawrows import raw_rows
+from .schema import email_keywords, emails, mailboxes, messages, vanished
 
-__all__ = ["ROWS", "MailboxRows", "RowCache"]
+__all__ = ["MIN_CACHED", "MailboxRows", "RowCache"]
 
 #: A mailbox smaller than this is never cached (a direct query is as fast).
 MIN_CACHED = 2000
@@ -88,7 +88,8 @@ def _keywords(conn: sa.Connection, where: list[Any]) -> dict[str, tuple[str, ...
 class RowCache:
     """Mailbox id -> :class:`MailboxRows`, refreshed on every use (see the module docstring)."""
 
-    def __init__(self, max_rows: int = 400_000) -> None:
+    def __init__(self, engine: sa.Engine, max_rows: int = 400_000) -> None:
+        self.engine = engine
         self.max_rows = max_rows
         self._boxes: OrderedDict[str, MailboxRows] = OrderedDict()
         self._lock = threading.Lock()
@@ -103,7 +104,7 @@ class RowCache:
         with self._lock:
             self._boxes.clear()
 
-    def get(self, store: Any, mailbox_id: str, size_hint: int) -> MailboxRows | None:
+    def get(self, mailbox_id: str, size_hint: int) -> MailboxRows | None:
         """The up-to-date rows of a mailbox, or None when caching it is not worth it (small mailbox, or a
         mailbox bigger than the whole budget). Synchronous: call on a worker thread."""
         if size_hint < MIN_CACHED or size_hint > self.max_rows:
@@ -111,7 +112,7 @@ class RowCache:
         with self._lock:
             box_lock = self._box_locks.setdefault(mailbox_id, threading.Lock())
         with box_lock:
-            with store.engine.connect() as conn, conn.begin():
+            with self.engine.connect() as conn, conn.begin():
                 head = conn.execute(sa.select(mailboxes.c.highest_modseq, mailboxes.c.uidnext)
                                     .where(mailboxes.c.id == mailbox_id)).first()
                 if head is None:
@@ -185,5 +186,3 @@ class RowCache:
         with self._lock:
             self._boxes.pop(mailbox_id, None)
 
-
-ROWS = RowCache()
