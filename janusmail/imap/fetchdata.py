@@ -51,9 +51,19 @@ __all__ = [
     "uid_ranges",
 ]
 
-# Row layout (plain tuples from the driver; see load_rows):
-UID, DELETED, MODSEQ, EMAIL_ID, FLAGS, RECEIVED, SIZE, THREAD_ID, CACHE = range(9)
-Row = tuple
+# Row layout: defined by the store (janusmail.store.mailbox_rows), re-exported for the renderers here.
+from janusmail.store.mailbox_rows import (  # noqa: E402
+    CACHE,
+    DELETED,
+    EMAIL_ID,
+    FLAGS,
+    MODSEQ,
+    RECEIVED,
+    SIZE,
+    THREAD_ID,
+    UID,
+    Row,
+)
 
 
 def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:

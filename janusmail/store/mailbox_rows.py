@@ -30,7 +30,13 @@ import sqlalchemy as sa
 from .rawrows import raw_rows
 from .schema import email_keywords, emails, mailboxes, messages, vanished
 
-__all__ = ["MIN_CACHED", "MailboxRows", "RowCache"]
+__all__ = ["CACHE", "DELETED", "EMAIL_ID", "FLAGS", "MIN_CACHED", "MODSEQ", "RECEIVED", "SIZE", "THREAD_ID", "UID",
+           "MailboxRows", "Row", "RowCache"]
+
+#: The layout of one message row (plain tuples from the driver): what FETCH renders and metadata SEARCH tests.
+#: Rows of the cache stop at THREAD_ID; a FETCH that needs part offsets appends CACHE (and blob columns).
+UID, DELETED, MODSEQ, EMAIL_ID, FLAGS, RECEIVED, SIZE, THREAD_ID, CACHE = range(9)
+Row = tuple
 
 #: A mailbox smaller than this is never cached (a direct query is as fast).
 MIN_CACHED = 2000
