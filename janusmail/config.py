@@ -79,6 +79,9 @@ class ImapConfig:
     plaintext_auth: str = "loopback"
     idle_timeout: int = 30 * 60
     login_timeout: int = 60
+    #: Seconds between IDLE's checks for changes no notifier event announced (another process's writes on
+    #: SQLite) and for the session's credential still being good.
+    idle_poll_interval: float = 30.0
     max_connections_per_account: int = 50
     max_connections_per_ip: int = 100
     max_append_size: int = 64 * 1024 * 1024

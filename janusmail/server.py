@@ -3,6 +3,10 @@
 Each protocol plugs in as a *starter*: an async function that opens its listener(s) on the shared loop and
 returns a closer. SIGTERM/SIGINT stop accepting, let the closers run, and close the store (which waits for
 in-flight transactions), so nothing acknowledged is lost on shutdown.
+
+What the listeners share is :class:`janusmail.runtime.Runtime` (its own module: the doors import it, and this
+frame imports the doors). The doors and the authenticator are imported and built unconditionally: a broken
+import or an inconsistent auth setting stops the start with its error, never a server missing a door.
 """
 
 from __future__ import annotations
@@ -13,25 +17,19 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
+from janusmail.auth.authenticator import Authenticator
+from janusmail.auth.factory import build_authenticator
 from janusmail.config import Config, parse_hostport
+from janusmail.imap.server import start_imap
+from janusmail.jmap.http import start_jmap
+from janusmail.runtime import Runtime
+from janusmail.smtp.lmtp import start_lmtp as _open_lmtp
 from janusmail.store.store import Store
 
+__all__ = ["STARTERS", "make_auth", "run", "serve_forever", "start_all", "stop_all"]
+
 log = logging.getLogger("janusmail")
-
-Closer = Callable[[], Awaitable[None]]
-
-
-@dataclass
-class Runtime:
-    """What the listeners share: config, store, auth, and the addresses actually bound (for tests: port 0)."""
-
-    config: Config
-    store: Store
-    auth: object | None = None
-    bound: dict[str, tuple[str, int]] = field(default_factory=dict)
-    closers: list[Closer] = field(default_factory=list)
 
 
 def _bound(server: asyncio.base_events.Server) -> tuple[str, int]:
@@ -41,12 +39,10 @@ def _bound(server: asyncio.base_events.Server) -> tuple[str, int]:
 
 
 async def start_lmtp(rt: Runtime) -> None:
-    from janusmail.smtp.lmtp import start_lmtp as start
-
     if not rt.config.lmtp.listen:
         return
     host, port = parse_hostport(rt.config.lmtp.listen)
-    server = await start(rt.store, host, port, rt.config.lmtp.max_message_size)
+    server = await _open_lmtp(rt.store, host, port, rt.config.lmtp.max_message_size)
     rt.bound["lmtp"] = _bound(server)
 
     async def close() -> None:
@@ -56,43 +52,28 @@ async def start_lmtp(rt: Runtime) -> None:
     rt.closers.append(close)
 
 
-async def start_imap(rt: Runtime) -> None:
-    try:
-        from janusmail.imap.server import start_imap as start
-    except ImportError:
-        if rt.config.imap.listen or rt.config.imap.imaps:
-            log.warning("IMAP is not yet served by this build; ignoring --imap/--imaps")
-        return
-    await start(rt)
-
-
-async def start_jmap(rt: Runtime) -> None:
-    try:
-        from janusmail.jmap.http import start_jmap as start
-    except ImportError:
-        if rt.config.jmap.listen:
-            log.warning("JMAP is not yet served by this build; ignoring --jmap")
-        return
-    await start(rt)
-
-
+#: Every door of the process, imported at the top of this module: a door that cannot be imported stops
+#: ``janusmail serve`` at start with the import error, instead of a server running without that door.
+#: Each starter opens nothing when its section names no listener.
 STARTERS: list[Callable[[Runtime], Awaitable[None]]] = [start_lmtp, start_imap, start_jmap]
 
 
-def make_auth(config: Config, store: Store) -> object | None:
-    """The shared authentication subsystem (janusmail.auth), or None while it is not built."""
-    try:
-        from janusmail.auth.factory import build_authenticator
-    except ImportError:
-        return None
+def make_auth(config: Config, store: Store) -> Authenticator:
+    """The one authenticator IMAP, JMAP and SMTP share; raises ``ValueError`` on inconsistent settings."""
     return build_authenticator(config, store)
 
 
 async def start_all(config: Config, store: Store) -> Runtime:
     rt = Runtime(config, store, make_auth(config, store))
+    # The spool budget exists before any listener (and a previous run's spool leftovers are gone).
+    rt.spooler  # noqa: B018
     store.start_listener()
-    for starter in STARTERS:
-        await starter(rt)
+    try:
+        for starter in STARTERS:
+            await starter(rt)
+    except BaseException:  # a listener that cannot open stops the start: close the ones already open
+        await stop_all(rt)
+        raise
     return rt
 
 
@@ -100,9 +81,7 @@ async def stop_all(rt: Runtime) -> None:
     for close in reversed(rt.closers):
         with contextlib.suppress(Exception):
             await close()
-    auth_close = getattr(rt.auth, "close", None)  # the login threads (janusmail.auth.Authenticator.run)
-    if auth_close is not None:
-        auth_close()
+    rt.auth.close()  # the login threads (janusmail.auth.Authenticator.run)
 
 
 async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None = None) -> None:

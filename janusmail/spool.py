@@ -34,9 +34,13 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from janusmail.store.faults import from_oserror
+
+if TYPE_CHECKING:  # pragma: no cover - janusmail.runtime imports this module
+    from janusmail.config import Config
+    from janusmail.runtime import Runtime
 
 log = logging.getLogger("janusmail.spool")
 
@@ -257,7 +261,7 @@ class Spooler:
         self.clean()
 
     @classmethod
-    def from_config(cls, config: Any) -> Spooler:
+    def from_config(cls, config: Config) -> Spooler:
         sc = config.spool
         return cls(Path(config.data_dir) / "tmp", threshold=int(sc.threshold), max_in_flight=int(sc.max_in_flight),
                    max_loaded=int(sc.max_loaded), stall_timeout=float(sc.stall_timeout))
@@ -305,11 +309,7 @@ class Spooler:
         return [sp._view() for sp in spools]
 
 
-def spooler_for(rt: Any) -> Spooler:
-    """The Spooler shared by every listener of this server process (created, and the directory cleaned, on
-    first use: IMAP start or the first JMAP upload)."""
-    sp = getattr(rt, "spooler", None)
-    if sp is None:
-        sp = Spooler.from_config(rt.config)
-        rt.spooler = sp
-    return sp
+def spooler_for(rt: Runtime) -> Spooler:
+    """The Spooler shared by every listener of this server process: ``rt.spooler`` (janusmail.runtime makes it
+    on first use). Kept so callers written against this helper keep working; new code reads ``rt.spooler``."""
+    return rt.spooler

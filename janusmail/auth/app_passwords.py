@@ -17,26 +17,53 @@ Design decisions:
 * **Revocation keeps the row** (``revoked_at``) for auditing, and ends the sessions logged in with it. Creating a new app password with the name of a
   revoked one deletes the revoked row first, because names are unique per account.
 * ``last_used_at`` is written at most once per :data:`LAST_USED_GRANULARITY` seconds per credential, so a
-  busy JMAP client does not turn every request into a write transaction.
+  busy JMAP client does not turn every request into a write transaction; a login does not wait for it
+  (``wait=False``: the stamp is queued on the store's writer).
+* **The store holds the data** (``store.app_passwords``, :mod:`janusmail.store.app_passwords`); this module
+  keeps the credential logic: generating a secret, hashing and comparing it, validating names and protocols.
+  The secret itself never reaches the store, only its hash. Writes run on the store's writer executor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
-
-import sqlalchemy as sa
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from janusmail.store import app_passwords as store_app_passwords
-from janusmail.store import ids
-from janusmail.store.schema import accounts, app_passwords
+from janusmail.store import writer_calls
+from janusmail.store.app_passwords import AppPassword
+from janusmail.store.model import AlreadyExists, NotFound
 
 from . import passwords
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.store import Store
+
+__all__ = [
+    "LAST_USED_GRANULARITY",
+    "PROTOCOLS",
+    "AppPassword",
+    "AppPasswordError",
+    "DuplicateName",
+    "UnknownAccount",
+    "create",
+    "format_protocols",
+    "generate",
+    "get",
+    "list_for",
+    "normalize",
+    "parse_protocols",
+    "revoke",
+    "touch",
+    "verify",
+]
+
+T = TypeVar("T")
 
 PROTOCOLS: tuple[str, ...] = ("imap", "jmap", "smtp")
 ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
@@ -44,6 +71,9 @@ LENGTH = 24
 GROUP = 4
 LAST_USED_GRANULARITY = 60
 MAX_NAME = 200
+
+#: Where app passwords live: a Store (its ``app_passwords`` service), or a bare engine for a tool without one.
+Target = Any  # a Store, or a bare database engine (tools, old tests); loose: no database imports here
 
 
 class AppPasswordError(ValueError):
@@ -56,26 +86,6 @@ class DuplicateName(AppPasswordError):
 
 class UnknownAccount(AppPasswordError):
     pass
-
-
-@dataclass(frozen=True, slots=True)
-class AppPassword:
-    """An app password as listed to its owner; never carries the secret or its hash."""
-
-    id: str
-    account_id: str
-    name: str
-    protocols: frozenset[str]
-    created_at: int
-    last_used_at: int | None
-    revoked_at: int | None
-
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
-
-    def allows(self, protocol: str) -> bool:
-        return self.active and protocol in self.protocols
 
 
 def parse_protocols(value: str | Iterable[str]) -> frozenset[str]:
@@ -122,18 +132,6 @@ def _matches(stored: str, canon: str) -> bool:
     return hmac.compare_digest(stored.encode(), _digest(canon).encode())
 
 
-def _row(row: sa.Row) -> AppPassword:
-    return AppPassword(
-        id=row.id,
-        account_id=row.account_id,
-        name=row.name,
-        protocols=frozenset(p for p in row.protocols.split(",") if p),
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
-
-
 def _clean_name(name: str) -> str:
     if not isinstance(name, str):
         raise AppPasswordError("an app password name must be text")
@@ -143,123 +141,95 @@ def _clean_name(name: str) -> str:
     return name
 
 
+def _service(target: Target) -> store_app_passwords.AppPasswords | store_app_passwords.EngineAppPasswords:
+    return store_app_passwords.service_for(target)
+
+
+def _write(target: Target, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a write of the service: on the store's writer executor for a Store, in place for a bare engine."""
+    if isinstance(getattr(fn, "__self__", None), store_app_passwords.AppPasswords):
+        return writer_calls.run(target, fn, *args, **kwargs)
+    return fn(*args, **kwargs)
+
+
 def create(
-    engine: sa.Engine,
+    target: Store | Target,
     account_id: str,
     name: str,
     protocols: str | Iterable[str] = PROTOCOLS,
     *,
     now: int | None = None,
 ) -> tuple[AppPassword, str]:
-    """Create an app password; returns it and the secret, which is never retrievable again."""
+    """Create an app password; returns it and the secret, which is never retrievable again (the store keeps
+    only its hash)."""
     name = _clean_name(name)
     protos = parse_protocols(protocols)
-    now = int(time.time()) if now is None else now
     secret = generate()
-    new_id = ids.mint(ids.APP_PASSWORD)
-    ap = app_passwords.c
+    svc = _service(target)
     try:
-        with engine.begin() as conn:
-            if conn.execute(sa.select(accounts.c.id).where(accounts.c.id == account_id)).first() is None:
-                raise UnknownAccount(f"no account {account_id!r}")
-            existing = conn.execute(
-                sa.select(ap.id, ap.revoked_at).where(ap.account_id == account_id, ap.name == name)
-            ).first()
-            if existing is not None:
-                if existing.revoked_at is None:
-                    raise DuplicateName(f"an app password named {name!r} already exists")
-                conn.execute(sa.delete(app_passwords).where(ap.id == existing.id))
-            conn.execute(
-                sa.insert(app_passwords).values(
-                    id=new_id,
-                    account_id=account_id,
-                    name=name,
-                    password_hash=_digest(normalize(secret) or ""),
-                    protocols=format_protocols(protos),
-                    created_at=now,
-                )
-            )
-    except sa.exc.IntegrityError as exc:  # a concurrent create with the same name won the race
-        raise DuplicateName(f"an app password named {name!r} already exists") from exc
-    return AppPassword(new_id, account_id, name, protos, now, None, None), secret
+        ap = _write(target, svc.create, account_id, name, protos, _digest(normalize(secret) or ""), now=now)
+    except NotFound:
+        raise UnknownAccount(f"no account {account_id!r}") from None
+    except AlreadyExists:
+        raise DuplicateName(f"an app password named {name!r} already exists") from None
+    return ap, secret
 
 
-def list_for(engine: sa.Engine, account_id: str, *, include_revoked: bool = False) -> list[AppPassword]:
+def list_for(target: Store | Target, account_id: str, *, include_revoked: bool = False) -> list[AppPassword]:
     """The account's app passwords, oldest first."""
-    ap = app_passwords.c
-    q = sa.select(app_passwords).where(ap.account_id == account_id)
-    if not include_revoked:
-        q = q.where(ap.revoked_at.is_(None))
-    with engine.connect() as conn:
-        return [_row(r) for r in conn.execute(q.order_by(ap.created_at, ap.id))]
+    return _service(target).list(account_id, include_revoked=include_revoked)
 
 
-def get(engine: sa.Engine, app_password_id: str) -> AppPassword | None:
+def get(target: Store | Target, app_password_id: str) -> AppPassword | None:
     """One app password by id, revoked or not (``jmap_access_ok`` re-reads the current facts with this)."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(app_passwords).where(app_passwords.c.id == app_password_id)).first()
-    return _row(row) if row else None
+    return _service(target).get(app_password_id)
 
 
-def revoke(target: Any, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
+def revoke(target: Store | Target, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
     """Revoke the active app password with that id or name; False when there is none.
 
     New logins and JMAP requests with it fail at once; IMAP sessions logged in with it end (``* BYE``) at
     their next command or, while IDLE, within seconds. The store does it (``target``: the Store, or an
     engine for a tool without one): the revocation stamps the account's credential epoch and announces itself
     in the same transaction (:mod:`janusmail.store.app_passwords`), from any process."""
-    if isinstance(target, sa.Engine):
-        return store_app_passwords.revoke_with_engine(target, account_id, name_or_id, now=now)
-    return bool(target.revoke_app_password(account_id, name_or_id, now=now))
+    svc = _service(target)
+    return bool(_write(target, svc.revoke, account_id, name_or_id, now=now))
 
 
 def verify(
-    engine: sa.Engine, account_id: str, secret: str, protocol: str, *, now: int | None = None
+    target: Store | Target, account_id: str, secret: str, protocol: str, *, now: int | None = None,
+    wait: bool = True,
 ) -> AppPassword | None:
     """The active app password of this account equal to ``secret`` and allowed for ``protocol``, else None.
 
     A correct secret used for a protocol it was not granted is a failed login, exactly like a wrong secret.
+    One read; the last-used stamp follows (``wait=False``: queued, the caller does not wait for it).
     """
     canon = normalize(secret)
     if canon is None:
         return None
-    ap = app_passwords.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(app_passwords).where(ap.account_id == account_id, ap.revoked_at.is_(None))
-        ).all()
     found = None
-    for row in rows:  # every row is compared, so timing does not depend on which one matched
-        if _matches(row.password_hash, canon) and found is None:
-            found = row
-    if found is None:
+    for ap, stored in _service(target).candidates(account_id):
+        # every row is compared, so timing does not depend on which one matched
+        if _matches(stored, canon) and found is None:
+            found = ap
+    if found is None or protocol not in found.protocols:
         return None
-    result = _row(found)
-    if protocol not in result.protocols:
-        return None
-    return touch(engine, result, now=now)
+    return touch(target, found, now=now, wait=wait)
 
 
-def touch(engine: sa.Engine, app_password: AppPassword, *, now: int | None = None) -> AppPassword:
-    """Record a use (at most one write per :data:`LAST_USED_GRANULARITY` seconds)."""
+def touch(target: Store | Target, app_password: AppPassword, *, now: int | None = None,
+          wait: bool = True) -> AppPassword:
+    """Record a use (at most one write per :data:`LAST_USED_GRANULARITY` seconds); returns the app password as
+    it is after the stamp. ``wait=False`` queues the write on the store's writer and returns at once."""
     now = int(time.time()) if now is None else now
     last = app_password.last_used_at
     if last is not None and now - last < LAST_USED_GRANULARITY:
         return app_password
-    ap = app_passwords.c
-    with engine.begin() as conn:
-        conn.execute(
-            sa.update(app_passwords)
-            .where(ap.id == app_password.id)
-            .where(sa.or_(ap.last_used_at.is_(None), ap.last_used_at < now - LAST_USED_GRANULARITY + 1))
-            .values(last_used_at=now)
-        )
-    return AppPassword(
-        app_password.id,
-        app_password.account_id,
-        app_password.name,
-        app_password.protocols,
-        app_password.created_at,
-        now,
-        app_password.revoked_at,
-    )
+    svc = _service(target)
+    not_since = now - LAST_USED_GRANULARITY + 1
+    if wait:
+        _write(target, svc.touch, app_password.id, now, not_since=not_since)
+    else:
+        svc.touch_soon(app_password.id, now, not_since=not_since)
+    return dataclasses.replace(app_password, last_used_at=now)

@@ -5,7 +5,7 @@ Every door asks the same object: IMAP LOGIN and SASL (via :mod:`janusmail.auth.s
 an :class:`AuthResult` that records *how* the client authenticated (method and credential id), which is exactly
 what :meth:`Authenticator.jmap_access_ok` needs to decide whether an IMAP session may see ``JMAPACCESS``.
 
-The class is synchronous (SQLAlchemy Core on a sync engine, argon2 is CPU-bound); the asyncio servers call it
+The class is synchronous (the store's typed methods are, argon2 is CPU-bound); the asyncio servers call it
 through :meth:`Authenticator.run`, on threads of its own: a login waiting for a hashing slot must never hold a
 thread of the loop's shared executor, which the store needs. It is thread-safe: its mutable state (the
 verification cache, the throttle, the hashing gate) is locked.
@@ -31,18 +31,20 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import sqlalchemy as sa
-
+from janusmail.store import writer_calls
 from janusmail.store.accounts import normalize_address
-from janusmail.store.schema import accounts
+from janusmail.store.credentials import LoginAccount
 
 from . import app_passwords, passwords
 from .policy import PROTOCOLS, AuthPolicy
 from .throttle import CLEAN, HashGate, LoginRefused, LoginThrottle, Verdict, client_key
 from .tokens import InvalidRequest, InvalidToken, TokenError, TokenInfo, TokenService
 from .verify_cache import InFlight, Verified, VerifiedCache
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.store import Store
 
 __all__ = ["AuthResult", "Authenticator", "LoginRefused", "LoginThrottle", "parse_basic"]
 
@@ -86,7 +88,7 @@ class Authenticator:
 
     def __init__(
         self,
-        engine: sa.Engine,
+        store: Store,
         policy: AuthPolicy | None = None,
         token_service: TokenService | None = None,
         *,
@@ -95,7 +97,7 @@ class Authenticator:
         clock: Callable[[], float] = time.time,
         realm: str = "Janus Mail",
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.policy = policy or AuthPolicy()
         self.tokens = token_service
         self.realm = realm
@@ -155,18 +157,8 @@ class Authenticator:
 
     # -- account lookups -------------------------------------------------------------------------------------
 
-    def _account(self, *, address: str | None = None, account_id: str | None = None) -> sa.Row | None:
-        q = sa.select(
-            accounts.c.id, accounts.c.address, accounts.c.password_hash, accounts.c.scram_sha256,
-            accounts.c.jmap_enabled,
-        )  # fmt: skip
-        q = (
-            q.where(accounts.c.address == address)
-            if address is not None
-            else q.where(accounts.c.id == account_id)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(q).first()
+    def _account(self, *, address: str | None = None, account_id: str | None = None) -> LoginAccount | None:
+        return self.store.credentials.login_account(address=address, account_id=account_id)
 
     def account_id_for(self, address: str) -> str | None:
         """Account id for an address (the resolver external token issuers use)."""
@@ -177,10 +169,10 @@ class Authenticator:
 
     # -- passwords -------------------------------------------------------------------------------------------
 
-    def _password_result(self, row: sa.Row, method: str = "password") -> AuthResult:
+    def _password_result(self, row: LoginAccount, method: str = "password") -> AuthResult:
         return AuthResult(row.id, row.address, method, None, frozenset(PROTOCOLS))
 
-    def _app_result(self, row: sa.Row, ap: app_passwords.AppPassword) -> AuthResult:
+    def _app_result(self, row: LoginAccount, ap: app_passwords.AppPassword) -> AuthResult:
         return AuthResult(row.id, row.address, "app_password", ap.id, ap.protocols)
 
     def verify_password(
@@ -264,7 +256,7 @@ class Authenticator:
                 return hit
         raise LoginRefused("throttled", verdict.retry_after)
 
-    def _cached(self, key: bytes, row: sa.Row, protocol: str) -> AuthResult | None:
+    def _cached(self, key: bytes, row: LoginAccount, protocol: str) -> AuthResult | None:
         cached = self.cache.get(key)
         if cached is None or cached.account_id != row.id:
             return None
@@ -292,43 +284,38 @@ class Authenticator:
             if role == "lead" and flight is not None:
                 self.flights.finish(key, flight, _SHARED if ok else None)
 
-    def _try_app(self, row: sa.Row, secret: str, protocol: str, key: bytes) -> AuthResult | None:
-        ap = app_passwords.verify(self.engine, row.id, secret, protocol, now=int(self._clock()))
+    def _try_app(self, row: LoginAccount, secret: str, protocol: str, key: bytes) -> AuthResult | None:
+        ap = app_passwords.verify(self.store, row.id, secret, protocol, now=int(self._clock()), wait=False)
         if ap is None:
             return None
         self.cache.put(key, "app_password", row.id, ap.id, hint=self.cache.hint_key(row.address, secret))
         return self._app_result(row, ap)
 
-    def _from_cache(self, cached: Verified, row: sa.Row, protocol: str) -> AuthResult | None:
+    def _from_cache(self, cached: Verified, row: LoginAccount, protocol: str) -> AuthResult | None:
         """A hit is re-checked against the current facts: the key already binds the stored password hash (a
         password change misses), an app password is re-read (revocation bites at once), policy is re-asked."""
         if cached.kind == "password":
             return self._password_result(row) if self.policy.allows("password", protocol) else None
-        ap = app_passwords.get(self.engine, cached.ref) if cached.ref else None
+        ap = app_passwords.get(self.store, cached.ref) if cached.ref else None
         if ap is None or ap.account_id != row.id or not ap.allows(protocol):
             return None
         if not self.policy.allows("app_password", protocol):
             return None
-        app_passwords.touch(self.engine, ap, now=int(self._clock()))
+        app_passwords.touch(self.store, ap, now=int(self._clock()), wait=False)  # the login does not wait
         return self._app_result(row, ap)
 
-    def _upgrade(self, row: sa.Row, secret: str, new_hash: str | None) -> None:
-        values: dict[str, str] = {}
-        if new_hash is not None:
-            values["password_hash"] = new_hash
+    def _upgrade(self, row: LoginAccount, secret: str, new_hash: str | None) -> None:
+        scram: str | None = None
         if passwords.parse_scram(row.scram_sha256) is None:
             try:
-                values["scram_sha256"] = passwords.format_scram(passwords.make_scram_secret(secret))
+                scram = passwords.format_scram(passwords.make_scram_secret(secret))
             except ValueError:
                 pass
-        if not values:
+        if new_hash is None and scram is None:
             return
-        with self.engine.begin() as conn:  # compare-and-set: never undo a concurrent password change
-            conn.execute(
-                sa.update(accounts)
-                .where(accounts.c.id == row.id, accounts.c.password_hash == row.password_hash)
-                .values(**values)
-            )
+        # compare-and-set on the writer: never undo a concurrent password change
+        writer_calls.run(self.store, self.store.credentials.upgrade_password, row.id, row.password_hash,
+                         password_hash=new_hash, scram_sha256=scram)
 
     # -- SCRAM -----------------------------------------------------------------------------------------------
 
@@ -425,7 +412,7 @@ class Authenticator:
         if result.method == "app_password":
             if result.credential_id is None or not p.allows("app_password", "jmap"):
                 return False
-            ap = app_passwords.get(self.engine, result.credential_id)
+            ap = app_passwords.get(self.store, result.credential_id)
             return ap is not None and ap.account_id == row.id and ap.allows("jmap")
         if result.method == "bearer":
             if self.tokens is None or not p.allows("bearer", "jmap") or result.issuer is None:

@@ -26,6 +26,7 @@ from .tokens import ExternalIssuer, TokenService, load_or_create_issuer
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.config import Config
+    from janusmail.store.store import Store
 
 
 def policy_from_config(config: Config) -> AuthPolicy:
@@ -80,10 +81,10 @@ def build_token_service(config: Config) -> TokenService:
     )
 
 
-def build_authenticator(config: Config, store: Any) -> Authenticator:
-    """The server's authenticator over ``store.engine``; raises ``ValueError`` on inconsistent settings."""
+def build_authenticator(config: Config, store: Store) -> Authenticator:
+    """The server's authenticator over the store; raises ``ValueError`` on inconsistent settings."""
     return Authenticator(
-        store.engine,
+        store,
         policy_from_config(config),
         build_token_service(config),
         realm=getattr(config, "hostname", None) or "Janus Mail",

@@ -155,7 +155,7 @@ def app_password_add(c: Ctx, address: str, name: str, protocols: str) -> None:
 
     acct = c.account(address)
     try:
-        ap, secret = app_passwords.create(c.store.engine, acct.id, name, protocols)
+        ap, secret = app_passwords.create(c.store, acct.id, name, protocols)
     except app_passwords.AppPasswordError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"app password {ap.name!r} ({ap.id}) for {acct.address}: {','.join(sorted(ap.protocols))}")
@@ -173,7 +173,7 @@ def app_password_list(c: Ctx, address: str, show_all: bool) -> None:
     from janusmail.auth import app_passwords
 
     acct = c.account(address)
-    for ap in app_passwords.list_for(c.store.engine, acct.id, include_revoked=show_all):
+    for ap in app_passwords.list_for(c.store, acct.id, include_revoked=show_all):
         used = _time.strftime("%Y-%m-%d %H:%M", _time.gmtime(ap.last_used_at)) if ap.last_used_at else "never"
         state = "revoked" if ap.revoked_at else "active"
         click.echo(f"{ap.id}\t{ap.name}\t{','.join(sorted(ap.protocols))}\t{state}\tlast used {used}")

@@ -1,13 +1,15 @@
 """FETCH data: one query for the rows, one for their keywords, then rendering in batches.
 
-The plan (:class:`FetchPlan`) decides what a FETCH needs from the store:
+The plan (:class:`FetchPlan`) decides what a FETCH needs from the store, which reads it
+(:meth:`janusmail.store.message_views.MessageViews.fetch_rows`, asked with :meth:`FetchPlan.wants`):
 
 * every item reads one row per message from ``messages`` joined to ``emails`` (flags bits, internal date, size,
   ids, MODSEQ) — one SQL query for the whole sequence set, UID ranges as ``BETWEEN`` clauses;
 * FLAGS adds one query for the keywords of those emails;
-* ENVELOPE / BODY / BODYSTRUCTURE come from the MIME cache (``emails.cache``) rendered once and kept in a
-  process-wide cache of rendered bytes (:data:`STRUCTS`): message content is immutable, so a rendered ENVELOPE
-  never goes stale, and a repeated ``FETCH 1:* ENVELOPE`` does not read or decode the cache column again;
+* ENVELOPE / BODY / BODYSTRUCTURE come from the MIME cache (``emails.cache``) rendered once and kept in the
+  Store's memo tables (:class:`RenderCaches`, ``store.messages.render_cache``): message content is immutable,
+  so a rendered ENVELOPE never goes stale, and a repeated ``FETCH 1:* ENVELOPE`` does not read or decode the
+  cache column again;
 * body sections (``BODY[1.2]``, ``HEADER.FIELDS``...) read the cache column for part offsets in the row query
   and then only the bytes of the sections asked for (:mod:`janusmail.imap.fetchbody`).
 
@@ -17,14 +19,13 @@ batch to the client as soon as it is ready, so ``FETCH 1:*`` of 100k messages ne
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import orjson
-import sqlalchemy as sa
 
 from janusmail.imap.codec import FetchAttr, FetchBinarySize, FetchBody, FetchItem, serializer
 from janusmail.imap.codec.serializer import FetchRenderer, Raw
@@ -32,21 +33,19 @@ from janusmail.imap.codec.strings import nstring
 from janusmail.imap.codec.structure import body_structure
 from janusmail.imap.fetchbody import MISSING, RangeReader, binary_size, body_section, needs_cache
 from janusmail.imap.flags import imap_flags
-from janusmail.store.membership import uid_condition
+from janusmail.store.memo import Memo, Memos
+from janusmail.store.message_views import FetchRows
 from janusmail.store.model import BlobLocation
-from janusmail.store.rawrows import raw_rows
-from janusmail.store.schema import blobs, email_keywords, emails, messages
 
 __all__ = [
-    "STRUCTS",
     "FetchPlan",
     "FetchRows",
+    "RenderCaches",
     "RenderContext",
     "Row",
-    "StructCache",
+    "fill_structs",
     "flags_bytes",
     "internal_date",
-    "load_rows",
     "render_batch",
     "uid_ranges",
 ]
@@ -130,133 +129,69 @@ class FetchPlan:
         plan.structs = frozenset(structs)
         return plan
 
-
-# -- reading ---------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FetchRows:
-    """The rows of one FETCH (ascending UID) and what rendering needs besides them."""
-
-    rows: list[Row]
-    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    locations: dict[str, BlobLocation] = field(default_factory=dict)
-
-
-def load_rows(store: Any, mailbox_id: str, ranges: list[tuple[int, int]], plan: FetchPlan, *,
-              changedsince: int | None = None, below_uid: int | None = None) -> FetchRows:
-    """One query for the rows, one for keywords (if FLAGS), in one read transaction.
-
-    ``below_uid`` hides messages the session has not been told about yet (their EXISTS comes with the next
-    sync); ``changedsince`` keeps only memberships with a greater MODSEQ (CONDSTORE)."""
-    m, e, b = messages, emails, blobs
-    cols: list[Any] = [m.c.uid, m.c.deleted, m.c.modseq, e.c.id, e.c.flags, e.c.received_at, e.c.size,
-                       e.c.thread_id]
-    if plan.cache:
-        cols.append(e.c.cache)
-    join = m.join(e, e.c.id == m.c.email_id)
-    if plan.blob:
-        cols += [b.c.id, b.c.sha256, b.c.size, b.c.pack, b.c.offset]
-        join = join.join(b, b.c.id == e.c.blob_id)
-    where = [m.c.mailbox_id == mailbox_id, uid_condition(m.c.uid, ranges)]
-    if below_uid is not None:
-        where.append(m.c.uid < below_uid)
-    if changedsince is not None:
-        where.append(m.c.modseq > changedsince)
-    q = sa.select(*cols).select_from(join).where(*where).order_by(m.c.uid)
-    out = FetchRows([])
-    with store.engine.connect() as conn, conn.begin():
-        rows = raw_rows(conn, q)
-        if (plan.flags or plan.sets_seen) and rows:  # an implicit \\Seen reports FLAGS too
-            kq = (sa.select(email_keywords.c.email_id, email_keywords.c.display).distinct()
-                  .select_from(email_keywords.join(m, m.c.email_id == email_keywords.c.email_id))
-                  .where(*where))
-            acc: dict[str, list[str]] = {}
-            for email_id, display in raw_rows(conn, kq):
-                acc.setdefault(email_id, []).append(display)
-            out.keywords = {k: tuple(sorted(v)) for k, v in acc.items()}
-    if plan.blob:
-        base = CACHE + 1 if plan.cache else CACHE
-        for r in rows:
-            if r[EMAIL_ID] not in out.locations:
-                out.locations[r[EMAIL_ID]] = BlobLocation(*r[base : base + 5])
-    out.rows = rows
-    return out
-
-
-def load_caches(store: Any, email_ids: list[str]) -> dict[str, bytes]:
-    """The MIME cache column for some emails (the rendered-structure cache missed them)."""
-    out: dict[str, bytes] = {}
-    with store.engine.connect() as conn:
-        for i in range(0, len(email_ids), 500):
-            q = sa.select(emails.c.id, emails.c.cache).where(emails.c.id.in_(email_ids[i : i + 500]))
-            for email_id, cache in raw_rows(conn, q):
-                out[email_id] = bytes(cache)
-    return out
+    def wants(self) -> dict[str, bool]:
+        """What to ask ``store.messages.fetch_rows`` for: keywords for FLAGS (an implicit ``\\Seen`` reports
+        FLAGS too), part offsets for body sections, blob locations for any message bytes."""
+        return {"keywords": self.flags or self.sets_seen, "part_offsets": self.cache, "blob": self.blob}
 
 
 # -- rendered ENVELOPE / BODY / BODYSTRUCTURE --------------------------------------------------------------
 
 
-class StructCache:
-    """Rendered ENVELOPE/BODY/BODYSTRUCTURE bytes by (email id, item, utf8), bounded by total size.
-
-    Eviction is first-in-first-out (cheaper than LRU bookkeeping on the hot path, and a full ``FETCH 1:*``
-    touches everything anyway). Thread-safe: worker threads fill it concurrently."""
-
-    def __init__(self, budget: int = 64 * 1024 * 1024) -> None:
-        self.budget = budget
-        self._data: dict[tuple[str, str, bool], Raw] = {}
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, bool]) -> Raw | None:
-        return self._data.get(key)
-
-    def put(self, key: tuple[str, str, bool], value: Raw) -> None:
-        cost = len(value) + 120  # tuple + dict entry overhead, roughly
-        with self._lock:
-            if key in self._data:
-                return
-            self._data[key] = value
-            self._size += cost
-            if self._size > self.budget:
-                drop = max(1, len(self._data) // 10)
-                for k in list(self._data)[:drop]:
-                    self._size -= len(self._data.pop(k)) + 120
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self._size = 0
-
-    def __len__(self) -> int:
-        return len(self._data)
+def _struct_cost(value: bytes) -> int:
+    return len(value) + 120  # key tuple + dict entry overhead, roughly
 
 
-STRUCTS = StructCache()
+@dataclass(frozen=True)
+class RenderCaches:
+    """The memo tables FETCH rendering uses, all owned by one Store (``store.messages.render_cache``) and all
+    keyed by immutable data, so none is ever invalidated:
+
+    * ``structs``: rendered ENVELOPE/BODY/BODYSTRUCTURE by (email id, item, utf8), bounded by bytes;
+    * ``addrs``: ENVELOPE address lists by value (a mailbox has few distinct senders and recipients, and the
+      codec's general renderer costs ~1 us per string);
+    * ``flags``: a rendered FLAGS list by (bits, keywords, deleted, recent);
+    * ``days``: the quoted date part of INTERNALDATE by day number."""
+
+    structs: Memo[tuple[str, str, bool], Raw]
+    addrs: Memo[tuple, bytes]
+    flags: Memo[tuple, bytes]
+    days: Memo[int, bytes]
+
+    @classmethod
+    def of(cls, store: Any) -> RenderCaches:
+        """The tables of ``store`` (created on first use)."""
+        return cls.using(store.messages.render_cache)
+
+    @classmethod
+    def using(cls, memos: Memos) -> RenderCaches:
+        return cls(
+            memos.memo("imap.structs", 64 * 1024 * 1024, _struct_cost),
+            memos.memo("imap.addrs", 50_000),
+            memos.memo("imap.flags", 8192),
+            memos.memo("imap.days", 100_000),
+        )
 
 
-def _render_struct(name: str, cache: dict[str, Any], utf8: bool) -> Raw:
+def _render_struct(name: str, cache: dict[str, Any], utf8: bool, addrs: Memo[tuple, bytes] | None) -> Raw:
     if name == "ENVELOPE":
-        return Raw(fast_envelope(cache.get("envelope") or [None] * 10, utf8))
+        return Raw(fast_envelope(cache.get("envelope") or [None] * 10, utf8, addrs))
     part = cache.get("part") or {"type": "text", "subtype": "plain"}
     return Raw(body_structure(part, extended=name == "BODYSTRUCTURE", utf8_ok=utf8))
 
 
-_ADDR_MEMO: dict[tuple, bytes] = {}
-
-
-def _addr_list(value: Any, utf8: bool) -> bytes:
-    """An ENVELOPE address list, memoised: a mailbox has few distinct senders and recipients, and the codec's
-    general renderer costs ~1 us per string."""
+def _addr_list(value: Any, utf8: bool, memo: Memo[tuple, bytes] | None) -> bytes:
+    """An ENVELOPE address list, memoised in ``memo`` when given (see :class:`RenderCaches`)."""
     if not value:
         return b"NIL"
-    try:
-        key: tuple | None = (utf8, *(tuple(a) for a in value))
-        hit = _ADDR_MEMO.get(key)  # type: ignore[arg-type]
-    except TypeError:  # something unhashable in a malformed cache: render without the memo
-        key, hit = None, None
+    key: tuple | None = None
+    hit = None
+    if memo is not None:
+        try:
+            key = (utf8, *(tuple(a) for a in value))
+            hit = memo.get(key)
+        except TypeError:  # something unhashable in a malformed cache: render without the memo
+            key, hit = None, None
     if hit is None:
         out = []
         for a in value:
@@ -264,53 +199,55 @@ def _addr_list(value: Any, utf8: bool) -> bytes:
             out.append(b"(%b %b %b %b)" % (nstring(name, utf8), nstring(adl, utf8), nstring(mailbox, utf8),
                                              nstring(host, utf8)))
         hit = b"(" + b"".join(out) + b")"
-        if key is not None:
-            if len(_ADDR_MEMO) > 50_000:
-                _ADDR_MEMO.clear()
-            _ADDR_MEMO[key] = hit
+        if key is not None and memo is not None:
+            memo.put(key, hit)
     return hit
 
 
-def fast_envelope(env: Sequence[Any], utf8: bool = False) -> bytes:
+def fast_envelope(env: Sequence[Any], utf8: bool = False, addrs: Memo[tuple, bytes] | None = None) -> bytes:
     """Byte-for-byte the codec's :func:`~janusmail.imap.codec.structure.envelope`, with address lists
-    memoised (the tests check the two agree)."""
+    memoised in ``addrs`` (the tests check the two agree)."""
     if len(env) != 10:
         env = (list(env)[:10] + [None] * 10)[:10]
     date, subject, from_, sender, reply_to, to, cc, bcc, in_reply_to, message_id = env
     return b"(%b %b %b %b %b %b %b %b %b %b)" % (
-        nstring(date, utf8), nstring(subject, utf8), _addr_list(from_, utf8), _addr_list(sender, utf8),
-        _addr_list(reply_to, utf8), _addr_list(to, utf8), _addr_list(cc, utf8), _addr_list(bcc, utf8),
+        nstring(date, utf8), nstring(subject, utf8), _addr_list(from_, utf8, addrs), _addr_list(sender, utf8, addrs),
+        _addr_list(reply_to, utf8, addrs), _addr_list(to, utf8, addrs), _addr_list(cc, utf8, addrs),
+        _addr_list(bcc, utf8, addrs),
         nstring(in_reply_to, utf8), nstring(message_id, utf8),
     )
 
 
 def fill_structs(store: Any, rows: list[Row], plan: FetchPlan, utf8: bool) -> None:
-    """Make sure :data:`STRUCTS` holds every ENVELOPE/BODY/BODYSTRUCTURE these rows need, decoding each
-    missing email's cache once. Uses the rows' cache column when the row query read it."""
+    """Make sure the store's rendered-structure memo holds every ENVELOPE/BODY/BODYSTRUCTURE these rows need,
+    decoding each missing email's cache once. Uses the rows' cache column when the row query read it.
+    Synchronous (it may read the MIME caches of the missing emails): run it through ``store.call``."""
     if not plan.structs:
         return
+    caches = RenderCaches.of(store)
+    structs = caches.structs
     missing: dict[str, bytes | None] = {}
     for r in rows:
         eid = r[EMAIL_ID]
         if eid in missing:
             continue
         for name in plan.structs:
-            if STRUCTS.get((eid, name, utf8)) is None:
+            if structs.get((eid, name, utf8)) is None:
                 missing[eid] = r[CACHE] if plan.cache else None
                 break
     if not missing:
         return
     need = [eid for eid, c in missing.items() if c is None]
     if need:
-        missing.update(load_caches(store, need))
+        missing.update(store.messages.mime_caches(need))
     only_envelope = plan.structs == {"ENVELOPE"}
     for eid, blob in missing.items():
         env = _envelope_only(blob) if only_envelope and blob else None
         cache = {"envelope": env} if env is not None else (orjson.loads(blob) if blob else {})
         for name in plan.structs:
             key = (eid, name, utf8)
-            if STRUCTS.get(key) is None:
-                STRUCTS.put(key, _render_struct(name, cache, utf8))
+            if structs.get(key) is None:
+                structs.put(key, _render_struct(name, cache, utf8, caches.addrs))
 
 
 _ENV_KEY = b'"envelope":'
@@ -339,27 +276,29 @@ def _envelope_only(blob: bytes) -> list | None:
 
 # -- rendering ----------------------------------------------------------------------------------------------------
 
-_SYSTEM_ONLY: dict[tuple[int, bool, bool], tuple[str, ...]] = {}
+#: FLAGS of every no-keyword combination (four system bits, \\Deleted, \\Recent): a constant table, built once.
+_SYSTEM_ONLY: Mapping[tuple[int, bool, bool], tuple[str, ...]] = MappingProxyType({
+    (bits, deleted, recent): tuple(imap_flags(bits, (), deleted, recent))
+    for bits in range(16) for deleted in (False, True) for recent in (False, True)
+})
 
 
 def flags_bytes(bits: int, keywords: tuple[str, ...], deleted: bool, recent: bool) -> tuple[str, ...]:
     """The FLAGS value for the renderer (a tuple: the codec caches its rendering by value); the common
-    no-keyword combinations are built once per process."""
+    no-keyword combinations come from a constant table."""
     if not keywords:
-        key = (bits, deleted, recent)
-        hit = _SYSTEM_ONLY.get(key)
-        if hit is None:
-            hit = _SYSTEM_ONLY[key] = tuple(imap_flags(bits, (), deleted, recent))
-        return hit
+        hit = _SYSTEM_ONLY.get((bits, deleted, recent))
+        if hit is not None:
+            return hit
     return tuple(imap_flags(bits, keywords, deleted, recent))
 
 
 _MONTHS = (b"", b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
 
 
-def internal_date(ts: int) -> Raw:
+def internal_date(ts: int, days: Memo[int, bytes] | None = None) -> Raw:
     """``"17-Jul-1996 02:44:25 +0000"``: the store keeps internal dates as UTC epoch seconds."""
-    return Raw(_idate_bytes(ts))
+    return Raw(_idate_bytes(ts, days))
 
 
 @dataclass
@@ -375,7 +314,13 @@ class RenderContext:
     changed: set[int] = field(default_factory=set)
     condstore: bool = False
     store: Any = None
+    #: the memo tables to use; default: the store's (a private set when there is no store, e.g. in tests)
+    caches: RenderCaches | None = None
     _renderers: dict[Any, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.caches is None:
+            self.caches = RenderCaches.of(self.store) if self.store is not None else RenderCaches.using(Memos())
 
     def renderer(self, changed: bool) -> tuple[FetchRenderer, list[Callable[..., object]]]:
         hit = self._renderers.get(changed)
@@ -392,6 +337,11 @@ class RenderContext:
             self._renderers[changed] = hit
         return hit
 
+    @property
+    def _caches(self) -> RenderCaches:
+        assert self.caches is not None  # set by __post_init__
+        return self.caches
+
     def _getter(self, item: FetchItem) -> Callable[..., object]:
         """A function (row, reader) -> value for one item."""
         if isinstance(item, FetchAttr):
@@ -406,7 +356,8 @@ class RenderContext:
                 return lambda r, rd: flags_bytes(r[FLAGS], kws.get(r[EMAIL_ID], ()), bool(r[DELETED]),
                                                  recent(r[UID]))
             if name == "INTERNALDATE":
-                return lambda r, rd: internal_date(r[RECEIVED])
+                days = self._caches.days
+                return lambda r, rd: internal_date(r[RECEIVED], days)
             if name == "RFC822.SIZE":
                 return lambda r, rd: r[SIZE]
             if name == "MODSEQ":
@@ -417,7 +368,8 @@ class RenderContext:
                 return lambda r, rd: Raw(b"(" + r[THREAD_ID].encode("ascii") + b")") if r[THREAD_ID] else None
             if name in _STRUCT_ITEMS:
                 utf8 = self.utf8
-                return lambda r, rd: STRUCTS.get((r[EMAIL_ID], name, utf8)) or Raw(b"NIL")
+                sget = self._caches.structs.get
+                return lambda r, rd: sget((r[EMAIL_ID], name, utf8)) or Raw(b"NIL")
             raise ValueError(f"unsupported FETCH item {name}")
         if isinstance(item, FetchBinarySize):
             def get_size(r: Row, rd: Any) -> object:
@@ -476,38 +428,57 @@ def render_batch(ctx: RenderContext, rows: Sequence[Row], seqs: Sequence[int]) -
 
 # -- the fast path: metadata-only FETCH ---------------------------------------------------------------------
 
-_FLAGS_OUT: dict[tuple, bytes] = {}
+def _flags_out(memo: Memo[tuple, bytes]) -> Callable[[int, tuple[str, ...], bool, bool], bytes]:
+    """A rendered-FLAGS function memoised in ``memo`` (few distinct combinations per mailbox)."""
+    get, put = memo.get, memo.put
 
+    def flags_out(bits: int, keywords: tuple[str, ...], deleted: bool, recent: bool) -> bytes:
+        key = (bits, keywords, deleted, recent)
+        hit = get(key)
+        if hit is None:
+            hit = serializer.flag_list(tuple(imap_flags(bits, keywords, bool(deleted), recent)))
+            put(key, hit)
+        return hit
 
-def _flags_out(bits: int, keywords: tuple[str, ...], deleted: bool, recent: bool) -> bytes:
-    key = (bits, keywords, deleted, recent)
-    hit = _FLAGS_OUT.get(key)
-    if hit is None:
-        if len(_FLAGS_OUT) > 8192:
-            _FLAGS_OUT.clear()
-        hit = _FLAGS_OUT[key] = serializer.flag_list(tuple(imap_flags(bits, keywords, bool(deleted), recent)))
-    return hit
+    return flags_out
 
 
 def _paren_id(value: str | None) -> bytes:
     return b"(" + value.encode("ascii") + b")" if value else b"NIL"
 
 
-_DAYS: dict[int, bytes] = {}
-_MINSEC = [b"%02d:%02d" % divmod(i, 60) for i in range(3600)]
+_MINSEC = tuple(b"%02d:%02d" % divmod(i, 60) for i in range(3600))
 
 
-def _idate_bytes(ts: int) -> bytes:
-    """Quoted INTERNALDATE; the date part is cached per day (this runs once per row of ``FETCH 1:* ALL``)."""
+def _idate_bytes(ts: int, days: Memo[int, bytes] | None = None) -> bytes:
+    """Quoted INTERNALDATE; the date part is memoised per day in ``days`` (this runs once per row of
+    ``FETCH 1:* ALL``)."""
     day_no, rem = divmod(ts, 86400)
-    day = _DAYS.get(day_no)
+    day = days.get(day_no) if days is not None else None
     if day is None:
         t = time.gmtime(ts)
-        if len(_DAYS) > 100_000:
-            _DAYS.clear()
-        day = _DAYS[day_no] = b'"%02d-%b-%04d ' % (t.tm_mday, _MONTHS[t.tm_mon], t.tm_year)
+        day = b'"%02d-%b-%04d ' % (t.tm_mday, _MONTHS[t.tm_mon], t.tm_year)
+        if days is not None:
+            days.put(day_no, day)
     hour, rem = divmod(rem, 3600)
     return b'%b%02d:%b +0000"' % (day, hour, _MINSEC[rem])
+
+
+def _idate_fn(days: Memo[int, bytes]) -> Callable[[int], bytes]:
+    """:func:`_idate_bytes` bound to ``days``, inlined (the light renderer calls it once per row)."""
+    get, put, minsec, months, gmtime = days.get, days.put, _MINSEC, _MONTHS, time.gmtime
+
+    def idate(ts: int) -> bytes:
+        day_no, rem = divmod(ts, 86400)
+        day = get(day_no)
+        if day is None:
+            t = gmtime(ts)
+            day = b'"%02d-%b-%04d ' % (t.tm_mday, months[t.tm_mon], t.tm_year)
+            put(day_no, day)
+        hour, rem = divmod(rem, 3600)
+        return b'%b%02d:%b +0000"' % (day, hour, minsec[rem])
+
+    return idate
 
 
 def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int]], bytes]:
@@ -517,9 +488,10 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
     cached = ctx._renderers.get("light")  # type: ignore[call-overload]
     if cached is not None:
         return cached  # type: ignore[return-value]
+    caches = ctx._caches
     env: dict[str, Any] = {
-        "FL": _flags_out, "KW": ctx.keywords.get, "REC": ctx.is_recent, "ID": _idate_bytes, "PID": _paren_id,
-        "SG": STRUCTS.get, "NIL": b"NIL", "EMPTY": (),
+        "FL": _flags_out(caches.flags), "KW": ctx.keywords.get, "REC": ctx.is_recent,
+        "ID": _idate_fn(caches.days), "PID": _paren_id, "SG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
     }
     pieces: list[bytes] = []
     exprs: list[str] = []

@@ -2,16 +2,17 @@
 
 IMAP sequence numbers are per session: message *n* is the n-th UID this session has been told about, and it
 may only change when the session sends EXPUNGE (or VANISHED). So the snapshot is an ``array('q')`` of UIDs,
-loaded with one query at SELECT, and :meth:`SelectedMailbox.sync` reconciles it with the store at command
-boundaries (and immediately during IDLE) with a few indexed queries bounded by what changed:
+read at SELECT (``store.messages.mailbox_snapshot``), and :meth:`SelectedMailbox.sync` reconciles it with the
+store at command boundaries (and immediately during IDLE) with one store read bounded by what changed
+(``store.messages.mailbox_delta``):
 
-* ``mailboxes`` row: UIDNEXT and HIGHESTMODSEQ; equal to what we know -> nothing to do;
-* ``messages.uid >= known uidnext`` -> new messages (EXISTS, and \\Recent for IMAP4rev1);
-* ``vanished.modseq > known`` -> expunged elsewhere (EXPUNGE / VANISHED, only where the RFC allows it;
-  otherwise kept pending so sequence numbers stay stable during FETCH/STORE/SEARCH);
-* ``messages.modseq > known`` -> flag changes (unsolicited FETCH FLAGS, UID and MODSEQ).
+* UIDNEXT and HIGHESTMODSEQ equal to what we know -> nothing to do;
+* UIDs at or above the known UIDNEXT -> new messages (EXISTS, and \\Recent for IMAP4rev1);
+* vanished since the known HIGHESTMODSEQ -> expunged elsewhere (EXPUNGE / VANISHED, only where the RFC allows
+  it; otherwise kept pending so sequence numbers stay stable during FETCH/STORE/SEARCH);
+* memberships changed since -> flag changes (unsolicited FETCH FLAGS, UID and MODSEQ).
 
-FLAGS: the keywords in use are read once at SELECT (``Store.mailbox_keywords``); afterwards a keyword this
+FLAGS: the keywords in use are read once at SELECT (with the snapshot); afterwards a keyword this
 session has not been told about is spotted in the FETCH data about to be sent (no extra query) and announced by
 a new ``* FLAGS`` / ``PERMANENTFLAGS`` first (RFC 9051 §7.3.5: see :meth:`SelectedMailbox.note_keywords`).
 
@@ -24,13 +25,11 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import NumberSet, SequenceSet, responses, serializer
 from janusmail.imap.flags import imap_flags, mailbox_flags, permanent_flags_code
-from janusmail.store.schema import email_keywords, emails, mailboxes, messages, vanished
+from janusmail.store.message_views import FlagChange, MailboxDelta, MailboxSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
@@ -47,78 +46,9 @@ class MailboxGone(Exception):
     """The selected mailbox was deleted (or renamed away) by someone else."""
 
 
-def _fetch_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:
-    """All UIDs below ``uidnext``, ascending, row by row (through the raw DBAPI cursor: no Row objects)."""
-    ph = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    cur = raw.cursor()
-    try:
-        cur.execute(f"SELECT uid FROM messages WHERE mailbox_id = {ph} AND uid < {ph} ORDER BY uid",
-                    (mailbox_id, uidnext))
-        return array("q", [r[0] for r in cur.fetchall()])
-    finally:
-        cur.close()
-
-
-def _load_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:
-    """All UIDs of a mailbox below ``uidnext``, ascending, without reading them one by one when possible.
-
-    UIDs are handed out in order and every removed membership leaves a ``vanished`` row, so the UID list is
-    ``[min, max]`` minus the vanished UIDs in that range. One aggregate query gives count/min/max; if the
-    range is full (the common case) the array is built from ``range`` in C; if the vanished rows explain the
-    gaps exactly they are subtracted; otherwise (or when the gaps outnumber the messages) the UIDs are read
-    row by row. 100k messages load in ~10 ms instead of ~50 ms.
-    """
-    live = sa.and_(messages.c.mailbox_id == mailbox_id, messages.c.uid < uidnext)
-    # three scalar subqueries: min and max are index seeks, only the count walks the index
-    n, lo, hi = conn.execute(sa.select(
-        sa.select(sa.func.count()).select_from(messages).where(live).scalar_subquery(),
-        sa.select(sa.func.min(messages.c.uid)).where(live).scalar_subquery(),
-        sa.select(sa.func.max(messages.c.uid)).where(live).scalar_subquery(),
-    )).one()
-    if not n:
-        return array("q")
-    gaps = hi - lo + 1 - n
-    if gaps == 0:
-        return array("q", range(lo, hi + 1))
-    if gaps <= n:
-        holes = list(conn.execute(
-            sa.select(vanished.c.uid).where(vanished.c.mailbox_id == mailbox_id, vanished.c.uid > lo,
-                                            vanished.c.uid < hi).order_by(vanished.c.uid)
-        ).scalars())
-        if len(holes) == gaps:
-            out = array("q")
-            start = lo
-            for h in holes:
-                out.extend(range(start, h))
-                start = h + 1
-            out.extend(range(start, hi + 1))
-            return out
-    return _fetch_uids(conn, mailbox_id, uidnext)
-
-
-def flag_rows(conn: sa.Connection, where: list[sa.ColumnElement[bool]]) -> list[tuple[int, int, list[str]]]:
-    """(uid, modseq, FLAGS list without \\Recent) for the memberships matching ``where``: one join plus one
-    keyword query per 500 emails that have keywords."""
-    rows = conn.execute(
-        sa.select(messages.c.uid, messages.c.modseq, messages.c.deleted, messages.c.email_id, emails.c.flags)
-        .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
-        .where(*where)
-        .order_by(messages.c.uid)
-    ).all()
-    kws: dict[str, list[str]] = {}
-    ids = list({r.email_id for r in rows})
-    for i in range(0, len(ids), 500):
-        for e_id, display in conn.execute(
-            sa.select(email_keywords.c.email_id, email_keywords.c.display).where(
-                email_keywords.c.email_id.in_(ids[i : i + 500])
-            )
-        ):
-            kws.setdefault(e_id, []).append(display)
-    return [
-        (r.uid, r.modseq, imap_flags(r.flags, sorted(kws.get(r.email_id, ())), bool(r.deleted))) for r in rows
-    ]
+def flag_rows(changes: Iterable[FlagChange]) -> list[tuple[int, int, list[str]]]:
+    """(uid, modseq, FLAGS list without \\Recent) for the store's flag changes."""
+    return [(c.uid, c.modseq, imap_flags(c.flags, c.keywords, c.deleted)) for c in changes]
 
 
 class SelectedMailbox:
@@ -165,32 +95,25 @@ class SelectedMailbox:
     # -- loading -----------------------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, store, mailbox: Mailbox, *, readonly: bool, claim_recent: bool, name: str = "") -> SelectedMailbox:  # noqa: ANN001
-        """Synchronous (run it via ``store.call``): the mailbox row and its UID list in one read transaction.
+    def load(cls, store: Any, mailbox: Mailbox, *, readonly: bool, claim_recent: bool, name: str = ""
+             ) -> SelectedMailbox:
+        """Synchronous: read the snapshot (one store read) and build the view. The session's SELECT calls the
+        store view itself and :meth:`from_snapshot` on the loop; this is for synchronous callers.
 
         ``claim_recent`` (IMAP4rev1 SELECT) takes the \\Recent messages for this session; EXAMINE only looks.
         """
-        recent_from: int | None = None
-        if claim_recent:
-            recent_from = store.claim_recent(mailbox.id)
-        with store.engine.connect() as conn:
-            if not store.sqlite:  # one snapshot for the row and the UIDs (SQLite's read transaction is one)
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                row = conn.execute(
-                    sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq,
-                              mailboxes.c.recent_uid)
-                    .where(mailboxes.c.id == mailbox.id)
-                ).first()
-                if row is None:
-                    raise MailboxGone(mailbox.id)
-                uids = _load_uids(conn, mailbox.id, row.uidnext)
-        # after the snapshot: a keyword added since is listed a little early, which is harmless (a keyword
-        # read before it could be missing from FLAGS yet seen in FETCH; that case is caught by note_keywords)
-        keywords = store.mailbox_keywords(mailbox.account_id, mailbox.id)
+        snap = store.messages.mailbox_snapshot(mailbox.account_id, mailbox.id, claim_recent=claim_recent)
+        return cls.from_snapshot(snap, mailbox.id, readonly=readonly, name=name)
+
+    @classmethod
+    def from_snapshot(cls, snap: MailboxSnapshot | None, mailbox_id: str, *, readonly: bool, name: str = ""
+                      ) -> SelectedMailbox:
+        """The view of a store snapshot (:class:`MailboxGone` when the store found no mailbox)."""
+        if snap is None:
+            raise MailboxGone(mailbox_id)
         return cls(
-            mailbox.id, row.uidvalidity, uids, readonly=readonly, uidnext=row.uidnext,
-            known_modseq=row.highest_modseq, recent_from=recent_from, name=name, keywords=keywords,
+            snap.mailbox_id, snap.uidvalidity, snap.uids, readonly=readonly, uidnext=snap.uidnext,
+            known_modseq=snap.highest_modseq, recent_from=snap.recent_from, name=name, keywords=snap.keywords,
         )
 
     # -- FLAGS: the keywords this session knows -----------------------------------------------------------
@@ -268,6 +191,15 @@ class SelectedMailbox:
     def is_recent(self, uid: int) -> bool:
         """\\Recent for this session (IMAP4rev1 only; the session never asks under IMAP4rev2)."""
         return any(lo <= uid <= hi for lo, hi in self._recent)
+
+    def peek_recent(self, recent_uid: int) -> None:
+        """Show the mailbox's unclaimed \\Recent messages (UID >= ``recent_uid``) without claiming them.
+
+        RFC 3501 §6.3.2: EXAMINE changes no state, so it "MUST NOT cause messages to lose the \\Recent flag",
+        but it still reports them (RECENT count, FETCH FLAGS, SEARCH RECENT) exactly as STATUS does."""
+        self.recent_from = recent_uid
+        self._recent = [(recent_uid, self.uidnext - 1)] if recent_uid < self.uidnext else []
+        self._last_recent_count = self.recent_count()
 
     def recent_count(self) -> int:
         n = 0
@@ -359,10 +291,14 @@ class SelectedMailbox:
         if not (force or self.dirty or (expunges and self.pending_expunge)):
             return
         self.dirty = False
-        delta = await s.store.call(self._read_changes, s.store)
+        delta: MailboxDelta | None = await s.store.call(
+            s.store.messages.mailbox_delta, self.mailbox_id, uidvalidity=self.uidvalidity, uidnext=self.uidnext,
+            modseq=self.known_modseq, claim_recent=self.recent_from is not None and not self.readonly)
         if delta is None:
             raise MailboxGone(self.mailbox_id)
-        new_uids, gone, changed, uidnext, modseq, recent_lo = delta
+        new_uids, gone, uidnext, modseq, recent_lo = (delta.new_uids, delta.vanished, delta.uidnext,
+                                                      delta.highest_modseq, delta.recent_from)
+        changed = flag_rows(delta.changed)
         # 1. expunges (now, or remembered for later)
         gone_here = {u for u in gone if self.uid_to_seq(u) is not None}
         self.pending_expunge |= gone_here
@@ -408,45 +344,3 @@ class SelectedMailbox:
         if s.condstore:
             items.append(("MODSEQ", modseq))
         return serializer.fetch_response(seq, items, s.utf8)
-
-    def _read_changes(self, store):  # noqa: ANN001, ANN202
-        """Worker-thread part of sync: returns None if the mailbox is gone, else
-        (new uids, vanished uids, [(uid, modseq, flags)], uidnext, highest modseq, first recent uid claimed)."""
-        recent_lo = None
-        with store.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity,
-                          mailboxes.c.recent_uid)
-                .where(mailboxes.c.id == self.mailbox_id)
-            ).first()
-            if row is None or row.uidvalidity != self.uidvalidity:
-                return None
-            hm, uidnext = row.highest_modseq, row.uidnext
-            if hm == self.known_modseq and uidnext == self.uidnext:
-                return [], [], [], uidnext, hm, None
-            new_uids: list[int] = []
-            if uidnext > self.uidnext:
-                new_uids = list(conn.execute(
-                    sa.select(messages.c.uid).where(
-                        messages.c.mailbox_id == self.mailbox_id,
-                        messages.c.uid >= self.uidnext, messages.c.uid < uidnext,
-                    ).order_by(messages.c.uid)
-                ).scalars())
-            gone: list[int] = []
-            changed: list[tuple[int, int, list[str]]] = []
-            if hm > self.known_modseq:
-                gone = list(conn.execute(
-                    sa.select(vanished.c.uid).where(
-                        vanished.c.mailbox_id == self.mailbox_id,
-                        vanished.c.modseq > self.known_modseq, vanished.c.modseq <= hm,
-                        vanished.c.uid < self.uidnext,
-                    )
-                ).scalars())
-                changed = flag_rows(conn, [
-                    messages.c.mailbox_id == self.mailbox_id,
-                    messages.c.modseq > self.known_modseq, messages.c.modseq <= hm,
-                    messages.c.uid < self.uidnext,
-                ])
-        if new_uids and self.recent_from is not None and not self.readonly:
-            recent_lo = store.claim_recent(self.mailbox_id)
-        return new_uids, gone, changed, uidnext, hm, recent_lo

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING
 from janusmail.config import parse_hostport
 from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
-from janusmail.spool import spooler_for
 
 from . import tls
 
 if TYPE_CHECKING:  # pragma: no cover
-    from janusmail.server import Runtime
+    from janusmail.runtime import Runtime  # the doors import the runtime; it imports no door
 
 log = logging.getLogger("janusmail.imap")
 
@@ -144,7 +143,6 @@ async def start_imap(rt: Runtime) -> None:
     if not cfg.listen and not cfg.imaps:
         return
     ctx = tls.server_context(rt.config)
-    spooler_for(rt)  # the spool directory is cleaned of a previous run's leftovers before the first literal
     limits = ConnectionLimits(int(cfg.max_connections_per_ip), int(cfg.max_connections_per_account))
     listener = _Listener(rt, ctx, limits)
     servers: list[asyncio.base_events.Server] = []

@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from janusmail.auth.authenticator import AuthResult
     from janusmail.auth.sasl import Mechanism
     from janusmail.auth.throttle import LoginRefused
-    from janusmail.server import Runtime
+    from janusmail.runtime import Runtime
 
 log = logging.getLogger("janusmail.imap")
 
@@ -242,14 +242,9 @@ class ImapSession:
 
     def plaintext_ok(self) -> bool:
         """May secrets travel on this connection as it is (LOGIN, AUTH=PLAIN)?"""
-        auth = self.rt.auth
-        if auth is None:
-            return False
-        return auth.policy.plaintext_allowed("imap", self.tls_active, self.peer_loopback)
+        return self.rt.auth.policy.plaintext_allowed("imap", self.tls_active, self.peer_loopback)
 
     def sasl_mechanisms(self) -> list[str]:
-        if self.rt.auth is None:
-            return []
         return SaslServer(self.rt.auth, "imap").mechanisms(self.tls_active, self.peer_loopback)
 
     def _common_capabilities(self) -> list[str]:
@@ -277,7 +272,7 @@ class ImapSession:
 
     async def jmap_access(self) -> bool:
         """RFC 9698: would JMAP accept the credentials this session logged in with? Re-asked every time."""
-        if self.auth_result is None or self.rt.auth is None or self.rt.config.session_url is None:
+        if self.auth_result is None or self.rt.config.session_url is None:
             return False  # no JMAP server known to point at (JMAP off here, no public URL): nothing to offer
         if await self.credential_problem() is not None:
             return False  # the credential died: the next command ends the session; until then, no promises
@@ -483,7 +478,7 @@ class ImapSession:
             return None
 
     def _grace(self) -> float:
-        tokens = getattr(self.rt.auth, "tokens", None)
+        tokens = self.rt.auth.tokens
         result = self.auth_result
         return float(tokens.grace(result.issuer)) if tokens is not None and result is not None else 0.0
 
@@ -522,13 +517,11 @@ class ImapSession:
     async def login_failed(self, address: str | None, code: str = "AUTHENTICATIONFAILED",
                            text: str = "Authentication failed") -> Result:
         """Wait out the failed-login delay (the throttle's verdict), then NO."""
-        delay = 0.0
-        auth = self.rt.auth
-        if auth is not None and getattr(auth, "throttle", None) is not None:
-            delay = auth.throttle.failed(self.peer or "?", address)
+        throttle = self.rt.auth.throttle
+        delay = throttle.failed(self.peer or "?", address)
         if delay > 0:
             await self.flush()
-            await auth.throttle.pause(delay)
+            await throttle.pause(delay)
         return Result.no(text, code)
 
     async def login_refused(self, exc: LoginRefused) -> Result:
@@ -536,16 +529,13 @@ class ImapSession:
         throttled pair hears NO [AUTHENTICATIONFAILED] when its penalty is over; a full hashing queue
         NO [UNAVAILABLE] (the client retries instead of asking for a password) after a short pause, so a flood
         cannot turn refusals into a busy loop. Holding the answer costs us nothing (no thread, no hashing)."""
-        auth = self.rt.auth
-        if auth is not None:
-            await self.flush()
-            await auth.throttle.pause(exc.retry_after)
+        await self.flush()
+        await self.rt.auth.throttle.pause(exc.retry_after)
         return Result.no(exc.reason, exc.code)
 
     async def _auth_call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A blocking login step, on the authenticator's own threads when it has them (Authenticator.run)."""
-        run = getattr(self.rt.auth, "run", None)
-        return await (run(fn, *args) if run is not None else asyncio.to_thread(fn, *args))
+        """A blocking login step, on the authenticator's own threads (Authenticator.run)."""
+        return await self.rt.auth.run(fn, *args)
 
     async def login_succeeded(self, result: AuthResult) -> Result:
         """Enter authenticated state; the tagged OK carries [CAPABILITY ...] (and JMAPACCESS when it holds)."""
@@ -558,9 +548,7 @@ class ImapSession:
         if self.limits is not None and not self.limits.acquire_account(result.account_id):
             return Result.no("Too many connections for this account", "LIMIT")
         self._account_slot = self.limits is not None
-        auth = self.rt.auth
-        if auth is not None and getattr(auth, "throttle", None) is not None:
-            auth.throttle.succeeded(self.peer or "?", result.address)
+        self.rt.auth.throttle.succeeded(self.peer or "?", result.address)
         self.account_id = result.account_id
         self.auth_result = result
         self._credential_epoch = epoch
@@ -573,7 +561,7 @@ class ImapSession:
             self._sub = None
         jmap = await self.jmap_access()
         caps = await self.capabilities(jmap)
-        if getattr(self.config, "jmapaccess_draft_response_code", False):
+        if self.config.jmapaccess_draft_response_code:
             if jmap:
                 self.write(responses.capability_response(caps))
                 url = self.rt.config.session_url
@@ -670,7 +658,7 @@ class ImapSession:
         cheap poll every ``idle_poll_interval`` seconds for writers outside this process."""
         exit_ev = self._idle_exit
         assert exit_ev is not None
-        poll = float(getattr(self.config, "idle_poll_interval", 30.0))
+        poll = float(self.config.idle_poll_interval)
         force = True
         try:
             while True:
@@ -751,7 +739,7 @@ def _concerns(sel: SelectedMailbox, events: list[Any]) -> bool:
     )
 
 
-def _store_error_text(exc: Exception) -> str:
+def _store_error_text(exc: store_model.StoreError) -> str:
     names = {
         "notFound": "No such mailbox",
         "alreadyExists": "Mailbox already exists",
@@ -761,9 +749,9 @@ def _store_error_text(exc: Exception) -> str:
         "forbidden": "Not permitted",
         "tooLarge": "Too large",
     }
-    base = names.get(getattr(exc, "code", ""), "Operation failed")
+    base = names.get(exc.code, "Operation failed")
     detail = str(exc)
-    if getattr(exc, "code", "") == "invalidName" and detail:
+    if exc.code == "invalidName" and detail:
         return f"{base}: {detail}"
     return base
 
@@ -771,25 +759,24 @@ def _store_error_text(exc: Exception) -> str:
 def _jmap_denial_reason(rt: Runtime, result: AuthResult) -> str:
     """Draft -04 DEBUGGING text: why JMAP would not take these credentials, safe to show a client developer
     (names the kind of credential or setting, never the account, address or secret)."""
-    auth: Any = rt.auth
+    policy = rt.auth.policy
     try:
         acct = rt.store.get_account(result.account_id)
     except Exception:  # pragma: no cover
         acct = None
     if acct is not None and not acct.jmap_enabled:
         return "JMAP access is disabled for this account"
-    policy = getattr(auth, "policy", None)
     method = result.method
     if method in ("password", "scram"):
-        if policy is not None and not policy.allows("password", "jmap"):
+        if not policy.allows("password", "jmap"):
             return "JMAP does not accept passwords"
     elif method == "app_password":
-        if policy is not None and not policy.allows("app_password", "jmap"):
+        if not policy.allows("app_password", "jmap"):
             return "JMAP does not accept app passwords"
         if "jmap" not in result.scopes:
             return "This app password is not valid for JMAP"
     elif method == "bearer":
-        if policy is not None and not policy.allows("bearer", "jmap"):
+        if not policy.allows("bearer", "jmap"):
             return "JMAP does not accept bearer tokens"
         if "jmap" not in result.scopes:
             return "This token is not valid for JMAP"

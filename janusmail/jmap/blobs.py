@@ -21,15 +21,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import sqlalchemy as sa
-
 from janusmail.jmap.engine import CORE, Engine, MethodError, SetError, invalid_arguments
 from janusmail.jmap.engine.args import check_known_arguments, read_id
 from janusmail.jmap.engine.types import is_id
 from janusmail.mime.content import decode_part, find_part
 from janusmail.store.model import BlobLocation
-from janusmail.store.schema import emails
 
 __all__ = [
     "Located",
@@ -78,17 +74,8 @@ class Located:
 
 
 def _part_of(store: Any, account_id: str, message_blob_id: str, section: str) -> dict[str, Any] | None:
-    with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(emails.c.cache)
-            .where(emails.c.account_id == account_id, emails.c.blob_id == message_blob_id)
-            .limit(1)
-        ).first()
-    if row is None:
-        return None
-    try:
-        cache = orjson.loads(row.cache)
-    except orjson.JSONDecodeError:
+    cache = store.message_cache(account_id, message_blob_id)
+    if cache is None:
         return None
     part = find_part(cache, section)
     if part is None or "body_start" not in part or "body_end" not in part:

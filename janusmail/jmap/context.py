@@ -17,7 +17,7 @@ from janusmail.jmap.engine import CallContext, CallInfo, MethodError
 
 if TYPE_CHECKING:
     from janusmail.auth import AuthResult
-    from janusmail.server import Runtime
+    from janusmail.runtime import Runtime  # the doors import the runtime; it imports no door
     from janusmail.store.store import Store
 
 __all__ = ["JmapContext", "OwnAccount", "jmap_state", "parse_state", "run_store"]
@@ -46,7 +46,7 @@ class JmapContext(CallContext):
         info: CallInfo,
         *,
         store: Store,
-        rt: Runtime | None,
+        rt: Runtime,
         principal: AuthResult,
         app: Any = None,
     ) -> None:

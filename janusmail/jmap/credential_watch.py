@@ -21,19 +21,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from janusmail.auth import revocation
-from janusmail.auth.authenticator import AuthResult
+from janusmail.auth.authenticator import Authenticator, AuthResult
 from janusmail.store.credentials import is_credential_event
 from janusmail.store.notifier import ChangeEvent
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.store import Store
 
 __all__ = ["CredentialWatch", "read_baseline"]
 
 log = logging.getLogger("janusmail.jmap.credentials")
 
 
-async def read_baseline(store: Any) -> int | None:
+async def read_baseline(store: Store) -> int | None:
     """The store-wide credential epoch now, or ``None`` when the store cannot say. Read it *before*
     authenticating the opening request: any later change of that account's credentials is then larger."""
     try:
@@ -43,9 +46,9 @@ async def read_baseline(store: Any) -> int | None:
         return None
 
 
-def _grace(auth: Any, principal: AuthResult) -> float:
+def _grace(auth: Authenticator, principal: AuthResult) -> float:
     """The token issuer's clock-skew leeway: a token is accepted that long after ``exp``, so it dies then."""
-    tokens = getattr(auth, "tokens", None)
+    tokens = auth.tokens
     if tokens is None or principal.method != "bearer":
         return 0.0
     return float(tokens.grace(principal.issuer))
@@ -55,7 +58,7 @@ class CredentialWatch:
     """Is ``principal``'s credential (as authenticated after ``baseline`` was read) still good?"""
 
     def __init__(
-        self, store: Any, principal: AuthResult, baseline: int, *, auth: Any = None,
+        self, store: Store, principal: AuthResult, baseline: int, *, auth: Authenticator,
         clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.store = store

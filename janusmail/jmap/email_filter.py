@@ -1,16 +1,18 @@
-"""Email/query's FilterCondition and Comparator (RFC 8621 §4.4.1, §4.4.2), validated into plain values.
+"""Email/query's FilterCondition and Comparator (RFC 8621 §4.4.1, §4.4.2), validated and built into the store's
+query AST (:mod:`janusmail.store.search.ast`).
 
-Why a separate, SQL-free step: the engine compiles each FilterCondition as it walks the filter tree, before
-anything runs; validating here gives the client invalidArguments/unsupportedFilter/unsupportedSort up front,
-and the resulting small frozen objects serve three consumers — the SQL builder (email_sql), SearchSnippet
-(the text terms to highlight) and /queryChanges (which properties are mutable, and a canonical cache key).
+Why here, SQL-free: the engine compiles each FilterCondition as it walks the filter tree, before anything
+runs; validating here gives the client invalidArguments/unsupportedFilter/unsupportedSort up front. What
+JMAP's conditions *mean* is decided here too, as AST nodes: text fields are terms ("quoted phrases" stay
+whole) that must all occur as words of the index; ``from``/``to``/... terms are substrings of that address
+field that are also words of the address index; a ``$recent`` keyword can never be set. The store compiles
+the tree (the same compiler IMAP SEARCH uses), runs it, and highlights SearchSnippets from it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from janusmail.jmap.engine import Comparator, FilterOperator, MethodError, invalid_arguments
@@ -18,20 +20,17 @@ from janusmail.jmap.engine.types import JmapTypeError, is_id, parse_utc_date
 from janusmail.jmap.settings import COLLATIONS
 from janusmail.store import keywords as kwmod
 from janusmail.store.model import InvalidKeyword
+from janusmail.store.search import ast as q
+from janusmail.store.search.ast import SortKey
 
 __all__ = [
     "SORT_OPTIONS",
-    "Condition",
-    "Leaf",
     "SortKey",
     "compile_comparator",
     "compile_condition",
-    "filter_key",
-    "filter_leaves",
     "normalize_keyword",
-    "plain_mailbox",
     "search_terms",
-    "text_terms",
+    "to_condition",
 ]
 
 #: Sort properties we implement (advertised as the Session's ``emailQuerySortOptions``).
@@ -72,35 +71,6 @@ _KNOWN = frozenset(
         *_KEYWORD_FIELDS,
     }
 )
-#: Leaves whose truth can change without the email being recreated (so /queryChanges must re-place them).
-MUTABLE_KINDS = frozenset({"inMailbox", "inMailboxOtherThan", *_KEYWORD_FIELDS})
-#: Leaves whose truth for one email depends on other emails of its thread.
-THREAD_KINDS = frozenset({"allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword"})
-
-
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """One property of a FilterCondition. ``value`` is already converted: epoch seconds for dates, a
-    lowercase keyword (None = a reserved keyword nothing can carry), search terms for text fields."""
-
-    kind: str
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """A FilterCondition: its leaves are ANDed; no leaves matches every email."""
-
-    leaves: tuple[Leaf, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SortKey:
-    prop: str
-    ascending: bool
-    keyword: str | None = None
-
-
 # -- text terms -------------------------------------------------------------------------------------------
 
 _TERM = re.compile(r'"([^"]*)"?|(\S+)')
@@ -149,35 +119,57 @@ def _size(value: Any, what: str) -> int:
     return value
 
 
-def compile_condition(condition: dict[str, Any]) -> Condition:
-    """Validate one FilterCondition (RFC 8621 §4.4.1) into a Condition."""
+def _keyword(kind: str, keyword: str | None) -> q.Condition:
+    """A keyword condition; ``None`` (``$recent``) is a keyword no email can have."""
+    if kind == "hasKeyword":
+        return q.Keyword(keyword) if keyword is not None else q.Nothing()
+    if kind == "notKeyword":
+        return q.Not(q.Keyword(keyword)) if keyword is not None else q.All()
+    quantifier = {"someInThreadHaveKeyword": "some", "allInThreadHaveKeyword": "all",
+                  "noneInThreadHaveKeyword": "none"}[kind]
+    if keyword is None:
+        return q.All() if quantifier == "none" else q.Nothing()
+    return q.ThreadKeyword(keyword, quantifier)  # type: ignore[arg-type]
+
+
+def _text(kind: str, terms: tuple[str, ...]) -> q.Condition:
+    if not terms:
+        return q.All()
+    if kind in q.ADDRESS_FIELDS:
+        return q.Address(kind, terms, words=True)  # type: ignore[arg-type]
+    return q.Text("all" if kind == "text" else kind, terms)  # type: ignore[arg-type]
+
+
+def compile_condition(condition: dict[str, Any]) -> q.Condition:  # noqa: C901 - one branch per property
+    """Validate one FilterCondition (RFC 8621 §4.4.1) into an AST condition (its properties ANDed, in a
+    canonical order so equal filters are equal cache keys)."""
     unknown = sorted(set(condition) - _KNOWN)
     if unknown:
         raise MethodError("unsupportedFilter", description=f"unknown filter properties: {', '.join(unknown)}")
-    leaves: list[Leaf] = []
+    parts: list[q.Condition] = []
     for key, value in condition.items():
         if key == "inMailbox":
             if not is_id(value):
                 raise invalid_arguments("'inMailbox' must be an Id")
-            leaves.append(Leaf(key, value))
+            parts.append(q.InMailbox(value))
         elif key == "inMailboxOtherThan":
             if type(value) is not list or not all(is_id(v) for v in value):
                 raise invalid_arguments("'inMailboxOtherThan' must be an array of Ids")
-            leaves.append(Leaf(key, tuple(sorted(set(value)))))
+            parts.append(q.InMailboxOtherThan(tuple(sorted(set(value)))))
         elif key in ("before", "after"):
-            leaves.append(Leaf(key, _date(value, key)))
+            parts.append(q.Date("received", "lt" if key == "before" else "ge", _date(value, key)))
         elif key in ("minSize", "maxSize"):
-            leaves.append(Leaf(key, _size(value, key)))
+            parts.append(q.Size("ge" if key == "minSize" else "lt", _size(value, key)))
         elif key in _KEYWORD_FIELDS:
-            leaves.append(Leaf(key, normalize_keyword(value, key)))
+            parts.append(_keyword(key, normalize_keyword(value, key)))
         elif key == "hasAttachment":
             if type(value) is not bool:
                 raise invalid_arguments("'hasAttachment' must be a boolean")
-            leaves.append(Leaf(key, value))
+            parts.append(q.HasAttachment(value))
         elif key in _TEXT_FIELDS:
             if type(value) is not str:
                 raise invalid_arguments(f"'{key}' must be a string")
-            leaves.append(Leaf(key, search_terms(value)))
+            parts.append(_text(key, search_terms(value)))
         elif key == "header":
             if (
                 type(value) is not list
@@ -187,8 +179,11 @@ def compile_condition(condition: dict[str, Any]) -> Condition:
                 or any(not ("\x21" <= c <= "\x7e") or c == ":" for c in value[0])
             ):
                 raise invalid_arguments("'header' must be [name] or [name, text]")
-            leaves.append(Leaf(key, (value[0].lower(), value[1] if len(value) == 2 else None)))
-    return Condition(tuple(sorted(leaves, key=lambda leaf: (leaf.kind, repr(leaf.value)))))
+            parts.append(q.Header(value[0].lower(), value[1] if len(value) == 2 else None))
+    parts = sorted((p for p in parts if not isinstance(p, q.All)), key=repr)
+    if not parts:
+        return q.All()
+    return parts[0] if len(parts) == 1 else q.And(tuple(parts))
 
 
 def compile_comparator(comparator: Comparator) -> SortKey:
@@ -211,48 +206,19 @@ def compile_comparator(comparator: Comparator) -> SortKey:
     return SortKey(prop, comparator.is_ascending, keyword)
 
 
-# -- facts about a compiled filter tree ---------------------------------------------------------------------
+# -- the whole filter ------------------------------------------------------------------------------------------
 
 
-def filter_leaves(flt: Any) -> list[Leaf]:
-    """Every leaf of a compiled filter tree."""
+def to_condition(flt: Any) -> q.Condition:
+    """The AST of a compiled filter tree (the engine's FilterOperators over :func:`compile_condition`'s nodes);
+    None is every email. ``NOT`` is "none of the conditions" (RFC 8620 §5.5)."""
     if flt is None:
-        return []
+        return q.All()
     if isinstance(flt, FilterOperator):
-        return [leaf for c in flt.conditions for leaf in filter_leaves(c)]
-    return list(flt.leaves)
-
-
-def filter_key(flt: Any) -> Any:
-    """A hashable, canonical form of a compiled filter (cache keys)."""
-    if flt is None:
-        return None
-    if isinstance(flt, FilterOperator):
-        return (flt.operator, tuple(filter_key(c) for c in flt.conditions))
-    return tuple((leaf.kind, leaf.value) for leaf in flt.leaves)
-
-
-def plain_mailbox(flt: Any) -> str | None:
-    """The mailbox id when the filter is exactly ``{"inMailbox": id}`` (its totals are Mailbox counts)."""
-    if isinstance(flt, Condition) and len(flt.leaves) == 1 and flt.leaves[0].kind == "inMailbox":
-        return flt.leaves[0].value
-    return None
-
-
-def text_terms(flt: Any, negated: bool = False) -> dict[str, list[str]]:
-    """The positive search terms of a filter per field (text/subject/body), for SearchSnippet highlights:
-    terms under NOT describe what must be absent, so they are never highlighted."""
-    out: dict[str, list[str]] = {"text": [], "subject": [], "body": []}
-    if flt is None:
-        return out
-    if isinstance(flt, FilterOperator):
-        inner = negated != (flt.operator == "NOT")
-        for c in flt.conditions:
-            for k, v in text_terms(c, inner).items():
-                out[k].extend(v)
-        return out
-    if not negated:
-        for leaf in flt.leaves:
-            if leaf.kind in out:
-                out[leaf.kind].extend(leaf.value)
-    return out
+        items = tuple(to_condition(c) for c in flt.conditions)
+        if flt.operator == "AND":
+            return q.And(items)
+        if flt.operator == "OR":
+            return q.Or(items)
+        return q.Not(q.Or(items))
+    return flt

@@ -3,7 +3,7 @@
 Why separate from the adapter: the RFC 8621 §4.6 creation rules (one representation per header field, no
 Content-* on the Email, partId xor blobId, exactly one text/plain textBody, ...) and the keyword/mailbox
 patch language are pure checks over JSON; they live here as functions that raise SetError, testable without
-a store. Blob contents and mailbox existence are looked up by the caller and passed in.
+a store. Blob contents and mailbox existence are looked up by the caller (``Store.unknown_mailboxes``) and passed in.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
-
-import sqlalchemy as sa
 
 from janusmail.jmap import blobs as blobmod
 from janusmail.jmap.engine import SetError
@@ -25,7 +23,6 @@ from janusmail.mime.structure import scan_headers, text_of
 from janusmail.store import keywords as kwmod
 from janusmail.store.emails import EmailUpdate
 from janusmail.store.model import InvalidKeyword, NotFound, StoreError, TooManyKeywords
-from janusmail.store.schema import mailboxes
 
 from .email_props import BODY_PART_PROPERTIES, parse_header_prop
 
@@ -121,18 +118,6 @@ def mailbox_ids_value(ctx: Any, value: Any, prop: str = "mailboxIds") -> list[st
             raise _invalid(prop, f"unknown mailbox {key!r}")
         out.append(real)
     return list(dict.fromkeys(out))
-
-
-def check_mailboxes(store: Any, account_id: str, ids: list[str]) -> list[str]:
-    """The ids that are not mailboxes of this account."""
-    with store.engine.connect() as conn:
-        have = {
-            r[0]
-            for r in conn.execute(
-                sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(ids))
-            )
-        }
-    return [i for i in ids if i not in have]
 
 
 def received_at_value(value: Any, prop: str = "receivedAt") -> int:

@@ -39,7 +39,7 @@ import re
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -53,7 +53,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from janusmail.auth.authenticator import parse_basic
+from janusmail.auth.authenticator import AuthResult, parse_basic
 from janusmail.auth.proxies import TrustedProxies
 from janusmail.auth.throttle import LoginRefused
 from janusmail.config import parse_hostport
@@ -62,12 +62,23 @@ from janusmail.jmap.context import JmapContext
 from janusmail.jmap.credential_watch import CredentialWatch, read_baseline
 from janusmail.jmap.engine import CallInfo, Engine, ProblemDetails
 from janusmail.jmap.engine.errors import LIMIT, NOT_JSON
-from janusmail.jmap.session_resource import MAIL, PATHS, Urls, base_path, build_session, email_sort_options
+from janusmail.jmap.session_resource import (
+    MAIL,
+    PATHS,
+    SessionDocument,
+    SessionDocuments,
+    Urls,
+    base_path,
+    email_sort_options,
+)
 from janusmail.jmap.settings import JmapSettings
 from janusmail.jmap.types import register_all
 from janusmail.jmap.websocket import SUBPROTOCOL, WEBSOCKET, WebSocketSession, websocket_available
-from janusmail.spool import Spool, Spooler, spooler_for
+from janusmail.spool import Spool, Spooler
 from janusmail.store.model import StorageUnavailable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.runtime import Runtime  # the doors import the runtime; it imports no door
 
 __all__ = ["JmapApp", "content_disposition", "start_jmap"]
 
@@ -208,15 +219,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class JmapApp:
     """The ASGI application plus the per-server state it needs (engine, limits, concurrency counters)."""
 
-    def __init__(self, rt: Any, settings: JmapSettings | None = None) -> None:
+    def __init__(self, rt: Runtime, settings: JmapSettings | None = None) -> None:
         self.rt = rt
         self.store = rt.store
         self.auth = rt.auth
-        http_cfg = getattr(rt.config, "http", None)
-        self.proxies = TrustedProxies(
-            getattr(http_cfg, "trusted_proxies", None) or (),
-            header=getattr(http_cfg, "forwarded_header", None) or "x-forwarded-for",
-        )
+        http_cfg = rt.config.http
+        self.proxies = TrustedProxies(http_cfg.trusted_proxies, header=http_cfg.forwarded_header)
         self.settings = settings or JmapSettings.from_config(rt.config)
         self.engine = Engine(self.settings.limits(), capabilities=[MAIL])
         self.types = register_all(self.engine)
@@ -224,10 +232,16 @@ class JmapApp:
         self.urls = Urls(rt.config.public_url)
         self.sort_options = email_sort_options()
         self.websocket_enabled = websocket_available()
-        self.session_extra: dict[str, Any] = {}
+        #: Each principal's Session document and state, built once (see SessionDocuments).
+        self.sessions = SessionDocuments(
+            settings=self.settings,
+            urls=self.urls,
+            capabilities=lambda: self.engine.capabilities,
+            sort_options=self.sort_options,
+        )
         if self.websocket_enabled:
             self.engine.add_capability(WEBSOCKET)
-            self.session_extra[WEBSOCKET] = {"url": self.urls.websocket, "supportsPush": True}
+            self.sessions.add_session_capability(WEBSOCKET, {"url": self.urls.websocket, "supportsPush": True})
         self.closing = asyncio.Event()
         self._requests: Counter[str] = Counter()
         self._uploads: Counter[str] = Counter()
@@ -264,10 +278,8 @@ class JmapApp:
 
     # -- authentication ----------------------------------------------------------------------------------
 
-    async def _authenticate(self, request: Request | WebSocket) -> Any:
+    async def _authenticate(self, request: Request | WebSocket) -> AuthResult | Response:
         """The AuthResult, or a 401 Response carrying one WWW-Authenticate challenge per accepted scheme."""
-        if self.auth is None:
-            return _problem(503, "about:blank", "Authentication is not available")
         header = request.headers.get("authorization")
         scheme, _, param = (header or "").strip().partition(" ")
         scheme, param = scheme.lower(), param.strip()
@@ -343,22 +355,20 @@ class JmapApp:
 
     # -- session -----------------------------------------------------------------------------------------
 
-    def session_for(self, principal: Any) -> dict[str, Any]:
-        return build_session(
-            account_id=principal.account_id,
-            address=principal.address,
-            settings=self.settings,
-            urls=self.urls,
-            capabilities=self.engine.capabilities,
-            sort_options=self.sort_options,
-            session_extra=self.session_extra,
-        )
+    def session_document(self, principal: AuthResult) -> SessionDocument:
+        """The principal's Session (object, state, JSON), from the app's cache: no rebuild, no hashing."""
+        return self.sessions.get(principal.account_id, principal.address)
+
+    def session_for(self, principal: AuthResult) -> dict[str, Any]:
+        """The principal's Session object (shared with the cache: read it, never change it)."""
+        return self.session_document(principal).data
 
     async def session(self, request: Request) -> Response:
         principal = await self._authenticate(request)
         if isinstance(principal, Response):
             return principal
-        return _json(self.session_for(principal), headers={"Cache-Control": _NO_STORE})
+        body = self.session_document(principal).body
+        return Response(body, media_type="application/json", headers={"Cache-Control": _NO_STORE})
 
     # -- API ---------------------------------------------------------------------------------------------
 
@@ -402,7 +412,7 @@ class JmapApp:
             def ctx_factory(info: CallInfo) -> JmapContext:
                 return JmapContext(info, store=self.store, rt=self.rt, principal=principal)
 
-            state = self.session_for(principal)["state"]
+            state = self.session_document(principal).state  # read once for the whole request
             try:
                 out = await self.engine.handle(body, ctx_factory, session_state=state)
             except ProblemDetails as exc:
@@ -424,7 +434,7 @@ class JmapApp:
         ):
             if not ok:
                 return _problem(429, LIMIT, "Too many concurrent uploads", limit="maxConcurrentUpload")
-            spooler = spooler_for(self.rt)
+            spooler = self.rt.spooler
             try:
                 body = await _spool_body(request, spooler, self.settings.max_size_upload)
                 cleanup.callback(body.close)  # the spool file and the budget share go when the answer is made
@@ -556,7 +566,7 @@ class JmapApp:
                 store=self.store,
                 account_id=principal.account_id,
                 ctx_factory=ctx_factory,
-                session_state=self.session_for(principal)["state"],
+                session_state=self.session_document(principal).state,
                 max_size=self.settings.max_size_request,
                 closing=self.closing,
                 expires_at=principal.expires_at,
@@ -578,12 +588,12 @@ class JmapApp:
     # -- the token issuer's public documents ---------------------------------------------------------------
 
     async def jwks(self, request: Request) -> Response:
-        tokens = getattr(self.auth, "tokens", None)
+        tokens = self.auth.tokens
         keys = tokens.jwks() if tokens is not None else {"keys": []}
         return _json(keys, headers={"Cache-Control": "public, max-age=3600"})
 
     async def openid_configuration(self, request: Request) -> Response:
-        tokens = getattr(self.auth, "tokens", None)
+        tokens = self.auth.tokens
         if tokens is None:
             return _not_found()
         doc = {
@@ -615,7 +625,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def start_jmap(rt: Any) -> None:
+async def start_jmap(rt: Runtime) -> None:
     """Open the JMAP listener on the running loop; records ``rt.bound["jmap"]`` and registers a closer."""
     listen = rt.config.jmap.listen
     if not listen:

@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import sqlalchemy as sa
-
-from janusmail.store.schema import changes
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.jmap.credential_watch import CredentialWatch
@@ -80,20 +77,9 @@ def parse_params(query: dict[str, str], min_ping: int, max_ping: int) -> EventSo
 
 
 def current_states(store: Any, account_id: str) -> dict[str, int]:
-    """Each push type's current state (modseq) for the account, in one query (runs on a store worker)."""
-    is_delivery = sa.and_(changes.c.kind == "Email", changes.c.op == "c")
-    q = (
-        sa.select(changes.c.kind, sa.func.max(changes.c.modseq))
-        .where(changes.c.account_id == account_id, changes.c.kind.in_(("Mailbox", "Email", "Thread")))
-        .group_by(changes.c.kind)
-    )
-    q_delivery = sa.select(sa.func.max(changes.c.modseq)).where(changes.c.account_id == account_id, is_delivery)
-    with store.engine.connect() as conn:
-        states = {kind: int(m or 0) for kind, m in conn.execute(q)}
-        delivery = conn.execute(q_delivery).scalar()
-    out = {t: states.get(t, 0) for t in PUSH_TYPES}
-    out["EmailDelivery"] = int(delivery or 0)
-    return out
+    """Each push type's current state (modseq) for the account, on one connection (runs on a store worker).
+    The push types are the store's change kinds plus EmailDelivery, so the snapshot is used as it is."""
+    return store.state_snapshot(account_id)
 
 
 def encode_event_id(states: dict[str, int]) -> str:

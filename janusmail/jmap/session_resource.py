@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +23,10 @@ import orjson
 from janusmail.jmap.engine import CORE
 from janusmail.jmap.settings import JmapSettings
 
-__all__ = ["MAIL", "PATHS", "Urls", "base_path", "build_session", "email_sort_options", "session_state"]
+__all__ = [
+    "MAIL", "PATHS", "SessionDocument", "SessionDocuments", "Urls", "base_path", "build_session",
+    "email_sort_options", "session_state",
+]  # fmt: skip
 
 MAIL = "urn:ietf:params:jmap:mail"
 
@@ -126,3 +132,83 @@ def session_state(session: dict[str, Any]) -> str:
     """A short digest of everything in the session but its state."""
     body = orjson.dumps({k: v for k, v in session.items() if k != "state"}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(body).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDocument:
+    """One principal's Session object, built once: ``data`` (shared: never mutate it), its ``state`` and its
+    JSON ``body`` (what GET /jmap/session answers)."""
+
+    data: dict[str, Any]
+    state: str
+    body: bytes
+
+
+class SessionDocuments:
+    """The Session documents of the principals one JMAP app serves, built and hashed once each.
+
+    Why a cache: every API response carries ``sessionState``, and building the document plus hashing it was a
+    per-request cost for an answer that almost never changes. What a document holds (see
+    :func:`build_session`): the server's limits, URLs, capabilities and sort options, and the principal's
+    account id and address -- no mailbox, email or credential state. So the key is (account id, address) and
+    the only thing that can change under a key is the capability set: ``capabilities`` (the engine's) is
+    compared on every read, and :meth:`add_session_capability` drops everything. The JMAP app owns one
+    instance (no module-level state); at most ``limit`` documents are kept, least recently used go first.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: JmapSettings,
+        urls: Urls,
+        capabilities: Callable[[], frozenset[str]],
+        sort_options: list[str],
+        limit: int = 10_000,
+    ) -> None:
+        self.settings = settings
+        self.urls = urls
+        self.sort_options = sort_options
+        self._capabilities = capabilities
+        self._extra: dict[str, Any] = {}
+        self._limit = max(1, limit)
+        self._docs: OrderedDict[tuple[str, str], SessionDocument] = OrderedDict()
+        self._built_for: frozenset[str] = capabilities()
+        #: Documents built (not served from the cache): tests use it to see the cache work.
+        self.builds = 0
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Session-level capabilities beyond core and mail (a copy: change them with add_session_capability)."""
+        return dict(self._extra)
+
+    def add_session_capability(self, name: str, value: Any) -> None:
+        """Advertise a further session-level capability (e.g. RFC 8887's ``{url, supportsPush}``)."""
+        self._extra[name] = value
+        self._docs.clear()
+
+    def get(self, account_id: str, address: str) -> SessionDocument:
+        """The current document for this principal (built now if the cache has none or it is outdated)."""
+        caps = self._capabilities()
+        if caps != self._built_for:
+            self._docs.clear()
+            self._built_for = caps
+        key = (account_id, address)
+        doc = self._docs.get(key)
+        if doc is not None:
+            self._docs.move_to_end(key)
+            return doc
+        data = build_session(
+            account_id=account_id,
+            address=address,
+            settings=self.settings,
+            urls=self.urls,
+            capabilities=caps,
+            sort_options=self.sort_options,
+            session_extra=self._extra,
+        )
+        doc = SessionDocument(data, data["state"], orjson.dumps(data))
+        self.builds += 1
+        self._docs[key] = doc
+        if len(self._docs) > self._limit:
+            self._docs.popitem(last=False)
+        return doc

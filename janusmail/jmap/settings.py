@@ -9,9 +9,12 @@ meet or beat the RFC's suggested minimums.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from janusmail.jmap.engine import Limits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.config import Config
 
 __all__ = ["COLLATIONS", "JmapSettings"]
 
@@ -36,12 +39,13 @@ class JmapSettings:
     max_event_sources: int = 16
 
     @classmethod
-    def from_config(cls, config: Any) -> JmapSettings:
-        """Read ``config.jmap.<field>`` where present (unknown or missing keys keep the defaults)."""
-        section = getattr(config, "jmap", None)
+    def from_config(cls, config: Config) -> JmapSettings:
+        """Read ``config.jmap.<field>`` for every field here (``None``: the default above). Every field has its
+        key in :class:`janusmail.config.JmapConfig`: a missing one fails here, at start, not silently."""
+        section = config.jmap
         values: dict[str, Any] = {}
         for f in fields(cls):
-            value = getattr(section, f.name, None)
+            value = getattr(section, f.name)
             if value is not None:
                 if type(value) is not int or value < 0:
                     raise ValueError(f"jmap.{f.name} must be a non-negative integer")

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -37,6 +37,9 @@ from janusmail.jmap.credential_watch import CredentialWatch
 from janusmail.jmap.engine import Engine, ProblemDetails
 from janusmail.jmap.engine.errors import NOT_REQUEST
 from janusmail.jmap.engine.request import loads_ijson, validate_request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.store import Store
 
 __all__ = ["SUBPROTOCOL", "WEBSOCKET", "WebSocketSession", "websocket_available"]
 
@@ -74,7 +77,7 @@ class WebSocketSession:
         ws: WebSocket,
         *,
         engine: Engine,
-        store: Any,
+        store: Store,
         account_id: str,
         ctx_factory: Callable[[Any], Any],
         session_state: str,

@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from . import pgnotify
+from .model import NotFound
 from .notifier import ChangeEvent
 from .schema import accounts
+from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -89,6 +92,70 @@ def epochs(engine: sa.Engine, account_id: str) -> tuple[int, int] | None:
         row = conn.execute(sa.select(accounts.c.credential_epoch, accounts.c.password_epoch)
                            .where(accounts.c.id == account_id)).first()
     return (int(row[0]), int(row[1])) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAccount:
+    """What a login checks about an account: its secrets (hashes only) and whether JMAP is enabled."""
+
+    id: str
+    address: str
+    password_hash: str | None
+    scram_sha256: str | None
+    jmap_enabled: bool
+
+
+class _Unchanged(Exception):
+    """Rolls back a compare-and-set that found the password changed meanwhile (nothing to write or announce)."""
+
+
+class Credentials:
+    """``store.credentials``: the account reads a login needs and the credential writes it may make.
+
+    Hashing and verifying (argon2, SCRAM) stay in :mod:`janusmail.auth`; this service only reads and writes
+    the stored forms."""
+
+    _COLUMNS = (accounts.c.id, accounts.c.address, accounts.c.password_hash, accounts.c.scram_sha256,
+                accounts.c.jmap_enabled)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def login_account(self, *, address: str | None = None, account_id: str | None = None) -> LoginAccount | None:
+        """The account with that (already normalized) address, or that id; one primary/unique-key read."""
+        if (address is None) == (account_id is None):
+            raise TypeError("give exactly one of address and account_id")
+        q = sa.select(*self._COLUMNS)
+        q = q.where(accounts.c.address == address) if address is not None else q.where(accounts.c.id == account_id)
+        with self._store.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        return LoginAccount(row[0], row[1], row[2], row[3], bool(row[4]))
+
+    @writes
+    def upgrade_password(self, account_id: str, expected_hash: str | None, *, password_hash: str | None = None,
+                         scram_sha256: str | None = None) -> bool:
+        """Store a re-hash of the SAME password (a stronger argon2 hash, a missing SCRAM secret) if the stored
+        hash is still ``expected_hash``: a compare-and-set that never undoes a concurrent password change.
+        No credential epoch is stamped (the password did not change: its sessions stay). True when written."""
+        values: dict[str, str] = {}
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+        if scram_sha256 is not None:
+            values["scram_sha256"] = scram_sha256
+        if not values:
+            return False
+        same = (accounts.c.password_hash.is_(None) if expected_hash is None
+                else accounts.c.password_hash == expected_hash)
+        try:
+            with self._store.write(account_id) as tx:
+                res = tx.conn.execute(sa.update(accounts).where(accounts.c.id == account_id, same).values(**values))
+                if res.rowcount == 0:
+                    raise _Unchanged
+        except (_Unchanged, NotFound):
+            return False
+        return True
 
 
 class CredentialWatcher:

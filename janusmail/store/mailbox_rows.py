@@ -12,8 +12,8 @@ Why this is exact: writers of one account are serialised (the account row lock) 
 so once HIGHESTMODSEQ = H is visible, every change with modseq <= H is visible too. The refresh reads H first
 and then the rows with modseq > cached H, so a change that commits in between is at worst read twice.
 
-Only metadata lives here (the same tuples as :func:`janusmail.imap.fetchdata.load_rows` returns without the
-cache/blob columns); body fetches always go to the database. Memory is bounded by a total row budget with
+Only metadata lives here (the same tuples as :meth:`janusmail.store.message_views.MessageViews.fetch_rows`
+returns without the cache/blob columns; it decides when a FETCH is served from here); body fetches always go to the database. Memory is bounded by a total row budget with
 least-recently-used mailboxes dropped first.
 """
 
@@ -31,7 +31,7 @@ from .rawrows import raw_rows
 from .schema import email_keywords, emails, mailboxes, messages, vanished
 
 __all__ = ["CACHE", "DELETED", "EMAIL_ID", "FLAGS", "MIN_CACHED", "MODSEQ", "RECEIVED", "SIZE", "THREAD_ID", "UID",
-           "MailboxRows", "Row", "RowCache"]
+           "MailboxRows", "Row", "RowCache", "keywords_of"]
 
 #: The layout of one message row (plain tuples from the driver): what FETCH renders and metadata SEARCH tests.
 #: Rows of the cache stop at THREAD_ID; a FETCH that needs part offsets appends CACHE (and blob columns).
@@ -81,7 +81,9 @@ def _row_select() -> Any:
             .select_from(m.join(e, e.c.id == m.c.email_id)))
 
 
-def _keywords(conn: sa.Connection, where: list[Any]) -> dict[str, tuple[str, ...]]:
+def keywords_of(conn: sa.Connection, where: list[Any]) -> dict[str, tuple[str, ...]]:
+    """Email id -> sorted display spellings of its keywords, for the memberships matching ``where`` (only
+    emails that have keywords). Shared with :mod:`.message_views` so both read keywords the same way."""
     m = messages
     q = (sa.select(email_keywords.c.email_id, email_keywords.c.display).distinct()
          .select_from(email_keywords.join(m, m.c.email_id == email_keywords.c.email_id)).where(*where))
@@ -139,7 +141,7 @@ class RowCache:
         self.loads += 1
         where = [messages.c.mailbox_id == mailbox_id]
         rows = raw_rows(conn, _row_select().where(*where).order_by(messages.c.uid))
-        kws = _keywords(conn, where)
+        kws = keywords_of(conn, where)
         return MailboxRows(mailbox_id, hm, uidnext, [r[0] for r in rows], rows, kws)
 
     def _refresh(self, conn: sa.Connection, old: MailboxRows, hm: int, uidnext: int) -> MailboxRows:
@@ -152,7 +154,7 @@ class RowCache:
             vanished.c.mailbox_id == old.mailbox_id, vanished.c.modseq > old.highest_modseq))}
         kws = dict(old.keywords)
         if delta:
-            fresh_kws = _keywords(conn, where)
+            fresh_kws = keywords_of(conn, where)
             for r in delta:
                 eid = r[3]
                 if eid in fresh_kws:

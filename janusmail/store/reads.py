@@ -1,7 +1,11 @@
-"""Reads both protocols share: the change log, mailbox counts, raw message bytes."""
+"""Reads both protocols share: the change log and states, mailbox counts, raw message bytes and MIME caches."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
 import sqlalchemy as sa
 
 from . import faults
@@ -27,6 +31,31 @@ class ReadsMixin:
             v = conn.execute(sa.select(sa.func.max(changes.c.modseq))
                              .where(changes.c.account_id == account_id, changes.c.kind == kind)).scalar()
         return int(v or 0)
+
+    def state_snapshot(self, account_id: str) -> dict[str, int]:
+        """The newest modseq of each change kind ("Mailbox", "Email", "Thread") and of the newest email creation
+        ("EmailDelivery"), 0 when none, read on one connection (push's catch-up and event ids)."""
+        q = (sa.select(changes.c.kind, sa.func.max(changes.c.modseq))
+             .where(changes.c.account_id == account_id, changes.c.kind.in_(("Mailbox", "Email", "Thread")))
+             .group_by(changes.c.kind))
+        q_delivery = sa.select(sa.func.max(changes.c.modseq)).where(
+            changes.c.account_id == account_id, changes.c.kind == "Email", changes.c.op == "c")
+        with self.engine.connect() as conn:
+            states = {kind: int(m or 0) for kind, m in conn.execute(q)}
+            delivery = conn.execute(q_delivery).scalar()
+        out = {k: states.get(k, 0) for k in ("Mailbox", "Email", "Thread")}
+        out["EmailDelivery"] = int(delivery or 0)
+        return out
+
+    def unknown_mailboxes(self, account_id: str, mailbox_ids: Sequence[str]) -> list[str]:
+        """The ids among ``mailbox_ids`` that are not mailboxes of this account, in the order given."""
+        ids = list(mailbox_ids)
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            have = {r[0] for r in conn.execute(
+                sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(ids)))}
+        return [i for i in ids if i not in have]
 
     def mailbox_counts(self, account_id: str, mailbox_ids: list[str] | None = None) -> dict[str, MailboxCounts]:
         """IMAP STATUS numbers and JMAP Mailbox counts for several mailboxes, in one grouped query."""
@@ -126,6 +155,22 @@ class ReadsMixin:
         if row is None:
             raise NotFound(email_id)
         return BlobLocation(row.id, row.sha256, row.size, row.pack, row.offset, row.type)
+
+    def message_cache(self, account_id: str, blob_id: str) -> dict[str, Any] | None:
+        """The ingest-time MIME cache of the account's message stored as ``blob_id`` (any email with those
+        bytes: identical messages share a blob), for reading a body part by its offsets; None if there is none
+        or it is unreadable."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(emails.c.cache)
+                               .where(emails.c.account_id == account_id, emails.c.blob_id == blob_id)
+                               .limit(1)).first()
+        if row is None:
+            return None
+        try:
+            cache = orjson.loads(row.cache)
+        except orjson.JSONDecodeError:
+            return None
+        return cache if isinstance(cache, dict) else None
 
     def email_raw(self, account_id: str, email_id: str) -> bytes:
         return self.read_location(self.email_location(account_id, email_id))

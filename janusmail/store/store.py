@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from . import db, faults, pgnotify
 from .accounts import AccountsMixin
-from .app_passwords import AppPasswordsMixin
+from .app_passwords import AppPasswords, AppPasswordsMixin
 from .blobs import BlobStore
-from .credentials import CredentialWatcher
+from .credentials import Credentials, CredentialWatcher
 from .emails import EmailsMixin
 from .groupcommit import GroupCommitter
 from .ingest import IngestMixin
@@ -32,10 +32,14 @@ from .keywordreads import KeywordReadsMixin
 from .mailbox_rows import RowCache
 from .mailboxes import MailboxesMixin
 from .membership import MembershipMixin
+from .message_views import MessageViews
 from .model import Delivered, IngestItem
 from .notifier import Notifier
 from .reads import ReadsMixin
+from .search import SearchService
+from .subscriptions import Subscriptions
 from .transaction import WriteTx
+from .visible_emails import VisibleEmails
 from .writes import is_write
 
 T = TypeVar("T")
@@ -59,6 +63,12 @@ class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, Membe
         self.node_id = pgnotify.new_node_id()
         self._counts_lock = threading.Lock()
         self._counts_cache: dict[str, tuple[int, dict]] = {}  # this store instance = one server node
+        self.visible_emails = VisibleEmails(self)
+        self.messages = MessageViews(self)
+        self.subscriptions = Subscriptions(self)
+        self.app_passwords = AppPasswords(self)
+        self.credentials = Credentials(self)
+        self.search = SearchService(self)
         #: Metadata rows of big mailboxes, kept exact by MODSEQ (FETCH FLAGS and metadata SEARCH read them).
         self.mailbox_rows = RowCache(engine)
 

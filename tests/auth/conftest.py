@@ -22,6 +22,7 @@ from janusmail.auth.policy import AuthPolicy
 from janusmail.auth.tokens import TokenService
 from janusmail.store import db, ids
 from janusmail.store.schema import accounts
+from janusmail.store.store import Store
 
 PG_URL = os.environ.get("JANUS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ISSUER = "https://mail.example.test"
@@ -80,6 +81,14 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         admin.dispose()
 
 
+@pytest.fixture
+def auth_store(engine: sa.Engine, tmp_path: Path) -> Iterator[Store]:
+    """A Store over the test database: what the Authenticator and the app-password functions take."""
+    store = Store(engine, tmp_path / "blobs", fsync=False)
+    yield store
+    store.close()
+
+
 class Clock:
     """A settable clock shared by the token service and the authenticator."""
 
@@ -130,12 +139,12 @@ def token_service(tmp_path: Path, clock: Clock) -> TokenService:
 
 
 @pytest.fixture
-def make_auth(engine: sa.Engine, token_service: TokenService, clock: Clock) -> Callable[..., Authenticator]:
-    """An Authenticator under a given policy (keyword overrides of AuthPolicy), sharing engine and tokens."""
+def make_auth(auth_store: Store, token_service: TokenService, clock: Clock) -> Callable[..., Authenticator]:
+    """An Authenticator under a given policy (keyword overrides of AuthPolicy), sharing store and tokens."""
 
     def make(**policy: object) -> Authenticator:
         return Authenticator(
-            engine,
+            auth_store,
             AuthPolicy(**policy),  # type: ignore[arg-type]
             token_service,
             clock=clock,

@@ -14,6 +14,7 @@ from janusmail.auth.authenticator import Authenticator, AuthResult, LoginThrottl
 from janusmail.auth.policy import AuthPolicy
 from janusmail.auth.tokens import InsufficientScope, InvalidToken, TokenService
 from janusmail.store.schema import accounts
+from janusmail.store.store import Store
 
 from .conftest import ISSUER, Clock, MakeAccount, sqlite_only
 
@@ -71,10 +72,10 @@ def test_jmap_disabled_account(auth: Authenticator, make_account: MakeAccount) -
 
 
 def test_policy_refuses_account_password_on_jmap(
-    make_auth: MakeAuth, make_account: MakeAccount, engine
+    make_auth: MakeAuth, make_account: MakeAccount, auth_store: Store
 ) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", ["jmap"])
+    _, secret = ap.create(auth_store, acct, "phone", ["jmap"])
     auth = make_auth(jmap_accepts_account_password=False)
     assert auth.verify_password("ann@example.test", PW, "jmap") is None
     assert auth.verify_password("ann@example.test", PW, "imap") is not None
@@ -82,22 +83,23 @@ def test_policy_refuses_account_password_on_jmap(
     assert r is not None and r.method == "app_password"
 
 
-def test_app_password_login(auth: Authenticator, make_account: MakeAccount, engine) -> None:
+def test_app_password_login(auth: Authenticator, make_account: MakeAccount, auth_store: Store) -> None:
     acct = make_account("ann@example.test")
-    pw, secret = ap.create(engine, acct, "phone", ["imap", "smtp"])
+    pw, secret = ap.create(auth_store, acct, "phone", ["imap", "smtp"])
     r = auth.verify_password("ann@example.test", secret, "imap")
     assert r is not None and r.method == "app_password" and r.credential_id == pw.id
     assert r.scopes == {"imap", "smtp"}
     assert auth.verify_password("ann@example.test", secret, "jmap") is None  # not granted
     assert auth.verify_password("ann@example.test", secret.replace("-", ""), "smtp") is not None
-    assert ap.get(engine, pw.id).last_used_at is not None
+    auth_store.app_passwords.settle()  # the login queued the last-used stamp on the writer and did not wait
+    assert ap.get(auth_store, pw.id).last_used_at is not None
 
 
-def test_revocation_beats_the_cache(auth: Authenticator, make_account: MakeAccount, engine) -> None:
+def test_revocation_beats_the_cache(auth: Authenticator, make_account: MakeAccount, auth_store: Store) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", ["jmap"])
+    _, secret = ap.create(auth_store, acct, "phone", ["jmap"])
     assert auth.verify_password("ann@example.test", secret, "jmap") is not None  # now cached
-    ap.revoke(engine, acct, "phone")
+    ap.revoke(auth_store, acct, "phone")
     assert auth.verify_password("ann@example.test", secret, "jmap") is None
 
 
@@ -174,9 +176,9 @@ def test_bearer_refused_by_policy(make_auth: MakeAuth, make_account: MakeAccount
     assert auth.verify_bearer(token_service.issue(acct, ["imap"]), "imap") is None
 
 
-def test_no_token_service(engine, make_account: MakeAccount) -> None:
+def test_no_token_service(auth_store: Store, make_account: MakeAccount) -> None:
     make_account("ann@example.test")
-    auth = Authenticator(engine)
+    auth = Authenticator(auth_store)
     assert auth.verify_bearer("abc", "imap") is None
     assert auth.http_authenticate("Bearer abc") is None
     assert auth.www_authenticate() == ['Basic realm="Janus Mail", charset="UTF-8"']
@@ -210,9 +212,9 @@ def test_http_malformed(auth: Authenticator, make_account: MakeAccount, header: 
     assert auth.http_authenticate(header) is None
 
 
-def test_http_policy(make_auth: MakeAuth, make_account: MakeAccount, token_service, engine) -> None:
+def test_http_policy(make_auth: MakeAuth, make_account: MakeAccount, token_service, auth_store: Store) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", ["jmap"])
+    _, secret = ap.create(auth_store, acct, "phone", ["jmap"])
     token = token_service.issue(acct, ["jmap"])
     no_basic = make_auth(jmap_accepts_basic=False)
     assert no_basic.http_authenticate(basic("ann@example.test", PW)) is None
@@ -272,8 +274,8 @@ def test_throttle_is_bounded(clock: Clock) -> None:
 
 
 @sqlite_only
-def test_authenticator_throttle_from_policy(engine) -> None:
-    auth = Authenticator(engine, AuthPolicy(login_delay_base=0.25, login_delay_max=1))
+def test_authenticator_throttle_from_policy(auth_store: Store) -> None:
+    auth = Authenticator(auth_store, AuthPolicy(login_delay_base=0.25, login_delay_max=1))
     assert auth.throttle.failed("1.1.1.1", "a@x") == 0.25
 
 
@@ -315,21 +317,21 @@ def test_jmap_access_password(make_auth: MakeAuth, make_account: MakeAccount, po
         (["imap", "jmap"], {"jmap_accepts_account_password": False}, True),
     ],
 )
-def test_jmap_access_app_password(make_auth, make_account, engine, protocols, policy, expected) -> None:
+def test_jmap_access_app_password(make_auth, make_account, auth_store: Store, protocols, policy, expected) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", protocols)
+    _, secret = ap.create(auth_store, acct, "phone", protocols)
     auth = make_auth(**policy)
     result = _login(auth, secret)
     assert result.method == "app_password"
     assert auth.jmap_access_ok(result) is expected
 
 
-def test_jmap_access_app_password_revoked_later(auth, make_account, engine) -> None:
+def test_jmap_access_app_password_revoked_later(auth, make_account, auth_store: Store) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", ["imap", "jmap"])
+    _, secret = ap.create(auth_store, acct, "phone", ["imap", "jmap"])
     result = _login(auth, secret)
     assert auth.jmap_access_ok(result)
-    ap.revoke(engine, acct, "phone")
+    ap.revoke(auth_store, acct, "phone")
     assert not auth.jmap_access_ok(result)
 
 
@@ -347,35 +349,35 @@ def test_jmap_access_bearer(make_auth, make_account, token_service: TokenService
     assert not auth.jmap_access_ok(with_jmap)  # expired since login
 
 
-def test_jmap_access_bearer_audience(engine, make_account, tmp_path: Path, clock: Clock) -> None:
+def test_jmap_access_bearer_audience(auth_store: Store, make_account, tmp_path: Path, clock: Clock) -> None:
     acct = make_account("ann@example.test")
     svc = TokenService(
         ISSUER, tmp_path / "k", "https://imap.example.test",
         protocol_audiences={"jmap": ["https://jmap.example.test"]}, clock=clock,
     )  # fmt: skip
-    auth = Authenticator(engine, AuthPolicy(), svc, clock=clock)
+    auth = Authenticator(auth_store, AuthPolicy(), svc, clock=clock)
     imap_aud = auth.verify_bearer(svc.issue(acct, ["imap", "jmap"]), "imap")
     assert imap_aud is not None and not auth.jmap_access_ok(imap_aud)
     both = auth.verify_bearer(svc.issue(acct, ["imap", "jmap"], audience="https://jmap.example.test"), "jmap")
     assert both is not None and auth.jmap_access_ok(both)
 
 
-def test_jmap_access_bearer_issuer_no_longer_trusted(engine, make_account, token_service, clock) -> None:
+def test_jmap_access_bearer_issuer_no_longer_trusted(auth_store: Store, make_account, token_service, clock) -> None:
     acct = make_account("ann@example.test")
-    result = Authenticator(engine, AuthPolicy(), token_service, clock=clock).verify_bearer(
+    result = Authenticator(auth_store, AuthPolicy(), token_service, clock=clock).verify_bearer(
         token_service.issue(acct, ["imap", "jmap"]), "imap"
     )
     assert result is not None
     forged = AuthResult(
         acct, result.address, "bearer", "j", result.scopes, result.expires_at, "https://x", result.audiences
     )
-    assert not Authenticator(engine, AuthPolicy(), token_service, clock=clock).jmap_access_ok(forged)
-    assert not Authenticator(engine, AuthPolicy(), None, clock=clock).jmap_access_ok(result)
+    assert not Authenticator(auth_store, AuthPolicy(), token_service, clock=clock).jmap_access_ok(forged)
+    assert not Authenticator(auth_store, AuthPolicy(), None, clock=clock).jmap_access_ok(result)
 
 
-def test_jmap_access_account_jmap_disabled(auth, make_account, engine, token_service) -> None:
+def test_jmap_access_account_jmap_disabled(auth, make_account, engine, auth_store: Store, token_service) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", ["imap", "jmap"])
+    _, secret = ap.create(auth_store, acct, "phone", ["imap", "jmap"])
     results = [
         _login(auth, PW),
         _login(auth, secret),

@@ -54,17 +54,17 @@ def alice(store: Store) -> str:
 
 
 def test_app_password_state(store: Store, alice: str) -> None:
-    laptop, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
+    laptop, _ = app_passwords.create(store, alice, "laptop", "imap")
     assert store.app_password_state(laptop.id) == (alice, True)
     assert store.revoke_app_password(alice, laptop.id)
     assert store.app_password_state(laptop.id) == (alice, False)
-    app_passwords.create(store.engine, alice, "laptop", "imap")  # reusing the name deletes the revoked row
+    app_passwords.create(store, alice, "laptop", "imap")  # reusing the name deletes the revoked row
     assert store.app_password_state(laptop.id) is None
     assert store.app_password_state("P-no-such-id") is None
 
 
 def test_revoke_and_stamp_are_one_transaction(store: Store, alice: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    laptop, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
+    laptop, _ = app_passwords.create(store, alice, "laptop", "imap")
     before = store.credential_epochs(alice)
     real = credentials.record_change
 
@@ -84,7 +84,7 @@ def test_revoke_and_stamp_are_one_transaction(store: Store, alice: str, monkeypa
 
 async def test_revoke_is_a_write_announced_on_the_notifier(store: Store, alice: str) -> None:
     assert is_write(store.revoke_app_password)  # runs on the writer threads
-    app_passwords.create(store.engine, alice, "laptop", "imap")
+    app_passwords.create(store, alice, "laptop", "imap")
     sub = store.notifier.subscribe(alice)
     try:
         assert await store.call(store.revoke_app_password, alice, "laptop")

@@ -33,6 +33,7 @@ from janusmail.auth.throttle import (
 from janusmail.auth.verify_cache import InFlight, Verified, VerifiedCache
 from janusmail.config import Config
 from janusmail.store.schema import accounts
+from janusmail.store.store import Store
 
 from .conftest import Clock, MakeAccount, sqlite_only
 
@@ -428,13 +429,13 @@ def make(engine: sa.Engine, clock: Clock, **throttle: float) -> Authenticator:
     )
 
 
-def test_throttled_pair_with_a_remembered_credential_gets_in(engine, make_account: MakeAccount, clock: Clock,
+def test_throttled_pair_with_a_remembered_credential_gets_in(engine, auth_store: Store, make_account: MakeAccount, clock: Clock,
                                                               counting, monkeypatch) -> None:
     """An attacker on the owner's NAT failing once each time the penalty ends must not keep the owner out: a
     credential in the success cache is accepted from a throttled pair without argon2 or a hashing slot, and
     counts no failure; a miss (a guess, or a right password not remembered) is refused without argon2."""
     acct = make_account("ann@example.test")
-    auth = make(engine, clock, base=60, maximum=60)
+    auth = make(auth_store, clock, base=60, maximum=60)
     assert auth.verify_password("ann@example.test", PW, "imap", client_ip="10.0.0.1") is not None  # remembered
     assert auth.verify_password("ann@example.test", "guess", "imap", client_ip="10.0.0.1") is None
     auth.throttle.failed("10.0.0.1", "ann@example.test")
@@ -463,10 +464,10 @@ def test_throttled_pair_with_a_remembered_credential_gets_in(engine, make_accoun
     assert auth.throttle.failures("10.0.0.1", "ann@example.test") == 1
 
 
-def test_throttled_attempt_does_no_work_at_all(engine, make_account: MakeAccount, clock: Clock, counting,
+def test_throttled_attempt_does_no_work_at_all(auth_store: Store, make_account: MakeAccount, clock: Clock, counting,
                                                monkeypatch) -> None:
     make_account("ann@example.test")
-    auth = make(engine, clock, base=60, maximum=60)
+    auth = make(auth_store, clock, base=60, maximum=60)
     assert auth.verify_password("ann@example.test", "guess", "imap", client_ip="10.0.0.1") is None
     auth.throttle.failed("10.0.0.1", "ann@example.test")
     assert counting["argon2"] == 1
@@ -479,10 +480,10 @@ def test_throttled_attempt_does_no_work_at_all(engine, make_account: MakeAccount
     assert counting["argon2"] == 1
 
 
-def test_owner_gets_in_while_the_account_is_under_attack(engine, make_account: MakeAccount, clock: Clock,
+def test_owner_gets_in_while_the_account_is_under_attack(auth_store: Store, make_account: MakeAccount, clock: Clock,
                                                          counting) -> None:
     acct = make_account("ann@example.test")
-    auth = make(engine, clock, base=60, maximum=900)
+    auth = make(auth_store, clock, base=60, maximum=900)
     for i in range(50):
         ip = f"10.0.0.{i}"
         assert auth.verify_password("ann@example.test", f"guess{i}", "imap", client_ip=ip) is None
@@ -496,19 +497,19 @@ def test_owner_gets_in_while_the_account_is_under_attack(engine, make_account: M
     assert r is not None and r.account_id == acct
 
 
-def test_unknown_users_cost_one_gated_hash_like_known_ones(engine, make_account: MakeAccount, clock: Clock,
+def test_unknown_users_cost_one_gated_hash_like_known_ones(auth_store: Store, make_account: MakeAccount, clock: Clock,
                                                           counting) -> None:
     make_account("ann@example.test")
-    auth = make(engine, clock)
+    auth = make(auth_store, clock)
     for address in ("ann@example.test", "nobody@example.test"):
         admitted, hashed = auth.gate.admitted, counting["argon2"]
         assert auth.verify_password(address, "wrong", "imap", client_ip="10.0.0.1") is None
         assert (auth.gate.admitted - admitted, counting["argon2"] - hashed) == (1, 1)
 
 
-def test_busy_gate_refuses_at_once(engine, make_account: MakeAccount, clock: Clock, holders: list[Holder]) -> None:
+def test_busy_gate_refuses_at_once(auth_store: Store, make_account: MakeAccount, clock: Clock, holders: list[Holder]) -> None:
     make_account("ann@example.test")
-    auth = Authenticator(engine, AuthPolicy(), clock=clock, gate=HashGate(workers=1, queue=0))
+    auth = Authenticator(auth_store, AuthPolicy(), clock=clock, gate=HashGate(workers=1, queue=0))
     hog = Holder(auth.gate, TRUSTED, "192.0.2.9", [], "hog")
     holders.append(hog)
     assert hog.started.wait(DEADLINE)
@@ -518,10 +519,10 @@ def test_busy_gate_refuses_at_once(engine, make_account: MakeAccount, clock: Clo
     assert auth.throttle.failures("10.0.0.1") == 0  # not checked, so not a failure
 
 
-def test_cache_hit_needs_no_hashing_slot(engine, make_account: MakeAccount, clock: Clock,
+def test_cache_hit_needs_no_hashing_slot(auth_store: Store, make_account: MakeAccount, clock: Clock,
                                          holders: list[Holder]) -> None:
     make_account("ann@example.test")
-    auth = Authenticator(engine, AuthPolicy(), clock=clock, gate=HashGate(workers=1, queue=0))
+    auth = Authenticator(auth_store, AuthPolicy(), clock=clock, gate=HashGate(workers=1, queue=0))
     assert auth.verify_password("ann@example.test", PW, "jmap", client_ip="10.0.0.1") is not None
     hog = Holder(auth.gate, TRUSTED, "192.0.2.9", [], "hog")
     holders.append(hog)
@@ -529,10 +530,10 @@ def test_cache_hit_needs_no_hashing_slot(engine, make_account: MakeAccount, cloc
     assert auth.verify_password("ann@example.test", PW, "jmap", client_ip="10.0.0.1") is not None
 
 
-def test_cache_never_holds_the_password_and_a_changed_password_misses(engine, make_account: MakeAccount,
+def test_cache_never_holds_the_password_and_a_changed_password_misses(engine, auth_store: Store, make_account: MakeAccount,
                                                                       clock: Clock, counting) -> None:
     acct = make_account("ann@example.test")
-    auth = make(engine, clock)
+    auth = make(auth_store, clock)
     assert auth.verify_password("ann@example.test", PW, "imap") is not None
     entries = list(auth.cache._entries.items())
     assert len(entries) == 1
@@ -546,11 +547,11 @@ def test_cache_never_holds_the_password_and_a_changed_password_misses(engine, ma
     assert auth.verify_password("ann@example.test", "new password", "imap") is not None
 
 
-def test_concurrent_logins_with_one_credential_share_one_hash(engine, make_account: MakeAccount, clock: Clock,
+def test_concurrent_logins_with_one_credential_share_one_hash(auth_store: Store, make_account: MakeAccount, clock: Clock,
                                                                monkeypatch) -> None:
     """A client opening several connections at once on a cold cache pays argon2 once, and none is refused."""
     acct = make_account("ann@example.test")
-    auth = Authenticator(engine, AuthPolicy(), clock=clock, gate=HashGate(workers=3, queue=0))
+    auth = Authenticator(auth_store, AuthPolicy(), clock=clock, gate=HashGate(workers=3, queue=0))
     release, calls = threading.Event(), []
     real = passwords.check_password
 
@@ -579,10 +580,10 @@ def test_concurrent_logins_with_one_credential_share_one_hash(engine, make_accou
     assert results == [acct] * 6 and calls == [1]
 
 
-def test_queued_attempt_is_refused_if_its_pair_failed_meanwhile(engine, make_account: MakeAccount, clock: Clock,
+def test_queued_attempt_is_refused_if_its_pair_failed_meanwhile(auth_store: Store, make_account: MakeAccount, clock: Clock,
                                                                counting, holders: list[Holder]) -> None:
     make_account("ann@example.test")
-    auth = Authenticator(engine, AuthPolicy(), clock=clock, throttle=LoginThrottle(base=60, clock=clock),
+    auth = Authenticator(auth_store, AuthPolicy(), clock=clock, throttle=LoginThrottle(base=60, clock=clock),
                          gate=HashGate(workers=1, queue=4))
     hog = Holder(auth.gate, TRUSTED, "192.0.2.9", [], "hog")
     holders.append(hog)
@@ -605,9 +606,9 @@ def test_queued_attempt_is_refused_if_its_pair_failed_meanwhile(engine, make_acc
 
 
 @sqlite_only
-def test_sasl_plain_and_scram_respect_the_throttle(engine, make_account: MakeAccount, clock: Clock) -> None:
+def test_sasl_plain_and_scram_respect_the_throttle(auth_store: Store, make_account: MakeAccount, clock: Clock) -> None:
     make_account("ann@example.test")
-    auth = make(engine, clock, base=60, maximum=60)
+    auth = make(auth_store, clock, base=60, maximum=60)
     auth.throttle.failed("10.0.0.1", "ann@example.test")
     plain = SaslServer(auth, "imap", client_ip="10.0.0.1").create("PLAIN", True)
     assert plain is not None
@@ -621,13 +622,13 @@ def test_sasl_plain_and_scram_respect_the_throttle(engine, make_account: MakeAcc
 
 
 @sqlite_only
-def test_throttled_scram_is_a_refusal_not_a_failure(engine, make_account: MakeAccount, clock: Clock) -> None:
+def test_throttled_scram_is_a_refusal_not_a_failure(auth_store: Store, make_account: MakeAccount, clock: Clock) -> None:
     """SCRAM costs no argon2, so a throttled pair's exchange ends at once as a refusal: no proof is looked at
     (an uncounted guess would be free) and no failure is reported (which would lengthen the penalty)."""
     import scramp
 
     make_account("ann@example.test")
-    auth = make(engine, clock, base=60, maximum=60)
+    auth = make(auth_store, clock, base=60, maximum=60)
     auth.throttle.failed("10.0.0.1", "ann@example.test")
     for ip in ("10.0.0.1", "10.0.0.2"):
         client = scramp.ScramClient(["SCRAM-SHA-256"], "ann@example.test", PW)
@@ -645,11 +646,11 @@ def test_throttled_scram_is_a_refusal_not_a_failure(engine, make_account: MakeAc
 
 
 @sqlite_only
-def test_http_authenticate_passes_the_client_on(engine, make_account: MakeAccount, clock: Clock) -> None:
+def test_http_authenticate_passes_the_client_on(auth_store: Store, make_account: MakeAccount, clock: Clock) -> None:
     import base64
 
     make_account("ann@example.test")
-    auth = make(engine, clock, base=60)
+    auth = make(auth_store, clock, base=60)
     auth.throttle.failed("10.0.0.1", "ann@example.test")
     header = "Basic " + base64.b64encode(f"ann@example.test:{PW}".encode()).decode()
     with pytest.raises(LoginRefused):

@@ -30,7 +30,7 @@ def alice(store: Store) -> str:
 
 
 def test_password_change_ends_password_and_scram_sessions_only(store: Store, alice: str) -> None:
-    ap, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
+    ap, _ = app_passwords.create(store, alice, "laptop", "imap")
     baseline = store.credential_sequence()
     pw, scram, app = (result(store, alice, m, ap.id if m == "app_password" else None)
                       for m in ("password", "scram", "app_password"))
@@ -47,8 +47,8 @@ def test_password_change_ends_password_and_scram_sessions_only(store: Store, ali
 
 
 def test_revocation_ends_that_app_password_only(store: Store, alice: str) -> None:
-    laptop, _ = app_passwords.create(store.engine, alice, "laptop", "imap")
-    phone, _ = app_passwords.create(store.engine, alice, "phone", "imap")
+    laptop, _ = app_passwords.create(store, alice, "laptop", "imap")
+    phone, _ = app_passwords.create(store, alice, "phone", "imap")
     baseline = store.credential_sequence()
     assert store.revoke_app_password(alice, "laptop")
     gone = revocation.check(store, result(store, alice, "app_password", laptop.id), baseline, now=0)
@@ -56,7 +56,7 @@ def test_revocation_ends_that_app_password_only(store: Store, alice: str) -> Non
     for r in (result(store, alice, "app_password", phone.id), result(store, alice, "password")):
         assert revocation.check(store, r, baseline, now=0).reason is None
     # Re-creating the name deletes the revoked row: the old session's credential is still gone.
-    app_passwords.create(store.engine, alice, "laptop", "imap")
+    app_passwords.create(store, alice, "laptop", "imap")
     again = revocation.check(store, result(store, alice, "app_password", laptop.id), baseline, now=0)
     assert again.reason == revocation.APP_PASSWORD_REVOKED
     # A revocation that matched nothing changes nothing.
@@ -89,7 +89,7 @@ def test_epochs_increase_store_wide_in_commit_order(store: Store, alice: str) ->
     assert store.credential_epochs(alice) == (0, 0) and store.credential_sequence() == 0
     store.set_credentials(alice, "h1", None)
     assert store.credential_epochs(alice) == (1, 1)
-    app_passwords.create(store.engine, bob, "p", "imap")
+    app_passwords.create(store, bob, "p", "imap")
     app_passwords.revoke(store, bob, "p")  # the auth helper hands it to the store
     assert store.credential_epochs(bob) == (2, 0)  # a revocation is not a password change
     store.set_credentials(alice, "h2", None)
@@ -114,7 +114,7 @@ async def test_watcher_hears_another_process_on_sqlite(tmp_path) -> None:  # noq
     cli = Store.open(tmp_path / "data")
     try:
         alice = server.create_account("alice@example.test", "x").id
-        ap, _ = app_passwords.create(server.engine, alice, "laptop", "imap")
+        ap, _ = app_passwords.create(server, alice, "laptop", "imap")
         watcher = CredentialWatcher(server, interval=3600)  # polled by hand below: no timing involved
         watcher.start()
         try:

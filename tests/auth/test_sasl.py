@@ -16,6 +16,7 @@ from janusmail.auth.authenticator import Authenticator
 from janusmail.auth.sasl import Challenge, Failure, SaslServer, Success
 from janusmail.auth.tokens import TokenService
 from janusmail.store.schema import accounts
+from janusmail.store.store import Store
 
 from .conftest import ISSUER, Clock, MakeAccount, sqlite_only
 
@@ -74,9 +75,9 @@ def test_plain_authzid(auth: Authenticator, make_account: MakeAccount) -> None:
     assert isinstance(bad, Failure) and bad.code == "AUTHORIZATIONFAILED"
 
 
-def test_plain_app_password_respects_protocol(auth: Authenticator, make_account: MakeAccount, engine) -> None:
+def test_plain_app_password_respects_protocol(auth: Authenticator, make_account: MakeAccount, auth_store: Store) -> None:
     acct = make_account("ann@example.test")
-    _, secret = ap.create(engine, acct, "phone", ["smtp"])
+    _, secret = ap.create(auth_store, acct, "phone", ["smtp"])
     msg = b"\0ann@example.test\0" + secret.encode()
     assert isinstance(mech(auth, "PLAIN", "imap").start(msg), Failure)
     ok = mech(auth, "PLAIN", "smtp").start(msg)
@@ -350,12 +351,12 @@ def test_mechanisms_without_tls(make_auth: MakeAuth) -> None:
 
 
 @sqlite_only
-def test_mechanisms_follow_policy(make_auth: MakeAuth, engine) -> None:
+def test_mechanisms_follow_policy(make_auth: MakeAuth, auth_store: Store) -> None:
     auth = make_auth(sasl_login=False, sasl_xoauth2=False, sasl_scram=False)
     assert SaslServer(auth).mechanisms(True) == ["PLAIN", "OAUTHBEARER"]
     auth = make_auth(imap_accepts_bearer=False)
     assert "OAUTHBEARER" not in SaslServer(auth).mechanisms(True)
-    assert SaslServer(Authenticator(engine)).mechanisms(True) == ["PLAIN", "SCRAM-SHA-256", "LOGIN"]
+    assert SaslServer(Authenticator(auth_store)).mechanisms(True) == ["PLAIN", "SCRAM-SHA-256", "LOGIN"]
     assert SaslServer(auth).create("GSSAPI", True) is None
     assert SaslServer(auth).create(None, True) is None  # type: ignore[arg-type]
 

@@ -17,7 +17,7 @@ from janusmail.auth.authenticator import LoginThrottle
 from janusmail.auth.factory import build_authenticator
 from janusmail.config import Config
 from janusmail.imap.session import ImapSession
-from janusmail.server import Runtime
+from janusmail.runtime import Runtime
 from janusmail.store.store import Store
 from tests.serverutil import ServerThread, make_config
 

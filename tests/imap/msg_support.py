@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from janusmail.auth import passwords
-from janusmail.imap.fetchdata import STRUCTS
-from janusmail.server import Runtime
+from janusmail.runtime import Runtime
 from janusmail.store.model import IngestItem
 from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
 
@@ -19,8 +18,7 @@ __all__ = ["ADDRESS", "PASSWORD", "Harness", "deliver", "mailbox_id", "runtime_f
 
 async def runtime_fixture(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
     """Fixture body (modules declare ``mrt = pytest.fixture(runtime_fixture)``): a runtime with one account,
-    on SQLite and on PostgreSQL; process-wide caches emptied so no test sees another's rows."""
-    STRUCTS.clear()
+    on SQLite and on PostgreSQL. Every cache belongs to the runtime's Store, so nothing needs clearing."""
     runtime = make_runtime(tmp_path, db_url)
     runtime.account = runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
     yield runtime

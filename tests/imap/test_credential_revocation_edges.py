@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from janusmail.auth import app_passwords, passwords
-from janusmail.server import Runtime
+from janusmail.runtime import Runtime
 from janusmail.spool import spooler_for
 from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
 

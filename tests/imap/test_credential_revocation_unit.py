@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from janusmail.auth import passwords
-from janusmail.server import Runtime
+from janusmail.runtime import Runtime
 from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)

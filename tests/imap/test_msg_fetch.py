@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from janusmail.imap.codec.structure import body_structure, envelope
 from janusmail.imap.commands import fetch as fetch_mod
 from janusmail.imap.fetchbody import filter_header_fields
-from janusmail.imap.fetchdata import _envelope_only, fast_envelope, internal_date
+from janusmail.imap.fetchdata import RenderCaches, _envelope_only, fast_envelope, internal_date
 from janusmail.mime.parse import parse_message
+from janusmail.store.memo import Memo, Memos
 from tests.imap.msg_support import deliver, fetch_lines, runtime_fixture, session, tagged, use_cheap_argon2
 from tests.mailgen import simple
 
@@ -293,7 +294,6 @@ async def test_modseq_changedsince_and_vanished(mrt) -> None:  # noqa: ANN001
 async def test_row_cache_stays_exact(mrt, monkeypatch) -> None:  # noqa: ANN001
     """Metadata FETCHes served from the shared row cache follow every change (flags, arrivals, expunges,
     keywords set through another mailbox's copy)."""
-    monkeypatch.setattr(fetch_mod, "MIN_CACHED", 1)
     monkeypatch.setattr("janusmail.store.mailbox_rows.MIN_CACHED", 1)
     deliver(mrt, [simple(i) for i in range(40)])
     h = await session(mrt)
@@ -329,6 +329,33 @@ def test_fast_envelope_matches_codec(strings: list, addrs: list, utf8: bool) -> 
     for i in (2, 3, 4, 5, 6, 7):
         env[i] = addrs or None
     assert fast_envelope(env, utf8) == envelope(env, utf8)
+    memo: Memo[tuple, bytes] = Memo(1000)
+    for _ in range(2):  # filling the memo, then served from it
+        assert fast_envelope(env, utf8, memo) == envelope(env, utf8)
+
+
+def test_internal_date_memo_and_render_caches_are_per_store() -> None:
+    days: Memo[int, bytes] = Memo(10)
+    for ts in (0, 1700000000, 1700000001, 951868799):
+        assert internal_date(ts, days) == internal_date(ts)
+    assert len(days) == 3
+    a, b = RenderCaches.using(Memos()), RenderCaches.using(Memos())
+    a.structs.put(("e1", "ENVELOPE", False), b"(NIL)")
+    assert b.structs.get(("e1", "ENVELOPE", False)) is None
+
+
+async def test_envelope_rendered_into_the_stores_own_cache(mrt) -> None:  # noqa: ANN001
+    """A FETCH ENVELOPE fills the runtime's Store memo (no process-wide cache), and the second FETCH, served
+    from it, says the same."""
+    d = deliver(mrt, [MULTI])
+    h = await session(mrt)
+    first, _ = await one(h, "FETCH 1 (ENVELOPE BODYSTRUCTURE)")
+    caches = RenderCaches.of(mrt.store)
+    assert caches.structs.get((d[0].email_id, "ENVELOPE", False)) is not None
+    assert caches.structs.get((d[0].email_id, "BODYSTRUCTURE", False)) is not None
+    again, _ = await one(h, "FETCH 1 (ENVELOPE BODYSTRUCTURE)")
+    assert again == first and b"multi part" in first[1]
+    await h.close()
 
 
 def test_envelope_slice_matches_full_parse() -> None:

@@ -1,5 +1,6 @@
-"""SEARCH / UID SEARCH on SQLite and PostgreSQL: every RFC 9051 key compiled to SQL, ESEARCH/SEARCHRES/PARTIAL
-answers, and the metadata evaluator over the row cache agreeing with SQL on random key trees."""
+"""SEARCH / UID SEARCH on SQLite and PostgreSQL: every RFC 9051 key through the store's one compiler,
+ESEARCH/SEARCHRES/PARTIAL answers, and the metadata evaluator over the row cache agreeing with SQL on random key
+trees built into the query AST."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from janusmail.imap.codec.searchkeys import (
     ThreadIdKey,
     WithinKey,
 )
-from janusmail.imap.searchmeta import compile_predicate, run_cached
-from janusmail.imap.searchsql import SearchContext, like_pattern, search_query
+from janusmail.imap.search_query import build_condition
 from janusmail.store.mailbox_rows import RowCache
 from janusmail.store.model import IngestItem
 from janusmail.store.rawrows import raw_rows
+from janusmail.store.search.compile import like_pattern, mailbox_select, metadata_only
+from janusmail.store.search.memory import compile_predicate, run_rows
 from tests.imap.msg_support import deliver, runtime_fixture, session, tagged, use_cheap_argon2
 from tests.mailgen import simple
 
@@ -260,13 +262,16 @@ def test_sql_and_cache_agree(store) -> None:  # noqa: ANN001
     @given(_tree(ids, threads))
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     def check(key) -> None:  # noqa: ANN001
-        ctx = SearchContext(inbox.id, acct.id, store.sqlite, resolve, recent=[(6, 10)], now=now)
+        cond = build_condition(key, resolve, recent=[(6, 10)], now=now)
+        assert metadata_only(cond), cond
         with store.engine.connect() as conn:
-            sql_hits = raw_rows(conn, search_query(ctx, key, below_uid=11))
-        mem_hits = run_cached(rows_box, SearchContext(inbox.id, acct.id, store.sqlite, resolve,
-                                                      recent=[(6, 10)], now=now), key, 11)
+            sql_hits = raw_rows(conn, mailbox_select(cond, account_id=acct.id, mailbox_id=inbox.id,
+                                                     sqlite=store.sqlite, below_uid=11))
+        mem_hits = run_rows(rows_box, cond, 11)
         assert mem_hits is not None
-        assert [tuple(r) for r in sql_hits] == mem_hits, key
+        assert [tuple(r) for r in sql_hits] == mem_hits, (key, cond)
+        # the service picks the row cache for a big mailbox and SQL for a small one: same answer either way
+        assert store.search.mailbox_search(acct.id, inbox.id, cond, below_uid=11, size_hint=1) == mem_hits
 
     check()
 
@@ -274,10 +279,11 @@ def test_sql_and_cache_agree(store) -> None:  # noqa: ANN001
 def test_content_keys_are_not_evaluated_in_memory() -> None:
     from janusmail.imap.codec.searchkeys import BodyKey, HeaderKey, TextKey
 
-    ctx = SearchContext("F1", "A1", True, lambda s, u: [])
     for key in (HeaderKey("from", "x"), BodyKey("x"), TextKey("x"), DateKey("sent", "on", dt.date(2020, 1, 1)),
                 Or(AllKey(), HeaderKey("x-a", "b"))):
-        assert compile_predicate(ctx, key, {}) is None
+        cond = build_condition(key, lambda s, u: [])
+        assert not metadata_only(cond)
+        assert compile_predicate(cond, {}) is None
 
 
 def test_like_pattern_escapes() -> None:

@@ -155,3 +155,24 @@ async def test_sync_mailbox_gone(store, account, box) -> None:  # noqa: ANN001
     store.destroy_mailbox(account.id, other.id, remove_emails=True)
     with pytest.raises(MailboxGone):
         await sel.sync(FakeSession(store), expunges=True, force=True)
+
+
+def test_peek_recent_shows_without_claiming(store, account, box) -> None:  # noqa: ANN001
+    fill(store, account, box, 3)
+    sel = load(store, box, readonly=True)
+    assert sel.recent_count() == 0 and not sel.is_recent(1)
+    sel.peek_recent(2)
+    assert sel.recent_count() == 2 and sel.is_recent(2) and not sel.is_recent(1)
+    assert sel.recent_ranges == [(2, 3)]
+    sel.peek_recent(4)  # nothing unclaimed
+    assert sel.recent_count() == 0 and sel.recent_ranges == []
+    claimer = load(store, box, claim_recent=True)  # EXAMINE's peek claimed nothing
+    assert claimer.recent_count() == 3
+
+
+def test_load_of_a_gone_mailbox(store, account, box) -> None:  # noqa: ANN001
+    other = store.create_mailbox(account.id, "Temp")
+    store.destroy_mailbox(account.id, other.id, remove_emails=True)
+    for claim in (False, True):
+        with pytest.raises(MailboxGone):
+            SelectedMailbox.load(store, other, readonly=False, claim_recent=claim)

@@ -12,7 +12,7 @@ import pytest
 
 from janusmail.auth import passwords
 from janusmail.imap.session import ImapSession
-from janusmail.server import Runtime
+from janusmail.runtime import Runtime
 from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)

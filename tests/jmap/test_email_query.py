@@ -8,7 +8,6 @@ import random
 
 import pytest
 
-from janusmail.jmap import email_query
 from tests.jmap.test_email_harness import h  # noqa: F401
 from tests.mailgen import simple
 
@@ -266,13 +265,13 @@ async def test_shallow_and_deep_paths_agree(h, monkeypatch, collapse):  # noqa: 
         # ties in receivedAt are broken by an internal order; compare as sets per receivedAt and exactly overall
         assert len(full) == len(_expected(rows, collapse, descending))
         pages = []
-        monkeypatch.setattr(email_query, "SHALLOW", 10_000)
-        email_query._CACHES.clear()
+        monkeypatch.setattr(h.store.search, "shallow", 10_000)
+        h.store.search.query_cache.clear()
         for pos in range(0, len(full), 7):
             pages += (await h.query({"inMailbox": h.inbox}, sort, collapseThreads=collapse, position=pos, limit=7))["ids"]
         assert pages == full
-        monkeypatch.setattr(email_query, "SHALLOW", 0)
-        email_query._CACHES.clear()
+        monkeypatch.setattr(h.store.search, "shallow", 0)
+        h.store.search.query_cache.clear()
         deep = []
         for pos in range(0, len(full), 7):
             deep += (await h.query({"inMailbox": h.inbox}, sort, collapseThreads=collapse, position=pos, limit=7))["ids"]
@@ -315,8 +314,8 @@ async def _check_query_changes(h, flt, sort, collapse, mutate):  # noqa: ANN001,
 @pytest.mark.parametrize("cached", [False, True])
 async def test_query_changes_replay(h, monkeypatch, cached):  # noqa: F811
     if cached:  # every query computes the full list, so the old state's list is known exactly
-        monkeypatch.setattr(email_query, "SHALLOW", 0)
-    email_query._CACHES.clear()
+        monkeypatch.setattr(h.store.search, "shallow", 0)
+    h.store.search.query_cache.clear()
     archive = h.boxes["archive"]
     ds = [h.ingest(simple(i, subject="topic" if i % 3 == 0 else "Re: topic", msgid=f"q{i}@x",
                           references=[f"q{i - i % 3}@x"] if i % 3 else None),

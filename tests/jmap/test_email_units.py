@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from janusmail.jmap.email_filter import compile_comparator, compile_condition, plain_mailbox, text_terms
+from janusmail.jmap.email_filter import compile_comparator, compile_condition, to_condition
 from janusmail.jmap.email_props import EmailBuilder, memory_reader, parse_header_prop, read_body_options
-from janusmail.jmap.email_query import QueryCache
 from janusmail.jmap.email_set import parse_update, plan_create
 from janusmail.jmap.engine import Comparator, FilterOperator, MethodError, SetError
 from janusmail.mime.parse import parse_message
+from janusmail.store.search import ast as q
+from janusmail.store.search.highlight import highlight_terms
+from janusmail.store.search.service import QueryCache
 
 
 class Ctx:
@@ -75,15 +77,25 @@ def test_builder_over_memory():
 
 def test_compile_condition_values():
     c = compile_condition({"inMailbox": "Fa", "after": "2020-01-01T00:00:00.1Z", "hasKeyword": "$Seen",
-                           "text": 'one "two three"', "header": ["X-A"]})
-    values = {leaf.kind: leaf.value for leaf in c.leaves}
-    assert values["after"] == 1577836801 and values["hasKeyword"] == "$seen"
-    assert values["text"] == ("one", "two three") and values["header"] == ("x-a", None)
-    assert plain_mailbox(compile_condition({"inMailbox": "Fa"})) == "Fa"
-    assert plain_mailbox(c) is None
+                           "text": 'one "two three"', "header": ["X-A"], "from": "Bob x@y", "maxSize": 10})
+    assert isinstance(c, q.And)
+    assert set(c.items) == {q.InMailbox("Fa"), q.Date("received", "ge", 1577836801), q.Keyword("$seen"),
+                            q.Text("all", ("one", "two three")), q.Header("x-a", None),
+                            q.Address("from", ("Bob", "x@y"), words=True), q.Size("lt", 10)}
+    # canonical: the same condition spelled in another order is the same (hashable) cache key
+    assert compile_condition({"maxSize": 10, "from": "Bob x@y", "header": ["X-A"], "text": 'one "two three"',
+                              "hasKeyword": "$Seen", "after": "2020-01-01T00:00:00.1Z", "inMailbox": "Fa"}) == c
+    assert compile_condition({"inMailbox": "Fa"}) == q.InMailbox("Fa")
+    assert compile_condition({}) == q.All() and compile_condition({"text": "@@"}) == q.All()
+    assert compile_condition({"hasKeyword": "$recent"}) == q.Nothing()
+    assert compile_condition({"notKeyword": "$recent"}) == q.All()
+    assert compile_condition({"noneInThreadHaveKeyword": "$Junk"}) == q.ThreadKeyword("$junk", "none")
     tree = FilterOperator("AND", (compile_condition({"subject": "s"}),
                                   FilterOperator("NOT", (compile_condition({"body": "b"}),))))
-    assert text_terms(tree) == {"text": [], "subject": ["s"], "body": []}
+    cond = to_condition(tree)
+    assert cond == q.And((q.Text("subject", ("s",)), q.Not(q.Or((q.Text("body", ("b",)),)))))
+    assert highlight_terms(cond) == (["s"], [])
+    assert to_condition(None) == q.All()
 
 
 json_values = st.recursive(

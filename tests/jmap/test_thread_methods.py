@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from janusmail.jmap.types.thread import read_threads
 from tests.jmap.test_front_harness import (  # noqa: F401 - fixtures
     alice,
     bob,
@@ -90,7 +89,7 @@ def test_thread_isolation(alice, bob):  # noqa: F811
     theirs = bob.deliver(simple(1))
     out = alice.call("Thread/get", {"ids": [mine.thread_id, theirs.thread_id]})
     assert [t["id"] for t in out["list"]] == [mine.thread_id] and out["notFound"] == [theirs.thread_id]
-    assert read_threads(alice.server.store, alice.account_id, [theirs.thread_id]) == {}
+    assert alice.server.store.visible_emails.thread_members(alice.account_id, [theirs.thread_id]) == {}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])

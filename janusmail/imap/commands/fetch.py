@@ -1,7 +1,7 @@
 """FETCH and UID FETCH (RFC 9051 §6.4.5, RFC 3516 BINARY, RFC 7162 CHANGEDSINCE/VANISHED, RFC 8474 ids).
 
-The work is in :mod:`janusmail.imap.fetchdata`: one query for the rows, one for keywords, rendering in batches
-on the store's worker threads. This handler adds the protocol rules around it: sequence numbers from the
+The rows come from the store (``store.messages.fetch_rows``: one query for the rows, one for keywords, or the
+store's row cache); :mod:`janusmail.imap.fetchdata` renders them in batches on the store's worker threads. This handler adds the protocol rules around it: sequence numbers from the
 session's snapshot, the implicit ``\\Seen`` of non-PEEK body fetches (one store write for all of them,
 reported in the same FETCH lines), VANISHED (EARLIER) before the FETCH data, and back-pressure between batches.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
-
-import sqlalchemy as sa
 
 from janusmail.imap.codec import FetchArgs, responses
 from janusmail.imap.commands import Result, handler
@@ -24,18 +22,13 @@ from janusmail.imap.fetchdata import (
     SIZE,
     UID,
     FetchPlan,
-    FetchRows,
     RenderContext,
     Row,
     fill_structs,
-    load_rows,
     render_batch,
     uid_ranges,
 )
-from janusmail.store.mailbox_rows import MIN_CACHED
-from janusmail.store.membership import uid_condition
-from janusmail.store.rawrows import raw_scalars
-from janusmail.store.schema import FLAG_SEEN, vanished
+from janusmail.store.flagbits import FLAG_SEEN
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -80,12 +73,6 @@ def _batches(rows: list[Row], blob: bool) -> list[tuple[int, int]]:
     return out
 
 
-def _vanished_earlier(store, mailbox_id: str, ranges: list[tuple[int, int]], since: int) -> list[int]:  # noqa: ANN001
-    with store.engine.connect() as conn:
-        return sorted(raw_scalars(conn, sa.select(vanished.c.uid).where(
-            vanished.c.mailbox_id == mailbox_id, vanished.c.modseq > since, uid_condition(vanished.c.uid, ranges))))
-
-
 async def _mark_seen(s: ImapSession, rows: list[Row]) -> tuple[list[Row], set[int]]:
     """Set \\Seen on the unseen messages among ``rows`` (one store call); returns the rows with their new
     flags and MODSEQ, and the UIDs whose FETCH lines must now report FLAGS."""
@@ -116,18 +103,6 @@ def _covered(uids: Sequence[int], ranges: list[tuple[int, int]]) -> int:
     return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in ranges)
 
 
-def _read(store, mailbox_id: str, ranges: list[tuple[int, int]], plan: FetchPlan,  # noqa: ANN001
-          changedsince: int | None, below_uid: int, covered: int, total: int) -> FetchRows:
-    """Metadata-only FETCHes of many messages are served from the shared row cache (kept exact by MODSEQ,
-    see :mod:`janusmail.store.mailbox_rows`); everything else is one query."""
-    if not plan.blob and not plan.cache and (covered >= MIN_CACHED or store.mailbox_rows.cached(mailbox_id)):
-        box = store.mailbox_rows.get(mailbox_id, total)
-        if box is not None:
-            rows = box.select(ranges, below_uid=below_uid, changedsince=changedsince)
-            return FetchRows(rows, box.keywords)
-    return load_rows(store, mailbox_id, ranges, plan, changedsince=changedsince, below_uid=below_uid)
-
-
 @handler("FETCH", "UID FETCH", states=("selected",), capabilities=("BINARY",))
 async def fetch(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
@@ -145,14 +120,17 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
         top = max(sel.uidnext - 1, 1)
         wide = (sel.saved_uids.ranges if args.sequence.is_saved and sel.saved_uids
                 else args.sequence.resolve(top).ranges)
-        gone = await s.store.call(_vanished_earlier, s.store, sel.mailbox_id, list(wide), args.changedsince)
+        gone = await s.store.call(s.store.messages.vanished_uids, sel.mailbox_id, list(wide), args.changedsince)
         if gone:
             s.write(responses.vanished_response(gone, earlier=True))
     if not ranges:
         return Result.ok("FETCH completed")
     plan = FetchPlan.build(args.items, uid=cmd.uid, modseq=args.changedsince is not None)
-    data = await s.store.call(_read, s.store, sel.mailbox_id, ranges, plan, args.changedsince, sel.uidnext,
-                              _covered(sel.uids, ranges), len(sel.uids))
+    # metadata-only FETCHes of many messages may come from the store's row cache: it decides, given how many
+    # of the session's messages the ranges cover and how big the mailbox is
+    data = await s.store.call(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
+                              changedsince=args.changedsince, below_uid=sel.uidnext,
+                              covered=_covered(sel.uids, ranges), size_hint=len(sel.uids))
     rows, seqs = number_rows(data.rows, sel.uids)
     changed: set[int] = set()
     if plan.sets_seen and not sel.readonly and rows:

@@ -21,8 +21,6 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from janusmail.imap.codec import (
     Command,
     CreateArgs,
@@ -37,7 +35,6 @@ from janusmail.imap.codec import (
 )
 from janusmail.store.mailboxes import check_name
 from janusmail.store.model import AlreadyExists, InvalidName, Mailbox, MailboxCounts, RoleTaken
-from janusmail.store.schema import mailboxes, messages
 
 from . import handler
 from .base import Result
@@ -276,18 +273,8 @@ async def _status_counts(s: ImapSession, boxes: list[Mailbox], items: tuple[str,
     if COUNT_ITEMS & set(items):
         counts = await s.store.call(s.store.mailbox_counts, s.account_id, ids)
     if "RECENT" in items and not s.rev2:
-        recent = await s.store.call(_recent_counts, s.store, ids)
+        recent = await s.store.call(s.store.messages.recent_counts, ids)
     return counts, recent
-
-
-def _recent_counts(store, ids: list[str]) -> dict[str, int]:  # noqa: ANN001
-    """Messages nobody has yet seen as \\Recent (uid >= the mailbox's recent_uid), per mailbox."""
-    q = (sa.select(messages.c.mailbox_id, sa.func.count())
-         .select_from(messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id))
-         .where(messages.c.mailbox_id.in_(ids), messages.c.uid >= mailboxes.c.recent_uid)
-         .group_by(messages.c.mailbox_id))
-    with store.engine.connect() as conn:
-        return {r[0]: int(r[1]) for r in conn.execute(q)}
 
 
 def status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...], counts: MailboxCounts | None,

@@ -1,7 +1,8 @@
 """SEARCH and UID SEARCH, with ESEARCH results (RFC 4731 / RFC 9051), SEARCHRES ``$`` (RFC 5182), PARTIAL
 (RFC 9394) and the MODSEQ result (RFC 7162).
 
-The key tree is compiled to one SQL query (:mod:`janusmail.imap.searchsql`); this module maps the matching UIDs
+The key tree is built into the store's query AST (:mod:`janusmail.imap.search_query`) and run by the store
+(``store.search.mailbox_search``: SQL, or the row cache for metadata-only keys); this module maps the matching UIDs
 through the session's snapshot (messages the session has not been told about yet are left out, as are those
 another session expunged) and shapes the answer: ``* SEARCH`` for IMAP4rev1 clients, ``* ESEARCH`` when the
 client asked for RETURN options or enabled IMAP4rev2.
@@ -17,10 +18,7 @@ from typing import TYPE_CHECKING
 from janusmail.imap.codec import NumberSet, SearchArgs, SequenceSet, serializer
 from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
-from janusmail.imap.searchmeta import compile_predicate, run_cached
-from janusmail.imap.searchsql import SearchContext, has_modseq, search_query
-from janusmail.store.mailbox_rows import MIN_CACHED
-from janusmail.store.rawrows import raw_rows
+from janusmail.imap.search_query import Resolver, build_condition, has_modseq
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -30,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 CHARSETS = ("UTF-8", "US-ASCII")
 
 
-def _resolver(sel: SelectedMailbox):  # noqa: ANN202
+def _resolver(sel: SelectedMailbox) -> Resolver:
     """Sequence sets inside search keys: UID sets and ``$`` through the snapshot; message numbers beyond the
     mailbox are clipped rather than refused (a search for ``1:100`` in a 3-message mailbox just matches 3)."""
 
@@ -43,20 +41,6 @@ def _resolver(sel: SelectedMailbox):  # noqa: ANN202
         return [(uids[lo - 1], uids[hi - 1]) for lo, hi in seqset.resolve(len(uids)).ranges]
 
     return resolve
-
-
-def _run(store, ctx: SearchContext, key, below_uid: int, size_hint: int) -> list[tuple[int, int]]:  # noqa: ANN001
-    """Metadata-only searches of a large (or already cached) mailbox run over the shared row cache
-    (:mod:`janusmail.imap.searchmeta`); everything else is one SQL query."""
-    if (store.mailbox_rows.cached(ctx.mailbox_id) or size_hint >= MIN_CACHED) and compile_predicate(ctx, key, {}) is not None:
-        box = store.mailbox_rows.get(ctx.mailbox_id, size_hint)
-        if box is not None:
-            hits = run_cached(box, ctx, key, below_uid)
-            if hits is not None:
-                return hits
-    query = search_query(ctx, key, below_uid=below_uid)
-    with store.engine.connect() as conn:
-        return raw_rows(conn, query)
 
 
 def _in_snapshot(rows: list[tuple[int, int]], uids: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
@@ -158,12 +142,11 @@ async def search(s: ImapSession, cmd: Command) -> Result:
     with_modseq = has_modseq(args.key)
     if with_modseq:
         s.enable_condstore()  # SEARCH MODSEQ is a CONDSTORE enabling command (RFC 7162 §3.1)
-    ctx = SearchContext(
-        sel.mailbox_id, s.account_id or "", s.store.sqlite, _resolver(sel),
-        recent=[] if s.rev2 else list(getattr(sel, "_recent", [])), now=int(time.time()),
-    )
     try:
-        rows = await s.store.call(_run, s.store, ctx, args.key, sel.uidnext, len(sel.uids))
+        cond = build_condition(args.key, _resolver(sel), recent=[] if s.rev2 else list(getattr(sel, "_recent", [])),
+                               now=int(time.time()))
+        rows = await s.store.call(s.store.search.mailbox_search, s.account_id or "", sel.mailbox_id, cond,
+                                  below_uid=sel.uidnext, size_hint=len(sel.uids))
     except Exception:
         if saving:
             sel.saved_uids = NumberSet()  # RFC 5182 §2.1: a failed SEARCH ... SAVE empties $

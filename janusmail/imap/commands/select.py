@@ -1,7 +1,8 @@
 """SELECT / EXAMINE (with CONDSTORE and QRESYNC parameters), CLOSE, UNSELECT.
 
-SELECT loads the session's snapshot (:class:`~janusmail.imap.selected.SelectedMailbox`): the UID list in one
-query, the counters from the mailbox row, so a 100k-message mailbox opens in milliseconds. IMAP4rev1
+SELECT loads the session's snapshot (:class:`~janusmail.imap.selected.SelectedMailbox`) with one store read
+(``store.messages.mailbox_snapshot``: the UID list, the counters from the mailbox row, the keywords in use), so
+a 100k-message mailbox opens in milliseconds. IMAP4rev1
 sessions also get RECENT and ``[UNSEEN n]``; IMAP4rev2 sessions get the ``* LIST`` response RFC 9051 asks for.
 """
 
@@ -10,11 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from janusmail.imap.codec import Command, NumberSet, SelectArgs, responses, serializer
 from janusmail.imap.selected import SelectedMailbox, flag_rows
-from janusmail.store.schema import emails, messages, vanished
 
 from . import handler
 from .base import Result
@@ -22,42 +20,6 @@ from .tree import ROLE_ATTRS, load_tree
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
-
-
-def _first_unseen(store, mailbox_id: str, uidnext: int) -> int | None:  # noqa: ANN001
-    with store.engine.connect() as conn:
-        return conn.execute(
-            sa.select(sa.func.min(messages.c.uid))
-            .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
-            .where(messages.c.mailbox_id == mailbox_id, messages.c.uid < uidnext,
-                   emails.c.flags.op("&")(1) == 0)
-        ).scalar()
-
-
-def _qresync_data(store, mailbox_id: str, since: int, top: int, uidnext: int):  # noqa: ANN001, ANN202
-    """Expunged UIDs and changed flags since ``since`` (RFC 7162 §3.2.5), bounded by the snapshot."""
-    with store.engine.connect() as conn:
-        gone = list(conn.execute(
-            sa.select(vanished.c.uid).where(vanished.c.mailbox_id == mailbox_id, vanished.c.modseq > since,
-                                            vanished.c.modseq <= top, vanished.c.uid < uidnext)
-            .order_by(vanished.c.uid)
-        ).scalars())
-        changed = flag_rows(conn, [messages.c.mailbox_id == mailbox_id, messages.c.modseq > since,
-                                   messages.c.modseq <= top, messages.c.uid < uidnext])
-    return gone, changed
-
-
-def _peek_recent(sel: SelectedMailbox, recent_uid: int) -> SelectedMailbox:
-    """The EXAMINE snapshot with the mailbox's \\Recent messages visible but not claimed.
-
-    RFC 3501 §6.3.2: EXAMINE changes no state, so it "MUST NOT cause messages to lose the \\Recent flag",
-    but it still reports them (RECENT count, FETCH FLAGS, SEARCH RECENT) exactly as STATUS does: the
-    messages from the mailbox's first unclaimed UID on. Set on the loaded snapshot in place (not a new
-    object) so whatever else ``SelectedMailbox.load`` fills in is kept."""
-    sel.recent_from = recent_uid
-    sel._recent = [(recent_uid, sel.uidnext - 1)] if recent_uid < sel.uidnext else []
-    sel._last_recent_count = sel.recent_count()
-    return sel
 
 
 @handler("SELECT", "EXAMINE", states=("auth", "selected"))
@@ -78,17 +40,18 @@ async def select(s: ImapSession, cmd: Command) -> Result:
     if box is None:
         return Result.no("No such mailbox", "NONEXISTENT")
     readonly = cmd.name == "EXAMINE"
-    load = s.store.call(
-        SelectedMailbox.load, s.store, box, readonly=readonly, claim_recent=not s.rev2 and not readonly,
-        name=tree.name_of(box),
-    )
+    load = s.store.call(s.store.messages.mailbox_snapshot, s.account_id, box.id,
+                        claim_recent=not s.rev2 and not readonly)
     if s.rev2:
-        sel: SelectedMailbox = await load
+        snap = await load
         first = None
     else:  # IMAP4rev1's [UNSEEN n]: a scan in UID order, run alongside the snapshot load
-        sel, first = await asyncio.gather(load, s.store.call(_first_unseen, s.store, box.id, box.uidnext))
-        if readonly:
-            sel = _peek_recent(sel, box.recent_uid)
+        snap, first = await asyncio.gather(load, s.store.call(s.store.messages.first_unseen, box.id, box.uidnext))
+    if snap is None:  # deleted since the tree was read: it does not exist (nothing was selected yet)
+        return Result.no("No such mailbox", "NONEXISTENT")
+    sel = SelectedMailbox.from_snapshot(snap, box.id, readonly=readonly, name=tree.name_of(box))
+    if not s.rev2 and readonly:
+        sel.peek_recent(box.recent_uid)
     s.write(sel.flags_response())  # system flags + the keywords in use (RFC 9051 §6.3.2)
     s.write(responses.exists_response(sel.exists))
     if not s.rev2:
@@ -109,8 +72,8 @@ async def select(s: ImapSession, cmd: Command) -> Result:
         s.write(responses.list_response(attrs, "/", sel.name, s.utf8))
     q = args.qresync
     if q is not None and q.uidvalidity == sel.uidvalidity and q.modseq < sel.known_modseq:
-        gone, changed = await s.store.call(_qresync_data, s.store, box.id, q.modseq, sel.known_modseq,
-                                           sel.uidnext)
+        since = await s.store.call(s.store.messages.flag_changes, box.id, q.modseq, sel.known_modseq, sel.uidnext)
+        gone, changed = since.vanished, flag_rows(since.changed)
         if q.known_uids is not None:
             known = q.known_uids.resolve(max(sel.uidnext - 1, 1))
             gone = [u for u in gone if u in known]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from janusmail.imap.codec import FetchAttr, StoreArgs, serializer
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.commands.fetch import number_rows
-from janusmail.imap.fetchdata import EMAIL_ID, FetchPlan, RenderContext, load_rows, render_batch, uid_ranges
+from janusmail.imap.fetchdata import EMAIL_ID, FetchPlan, RenderContext, render_batch, uid_ranges
 from janusmail.imap.flags import FlagError, from_imap
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,11 +56,11 @@ async def store(s: ImapSession, cmd: Command) -> Result:
         if report_modseq and not args.silent:
             items.append(FetchAttr("MODSEQ"))
         plan = FetchPlan.build(items, uid=cmd.uid)
-        data = await s.store.call(load_rows, s.store, sel.mailbox_id, uid_ranges(known), plan,
+        data = await s.store.call(s.store.messages.fetch_rows, sel.mailbox_id, uid_ranges(known), **plan.wants(),
                                   below_uid=sel.uidnext)
         rows, seqs = number_rows(data.rows, sel.uids)
         ctx = RenderContext(plan, s.utf8, data.keywords, {},
-                            is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent)
+                            is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent, store=s.store)
         if rows:
             if not args.silent:  # a keyword new to this session is announced before FETCH shows it
                 sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)

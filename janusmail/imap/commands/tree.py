@@ -3,7 +3,7 @@
 The store keeps JMAP's model (one name component + parent id); IMAP names are the components joined with
 ``/``, with the top-level mailbox of role ``inbox`` always spelled ``INBOX``. Loaded once per command with one
 query (``list_mailboxes``), which also gives LIST its attributes. Subscriptions to names without a mailbox
-(allowed by IMAP, invisible to JMAP) live in ``orphan_subscriptions``; helpers for them are here too.
+(allowed by IMAP, invisible to JMAP) are the store's (``store.subscriptions``, janusmail/store/subscriptions.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import unicodedata
 from collections.abc import Container
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from janusmail.store import mailboxes as store_mailboxes
 from janusmail.store.model import AlreadyExists, Mailbox
-from janusmail.store.schema import orphan_subscriptions
+from janusmail.store.writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
+    from janusmail.store.store import Store
 
 __all__ = [
     "ATTR_ROLES",
@@ -152,28 +151,21 @@ async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str],
     return parent.id if parent else None
 
 
-# -- orphan subscriptions (IMAP-only state: no modseq, no change log, JMAP never sees it) -------------------
+# -- orphan subscriptions -------------------------------------------------------------------------------------
+# Shims for the handlers in mailboxes.py, which call ``await s.store.call(add_orphan, s.store, ...)``: the data
+# access is the store's (``store.subscriptions``); the writes are marked @writes, so Store.call runs them on the
+# writer executor. Handlers may call ``s.store.subscriptions.*`` directly instead; then these can go.
 
 
-def list_orphans(store, account_id: str) -> set[str]:  # noqa: ANN001
-    with store.engine.connect() as conn:
-        return set(conn.execute(
-            sa.select(orphan_subscriptions.c.name).where(orphan_subscriptions.c.account_id == account_id)
-        ).scalars())
+def list_orphans(store: Store, account_id: str) -> set[str]:
+    return store.subscriptions.names(account_id)
 
 
-def add_orphan(store, account_id: str, name: str) -> None:  # noqa: ANN001
-    with store.engine.begin() as conn:
-        exists = conn.execute(sa.select(orphan_subscriptions.c.name).where(
-            orphan_subscriptions.c.account_id == account_id, orphan_subscriptions.c.name == name
-        )).first()
-        if exists is None:
-            conn.execute(sa.insert(orphan_subscriptions).values(account_id=account_id, name=name))
+@writes
+def add_orphan(store: Store, account_id: str, name: str) -> None:
+    store.subscriptions.subscribe(account_id, name)
 
 
-def remove_orphan(store, account_id: str, name: str) -> bool:  # noqa: ANN001
-    with store.engine.begin() as conn:
-        res = conn.execute(sa.delete(orphan_subscriptions).where(
-            orphan_subscriptions.c.account_id == account_id, orphan_subscriptions.c.name == name
-        ))
-        return bool(res.rowcount)
+@writes
+def remove_orphan(store: Store, account_id: str, name: str) -> bool:
+    return store.subscriptions.unsubscribe(account_id, name)

@@ -17,11 +17,9 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from janusmail.jmap.context import parse_state, run_store
 from janusmail.jmap.email_filter import SORT_OPTIONS, compile_comparator, compile_condition
-from janusmail.jmap.email_get import get_emails, visible_ids
+from janusmail.jmap.email_get import get_emails
 from janusmail.jmap.email_props import (
     ALL_PROPERTIES,
     DEFAULT_PROPERTIES,
@@ -35,7 +33,6 @@ from janusmail.jmap.email_props import (
 from janusmail.jmap.email_query import QuerySpec, run_query, run_query_changes
 from janusmail.jmap.email_set import (
     CreatePlan,
-    check_mailboxes,
     keywords_value,
     mailbox_ids_value,
     parse_update,
@@ -65,7 +62,7 @@ from janusmail.jmap.engine.types import is_creation_ref, is_id
 from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.parse import parse_message
 from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, StoreError, TooLarge
-from janusmail.store.schema import emails, messages
+from janusmail.store.visible_emails import SetOutcome
 from janusmail.store.writes import writes
 
 __all__ = ["EMAIL_QUERY_SORT_OPTIONS", "MAIL", "EmailAdapter", "register"]
@@ -90,10 +87,7 @@ def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) 
     current = store.kind_state(account_id, "Email")  # read first: never newer than the rows we return
     rows = store.changes_since(account_id, "Email", after, skip + limit)[skip:]
     updated = list({r.object_id for r in rows if r.op == "u"})
-    visible: set[str] = set()
-    if updated:
-        with store.engine.connect() as conn:
-            visible = visible_ids(conn, account_id, updated)
+    visible = store.visible_emails.among(account_id, updated) if updated else set()
     entries = []
     for r in rows:
         op = _OPS.get(r.op, "updated")
@@ -103,48 +97,11 @@ def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) 
     return ChangeLog(entries, current)
 
 
-def _some_ids(store: Any, account_id: str, limit: int) -> list[str]:
-    """Email/get with ``ids: null``: the newest visible emails, at most ``limit``."""
-    e = emails
-    visible = sa.exists().where(messages.c.email_id == e.c.id, messages.c.deleted.is_(False))
-    with store.engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(e.c.id).where(e.c.account_id == account_id, visible).order_by(e.c.received_at.desc()).limit(limit)
-        )
-        return [r[0] for r in rows]
-
-
-@writes
-def _update_many(store: Any, account_id: str, updates: dict[str, Any]) -> dict[str, SetError]:
-    """Apply a /set's updates in one store transaction (each email still succeeds or fails alone); the
-    failures by id. Emails that are not visible (unknown, another account's, only \\Deleted) are notFound."""
-    with store.engine.connect() as conn:
-        visible = visible_ids(conn, account_id, list(updates))
-    failed: dict[str, SetError] = {i: SetError("notFound") for i in updates if i not in visible}
-    todo = {i: u for i, u in updates.items() if i in visible}
-    if todo:
-        for email_id, err in store.update_emails(account_id, todo).items():
-            if err is not None:
-                failed[email_id] = store_error_to_set_error(email_id, err)
-    return failed
-
-
-@writes
-def _destroy_many(store: Any, account_id: str, email_ids: list[str]) -> list[str]:
-    """Destroy the visible ones among ``email_ids`` in one transaction; returns those that were not found."""
-    with store.engine.connect() as conn:
-        visible = visible_ids(conn, account_id, email_ids)
-    todo = [i for i in email_ids if i in visible]
-    destroyed, _ = store.destroy_emails(account_id, todo) if todo else ([], [])
-    done = set(destroyed)
-    return [i for i in email_ids if i not in done]
-
-
-@writes
-def _flush(store: Any, account_id: str, updates: dict[str, Any], destroys: list[str]) -> dict[str, SetError]:
-    failed = _update_many(store, account_id, updates) if updates else {}
-    if destroys:
-        failed.update({i: SetError("notFound") for i in _destroy_many(store, account_id, destroys)})
+def _set_errors(outcome: SetOutcome) -> dict[str, SetError]:
+    """The store's per-email outcome of a /set's writes as SetErrors by id (emails that are not visible:
+    unknown, another account's, only \\Deleted, are notFound)."""
+    failed = {i: store_error_to_set_error(i, err) for i, err in outcome.update_errors.items()}
+    failed.update({i: SetError("notFound") for i in outcome.not_destroyed})
     return failed
 
 
@@ -199,7 +156,7 @@ class EmailAdapter(TypeAdapter):
         builder = EmailBuilder(properties, read_body_options(call.extra))
         store = call.ctx.store
         if ids is None:
-            ids = await run_store(call.ctx, _some_ids, store, call.account_id, limit)
+            ids = await run_store(call.ctx, store.visible_emails.newest, call.account_id, limit)
         if not ids:
             return []
         return await run_store(call.ctx, get_emails, store, call.account_id, list(ids), builder)
@@ -212,7 +169,7 @@ class EmailAdapter(TypeAdapter):
     async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
         ctx, store, account_id = call.ctx, call.ctx.store, call.account_id
         plan: CreatePlan = plan_create(ctx, obj)
-        missing = await run_store(ctx, check_mailboxes, store, account_id, plan.mailbox_ids)
+        missing = await run_store(ctx, store.unknown_mailboxes, account_id, plan.mailbox_ids)
         if missing:
             raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
         blob_ids = plan.blob_ids()
@@ -248,7 +205,8 @@ class EmailAdapter(TypeAdapter):
             updates, destroys = self._pending[key]
             if updates or destroys:
                 store = call.ctx.store
-                self._failed[key] = await run_store(call.ctx, _flush, store, call.account_id, updates, destroys)
+                outcome = await run_store(call.ctx, store.visible_emails.apply, call.account_id, updates, destroys)
+                self._failed[key] = _set_errors(outcome)
         finally:
             self._pending.pop(key, None)
 
@@ -258,7 +216,8 @@ class EmailAdapter(TypeAdapter):
         if pending is not None:
             pending[0][id] = upd
             return None
-        failed = await run_store(call.ctx, _update_many, call.ctx.store, call.account_id, {id: upd})
+        store = call.ctx.store
+        failed = _set_errors(await run_store(call.ctx, store.visible_emails.apply, call.account_id, {id: upd}))
         if id in failed:
             raise failed[id]
         return None
@@ -279,7 +238,9 @@ class EmailAdapter(TypeAdapter):
         if pending is not None:
             pending[1].append(id)
             return
-        if await run_store(call.ctx, _destroy_many, call.ctx.store, call.account_id, [id]):
+        store = call.ctx.store
+        outcome = await run_store(call.ctx, store.visible_emails.apply, call.account_id, None, [id])
+        if outcome.not_destroyed:
             raise SetError("notFound")
 
     async def copy(
@@ -308,7 +269,7 @@ class EmailAdapter(TypeAdapter):
             from janusmail.jmap.engine.types import parse_utc_date
 
             received = int(parse_utc_date(original["receivedAt"]).timestamp())
-        missing = await run_store(ctx, check_mailboxes, store, call.account_id, mailbox_ids)
+        missing = await run_store(ctx, store.unknown_mailboxes, call.account_id, mailbox_ids)
         if missing:
             raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
         done = await store.deliver(call.account_id, raw, tuple(mailbox_ids), tuple(keywords), received)
@@ -341,10 +302,9 @@ class EmailAdapter(TypeAdapter):
         calculate_total: bool,
     ) -> QueryResult:
         spec = QuerySpec(filter, tuple(sort), self._collapse(call))
-        out = await run_store(
-            call.ctx, run_query, call.ctx.store, call.account_id, spec, position, limit, anchor, anchor_offset,
-            calculate_total,
-        )  # fmt: skip
+        out = await run_query(
+            call.ctx, call.account_id, spec, position, limit, anchor, anchor_offset, calculate_total
+        )
         return QueryResult(out.ids, out.position, out.total, str(out.state), can_calculate_changes=True)
 
     async def query_changes(
@@ -362,9 +322,7 @@ class EmailAdapter(TypeAdapter):
         except ValueError:
             raise MethodError("cannotCalculateChanges", description="unknown query state") from None
         spec = QuerySpec(filter, tuple(sort), self._collapse(call))
-        out = await run_store(
-            call.ctx, run_query_changes, call.ctx.store, call.account_id, spec, since, up_to_id, max_changes
-        )
+        out = await run_query_changes(call.ctx, call.account_id, spec, since, up_to_id, max_changes)
         return QueryChangesResult(since_query_state, str(out.new_state), out.removed, out.added, out.total)
 
 
@@ -380,7 +338,7 @@ def _import_batch(
     each import stays atomic on its own."""
     results: dict[str, Any] = {}
     wanted = sorted({m for _, boxes, _, _ in items.values() for m in boxes})
-    missing = set(check_mailboxes(store, account_id, wanted)) if wanted else set()
+    missing = set(store.unknown_mailboxes(account_id, wanted)) if wanted else set()
     ready: list[tuple[str, IngestItem]] = []
     for cid, (blob_id, boxes, keywords, received) in items.items():
         if missing & set(boxes):

@@ -51,6 +51,7 @@ from janusmail.store.model import (
     StorageUnavailable,
     StoreError,
 )
+from janusmail.store.writes import writes
 
 __all__ = ["MAIL", "MailboxAdapter", "register"]
 
@@ -119,6 +120,10 @@ class _Gone(Exception):
     """The mailbox being updated does not exist (as opposed to a parent that does not)."""
 
 
+# _update and _destroy check, then write: marked @writes so they run on the store's writer executor (a write
+# on a reader thread would hold a reader while it waits for the write lock). The inbox rules belong inside
+# the store's own transaction; until they move there, the check and the write are two steps.
+@writes
 def _update(store: Any, account_id: str, mailbox_id: str, values: dict[str, Any]) -> None:
     box = store.get_mailbox(account_id, mailbox_id)
     if box is None:
@@ -128,6 +133,7 @@ def _update(store: Any, account_id: str, mailbox_id: str, values: dict[str, Any]
     store.update_mailbox(account_id, mailbox_id, **values)
 
 
+@writes
 def _destroy(store: Any, account_id: str, mailbox_id: str, remove_emails: bool) -> list[str]:
     box = store.get_mailbox(account_id, mailbox_id)
     if box is None:

@@ -1,9 +1,9 @@
 """JMAP Thread (RFC 8621 §3): Thread/get and Thread/changes over the store's threads.
 
-Why a direct SQL read: Thread/get is usually called with every thread id of an Email/query page, so all the
-requested threads are read with one query per 500 ids, already ordered (receivedAt, then id: a stable total
-order, as the RFC asks). An email whose memberships are all ``\\Deleted`` does not exist for JMAP, so it is
-left out; a thread with no visible email is notFound.
+Thread/get is usually called with every thread id of an Email/query page, so all the requested threads are
+read in one store call (``store.visible_emails.thread_members``: one query per 500 ids, already ordered by
+receivedAt, then id: a stable total order, as the RFC asks). An email whose memberships are all
+``\\Deleted`` does not exist for JMAP, so it is left out; a thread with no visible email is notFound.
 """
 
 from __future__ import annotations
@@ -11,38 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from janusmail.jmap.context import run_store
 from janusmail.jmap.engine import Call, ChangeEntry, ChangeLog, Engine, TypeAdapter, register_standard
-from janusmail.store.schema import emails, messages
 
-__all__ = ["MAIL", "ThreadAdapter", "read_threads", "register"]
+__all__ = ["MAIL", "ThreadAdapter", "register"]
 
 MAIL = "urn:ietf:params:jmap:mail"
 _OPS = {"c": "created", "u": "updated", "d": "destroyed"}
-_CHUNK = 500
-
-
-def read_threads(store: Any, account_id: str, thread_ids: Sequence[str]) -> dict[str, list[str]]:
-    """thread id -> its visible email ids, oldest first; threads without a visible email are absent."""
-    out: dict[str, list[str]] = {}
-    ids = list(dict.fromkeys(thread_ids))
-    visible = (
-        sa.select(messages.c.email_id)
-        .where(messages.c.email_id == emails.c.id, messages.c.deleted.is_(False))
-        .exists()
-    )
-    with store.engine.connect() as conn:
-        for i in range(0, len(ids), _CHUNK):
-            q = (
-                sa.select(emails.c.thread_id, emails.c.id)
-                .where(emails.c.account_id == account_id, emails.c.thread_id.in_(ids[i : i + _CHUNK]), visible)
-                .order_by(emails.c.thread_id, emails.c.received_at, emails.c.id)
-            )
-            for thread_id, email_id in conn.execute(q):
-                out.setdefault(thread_id, []).append(email_id)
-    return out
 
 
 def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) -> ChangeLog:
@@ -66,7 +41,8 @@ class ThreadAdapter(TypeAdapter):
     ) -> list[dict[str, Any]]:
         if not ids:
             return []
-        found = await run_store(call.ctx, read_threads, call.ctx.store, call.account_id, ids)
+        store = call.ctx.store
+        found = await run_store(call.ctx, store.visible_emails.thread_members, call.account_id, list(ids))
         return [{"id": tid, "emailIds": email_ids} for tid, email_ids in found.items()]
 
     async def change_log(self, call: Call, after_modseq: int, skip: int, limit: int) -> ChangeLog:

@@ -1,5 +1,8 @@
 """SearchSnippet highlighting (RFC 8621 §5): search terms wrapped in <mark></mark>, HTML-escaped.
 
+Owned by the store beside the full-text index whose rules it mirrors; the terms come from the same query AST
+(:func:`highlight_terms`) that Email/query compiles.
+
 Why our own matcher rather than the index's snippet function: both backends must give the same answer, the
 output must be escaped around the marks, and the preview must fit 255 octets including the markup. Matching
 follows the index's rules closely enough: word tokens, case-insensitive, diacritics ignored (SQLite FTS5's
@@ -13,7 +16,9 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["PREVIEW_OCTETS", "find_matches", "highlight", "snippet"]
+from . import ast as q
+
+__all__ = ["PREVIEW_OCTETS", "find_matches", "highlight", "highlight_terms", "snippet"]
 
 PREVIEW_OCTETS = 255
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -141,3 +146,25 @@ def snippet(text: str | None, terms: Iterable[str], octets: int = PREVIEW_OCTETS
     local = [(s - start, min(e, start + len(window)) - start) for s, e in spans if s >= start and s < start + len(window)]
     out = _render(window, local, budget=octets).rstrip()
     return out or None
+
+
+def highlight_terms(cond: q.Condition) -> tuple[list[str], list[str]]:
+    """The (subject, body) terms to highlight for a query: the phrases of its positive full-text conditions.
+    Terms under NOT describe what must be absent, so they are never highlighted."""
+    subject: list[str] = []
+    body: list[str] = []
+
+    def visit(node: q.Condition, negated: bool) -> None:
+        if isinstance(node, q.Not):
+            visit(node.item, not negated)
+        elif isinstance(node, q.And | q.Or):
+            for item in node.items:
+                visit(item, negated)
+        elif isinstance(node, q.Text) and not negated:
+            if node.scope in ("all", "subject"):
+                subject.extend(node.phrases)
+            if node.scope in ("all", "body"):
+                body.extend(node.phrases)
+
+    visit(cond, False)
+    return list(dict.fromkeys(subject)), list(dict.fromkeys(body))

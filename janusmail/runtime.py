@@ -1,0 +1,45 @@
+"""What every listener of one server process shares: config, store, authenticator, spool budget, bound addresses.
+
+Why its own module: the doors (:mod:`janusmail.imap`, :mod:`janusmail.jmap`) need the type, and the process
+frame (:mod:`janusmail.server`) needs the doors' starters. With the type in the frame, each door imported the
+frame that imports the door (an import cycle through both). Here it depends only on what sits below the doors
+(config, store, auth, spool), so doors import this module and this module imports no door.
+
+Every field is always present and typed: listeners use ``rt.auth.throttle`` or ``rt.spooler.budget`` as they
+are, never probing whether a part was built. A test that needs a different part replaces the attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from janusmail.auth.authenticator import Authenticator
+from janusmail.config import Config
+from janusmail.spool import Spooler
+from janusmail.store.store import Store
+
+__all__ = ["Closer", "Runtime"]
+
+#: Stops one listener (registered by its starter, run in reverse order at shutdown).
+Closer = Callable[[], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Runtime:
+    """The shared parts. ``bound`` records the addresses actually bound (port 0 in tests), by listener name
+    (``imap``, ``imaps``, ``jmap``, ``lmtp``); ``closers`` are the listeners' shutdown steps."""
+
+    config: Config
+    store: Store
+    auth: Authenticator
+    bound: dict[str, tuple[str, int]] = field(default_factory=dict)
+    closers: list[Closer] = field(default_factory=list)
+
+    @cached_property
+    def spooler(self) -> Spooler:
+        """The one spool budget of this process (janusmail.spool), made from ``config.spool`` on first use
+        (the IMAP starter asks at start, which also removes a previous run's leftovers; a JMAP-only server at
+        its first upload). A test wanting other limits assigns its own before that."""
+        return Spooler.from_config(self.config)
