@@ -2,9 +2,10 @@
 
 All methods are synchronous and each is one transaction; the asyncio servers call them through
 ``await store.call(fn, ...)``, which runs them on the store's worker threads so the event loop never waits on
-disk. Reads may also go straight to ``store.engine`` with the tables in ``schema`` (the protocol layers
-compile their searches and fetches to SQL); writes always go through ``write()`` so the change log stays the
-single truth.
+disk. The doors never see ``engine`` or ``schema``: they use the typed methods and services below (fetch rows,
+snapshots, searches, visible emails, subscriptions, credentials), which return plain data; writes always go
+through ``write()`` so the change log stays the single truth. Caches of what the store holds belong to this
+instance (row cache, render memo, query cache, counts), never to a module.
 """
 
 from __future__ import annotations

@@ -43,8 +43,6 @@ async def login(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, LoginArgs)
     auth = s.rt.auth
-    if auth is None:
-        return Result.no("Authentication is not available", "UNAVAILABLE")
     if not s.plaintext_ok():
         return Result.no("Use STARTTLS or the TLS port before logging in", "PRIVACYREQUIRED")
     try:
@@ -64,8 +62,6 @@ async def authenticate(s: ImapSession, cmd: Command) -> Result | None:
     args = cmd.args
     assert isinstance(args, AuthenticateArgs)
     auth = s.rt.auth
-    if auth is None:
-        return Result.no("Authentication is not available", "UNAVAILABLE")
     mech = SaslServer(auth, "imap", client_ip=s.peer).create(args.mechanism, s.tls_active, s.peer_loopback)
     if mech is None:
         known = MECHANISMS.get(args.mechanism.upper())

@@ -42,11 +42,8 @@ from .tree import (
     ATTR_ROLES,
     ROLE_ATTRS,
     MailboxTree,
-    add_orphan,
     ensure_parents,
-    list_orphans,
     load_tree,
-    remove_orphan,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,7 +112,7 @@ async def create(s: ImapSession, cmd: Command) -> Result:
         return Result.no(f"A mailbox with {args.special_use[0]} already exists", "USEATTR")
     # Nothing is subscribed by CREATE, but a name subscribed before it existed keeps its subscription:
     # the orphan row becomes the mailbox's own flag (JMAP isSubscribed).
-    orphans = await s.store.call(list_orphans, s.store, s.account_id)
+    orphans = await s.store.call(s.store.subscriptions.names, s.account_id)
     keep = {DELIM.join(path[: i + 1]) for i in range(len(path))} & orphans
     parent_id = await ensure_parents(s, tree, path, keep)
     try:
@@ -126,7 +123,7 @@ async def create(s: ImapSession, cmd: Command) -> Result:
     except AlreadyExists:
         return Result.no("Mailbox already exists", "ALREADYEXISTS")
     for orphan in sorted(keep):
-        await s.store.call(remove_orphan, s.store, s.account_id, orphan)
+        await s.store.call(s.store.subscriptions.unsubscribe, s.account_id, orphan)
     return Result.ok("CREATE completed", serializer.mailboxid_code(box.id))
 
 
@@ -149,7 +146,7 @@ async def delete(s: ImapSession, cmd: Command) -> Result:
         s.write(serializer.untagged_status("OK", "CLOSED", "Selected mailbox deleted"))
     await s.store.call(s.store.destroy_mailbox, s.account_id, box.id, remove_emails=True)
     if box.subscribed:
-        await s.store.call(add_orphan, s.store, s.account_id, name)
+        await s.store.call(s.store.subscriptions.subscribe, s.account_id, name)
     return Result.ok("DELETE completed")
 
 
@@ -198,7 +195,7 @@ async def subscribe(s: ImapSession, cmd: Command) -> Result:
         if not box.subscribed:
             await s.store.call(s.store.update_mailbox, s.account_id, box.id, subscribed=True)
     else:
-        await s.store.call(add_orphan, s.store, s.account_id, name)
+        await s.store.call(s.store.subscriptions.subscribe, s.account_id, name)
     return Result.ok("SUBSCRIBE completed")
 
 
@@ -209,7 +206,7 @@ async def unsubscribe(s: ImapSession, cmd: Command) -> Result:
     name = DELIM.join(s.parse_mailbox(args.mailbox))
     tree = await load_tree(s)
     box = tree.find(name)
-    removed = await s.store.call(remove_orphan, s.store, s.account_id, name)
+    removed = await s.store.call(s.store.subscriptions.unsubscribe, s.account_id, name)
     if box is not None and box.subscribed:
         await s.store.call(s.store.update_mailbox, s.account_id, box.id, subscribed=False)
         removed = True
@@ -334,7 +331,7 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
     show_special = True  # role attributes are useful to every client; RETURN (SPECIAL-USE) changes nothing
 
     tree = await load_tree(s)
-    orphans = await s.store.call(list_orphans, s.store, s.account_id) if (want_subscribed or show_subscribed) \
+    orphans = await s.store.call(s.store.subscriptions.names, s.account_id) if (want_subscribed or show_subscribed) \
         else set()
     subscribed_names = {tree.name_of(b) for b in tree.boxes if b.subscribed} | orphans
 
@@ -414,7 +411,7 @@ async def lsub(s: ImapSession, cmd: Command) -> Result:
         return Result.ok("LSUB completed")
     match = matcher(pattern)
     tree = await load_tree(s)
-    orphans = await s.store.call(list_orphans, s.store, s.account_id)
+    orphans = await s.store.call(s.store.subscriptions.names, s.account_id)
     subscribed: dict[str, Mailbox | None] = {tree.name_of(b): b for b in tree.ordered() if b.subscribed}
     for name in sorted(orphans):
         subscribed.setdefault(name, tree.find(name))

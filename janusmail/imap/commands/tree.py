@@ -14,22 +14,17 @@ from typing import TYPE_CHECKING
 
 from janusmail.store import mailboxes as store_mailboxes
 from janusmail.store.model import AlreadyExists, Mailbox
-from janusmail.store.writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
-    from janusmail.store.store import Store
 
 __all__ = [
     "ATTR_ROLES",
     "ROLE_ATTRS",
     "MailboxTree",
-    "add_orphan",
     "ensure_parents",
     "find_mailbox",
-    "list_orphans",
     "load_tree",
-    "remove_orphan",
 ]
 
 #: JMAP role -> RFC 6154 SPECIAL-USE attribute (``inbox`` has none: IMAP spells it INBOX).
@@ -149,23 +144,3 @@ async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str],
             tree.names[found.id] = name
         parent = found
     return parent.id if parent else None
-
-
-# -- orphan subscriptions -------------------------------------------------------------------------------------
-# Shims for the handlers in mailboxes.py, which call ``await s.store.call(add_orphan, s.store, ...)``: the data
-# access is the store's (``store.subscriptions``); the writes are marked @writes, so Store.call runs them on the
-# writer executor. Handlers may call ``s.store.subscriptions.*`` directly instead; then these can go.
-
-
-def list_orphans(store: Store, account_id: str) -> set[str]:
-    return store.subscriptions.names(account_id)
-
-
-@writes
-def add_orphan(store: Store, account_id: str, name: str) -> None:
-    store.subscriptions.subscribe(account_id, name)
-
-
-@writes
-def remove_orphan(store: Store, account_id: str, name: str) -> bool:
-    return store.subscriptions.unsubscribe(account_id, name)

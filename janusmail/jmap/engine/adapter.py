@@ -161,6 +161,9 @@ class TypeAdapter:
     server_set_properties: frozenset[str] = frozenset({"id"})
     #: Whether /get with ``ids: null`` returns everything (still capped by maxObjectsInGet).
     can_get_all: bool = True
+    #: Whether ``query`` always reports the state it read in its own snapshot (QueryResult.query_state): then
+    #: /query does not read ``state`` first, saving a store round trip per request.
+    query_reports_state: bool = False
     #: Type-specific argument names per method suffix, e.g. ``{"get": frozenset({"bodyProperties"})}``.
     extra_arguments: dict[str, frozenset[str]] = {}
 

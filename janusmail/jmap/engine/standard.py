@@ -435,10 +435,12 @@ async def query_method(
         if resolved is None:
             raise MethodError("anchorNotFound")
         anchor = resolved
-    state = await adapter.state(call)
+    state = None if adapter.query_reports_state else await adapter.state(call)
     result = await adapter.query(
         call, filter_, sort, position, effective_limit, anchor, anchor_offset, calculate_total
     )
+    if result.query_state is None and state is None:  # an adapter that promised a state and gave none
+        state = await adapter.state(call)
     response: dict[str, Any] = {
         "accountId": call.account_id,
         "queryState": result.query_state if result.query_state is not None else str(state),

@@ -2,8 +2,9 @@
 
 The standard methods run through the engine's generic implementations with ``EmailAdapter`` supplying the
 storage hooks; Email/import and Email/parse have their own small handlers. The work is done by helper
-modules: ``email_props`` (the Email object), ``email_get`` (reads), ``email_filter``/``email_sql``/
-``email_query`` (query and queryChanges), ``email_set`` (create/update/import validation).
+modules: ``email_props`` (the Email object), ``email_get`` (reads), ``email_filter`` (JMAP filters -> the
+store's search AST) and ``email_query`` (query and queryChanges, run by ``store.search``), ``email_set``
+(create/update/import validation).
 
 IMAP and JMAP see one mailstore: an email's id is its IMAP EMAILID, its keywords are the IMAP flags
 (``$seen`` is ``\\Seen`` — the same bits), a ``\\Deleted`` membership is invisible here, and an email with no
@@ -130,6 +131,7 @@ class EmailAdapter(TypeAdapter):
     properties = ALL_PROPERTIES | {"id"}
     default_properties = DEFAULT_PROPERTIES
     server_set_properties = frozenset({"id", "blobId", "threadId", "size", "hasAttachment", "preview"})
+    query_reports_state = True  # the store reads the Email state in the query's own snapshot
     extra_arguments = {
         "get": _BODY_ARGS,
         "query": frozenset({"collapseThreads"}),
