@@ -6,6 +6,7 @@ not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -18,14 +19,20 @@ from .writes import writes
 UidRanges = list[tuple[int, int]]
 
 
-def uid_condition(col: sa.ColumnElement, ranges: UidRanges) -> sa.ColumnElement[bool]:
-    """SQL for ``col`` in any of the inclusive ranges (merged first)."""
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> UidRanges:
+    """Inclusive ranges (either end first) sorted, with overlapping and adjacent ones joined."""
     merged: list[list[int]] = []
     for lo, hi in sorted((min(a, b), max(a, b)) for a, b in ranges):
         if merged and lo <= merged[-1][1] + 1:
             merged[-1][1] = max(merged[-1][1], hi)
         else:
             merged.append([lo, hi])
+    return [(lo, hi) for lo, hi in merged]
+
+
+def uid_condition(col: sa.ColumnElement, ranges: UidRanges) -> sa.ColumnElement[bool]:
+    """SQL for ``col`` in any of the inclusive ranges (merged first)."""
+    merged = merge_ranges(ranges)
     if not merged:
         return sa.false()
     singles = [lo for lo, hi in merged if lo == hi]

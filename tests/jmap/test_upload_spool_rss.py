@@ -67,7 +67,13 @@ def test_four_stalled_48mb_uploads_grow_rss_by_less_than_64mib(tmp_path) -> None
         for t in threads:
             t.start()
         # All but the withheld chunk (and at most one unflushed spool piece each) has reached the spool files.
-        wait_for(lambda: mem.written() - written0 >= UPLOADS * (SIZE - LAST - FLUSH_BYTES), "the uploads to spool")
+        # Wait for EACH file, not the sum: on a busy machine one upload can trail the others.
+        def all_spooled() -> bool:
+            files = mem.open_files_under(str(data_dir / "tmp"))
+            return len(files) == UPLOADS and all(s >= SIZE - LAST - FLUSH_BYTES for s in files)
+
+        wait_for(lambda: mem.written() - written0 >= UPLOADS * (SIZE - LAST - FLUSH_BYTES) and all_spooled(),
+                 "the uploads to spool")
         spooled = mem.open_files_under(str(data_dir / "tmp"))
         stalled_rss = mem.rss()
         release.set()

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from janusmail.store.search.service import SearchError
+from janusmail.store.search.service import window as store_window
+
 from .adapter import AddedItem, FilterOperator
 from .errors import MethodError
 
@@ -21,22 +24,13 @@ def window(
 ) -> tuple[list[str], int]:
     """Slice a full result list as /query defines: returns ``(window_ids, resolved_position)``.
 
-    Negative position counts from the end and clamps at 0; an anchor (which overrides position) has
-    ``anchor_offset`` added and clamps at 0; a position past the end yields an empty list, not an error.
+    The arithmetic is the store's (one definition for every /query, Email's included: janusmail.store.search);
+    here an unknown anchor becomes the method error ``anchorNotFound``.
     """
-    total = len(ids)
-    if anchor is not None:
-        try:
-            index = list(ids).index(anchor)
-        except ValueError:
-            raise MethodError("anchorNotFound") from None
-        start = max(0, index + anchor_offset)
-    elif position < 0:
-        start = max(0, total + position)
-    else:
-        start = position
-    end = total if limit is None else start + limit
-    return list(ids[start:end]), start
+    try:
+        return store_window(ids, position, limit, anchor, anchor_offset)
+    except SearchError as exc:
+        raise MethodError(exc.code) from None
 
 
 def matches(filter: Any, test: Callable[[Any], bool]) -> bool:

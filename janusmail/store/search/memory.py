@@ -30,6 +30,7 @@ from janusmail.store.mailbox_rows import (
     UID,
     MailboxRows,
 )
+from janusmail.store.membership import merge_ranges
 
 from . import ast as q
 
@@ -54,13 +55,7 @@ def _in_ranges(ranges: list[tuple[int, int]]) -> Callable[[int], bool]:
 
 
 def _merge(ranges: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
-    merged: list[list[int]] = []
-    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [(lo, hi) for lo, hi in merged]
+    return merge_ranges(ranges)
 
 
 class _Compiler:
