@@ -210,7 +210,7 @@ async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
         # node_b's listener connects in the background and says nothing when it is ready, and a NOTIFY sent
         # before its LISTEN is not delivered; so write until node_b hears one of the writes (deadline 30 s).
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
+        deadline = loop.time() + 120
         written: set[int] = set()
         match: list = []
         i = 0
@@ -219,7 +219,7 @@ async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
             d = await node_a.call(node_a.ingest, acct.id, simple(i), (box.id,))
             written.add(d.modseq)
             i += 1
-            match = [e for e in await sub.wait(timeout=1) if e.modseq in written]
+            match = [e for e in await sub.wait(timeout=30) if e.modseq in written]
         assert "Email" in match[0].kinds and box.id in match[0].mailbox_ids
         sub.close()
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from janusmail.store.search.service import SearchError
+from janusmail.store.search.service import SearchError, diff_lists
 from janusmail.store.search.service import window as store_window
 
 from .adapter import AddedItem, FilterOperator
@@ -62,15 +62,5 @@ def diff_query(
     its position may have moved. With only immutable properties and an ``up_to_id`` present in the new
     results, additions past it are omitted (the client does not cache that far).
     """
-    old_set = set(old_ids)
-    new_index = {id_: i for i, id_ in enumerate(new_ids)}
-    removed = [id_ for id_ in old_ids if id_ not in new_index]
-    moved: set[str] = set()
-    if mutable:
-        moved = {id_ for id_ in changed if id_ in new_index and id_ in old_set}
-        removed.extend(id_ for id_ in old_ids if id_ in moved)
-    added = [AddedItem(id_, i) for i, id_ in enumerate(new_ids) if id_ not in old_set or id_ in moved]
-    if not mutable and up_to_id is not None and up_to_id in new_index:
-        cut = new_index[up_to_id]
-        added = [a for a in added if a.index <= cut]
-    return removed, added
+    removed, added = diff_lists(old_ids, new_ids, changed=tuple(changed), up_to_id=up_to_id, mutable=mutable)
+    return removed, [AddedItem(id_, i) for id_, i in added]
