@@ -59,8 +59,8 @@ def build(data: Path, n: int, db: str | None) -> float:
     store = Store.open(data, db, fsync=False)
     t0 = time.perf_counter()
     try:
-        acct = store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
-        inbox = store.mailbox_by_path(acct.id, ["INBOX"])
+        acct = store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
+        inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
         assert inbox is not None
         rnd = random.Random(7)
         for start in range(0, n, 1000):
@@ -70,7 +70,7 @@ def build(data: Path, n: int, db: str | None) -> float:
                 raw = simple(i, frm=f"User {i % 500} <user{i % 500}@example.test>", body=body)
                 kw = () if rnd.random() < 0.1 else ("$seen",)
                 items.append(IngestItem(raw, (inbox.id,), kw, 1_700_000_000 + i * 60))
-            store.ingest_many(acct.id, items)
+            store.emails.ingest_many(acct.id, items)
     finally:
         store.close()
     return time.perf_counter() - t0
@@ -98,7 +98,7 @@ def mixed(port: int, clients: int, seconds: float, n: int) -> None:
             m = imaplib.IMAP4("127.0.0.1", port, timeout=120)
             m.login(ADDRESS, PASSWORD)
             # IMAP4rev2 clients: with IMAP4rev1 \\Recent bookkeeping, concurrent SELECTs currently hit a
-            # SQLite lock upgrade in Store.claim_recent ("database is locked"; reported to the store's owner)
+            # SQLite lock upgrade in Store.memberships.claim_recent ("database is locked"; reported to the store's owner)
             m._simple_command("ENABLE", "IMAP4rev2")
             mine: list[bytes] = []
 

@@ -40,7 +40,7 @@ def write_mbox(path: Path, msgs: list[bytes]) -> None:
 def bench_import(tmp: Path, db: str | None, mbox: Path, n: int) -> float:
     store = Store.open(tmp / f"imp-{uuid.uuid4().hex[:6]}", db)
     try:
-        acct = store.create_account("bench@example.test", "x")
+        acct = store.accounts.create("bench@example.test", "x")
         report = import_path(store, acct.id, mbox, show_progress=False)
         assert report.imported == n, report
         return report.rate

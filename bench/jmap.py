@@ -1,7 +1,7 @@
 """JMAP benchmark: a large Inbox served by `janusmail serve`, measured over HTTP with a keep-alive client.
 
 Builds an N-message Inbox (default 100,000; ``--messages 10000`` for a quick run) straight through
-``store.ingest_many`` in batches of 1000, with threads (~45% replies), 800 senders and one word ("quokka") in
+``store.emails.ingest_many`` in batches of 1000, with threads (~45% replies), 800 senders and one word ("quokka") in
 1% of the bodies, then starts the server as its own process and measures p50/p99 of:
 
   first screen     Mailbox/get + Email/query {inMailbox, receivedAt desc, collapseThreads, limit 50,
@@ -97,14 +97,14 @@ def build(data_dir: Path, db: str | None, n: int) -> None:
     store = Store.open(data_dir, db, fsync=False)
     try:
         pw_hash, scram = make_credentials(PASSWORD)
-        acct = store.create_account(ADDRESS, pw_hash, scram)
-        inbox = next(m.id for m in store.list_mailboxes(acct.id) if m.role == "inbox")
+        acct = store.accounts.create(ADDRESS, pw_hash, scram)
+        inbox = next(m.id for m in store.mailboxes.list(acct.id) if m.role == "inbox")
         t0 = time.perf_counter()
         msgs = messages(n)
         for i in range(0, n, 1000):
             items = [IngestItem(raw, (inbox,), ("$seen",) if (i + j) % 3 else (), received)
                      for j, (raw, received) in enumerate(msgs[i : i + 1000])]
-            store.ingest_many(acct.id, items)
+            store.emails.ingest_many(acct.id, items)
             print(f"\r  ingest {i + len(items):,}/{n:,}", end="", flush=True)
         dt = time.perf_counter() - t0
         print(f"\r  built {n:,} messages in {dt:.0f} s ({n / dt:,.0f}/s)")

@@ -98,8 +98,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         srv = ServerThread(make_config(Path(d) / "data")).start()
         try:
-            acct = srv.store.create_account(ADDRESS, *make_credentials(PASSWORD))
-            inbox = srv.store.mailbox_by_path(acct.id, ["INBOX"]).id
+            acct = srv.store.accounts.create(ADDRESS, *make_credentials(PASSWORD))
+            inbox = srv.store.mailboxes.by_path(acct.id, ["INBOX"]).id
             report("delivery -> IMAP IDLE EXISTS", idle_latency(srv, acct.id, inbox, args.samples))
             report("delivery -> JMAP EventSource state", push_latency(srv, acct.id, inbox, args.samples))
         finally:

@@ -45,7 +45,7 @@ def build(data: Path) -> None:
     (data / "janusmail.toml").write_text("[auth]\ncredential_cache_seconds = 0\n")
     store = Store.open(data, None)
     try:
-        store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # production argon2 parameters
+        store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # production argon2 parameters
     finally:
         store.close()
 

@@ -89,4 +89,4 @@ def store(db_url: str | None, tmp_path: Path):  # noqa: ANN201
 
 @pytest.fixture
 def account(store):  # noqa: ANN001, ANN201
-    return store.create_account("alice@example.test", "x")
+    return store.accounts.create("alice@example.test", "x")

@@ -29,7 +29,7 @@ def stored(data, db):  # noqa: ANN001, ANN201
                                 .join(emails, emails.c.blob_id == blobs.c.id)).all()
         out = {}
         for r in rows:
-            raw = store.blobs.read(r.pack, r.offset, r.size)
+            raw = store.packs.read(r.pack, r.offset, r.size)
             assert len(raw) == r.size and hashlib.sha256(raw).hexdigest() == r.sha256
             out[r.sha256] = raw
         return out

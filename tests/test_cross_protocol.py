@@ -49,7 +49,7 @@ class Jmap:
 def server(tmp_path, db_url):  # noqa: ANN001, ANN201
     srv = ServerThread(make_config(tmp_path / "data", db_url)).start()
     for address in ("alice@example.test", "bob@example.test"):
-        srv.store.create_account(address, *make_credentials(PASSWORD))
+        srv.store.accounts.create(address, *make_credentials(PASSWORD))
     yield srv
     srv.stop()
 

@@ -65,8 +65,8 @@ def test_password_opens_the_advertised_session(srv):
 
 
 def test_app_passwords_follow_their_protocols(srv):
-    _, both = app_passwords.create(srv.store.engine, srv.account.id, "laptop", "imap,jmap")
-    _, imap_only = app_passwords.create(srv.store.engine, srv.account.id, "phone", "imap")
+    _, both = app_passwords.create(srv.store, srv.account.id, "laptop", "imap,jmap")
+    _, imap_only = app_passwords.create(srv.store, srv.account.id, "phone", "imap")
     c = imap_client(srv)
     c.login(ADDRESS, both)
     url = advertised(c)
@@ -121,9 +121,9 @@ def test_basic_off_means_no_jmapaccess_and_no_jmap_with_the_password(tmp_path):
 
 
 def test_bridge_maps_imap_uids_to_jmap_emails(srv):
-    inbox = srv.store.mailbox_by_path(srv.account.id, ["INBOX"])
-    d1 = srv.store.ingest(srv.account.id, simple(1, subject="quarterly invoice"), (inbox.id,))
-    d2 = srv.store.ingest(srv.account.id, simple(2, subject="lunch"), (inbox.id,))
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
+    d1 = srv.store.emails.ingest(srv.account.id, simple(1, subject="quarterly invoice"), (inbox.id,))
+    d2 = srv.store.emails.ingest(srv.account.id, simple(2, subject="lunch"), (inbox.id,))
     m = login(srv)
     with JmapBridge.from_imap(m, username=ADDRESS, password=PASSWORD) as bridge:
         assert bridge.account_id == srv.account.id
@@ -137,7 +137,7 @@ def test_bridge_maps_imap_uids_to_jmap_emails(srv):
         assert by_id[d2.email_id]["subject"] is None
     m.logout()
     # imapclient connections work too; and no bridge when JMAP would refuse the credentials.
-    _, imap_only = app_passwords.create(srv.store.engine, srv.account.id, "old-phone", "imap")
+    _, imap_only = app_passwords.create(srv.store, srv.account.id, "old-phone", "imap")
     c = imap_client(srv)
     c.login(ADDRESS, imap_only)
     assert JmapBridge.from_imap(c, username=ADDRESS, password=imap_only) is None
@@ -145,8 +145,8 @@ def test_bridge_maps_imap_uids_to_jmap_emails(srv):
 
 
 def test_example_script_runs(srv):
-    inbox = srv.store.mailbox_by_path(srv.account.id, ["INBOX"])
-    srv.store.ingest(srv.account.id, simple(1, subject="Janus example"), (inbox.id,))
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
+    srv.store.emails.ingest(srv.account.id, simple(1, subject="Janus example"), (inbox.id,))
     example = Path(__file__).resolve().parents[1] / "examples" / "jmap_from_imap.py"
     out = subprocess.run([sys.executable, str(example), "127.0.0.1", str(srv.imap_port), ADDRESS, PASSWORD, "Janus"],
                          capture_output=True, text=True, timeout=60)

@@ -7,7 +7,7 @@ JMAPACCESS that JMAP no longer honours. The rule, as the README states it: a ses
 revoked, replaced or expired is told ``* BYE`` at its next command (within seconds while IDLE).
 
 :func:`check` is what the session asks before every command. It costs one primary-key read: the account's
-credential epoch (``Store.credential_epochs``, see :mod:`janusmail.store.credentials`) against the baseline the
+credential epoch (``Store.credentials.epochs``, see :mod:`janusmail.store.credentials`) against the baseline the
 session logged in under. It asks the store through typed methods only (the doors run no SQL), and is
 synchronous: callers run it on the store's threads (``await store.call(check, store, ...)``). Only
 when the account's credentials changed since does it look at *which* change: a password change ends
@@ -54,7 +54,7 @@ def check(store: Store, result: AuthResult, baseline: int, *, now: float, grace:
     end = deadline(result, grace)
     if end is not None and now >= end:
         return Verdict(TOKEN_EXPIRED, baseline)
-    found = store.credential_epochs(result.account_id)
+    found = store.credentials.epochs(result.account_id)
     if found is None:
         return Verdict(ACCOUNT_GONE, baseline)
     epoch, password_epoch = found
@@ -63,7 +63,7 @@ def check(store: Store, result: AuthResult, baseline: int, *, now: float, grace:
     if result.method in ("password", "scram") and password_epoch > baseline:
         return Verdict(PASSWORD_CHANGED, baseline)
     if result.method == "app_password":
-        state = store.app_password_state(result.credential_id) if result.credential_id else None
+        state = store.app_passwords.state(result.credential_id) if result.credential_id else None
         if state != (result.account_id, True):  # gone, revoked, or (never) another account's
             return Verdict(APP_PASSWORD_REVOKED, baseline)
     return Verdict(None, epoch)

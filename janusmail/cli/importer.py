@@ -60,10 +60,10 @@ def resolve_path(store: Store, account_id: str, path: tuple[str, ...], cache: di
     """Mailbox id for a path, creating missing mailboxes (and their parents) on the way."""
     if path in cache:
         return cache[path]
-    mailbox = store.mailbox_by_path(account_id, list(path))
+    mailbox = store.mailboxes.by_path(account_id, list(path))
     if mailbox is None:
         parent_id = resolve_path(store, account_id, path[:-1], cache, report) if len(path) > 1 else None
-        mailbox = store.create_mailbox(account_id, path[-1], parent_id)
+        mailbox = store.mailboxes.create(account_id, path[-1], parent_id)
         report.mailboxes_created.append("/".join(path))
     cache[path] = mailbox.id
     return mailbox.id
@@ -103,7 +103,7 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
         if not prepared:
             return
         try:
-            store.ingest_many(account_id, [p.item for _, p in prepared], [p for _, p in prepared])
+            store.emails.ingest_many(account_id, [p.item for _, p in prepared], [p for _, p in prepared])
             report.imported += len(prepared)
             return
         except StorageUnavailable:
@@ -121,7 +121,7 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
         todo = batch
         if not allow_duplicates:
             digests = [(hashlib.sha256(item.raw).hexdigest(), item.mailbox_ids[0]) for _, item in batch]
-            present = store.digests_present(account_id, [d for d, _ in digests], {b for _, b in digests})
+            present = store.emails.digests_present(account_id, [d for d, _ in digests], {b for _, b in digests})
             todo = []
             for (origin, item), key in zip(batch, digests, strict=True):
                 if key in present:
@@ -132,7 +132,7 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
         prepared: list[tuple[str, Prepared]] = []
         for origin, item in todo:
             try:
-                prepared.append((origin, store.prepare(item)))
+                prepared.append((origin, store.emails.prepare(item)))
             except Exception as exc:  # noqa: BLE001 - counted with its reason; the import goes on
                 report.fail(origin, f"refused: {_reason(exc)}")
         ingest(prepared)

@@ -38,7 +38,7 @@ class Ctx:
         return self._store
 
     def account(self, address: str):  # noqa: ANN201
-        acct = self.store.account_by_address(address)
+        acct = self.store.accounts.by_address(address)
         if acct is None:
             raise click.ClickException(f"no such account: {address}")
         return acct
@@ -94,7 +94,7 @@ def user_add(c: Ctx, address: str, password: str | None) -> None:
 
     pw_hash, scram = make_credentials(_read_password(password))
     try:
-        acct = c.store.create_account(address, pw_hash, scram)
+        acct = c.store.accounts.create(address, pw_hash, scram)
     except AlreadyExists:
         raise click.ClickException(f"account {address} already exists") from None
     except ValueError as exc:
@@ -106,7 +106,7 @@ def user_add(c: Ctx, address: str, password: str | None) -> None:
 @pass_ctx
 def user_list(c: Ctx) -> None:
     """List accounts."""
-    for acct in c.store.list_accounts():
+    for acct in c.store.accounts.list():
         click.echo(f"{acct.address}\t{acct.id}\tjmap={'on' if acct.jmap_enabled else 'off'}")
 
 
@@ -120,7 +120,7 @@ def user_passwd(c: Ctx, address: str, password: str | None) -> None:
 
     acct = c.account(address)
     pw_hash, scram = make_credentials(_read_password(password))
-    c.store.set_credentials(acct.id, pw_hash, scram)
+    c.store.credentials.set_password(acct.id, pw_hash, scram)
     click.echo(f"password changed for {acct.address}")
 
 
@@ -133,7 +133,7 @@ def user_delete(c: Ctx, address: str, yes: bool) -> None:
     acct = c.account(address)
     if not yes:
         click.confirm(f"Delete {acct.address} and all of its mail?", abort=True)
-    c.store.delete_account(acct.id)
+    c.store.accounts.delete(acct.id)
     click.echo(f"deleted {acct.address}")
 
 
@@ -333,10 +333,10 @@ def demo(c: Ctx, address: str) -> None:
     from janusmail.auth.passwords import make_credentials
 
     pw_file = c.config.data_dir / "demo-password"
-    acct = c.store.account_by_address(address)
+    acct = c.store.accounts.by_address(address)
     if acct is None:
         password = secrets.token_urlsafe(12)
-        acct = c.store.create_account(address, *make_credentials(password))
+        acct = c.store.accounts.create(address, *make_credentials(password))
         c.config.data_dir.mkdir(parents=True, exist_ok=True)
         pw_file.write_text(password + "\n")
         pw_file.chmod(0o600)
@@ -359,13 +359,13 @@ def demo(c: Ctx, address: str) -> None:
 
 
 def _welcome(c: Ctx, account_id: str) -> None:
-    inbox = c.store.mailbox_by_path(account_id, ["INBOX"])
+    inbox = c.store.mailboxes.by_path(account_id, ["INBOX"])
     raw = (b"From: Janus Mail <postmaster@janus.test>\r\nTo: demo@janus.test\r\nSubject: Welcome to Janus Mail\r\n"
            b"Message-ID: <welcome@janus.test>\r\nDate: Fri, 27 Nov 2026 08:00:00 +0000\r\n"
            b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
            b"This message is one email with one id, whether you read it over IMAP or JMAP.\r\n")
     if inbox:
-        c.store.ingest(account_id, raw, (inbox.id,))
+        c.store.emails.ingest(account_id, raw, (inbox.id,))
 
 
 #: Exit status when the mail store's disk refused a write (sysexits EX_TEMPFAIL: free space, run it again).

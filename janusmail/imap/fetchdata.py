@@ -536,4 +536,4 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
 
 
 def _reader(store: Any, loc: BlobLocation) -> Callable[[int, int], bytes]:
-    return lambda start, end: store.read_location(loc, start, end)
+    return lambda start, end: store.blobs.read_location(loc, start, end)

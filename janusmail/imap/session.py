@@ -472,7 +472,7 @@ class ImapSession:
 
     async def _credential_sequence(self) -> int | None:
         try:
-            return await self.store.call(self.store.credential_sequence)
+            return await self.store.call(self.store.credentials.sequence)
         except Exception:  # noqa: BLE001 - the login then fails with UNAVAILABLE instead of crashing
             log.warning("could not read the credential epoch", exc_info=True)
             return None
@@ -761,7 +761,7 @@ def _jmap_denial_reason(rt: Runtime, result: AuthResult) -> str:
     (names the kind of credential or setting, never the account, address or secret)."""
     policy = rt.auth.policy
     try:
-        acct = rt.store.get_account(result.account_id)
+        acct = rt.store.accounts.get(result.account_id)
     except Exception:  # pragma: no cover
         acct = None
     if acct is not None and not acct.jmap_enabled:

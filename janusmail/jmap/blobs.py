@@ -74,7 +74,7 @@ class Located:
 
 
 def _part_of(store: Any, account_id: str, message_blob_id: str, section: str) -> dict[str, Any] | None:
-    cache = store.message_cache(account_id, message_blob_id)
+    cache = store.emails.message_cache(account_id, message_blob_id)
     if cache is None:
         return None
     part = find_part(cache, section)
@@ -98,10 +98,10 @@ def locate(store: Any, account_id: str, blob_id: str) -> Located | None:
     if split is None:
         if "_" in blob_id:
             return None
-        loc = store.blob_location(account_id, blob_id)
+        loc = store.blobs.location(account_id, blob_id)
         return Located(blob_id, loc, None, loc.size, loc.type) if loc else None
     base, section = split
-    loc = store.blob_location(account_id, base)
+    loc = store.blobs.location(account_id, base)
     if loc is None:
         return None
     part = _part_of(store, account_id, base, section)
@@ -113,9 +113,9 @@ def locate(store: Any, account_id: str, blob_id: str) -> Located | None:
 def read_located(store: Any, located: Located, start: int = 0, end: int | None = None) -> bytes:
     """Bytes ``[start:end]`` of a located blob (a part is decoded whole first, then sliced)."""
     if located.part is None:
-        return store.read_location(located.location, start, end)
+        return store.blobs.read_location(located.location, start, end)
     part = located.part
-    body = store.read_location(located.location, part["body_start"], part["body_end"])
+    body = store.blobs.read_location(located.location, part["body_start"], part["body_end"])
     data = decode_part(body, {**part, "body_start": 0, "body_end": len(body)})
     return data[start:end] if (start or end is not None) else data
 

@@ -40,7 +40,7 @@ async def read_baseline(store: Store) -> int | None:
     """The store-wide credential epoch now, or ``None`` when the store cannot say. Read it *before*
     authenticating the opening request: any later change of that account's credentials is then larger."""
     try:
-        return int(await store.call(store.credential_sequence))
+        return int(await store.call(store.credentials.sequence))
     except Exception:  # noqa: BLE001 - the caller answers 503 instead of opening a connection it cannot watch
         log.warning("could not read the credential epoch", exc_info=True)
         return None

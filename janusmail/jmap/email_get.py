@@ -21,7 +21,7 @@ __all__ = ["get_emails", "meta_of"]
 
 
 def _reader(store: Any, loc: BlobLocation) -> Any:
-    return lambda start, end: store.read_location(loc, start, end)
+    return lambda start, end: store.blobs.read_location(loc, start, end)
 
 
 def meta_of(row: EmailRow, with_keywords: bool) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Why separate from the adapter: the RFC 8621 §4.6 creation rules (one representation per header field, no
 Content-* on the Email, partId xor blobId, exactly one text/plain textBody, ...) and the keyword/mailbox
 patch language are pure checks over JSON; they live here as functions that raise SetError, testable without
-a store. Blob contents and mailbox existence are looked up by the caller (``Store.unknown_mailboxes``) and passed in.
+a store. Blob contents and mailbox existence are looked up by the caller (``Store.mailboxes.unknown``) and passed in.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def read_blob(store: Any, account_id: str, blob_id: str) -> bytes | None:
         return None
     base, section = split
     try:
-        raw = store.read_blob(account_id, base)
+        raw = store.blobs.read(account_id, base)
     except NotFound:
         return None
     part = find_part(parse_message(raw), section)

@@ -457,7 +457,7 @@ class JmapApp:
                 return Response(status_code=400)
             type_ = _media_type(request.headers.get("content-type")) or "application/octet-stream"
             try:
-                blob_id, size = await self.store.call(self.store.store_upload, account_id, data, type_)
+                blob_id, size = await self.store.call(self.store.blobs.upload, account_id, data, type_)
             except StorageUnavailable as exc:  # a normal answer (keep-alive intact), not a 500 that resets it
                 log.warning("upload for %s refused: %s", account_id, exc)
                 return _problem(507 if exc.full else 503, "about:blank", f"{exc}; try again later")

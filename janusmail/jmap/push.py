@@ -79,7 +79,7 @@ def parse_params(query: dict[str, str], min_ping: int, max_ping: int) -> EventSo
 def current_states(store: Any, account_id: str) -> dict[str, int]:
     """Each push type's current state (modseq) for the account, on one connection (runs on a store worker).
     The push types are the store's change kinds plus EmailDelivery, so the snapshot is used as it is."""
-    return store.state_snapshot(account_id)
+    return store.changes.snapshot(account_id)
 
 
 def encode_event_id(states: dict[str, int]) -> str:

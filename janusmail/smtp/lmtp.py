@@ -39,10 +39,10 @@ class DeliveryHandler:
         cached = self._inbox_cache.get(address)
         if cached:
             return cached
-        account = await self.store.call(self.store.account_by_address, address)
+        account = await self.store.call(self.store.accounts.by_address, address)
         if account is None:
             return None
-        boxes = await self.store.call(self.store.list_mailboxes, account.id)
+        boxes = await self.store.call(self.store.mailboxes.list, account.id)
         inbox = next((b for b in boxes if b.role == "inbox"), None)
         if inbox is None:
             return None

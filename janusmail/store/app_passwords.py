@@ -240,8 +240,21 @@ class AppPasswords:
 
     @writes
     def revoke(self, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
-        """Revoke by id or name, stamp the credential epoch, announce it (``Store.revoke_app_password``)."""
-        return self._store.revoke_app_password(account_id, name_or_id, now=now)
+        """Revoke the account's active app password with that id or name; False when there is none.
+
+        One transaction revokes it and stamps the account's credential epoch; after the commit the change is
+        published on the notifier (and on PostgreSQL sent to the other nodes by ``NOTIFY`` with the commit), so
+        IMAP sessions and JMAP push connections logged in with it end within seconds, in any process."""
+        store = self._store
+        try:
+            with store.write(account_id) as tx:
+                done = revoke(tx.conn, account_id, name_or_id, now=int(time.time()) if now is None else now,
+                              node_id=store.node_id)
+        except NotFound:  # no such account: nothing to revoke
+            return False
+        if done:
+            store.notifier.publish(credentials.event(account_id))
+        return done
 
 
 class EngineAppPasswords:
@@ -307,25 +320,3 @@ def revoke_with_engine(engine: sa.Engine, account_id: str, name_or_id: str, *, n
     notifier: other processes hear it through the SQLite watcher or PostgreSQL NOTIFY, as from the CLI)."""
     with faults.mapped(), engine.begin() as conn:
         return revoke(conn, account_id, name_or_id, now=int(time.time()) if now is None else now)
-
-
-class AppPasswordsMixin:
-    def app_password_state(self, credential_id: str) -> tuple[str, bool] | None:
-        """``(account_id, active)`` of an app password, or ``None`` once it no longer exists (a revoked one
-        is deleted when its name is reused). The credential check behind "sessions end with their credential"."""
-        with self.engine.connect() as conn:
-            return state(conn, credential_id)
-
-    @writes
-    def revoke_app_password(self, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
-        """Revoke the account's active app password with that id or name; False when there is none.
-
-        One transaction revokes it and stamps the account's credential epoch; after the commit the change is
-        published on the notifier (and on PostgreSQL sent to the other nodes by ``NOTIFY`` with the commit), so
-        IMAP sessions and JMAP push connections logged in with it end within seconds, in any process."""
-        with faults.mapped(), self.engine.begin() as conn:
-            done = revoke(conn, account_id, name_or_id, now=int(time.time()) if now is None else now,
-                          node_id=self.node_id)
-        if done:
-            self.notifier.publish(credentials.event(account_id))
-        return done

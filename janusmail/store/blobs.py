@@ -1,214 +1,74 @@
-"""Raw messages and uploads on disk, in append-only pack files, written durably before they are referenced.
+"""The blobs service: an account's stored bytes by blob id (raw messages and JMAP uploads).
 
-Why packs and not one file per message: on the filesystems we run on, creating a file and its directory costs
-more than parsing the message, and every file needs its own fsync. A pack is appended to and synced once per
-batch: an import of 500 messages costs one ``fdatasync``; a lone LMTP delivery costs one as well.
-
-Durability: data is appended and synced BEFORE the transaction that records its (pack, offset) commits, so a
-committed row never points at missing bytes; a crash in between leaves unreferenced bytes at the end of a pack
-(harmless). Each process opens a fresh pack at start and never appends to a pack another run wrote, so a torn
-tail is never extended. Pack names are random, so several nodes can share one blob directory.
-
-The rule for failed writes (disk full, quota, I/O error): an offset is handed out only for bytes that were
-written at exactly that offset, synced, and found there. Writes go to explicit offsets (``os.pwrite``, never
-``O_APPEND``), so a write that fails part way cannot shift where the next batch lands. After ANY failed write
-or sync the pack is abandoned: its torn tail is cut off (best effort, it frees the space), it is closed, and
-the next batch starts a new pack. Abandoning rather than retrying in place matters because after a failed
-``fsync`` the kernel may have dropped the dirty pages and reported the error once: the page cache no longer
-tells what is on disk, so nothing more is ever written to or vouched for in that file. The caller gets
-``StorageUnavailable`` (``full`` for ENOSPC/EDQUOT), records nothing and acknowledges nothing; bytes that were
-synced earlier in the pack stay valid and readable.
-
-Content addressing: rows carry the SHA-256 of their bytes (dedup per account, integrity checks); the pack
-location is just where the bytes live.
-
-Readers share one cached read-only descriptor per pack. A descriptor is closed only when no read is using it
-(reference counts), because closing a descriptor another thread is about to ``pread`` lets the number be reused
-by an unrelated file: that read would fail with EBADF, or worse, return another file's bytes.
+Where bytes physically live is the pack store's business (``packs.py``: append-only files, synced before the
+row that names them commits); this service owns the rows that give an account a blob id for them, so every
+read is checked against the account: another account's blob id answers nothing.
 """
 
 from __future__ import annotations
 
-import errno
-import logging
-import os
-import secrets
-import threading
-from collections import OrderedDict
-from pathlib import Path
+import hashlib
+import time
+from typing import TYPE_CHECKING
 
-from .faults import from_oserror
+import sqlalchemy as sa
 
-log = logging.getLogger("janusmail.store")
+from . import ids
+from .model import BlobLocation, NotFound
+from .schema import blobs
+from .writes import writes
 
-PACK_LIMIT = 256 * 1024 * 1024
-#: Idle read descriptors kept open at most (descriptors in use are never closed, so this can be exceeded
-#: briefly by as many packs as are being read at once).
-MAX_READERS = 256
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
 
 
-class _Reader:
-    __slots__ = ("fd", "users", "retired")
+class Blobs:
+    """Blob ids of one account -> bytes, and new uploads."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.users = 0
-        self.retired = False  # dropped from the cache: close when the last user is done
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
+    def location(self, account_id: str, blob_id: str) -> BlobLocation | None:
+        """Where one of this account's blobs lives; None for anything else (no cross-account access)."""
+        with self._store.engine.connect() as conn:
+            row = conn.execute(sa.select(blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset, blobs.c.type)
+                               .where(blobs.c.id == blob_id, blobs.c.account_id == account_id)).first()
+        return BlobLocation(blob_id, row.sha256, row.size, row.pack, row.offset, row.type) if row else None
 
-class BlobStore:
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
-        self.root = root
-        self.fsync = fsync
-        root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._pack: str | None = None
-        self._fd: int | None = None
-        self._size = 0  # bytes of the current pack that are written, synced and may be referenced
-        self._readers: OrderedDict[str, _Reader] = OrderedDict()  # least recently used first
-        self._readers_lock = threading.Lock()
+    def read(self, account_id: str, blob_id: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of the account's blob; ``NotFound`` for an id that is not the account's."""
+        loc = self.location(account_id, blob_id)
+        if loc is None:
+            raise NotFound(blob_id)
+        return self.read_location(loc, start, end)
 
-    def _path(self, pack: str) -> Path:
-        return self.root / pack[:2] / f"{pack}.pack"
+    def read_location(self, loc: BlobLocation, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes of a location this service (or the emails service) handed out."""
+        return self._store.packs.read(loc.pack, loc.offset, loc.size, start, end)
 
-    # -- writing ------------------------------------------------------------------------------------------
-
-    def _open_new_pack(self) -> None:
-        pack = secrets.token_hex(12)
-        path = self._path(pack)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+    @writes
+    def upload(self, account_id: str, data: bytes, type_: str | None) -> tuple[str, int]:
+        """Store uploaded bytes (JMAP upload): durable in a pack first, then the account's row, in a
+        ``Store.write`` transaction. The same bytes uploaded twice share one blob id. Returns (blob_id, size)."""
+        digest = hashlib.sha256(data).hexdigest()
+        existing = self._by_digest(account_id, digest)
+        if existing is not None:
+            return existing, len(data)
+        pack, offset = self._store.packs.append(data)  # StorageUnavailable if the disk refuses
+        blob_id = ids.mint(ids.BLOB)
         try:
-            if self.fsync:  # make the new file's directory entry durable once
-                dfd = os.open(path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-        except OSError:
-            os.close(fd)
-            _try(os.unlink, path)
-            raise
-        self._pack, self._fd, self._size = pack, fd, 0
+            with self._store.write(account_id) as tx:
+                tx.conn.execute(sa.insert(blobs).values(
+                    id=blob_id, account_id=account_id, sha256=digest, size=len(data), type=type_, pack=pack,
+                    offset=offset, created_at=int(time.time())))
+        except sa.exc.IntegrityError:  # a concurrent upload of the same bytes won
+            won = self._by_digest(account_id, digest)
+            if won is None:
+                raise
+            return won, len(data)
+        return blob_id, len(data)
 
-    def _close_pack(self) -> None:
-        fd = self._fd
-        self._pack, self._fd, self._size = None, None, 0
-        if fd is not None:
-            os.close(fd)
-
-    def _abandon_pack(self) -> None:
-        """After a failed write or sync: cut the torn tail, close, and never write to this pack again."""
-        fd, pack, good = self._fd, self._pack, self._size
-        self._pack, self._fd, self._size = None, None, 0
-        if fd is None or pack is None:
-            return
-        _try(os.ftruncate, fd, good)
-        _try(os.close, fd)
-        if good == 0:  # nothing in it was ever handed out: do not leave empty packs behind on a full disk
-            _try(os.unlink, self._path(pack))
-
-    def append_many(self, items: list[bytes]) -> list[tuple[str, int]]:
-        """Append blobs durably; returns (pack, offset) for each, in order.
-
-        Raises StorageUnavailable when the disk refuses (nothing returned may be recorded then)."""
-        if not items:
-            return []
-        with self._lock:
-            try:
-                if self._fd is not None and self._size >= PACK_LIMIT:
-                    self._close_pack()
-                if self._fd is None:
-                    self._open_new_pack()
-                fd, pack, start = self._fd, self._pack, self._size
-                assert fd is not None and pack is not None
-                out: list[tuple[str, int]] = []
-                end = start
-                for data in items:
-                    out.append((pack, end))
-                    end += len(data)
-                at = start
-                for data in items:  # one by one, not joined: a large message is never copied in memory
-                    at = _write_at(fd, data, at)
-                if self.fsync:
-                    os.fdatasync(fd)
-                size = os.fstat(fd).st_size
-                if size != end:  # someone else wrote to or cut our pack: vouch for nothing in it
-                    raise OSError(errno.EIO, f"pack {pack} is {size} bytes, expected {end}")
-            except OSError as exc:
-                log.error("blob write failed (pack abandoned): %s", exc)
-                self._abandon_pack()
-                raise from_oserror(exc) from exc
-            self._size = end
-            return out
-
-    def append(self, data: bytes) -> tuple[str, int]:
-        return self.append_many([data])[0]
-
-    # -- reading ------------------------------------------------------------------------------------------
-
-    def _acquire(self, pack: str) -> _Reader:
-        with self._readers_lock:
-            r = self._readers.get(pack)
-            if r is None:
-                r = _Reader(os.open(self._path(pack), os.O_RDONLY | os.O_CLOEXEC))
-                self._readers[pack] = r
-            else:
-                self._readers.move_to_end(pack)
-            r.users += 1
-            if len(self._readers) > MAX_READERS:
-                self._evict_idle()
-            return r
-
-    def _evict_idle(self) -> None:
-        """Close least recently used descriptors that no read is using, down to the limit."""
-        excess = len(self._readers) - MAX_READERS
-        for pack in [p for p, r in self._readers.items() if r.users == 0][:excess]:
-            os.close(self._readers.pop(pack).fd)
-
-    def _release(self, r: _Reader) -> None:
-        with self._readers_lock:
-            r.users -= 1
-            if r.users == 0 and r.retired:
-                os.close(r.fd)
-
-    def read(self, pack: str, offset: int, size: int, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes ``[start:end]`` of the blob stored at (pack, offset) with the given size."""
-        end = size if end is None else min(end, size)
-        start = max(0, min(start, end))
-        r = self._acquire(pack)
-        try:
-            return os.pread(r.fd, end - start, offset + start)
-        finally:
-            self._release(r)
-
-    def close(self) -> None:
-        with self._lock:
-            self._close_pack()
-        with self._readers_lock:
-            for r in self._readers.values():
-                if r.users == 0:
-                    os.close(r.fd)
-                else:
-                    r.retired = True
-            self._readers.clear()
-
-
-def _write_at(fd: int, data: bytes, at: int) -> int:
-    """Write all of ``data`` at offset ``at`` (short writes continue where they stopped); returns the end."""
-    with memoryview(data) as whole:  # released even on error, so the caller may close a mapping behind it
-        done, total = 0, whole.nbytes
-        while done < total:
-            n = os.pwrite(fd, whole[done:], at + done)
-            if n <= 0:
-                raise OSError(errno.EIO, "the pack write made no progress")
-            done += n
-    return at + total
-
-
-def _try(fn, *args: object) -> None:  # noqa: ANN001 - os functions
-    """Best-effort clean-up after a failure that is already being reported."""
-    try:
-        fn(*args)
-    except OSError as exc:
-        log.warning("blob clean-up %s failed: %s", getattr(fn, "__name__", fn), exc)
+    def _by_digest(self, account_id: str, digest: str) -> str | None:
+        with self._store.engine.connect() as conn:
+            return conn.execute(sa.select(blobs.c.id).where(blobs.c.account_id == account_id,
+                                                            blobs.c.sha256 == digest)).scalar()

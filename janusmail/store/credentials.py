@@ -133,6 +133,26 @@ class Credentials:
             return None
         return LoginAccount(row[0], row[1], row[2], row[3], bool(row[4]))
 
+    def epochs(self, account_id: str) -> tuple[int, int] | None:
+        """``(credential_epoch, password_epoch)``, or ``None`` once the account is gone."""
+        return epochs(self._store.engine, account_id)
+
+    def sequence(self) -> int:
+        """The store-wide credential epoch now (a login's baseline)."""
+        return current_sequence(self._store.engine)
+
+    @writes
+    def set_password(self, account_id: str, password_hash: str, scram_sha256: str | None) -> None:
+        """Replace the account password. Sessions logged in with the old one end (``* BYE``) at their next
+        command, IDLE ones within seconds: the change is stamped and announced in the same transaction.
+        ``NotFound`` when there is no such account."""
+        store = self._store
+        with store.write(account_id) as tx:
+            tx.conn.execute(sa.update(accounts).where(accounts.c.id == account_id)
+                            .values(password_hash=password_hash, scram_sha256=scram_sha256))
+            record_change(tx.conn, account_id, password=True, node_id=store.node_id)
+        store.notifier.publish(event(account_id))
+
     @writes
     def upgrade_password(self, account_id: str, expected_hash: str | None, *, password_hash: str | None = None,
                          scram_sha256: str | None = None) -> bool:

@@ -1,27 +1,31 @@
-"""Email-level writes, as JMAP sees them: keywords and mailbox sets per email, and destroy.
+"""The emails service: storing new messages (ingest), JMAP-style updates and destroys, and reading an
+email's bytes and ingest-time MIME cache.
 
-IMAP's view of the same operations (STORE, COPY, MOVE, EXPUNGE) is in ``membership.py``; both end in the same
-rows and the same change log, so each protocol sees the other's changes at once.
+IMAP's view of the same rows (STORE, COPY, MOVE, EXPUNGE) is the memberships service (``membership.py``); both
+end in the same rows and the same change log, so each protocol sees the other's changes at once.
 
-The steps are plain functions over an open write transaction (``update_each``, ``update_one``,
-``destroy_rows``) so that services can combine them with their own checks in ONE transaction
-(``visible_emails.VisibleEmails.apply`` checks JMAP visibility first); ``EmailsMixin`` keeps the
-stand-alone methods.
+The write steps are plain functions over an open write transaction (``update_each``, ``update_one``,
+``destroy_rows``, ``after_membership_change``) so that services combine them with their own checks in ONE
+transaction (``visible_emails.VisibleEmails.apply`` checks JMAP visibility first; the mailboxes and
+memberships services destroy emails left in no mailbox).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 
+from . import ingest as ingesting
 from . import keywords as kwmod
-from .model import InvalidKeyword, NotFound, StoreError, TooManyKeywords
-from .schema import email_keywords, emails, mailboxes, messages, thread_refs, threads, vanished
+from .model import BlobLocation, Delivered, IngestItem, InvalidKeyword, NotFound, StoreError, TooManyKeywords
+from .schema import blobs, email_keywords, emails, mailboxes, messages, thread_refs, threads, vanished
 from .writes import writes
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
     from .transaction import WriteTx
 
 
@@ -71,6 +75,28 @@ def destroy_rows(tx: WriteTx, email_ids: list[str]) -> None:
         if alive:
             conn.execute(sa.update(threads).where(threads.c.id.in_(sorted(alive))).values(modseq=tx.modseq))
             tx.log_many("Thread", sorted(alive), "u")
+
+
+def after_membership_change(tx: WriteTx, email_ids: list[str]) -> list[str]:
+    """Emails whose memberships changed (EXPUNGE, mailbox destroy): destroy the ones left in no mailbox, log
+    the rest as updated. Returns the destroyed ids."""
+    if not email_ids:
+        return []
+    conn = tx.conn
+    orphans: list[str] = []
+    for i in range(0, len(email_ids), 500):
+        chunk = email_ids[i : i + 500]
+        still = {r[0] for r in conn.execute(
+            sa.select(messages.c.email_id).where(messages.c.email_id.in_(chunk)).distinct()
+        )}
+        orphans.extend(e for e in chunk if e not in still)
+        live = [e for e in chunk if e in still]
+        if live:
+            conn.execute(sa.update(emails).where(emails.c.id.in_(live)).values(modseq=tx.modseq))
+            tx.log_many("Email", live, "u")
+    if orphans:
+        destroy_rows(tx, orphans)
+    return orphans
 
 
 def own_mailbox_ids(conn: sa.Connection, account_id: str) -> set[str]:
@@ -180,14 +206,64 @@ def _stamp_email(tx: WriteTx, email_id: str) -> None:
     tx.log("Email", email_id, "u")
 
 
-class EmailsMixin:
-    def _destroy_email_rows(self, tx: WriteTx, email_ids: list[str]) -> None:
-        destroy_rows(tx, email_ids)
+class Emails:
+    """Emails of an account: ingest, JMAP updates and destroys, bytes and MIME cache by email or blob id."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- ingest --------------------------------------------------------------------------------------------
+
+    def prepare(self, item: IngestItem) -> ingesting.Prepared:
+        """CPU part of ingest (parse, hash, validate keywords); runs outside any transaction (see ingest.py)."""
+        return ingesting.prepare(item, self._store.max_message_size)
 
     @writes
-    def destroy_emails(self, account_id: str, email_ids: list[str]) -> tuple[list[str], list[str]]:
+    def ingest(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...] | list[str],
+               keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None, *,
+               deleted: bool = False) -> Delivered:
+        """One message; ``deleted``: its memberships start with IMAP's ``\\Deleted`` (see IngestItem)."""
+        item = IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at, deleted)
+        return self.ingest_many(account_id, [item])[0]
+
+    @writes
+    def ingest_many(self, account_id: str, items: list[IngestItem],
+                    prepared: list[ingesting.Prepared] | None = None) -> list[Delivered]:
+        """Store a batch of messages in one transaction; returns one Delivered per item, in order."""
+        if not items and not prepared:
+            return []
+        prep = prepared if prepared is not None else [self.prepare(it) for it in items]
+        return ingesting.store_batch(self._store, account_id, prep)
+
+    def digests_present(self, account_id: str, digests: list[str],
+                        mailbox_ids: list[str] | set[str]) -> set[tuple[str, str]]:
+        """Which (sha256, mailbox id) pairs already hold a live message: the import's "already there" test.
+
+        One indexed query per call (blobs by digest, then their emails, then memberships), so an importer can
+        ask once per batch instead of once per message. The mailbox filter is applied here, not in SQL: with a
+        mailbox condition the planner (SQLite without statistics, on a fresh import) walks the whole mailbox
+        per call, which makes a large import quadratic; a digest has only a handful of memberships.
+        A \\Deleted membership does not count: it is invisible to JMAP and on its way out, so bytes that only
+        survive there are not "in the mailbox" any more.
+        """
+        if not digests or not mailbox_ids:
+            return set()
+        wanted = set(mailbox_ids)
+        q = (sa.select(blobs.c.sha256, messages.c.mailbox_id)
+             .select_from(blobs.join(emails, sa.and_(emails.c.blob_id == blobs.c.id,
+                                                     emails.c.account_id == blobs.c.account_id))
+                          .join(messages, messages.c.email_id == emails.c.id))
+             .where(blobs.c.account_id == account_id, blobs.c.sha256.in_(list(set(digests))),
+                    messages.c.deleted.is_(False)))
+        with self._store.engine.connect() as conn:
+            return {(r.sha256, r.mailbox_id) for r in conn.execute(q) if r.mailbox_id in wanted}
+
+    # -- JMAP writes ---------------------------------------------------------------------------------------
+
+    @writes
+    def destroy(self, account_id: str, email_ids: list[str]) -> tuple[list[str], list[str]]:
         """Destroy emails (from every mailbox). Returns (destroyed, not_found)."""
-        with self.write(account_id) as tx:
+        with self._store.write(account_id) as tx:
             found = []
             for i in range(0, len(email_ids), 500):
                 found += [r[0] for r in tx.conn.execute(sa.select(emails.c.id).where(
@@ -198,7 +274,40 @@ class EmailsMixin:
         return found, [e for e in email_ids if e not in fs]
 
     @writes
-    def update_emails(self, account_id: str, updates: dict[str, EmailUpdate]) -> dict[str, StoreError | None]:
+    def update(self, account_id: str, updates: dict[str, EmailUpdate]) -> dict[str, StoreError | None]:
         """Apply JMAP-style updates; each email succeeds or fails alone (the error is returned per id)."""
-        with self.write(account_id) as tx:
+        with self._store.write(account_id) as tx:
             return update_each(tx, account_id, updates)
+
+    # -- bytes and parse cache -----------------------------------------------------------------------------
+
+    def location(self, account_id: str, email_id: str) -> BlobLocation:
+        """Where the email's raw bytes live; ``NotFound`` for another account's email."""
+        with self._store.engine.connect() as conn:
+            row = conn.execute(sa.select(blobs.c.id, blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset,
+                                         blobs.c.type)
+                               .select_from(emails.join(blobs, blobs.c.id == emails.c.blob_id))
+                               .where(emails.c.id == email_id, emails.c.account_id == account_id)).first()
+        if row is None:
+            raise NotFound(email_id)
+        return BlobLocation(row.id, row.sha256, row.size, row.pack, row.offset, row.type)
+
+    def raw(self, account_id: str, email_id: str) -> bytes:
+        """The email's bytes as stored."""
+        return self._store.blobs.read_location(self.location(account_id, email_id))
+
+    def message_cache(self, account_id: str, blob_id: str) -> dict[str, Any] | None:
+        """The ingest-time MIME cache of the account's message stored as ``blob_id`` (any email with those
+        bytes: identical messages share a blob), for reading a body part by its offsets; None if there is none
+        or it is unreadable."""
+        with self._store.engine.connect() as conn:
+            row = conn.execute(sa.select(emails.c.cache)
+                               .where(emails.c.account_id == account_id, emails.c.blob_id == blob_id)
+                               .limit(1)).first()
+        if row is None:
+            return None
+        try:
+            cache = orjson.loads(row.cache)
+        except orjson.JSONDecodeError:
+            return None
+        return cache if isinstance(cache, dict) else None

@@ -72,7 +72,7 @@ class GroupCommitter:
         store = self.store
         if len(entries) > 1:
             try:
-                results = await store.call(store.ingest_many, account_id, [item for item, _ in entries])
+                results = await store.call(store.emails.ingest_many, account_id, [item for item, _ in entries])
             except Exception:  # noqa: BLE001 - fall through to one by one
                 pass
             else:
@@ -82,7 +82,7 @@ class GroupCommitter:
                 return
         for item, fut in entries:
             try:
-                res = (await store.call(store.ingest_many, account_id, [item]))[0]
+                res = (await store.call(store.emails.ingest_many, account_id, [item]))[0]
             except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
                 if not fut.done():
                     fut.set_exception(exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import orjson
 import sqlalchemy as sa
@@ -23,7 +24,9 @@ from . import keywords as kwmod
 from .model import Delivered, IngestItem, NotFound, TooLarge
 from .schema import blobs, email_keywords, email_search, emails, mailboxes, messages
 from .threading import assign_threads, message_refs
-from .writes import writes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
 
 #: Cache keys that only feed row columns or the search index; not stored in the cache blob.
 _ROW_ONLY = ("search_text",)
@@ -54,135 +57,121 @@ class Prepared:
         self.item, self.cache, self.digest, self.kw = item, cache, digest, kw
 
 
-class IngestMixin:
-    def prepare(self, item: IngestItem) -> Prepared:
-        """CPU part of ingest (parse, hash, validate keywords): may run outside any transaction.
+def prepare(item: IngestItem, max_message_size: int) -> Prepared:
+    """CPU part of ingest (parse, hash, validate keywords): may run outside any transaction.
 
-        ``item.raw`` may be any bytes-like object, such as a spool file's read-only map: it is parsed, hashed
-        and later written to the pack in place, never copied, so a 60 MiB message costs the parse's bounded
-        working memory, not its size (tests/store/test_ingest_memory.py)."""
-        if len(item.raw) > self.max_message_size:
-            raise TooLarge(str(len(item.raw)))
-        cache = parse_message(item.raw)
-        return Prepared(item, cache, hashlib.sha256(item.raw).hexdigest(), kwmod.normalize(item.keywords))
+    ``item.raw`` may be any bytes-like object, such as a spool file's read-only map: it is parsed, hashed
+    and later written to the pack in place, never copied, so a 60 MiB message costs the parse's bounded
+    working memory, not its size (tests/store/test_ingest_memory.py)."""
+    if len(item.raw) > max_message_size:
+        raise TooLarge(str(len(item.raw)))
+    cache = parse_message(item.raw)
+    return Prepared(item, cache, hashlib.sha256(item.raw).hexdigest(), kwmod.normalize(item.keywords))
 
-    @writes
-    def ingest(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...] | list[str],
-               keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None, *,
-               deleted: bool = False) -> Delivered:
-        """One message; ``deleted``: its memberships start with IMAP's ``\\Deleted`` (see IngestItem)."""
-        item = IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at, deleted)
-        return self.ingest_many(account_id, [item])[0]
+def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Delivered]:
+    """Write prepared messages in one ``store.write`` transaction (the emails service's ingest)."""
+    now = int(time.time())
+    with store.write(account_id) as tx:
+        conn = tx.conn
+        m = tx.modseq
+        wanted = {mid for p in prep for mid in p.item.mailbox_ids}
+        rows = conn.execute(
+            sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(wanted))
+        ).all()
+        if len(rows) != len(wanted) or any(not p.item.mailbox_ids for p in prep):
+            raise NotFound("mailbox")
+        # Blob rows (deduplicated per account).
+        digests = list({p.digest for p in prep})
+        blob_ids: dict[str, str] = {}
+        for i in range(0, len(digests), 500):
+            for r in conn.execute(sa.select(blobs.c.sha256, blobs.c.id).where(
+                    blobs.c.account_id == account_id, blobs.c.sha256.in_(digests[i:i + 500]))):
+                blob_ids[r.sha256] = r.id
+        new_blobs = []
+        fresh: dict[str, bytes] = {}
+        for p in prep:
+            if p.digest not in blob_ids and p.digest not in fresh:
+                fresh[p.digest] = p.item.raw
+        # Bytes are durable before the rows that reference them can commit.
+        for (digest, raw), (pack, offset) in zip(fresh.items(), store.packs.append_many(list(fresh.values())),
+                                                 strict=True):
+            blob_ids[digest] = ids.mint(ids.BLOB)
+            new_blobs.append({"id": blob_ids[digest], "account_id": account_id, "sha256": digest,
+                              "size": len(raw), "type": "message/rfc822", "pack": pack, "offset": offset,
+                              "created_at": now})
+        if new_blobs:
+            conn.execute(sa.insert(blobs), new_blobs)
+        # UIDs: one UPDATE per mailbox for the whole batch.
+        per_box: dict[str, int] = defaultdict(int)
+        for p in prep:
+            for mid in p.item.mailbox_ids:
+                per_box[mid] += 1
+        next_uid: dict[str, int] = {}
+        for mid, n in per_box.items():
+            top = conn.execute(
+                sa.update(mailboxes).where(mailboxes.c.id == mid)
+                .values(uidnext=mailboxes.c.uidnext + n).returning(mailboxes.c.uidnext)
+            ).scalar_one()
+            next_uid[mid] = top - n
+        email_rows, kw_rows, msg_rows, search_rows = [], [], [], []
+        out: list[Delivered] = []
+        assigned = assign_threads(conn, account_id,
+                                  [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m)
+        for p, (thread_id, created) in zip(prep, assigned, strict=True):
+            c = p.cache
+            tx.log("Thread", thread_id, "c" if created else "u")
+            email_id = ids.mint(ids.EMAIL)
+            bits, other = kwmod.split(p.kw)
+            received = p.item.received_at if p.item.received_at is not None else now
+            cache_blob = orjson.dumps({k: v for k, v in c.items() if k not in _ROW_ONLY})
+            mids = c.get("message_ids") or []
+            email_rows.append({
+                "id": email_id, "account_id": account_id, "blob_id": blob_ids[p.digest],
+                "thread_id": thread_id, "size": len(p.item.raw), "received_at": received,
+                "sent_at": c.get("sent_at"), "sent_offset": c.get("sent_offset"), "flags": bits,
+                "message_id": mids[0] if mids else None, "subject": c.get("subject") or "",
+                "base_subject": c.get("base_subject") or "", "from_sort": _sort_key(c.get("from")),
+                "to_sort": _sort_key(c.get("to")), "addr_from": _addr_text(c.get("from")),
+                "addr_to": _addr_text(c.get("to")), "addr_cc": _addr_text(c.get("cc")),
+                "addr_bcc": _addr_text(c.get("bcc")), "has_attachment": bool(c.get("hasAttachment")),
+                "preview": c.get("preview") or "", "cache": cache_blob, "created_modseq": m, "modseq": m,
+            })
+            kw_rows.extend({"email_id": email_id, "keyword": k, "display": d} for k, d in other.items())
+            uids: dict[str, int] = {}
+            for mid in p.item.mailbox_ids:
+                uid = next_uid[mid]
+                next_uid[mid] = uid + 1
+                uids[mid] = uid
+                msg_rows.append({"mailbox_id": mid, "uid": uid, "email_id": email_id,
+                                 "deleted": p.item.deleted, "modseq": m})
+            search_rows.append({
+                "email_id": email_id, "account_id": account_id, "subject": c.get("subject") or "",
+                "addresses": " ".join(_addr_text(c.get(f)) for f in ("from", "to", "cc", "bcc")),
+                "body": c.get("search_text") or "",
+            })
+            tx.log("Email", email_id, "c")
+            out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m))
+        conn.execute(sa.insert(emails), email_rows)
+        if kw_rows:
+            conn.execute(sa.insert(email_keywords), kw_rows)
+        conn.execute(sa.insert(messages), msg_rows)
+        _index_text(conn, store.sqlite, search_rows)
+        tx.touch_mailbox(*per_box)
+        tx.delivery()
+    return out
 
-    @writes
-    def ingest_many(self, account_id: str, items: list[IngestItem],
-                    prepared: list[Prepared] | None = None) -> list[Delivered]:
-        """Store a batch of messages in one transaction; returns one Delivered per item, in order."""
-        if not items and not prepared:
-            return []
-        prep = prepared if prepared is not None else [self.prepare(it) for it in items]
-        now = int(time.time())
-        with self.write(account_id) as tx:
-            conn = tx.conn
-            m = tx.modseq
-            wanted = {mid for p in prep for mid in p.item.mailbox_ids}
-            rows = conn.execute(
-                sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(wanted))
-            ).all()
-            if len(rows) != len(wanted) or any(not p.item.mailbox_ids for p in prep):
-                raise NotFound("mailbox")
-            # Blob rows (deduplicated per account).
-            digests = list({p.digest for p in prep})
-            blob_ids: dict[str, str] = {}
-            for i in range(0, len(digests), 500):
-                for r in conn.execute(sa.select(blobs.c.sha256, blobs.c.id).where(
-                        blobs.c.account_id == account_id, blobs.c.sha256.in_(digests[i:i + 500]))):
-                    blob_ids[r.sha256] = r.id
-            new_blobs = []
-            fresh: dict[str, bytes] = {}
-            for p in prep:
-                if p.digest not in blob_ids and p.digest not in fresh:
-                    fresh[p.digest] = p.item.raw
-            # Bytes are durable before the rows that reference them can commit.
-            for (digest, raw), (pack, offset) in zip(fresh.items(), self.blobs.append_many(list(fresh.values())),
-                                                     strict=True):
-                blob_ids[digest] = ids.mint(ids.BLOB)
-                new_blobs.append({"id": blob_ids[digest], "account_id": account_id, "sha256": digest,
-                                  "size": len(raw), "type": "message/rfc822", "pack": pack, "offset": offset,
-                                  "created_at": now})
-            if new_blobs:
-                conn.execute(sa.insert(blobs), new_blobs)
-            # UIDs: one UPDATE per mailbox for the whole batch.
-            per_box: dict[str, int] = defaultdict(int)
-            for p in prep:
-                for mid in p.item.mailbox_ids:
-                    per_box[mid] += 1
-            next_uid: dict[str, int] = {}
-            for mid, n in per_box.items():
-                top = conn.execute(
-                    sa.update(mailboxes).where(mailboxes.c.id == mid)
-                    .values(uidnext=mailboxes.c.uidnext + n).returning(mailboxes.c.uidnext)
-                ).scalar_one()
-                next_uid[mid] = top - n
-            email_rows, kw_rows, msg_rows, search_rows = [], [], [], []
-            out: list[Delivered] = []
-            assigned = assign_threads(conn, account_id,
-                                      [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m)
-            for p, (thread_id, created) in zip(prep, assigned, strict=True):
-                c = p.cache
-                tx.log("Thread", thread_id, "c" if created else "u")
-                email_id = ids.mint(ids.EMAIL)
-                bits, other = kwmod.split(p.kw)
-                received = p.item.received_at if p.item.received_at is not None else now
-                cache_blob = orjson.dumps({k: v for k, v in c.items() if k not in _ROW_ONLY})
-                mids = c.get("message_ids") or []
-                email_rows.append({
-                    "id": email_id, "account_id": account_id, "blob_id": blob_ids[p.digest],
-                    "thread_id": thread_id, "size": len(p.item.raw), "received_at": received,
-                    "sent_at": c.get("sent_at"), "sent_offset": c.get("sent_offset"), "flags": bits,
-                    "message_id": mids[0] if mids else None, "subject": c.get("subject") or "",
-                    "base_subject": c.get("base_subject") or "", "from_sort": _sort_key(c.get("from")),
-                    "to_sort": _sort_key(c.get("to")), "addr_from": _addr_text(c.get("from")),
-                    "addr_to": _addr_text(c.get("to")), "addr_cc": _addr_text(c.get("cc")),
-                    "addr_bcc": _addr_text(c.get("bcc")), "has_attachment": bool(c.get("hasAttachment")),
-                    "preview": c.get("preview") or "", "cache": cache_blob, "created_modseq": m, "modseq": m,
-                })
-                kw_rows.extend({"email_id": email_id, "keyword": k, "display": d} for k, d in other.items())
-                uids: dict[str, int] = {}
-                for mid in p.item.mailbox_ids:
-                    uid = next_uid[mid]
-                    next_uid[mid] = uid + 1
-                    uids[mid] = uid
-                    msg_rows.append({"mailbox_id": mid, "uid": uid, "email_id": email_id,
-                                     "deleted": p.item.deleted, "modseq": m})
-                search_rows.append({
-                    "email_id": email_id, "account_id": account_id, "subject": c.get("subject") or "",
-                    "addresses": " ".join(_addr_text(c.get(f)) for f in ("from", "to", "cc", "bcc")),
-                    "body": c.get("search_text") or "",
-                })
-                tx.log("Email", email_id, "c")
-                out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m))
-            conn.execute(sa.insert(emails), email_rows)
-            if kw_rows:
-                conn.execute(sa.insert(email_keywords), kw_rows)
-            conn.execute(sa.insert(messages), msg_rows)
-            self._index_text(conn, search_rows)
-            tx.touch_mailbox(*per_box)
-            tx.delivery()
-        return out
-
-    def _index_text(self, conn: sa.Connection, rows: list[dict]) -> None:
-        if not rows:
-            return
-        if self.sqlite:
-            conn.execute(
-                sa.text("INSERT INTO email_fts(email_id, account_id, subject, addresses, body) "
-                        "VALUES (:email_id, :account_id, :subject, :addresses, :body)"),
-                rows,
-            )
-        else:
-            for r in rows:  # PostgreSQL text may not contain NUL
-                r["body"] = r["body"].replace("\x00", "")
-                r["subject"] = r["subject"].replace("\x00", "")
-                r["addresses"] = r["addresses"].replace("\x00", "")
-            conn.execute(sa.insert(email_search), rows)
+def _index_text(conn: sa.Connection, sqlite: bool, rows: list[dict]) -> None:
+    if not rows:
+        return
+    if sqlite:
+        conn.execute(
+            sa.text("INSERT INTO email_fts(email_id, account_id, subject, addresses, body) "
+                    "VALUES (:email_id, :account_id, :subject, :addresses, :body)"),
+            rows,
+        )
+    else:
+        for r in rows:  # PostgreSQL text may not contain NUL
+            r["body"] = r["body"].replace("\x00", "")
+            r["subject"] = r["subject"].replace("\x00", "")
+            r["addresses"] = r["addresses"].replace("\x00", "")
+        conn.execute(sa.insert(email_search), rows)

@@ -3,19 +3,38 @@
 Rules enforced here so both protocols get them for free: names are NFC, non-empty, at most 255 octets, free
 of the hierarchy delimiter and control characters, unique among siblings (``INBOX`` case-insensitively at the
 top level); at most one mailbox per role; no parent loops; ids never change on rename or move.
+
+The service also answers the per-mailbox numbers both doors show (IMAP STATUS, JMAP Mailbox counts).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import unicodedata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from . import ids
-from .model import AlreadyExists, HasChildren, HasEmails, InvalidName, Mailbox, NotFound, RoleTaken
-from .schema import emails, mailboxes, messages, vanished
+from .emails import after_membership_change
+from .model import (
+    AlreadyExists,
+    HasChildren,
+    HasEmails,
+    InvalidName,
+    Mailbox,
+    MailboxCounts,
+    NotFound,
+    RoleTaken,
+)
+from .schema import FLAG_DRAFT, FLAG_SEEN, emails, mailboxes, messages, vanished
 from .writes import writes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+    from .transaction import WriteTx
 
 DELIMITER = "/"
 ROLES = frozenset(
@@ -65,24 +84,102 @@ def paths(boxes: list[Mailbox]) -> dict[str, list[str]]:
     return out
 
 
-class MailboxesMixin:
-    def list_mailboxes(self, account_id: str) -> list[Mailbox]:
-        with self.engine.connect() as conn:
+def _check_sibling(conn: sa.Connection, account_id: str, parent_id: str | None, name: str,
+                   exclude: str | None = None) -> None:
+    q = sa.select(mailboxes.c.id, mailboxes.c.name, mailboxes.c.role).where(
+        mailboxes.c.account_id == account_id,
+        mailboxes.c.parent_id.is_(None) if parent_id is None else mailboxes.c.parent_id == parent_id,
+    )
+    for row in conn.execute(q):
+        if row.id == exclude:
+            continue
+        same = row.name == name
+        if parent_id is None and name.upper() == "INBOX" and (row.role == "inbox" or row.name.upper() == "INBOX"):
+            same = True
+        if same:
+            raise AlreadyExists(name)
+
+
+def _check_role(conn: sa.Connection, account_id: str, role: str | None, exclude: str | None = None) -> None:
+    if role is None:
+        return
+    if role not in ROLES:
+        raise InvalidName(f"unknown role {role!r}")
+    row = conn.execute(
+        sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.role == role)
+    ).first()
+    if row is not None and row.id != exclude:
+        raise RoleTaken(role)
+
+
+def _check_parent(conn: sa.Connection, account_id: str, parent_id: str | None, moving: str | None = None) -> None:
+    seen = 0
+    cur = parent_id
+    while cur is not None:
+        if cur == moving:
+            raise InvalidName("a mailbox cannot be moved under itself")
+        row = conn.execute(
+            sa.select(mailboxes.c.parent_id).where(mailboxes.c.id == cur, mailboxes.c.account_id == account_id)
+        ).first()
+        if row is None:
+            raise NotFound(cur)
+        cur = row.parent_id
+        seen += 1
+        if seen > 64:
+            raise InvalidName("mailbox tree too deep")
+
+
+def insert_mailbox(tx: WriteTx, name: str, parent_id: str | None, *, role: str | None, sort_order: int,
+                   subscribed: bool) -> str:
+    """Create a mailbox inside ``tx`` after checking name, parent, siblings and role; returns its id. Shared by
+    ``Mailboxes.create`` and account creation (whose default mailboxes commit with the account)."""
+    conn, account_id = tx.conn, tx.account_id
+    name = check_name(name)
+    _check_parent(conn, account_id, parent_id)
+    _check_sibling(conn, account_id, parent_id, name)
+    _check_role(conn, account_id, role)
+    last = conn.execute(
+        sa.select(sa.func.max(mailboxes.c.uidvalidity)).where(mailboxes.c.account_id == account_id)
+    ).scalar()
+    uidvalidity = max(int(time.time()) & 0xFFFFFFFF, (last or 0) + 1)
+    mailbox_id = ids.mint(ids.MAILBOX)
+    conn.execute(
+        sa.insert(mailboxes).values(
+            id=mailbox_id, account_id=account_id, name=name, parent_id=parent_id, role=role,
+            sort_order=sort_order, subscribed=subscribed, uidvalidity=uidvalidity, uidnext=1,
+            recent_uid=1, highest_modseq=tx.modseq, created_modseq=tx.modseq, modseq=tx.modseq,
+        )
+    )
+    tx.log("Mailbox", mailbox_id, "c")
+    return mailbox_id
+
+
+class Mailboxes:
+    """The account's mailbox tree, its writes, and the counts both doors show."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._counts_lock = threading.Lock()
+        #: account id -> (Email state, counts): one server node's memo of the grouped count (see counts_cached)
+        self._counts_cache: dict[str, tuple[int, dict[str, MailboxCounts]]] = {}
+
+    def list(self, account_id: str) -> list[Mailbox]:
+        with self._store.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(mailboxes).where(mailboxes.c.account_id == account_id).order_by(mailboxes.c.sort_order)
             )
             return [mailbox_from_row(r) for r in rows]
 
-    def get_mailbox(self, account_id: str, mailbox_id: str) -> Mailbox | None:
-        with self.engine.connect() as conn:
+    def get(self, account_id: str, mailbox_id: str) -> Mailbox | None:
+        with self._store.engine.connect() as conn:
             row = conn.execute(
                 sa.select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
             ).first()
         return mailbox_from_row(row) if row else None
 
-    def mailbox_by_path(self, account_id: str, path: list[str]) -> Mailbox | None:
+    def by_path(self, account_id: str, path: list[str]) -> Mailbox | None:
         """Find a mailbox by path components; the first component ``INBOX`` matches case-insensitively."""
-        boxes = self.list_mailboxes(account_id)
+        boxes = self.list(account_id)
         parent: str | None = None
         found: Mailbox | None = None
         for i, comp in enumerate(path):
@@ -99,80 +196,88 @@ class MailboxesMixin:
             parent = found.id
         return found
 
+    def unknown(self, account_id: str, mailbox_ids: Sequence[str]) -> list[str]:
+        """The ids among ``mailbox_ids`` that are not mailboxes of this account, in the order given."""
+        wanted = list(mailbox_ids)
+        if not wanted:
+            return []
+        with self._store.engine.connect() as conn:
+            have = {r[0] for r in conn.execute(
+                sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(wanted)))}
+        return [i for i in wanted if i not in have]
+
+    # -- counts --------------------------------------------------------------------------------------------
+
+    def counts(self, account_id: str, mailbox_ids: list[str] | None = None) -> dict[str, MailboxCounts]:
+        """IMAP STATUS numbers and JMAP Mailbox counts for several mailboxes, in one grouped query."""
+        m, e = messages, emails
+        unread = (e.c.flags.op("&")(FLAG_SEEN | FLAG_DRAFT)) == 0
+        unseen = (e.c.flags.op("&")(FLAG_SEEN)) == 0
+        live = m.c.deleted.is_(False)
+        q = (
+            sa.select(
+                m.c.mailbox_id,
+                sa.func.count(),
+                sa.func.sum(sa.case((unseen, 1), else_=0)),
+                sa.func.sum(sa.case((m.c.deleted.is_(True), 1), else_=0)),
+                sa.func.sum(e.c.size),
+                sa.func.count(sa.distinct(sa.case((live, m.c.email_id)))),
+                sa.func.count(sa.distinct(sa.case((sa.and_(live, unread), m.c.email_id)))),
+                sa.func.count(sa.distinct(sa.case((live, e.c.thread_id)))),
+                sa.func.count(sa.distinct(sa.case((sa.and_(live, unread), e.c.thread_id)))),
+            )
+            .select_from(m.join(e, e.c.id == m.c.email_id))
+            .group_by(m.c.mailbox_id)
+        )
+        if mailbox_ids is not None:
+            q = q.where(m.c.mailbox_id.in_(mailbox_ids))
+        else:
+            q = q.where(m.c.mailbox_id.in_(sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id)))
+        out: dict[str, MailboxCounts] = {}
+        with self._store.engine.connect() as conn:
+            for r in conn.execute(q):
+                out[r[0]] = MailboxCounts(*(int(x or 0) for x in r[1:]))
+        return out
+
+    def counts_cached(self, account_id: str, email_state: int | None = None) -> dict[str, MailboxCounts]:
+        """All mailbox counts of an account, remembered per Email state.
+
+        Counts cannot change without an Email change (delivery, flags, \\Deleted, membership, expunge all log
+        one), and on a 100k mailbox the grouped count costs hundreds of milliseconds, so JMAP's Mailbox/get and
+        Email/query totals share one computation per state. The memo is keyed by that state, so a write makes
+        it miss; ``forget_counts`` (called by every committed write of the account) drops it at once.
+        """
+        state = self._store.changes.kind_state(account_id, "Email") if email_state is None else email_state
+        with self._counts_lock:
+            hit = self._counts_cache.get(account_id)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        counts = self.counts(account_id, None)
+        with self._counts_lock:
+            if len(self._counts_cache) > 10_000:
+                self._counts_cache.clear()
+            self._counts_cache[account_id] = (state, counts)
+        return counts
+
+    def forget_counts(self, account_id: str) -> None:
+        """A write of this account committed: its remembered counts may be stale."""
+        with self._counts_lock:
+            self._counts_cache.pop(account_id, None)
+
     # -- writes --------------------------------------------------------------------------------------------
 
-    def _check_sibling(self, conn: sa.Connection, account_id: str, parent_id: str | None, name: str,
-                       exclude: str | None = None) -> None:
-        q = sa.select(mailboxes.c.id, mailboxes.c.name, mailboxes.c.role).where(
-            mailboxes.c.account_id == account_id,
-            mailboxes.c.parent_id.is_(None) if parent_id is None else mailboxes.c.parent_id == parent_id,
-        )
-        for row in conn.execute(q):
-            if row.id == exclude:
-                continue
-            same = row.name == name
-            if parent_id is None and name.upper() == "INBOX" and (row.role == "inbox" or row.name.upper() == "INBOX"):
-                same = True
-            if same:
-                raise AlreadyExists(name)
-
-    def _check_role(self, conn: sa.Connection, account_id: str, role: str | None, exclude: str | None = None) -> None:
-        if role is None:
-            return
-        if role not in ROLES:
-            raise InvalidName(f"unknown role {role!r}")
-        row = conn.execute(
-            sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.role == role)
-        ).first()
-        if row is not None and row.id != exclude:
-            raise RoleTaken(role)
-
-    def _check_parent(self, conn: sa.Connection, account_id: str, parent_id: str | None,
-                      moving: str | None = None) -> None:
-        seen = 0
-        cur = parent_id
-        while cur is not None:
-            if cur == moving:
-                raise InvalidName("a mailbox cannot be moved under itself")
-            row = conn.execute(
-                sa.select(mailboxes.c.parent_id).where(mailboxes.c.id == cur, mailboxes.c.account_id == account_id)
-            ).first()
-            if row is None:
-                raise NotFound(cur)
-            cur = row.parent_id
-            seen += 1
-            if seen > 64:
-                raise InvalidName("mailbox tree too deep")
-
     @writes
-    def create_mailbox(self, account_id: str, name: str, parent_id: str | None = None, *, role: str | None = None,
-                       sort_order: int = 0, subscribed: bool = True) -> Mailbox:
-        name = check_name(name)
-        with self.write(account_id) as tx:
-            conn = tx.conn
-            self._check_parent(conn, account_id, parent_id)
-            self._check_sibling(conn, account_id, parent_id, name)
-            self._check_role(conn, account_id, role)
-            last = conn.execute(
-                sa.select(sa.func.max(mailboxes.c.uidvalidity)).where(mailboxes.c.account_id == account_id)
-            ).scalar()
-            uidvalidity = max(int(time.time()) & 0xFFFFFFFF, (last or 0) + 1)
-            mailbox_id = ids.mint(ids.MAILBOX)
-            conn.execute(
-                sa.insert(mailboxes).values(
-                    id=mailbox_id, account_id=account_id, name=name, parent_id=parent_id, role=role,
-                    sort_order=sort_order, subscribed=subscribed, uidvalidity=uidvalidity, uidnext=1,
-                    recent_uid=1, highest_modseq=tx.modseq, created_modseq=tx.modseq, modseq=tx.modseq,
-                )
-            )
-            tx.log("Mailbox", mailbox_id, "c")
-            row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
+    def create(self, account_id: str, name: str, parent_id: str | None = None, *, role: str | None = None,
+               sort_order: int = 0, subscribed: bool = True) -> Mailbox:
+        with self._store.write(account_id) as tx:
+            mailbox_id = insert_mailbox(tx, name, parent_id, role=role, sort_order=sort_order, subscribed=subscribed)
+            row = tx.conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id)).one()
         return mailbox_from_row(row)
 
     @writes
-    def update_mailbox(self, account_id: str, mailbox_id: str, *, name: object = UNSET, parent_id: object = UNSET,
-                       role: object = UNSET, sort_order: object = UNSET, subscribed: object = UNSET) -> Mailbox:
-        with self.write(account_id) as tx:
+    def update(self, account_id: str, mailbox_id: str, *, name: object = UNSET, parent_id: object = UNSET,
+               role: object = UNSET, sort_order: object = UNSET, subscribed: object = UNSET) -> Mailbox:
+        with self._store.write(account_id) as tx:
             conn = tx.conn
             row = conn.execute(
                 sa.select(mailboxes).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
@@ -184,11 +289,11 @@ class MailboxesMixin:
             new_parent = parent_id if parent_id is not UNSET else row.parent_id
             if new_name != row.name or new_parent != row.parent_id:
                 if new_parent != row.parent_id:
-                    self._check_parent(conn, account_id, new_parent, moving=mailbox_id)  # type: ignore[arg-type]
-                self._check_sibling(conn, account_id, new_parent, new_name, exclude=mailbox_id)  # type: ignore[arg-type]
+                    _check_parent(conn, account_id, new_parent, moving=mailbox_id)  # type: ignore[arg-type]
+                _check_sibling(conn, account_id, new_parent, new_name, exclude=mailbox_id)  # type: ignore[arg-type]
                 values.update(name=new_name, parent_id=new_parent)
             if role is not UNSET and role != row.role:
-                self._check_role(conn, account_id, role, exclude=mailbox_id)  # type: ignore[arg-type]
+                _check_role(conn, account_id, role, exclude=mailbox_id)  # type: ignore[arg-type]
                 values["role"] = role
             if sort_order is not UNSET:
                 values["sort_order"] = sort_order
@@ -202,12 +307,12 @@ class MailboxesMixin:
         return mailbox_from_row(row)
 
     @writes
-    def destroy_mailbox(self, account_id: str, mailbox_id: str, *, remove_emails: bool) -> list[str]:
+    def destroy(self, account_id: str, mailbox_id: str, *, remove_emails: bool) -> list[str]:
         """Destroy a mailbox. Its memberships go; emails left in no mailbox are destroyed (ids returned).
 
         ``remove_emails=False`` refuses a non-empty mailbox (JMAP's default); IMAP DELETE passes True.
         """
-        with self.write(account_id) as tx:
+        with self._store.write(account_id) as tx:
             conn = tx.conn
             row = conn.execute(
                 sa.select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
@@ -226,25 +331,5 @@ class MailboxesMixin:
             conn.execute(sa.delete(vanished).where(vanished.c.mailbox_id == mailbox_id))
             conn.execute(sa.delete(mailboxes).where(mailboxes.c.id == mailbox_id))
             tx.log("Mailbox", mailbox_id, "d")
-            destroyed = self._after_membership_change(tx, email_ids)
+            destroyed = after_membership_change(tx, email_ids)
         return destroyed
-
-    def _after_membership_change(self, tx, email_ids: list[str]) -> list[str]:  # noqa: ANN001
-        """Emails whose memberships changed: destroy the orphans, log the rest as updated. Returns destroyed."""
-        if not email_ids:
-            return []
-        conn = tx.conn
-        orphans: list[str] = []
-        for i in range(0, len(email_ids), 500):
-            chunk = email_ids[i : i + 500]
-            still = {r[0] for r in conn.execute(
-                sa.select(messages.c.email_id).where(messages.c.email_id.in_(chunk)).distinct()
-            )}
-            orphans.extend(e for e in chunk if e not in still)
-            live = [e for e in chunk if e in still]
-            if live:
-                conn.execute(sa.update(emails).where(emails.c.id.in_(live)).values(modseq=tx.modseq))
-                tx.log_many("Email", live, "u")
-        if orphans:
-            self._destroy_email_rows(tx, orphans)
-        return orphans

@@ -1,4 +1,5 @@
-"""IMAP's operations on memberships: flags (STORE), COPY, MOVE, EXPUNGE, \\Recent.
+"""The memberships service: IMAP's operations on (mailbox, UID) rows: flags (STORE), COPY, MOVE, EXPUNGE,
+\\Recent.
 
 UIDs arrive as inclusive ranges ``[(lo, hi), ...]`` so that ``1:*`` over 100k messages is one SQL condition,
 not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`` is per membership.
@@ -8,13 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from . import keywords as kwmod
+from .emails import after_membership_change
 from .model import NotFound
 from .schema import email_keywords, emails, mailboxes, messages, vanished
 from .writes import writes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
 
 UidRanges = list[tuple[int, int]]
 
@@ -52,7 +58,12 @@ class StoreResult:
     modseq: int
 
 
-class MembershipMixin:
+class Memberships:
+    """IMAP's writes by mailbox and UID ranges; JMAP's view of the same rows is the emails service."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
     def _box(self, conn: sa.Connection, account_id: str, mailbox_id: str) -> sa.Row:
         row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id,
                                                       mailboxes.c.account_id == account_id)).first()
@@ -68,7 +79,7 @@ class MembershipMixin:
         """
         kw = kwmod.normalize(flags)
         bits, other = kwmod.split(kw)
-        with self.write(account_id) as tx:
+        with self._store.write(account_id) as tx:
             conn = tx.conn
             self._box(conn, account_id, mailbox_id)
             cond = [messages.c.mailbox_id == mailbox_id, uid_condition(messages.c.uid, uids)]
@@ -128,10 +139,10 @@ class MembershipMixin:
             return StoreResult(sorted(target_uids), modified, tx.modseq)
 
     @writes
-    def copy_messages(self, account_id: str, src_id: str, uids: UidRanges, dst_id: str,
+    def copy(self, account_id: str, src_id: str, uids: UidRanges, dst_id: str,
                       *, move: bool = False) -> list[tuple[int, int]]:
         """IMAP COPY/MOVE: the same emails gain a membership in ``dst`` (same EMAILID); returns (src, dst) UIDs."""
-        with self.write(account_id) as tx:
+        with self._store.write(account_id) as tx:
             conn = tx.conn
             self._box(conn, account_id, src_id)
             self._box(conn, account_id, dst_id)
@@ -166,7 +177,7 @@ class MembershipMixin:
     @writes
     def expunge(self, account_id: str, mailbox_id: str, uids: UidRanges | None = None) -> list[int]:
         """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed."""
-        with self.write(account_id) as tx:
+        with self._store.write(account_id) as tx:
             conn = tx.conn
             self._box(conn, account_id, mailbox_id)
             cond = [messages.c.mailbox_id == mailbox_id, messages.c.deleted.is_(True)]
@@ -182,14 +193,14 @@ class MembershipMixin:
                                                        messages.c.uid.in_(gone[i : i + 500])))
             conn.execute(sa.insert(vanished), [{"mailbox_id": mailbox_id, "uid": u, "modseq": tx.modseq} for u in gone])
             tx.touch_mailbox(mailbox_id)
-            self._after_membership_change(tx, list({r.email_id for r in rows}))
+            after_membership_change(tx, list({r.email_id for r in rows}))
             return gone
 
     @writes
     def claim_recent(self, mailbox_id: str) -> int:
         """IMAP4rev1 \\Recent: return the first UID this session may show as recent and claim the rest."""
-        conn_ctx = self.engine.connect()
-        conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
+        conn_ctx = self._store.engine.connect()
+        conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self._store.sqlite else conn_ctx
         with conn_ctx, conn.begin():  # take the write lock up front: concurrent SELECTs must not deadlock
             row = conn.execute(sa.select(mailboxes.c.recent_uid, mailboxes.c.uidnext)
                                .where(mailboxes.c.id == mailbox_id)).first()

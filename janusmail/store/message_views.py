@@ -189,7 +189,7 @@ class MessageViews:
             from .model import NotFound
 
             try:
-                recent_from = self._store.claim_recent(mailbox_id)
+                recent_from = self._store.memberships.claim_recent(mailbox_id)
             except NotFound:
                 return None
         with self._store.engine.connect() as conn:
@@ -206,7 +206,7 @@ class MessageViews:
                 uids = _load_uids(conn, mailbox_id, row.uidnext)
         # after the snapshot: a keyword added since is listed a little early, which is harmless (a keyword
         # read before it could be missing from FLAGS yet seen in FETCH; IMAP catches that case when rendering)
-        keywords = self._store.mailbox_keywords(account_id, mailbox_id)
+        keywords = self._store.keywords.in_mailbox(account_id, mailbox_id)
         return MailboxSnapshot(mailbox_id, row.uidvalidity, row.uidnext, row.highest_modseq, row.recent_uid, uids,
                                keywords, recent_from)
 
@@ -237,7 +237,7 @@ class MessageViews:
                 changes = _changes(conn, mailbox_id, modseq, hm, uidnext)
         recent_from = None
         if new_uids and claim_recent:
-            recent_from = self._store.claim_recent(mailbox_id)
+            recent_from = self._store.memberships.claim_recent(mailbox_id)
         return MailboxDelta(top, hm, new_uids, changes.vanished, changes.changed, recent_from)
 
     def flag_changes(self, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:

@@ -139,7 +139,7 @@ class IngestItem:
 
 @dataclass(frozen=True, slots=True)
 class BlobLocation:
-    """Where a blob's bytes are: read them with ``Store.read_location(loc, start, end)``."""
+    """Where a blob's bytes are: read them with ``Store.blobs.read_location(loc, start, end)``."""
 
     blob_id: str
     sha256: str

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,21 +21,21 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from . import db, faults, pgnotify
-from .accounts import AccountsMixin
-from .app_passwords import AppPasswords, AppPasswordsMixin
-from .blobs import BlobStore
+from .accounts import Accounts
+from .app_passwords import AppPasswords
+from .blobs import Blobs
+from .changes import Changes
 from .credentials import Credentials, CredentialWatcher
-from .emails import EmailsMixin
+from .emails import Emails
 from .groupcommit import GroupCommitter
-from .ingest import IngestMixin
-from .keywordreads import KeywordReadsMixin
+from .keywords import Keywords
 from .mailbox_rows import RowCache
-from .mailboxes import MailboxesMixin
-from .membership import MembershipMixin
+from .mailboxes import Mailboxes
+from .membership import Memberships
 from .message_views import MessageViews
 from .model import Delivered, IngestItem
 from .notifier import Notifier
-from .reads import ReadsMixin
+from .packs import PackStore
 from .search import SearchService
 from .subscriptions import Subscriptions
 from .transaction import WriteTx
@@ -46,12 +45,16 @@ from .writes import is_write
 T = TypeVar("T")
 
 
-class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, MembershipMixin, EmailsMixin,
-            ReadsMixin, KeywordReadsMixin):
+class Store:
+    """The engine, the pack files, the writer and reader threads, the change notifier, and the services that
+    hold every query (see notes/STORE_API.md). Services reach each other through this object, never through
+    each other's private methods."""
+
     def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 6) -> None:
         self.engine = engine
         self.sqlite = db.is_sqlite(engine)
-        self.blobs = BlobStore(blob_root, fsync=fsync)
+        #: where bytes live (append-only pack files); ``blobs`` is the account-checked service over them
+        self.packs = PackStore(blob_root, fsync=fsync)
         self.notifier = Notifier()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-read")
         # One writer thread on SQLite (it has one write lock anyway; waiting writers must not hold the reader
@@ -62,13 +65,18 @@ class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, Membe
         self._listener: pgnotify.Listener | None = None
         self._credential_watcher: CredentialWatcher | None = None
         self.node_id = pgnotify.new_node_id()
-        self._counts_lock = threading.Lock()
-        self._counts_cache: dict[str, tuple[int, dict]] = {}  # this store instance = one server node
+        self.accounts = Accounts(self)
+        self.credentials = Credentials(self)
+        self.app_passwords = AppPasswords(self)
+        self.changes = Changes(self)
+        self.mailboxes = Mailboxes(self)
+        self.keywords = Keywords(self)
+        self.emails = Emails(self)
+        self.memberships = Memberships(self)
+        self.blobs = Blobs(self)
         self.visible_emails = VisibleEmails(self)
         self.messages = MessageViews(self)
         self.subscriptions = Subscriptions(self)
-        self.app_passwords = AppPasswords(self)
-        self.credentials = Credentials(self)
         self.search = SearchService(self)
         #: Metadata rows of big mailboxes, kept exact by MODSEQ (FETCH FLAGS and metadata SEARCH read them).
         self.mailbox_rows = RowCache(engine)
@@ -88,7 +96,7 @@ class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, Membe
             self._credential_watcher.stop()
         self._writer.shutdown(wait=True)
         self._pool.shutdown(wait=True)
-        self.blobs.close()
+        self.packs.close()
         self.engine.dispose()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -110,21 +118,24 @@ class Store(AccountsMixin, AppPasswordsMixin, MailboxesMixin, IngestMixin, Membe
             yield conn
 
     @contextlib.contextmanager
-    def write(self, account_id: str) -> Iterator[WriteTx]:
+    def write(self, account_id: str, *, new_account: Mapping[str, object] | None = None) -> Iterator[WriteTx]:
         """A write transaction for one account; publishes a change event after a successful commit.
 
         A full disk or an I/O error of the database, in any statement or at COMMIT, leaves as
-        ``StorageUnavailable`` (see ``faults``): nothing was committed and the doors answer "try again later"."""
+        ``StorageUnavailable`` (see ``faults``): nothing was committed and the doors answer "try again later".
+        ``new_account`` (the accounts service only): the row of an account this transaction creates."""
         with faults.mapped():
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
             with conn_ctx:
                 with conn.begin():
-                    tx = WriteTx(self, conn, account_id)
+                    tx = WriteTx(self, conn, account_id, new_account)
                     yield tx
                     tx._flush()
                     if not self.sqlite:
                         pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when this commits
+        if "Email" in tx.kinds:
+            self.mailboxes.forget_counts(account_id)  # counts change only with an Email change
         self.notifier.publish(tx.event())
 
     def refresh_statistics(self) -> None:

@@ -12,6 +12,7 @@ so IMAP CONDSTORE/QRESYNC, JMAP state strings and ``/changes``, IDLE and push al
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -28,10 +29,13 @@ _OP_RANK = {"k": 0, "u": 1, "c": 2, "d": 3}
 
 
 class WriteTx:
-    def __init__(self, store: Store, conn: sa.Connection, account_id: str) -> None:
+    def __init__(self, store: Store, conn: sa.Connection, account_id: str,
+                 new_account: Mapping[str, object] | None = None) -> None:
         self.store = store
         self.conn = conn
         self.account_id = account_id
+        if new_account is not None:  # the account is created by this transaction (with its first objects)
+            conn.execute(sa.insert(accounts).values(**new_account, modseq=0))
         row = conn.execute(
             sa.update(accounts)
             .where(accounts.c.id == account_id)
@@ -61,6 +65,12 @@ class WriteTx:
     def touch_mailbox(self, *mailbox_ids: str) -> None:
         """Mark mailboxes whose contents changed: bumps HIGHESTMODSEQ and logs a counts-only Mailbox change."""
         self._touched.update(mailbox_ids)
+
+    def forget(self) -> None:
+        """Nothing of this transaction goes to the change log (the account itself is being deleted)."""
+        self._log.clear()
+        self._touched.clear()
+        self.kinds.clear()
 
     def delivery(self) -> None:
         """A new email arrived (JMAP's EmailDelivery push type)."""

@@ -1,12 +1,14 @@
 """The credential facts the doors ask the store for, through typed methods only (no SQL outside the store).
 
 ``revocation.check`` works on anything offering ``credential_epochs`` and ``app_password_state`` (shown with a
-stand-in that has no engine at all); ``Store.app_password_state`` reads one app password's state; and
-``Store.revoke_app_password`` revokes and stamps the epoch in one transaction (a failure of the stamp leaves
+stand-in that has no engine at all); ``Store.app_passwords.state`` reads one app password's state; and
+``Store.app_passwords.revoke`` revokes and stamps the epoch in one transaction (a failure of the stamp leaves
 the app password active) and announces the change on the notifier. SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -25,13 +27,8 @@ class FactsOnly:
     """A store that can only answer the two typed questions: any SQL attempt would fail (no engine)."""
 
     def __init__(self, epochs: tuple[int, int] | None, state: tuple[str, bool] | None = None) -> None:
-        self.epochs, self.state = epochs, state
-
-    def credential_epochs(self, account_id: str) -> tuple[int, int] | None:
-        return self.epochs
-
-    def app_password_state(self, credential_id: str) -> tuple[str, bool] | None:
-        return self.state
+        self.credentials = SimpleNamespace(epochs=lambda account_id: epochs)
+        self.app_passwords = SimpleNamespace(state=lambda credential_id: state)
 
 
 def auth(method: str, credential_id: str | None = None) -> AuthResult:
@@ -50,22 +47,22 @@ def test_check_asks_the_store_through_typed_methods_only() -> None:
 
 @pytest.fixture
 def alice(store: Store) -> str:
-    return store.create_account("alice@example.test", *passwords.make_credentials("pw")).id
+    return store.accounts.create("alice@example.test", *passwords.make_credentials("pw")).id
 
 
 def test_app_password_state(store: Store, alice: str) -> None:
     laptop, _ = app_passwords.create(store, alice, "laptop", "imap")
-    assert store.app_password_state(laptop.id) == (alice, True)
-    assert store.revoke_app_password(alice, laptop.id)
-    assert store.app_password_state(laptop.id) == (alice, False)
+    assert store.app_passwords.state(laptop.id) == (alice, True)
+    assert store.app_passwords.revoke(alice, laptop.id)
+    assert store.app_passwords.state(laptop.id) == (alice, False)
     app_passwords.create(store, alice, "laptop", "imap")  # reusing the name deletes the revoked row
-    assert store.app_password_state(laptop.id) is None
-    assert store.app_password_state("P-no-such-id") is None
+    assert store.app_passwords.state(laptop.id) is None
+    assert store.app_passwords.state("P-no-such-id") is None
 
 
 def test_revoke_and_stamp_are_one_transaction(store: Store, alice: str, monkeypatch: pytest.MonkeyPatch) -> None:
     laptop, _ = app_passwords.create(store, alice, "laptop", "imap")
-    before = store.credential_epochs(alice)
+    before = store.credentials.epochs(alice)
     real = credentials.record_change
 
     def stamp_then_disk_full(conn: sa.Connection, *args: object, **kwargs: object) -> int | None:
@@ -74,22 +71,22 @@ def test_revoke_and_stamp_are_one_transaction(store: Store, alice: str, monkeypa
 
     monkeypatch.setattr(credentials, "record_change", stamp_then_disk_full)
     with pytest.raises(StorageUnavailable):
-        store.revoke_app_password(alice, "laptop")
+        store.app_passwords.revoke(alice, "laptop")
     monkeypatch.undo()
-    assert store.app_password_state(laptop.id) == (alice, True)  # the revocation rolled back with the stamp
-    assert store.credential_epochs(alice) == before
-    assert store.revoke_app_password(alice, "laptop")
-    assert store.credential_epochs(alice)[0] > before[0]  # type: ignore[index]
+    assert store.app_passwords.state(laptop.id) == (alice, True)  # the revocation rolled back with the stamp
+    assert store.credentials.epochs(alice) == before
+    assert store.app_passwords.revoke(alice, "laptop")
+    assert store.credentials.epochs(alice)[0] > before[0]  # type: ignore[index]
 
 
 async def test_revoke_is_a_write_announced_on_the_notifier(store: Store, alice: str) -> None:
-    assert is_write(store.revoke_app_password)  # runs on the writer threads
+    assert is_write(store.app_passwords.revoke)  # runs on the writer threads
     app_passwords.create(store, alice, "laptop", "imap")
     sub = store.notifier.subscribe(alice)
     try:
-        assert await store.call(store.revoke_app_password, alice, "laptop")
+        assert await store.call(store.app_passwords.revoke, alice, "laptop")
         events = await sub.wait(30)
         assert any(is_credential_event(ev) for ev in events)
-        assert not await store.call(store.revoke_app_password, alice, "laptop")  # nothing left to revoke
+        assert not await store.call(store.app_passwords.revoke, alice, "laptop")  # nothing left to revoke
     finally:
         sub.close()

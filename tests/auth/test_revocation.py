@@ -19,38 +19,38 @@ from janusmail.store.store import Store
 
 def result(store: Store, account_id: str, method: str, credential_id: str | None = None,
            expires_at: int | None = None) -> AuthResult:
-    acct = store.get_account(account_id)
+    acct = store.accounts.get(account_id)
     assert acct is not None
     return AuthResult(account_id, acct.address, method, credential_id, frozenset({"imap"}), expires_at)
 
 
 @pytest.fixture
 def alice(store: Store) -> str:
-    return store.create_account("alice@example.test", *passwords.make_credentials("old password")).id
+    return store.accounts.create("alice@example.test", *passwords.make_credentials("old password")).id
 
 
 def test_password_change_ends_password_and_scram_sessions_only(store: Store, alice: str) -> None:
     ap, _ = app_passwords.create(store, alice, "laptop", "imap")
-    baseline = store.credential_sequence()
+    baseline = store.credentials.sequence()
     pw, scram, app = (result(store, alice, m, ap.id if m == "app_password" else None)
                       for m in ("password", "scram", "app_password"))
     for r in (pw, scram, app):
         assert revocation.check(store, r, baseline, now=0) == revocation.Verdict(None, baseline)
-    store.set_credentials(alice, *passwords.make_credentials("new password"))
+    store.credentials.set_password(alice, *passwords.make_credentials("new password"))
     for r in (pw, scram):
         assert revocation.check(store, r, baseline, now=0).reason == revocation.PASSWORD_CHANGED
     verdict = revocation.check(store, app, baseline, now=0)
     assert verdict.reason is None and verdict.baseline > baseline  # moved past a change that was not ours
     # A session that logged in after the change (its baseline read before verifying) is not ended by it.
-    after = store.credential_sequence()
+    after = store.credentials.sequence()
     assert revocation.check(store, pw, after, now=0) == revocation.Verdict(None, after)
 
 
 def test_revocation_ends_that_app_password_only(store: Store, alice: str) -> None:
     laptop, _ = app_passwords.create(store, alice, "laptop", "imap")
     phone, _ = app_passwords.create(store, alice, "phone", "imap")
-    baseline = store.credential_sequence()
-    assert store.revoke_app_password(alice, "laptop")
+    baseline = store.credentials.sequence()
+    assert store.app_passwords.revoke(alice, "laptop")
     gone = revocation.check(store, result(store, alice, "app_password", laptop.id), baseline, now=0)
     assert gone.reason == revocation.APP_PASSWORD_REVOKED
     for r in (result(store, alice, "app_password", phone.id), result(store, alice, "password")):
@@ -60,13 +60,13 @@ def test_revocation_ends_that_app_password_only(store: Store, alice: str) -> Non
     again = revocation.check(store, result(store, alice, "app_password", laptop.id), baseline, now=0)
     assert again.reason == revocation.APP_PASSWORD_REVOKED
     # A revocation that matched nothing changes nothing.
-    before = store.credential_sequence()
-    assert not store.revoke_app_password(alice, "no such name")
-    assert store.credential_sequence() == before
+    before = store.credentials.sequence()
+    assert not store.app_passwords.revoke(alice, "no such name")
+    assert store.credentials.sequence() == before
 
 
 def test_token_ends_at_exp_plus_grace_without_a_database_change(store: Store, alice: str) -> None:
-    baseline = store.credential_sequence()
+    baseline = store.credentials.sequence()
     tok = result(store, alice, "bearer", "jti-1", expires_at=1_000)
     assert revocation.deadline(tok) == 1_000 and revocation.deadline(tok, 60) == 1_060
     assert revocation.check(store, tok, baseline, now=999.9).reason is None
@@ -79,28 +79,28 @@ def test_token_ends_at_exp_plus_grace_without_a_database_change(store: Store, al
 
 def test_deleted_account(store: Store, alice: str) -> None:
     r = result(store, alice, "password")
-    baseline = store.credential_sequence()
-    store.delete_account(alice)
+    baseline = store.credentials.sequence()
+    store.accounts.delete(alice)
     assert revocation.check(store, r, baseline, now=0).reason == revocation.ACCOUNT_GONE
 
 
 def test_epochs_increase_store_wide_in_commit_order(store: Store, alice: str) -> None:
-    bob = store.create_account("bob@example.test", "x").id
-    assert store.credential_epochs(alice) == (0, 0) and store.credential_sequence() == 0
-    store.set_credentials(alice, "h1", None)
-    assert store.credential_epochs(alice) == (1, 1)
+    bob = store.accounts.create("bob@example.test", "x").id
+    assert store.credentials.epochs(alice) == (0, 0) and store.credentials.sequence() == 0
+    store.credentials.set_password(alice, "h1", None)
+    assert store.credentials.epochs(alice) == (1, 1)
     app_passwords.create(store, bob, "p", "imap")
     app_passwords.revoke(store, bob, "p")  # the auth helper hands it to the store
-    assert store.credential_epochs(bob) == (2, 0)  # a revocation is not a password change
-    store.set_credentials(alice, "h2", None)
-    assert store.credential_epochs(alice) == (3, 3) and store.credential_sequence() == 3
-    assert store.credential_epochs("A-does-not-exist") is None
+    assert store.credentials.epochs(bob) == (2, 0)  # a revocation is not a password change
+    store.credentials.set_password(alice, "h2", None)
+    assert store.credentials.epochs(alice) == (3, 3) and store.credentials.sequence() == 3
+    assert store.credentials.epochs("A-does-not-exist") is None
 
 
 async def test_local_changes_are_announced_on_the_notifier(store: Store, alice: str) -> None:
     sub = store.notifier.subscribe(alice)
     try:
-        await store.call(store.set_credentials, alice, "h", None)
+        await store.call(store.credentials.set_password, alice, "h", None)
         events = await sub.wait(30)
         assert any(is_credential_event(ev) for ev in events)
         assert all(not ev.mailbox_ids for ev in events if is_credential_event(ev))
@@ -113,7 +113,7 @@ async def test_watcher_hears_another_process_on_sqlite(tmp_path) -> None:  # noq
     server = Store.open(tmp_path / "data")
     cli = Store.open(tmp_path / "data")
     try:
-        alice = server.create_account("alice@example.test", "x").id
+        alice = server.accounts.create("alice@example.test", "x").id
         ap, _ = app_passwords.create(server, alice, "laptop", "imap")
         watcher = CredentialWatcher(server, interval=3600)  # polled by hand below: no timing involved
         watcher.start()
@@ -125,7 +125,7 @@ async def test_watcher_hears_another_process_on_sqlite(tmp_path) -> None:  # noq
             events = await sub.wait(30)
             assert [ev.account_id for ev in events if is_credential_event(ev)] == [alice]
             assert watcher.poll() == 0  # announced once
-            cli.delete_account(alice)  # a deletion leaves no row to stamp: the listened-to account is missed
+            cli.accounts.delete(alice)  # a deletion leaves no row to stamp: the listened-to account is missed
             assert watcher.poll() == 1
             events = await sub.wait(30)
             assert [ev.account_id for ev in events if is_credential_event(ev)] == [alice]

@@ -22,16 +22,16 @@ def write_mbox(path, messages):  # noqa: ANN001, ANN201
 def stored_messages(data, address):  # noqa: ANN001, ANN201
     store = Store.open(data)
     try:
-        acct = store.account_by_address(address)
+        acct = store.accounts.by_address(address)
         out = {}
-        for box in store.list_mailboxes(acct.id):
+        for box in store.mailboxes.list(acct.id):
             import sqlalchemy as sa
 
             from janusmail.store.schema import emails, messages
             with store.read() as conn:
                 rows = conn.execute(sa.select(messages.c.uid, emails.c.id).join(emails, emails.c.id == messages.c.email_id)
                                     .where(messages.c.mailbox_id == box.id).order_by(messages.c.uid)).all()
-            out[box.name] = [store.email_raw(acct.id, r.id) for r in rows]
+            out[box.name] = [store.emails.raw(acct.id, r.id) for r in rows]
         return out
     finally:
         store.close()

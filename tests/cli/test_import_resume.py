@@ -28,7 +28,7 @@ def write_mbox(path, msgs) -> None:  # noqa: ANN001
 
 def inbox_digests(store: Store, account_id: str, box: str = "INBOX") -> list[str]:
     """SHA-256 of every live message in a mailbox, one entry per membership (duplicates show up twice)."""
-    mbox = store.mailbox_by_path(account_id, box.split("/"))
+    mbox = store.mailboxes.by_path(account_id, box.split("/"))
     with store.read() as conn:
         return [r.sha256 for r in conn.execute(
             sa.select(blobs.c.sha256).select_from(
@@ -88,7 +88,7 @@ def test_killed_import_resumes_without_duplicates(tmp_path, db_url):
     assert skipped >= committed and skipped % 500 == 0
     store = Store.open(data, db_url)
     try:
-        acct = store.account_by_address("a@example.test")
+        acct = store.accounts.by_address("a@example.test")
         got = inbox_digests(store, acct.id)
     finally:
         store.close()
@@ -111,7 +111,7 @@ def test_reimport_skips_per_target_mailbox_and_allow_duplicates_forces(tmp_path,
     assert totals(janusmail_cmd(data, *run, "--allow-duplicates", db=db_url).stdout) == (31, 0, 0)
     store = Store.open(data, db_url)
     try:
-        acct = store.account_by_address("a@example.test")
+        acct = store.accounts.by_address("a@example.test")
         inbox = inbox_digests(store, acct.id)
         assert len(inbox) == 61 and sorted(set(inbox)) == sorted({digest(m) for m in msgs})
         assert sorted(inbox_digests(store, acct.id, "Archive/2026")) == sorted(digest(m) for m in msgs)
@@ -141,14 +141,14 @@ def test_one_refused_message_fails_alone_and_the_import_goes_on(store, account, 
     poison = simple(98, subject="poison")
     write_mbox(tmp_path / "in.mbox", msgs[:10] + [big] + msgs[10:20] + [poison] + msgs[20:])
     store.max_message_size = 4000  # `big` is refused before the transaction
-    real = store.ingest_many
+    real = store.emails.ingest_many
 
     def ingest_many(account_id, items, prepared=None):  # noqa: ANN001, ANN202
         if any(it.raw == poison for it in items):  # refused inside the transaction: the whole batch rolls back
             raise ValueError("poisoned message")
         return real(account_id, items, prepared)
 
-    monkeypatch.setattr(store, "ingest_many", ingest_many)
+    monkeypatch.setattr(store.emails, "ingest_many", ingest_many)
     report = import_path(store, account.id, tmp_path / "in.mbox", show_progress=False, batch_size=16)
     assert (report.imported, report.skipped, report.failed_count) == (40, 0, 2)
     assert report.failed == {f"refused: TooLarge: {len(big)}": 1, "not stored: ValueError: poisoned message": 1}
@@ -161,21 +161,21 @@ def test_deleted_membership_does_not_count_as_present(store, account, tmp_path):
     brings them back (JMAP already shows the mailbox without them)."""
     write_mbox(tmp_path / "in.mbox", [simple(1), simple(2)])
     assert import_path(store, account.id, tmp_path / "in.mbox", show_progress=False).imported == 2
-    inbox = store.mailbox_by_path(account.id, ["INBOX"])
-    store.store_flags(account.id, inbox.id, [(1, 1)], "add", [], deleted=True)
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    store.memberships.store_flags(account.id, inbox.id, [(1, 1)], "add", [], deleted=True)
     report = import_path(store, account.id, tmp_path / "in.mbox", show_progress=False)
     assert (report.imported, report.skipped) == (1, 1)
     assert sorted(inbox_digests(store, account.id)) == sorted([digest(simple(1)), digest(simple(2))])
 
 
 def test_digests_present_is_per_mailbox_and_batched(store, account):
-    inbox = store.mailbox_by_path(account.id, ["INBOX"])
-    other = store.create_mailbox(account.id, "Other")
-    store.ingest(account.id, simple(1), (inbox.id,))
-    store.ingest(account.id, simple(2), (other.id,))
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    other = store.mailboxes.create(account.id, "Other")
+    store.emails.ingest(account.id, simple(1), (inbox.id,))
+    store.emails.ingest(account.id, simple(2), (other.id,))
     d1, d2, d3 = digest(simple(1)), digest(simple(2)), digest(simple(3))
-    assert store.digests_present(account.id, [d1, d2, d3], {inbox.id, other.id}) == {(d1, inbox.id), (d2, other.id)}
-    assert store.digests_present(account.id, [d1, d2, d3], {other.id}) == {(d2, other.id)}
-    assert store.digests_present(account.id, [], {inbox.id}) == set()
-    stranger = store.create_account("bob@example.test", "x")
-    assert store.digests_present(stranger.id, [d1, d2], {inbox.id, other.id}) == set()
+    assert store.emails.digests_present(account.id, [d1, d2, d3], {inbox.id, other.id}) == {(d1, inbox.id), (d2, other.id)}
+    assert store.emails.digests_present(account.id, [d1, d2, d3], {other.id}) == {(d2, other.id)}
+    assert store.emails.digests_present(account.id, [], {inbox.id}) == set()
+    stranger = store.accounts.create("bob@example.test", "x")
+    assert store.emails.digests_present(stranger.id, [d1, d2], {inbox.id, other.id}) == set()

@@ -46,7 +46,7 @@ def no_delay(auth: Any) -> None:
 def start_server(tmp: Path, db: str | None = None, **overrides: Any) -> ServerThread:
     srv = ServerThread(make_config(tmp / "data", db, **overrides)).start()
     no_delay(srv.runtime.auth)
-    srv.account = srv.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    srv.account = srv.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
     return srv
 
 

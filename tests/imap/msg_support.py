@@ -20,14 +20,14 @@ async def runtime_fixture(tmp_path: Path, db_url: str | None) -> AsyncIterator[R
     """Fixture body (modules declare ``mrt = pytest.fixture(runtime_fixture)``): a runtime with one account,
     on SQLite and on PostgreSQL. Every cache belongs to the runtime's Store, so nothing needs clearing."""
     runtime = make_runtime(tmp_path, db_url)
-    runtime.account = runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
     yield runtime
     runtime.store.close()
 
 
 def mailbox_id(rt: Runtime, name: str = "INBOX") -> str:
     acct = rt.account  # type: ignore[attr-defined]
-    box = rt.store.mailbox_by_path(acct.id, name.split("/"))
+    box = rt.store.mailboxes.by_path(acct.id, name.split("/"))
     assert box is not None, name
     return box.id
 
@@ -36,7 +36,7 @@ def deliver(rt: Runtime, raws: Sequence[bytes], name: str = "INBOX", keywords: S
             received_at: int | None = None) -> list:
     acct = rt.account  # type: ignore[attr-defined]
     mid = mailbox_id(rt, name)
-    return rt.store.ingest_many(acct.id, [IngestItem(r, (mid,), tuple(keywords), received_at) for r in raws])
+    return rt.store.emails.ingest_many(acct.id, [IngestItem(r, (mid,), tuple(keywords), received_at) for r in raws])
 
 
 async def session(rt: Runtime, mailbox: str | None = "INBOX", *, enable: str = "", examine: bool = False,

@@ -27,7 +27,7 @@ def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
 
 
 def selected(srv: ServerThread, n: int = 3) -> Raw:
-    inbox = srv.store.mailbox_by_path(srv.account.id, ["INBOX"])
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
     for i in range(n):
         srv.run(srv.store.deliver(srv.account.id, simple(i), (inbox.id,)))
     raw = Raw(srv.imap_port)

@@ -169,18 +169,18 @@ def test_jmap_keyword_is_announced_before_fetch(server) -> None:  # noqa: ANN001
 
 def test_mailbox_keywords_store_read(store) -> None:  # noqa: ANN001
     """The store read behind SELECT: distinct keywords of one mailbox, one spelling per key, nothing else."""
-    acct = store.create_account("kw@example.test", *make_credentials("pw"))
-    boxes: dict[str, Mailbox] = {b.name: b for b in store.list_mailboxes(acct.id)}
+    acct = store.accounts.create("kw@example.test", *make_credentials("pw"))
+    boxes: dict[str, Mailbox] = {b.name: b for b in store.mailboxes.list(acct.id)}
     inbox, archive = boxes["INBOX"].id, boxes["Archive"].id
-    assert store.mailbox_keywords(acct.id, inbox) == []
-    store.ingest(acct.id, simple(1), [inbox], ["$seen", "$Label1", "Work"])
-    store.ingest(acct.id, simple(2), [inbox, archive], ["$label1", "$Zeta"])
-    store.ingest(acct.id, simple(3), [archive], ["$Only"])
+    assert store.keywords.in_mailbox(acct.id, inbox) == []
+    store.emails.ingest(acct.id, simple(1), [inbox], ["$seen", "$Label1", "Work"])
+    store.emails.ingest(acct.id, simple(2), [inbox, archive], ["$label1", "$Zeta"])
+    store.emails.ingest(acct.id, simple(3), [archive], ["$Only"])
     # sorted by key, one spelling per key, no system flag
-    assert store.mailbox_keywords(acct.id, inbox) == ["$Label1", "$Zeta", "Work"]
-    assert store.mailbox_keywords(acct.id, archive) == ["$label1", "$Only", "$Zeta"]
-    other = store.create_account("other@example.test", *make_credentials("pw"))
-    assert store.mailbox_keywords(other.id, inbox) == []  # not that account's mailbox
+    assert store.keywords.in_mailbox(acct.id, inbox) == ["$Label1", "$Zeta", "Work"]
+    assert store.keywords.in_mailbox(acct.id, archive) == ["$label1", "$Only", "$Zeta"]
+    other = store.accounts.create("other@example.test", *make_credentials("pw"))
+    assert store.keywords.in_mailbox(other.id, inbox) == []  # not that account's mailbox
 
 
 def test_flag_list_helpers() -> None:

@@ -50,7 +50,7 @@ def untagged_names(out: list[bytes], kind: bytes) -> dict[str, bytes]:
 
 
 def deliver(srv: ServerThread, n: int) -> None:
-    inbox = srv.store.mailbox_by_path(srv.account.id, ["INBOX"])
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
     for i in range(n):
         srv.run(srv.store.deliver(srv.account.id, simple(i), (inbox.id,)))
 
@@ -71,11 +71,11 @@ def test_create_subscribes_nothing(pg_server: ServerThread) -> None:
     assert not any(b"q1" in line for line in out), out  # no CHILDINFO ("SUBSCRIBED") either
     # the store flag is the one JMAP serves as isSubscribed
     for path in (["q1"], ["q1", "q2"]):
-        assert pg_server.store.mailbox_by_path(pg_server.account.id, path).subscribed is False
+        assert pg_server.store.mailboxes.by_path(pg_server.account.id, path).subscribed is False
     # subscribe the child, then unsubscribe it: nothing is left behind for the parent
     assert raw.cmd("f", "SUBSCRIBE q1/q2")[-1].startswith(b"f OK")
     assert untagged_names(raw.cmd("g", 'LSUB "" "q1*"'), b"LSUB").keys() == {"q1/q2"}
-    assert pg_server.store.mailbox_by_path(pg_server.account.id, ["q1", "q2"]).subscribed is True
+    assert pg_server.store.mailboxes.by_path(pg_server.account.id, ["q1", "q2"]).subscribed is True
     assert raw.cmd("h", "UNSUBSCRIBE q1/q2")[-1].startswith(b"h OK")
     assert raw.cmd("i", 'LSUB "" "q1*"') == [b"i OK LSUB completed"]
     assert raw.cmd("j", 'LSUB "" "q1/%"') == [b"j OK LSUB completed"]
@@ -87,7 +87,7 @@ def test_default_mailboxes_stay_subscribed(server: ServerThread) -> None:
     """The mailboxes an account is created with are subscribed: what clients expect of INBOX, Sent..."""
     raw = raw_login(server)
     lsub = untagged_names(raw.cmd("a", 'LSUB "" "*"'), b"LSUB")
-    boxes = server.store.list_mailboxes(server.account.id)
+    boxes = server.store.mailboxes.list(server.account.id)
     assert len(boxes) > 1 and all(b.subscribed for b in boxes)
     assert "INBOX" in lsub and len(lsub) == len(boxes), (lsub, boxes)
     raw.close()
@@ -100,8 +100,8 @@ def test_create_keeps_an_earlier_subscription_to_the_name(pg_server: ServerThrea
     assert raw.cmd("b", "CREATE later/box")[-1].startswith(b"b OK")
     out = raw.cmd("c", 'LIST (SUBSCRIBED) "" "later*"')
     assert out[:-1] == [b'* LIST (\\HasNoChildren \\Subscribed) "/" later/box'], out
-    assert pg_server.store.mailbox_by_path(pg_server.account.id, ["later", "box"]).subscribed is True
-    assert pg_server.store.mailbox_by_path(pg_server.account.id, ["later"]).subscribed is False
+    assert pg_server.store.mailboxes.by_path(pg_server.account.id, ["later", "box"]).subscribed is True
+    assert pg_server.store.mailboxes.by_path(pg_server.account.id, ["later"]).subscribed is False
     assert raw.cmd("d", "UNSUBSCRIBE later/box")[-1].startswith(b"d OK")
     assert raw.cmd("e", 'LSUB "" "later*"') == [b"e OK LSUB completed"]  # no orphan row left behind
     raw.close()

@@ -83,8 +83,8 @@ def jmap_status(srv: ServerThread, **auth: object) -> int:
 
 
 def test_revoked_app_password_ends_its_sessions_and_no_others(srv: ServerThread) -> None:
-    _, laptop = app_passwords.create(srv.store.engine, srv.account.id, "laptop", "imap,jmap")
-    _, phone = app_passwords.create(srv.store.engine, srv.account.id, "phone", "imap,jmap")
+    _, laptop = app_passwords.create(srv.store, srv.account.id, "laptop", "imap,jmap")
+    _, phone = app_passwords.create(srv.store, srv.account.id, "phone", "imap,jmap")
     idle = raw_login(srv, laptop)
     start_idle(idle)
     busy = login(srv, ADDRESS, laptop)
@@ -110,7 +110,7 @@ def test_revoked_app_password_ends_its_sessions_and_no_others(srv: ServerThread)
 
 
 def test_password_change_ends_old_password_sessions_and_jmapaccess(srv: ServerThread) -> None:
-    _, app = app_passwords.create(srv.store.engine, srv.account.id, "laptop", "imap,jmap")
+    _, app = app_passwords.create(srv.store, srv.account.id, "laptop", "imap,jmap")
     idle = raw_login(srv, PASSWORD)
     start_idle(idle, select=False)  # IDLE in authenticated state too
     old = raw_login(srv, PASSWORD)

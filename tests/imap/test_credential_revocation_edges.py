@@ -29,7 +29,7 @@ BIG = 1_000_000  # well above the spool threshold: a large literal, decided befo
 @pytest.fixture
 async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
     runtime = make_runtime(tmp_path, db_url)
-    runtime.account = runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
     yield runtime
     runtime.store.close()
 
@@ -44,7 +44,7 @@ async def logged_in(rt: Runtime, secret: str = PASSWORD) -> Harness:
 async def test_large_literal_of_a_dead_credential_is_refused_with_bye(rt: Runtime, sync: bool) -> None:
     h = await logged_in(rt)
     budget = spooler_for(rt).budget
-    rt.store.set_credentials(rt.account.id, *passwords.make_credentials("new one"))  # type: ignore[attr-defined]
+    rt.store.credentials.set_password(rt.account.id, *passwords.make_credentials("new one"))  # type: ignore[attr-defined]
     header = b"A APPEND INBOX {%d%s}\r\n" % (BIG, b"" if sync else b"+")
     out = await h.send(header)
     assert out == CHANGED  # no "+": the literal is never read
@@ -54,9 +54,9 @@ async def test_large_literal_of_a_dead_credential_is_refused_with_bye(rt: Runtim
 
 async def test_large_literal_of_a_revoked_app_password_is_refused_with_bye(rt: Runtime) -> None:
     account_id = rt.account.id  # type: ignore[attr-defined]
-    _, secret = app_passwords.create(rt.store.engine, account_id, "laptop", "imap")
+    _, secret = app_passwords.create(rt.store, account_id, "laptop", "imap")
     h, other = await logged_in(rt, secret), await logged_in(rt)
-    assert rt.store.revoke_app_password(account_id, "laptop")
+    assert rt.store.app_passwords.revoke(account_id, "laptop")
     assert await h.send(b"A APPEND INBOX {%d}\r\n" % BIG) == REVOKED
     # A session of another credential still gets its continuation.
     assert (await other.send(b"A APPEND INBOX {%d}\r\n" % BIG)).startswith(b"+ ")
@@ -68,7 +68,7 @@ async def test_large_literal_of_a_revoked_app_password_is_refused_with_bye(rt: R
 
 async def test_login_without_a_baseline_read_before_verification_is_unavailable(rt: Runtime) -> None:
     store: Any = rt.store
-    real = store.credential_sequence
+    real = store.credentials.sequence
     calls = {"n": 0}
 
     def first_read_fails() -> int:
@@ -77,7 +77,7 @@ async def test_login_without_a_baseline_read_before_verification_is_unavailable(
             raise OSError("the database is unreachable right now")
         return real()
 
-    store.credential_sequence = first_read_fails
+    store.credentials.sequence = first_read_fails
     h = Harness(rt, peer="127.0.0.1")
     out = await h.send(f'a LOGIN {ADDRESS} "{PASSWORD}"')
     assert out.startswith(b"a NO [UNAVAILABLE] "), out  # not a session whose credential nobody can watch

@@ -29,7 +29,7 @@ EXPIRED = b"* BYE [EXPIRED] Your access token expired; log in again with a new o
 @pytest.fixture
 async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
     runtime = make_runtime(tmp_path, db_url)
-    runtime.account = runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
     yield runtime
     runtime.store.close()
 
@@ -42,7 +42,7 @@ async def logged_in(rt: Runtime, password: str = PASSWORD) -> Harness:
 
 
 def change_password(rt: Runtime, new: str = "something else") -> None:
-    rt.store.set_credentials(rt.account.id, *passwords.make_credentials(new))  # type: ignore[attr-defined]
+    rt.store.credentials.set_password(rt.account.id, *passwords.make_credentials(new))  # type: ignore[attr-defined]
 
 
 async def test_change_committed_during_verification_is_not_missed(rt: Runtime) -> None:

@@ -31,7 +31,7 @@ def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
 
 
 def inbox(srv: ServerThread):  # noqa: ANN201
-    return srv.store.mailbox_by_path(srv.account.id, ["INBOX"])
+    return srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
 
 
 def deliver(srv: ServerThread, i: int = 0) -> int:
@@ -133,11 +133,11 @@ def test_idle_flags_and_expunge_from_elsewhere(server: ServerThread) -> None:
     raw.send(b"i IDLE\r\n")
     assert raw.line() == b"+ idling"
     box = inbox(server)
-    res = server.store.store_flags(server.account.id, box.id, [(2, 2)], "add", ["$seen", "Work"], None)
+    res = server.store.memberships.store_flags(server.account.id, box.id, [(2, 2)], "add", ["$seen", "Work"], None)
     line = read_until(raw, rb"FETCH")[-1]
     assert line == b"* 2 FETCH (UID 2 FLAGS (\\Seen \\Recent Work) MODSEQ (%d))" % res.modseq
-    server.store.store_flags(server.account.id, box.id, [(1, 1)], "add", [], True)
-    server.store.expunge(server.account.id, box.id)
+    server.store.memberships.store_flags(server.account.id, box.id, [(1, 1)], "add", [], True)
+    server.store.memberships.expunge(server.account.id, box.id)
     lines = read_until(raw, rb"EXPUNGE")
     assert lines[-1] == b"* 1 EXPUNGE"
     raw.send(b"DONE\r\n")
@@ -173,8 +173,8 @@ def test_updates_at_command_boundaries(server: ServerThread) -> None:
     deliver(server, 3)
     raw = logged_in(server)
     box = inbox(server)
-    server.store.store_flags(server.account.id, box.id, [(2, 2)], "add", [], True)
-    server.store.expunge(server.account.id, box.id)
+    server.store.memberships.store_flags(server.account.id, box.id, [(2, 2)], "add", [], True)
+    server.store.memberships.expunge(server.account.id, box.id)
     uid4 = deliver(server, 4)
     assert uid4 == 4
     settle(server)
@@ -194,8 +194,8 @@ def test_uid_fetch_may_announce_expunge(server: ServerThread) -> None:
     deliver(server, 2)
     raw = logged_in(server)
     box = inbox(server)
-    server.store.store_flags(server.account.id, box.id, [(1, 1)], "add", [], True)
-    server.store.expunge(server.account.id, box.id)
+    server.store.memberships.store_flags(server.account.id, box.id, [(1, 1)], "add", [], True)
+    server.store.memberships.expunge(server.account.id, box.id)
     settle(server)
     out = raw.cmd("f", "UID FETCH 1:* (FLAGS)")
     assert b"* 1 EXPUNGE" in out
@@ -212,16 +212,16 @@ def test_qresync_select_and_vanished(server: ServerThread) -> None:
     modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"\n".join(out)).group(1))
     raw.cmd("u", "UNSELECT")
     box = inbox(server)
-    server.store.store_flags(server.account.id, box.id, [(2, 3)], "add", [], True)
-    server.store.expunge(server.account.id, box.id)
-    server.store.store_flags(server.account.id, box.id, [(5, 5)], "add", ["$flagged"], None)
+    server.store.memberships.store_flags(server.account.id, box.id, [(2, 3)], "add", [], True)
+    server.store.memberships.expunge(server.account.id, box.id)
+    server.store.memberships.store_flags(server.account.id, box.id, [(5, 5)], "add", ["$flagged"], None)
     out = raw.cmd("q", f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq}))")
     assert b"* VANISHED (EARLIER) 2:3" in out
     assert any(re.fullmatch(rb"\* 3 FETCH \(UID 5 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", line) for line in out), out
     assert b"* 3 EXISTS" in out
     # while selected, an expunge elsewhere is a VANISHED (not EXPUNGE) under QRESYNC
-    server.store.store_flags(server.account.id, box.id, [(4, 4)], "add", [], True)
-    server.store.expunge(server.account.id, box.id)
+    server.store.memberships.store_flags(server.account.id, box.id, [(4, 4)], "add", [], True)
+    server.store.memberships.expunge(server.account.id, box.id)
     out = raw.cmd("n", "NOOP")
     assert b"* VANISHED 4" in out and not any(b"EXPUNGE" in line for line in out)
     raw.close()
@@ -234,8 +234,8 @@ def test_own_append_to_selected_mailbox_announced(server: ServerThread) -> None:
     out = raw.until("a")
     assert out[0] == b"* 1 EXISTS" and out[-1].startswith(b"a OK [APPENDUID ")
     # a delivery to another mailbox does not wake this session's sync, but one to INBOX does
-    other = server.store.mailbox_by_path(server.account.id, ["Sent"])
-    server.store.ingest(server.account.id, simple(4), (other.id,))
+    other = server.store.mailboxes.by_path(server.account.id, ["Sent"])
+    server.store.emails.ingest(server.account.id, simple(4), (other.id,))
     assert raw.cmd("n", "NOOP") == [b"n OK NOOP completed"]
     deliver(server, 5)
     settle(server)
@@ -291,7 +291,7 @@ async def test_aioimaplib_idle(server: ServerThread) -> None:
     import asyncio
 
     box = inbox(server)
-    await asyncio.to_thread(server.store.ingest, server.account.id, simple(7), (box.id,))
+    await asyncio.to_thread(server.store.emails.ingest, server.account.id, simple(7), (box.id,))
     pushed = await asyncio.wait_for(client.wait_server_push(), WAIT)
     assert any(b"EXISTS" in (p if isinstance(p, bytes) else str(p).encode()) for p in pushed)
     client.idle_done()
@@ -309,9 +309,9 @@ def test_select_100k_sees_every_message(tmp_path) -> None:  # noqa: ANN001
 
     store = Store.open(tmp_path / "data", fsync=False)
     try:
-        acct = store.create_account(ADDRESS, "x")
-        box = store.mailbox_by_path(acct.id, ["INBOX"])
-        first = store.ingest(acct.id, simple(0), (box.id,))
+        acct = store.accounts.create(ADDRESS, "x")
+        box = store.mailboxes.by_path(acct.id, ["INBOX"])
+        first = store.emails.ingest(acct.id, simple(0), (box.id,))
         # 100k memberships of one email: a big snapshot, without parsing 100k messages
         with store.engine.begin() as conn:
             conn.execute(messages.insert(), [
@@ -319,7 +319,7 @@ def test_select_100k_sees_every_message(tmp_path) -> None:  # noqa: ANN001
                 for u in range(2, 100_001)
             ])
             conn.exec_driver_sql(f"UPDATE mailboxes SET uidnext = 100001 WHERE id = '{box.id}'")
-        box = store.get_mailbox(acct.id, box.id)
+        box = store.mailboxes.get(acct.id, box.id)
         first_look = SelectedMailbox.load(store, box, readonly=True, claim_recent=False)
         sel = SelectedMailbox.load(store, box, readonly=False, claim_recent=True)  # second load: the cached path
         for s in (first_look, sel):

@@ -13,7 +13,7 @@ def test_imapclient_multiappend(tmp_path):
     """imapclient sends two spaces between a flag list and the literal; MULTIAPPEND must still work."""
     srv = ServerThread(make_config(tmp_path / "data")).start()
     try:
-        srv.store.create_account("a@example.test", *make_credentials("pw"))
+        srv.store.accounts.create("a@example.test", *make_credentials("pw"))
         client = imapclient.IMAPClient("127.0.0.1", port=srv.imap_port, ssl=False)
         client.login("a@example.test", "pw")
         client.multiappend("INBOX", [{"msg": simple(1), "flags": [b"\\Seen"]}, simple(2),

@@ -156,7 +156,7 @@ def test_scram_counts_as_password(srv: ServerThread, srv_nobasic: ServerThread) 
 def test_account_with_jmap_disabled_loses_it_at_once(srv: ServerThread) -> None:
     raw, out = raw_login(srv, PASSWORD)
     assert "JMAPACCESS" in caps(out[-1])
-    srv.store.set_jmap_enabled(srv.account.id, False)
+    srv.store.accounts.set_jmap_enabled(srv.account.id, False)
     assert "JMAPACCESS" not in caps(raw.cmd("b", "CAPABILITY")[0])  # re-evaluated for every list sent
     assert raw.cmd("c", "GETJMAPACCESS")[-1].startswith(b"c BAD")
     raw.close()
@@ -166,12 +166,12 @@ def test_account_with_jmap_disabled_loses_it_at_once(srv: ServerThread) -> None:
 
 
 def test_app_password_with_and_without_jmap(srv: ServerThread) -> None:
-    ap, both = app_passwords.create(srv.store.engine, srv.account.id, "laptop", ["imap", "jmap"])
-    _, imap_only = app_passwords.create(srv.store.engine, srv.account.id, "phone", ["imap"])
+    ap, both = app_passwords.create(srv.store, srv.account.id, "laptop", ["imap", "jmap"])
+    _, imap_only = app_passwords.create(srv.store, srv.account.id, "phone", ["imap"])
     raw, out = raw_login(srv, both)
     assert_has_jmapaccess(raw, srv, out[-1])
     # revoking the app password ends the live session at its next command: it never lists JMAPACCESS again
-    app_passwords.revoke(srv.store.engine, srv.account.id, ap.id)
+    app_passwords.revoke(srv.store, srv.account.id, ap.id)
     raw.send(b"h CAPABILITY\r\n")
     assert raw.line() == b"* BYE [EXPIRED] This app password was revoked"
     with pytest.raises(EOFError):
@@ -183,7 +183,7 @@ def test_app_password_with_and_without_jmap(srv: ServerThread) -> None:
 
 
 def test_app_password_with_jmap_but_basic_off(srv_nobasic: ServerThread) -> None:
-    _, both = app_passwords.create(srv_nobasic.store.engine, srv_nobasic.account.id, "laptop", ["imap", "jmap"])
+    _, both = app_passwords.create(srv_nobasic.store, srv_nobasic.account.id, "laptop", ["imap", "jmap"])
     raw, out = raw_login(srv_nobasic, both)
     assert_no_jmapaccess(raw, out[-1])
     raw.close()

@@ -98,11 +98,11 @@ def test_failed_login_is_delayed(server: ServerThread) -> None:
 
 
 def test_app_password(server: ServerThread) -> None:
-    _, secret = app_passwords.create(server.store.engine, server.account.id, "phone", ["imap"])
+    _, secret = app_passwords.create(server.store, server.account.id, "phone", ["imap"])
     m = login(server, ADDRESS, secret)
     assert m.select("INBOX")[0] == "OK"
     m.logout()
-    _, jmap_only = app_passwords.create(server.store.engine, server.account.id, "web", ["jmap"])
+    _, jmap_only = app_passwords.create(server.store, server.account.id, "web", ["jmap"])
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     with pytest.raises(imaplib.IMAP4.error):
         m.login(ADDRESS, jmap_only)

@@ -52,7 +52,7 @@ def names(m: imaplib.IMAP4, pattern: str = "*") -> dict[str, str]:
 
 
 def deliver(srv: ServerThread, box: str, n: int = 1) -> list[int]:
-    mb = srv.store.mailbox_by_path(srv.account.id, box.split("/"))
+    mb = srv.store.mailboxes.by_path(srv.account.id, box.split("/"))
     uids = []
     for i in range(n):
         d = srv.run(srv.store.deliver(srv.account.id, simple(i), (mb.id,)))
@@ -72,7 +72,7 @@ def test_create_intermediates_and_mailboxid(pg_server: ServerThread) -> None:
     assert m.create("trail/")[0] == "OK" and "trail" in names(m)
     assert m.create('"bad%name"')[0] == "NO"
     # the store sees real mailboxes with parents
-    boxes = {b.name: b for b in pg_server.store.list_mailboxes(pg_server.account.id)}
+    boxes = {b.name: b for b in pg_server.store.mailboxes.list(pg_server.account.id)}
     assert boxes["c"].parent_id == boxes["b"].id and boxes["b"].parent_id == boxes["a"].id
     m.logout()
 
@@ -173,10 +173,10 @@ def test_subscriptions_and_lsub(server: ServerThread) -> None:
     assert m.unsubscribe("ghost/box")[0] == "OK"
     assert m.unsubscribe("ghost/box")[0] == "NO"
     # SUBSCRIBE shows in the store (JMAP isSubscribed)
-    box = server.store.mailbox_by_path(server.account.id, ["work"])
+    box = server.store.mailboxes.by_path(server.account.id, ["work"])
     assert box.subscribed is False
     assert m.subscribe("work")[0] == "OK"
-    assert server.store.mailbox_by_path(server.account.id, ["work"]).subscribed is True
+    assert server.store.mailboxes.by_path(server.account.id, ["work"]).subscribed is True
     raw.close()
     m.logout()
 
@@ -249,7 +249,7 @@ def test_utf8_and_mutf7_names(server: ServerThread) -> None:
     assert out[-1].startswith(b"e OK")
     raw.close()
     # the store keeps the real Unicode components
-    assert server.store.mailbox_by_path(server.account.id, ["Entwürfe", "台北"]) is not None
+    assert server.store.mailboxes.by_path(server.account.id, ["Entwürfe", "台北"]) is not None
     assert sorted(c.list_folders(pattern="Entw*"), key=lambda f: f[2])[1][2] == "Entwürfe/台北"
     c.logout()
 
@@ -287,11 +287,11 @@ def test_close_expunges_silently(server: ServerThread) -> None:
     raw = Raw(server.imap_port)
     raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
     raw.cmd("b", "SELECT INBOX")
-    inbox = server.store.mailbox_by_path(server.account.id, ["INBOX"])
-    server.store.store_flags(server.account.id, inbox.id, [(2, 2)], "add", [], True)
+    inbox = server.store.mailboxes.by_path(server.account.id, ["INBOX"])
+    server.store.memberships.store_flags(server.account.id, inbox.id, [(2, 2)], "add", [], True)
     out = raw.cmd("c", "CLOSE")
     assert out == [b"c OK CLOSE completed"] or not any(b"EXPUNGE" in line for line in out)
-    assert server.store.mailbox_counts(server.account.id, [inbox.id])[inbox.id].messages == 2
+    assert server.store.mailboxes.counts(server.account.id, [inbox.id])[inbox.id].messages == 2
     out = raw.cmd("d", "NOOP")
     assert out == [b"d OK NOOP completed"]
     raw.close()

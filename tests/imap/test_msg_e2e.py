@@ -128,9 +128,9 @@ def test_imaplib_8bit_byte_exact(server: ServerThread) -> None:
     ]
     # imaplib's APPEND rewrites bare LF to CRLF, so these arrive through the store (as LMTP would store them)
     acct = server.account  # type: ignore[attr-defined]
-    inbox = server.store.mailbox_by_path(acct.id, ["INBOX"])
+    inbox = server.store.mailboxes.by_path(acct.id, ["INBOX"])
     for raw in raws:
-        server.store.ingest(acct.id, raw, (inbox.id,))
+        server.store.emails.ingest(acct.id, raw, (inbox.id,))
     m = login(server)
     m.select("INBOX")
     for i, raw in enumerate(raws, 1):
@@ -142,7 +142,7 @@ def test_imaplib_8bit_byte_exact(server: ServerThread) -> None:
 
 
 async def test_aioimaplib_uid_fetch_and_search(server: ServerThread) -> None:
-    server.store.ingest(server.account.id, simple(1), (server.store.mailbox_by_path(server.account.id, ["INBOX"]).id,))  # type: ignore[attr-defined]
+    server.store.emails.ingest(server.account.id, simple(1), (server.store.mailboxes.by_path(server.account.id, ["INBOX"]).id,))  # type: ignore[attr-defined]
     c = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=30)
     await c.wait_hello_from_server()
     await c.login(ADDRESS, PASSWORD)
@@ -177,7 +177,7 @@ def test_literal8_for_binary_with_nul(server: ServerThread) -> None:
     raw = (b"Subject: bin\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
            + base64.encodebytes(data).replace(b"\n", b"\r\n"))
     acct = server.account  # type: ignore[attr-defined]
-    server.store.ingest(acct.id, raw, (server.store.mailbox_by_path(acct.id, ["INBOX"]).id,))
+    server.store.emails.ingest(acct.id, raw, (server.store.mailboxes.by_path(acct.id, ["INBOX"]).id,))
     r = Raw(server.imap_port)
     r.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
     r.cmd("b", "SELECT INBOX")

@@ -58,11 +58,11 @@ cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 async def _setup(rt):  # noqa: ANN001, ANN202
     """Five messages with distinct dates, sizes, flags and keywords."""
     acct = rt.account
-    inbox = rt.store.mailbox_by_path(acct.id, ["INBOX"])
+    inbox = rt.store.mailboxes.by_path(acct.id, ["INBOX"])
     kws = [("$seen", "$Work"), ("$flagged",), ("$answered", "$seen", "$Work"), ("$draft",), ()]
     items = [IngestItem(raw, (inbox.id,), kw, T0 + i * DAY) for i, (raw, kw) in enumerate(zip(MAILS, kws, strict=True))]
-    got = rt.store.ingest_many(acct.id, items)
-    rt.store.store_flags(acct.id, inbox.id, [(5, 5)], "add", [], True)  # 5 is \Deleted
+    got = rt.store.emails.ingest_many(acct.id, items)
+    rt.store.memberships.store_flags(acct.id, inbox.id, [(5, 5)], "add", [], True)  # 5 is \Deleted
     return got
 
 
@@ -228,17 +228,17 @@ def _tree(ids: list[str], threads: list[str]) -> st.SearchStrategy:
 
 
 def test_sql_and_cache_agree(store) -> None:  # noqa: ANN001
-    acct = store.create_account("alice@example.test", "x")
-    inbox = store.mailbox_by_path(acct.id, ["INBOX"])
+    acct = store.accounts.create("alice@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
     kws = [("$seen", "$a"), ("$flagged",), ("$B", "$answered"), ("$draft", "$seen"), (), ("$a", "$b"),
            ("$seen",), (), ("$flagged", "$seen", "$a"), ()]
     raws = [simple(i, body="x" * (i * 40), subject="Re: same" if i % 3 == 0 else f"s{i}",
                    msgid=f"m{i}@x", references=["m0@x"] if i % 3 == 0 and i else None) for i in range(10)]
-    got = store.ingest_many(acct.id, [IngestItem(r, (inbox.id,), k, T0 + i * DAY // 2)
+    got = store.emails.ingest_many(acct.id, [IngestItem(r, (inbox.id,), k, T0 + i * DAY // 2)
                                       for i, (r, k) in enumerate(zip(raws, kws, strict=True))])
-    store.store_flags(acct.id, inbox.id, [(2, 3)], "add", [], True)
-    store.store_flags(acct.id, inbox.id, [(7, 7)], "add", ["$a"], None)
-    store.expunge(acct.id, inbox.id, [(3, 3)])
+    store.memberships.store_flags(acct.id, inbox.id, [(2, 3)], "add", [], True)
+    store.memberships.store_flags(acct.id, inbox.id, [(7, 7)], "add", ["$a"], None)
+    store.memberships.expunge(acct.id, inbox.id, [(3, 3)])
     snapshot = [1, 2, 4, 5, 6, 7, 8, 9, 10]
     ids = [d.email_id for d in got]
     threads = sorted({d.thread_id for d in got})

@@ -48,7 +48,7 @@ async def test_examine_shows_recent_without_claiming(mrt) -> None:  # noqa: ANN0
 
 async def test_qresync_select_reports_vanished_and_changed(mrt) -> None:  # noqa: ANN001
     deliver(mrt, [simple(i) for i in range(4)])
-    box = mrt.store.get_mailbox(mrt.account.id, mailbox_id(mrt))
+    box = mrt.store.mailboxes.get(mrt.account.id, mailbox_id(mrt))
     base = box.highest_modseq
     writer = await session(mrt)
     await writer.send("A STORE 2 +FLAGS ($Green)")

@@ -33,15 +33,15 @@ class FakeSession:
 
 @pytest.fixture
 def box(store, account):  # noqa: ANN001, ANN201
-    return store.mailbox_by_path(account.id, ["INBOX"])
+    return store.mailboxes.by_path(account.id, ["INBOX"])
 
 
 def fill(store, account, box, n: int) -> list[int]:  # noqa: ANN001
-    return [store.ingest(account.id, simple(i), (box.id,)).uids[box.id] for i in range(n)]
+    return [store.emails.ingest(account.id, simple(i), (box.id,)).uids[box.id] for i in range(n)]
 
 
 def load(store, box, **kw) -> SelectedMailbox:  # noqa: ANN001
-    fresh = store.get_mailbox(box.account_id, box.id)
+    fresh = store.mailboxes.get(box.account_id, box.id)
     return SelectedMailbox.load(store, fresh, readonly=kw.get("readonly", False),
                                 claim_recent=kw.get("claim_recent", False))
 
@@ -49,11 +49,11 @@ def load(store, box, **kw) -> SelectedMailbox:  # noqa: ANN001
 def test_load_contiguous_and_with_holes(store, account, box) -> None:  # noqa: ANN001
     fill(store, account, box, 10)
     assert list(load(store, box).uids) == list(range(1, 11))
-    store.store_flags(account.id, box.id, [(3, 4), (9, 9)], "add", [], True)
-    store.expunge(account.id, box.id)
+    store.memberships.store_flags(account.id, box.id, [(3, 4), (9, 9)], "add", [], True)
+    store.memberships.expunge(account.id, box.id)
     assert list(load(store, box).uids) == [1, 2, 5, 6, 7, 8, 10]
-    store.store_flags(account.id, box.id, [(1, 1), (10, 10)], "add", [], True)
-    store.expunge(account.id, box.id)
+    store.memberships.store_flags(account.id, box.id, [(1, 1), (10, 10)], "add", [], True)
+    store.memberships.expunge(account.id, box.id)
     assert list(load(store, box).uids) == [2, 5, 6, 7, 8]
 
 
@@ -66,8 +66,8 @@ def test_load_falls_back_when_vanished_rows_are_missing(store, account, box) -> 
 
 def test_resolve(store, account, box) -> None:  # noqa: ANN001
     fill(store, account, box, 5)
-    store.store_flags(account.id, box.id, [(2, 2)], "add", [], True)
-    store.expunge(account.id, box.id)
+    store.memberships.store_flags(account.id, box.id, [(2, 2)], "add", [], True)
+    store.memberships.expunge(account.id, box.id)
     sel = load(store, box)  # uids 1 3 4 5
     assert sel.resolve(SequenceSet.parse("2:3"), uid=False) == [(3, 4)]
     assert sel.resolve(SequenceSet.parse("*"), uid=False) == [(5, 5)]
@@ -97,10 +97,10 @@ async def test_sync_new_flags_and_deferred_expunge(store, account, box) -> None:
     # nothing changed: no output even when forced
     await sel.sync(s, expunges=True, force=True)
     assert s.take() == []
-    store.ingest(account.id, simple(9), (box.id,))
-    res = store.store_flags(account.id, box.id, [(2, 2)], "add", ["$flagged"], None)
-    store.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
-    store.expunge(account.id, box.id)
+    store.emails.ingest(account.id, simple(9), (box.id,))
+    res = store.memberships.store_flags(account.id, box.id, [(2, 2)], "add", ["$flagged"], None)
+    store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
+    store.memberships.expunge(account.id, box.id)
     sel.dirty = True
     await sel.sync(s, expunges=False)  # e.g. after FETCH: no EXPUNGE yet
     out = s.take()
@@ -117,7 +117,7 @@ async def test_sync_skips_own_flag_changes(store, account, box) -> None:  # noqa
     fill(store, account, box, 2)
     s = FakeSession(store, rev2=True)
     sel = load(store, box)
-    res = store.store_flags(account.id, box.id, [(1, 2)], "add", ["$seen"], None)
+    res = store.memberships.store_flags(account.id, box.id, [(1, 2)], "add", ["$seen"], None)
     sel.note_own_flags([1], res.modseq)
     sel.dirty = True
     await sel.sync(s, expunges=True)
@@ -141,7 +141,7 @@ async def test_recent_claimed_once(store, account, box) -> None:  # noqa: ANN001
     first = load(store, box, claim_recent=True)
     second = load(store, box, claim_recent=True)
     assert first.recent_count() == 2 and second.recent_count() == 0
-    store.ingest(account.id, simple(5), (box.id,))
+    store.emails.ingest(account.id, simple(5), (box.id,))
     s = FakeSession(store)
     first.dirty = True
     await first.sync(s, expunges=True)
@@ -150,9 +150,9 @@ async def test_recent_claimed_once(store, account, box) -> None:  # noqa: ANN001
 
 
 async def test_sync_mailbox_gone(store, account, box) -> None:  # noqa: ANN001
-    other = store.create_mailbox(account.id, "Temp")
+    other = store.mailboxes.create(account.id, "Temp")
     sel = load(store, other)
-    store.destroy_mailbox(account.id, other.id, remove_emails=True)
+    store.mailboxes.destroy(account.id, other.id, remove_emails=True)
     with pytest.raises(MailboxGone):
         await sel.sync(FakeSession(store), expunges=True, force=True)
 
@@ -171,8 +171,8 @@ def test_peek_recent_shows_without_claiming(store, account, box) -> None:  # noq
 
 
 def test_load_of_a_gone_mailbox(store, account, box) -> None:  # noqa: ANN001
-    other = store.create_mailbox(account.id, "Temp")
-    store.destroy_mailbox(account.id, other.id, remove_emails=True)
+    other = store.mailboxes.create(account.id, "Temp")
+    store.mailboxes.destroy(account.id, other.id, remove_emails=True)
     for claim in (False, True):
         with pytest.raises(MailboxGone):
             SelectedMailbox.load(store, other, readonly=False, claim_recent=claim)

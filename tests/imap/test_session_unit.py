@@ -21,7 +21,7 @@ cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 @pytest.fixture
 async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
     runtime = make_runtime(tmp_path)
-    runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
+    runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
     yield runtime
     runtime.store.close()
 
@@ -75,14 +75,14 @@ async def test_offloopback_with_tls_allows_login(rt: Runtime) -> None:
 
 async def test_plaintext_always_and_never(tmp_path: Path) -> None:
     rt = make_runtime(tmp_path / "a", imap__plaintext_auth="always")
-    rt.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
+    rt.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
     h = Harness(rt, peer="192.0.2.7")
     assert "LOGINDISABLED" not in caps_of(h.greeting)
     assert (await h.send(f'a LOGIN {ADDRESS} "{PASSWORD}"')).startswith(b"a OK")
     await h.close()
     rt.store.close()
     rt = make_runtime(tmp_path / "b", imap__plaintext_auth="never")
-    rt.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
+    rt.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
     h = Harness(rt, peer="127.0.0.1")
     assert "LOGINDISABLED" in caps_of(h.greeting)
     assert (await h.send(f'a LOGIN {ADDRESS} "{PASSWORD}"')).startswith(b"a NO [PRIVACYREQUIRED]")
@@ -223,7 +223,7 @@ async def test_preauth_literal_limit(rt: Runtime) -> None:
 
 async def test_draft_debugging_reason_is_generic(tmp_path: Path) -> None:
     rt = make_runtime(tmp_path, imap__jmapaccess_draft_response_code=True, auth__jmap_accepts_basic=False)
-    rt.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
+    rt.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
     from janusmail.auth.factory import build_authenticator
     from tests.imap.e2e_util import no_delay
 

@@ -109,7 +109,7 @@ def stored_digests(data, db) -> dict[str, int]:  # noqa: ANN001
                                 .join(emails, emails.c.blob_id == blobs.c.id)).all()
         out = {}
         for r in rows:
-            raw = store.blobs.read(r.pack, r.offset, r.size)
+            raw = store.packs.read(r.pack, r.offset, r.size)
             out[hashlib.sha256(raw).hexdigest()] = len(raw)
             del raw
         return out

@@ -45,10 +45,10 @@ def maildir_flags(f: Path) -> str:
 def test_mbsync_two_way(tmp_path):
     srv = ServerThread(make_config(tmp_path / "data")).start()
     try:
-        acct = srv.store.create_account("alice@example.test", *make_credentials(PASSWORD))
-        inbox = srv.store.mailbox_by_path(acct.id, ["INBOX"])
+        acct = srv.store.accounts.create("alice@example.test", *make_credentials(PASSWORD))
+        inbox = srv.store.mailboxes.by_path(acct.id, ["INBOX"])
         originals = [simple(i, body=f"message {i} " * 20) for i in range(500)]
-        srv.store.ingest_many(acct.id, [IngestItem(raw, (inbox.id,)) for raw in originals])
+        srv.store.emails.ingest_many(acct.id, [IngestItem(raw, (inbox.id,)) for raw in originals])
         local = tmp_path / "mail"
         local.mkdir()
         rc = tmp_path / "mbsyncrc"

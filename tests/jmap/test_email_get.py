@@ -102,8 +102,8 @@ async def test_default_properties_and_body_properties(h):  # noqa: F811
 async def test_imap_flags_are_keywords(h):  # noqa: F811
     d = rich(h)
     uid = d.uids[h.inbox]
-    h.store.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", ["$flagged", "$Junk"], None)
-    h.store.store_flags(h.account_id, h.inbox, [(uid, uid)], "remove", ["$seen"], None)
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", ["$flagged", "$Junk"], None)
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(uid, uid)], "remove", ["$seen"], None)
     e = await h.one(d.email_id, ["keywords"])
     assert e["keywords"] == {"$forwarded": True, "custom": True, "$flagged": True, "$junk": True}
 
@@ -111,19 +111,19 @@ async def test_imap_flags_are_keywords(h):  # noqa: F811
 async def test_deleted_memberships_are_invisible(h):  # noqa: F811
     d = rich(h)
     uid = d.uids[h.inbox]
-    h.store.copy_messages(h.account_id, h.inbox, [(uid, uid)], h.boxes["archive"])
+    h.store.memberships.copy(h.account_id, h.inbox, [(uid, uid)], h.boxes["archive"])
     assert (await h.one(d.email_id, ["mailboxIds"]))["mailboxIds"] == {h.inbox: True, h.boxes["archive"]: True}
-    h.store.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", [], True)
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", [], True)
     assert (await h.one(d.email_id, ["mailboxIds"]))["mailboxIds"] == {h.boxes["archive"]: True}
-    h.store.store_flags(h.account_id, h.boxes["archive"], [(1, 1)], "add", [], True)
+    h.store.memberships.store_flags(h.account_id, h.boxes["archive"], [(1, 1)], "add", [], True)
     res = await h.ok("Email/get", {"ids": [d.email_id], "properties": ["id"]})
     assert res["list"] == [] and res["notFound"] == [d.email_id]
 
 
 async def test_not_found_and_account_isolation(h):  # noqa: F811
     d = rich(h)
-    bob_box = next(m.id for m in h.store.list_mailboxes(h.bob.id) if m.role == "inbox")
-    theirs = h.store.ingest(h.bob.id, simple(1), (bob_box,))
+    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    theirs = h.store.emails.ingest(h.bob.id, simple(1), (bob_box,))
     res = await h.ok("Email/get", {"ids": [d.email_id, theirs.email_id, "Mnonexistent", d.email_id],
                                    "properties": ["id"]})
     assert [e["id"] for e in res["list"]] == [d.email_id]

@@ -31,11 +31,11 @@ class Harness:
         self.store = store
         self.engine = Engine(capabilities=[MAIL])
         register_all(self.engine)
-        self.alice = store.create_account("alice@example.test", "x")
-        self.bob = store.create_account("bob@example.test", "x")
+        self.alice = store.accounts.create("alice@example.test", "x")
+        self.bob = store.accounts.create("bob@example.test", "x")
         self.account_id = self.alice.id
         self.principal = Principal(self.alice.id, self.alice.address)
-        self.boxes = {m.role or m.name: m.id for m in store.list_mailboxes(self.account_id)}
+        self.boxes = {m.role or m.name: m.id for m in store.mailboxes.list(self.account_id)}
         self.inbox = self.boxes["inbox"]
 
     def ctx_factory(self, info: Any) -> JmapContext:
@@ -77,7 +77,7 @@ class Harness:
 
     def ingest(self, raw: bytes, mailboxes: tuple[str, ...] | None = None, keywords: tuple[str, ...] = (),
                received_at: int | None = None) -> Any:
-        return self.store.ingest(self.account_id, raw, mailboxes or (self.inbox,), keywords, received_at)
+        return self.store.emails.ingest(self.account_id, raw, mailboxes or (self.inbox,), keywords, received_at)
 
     async def query(self, flt: Any = None, sort: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
         args: dict[str, Any] = {**extra}

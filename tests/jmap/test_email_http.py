@@ -87,7 +87,7 @@ def test_imap_side_changes_reach_jmap(alice, server):  # noqa: F811
     d = alice.deliver(simple(1))
     state = alice.call("Email/get", {"ids": []})["state"]
     uid = d.uids[inbox]
-    server.store.store_flags(alice.account_id, inbox, [(uid, uid)], "add", ["$seen", "$Forwarded"], None)
+    server.store.memberships.store_flags(alice.account_id, inbox, [(uid, uid)], "add", ["$seen", "$Forwarded"], None)
     ch = alice.call("Email/changes", {"sinceState": state})
     assert ch["updated"] == [d.email_id]
     e = alice.call("Email/get", {"ids": [d.email_id], "properties": ["keywords"]})["list"][0]

@@ -43,7 +43,7 @@ class World:
                             b"Date: Sun, 01 Jan 2034 00:00:00 +0000\r\n\r\nzzz\r\n"),
                            (archive,), keywords=("Custom",), received_at=T0 + 30).email_id
         d5 = h.ingest(simple(5, subject="ghost quokka", msgid="g@x", body="quokka quokka"), received_at=T0 + 35)
-        h.store.store_flags(h.account_id, inbox, [(d5.uids[inbox],) * 2], "add", [], True)
+        h.store.memberships.store_flags(h.account_id, inbox, [(d5.uids[inbox],) * 2], "add", [], True)
         self.e5 = d5.email_id
         self.e6 = h.ingest((b"From: Carol <carol@example.test>\r\nSubject: Re: Banana split\r\nMessage-ID: <b2@x>\r\n"
                             b"In-Reply-To: <b1@x>\r\nX-Priority: 1\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\nok\r\n"
@@ -225,7 +225,7 @@ async def test_windowing(w):
 async def test_total_comes_from_mailbox_counts(h):  # noqa: F811
     for i in range(4):
         h.ingest(simple(i, subject="same", msgid=f"s{i}@x", references=["s0@x"] if i else None))
-    counts = h.store.mailbox_counts(h.account_id, [h.inbox])[h.inbox]
+    counts = h.store.mailboxes.counts(h.account_id, [h.inbox])[h.inbox]
     q = await h.query({"inMailbox": h.inbox}, DESC, collapseThreads=True, calculateTotal=True, limit=1)
     assert q["total"] == counts.total_threads == 1
     q = await h.query({"inMailbox": h.inbox}, DESC, calculateTotal=True, limit=1)
@@ -326,16 +326,16 @@ async def test_query_changes_replay(h, monkeypatch, cached):  # noqa: F811
         await h.deliver(simple(99, subject="Re: topic", msgid="q99@x", references=["q0@x"]), received_at=T0 + 50)
 
     async def flag_some():
-        h.store.store_flags(h.account_id, h.inbox, [(ds[1].uids[h.inbox], ds[4].uids[h.inbox])], "add",
+        h.store.memberships.store_flags(h.account_id, h.inbox, [(ds[1].uids[h.inbox], ds[4].uids[h.inbox])], "add",
                             ["$seen"], None)
 
     async def move_out():
         uid = ds[11].uids[h.inbox]
-        h.store.copy_messages(h.account_id, h.inbox, [(uid, uid)], archive, move=True)
+        h.store.memberships.copy(h.account_id, h.inbox, [(uid, uid)], archive, move=True)
 
     async def delete_flag():
         uid = ds[9].uids[h.inbox]
-        h.store.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", [], True)
+        h.store.memberships.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", [], True)
 
     async def destroy():
         await h.ok("Email/set", {"destroy": [ds[0].email_id, ds[5].email_id]})

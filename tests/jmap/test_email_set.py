@@ -14,7 +14,7 @@ from tests.mailgen import corpus, simple
 
 
 def upload(h, data: bytes, type_: str = "message/rfc822") -> str:  # noqa: ANN001, F811
-    return h.store.store_upload(h.account_id, data, type_)[0]
+    return h.store.blobs.upload(h.account_id, data, type_)[0]
 
 
 def flags_of(h, email_id: str) -> int:  # noqa: ANN001, F811
@@ -69,7 +69,7 @@ async def test_create_round_trip(h):  # noqa: F811
     assert resolve_blob(h.store, h.account_id, att["blobId"]) == b"%PDF-1.4 not really\n"
     assert e["messageId"] and e["messageId"][0].endswith("@example.test") and e["sentAt"]
     assert (e["size"], e["blobId"], e["threadId"]) == (created["size"], created["blobId"], created["threadId"])
-    raw = h.store.read_blob(h.account_id, created["blobId"])
+    raw = h.store.blobs.read(h.account_id, created["blobId"])
     assert len(raw) == created["size"]
     assert b"\r\nMessage-ID: <" in raw and b"\r\nDate: " in raw and b"MIME-Version: 1.0" in raw
     assert b"\n" not in raw.replace(b"\r\n", b"")
@@ -197,7 +197,7 @@ async def test_mailbox_patches(h):  # noqa: F811
     assert (await h.one(eid, ["mailboxIds"]))["mailboxIds"] == {archive: True}
     await h.ok("Email/set", {"update": {eid: {"mailboxIds": {trash: True}}}})
     assert (await h.one(eid, ["mailboxIds"]))["mailboxIds"] == {trash: True}
-    assert h.store.mailbox_counts(h.account_id, [trash])[trash].total_emails == 1
+    assert h.store.mailboxes.counts(h.account_id, [trash])[trash].total_emails == 1
 
 
 @pytest.mark.parametrize("patch,err", [
@@ -228,10 +228,10 @@ async def test_too_many_keywords_by_patch(h):  # noqa: F811
 
 
 async def test_update_and_destroy_not_found(h):  # noqa: F811
-    bob_box = next(m.id for m in h.store.list_mailboxes(h.bob.id) if m.role == "inbox")
-    theirs = h.store.ingest(h.bob.id, simple(1), (bob_box,)).email_id
+    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    theirs = h.store.emails.ingest(h.bob.id, simple(1), (bob_box,)).email_id
     gone = h.ingest(simple(2))
-    h.store.store_flags(h.account_id, h.inbox, [(gone.uids[h.inbox],) * 2], "add", [], True)
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(gone.uids[h.inbox],) * 2], "add", [], True)
     res = await h.ok("Email/set", {"update": {theirs: {"keywords/$seen": True}, gone.email_id: {"keywords/x": True},
                                               "Mnope": {"keywords/x": True}}})
     assert set(res["notUpdated"]) == {theirs, gone.email_id, "Mnope"}
@@ -239,7 +239,7 @@ async def test_update_and_destroy_not_found(h):  # noqa: F811
     res = await h.ok("Email/set", {"destroy": [theirs, gone.email_id, "Mnope"]})
     assert set(res["notDestroyed"]) == {theirs, gone.email_id, "Mnope"}
     assert all(v["type"] == "notFound" for v in res["notDestroyed"].values())
-    assert h.store.email_raw(h.bob.id, theirs)  # untouched
+    assert h.store.emails.raw(h.bob.id, theirs)  # untouched
 
 
 async def test_destroy_and_if_in_state(h):  # noqa: F811
@@ -262,13 +262,13 @@ async def test_changes_follow_imap_side_writes(h):  # noqa: F811
     d = h.ingest(simple(1))
     uid = d.uids[h.inbox]
     state0 = (await h.ok("Email/get", {"ids": []}))["state"]
-    h.store.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", ["$seen"], None)  # IMAP STORE +FLAGS \Seen
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(uid, uid)], "add", ["$seen"], None)  # IMAP STORE +FLAGS \Seen
     ch = await h.ok("Email/changes", {"sinceState": state0})
     assert ch["updated"] == [d.email_id] and ch["created"] == [] and ch["destroyed"] == []
     assert (await h.one(d.email_id, ["keywords"]))["keywords"] == {"$seen": True}
     state1 = ch["newState"]
     assert state1 == (await h.ok("Email/get", {"ids": []}))["state"]
-    h.store.copy_messages(h.account_id, h.inbox, [(uid, uid)], archive)  # IMAP COPY
+    h.store.memberships.copy(h.account_id, h.inbox, [(uid, uid)], archive)  # IMAP COPY
     ch = await h.ok("Email/changes", {"sinceState": state1})
     assert ch["updated"] == [d.email_id]
     assert (await h.one(d.email_id, ["mailboxIds"]))["mailboxIds"] == {h.inbox: True, archive: True}
@@ -278,8 +278,8 @@ async def test_changes_follow_imap_side_writes(h):  # noqa: F811
     assert ch["created"] == [new.email_id]
     state3 = ch["newState"]
     for box in (h.inbox, archive):  # IMAP STORE \Deleted + EXPUNGE everywhere: the email is gone
-        h.store.store_flags(h.account_id, box, [(1, 10)], "add", [], True)
-        h.store.expunge(h.account_id, box)
+        h.store.memberships.store_flags(h.account_id, box, [(1, 10)], "add", [], True)
+        h.store.memberships.expunge(h.account_id, box)
     ch = await h.ok("Email/changes", {"sinceState": state3})
     assert set(ch["destroyed"]) == {d.email_id, new.email_id}
     # no change: same state back, nothing listed
@@ -417,8 +417,8 @@ async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
         return ctx
 
     h.ctx_factory = factory
-    bob_box = next(m.id for m in h.store.list_mailboxes(h.bob.id) if m.role == "inbox")
-    src = h.store.ingest(h.bob.id, simple(1, subject="from bob"), (bob_box,), ("$seen",), 1_900_000_000)
+    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    src = h.store.emails.ingest(h.bob.id, simple(1, subject="from bob"), (bob_box,), ("$seen",), 1_900_000_000)
     res = await h.ok("Email/copy", {"fromAccountId": h.bob.id, "onSuccessDestroyOriginal": True, "create": {
         "c1": {"id": src.email_id, "mailboxIds": {h.inbox: True}},
         "c2": {"id": src.email_id, "mailboxIds": {h.inbox: True}, "subject": "no"},
@@ -438,10 +438,10 @@ async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
 async def test_changes_report_emails_hidden_by_deleted_flag_as_destroyed(h):  # noqa: F811
     a, b = h.ingest(simple(1)), h.ingest(simple(2))
     state = (await h.ok("Email/get", {"ids": []}))["state"]
-    h.store.store_flags(h.account_id, h.inbox, [(a.uids[h.inbox],) * 2], "add", [], True)  # only membership
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(a.uids[h.inbox],) * 2], "add", [], True)  # only membership
     c = h.ingest(simple(3))
-    h.store.store_flags(h.account_id, h.inbox, [(c.uids[h.inbox],) * 2], "add", [], True)  # born and hidden
-    h.store.store_flags(h.account_id, h.inbox, [(b.uids[h.inbox],) * 2], "add", ["$seen"], None)
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(c.uids[h.inbox],) * 2], "add", [], True)  # born and hidden
+    h.store.memberships.store_flags(h.account_id, h.inbox, [(b.uids[h.inbox],) * 2], "add", ["$seen"], None)
     ch = await h.ok("Email/changes", {"sinceState": state})
     assert ch["destroyed"] == [a.email_id] and ch["updated"] == [b.email_id] and ch["created"] == []
     assert (await h.ok("Email/get", {"ids": [a.email_id]}))["notFound"] == [a.email_id]

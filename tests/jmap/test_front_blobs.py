@@ -139,7 +139,7 @@ def test_resolve_blob_direct(server, alice):  # noqa: F811
     delivered = alice.deliver(_multipart())
     store = server.store
     assert blobs.resolve_blob(store, alice.account_id, blobs.part_blob_id(delivered.blob_id, "2")) == ATTACHMENT
-    other = store.account_by_address("bob@example.test").id
+    other = store.accounts.by_address("bob@example.test").id
     assert blobs.resolve_blob(store, other, delivered.blob_id) is None
     assert blobs.resolve_blob(store, alice.account_id, "Gnope") is None
 

@@ -63,13 +63,13 @@ def start_server(tmp_path: Any, db_url: str | None = None, **overrides: Any) -> 
     srv = ServerThread(cfg).start()
     for address, password in PASSWORDS.items():
         h, s = make_credentials(password)
-        srv.store.create_account(address, h, s)
+        srv.store.accounts.create(address, h, s)
     return srv
 
 
 def client_for(srv: ServerThread, address: str, password: str | None = None) -> Jmap:
     http = httpx.Client(base_url=srv.config.public_url, auth=(address, password or PASSWORDS[address]), timeout=30)
-    account = srv.store.account_by_address(address)
+    account = srv.store.accounts.by_address(address)
     return Jmap(srv, http, account.id, address)
 
 

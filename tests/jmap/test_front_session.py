@@ -106,7 +106,7 @@ def test_401_with_bad_password_and_unknown_user(server):  # noqa: F811
 
 def test_bearer_token_accepted_and_bad_token_challenged(server):  # noqa: F811
     base = server.config.public_url
-    account = server.store.account_by_address("alice@example.test")
+    account = server.store.accounts.by_address("alice@example.test")
     token = server.runtime.auth.tokens.issue(account.id, ["jmap"])
     r = httpx.get(base + "/.well-known/jmap", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200
@@ -124,7 +124,7 @@ def test_bearer_token_accepted_and_bad_token_challenged(server):  # noqa: F811
 
 
 def test_expired_token_refused(server, monkeypatch):  # noqa: F811
-    account = server.store.account_by_address("alice@example.test")
+    account = server.store.accounts.by_address("alice@example.test")
     tokens = server.runtime.auth.tokens
     with monkeypatch.context() as m:  # issued an hour ago for a minute: expired now, without waiting
         m.setattr(tokens, "_clock", lambda: time.time() - 3600)
@@ -134,8 +134,8 @@ def test_expired_token_refused(server, monkeypatch):  # noqa: F811
 
 
 def test_jmap_disabled_account_refused(server):  # noqa: F811
-    account = server.store.account_by_address("alice@example.test")
-    server.store.set_jmap_enabled(account.id, False)
+    account = server.store.accounts.by_address("alice@example.test")
+    server.store.accounts.set_jmap_enabled(account.id, False)
     r = httpx.get(server.config.public_url + "/.well-known/jmap", auth=("alice@example.test", PASSWORDS[
         "alice@example.test"]), timeout=30)
     assert r.status_code == 401
@@ -195,7 +195,7 @@ def test_jmapc_client(server, use_token):  # noqa: F811
     from jmapc.auth import BearerAuth
     from jmapc.methods import CoreEcho, MailboxGet
 
-    account = server.store.account_by_address("alice@example.test")
+    account = server.store.accounts.by_address("alice@example.test")
     if use_token:
         auth = BearerAuth(server.runtime.auth.tokens.issue(account.id, ["jmap"]))
     else:

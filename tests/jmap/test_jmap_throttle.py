@@ -39,7 +39,7 @@ def start(tmp_path: Path, **overrides: object) -> ServerThread:
     cfg = make_config(tmp_path / "data", None, imap__listen=None, imap__imaps=None, **overrides)
     srv = ServerThread(cfg).start()
     for address, password in PASSWORDS.items():
-        srv.store.create_account(address, *make_credentials(password))
+        srv.store.accounts.create(address, *make_credentials(password))
     return srv
 
 

@@ -172,7 +172,7 @@ def test_destroy_with_emails(alice):  # noqa: F811
     out = alice.call("Mailbox/set", {"destroy": [ids["box"]], "onDestroyRemoveEmails": True})
     assert out["destroyed"] == [ids["box"]]
     store = alice.server.store
-    gone = {e.object_id for e in store.changes_since(alice.account_id, "Email", 0) if e.op == "d"}
+    gone = {e.object_id for e in store.changes.since(alice.account_id, "Email", 0) if e.op == "d"}
     assert only_here.email_id in gone and both.email_id not in gone
     box = alice.call("Mailbox/get", {"ids": [inbox]})["list"][0]
     assert box["totalEmails"] == 1

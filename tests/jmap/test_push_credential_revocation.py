@@ -160,12 +160,12 @@ def status_with(srv: ServerThread, secret: str) -> int:
 
 
 def account_id(srv: ServerThread) -> str:
-    return srv.store.account_by_address(ALICE).id
+    return srv.store.accounts.by_address(ALICE).id
 
 
 def test_revoked_app_password_closes_its_websockets_and_no_others(srv: ServerThread, closing: contextlib.ExitStack) -> None:
-    _, laptop = app_passwords.create(srv.store.engine, account_id(srv), "laptop", "jmap")
-    _, phone = app_passwords.create(srv.store.engine, account_id(srv), "phone", "jmap")
+    _, laptop = app_passwords.create(srv.store, account_id(srv), "laptop", "jmap")
+    _, phone = app_passwords.create(srv.store, account_id(srv), "phone", "jmap")
     j_laptop, j_phone = as_user(srv, laptop, closing), as_user(srv, phone, closing)
     j_password = as_user(srv, PASSWORDS[ALICE], closing)
     idle = ws_open(j_laptop, laptop, closing)
@@ -199,12 +199,12 @@ def test_request_after_an_unheard_revocation_is_refused(
     notifier = srv.store.notifier
     publish = notifier.publish
     monkeypatch.setattr(notifier, "publish", lambda ev: None if is_credential_event(ev) else publish(ev))
-    _, laptop = app_passwords.create(srv.store.engine, account_id(srv), "laptop", "jmap")
+    _, laptop = app_passwords.create(srv.store, account_id(srv), "laptop", "jmap")
     j_laptop, j_password = as_user(srv, laptop, closing), as_user(srv, PASSWORDS[ALICE], closing)
     conn = ws_open(j_laptop, laptop, closing)
     roundtrip(conn, j_laptop, "r0")
 
-    assert app_passwords.revoke(srv.store.engine, account_id(srv), "laptop")
+    assert app_passwords.revoke(srv.store, account_id(srv), "laptop")
 
     request(conn, "r1", [["Mailbox/set", {"accountId": j_laptop.account_id, "create": {"m": {"name": "Nope"}}}, "0"]])
     request(conn, "r2", [["Mailbox/set", {"accountId": j_laptop.account_id, "create": {"m": {"name": "Nor"}}}, "0"]])
@@ -215,7 +215,7 @@ def test_request_after_an_unheard_revocation_is_refused(
 
 
 def test_password_change_ends_password_streams_and_sockets_only(srv: ServerThread, closing: contextlib.ExitStack) -> None:
-    _, app = app_passwords.create(srv.store.engine, account_id(srv), "laptop", "jmap")
+    _, app = app_passwords.create(srv.store, account_id(srv), "laptop", "jmap")
     j_password, j_app = as_user(srv, PASSWORDS[ALICE], closing), as_user(srv, app, closing)
     stream = Stream(j_password, PASSWORDS[ALICE], closing)
     app_stream = Stream(j_app, app, closing)

@@ -87,7 +87,7 @@ def test_the_cache_is_bounded() -> None:
 @pytest.fixture
 async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
     runtime = make_runtime(tmp_path, db_url)
-    runtime.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
+    runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
     yield runtime
     runtime.auth.close()
     runtime.store.close()

@@ -45,11 +45,11 @@ def test_email_set_writes_on_writer(alice, threads_seen):  # noqa: F811
 def test_mailbox_set_writes_on_writer(alice, threads_seen, monkeypatch):  # noqa: F811
     seen, spy = threads_seen
     store = alice.server.store
-    monkeypatch.setattr(store, "update_mailbox", spy("update_mailbox", store.update_mailbox))
-    monkeypatch.setattr(store, "destroy_mailbox", spy("destroy_mailbox", store.destroy_mailbox))
+    monkeypatch.setattr(store.mailboxes, "update", spy("update", store.mailboxes.update))
+    monkeypatch.setattr(store.mailboxes, "destroy", spy("destroy", store.mailboxes.destroy))
     created = alice.call("Mailbox/set", {"create": {"p": {"name": "Projects"}}})["created"]
     box = created["p"]["id"]
     assert alice.call("Mailbox/set", {"update": {box: {"name": "Renamed"}}})["updated"] == {box: None}
     assert alice.call("Mailbox/set", {"destroy": [box]})["destroyed"] == [box]
-    assert [n for n, _ in seen] == ["update_mailbox", "destroy_mailbox"]
+    assert [n for n, _ in seen] == ["update", "destroy"]
     assert all(t.startswith("store-write") for _, t in seen), seen

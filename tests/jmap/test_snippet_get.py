@@ -53,8 +53,8 @@ async def test_snippet_fields_follow_the_filter(h):  # noqa: F811
 
 
 async def test_snippet_errors_and_isolation(h):  # noqa: F811
-    bob_box = next(m.id for m in h.store.list_mailboxes(h.bob.id) if m.role == "inbox")
-    theirs = h.store.ingest(h.bob.id, simple(1, body="quokka"), (bob_box,)).email_id
+    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    theirs = h.store.emails.ingest(h.bob.id, simple(1, body="quokka"), (bob_box,)).email_id
     res = await h.ok("SearchSnippet/get", {"filter": {"text": "quokka"}, "emailIds": [theirs]})
     assert res["list"] == [] and res["notFound"] == [theirs]
     assert (await h.call("SearchSnippet/get", {"filter": {"bogus": 1}, "emailIds": []}))["error"] == "unsupportedFilter"

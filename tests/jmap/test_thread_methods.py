@@ -50,12 +50,12 @@ def test_deleted_memberships_hide_emails(alice):  # noqa: F811
     inbox = alice.role("inbox")
     # Mark r1 \Deleted in its only mailbox: it no longer exists for JMAP.
     r1_uid = r1.uids[inbox]
-    store.store_flags(alice.account_id, inbox, [(r1_uid, r1_uid)], "add", [], True)
+    store.memberships.store_flags(alice.account_id, inbox, [(r1_uid, r1_uid)], "add", [], True)
     out = alice.call("Thread/get", {"ids": [root.thread_id]})
     assert r1.email_id not in out["list"][0]["emailIds"] and root.email_id in out["list"][0]["emailIds"]
     # A thread whose emails are all hidden is not found.
     lone = alice.deliver(simple(7, subject="Lonely"))
-    store.store_flags(alice.account_id, inbox, [(lone.uids[inbox], lone.uids[inbox])], "add", [], True)
+    store.memberships.store_flags(alice.account_id, inbox, [(lone.uids[inbox], lone.uids[inbox])], "add", [], True)
     assert alice.call("Thread/get", {"ids": [lone.thread_id]})["notFound"] == [lone.thread_id]
 
 
@@ -76,7 +76,7 @@ def test_thread_changes(alice):  # noqa: F811
     assert ch["updated"] == [root.thread_id] and ch["created"] == []
     s2 = ch["newState"]
     assert s2 == alice.call("Thread/get", {"ids": []})["state"]
-    alice.server.store.destroy_emails(alice.account_id, [root.email_id, reply.email_id])
+    alice.server.store.emails.destroy(alice.account_id, [root.email_id, reply.email_id])
     ch = alice.call("Thread/changes", {"sinceState": s2})
     assert ch["destroyed"] == [root.thread_id]
     ch = alice.call("Thread/changes", {"sinceState": s0})

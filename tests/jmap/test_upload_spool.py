@@ -27,7 +27,7 @@ def start(tmp_path, db_url: str | None = None, **overrides) -> ServerThread:  # 
     cfg = make_config(tmp_path / "data", db_url, imap__imaps=None, lmtp__listen=None, **overrides)
     srv = ServerThread(cfg).start()
     h, s = make_credentials(PASSWORD)
-    srv.account_id = srv.store.create_account(ADDRESS, h, s).id  # type: ignore[attr-defined]
+    srv.account_id = srv.store.accounts.create(ADDRESS, h, s).id  # type: ignore[attr-defined]
     return srv
 
 

@@ -30,8 +30,8 @@ def start(cfg):  # noqa: ANN001, ANN201
 def server(tmp_path, db_url):  # noqa: ANN001, ANN201
     cfg = make_config(tmp_path / "data", db_url, jmap__listen=None, imap__imaps=None)
     srv = start(cfg)
-    srv.store.create_account(ADDRESS, *passwords.make_credentials(PASSWORD))
-    srv.store.create_account(BOB, *passwords.make_credentials(PASSWORD))
+    srv.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))
+    srv.store.accounts.create(BOB, *passwords.make_credentials(PASSWORD))
     holder = {"srv": srv}
     yield holder
     holder["srv"].stop()

@@ -15,16 +15,16 @@ def server(tmp_path, db_url):  # noqa: ANN001, ANN201
     cfg = make_config(tmp_path / "data", db_url, imap__listen=None, imap__imaps=None, jmap__listen=None)
     cfg.lmtp.max_message_size = 200_000
     srv = ServerThread(cfg).start()
-    srv.store.create_account("alice@example.test", "x")
-    srv.store.create_account("bob@example.test", "x")
+    srv.store.accounts.create("alice@example.test", "x")
+    srv.store.accounts.create("bob@example.test", "x")
     yield srv
     srv.stop()
 
 
 def inbox_messages(store, address):  # noqa: ANN001, ANN201
-    acct = store.account_by_address(address)
-    box = store.mailbox_by_path(acct.id, ["INBOX"])
-    return store.mailbox_counts(acct.id, [box.id]).get(box.id)
+    acct = store.accounts.by_address(address)
+    box = store.mailboxes.by_path(acct.id, ["INBOX"])
+    return store.mailboxes.counts(acct.id, [box.id]).get(box.id)
 
 
 def test_multi_recipient_with_one_unknown(server):
@@ -42,9 +42,9 @@ def test_multi_recipient_with_one_unknown(server):
     assert inbox_messages(server.store, "alice@example.test").messages == 1
     assert inbox_messages(server.store, "bob@example.test").messages == 1
     # Stored byte-exact after our Received line.
-    acct = server.store.account_by_address("alice@example.test")
-    email_id = server.store.changes_since(acct.id, "Email", 0)[0].object_id
-    stored = server.store.email_raw(acct.id, email_id)
+    acct = server.store.accounts.by_address("alice@example.test")
+    email_id = server.store.changes.since(acct.id, "Email", 0)[0].object_id
+    stored = server.store.emails.raw(acct.id, email_id)
     assert stored.startswith(b"Received: ") and stored.endswith(raw)
 
 

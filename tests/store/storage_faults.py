@@ -201,7 +201,7 @@ def every_stored_email(store: Any) -> list[bytes]:
                             .join(emails, emails.c.blob_id == blobs.c.id).order_by(emails.c.id)).all()
     out = []
     for r in rows:
-        raw = store.blobs.read(r.pack, r.offset, r.size)
+        raw = store.packs.read(r.pack, r.offset, r.size)
         assert len(raw) == r.size, f"blob at {r.pack}+{r.offset} is torn"
         assert hashlib.sha256(raw).hexdigest() == r.sha256, f"blob at {r.pack}+{r.offset} holds other bytes"
         out.append(raw)

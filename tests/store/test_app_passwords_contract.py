@@ -53,7 +53,7 @@ def test_unknown_account(service) -> None:  # noqa: ANN001
 
 
 def test_accounts_are_isolated(service, store, account) -> None:  # noqa: ANN001
-    bob = store.create_account("bob@example.test", "x")
+    bob = store.accounts.create("bob@example.test", "x")
     ap = service.create(account.id, "Phone", ["imap"], "sha256$aa")
     assert service.candidates(bob.id) == [] and service.list(bob.id) == []
     assert service.revoke(bob.id, ap.id) is False
@@ -77,7 +77,7 @@ def test_touch_soon_is_written_by_the_writer(store, account) -> None:  # noqa: A
     svc.touch_soon(ap.id, 5000, not_since=4941)
     svc.settle()
     assert svc.get(ap.id).last_used_at == 5000
-    assert store.credential_epochs(account.id) == (0, 0)  # a use is no credential change: sessions stay
+    assert store.credentials.epochs(account.id) == (0, 0)  # a use is no credential change: sessions stay
 
 
 def test_touch_soon_queues_one_stamp_per_credential(store, account, monkeypatch) -> None:  # noqa: ANN001

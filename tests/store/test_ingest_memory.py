@@ -21,23 +21,23 @@ INGEST_BUDGET = 32 * MiB
 
 
 def _inbox(store, account):  # noqa: ANN001, ANN202
-    return store.mailbox_by_path(account.id, ["INBOX"])
+    return store.mailboxes.by_path(account.id, ["INBOX"])
 
 
 @pytest.mark.parametrize("kind", ["base64", "7bit"])
 def test_ingest_of_a_mapped_60mib_message_keeps_allocation_bounded(kind: str, store, account, tmp_path: Path):
     box = _inbox(store, account)
-    store.ingest(account.id, b"Subject: warm up\r\n\r\nhi\r\n", (box.id,))  # first-use costs are not the message's
+    store.emails.ingest(account.id, b"Subject: warm up\r\n\r\nhi\r\n", (box.id,))  # first-use costs are not the message's
     path = tmp_path / "big.eml"
     facts = WRITERS[kind](path, blocks_for(kind, 60 * MiB))
     with mapped(path) as mm:
         digest = hashlib.sha256(mm).hexdigest()
         with traced_peak() as probe:
-            got = store.ingest(account.id, mm, (box.id,))
+            got = store.emails.ingest(account.id, mm, (box.id,))
         mm.close()  # nothing the store kept may pin the map
     assert probe["peak"] < INGEST_BUDGET, f"ingest allocated {probe['peak'] / MiB:.1f} MiB at peak"
     assert got.size == facts.length
-    assert hashlib.sha256(store.read_blob(account.id, got.blob_id)).hexdigest() == digest
+    assert hashlib.sha256(store.blobs.read(account.id, got.blob_id)).hexdigest() == digest
 
 
 class _Message(bytearray):

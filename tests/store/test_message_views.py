@@ -18,18 +18,18 @@ from tests.mailgen import simple
 
 @pytest.fixture
 def box(store, account):  # noqa: ANN001, ANN201
-    return store.mailbox_by_path(account.id, ["INBOX"])
+    return store.mailboxes.by_path(account.id, ["INBOX"])
 
 
 def fill(store, account, box, n: int, start: int = 0) -> None:  # noqa: ANN001
     for i in range(start, start + n):
-        store.ingest(account.id, simple(i), (box.id,))
+        store.emails.ingest(account.id, simple(i), (box.id,))
 
 
 def test_fetch_rows_columns_keywords_and_locations(store, account, box) -> None:  # noqa: ANN001
     fill(store, account, box, 5)
-    store.store_flags(account.id, box.id, [(2, 2)], "add", ["$seen", "Work"], None)
-    store.store_flags(account.id, box.id, [(3, 3)], "add", [], True)
+    store.memberships.store_flags(account.id, box.id, [(2, 2)], "add", ["$seen", "Work"], None)
+    store.memberships.store_flags(account.id, box.id, [(3, 3)], "add", [], True)
     v = store.messages
     plain = v.fetch_rows(box.id, [(1, 5)])
     assert [r[UID] for r in plain.rows] == [1, 2, 3, 4, 5]
@@ -42,7 +42,7 @@ def test_fetch_rows_columns_keywords_and_locations(store, account, box) -> None:
     cache = full.rows[0][CACHE]
     assert b'"envelope"' in bytes(cache)
     loc = full.locations[full.rows[0][EMAIL_ID]]
-    assert store.read_location(loc).startswith(b"From: Sender")
+    assert store.blobs.read_location(loc).startswith(b"From: Sender")
     blob_only = v.fetch_rows(box.id, [(2, 2)], blob=True)
     assert blob_only.locations[blob_only.rows[0][EMAIL_ID]] == loc  # blob columns right after the metadata
     assert v.mime_caches([full.rows[0][EMAIL_ID], "nope"]) == {full.rows[0][EMAIL_ID]: bytes(cache)}
@@ -50,7 +50,7 @@ def test_fetch_rows_columns_keywords_and_locations(store, account, box) -> None:
 
 def test_fetch_rows_filters(store, account, box) -> None:  # noqa: ANN001
     fill(store, account, box, 6)
-    res = store.store_flags(account.id, box.id, [(2, 2), (5, 5)], "add", ["$flagged"], None)
+    res = store.memberships.store_flags(account.id, box.id, [(2, 2), (5, 5)], "add", ["$flagged"], None)
     v = store.messages
     assert [r[UID] for r in v.fetch_rows(box.id, [(1, 6)], below_uid=4).rows] == [1, 2, 3]
     assert [r[UID] for r in v.fetch_rows(box.id, [(1, 6)], changedsince=res.modseq - 1).rows] == [2, 5]
@@ -76,9 +76,9 @@ def test_fetch_rows_row_cache_agrees_with_query(store, account, box, monkeypatch
 
     both()
     assert store.mailbox_rows.cached(box.id) and store.mailbox_rows.loads == 1
-    store.store_flags(account.id, box.id, [(3, 3)], "add", ["Red"], None)
-    store.store_flags(account.id, box.id, [(4, 4)], "add", [], True)
-    store.expunge(account.id, box.id)
+    store.memberships.store_flags(account.id, box.id, [(3, 3)], "add", ["Red"], None)
+    store.memberships.store_flags(account.id, box.id, [(4, 4)], "add", [], True)
+    store.memberships.expunge(account.id, box.id)
     fill(store, account, box, 1, start=50)
     both()
     both(below_uid=6)
@@ -95,15 +95,15 @@ def test_fetch_rows_row_cache_agrees_with_query(store, account, box, monkeypatch
 
 def test_mailbox_snapshot_and_recent(store, account, box) -> None:  # noqa: ANN001
     fill(store, account, box, 4)
-    store.store_flags(account.id, box.id, [(1, 1)], "add", ["Todo"], None)
-    store.store_flags(account.id, box.id, [(2, 2)], "add", [], True)
-    store.expunge(account.id, box.id)
+    store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", ["Todo"], None)
+    store.memberships.store_flags(account.id, box.id, [(2, 2)], "add", [], True)
+    store.memberships.expunge(account.id, box.id)
     v = store.messages
     peek = v.mailbox_snapshot(account.id, box.id)
     assert peek is not None
     assert list(peek.uids) == [1, 3, 4] and peek.uidnext == 5 and peek.recent_from is None
     assert peek.keywords == ["Todo"] and peek.recent_uid == 1
-    fresh = store.get_mailbox(account.id, box.id)
+    fresh = store.mailboxes.get(account.id, box.id)
     assert (peek.uidvalidity, peek.highest_modseq) == (fresh.uidvalidity, fresh.highest_modseq)
     first = v.mailbox_snapshot(account.id, box.id, claim_recent=True)
     second = v.mailbox_snapshot(account.id, box.id, claim_recent=True)
@@ -125,14 +125,14 @@ def test_mailbox_delta_and_flag_changes(store, account, box) -> None:  # noqa: A
     quiet = v.mailbox_delta(box.id, **known)
     assert quiet is not None and (quiet.new_uids, quiet.vanished, quiet.changed) == ([], [], [])
     fill(store, account, box, 1, start=9)
-    res = store.store_flags(account.id, box.id, [(2, 2)], "add", ["$flagged", "Blue"], None)
-    store.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
-    gone = store.expunge(account.id, box.id)
+    res = store.memberships.store_flags(account.id, box.id, [(2, 2)], "add", ["$flagged", "Blue"], None)
+    store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
+    gone = store.memberships.expunge(account.id, box.id)
     assert gone == [1]
     d = v.mailbox_delta(box.id, **known, claim_recent=True)
     assert d is not None
     assert d.new_uids == [4] and d.vanished == [1] and d.uidnext == 5
-    assert d.highest_modseq == store.get_mailbox(account.id, box.id).highest_modseq
+    assert d.highest_modseq == store.mailboxes.get(account.id, box.id).highest_modseq
     assert FlagChange(2, res.modseq, FLAG_FLAGGED, False, ("Blue",)) in d.changed
     assert all(c.uid < 4 for c in d.changed)  # only UIDs the caller knew
     assert d.recent_from == 1  # nothing had been claimed before
@@ -143,8 +143,8 @@ def test_mailbox_delta_and_flag_changes(store, account, box) -> None:  # noqa: A
     assert v.vanished_uids(box.id, [(2, 10)], snap.highest_modseq) == []
     assert v.vanished_uids(box.id, [(1, 10)], d.highest_modseq) == []
     assert v.mailbox_delta(box.id, **{**known, "uidvalidity": snap.uidvalidity + 1}) is None
-    other = store.create_mailbox(account.id, "Temp")
-    store.destroy_mailbox(account.id, other.id, remove_emails=True)
+    other = store.mailboxes.create(account.id, "Temp")
+    store.mailboxes.destroy(account.id, other.id, remove_emails=True)
     assert v.mailbox_delta(other.id, **known) is None
 
 
@@ -152,7 +152,7 @@ def test_first_unseen(store, account, box) -> None:  # noqa: ANN001
     v = store.messages
     assert v.first_unseen(box.id, 100) is None
     fill(store, account, box, 4)
-    store.store_flags(account.id, box.id, [(1, 2)], "add", ["$seen"], None)
+    store.memberships.store_flags(account.id, box.id, [(1, 2)], "add", ["$seen"], None)
     assert v.first_unseen(box.id, 100) == 3
     assert v.first_unseen(box.id, 3) is None
 

@@ -149,8 +149,8 @@ class _Jmap:
 async def test_both_doors_agree(mrt) -> None:  # noqa: ANN001
     assert len(ROWS) >= 15
     store, acct = mrt.store, mrt.account
-    inbox = store.mailbox_by_path(acct.id, ["INBOX"]).id
-    got = store.ingest_many(acct.id, [IngestItem(raw, (inbox,), kws, T0 + i * DAY)
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"]).id
+    got = store.emails.ingest_many(acct.id, [IngestItem(raw, (inbox,), kws, T0 + i * DAY)
                                       for i, (raw, kws) in enumerate(CORPUS)])
     index = {d.email_id: n for n, d in enumerate(got, start=1)}
     assert [d.uids[inbox] for d in got] == list(range(1, len(CORPUS) + 1))

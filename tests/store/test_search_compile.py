@@ -111,9 +111,9 @@ def test_like_pattern_escapes() -> None:
 
 
 def test_service_owns_its_cache_and_runs_one_query(store) -> None:  # noqa: ANN001
-    acct = store.create_account("alice@example.test", "x")
-    inbox = store.mailbox_by_path(acct.id, ["INBOX"]).id
-    got = store.ingest_many(acct.id, [IngestItem(simple(i, subject=f"quokka {i}"), (inbox,), (), 1000 + i)
+    acct = store.accounts.create("alice@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"]).id
+    got = store.emails.ingest_many(acct.id, [IngestItem(simple(i, subject=f"quokka {i}"), (inbox,), (), 1000 + i)
                                       for i in range(5)])
     query = q.EmailQuery(q.Text("subject", ("quokka",)))
     store.search.shallow = 0  # the full list, cached
@@ -123,7 +123,7 @@ def test_service_owns_its_cache_and_runs_one_query(store) -> None:  # noqa: ANN0
     with pytest.raises(SearchError):
         store.search.email_query(acct.id, query, 0, 2, anchor="Mnope")
     # a write makes a new state: the old list is never served for it
-    store.store_flags(acct.id, inbox, [(1, 1)], "add", ["$seen"], None)
+    store.memberships.store_flags(acct.id, inbox, [(1, 1)], "add", ["$seen"], None)
     again = store.search.email_query(acct.id, query, 0, 10)
     assert again.state > out.state and len(again.ids) == 5
     ch = store.search.query_changes(acct.id, query, out.state)  # the old list is cached: an exact diff

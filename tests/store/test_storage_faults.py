@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from janusmail.store import blobs as blobmod
 from janusmail.store import faults
-from janusmail.store.blobs import BlobStore
+from janusmail.store import packs as blobmod
 from janusmail.store.model import StorageUnavailable
+from janusmail.store.packs import PackStore
 from janusmail.store.schema import blobs
 from janusmail.store.store import Store
 from tests.mailgen import simple
@@ -51,55 +51,55 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_fault_records_nothing_and_every_message_reads_back(store, db_url, tmp_path, monkeypatch, case):
     arm, fulls = CASES[case]
-    acct = store.create_account("alice@example.test", "x")
-    inbox = store.mailbox_by_path(acct.id, ["INBOX"])
-    acked = [store.ingest(acct.id, _msg(i), (inbox.id,)) and _msg(i) for i in range(3)]
+    acct = store.accounts.create("alice@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
+    acked = [store.emails.ingest(acct.id, _msg(i), (inbox.id,)) and _msg(i) for i in range(3)]
     f = Faults(monkeypatch)
     arm(f, store)
     for n, full in enumerate(fulls):
         with pytest.raises(StorageUnavailable) as info:
-            store.ingest(acct.id, _msg(100 + n), (inbox.id,))
+            store.emails.ingest(acct.id, _msg(100 + n), (inbox.id,))
         assert info.value.full is full
     assert f.fired == len(fulls)  # each armed fault really hit the write path
-    assert store.mailbox_counts(acct.id, [inbox.id])[inbox.id].messages == 3  # nothing half-stored is visible
-    acked += [store.ingest(acct.id, _msg(i), (inbox.id,)) and _msg(i) for i in range(3, 6)]
+    assert store.mailboxes.counts(acct.id, [inbox.id])[inbox.id].messages == 3  # nothing half-stored is visible
+    acked += [store.emails.ingest(acct.id, _msg(i), (inbox.id,)) and _msg(i) for i in range(3, 6)]
     assert sorted(every_stored_email(store)) == sorted(acked)
     store.close()
     again = Store.open(tmp_path / "data", db_url)
     try:
         assert sorted(every_stored_email(again)) == sorted(acked)
         # The restarted store keeps storing correctly too.
-        again.ingest(acct.id, _msg(7), (inbox.id,))
+        again.emails.ingest(acct.id, _msg(7), (inbox.id,))
         assert sorted(every_stored_email(again)) == sorted([*acked, _msg(7)])
     finally:
         again.close()
 
 
 def test_torn_tail_is_cut_and_a_new_pack_is_started(store, monkeypatch):
-    acct = store.create_account("alice@example.test", "x")
-    inbox = store.mailbox_by_path(acct.id, ["INBOX"])
-    first = store.ingest(acct.id, _msg(1), (inbox.id,))
-    loc = store.blob_location(acct.id, first.blob_id)
-    pack_file = store.blobs._path(loc.pack)
+    acct = store.accounts.create("alice@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
+    first = store.emails.ingest(acct.id, _msg(1), (inbox.id,))
+    loc = store.blobs.location(acct.id, first.blob_id)
+    pack_file = store.packs._path(loc.pack)
     good = pack_file.stat().st_size
     f = Faults(monkeypatch)
     f.short_write_then_enospc()
     with pytest.raises(StorageUnavailable):
-        store.ingest(acct.id, _msg(2), (inbox.id,))
+        store.emails.ingest(acct.id, _msg(2), (inbox.id,))
     assert pack_file.stat().st_size == good  # the half-written bytes are gone (space given back)
-    later = store.blob_location(acct.id, store.ingest(acct.id, _msg(3), (inbox.id,)).blob_id)
+    later = store.blobs.location(acct.id, store.emails.ingest(acct.id, _msg(3), (inbox.id,)).blob_id)
     assert later.pack != loc.pack and later.offset == 0  # never written to again after a failure
     f.sync_error()
     with pytest.raises(StorageUnavailable):
-        store.ingest(acct.id, _msg(4), (inbox.id,))
-    last = store.blob_location(acct.id, store.ingest(acct.id, _msg(5), (inbox.id,)).blob_id)
+        store.emails.ingest(acct.id, _msg(4), (inbox.id,))
+    last = store.blobs.location(acct.id, store.emails.ingest(acct.id, _msg(5), (inbox.id,)).blob_id)
     assert last.pack not in (loc.pack, later.pack)
-    assert store.read_blob(acct.id, first.blob_id) == _msg(1)
+    assert store.blobs.read(acct.id, first.blob_id) == _msg(1)
 
 
 def test_empty_abandoned_packs_are_not_left_behind(tmp_path, monkeypatch):
     """While the disk stays full, each refused delivery must not leave an empty pack file behind."""
-    bs = BlobStore(tmp_path / "blobs")
+    bs = PackStore(tmp_path / "blobs")
     f = Faults(monkeypatch)
     f.write_error(errno.ENOSPC, times=20)
     for _ in range(20):
@@ -114,8 +114,8 @@ def test_empty_abandoned_packs_are_not_left_behind(tmp_path, monkeypatch):
 def test_group_commit_retries_a_failed_batch_one_by_one(store, db_url, tmp_path, monkeypatch):
     """Concurrent deliveries share one write; when that write fails they are retried alone, and every caller
     that is acknowledged has its bytes on disk."""
-    acct = store.create_account("alice@example.test", "x")
-    inbox = store.mailbox_by_path(acct.id, ["INBOX"])
+    acct = store.accounts.create("alice@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
     f = Faults(monkeypatch)
     f.short_write_then_enospc(times=2)
     msgs = [_msg(i) for i in range(8)]
@@ -140,19 +140,19 @@ def test_group_commit_retries_a_failed_batch_one_by_one(store, db_url, tmp_path,
 
 
 def test_upload_blob_fault_records_nothing(store, monkeypatch):
-    acct = store.create_account("alice@example.test", "x")
+    acct = store.accounts.create("alice@example.test", "x")
     f = Faults(monkeypatch)
     f.short_write_then_enospc()
     with pytest.raises(StorageUnavailable):
-        store.store_upload(acct.id, b"u" * 5000, "application/octet-stream")
+        store.blobs.upload(acct.id, b"u" * 5000, "application/octet-stream")
     f.commit_disk_full(store.engine)  # the bytes are written, the row's COMMIT fails
     with pytest.raises(StorageUnavailable):
-        store.store_upload(acct.id, b"v" * 5000, "application/octet-stream")
+        store.blobs.upload(acct.id, b"v" * 5000, "application/octet-stream")
     with store.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(blobs)).scalar() == 0
     assert f.fired == 2
-    blob_id, _ = store.store_upload(acct.id, b"w" * 5000, "application/octet-stream")
-    assert store.read_blob(acct.id, blob_id) == b"w" * 5000
+    blob_id, _ = store.blobs.upload(acct.id, b"w" * 5000, "application/octet-stream")
+    assert store.blobs.read(acct.id, blob_id) == b"w" * 5000
 
 
 # -- the reader descriptor cache ---------------------------------------------------------------------------
@@ -165,10 +165,10 @@ def test_reader_descriptor_in_use_is_never_closed(tmp_path, monkeypatch):
     limit = getattr(blobmod, "MAX_READERS", 256)
     locs = []
     for i in range(limit + 40):  # each store instance writes its own pack
-        w = BlobStore(root, fsync=False)
+        w = PackStore(root, fsync=False)
         locs.append((w.append(f"pack {i} ".encode() * 10), f"pack {i} ".encode() * 10))
         w.close()
-    reader = BlobStore(root, fsync=False)
+    reader = PackStore(root, fsync=False)
     fds_before = len(os.listdir("/proc/self/fd"))
     real_pread = os.pread
     busy = [False]
@@ -197,11 +197,11 @@ def test_concurrent_reads_over_many_packs_return_the_right_bytes(tmp_path):
     limit = getattr(blobmod, "MAX_READERS", 256)
     locs = []
     for i in range(limit + 60):
-        w = BlobStore(root, fsync=False)
+        w = PackStore(root, fsync=False)
         data = f"<{i}>".encode() * 50
         locs.append((w.append(data), data))
         w.close()
-    reader = BlobStore(root, fsync=False)
+    reader = PackStore(root, fsync=False)
     errors: list[BaseException] = []
 
     def work(seed: int) -> None:
@@ -224,7 +224,7 @@ def test_concurrent_reads_over_many_packs_return_the_right_bytes(tmp_path):
 
 
 def test_close_waits_for_reads_in_progress(tmp_path, monkeypatch):
-    bs = BlobStore(tmp_path / "blobs", fsync=False)
+    bs = PackStore(tmp_path / "blobs", fsync=False)
     pack, off = bs.append(b"still here")
     real_pread = os.pread
 
@@ -273,7 +273,7 @@ def test_other_database_errors_stay_what_they_are():
 
 def test_missing_pack_is_not_storage_unavailable(tmp_path):
     """Reads are not writes: a missing pack is a plain error (a bug or lost data), never "try again later"."""
-    bs = BlobStore(Path(tmp_path) / "blobs")
+    bs = PackStore(Path(tmp_path) / "blobs")
     with pytest.raises(FileNotFoundError):
         bs.read("00" * 12, 0, 1)
     bs.close()

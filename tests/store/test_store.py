@@ -13,17 +13,17 @@ from tests.mailgen import corpus, simple
 
 
 def inbox(store, account):  # noqa: ANN001, ANN201
-    return store.mailbox_by_path(account.id, ["INBOX"])
+    return store.mailboxes.by_path(account.id, ["INBOX"])
 
 
 def test_new_account_has_special_use_mailboxes(store, account):
-    boxes = store.list_mailboxes(account.id)
+    boxes = store.mailboxes.list(account.id)
     assert {b.role: b.name for b in boxes} == {
         "inbox": "INBOX", "drafts": "Drafts", "sent": "Sent", "archive": "Archive", "junk": "Junk", "trash": "Trash"}
     assert all(ids.looks_like(ids.MAILBOX, b.id) for b in boxes)
     assert len({b.uidvalidity for b in boxes}) == len(boxes)
     with pytest.raises(AlreadyExists):
-        store.create_account("ALICE@example.test", "y")
+        store.accounts.create("ALICE@example.test", "y")
 
 
 def test_ids_are_unique_typed_and_safe():
@@ -40,152 +40,152 @@ def test_ids_are_unique_typed_and_safe():
 def test_ingest_stores_bytes_exactly_and_assigns_uids(store, account):
     box = inbox(store, account)
     raws = corpus(30)
-    got = [store.ingest(account.id, raw, (box.id,)) for raw in raws]
+    got = [store.emails.ingest(account.id, raw, (box.id,)) for raw in raws]
     assert [d.uids[box.id] for d in got] == list(range(1, 31))
     for raw, d in zip(raws, got, strict=True):
-        assert store.read_blob(account.id, d.blob_id) == raw
+        assert store.blobs.read(account.id, d.blob_id) == raw
         assert ids.looks_like(ids.EMAIL, d.email_id) and ids.looks_like(ids.THREAD, d.thread_id)
-    counts = store.mailbox_counts(account.id, [box.id])[box.id]
+    counts = store.mailboxes.counts(account.id, [box.id])[box.id]
     assert counts.messages == 30 and counts.total_emails == 30 and counts.unseen == 30
-    assert store.get_mailbox(account.id, box.id).uidnext == 31
+    assert store.mailboxes.get(account.id, box.id).uidnext == 31
 
 
 def test_identical_content_shares_one_blob_but_not_one_email(store, account):
     box = inbox(store, account)
-    a = store.ingest(account.id, simple(1), (box.id,))
-    b = store.ingest(account.id, simple(1), (box.id,))
+    a = store.emails.ingest(account.id, simple(1), (box.id,))
+    b = store.emails.ingest(account.id, simple(1), (box.id,))
     assert a.blob_id == b.blob_id and a.email_id != b.email_id
 
 
 def test_threads_join_through_missing_parent_and_respect_subject(store, account):
     box = inbox(store, account)
-    r1 = store.ingest(account.id, simple(1, subject="Re: plans", msgid="r1@x", in_reply_to="p@x",
+    r1 = store.emails.ingest(account.id, simple(1, subject="Re: plans", msgid="r1@x", in_reply_to="p@x",
                                          references=["p@x"]), (box.id,))
-    r2 = store.ingest(account.id, simple(2, subject="Re: plans", msgid="r2@x", in_reply_to="p@x",
+    r2 = store.emails.ingest(account.id, simple(2, subject="Re: plans", msgid="r2@x", in_reply_to="p@x",
                                          references=["p@x"]), (box.id,))
-    parent = store.ingest(account.id, simple(3, subject="plans", msgid="p@x"), (box.id,))
+    parent = store.emails.ingest(account.id, simple(3, subject="plans", msgid="p@x"), (box.id,))
     assert r1.thread_id == r2.thread_id == parent.thread_id
-    other = store.ingest(account.id, simple(4, subject="something unrelated", msgid="o@x", references=["p@x"]),
+    other = store.emails.ingest(account.id, simple(4, subject="something unrelated", msgid="o@x", references=["p@x"]),
                          (box.id,))
     assert other.thread_id != parent.thread_id
-    lone = store.ingest(account.id, simple(5, subject="plans", msgid="lone@x"), (box.id,))
+    lone = store.emails.ingest(account.id, simple(5, subject="plans", msgid="lone@x"), (box.id,))
     assert lone.thread_id != parent.thread_id
 
 
 def test_change_log_is_ordered_and_typed(store, account):
     box = inbox(store, account)
-    start = store.highest_modseq(account.id)
-    d1 = store.ingest(account.id, simple(1), (box.id,))
-    d2 = store.ingest(account.id, simple(2), (box.id,))
-    store.store_flags(account.id, box.id, [(1, 1)], "add", ["$seen"], None)
-    emails = store.changes_since(account.id, "Email", start)
+    start = store.changes.highest_modseq(account.id)
+    d1 = store.emails.ingest(account.id, simple(1), (box.id,))
+    d2 = store.emails.ingest(account.id, simple(2), (box.id,))
+    store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", ["$seen"], None)
+    emails = store.changes.since(account.id, "Email", start)
     assert [(c.object_id, c.op) for c in emails] == [(d1.email_id, "c"), (d2.email_id, "c"), (d1.email_id, "u")]
-    assert emails[0].modseq < emails[1].modseq < emails[2].modseq == store.highest_modseq(account.id)
-    assert [c.op for c in store.changes_since(account.id, "Mailbox", start)] == ["k", "k", "k"]
+    assert emails[0].modseq < emails[1].modseq < emails[2].modseq == store.changes.highest_modseq(account.id)
+    assert [c.op for c in store.changes.since(account.id, "Mailbox", start)] == ["k", "k", "k"]
 
 
 def test_mailbox_tree_rules(store, account):
-    a = store.create_mailbox(account.id, "A")
-    b = store.create_mailbox(account.id, "B", a.id)
+    a = store.mailboxes.create(account.id, "A")
+    b = store.mailboxes.create(account.id, "B", a.id)
     with pytest.raises(AlreadyExists):
-        store.create_mailbox(account.id, "A")
+        store.mailboxes.create(account.id, "A")
     with pytest.raises(AlreadyExists):
-        store.create_mailbox(account.id, "inbox")
+        store.mailboxes.create(account.id, "inbox")
     with pytest.raises(InvalidName):
-        store.create_mailbox(account.id, "x/y")
+        store.mailboxes.create(account.id, "x/y")
     with pytest.raises(RoleTaken):
-        store.create_mailbox(account.id, "Sent2", role="sent")
+        store.mailboxes.create(account.id, "Sent2", role="sent")
     with pytest.raises(InvalidName):
-        store.update_mailbox(account.id, a.id, parent_id=b.id)
-    renamed = store.update_mailbox(account.id, a.id, name="Renamed")
-    assert renamed.id == a.id and store.mailbox_by_path(account.id, ["Renamed", "B"]).id == b.id
+        store.mailboxes.update(account.id, a.id, parent_id=b.id)
+    renamed = store.mailboxes.update(account.id, a.id, name="Renamed")
+    assert renamed.id == a.id and store.mailboxes.by_path(account.id, ["Renamed", "B"]).id == b.id
     with pytest.raises(HasChildren):
-        store.destroy_mailbox(account.id, a.id, remove_emails=True)
-    store.ingest(account.id, simple(1), (b.id,))
+        store.mailboxes.destroy(account.id, a.id, remove_emails=True)
+    store.emails.ingest(account.id, simple(1), (b.id,))
     with pytest.raises(HasEmails):
-        store.destroy_mailbox(account.id, b.id, remove_emails=False)
-    assert len(store.destroy_mailbox(account.id, b.id, remove_emails=True)) == 1
+        store.mailboxes.destroy(account.id, b.id, remove_emails=False)
+    assert len(store.mailboxes.destroy(account.id, b.id, remove_emails=True)) == 1
 
 
 def test_copy_move_keep_email_id_and_flags_are_shared(store, account):
     box = inbox(store, account)
-    arch = store.mailbox_by_path(account.id, ["Archive"])
-    d = store.ingest(account.id, simple(1), (box.id,))
-    pairs = store.copy_messages(account.id, box.id, [(1, 1)], arch.id)
+    arch = store.mailboxes.by_path(account.id, ["Archive"])
+    d = store.emails.ingest(account.id, simple(1), (box.id,))
+    pairs = store.memberships.copy(account.id, box.id, [(1, 1)], arch.id)
     assert pairs == [(1, 1)]
-    store.store_flags(account.id, arch.id, [(1, 1)], "add", ["$seen", "$Forwarded"], None)
-    counts = store.mailbox_counts(account.id)
+    store.memberships.store_flags(account.id, arch.id, [(1, 1)], "add", ["$seen", "$Forwarded"], None)
+    counts = store.mailboxes.counts(account.id)
     assert counts[box.id].unseen == 0 and counts[arch.id].unseen == 0
-    trash = store.mailbox_by_path(account.id, ["Trash"])
-    moved = store.copy_messages(account.id, box.id, [(1, 1)], trash.id, move=True)
+    trash = store.mailboxes.by_path(account.id, ["Trash"])
+    moved = store.memberships.copy(account.id, box.id, [(1, 1)], trash.id, move=True)
     assert moved == [(1, 1)]
-    counts = store.mailbox_counts(account.id)
+    counts = store.mailboxes.counts(account.id)
     assert box.id not in counts and counts[trash.id].messages == 1
-    assert store.email_raw(account.id, d.email_id)
+    assert store.emails.raw(account.id, d.email_id)
 
 
 def test_deleted_is_per_membership_and_expunge_destroys_orphans(store, account):
     box = inbox(store, account)
-    arch = store.mailbox_by_path(account.id, ["Archive"])
-    d = store.ingest(account.id, simple(1), (box.id, arch.id))
-    store.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
-    counts = store.mailbox_counts(account.id)
+    arch = store.mailboxes.by_path(account.id, ["Archive"])
+    d = store.emails.ingest(account.id, simple(1), (box.id, arch.id))
+    store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
+    counts = store.mailboxes.counts(account.id)
     assert counts[box.id].deleted == 1 and counts[box.id].total_emails == 0 and counts[arch.id].deleted == 0
-    assert store.expunge(account.id, box.id) == [1]
-    store.store_flags(account.id, arch.id, [(1, 1)], "add", [], True)
-    assert store.expunge(account.id, arch.id) == [1]
-    assert store.changes_since(account.id, "Email", 0)[-1].op == "d"
+    assert store.memberships.expunge(account.id, box.id) == [1]
+    store.memberships.store_flags(account.id, arch.id, [(1, 1)], "add", [], True)
+    assert store.memberships.expunge(account.id, arch.id) == [1]
+    assert store.changes.since(account.id, "Email", 0)[-1].op == "d"
     with pytest.raises(NotFound):
-        store.email_raw(account.id, d.email_id)
+        store.emails.raw(account.id, d.email_id)
 
 
 def test_unchanged_since_reports_modified(store, account):
     box = inbox(store, account)
-    store.ingest(account.id, simple(1), (box.id,))
-    store.ingest(account.id, simple(2), (box.id,))
-    before = store.highest_modseq(account.id)
-    store.store_flags(account.id, box.id, [(2, 2)], "add", ["$flagged"], None)
-    res = store.store_flags(account.id, box.id, [(1, 2)], "add", ["$seen"], None, unchanged_since=before)
+    store.emails.ingest(account.id, simple(1), (box.id,))
+    store.emails.ingest(account.id, simple(2), (box.id,))
+    before = store.changes.highest_modseq(account.id)
+    store.memberships.store_flags(account.id, box.id, [(2, 2)], "add", ["$flagged"], None)
+    res = store.memberships.store_flags(account.id, box.id, [(1, 2)], "add", ["$seen"], None, unchanged_since=before)
     assert res.updated == [1] and res.modified == [2]
 
 
 def test_jmap_updates_and_isolation(store, account):
     box = inbox(store, account)
-    arch = store.mailbox_by_path(account.id, ["Archive"])
-    d = store.ingest(account.id, simple(1), (box.id,))
-    res = store.update_emails(account.id, {d.email_id: EmailUpdate(add_keywords=["$Seen", "Work"],
+    arch = store.mailboxes.by_path(account.id, ["Archive"])
+    d = store.emails.ingest(account.id, simple(1), (box.id,))
+    res = store.emails.update(account.id, {d.email_id: EmailUpdate(add_keywords=["$Seen", "Work"],
                                                                    mailbox_ids=[arch.id])})
     assert res == {d.email_id: None}
-    counts = store.mailbox_counts(account.id)
+    counts = store.mailboxes.counts(account.id)
     assert box.id not in counts and counts[arch.id].total_emails == 1 and counts[arch.id].unread_emails == 0
-    bob = store.create_account("bob@example.test", "x")
-    bob_inbox = store.mailbox_by_path(bob.id, ["INBOX"])
-    res = store.update_emails(bob.id, {d.email_id: EmailUpdate(add_keywords=["$flagged"])})
+    bob = store.accounts.create("bob@example.test", "x")
+    bob_inbox = store.mailboxes.by_path(bob.id, ["INBOX"])
+    res = store.emails.update(bob.id, {d.email_id: EmailUpdate(add_keywords=["$flagged"])})
     assert isinstance(res[d.email_id], NotFound)
-    res = store.update_emails(account.id, {d.email_id: EmailUpdate(mailbox_ids=[bob_inbox.id])})
+    res = store.emails.update(account.id, {d.email_id: EmailUpdate(mailbox_ids=[bob_inbox.id])})
     assert isinstance(res[d.email_id], NotFound)
     with pytest.raises(NotFound):
-        store.read_blob(bob.id, d.blob_id)
-    assert store.destroy_emails(bob.id, [d.email_id]) == ([], [d.email_id])
+        store.blobs.read(bob.id, d.blob_id)
+    assert store.emails.destroy(bob.id, [d.email_id]) == ([], [d.email_id])
     with pytest.raises(NotFound):
-        store.ingest(bob.id, simple(2), (box.id,))
+        store.emails.ingest(bob.id, simple(2), (box.id,))
 
 
 def test_reserved_and_invalid_keywords_are_refused(store, account):
     from janusmail.store.model import InvalidKeyword
 
     box = inbox(store, account)
-    store.ingest(account.id, simple(1), (box.id,))
+    store.emails.ingest(account.id, simple(1), (box.id,))
     for bad in ("$recent", "has space", "par(en", ""):
         with pytest.raises(InvalidKeyword):
-            store.store_flags(account.id, box.id, [(1, 1)], "add", [bad], None)
+            store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", [bad], None)
 
 
 async def test_notifier_publishes_after_commit(store, account):
     box = inbox(store, account)
     sub = store.notifier.subscribe(account.id)
     try:
-        d = await store.call(store.ingest, account.id, simple(1), (box.id,))
+        d = await store.call(store.emails.ingest, account.id, simple(1), (box.id,))
         events = await sub.wait(timeout=30)
         assert events and events[-1].modseq == d.modseq
         assert {"Email", "Thread", "Mailbox", "EmailDelivery"} <= events[-1].kinds
@@ -204,8 +204,8 @@ async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
     node_b = Store.open(tmp_path / "b", pg_url)
     try:
         node_b.start_listener()
-        acct = node_a.create_account("multi@example.test", "x")
-        box = node_a.mailbox_by_path(acct.id, ["INBOX"])
+        acct = node_a.accounts.create("multi@example.test", "x")
+        box = node_a.mailboxes.by_path(acct.id, ["INBOX"])
         sub = node_b.notifier.subscribe(acct.id)
         # node_b's listener connects in the background and says nothing when it is ready, and a NOTIFY sent
         # before its LISTEN is not delivered; so write until node_b hears one of the writes (deadline 30 s).
@@ -216,7 +216,7 @@ async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
         i = 0
         while not match:
             assert loop.time() < deadline, "node_b never heard node_a's writes"
-            d = await node_a.call(node_a.ingest, acct.id, simple(i), (box.id,))
+            d = await node_a.call(node_a.emails.ingest, acct.id, simple(i), (box.id,))
             written.add(d.modseq)
             i += 1
             match = [e for e in await sub.wait(timeout=30) if e.modseq in written]

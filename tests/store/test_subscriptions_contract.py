@@ -24,12 +24,12 @@ def test_subscribe_list_unsubscribe(store, account) -> None:  # noqa: ANN001
 
 
 def test_subscriptions_are_per_account_and_go_with_it(store, account) -> None:  # noqa: ANN001
-    bob = store.create_account("bob@example.test", "x")
+    bob = store.accounts.create("bob@example.test", "x")
     store.subscriptions.subscribe(account.id, "Shared")
     assert store.subscriptions.names(bob.id) == set()
     assert store.subscriptions.unsubscribe(bob.id, "Shared") is False
     assert store.subscriptions.names(account.id) == {"Shared"}
-    store.delete_account(account.id)
+    store.accounts.delete(account.id)
     assert store.subscriptions.names(account.id) == set()
 
 
@@ -44,15 +44,15 @@ def test_writes_take_the_write_path_and_nothing_when_nothing_changes(store, acco
     subscribe that finds the row, or an unsubscribe that finds none, writes nothing at all."""
     assert is_write(store.subscriptions.subscribe) and is_write(store.subscriptions.unsubscribe)
     assert not is_write(store.subscriptions.names)
-    mailbox_state = store.kind_state(account.id, "Mailbox")
-    before = store.highest_modseq(account.id)
+    mailbox_state = store.changes.kind_state(account.id, "Mailbox")
+    before = store.changes.highest_modseq(account.id)
     store.subscriptions.subscribe(account.id, "Later")
-    after = store.highest_modseq(account.id)
+    after = store.changes.highest_modseq(account.id)
     assert after == before + 1
     store.subscriptions.subscribe(account.id, "Later")
     assert store.subscriptions.unsubscribe(account.id, "Never") is False
-    assert store.highest_modseq(account.id) == after
-    assert store.kind_state(account.id, "Mailbox") == mailbox_state  # JMAP never sees orphan subscriptions
+    assert store.changes.highest_modseq(account.id) == after
+    assert store.changes.kind_state(account.id, "Mailbox") == mailbox_state  # JMAP never sees orphan subscriptions
 
 
 async def test_store_call_runs_them_on_the_writer_and_notifies(store, account) -> None:  # noqa: ANN001

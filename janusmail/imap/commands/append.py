@@ -67,7 +67,7 @@ async def append(s: ImapSession, cmd: Command) -> Result:
             delivered = [await s.store.deliver(s.account_id, it.raw, it.mailbox_ids, it.keywords, it.received_at,
                                                deleted=it.deleted)]
         else:
-            delivered = await s.store.call(s.store.ingest_many, s.account_id, items)
+            delivered = await s.store.call(s.store.emails.ingest_many, s.account_id, items)
     except NotFound:
         return Result.no("No such mailbox", "TRYCREATE")
     except TooLarge:

@@ -42,7 +42,7 @@ async def _copy(s: ImapSession, cmd: Command, *, move: bool) -> Result:
         return Result.no("No such mailbox", "TRYCREATE")
     if not ranges:
         return Result.ok("Nothing to copy" if not move else "Nothing to move")
-    pairs = await s.store.call(s.store.copy_messages, s.account_id, sel.mailbox_id, ranges, dest.id, move=move)
+    pairs = await s.store.call(s.store.memberships.copy, s.account_id, sel.mailbox_id, ranges, dest.id, move=move)
     # Only messages this session knows are reported (a concurrent arrival in the range stays where it was
     # for the client's view; the store only copied what exists).
     pairs = [(a, b) for a, b in pairs if sel.uid_to_seq(a) is not None] if move else pairs

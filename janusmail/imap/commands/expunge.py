@@ -30,6 +30,6 @@ async def expunge(s: ImapSession, cmd: Command) -> Result:
         ranges = sel.resolve(args.sequence, True)
         if not ranges:
             return Result.ok("EXPUNGE completed")
-    gone = await s.store.call(s.store.expunge, s.account_id, sel.mailbox_id, ranges)
+    gone = await s.store.call(s.store.memberships.expunge, s.account_id, sel.mailbox_id, ranges)
     sel.expunge_lines(s, gone)
     return Result.ok("EXPUNGE completed")

@@ -81,7 +81,7 @@ async def _mark_seen(s: ImapSession, rows: list[Row]) -> tuple[list[Row], set[in
     unseen = [r[UID] for r in rows if not r[FLAGS] & FLAG_SEEN]
     if not unseen:
         return rows, set()
-    res = await s.store.call(s.store.store_flags, s.account_id, sel.mailbox_id, uid_ranges(unseen), "add",
+    res = await s.store.call(s.store.memberships.store_flags, s.account_id, sel.mailbox_id, uid_ranges(unseen), "add",
                              ["$seen"], None)
     if not res.updated:
         return rows, set()

@@ -116,7 +116,7 @@ async def create(s: ImapSession, cmd: Command) -> Result:
     keep = {DELIM.join(path[: i + 1]) for i in range(len(path))} & orphans
     parent_id = await ensure_parents(s, tree, path, keep)
     try:
-        box = await s.store.call(s.store.create_mailbox, s.account_id, path[-1], parent_id, role=role,
+        box = await s.store.call(s.store.mailboxes.create, s.account_id, path[-1], parent_id, role=role,
                                  subscribed=name in keep)
     except RoleTaken:
         return Result.no(f"A mailbox with {args.special_use[0]} already exists", "USEATTR")
@@ -144,7 +144,7 @@ async def delete(s: ImapSession, cmd: Command) -> Result:
     if s.selected is not None and s.selected.mailbox_id == box.id:
         s.deselect()
         s.write(serializer.untagged_status("OK", "CLOSED", "Selected mailbox deleted"))
-    await s.store.call(s.store.destroy_mailbox, s.account_id, box.id, remove_emails=True)
+    await s.store.call(s.store.mailboxes.destroy, s.account_id, box.id, remove_emails=True)
     if box.subscribed:
         await s.store.call(s.store.subscriptions.subscribe, s.account_id, name)
     return Result.ok("DELETE completed")
@@ -170,14 +170,14 @@ async def rename(s: ImapSession, cmd: Command) -> Result:
         return Result.no(why, "CANNOT")
     if old == "INBOX":
         parent_id = await ensure_parents(s, tree, new_path)
-        target = await s.store.call(s.store.create_mailbox, s.account_id, new_path[-1], parent_id,
+        target = await s.store.call(s.store.mailboxes.create, s.account_id, new_path[-1], parent_id,
                                     subscribed=False)
-        await s.store.call(s.store.copy_messages, s.account_id, box.id, [(1, 2**62)], target.id, move=True)
+        await s.store.call(s.store.memberships.copy, s.account_id, box.id, [(1, 2**62)], target.id, move=True)
         return Result.ok("RENAME completed")
     if new.startswith(old + DELIM):
         return Result.no("Cannot move a mailbox under itself", "CANNOT")
     parent_id = await ensure_parents(s, tree, new_path)
-    await s.store.call(s.store.update_mailbox, s.account_id, box.id, name=new_path[-1], parent_id=parent_id)
+    await s.store.call(s.store.mailboxes.update, s.account_id, box.id, name=new_path[-1], parent_id=parent_id)
     return Result.ok("RENAME completed")
 
 
@@ -193,7 +193,7 @@ async def subscribe(s: ImapSession, cmd: Command) -> Result:
     box = tree.find(name)
     if box is not None:
         if not box.subscribed:
-            await s.store.call(s.store.update_mailbox, s.account_id, box.id, subscribed=True)
+            await s.store.call(s.store.mailboxes.update, s.account_id, box.id, subscribed=True)
     else:
         await s.store.call(s.store.subscriptions.subscribe, s.account_id, name)
     return Result.ok("SUBSCRIBE completed")
@@ -208,7 +208,7 @@ async def unsubscribe(s: ImapSession, cmd: Command) -> Result:
     box = tree.find(name)
     removed = await s.store.call(s.store.subscriptions.unsubscribe, s.account_id, name)
     if box is not None and box.subscribed:
-        await s.store.call(s.store.update_mailbox, s.account_id, box.id, subscribed=False)
+        await s.store.call(s.store.mailboxes.update, s.account_id, box.id, subscribed=False)
         removed = True
     if not removed:
         return Result.no("Not subscribed to that name", "NONEXISTENT")
@@ -268,7 +268,7 @@ async def _status_counts(s: ImapSession, boxes: list[Mailbox], items: tuple[str,
     if not ids:
         return counts, recent
     if COUNT_ITEMS & set(items):
-        counts = await s.store.call(s.store.mailbox_counts, s.account_id, ids)
+        counts = await s.store.call(s.store.mailboxes.counts, s.account_id, ids)
     if "RECENT" in items and not s.rev2:
         recent = await s.store.call(s.store.messages.recent_counts, ids)
     return counts, recent

@@ -97,7 +97,7 @@ async def close(s: ImapSession, cmd: Command) -> Result:
         from janusmail.store.model import NotFound
 
         try:  # RFC 9051 §6.4.1: expunge silently, no EXPUNGE responses
-            await s.store.call(s.store.expunge, s.account_id, sel.mailbox_id)
+            await s.store.call(s.store.memberships.expunge, s.account_id, sel.mailbox_id)
         except NotFound:
             pass
     return Result.ok("CLOSE completed")

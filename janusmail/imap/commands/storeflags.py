@@ -1,7 +1,7 @@
 """STORE and UID STORE (RFC 9051 §6.4.6, RFC 7162 UNCHANGEDSINCE).
 
 Flags are one set per email (a flag set through one mailbox shows on every copy) and ``\\Deleted`` is per
-membership; :meth:`Store.store_flags` does both in one transaction. The answer is one ``FETCH (FLAGS ...)``
+membership; :meth:`Store.memberships.store_flags` does both in one transaction. The answer is one ``FETCH (FLAGS ...)``
 per changed message read back after the write (so ``+FLAGS`` reports the full resulting set), unless
 ``.SILENT``; the selected view is told (``note_own_flags``) so the next sync does not repeat them.
 """
@@ -47,7 +47,7 @@ async def store(s: ImapSession, cmd: Command) -> Result:
         deleted_arg = False if deleted else None
     else:
         deleted_arg = deleted
-    res = await s.store.call(s.store.store_flags, s.account_id, sel.mailbox_id, ranges, mode, keywords,
+    res = await s.store.call(s.store.memberships.store_flags, s.account_id, sel.mailbox_id, ranges, mode, keywords,
                              deleted_arg, args.unchangedsince)
     known = [u for u in res.updated if sel.uid_to_seq(u) is not None]
     report_modseq = s.condstore

@@ -105,7 +105,7 @@ class MailboxTree:
 
 
 async def load_tree(s: ImapSession) -> MailboxTree:
-    boxes = await s.store.call(s.store.list_mailboxes, s.account_id)
+    boxes = await s.store.call(s.store.mailboxes.list, s.account_id)
     return MailboxTree(boxes)
 
 
@@ -131,7 +131,7 @@ async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str],
         if found is None:
             try:
                 found = await s.store.call(
-                    s.store.create_mailbox, s.account_id, path[i], parent.id if parent else None,
+                    s.store.mailboxes.create, s.account_id, path[i], parent.id if parent else None,
                     subscribed=name in subscribed,
                 )
             except AlreadyExists:  # a concurrent CREATE made it: use theirs

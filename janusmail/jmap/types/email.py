@@ -85,8 +85,8 @@ _BODY_ARGS = frozenset(
 def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) -> ChangeLog:
     """The Email change log. An update that left an email with only \\Deleted memberships made it vanish
     for JMAP (Email/get says notFound), so it is reported as destroyed."""
-    current = store.kind_state(account_id, "Email")  # read first: never newer than the rows we return
-    rows = store.changes_since(account_id, "Email", after, skip + limit)[skip:]
+    current = store.changes.kind_state(account_id, "Email")  # read first: never newer than the rows we return
+    rows = store.changes.since(account_id, "Email", after, skip + limit)[skip:]
     updated = list({r.object_id for r in rows if r.op == "u"})
     visible = store.visible_emails.among(account_id, updated) if updated else set()
     entries = []
@@ -116,7 +116,7 @@ def _source_email(store: Any, account_id: str, email_id: str) -> tuple[bytes, di
     found = get_emails(store, account_id, [email_id], builder)
     if not found:
         return None
-    return store.email_raw(account_id, email_id), found[0]
+    return store.emails.raw(account_id, email_id), found[0]
 
 
 def _account_domain(ctx: Any) -> str:
@@ -150,7 +150,7 @@ class EmailAdapter(TypeAdapter):
     # -- reading ---------------------------------------------------------------------------------------
 
     async def state(self, call: Call) -> int:
-        return await run_store(call.ctx, call.ctx.store.kind_state, call.account_id, "Email")
+        return await run_store(call.ctx, call.ctx.store.changes.kind_state, call.account_id, "Email")
 
     async def get(
         self, call: Call, ids: Sequence[str] | None, properties: frozenset[str], limit: int
@@ -171,7 +171,7 @@ class EmailAdapter(TypeAdapter):
     async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
         ctx, store, account_id = call.ctx, call.ctx.store, call.account_id
         plan: CreatePlan = plan_create(ctx, obj)
-        missing = await run_store(ctx, store.unknown_mailboxes, account_id, plan.mailbox_ids)
+        missing = await run_store(ctx, store.mailboxes.unknown, account_id, plan.mailbox_ids)
         if missing:
             raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
         blob_ids = plan.blob_ids()
@@ -271,7 +271,7 @@ class EmailAdapter(TypeAdapter):
             from janusmail.jmap.engine.types import parse_utc_date
 
             received = int(parse_utc_date(original["receivedAt"]).timestamp())
-        missing = await run_store(ctx, store.unknown_mailboxes, call.account_id, mailbox_ids)
+        missing = await run_store(ctx, store.mailboxes.unknown, call.account_id, mailbox_ids)
         if missing:
             raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
         done = await store.deliver(call.account_id, raw, tuple(mailbox_ids), tuple(keywords), received)
@@ -340,7 +340,7 @@ def _import_batch(
     each import stays atomic on its own."""
     results: dict[str, Any] = {}
     wanted = sorted({m for _, boxes, _, _ in items.values() for m in boxes})
-    missing = set(store.unknown_mailboxes(account_id, wanted)) if wanted else set()
+    missing = set(store.mailboxes.unknown(account_id, wanted)) if wanted else set()
     ready: list[tuple[str, IngestItem]] = []
     for cid, (blob_id, boxes, keywords, received) in items.items():
         if missing & set(boxes):
@@ -359,14 +359,14 @@ def _import_batch(
     if not ready:
         return results
     try:
-        delivered = store.ingest_many(account_id, [item for _, item in ready])
+        delivered = store.emails.ingest_many(account_id, [item for _, item in ready])
         results.update({cid: d for (cid, _), d in zip(ready, delivered, strict=True)})
     except StorageUnavailable:
         raise  # disk full / I/O error: the whole method is serverUnavailable, not one SetError per email
     except StoreError:
         for cid, item in ready:
             try:
-                results[cid] = store.ingest_many(account_id, [item])[0]
+                results[cid] = store.emails.ingest_many(account_id, [item])[0]
             except StorageUnavailable as exc:  # others of this call may be stored already: report per email
                 results[cid] = SetError("serverUnavailable", str(exc))
             except NotFound:
@@ -390,7 +390,7 @@ async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[s
     if len(requests) > ctx.limits.max_objects_in_set:
         raise MethodError("requestTooLarge", description=f"at most {ctx.limits.max_objects_in_set} imports")
     store = ctx.store
-    old_state = str(await run_store(ctx, store.kind_state, account_id, "Email"))
+    old_state = str(await run_store(ctx, store.changes.kind_state, account_id, "Email"))
     if if_in_state is not None and if_in_state != old_state:
         raise MethodError("stateMismatch")
     not_created: dict[str, SetError] = {}
@@ -423,7 +423,7 @@ async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[s
             else:
                 created[cid] = {"id": res.email_id, "blobId": res.blob_id, "threadId": res.thread_id, "size": res.size}
                 ctx.record_creation(cid, res.email_id)
-    new_state = str(await run_store(ctx, store.kind_state, account_id, "Email"))
+    new_state = str(await run_store(ctx, store.changes.kind_state, account_id, "Email"))
     return [
         (
             "Email/import",

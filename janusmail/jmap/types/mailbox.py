@@ -5,7 +5,7 @@ maps store rows to Mailbox objects, store refusals to SetErrors, and implements 
 (sortAsTree, filterAsTree). Mailbox names are single path components; the store enforces the tree rules, so
 IMAP and JMAP refuse the same things.
 
-States: the Mailbox state is the modseq of the newest Mailbox change row (``store.kind_state``), and counts
+States: the Mailbox state is the modseq of the newest Mailbox change row (``store.changes.kind_state``), and counts
 changes are logged as op ``"k"``, so the state moves whenever a count moves (RFC 8620 §5.1: the state covers
 all data of the type) and /changes can say ``updatedProperties`` = the four counts when only those moved.
 """
@@ -96,20 +96,20 @@ def to_record(box: Mailbox, counts: MailboxCounts | None) -> dict[str, Any]:
 
 
 def _read(store: Any, account_id: str, ids: Sequence[str] | None, with_counts: bool) -> list[dict[str, Any]]:
-    boxes = store.list_mailboxes(account_id)
+    boxes = store.mailboxes.list(account_id)
     if ids is not None:
         wanted = set(ids)
         boxes = [b for b in boxes if b.id in wanted]
     counts: dict[str, MailboxCounts] = {}
     if with_counts and boxes:
         # One grouped query per Email state for all of the account's mailboxes (cached by the store).
-        counts = store.mailbox_counts_cached(account_id)
+        counts = store.mailboxes.counts_cached(account_id)
     return [to_record(b, counts.get(b.id)) for b in boxes]
 
 
 def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) -> ChangeLog:
-    current = store.kind_state(account_id, "Mailbox")  # before the rows: never newer than what we return
-    rows = store.changes_since(account_id, "Mailbox", after, skip + limit)[skip:]
+    current = store.changes.kind_state(account_id, "Mailbox")  # before the rows: never newer than what we return
+    rows = store.changes.since(account_id, "Mailbox", after, skip + limit)[skip:]
     return ChangeLog([ChangeEntry(r.modseq, r.object_id, _OPS.get(r.op, r.op)) for r in rows], current)
 
 
@@ -125,27 +125,27 @@ class _Gone(Exception):
 # the store's own transaction; until they move there, the check and the write are two steps.
 @writes
 def _update(store: Any, account_id: str, mailbox_id: str, values: dict[str, Any]) -> None:
-    box = store.get_mailbox(account_id, mailbox_id)
+    box = store.mailboxes.get(account_id, mailbox_id)
     if box is None:
         raise _Gone
     if box.role == "inbox" and "role" in values and values["role"] != "inbox":
         raise SetError("invalidProperties", "the inbox keeps its role", properties=["role"])
-    store.update_mailbox(account_id, mailbox_id, **values)
+    store.mailboxes.update(account_id, mailbox_id, **values)
 
 
 @writes
 def _destroy(store: Any, account_id: str, mailbox_id: str, remove_emails: bool) -> list[str]:
-    box = store.get_mailbox(account_id, mailbox_id)
+    box = store.mailboxes.get(account_id, mailbox_id)
     if box is None:
         raise _Gone
     if box.role == "inbox":
         raise SetError("forbidden", "the inbox cannot be destroyed")
-    return store.destroy_mailbox(account_id, mailbox_id, remove_emails=remove_emails)
+    return store.mailboxes.destroy(account_id, mailbox_id, remove_emails=remove_emails)
 
 
 def _query_changes_data(store: Any, account_id: str, since: int) -> tuple[int, list[Any], list[dict[str, Any]]]:
-    current = store.kind_state(account_id, "Mailbox")
-    rows = store.changes_since(account_id, "Mailbox", since) if since <= current else []
+    current = store.changes.kind_state(account_id, "Mailbox")
+    rows = store.changes.since(account_id, "Mailbox", since) if since <= current else []
     return current, rows, _read(store, account_id, None, False)
 
 
@@ -303,7 +303,7 @@ class MailboxAdapter(TypeAdapter):
     }
 
     async def state(self, call: Call) -> int:
-        return await run_store(call.ctx, call.ctx.store.kind_state, call.account_id, "Mailbox")
+        return await run_store(call.ctx, call.ctx.store.changes.kind_state, call.account_id, "Mailbox")
 
     async def get(
         self, call: Call, ids: Sequence[str] | None, properties: frozenset[str], limit: int
@@ -333,7 +333,7 @@ class MailboxAdapter(TypeAdapter):
         store = call.ctx.store
         try:
             box = await run_store(
-                call.ctx, store.create_mailbox, call.account_id, name, parent,
+                call.ctx, store.mailboxes.create, call.account_id, name, parent,
                 role=role, sort_order=sort_order, subscribed=subscribed,
             )  # fmt: skip
         except StoreError as exc:
@@ -506,7 +506,7 @@ class MailboxAdapter(TypeAdapter):
 
 def _destroy_order(store: Any, account_id: str, ids: list[str]) -> list[str]:
     """Children before parents, so destroying a whole subtree in one call does not trip mailboxHasChild."""
-    boxes = {b.id: b for b in store.list_mailboxes(account_id)}
+    boxes = {b.id: b for b in store.mailboxes.list(account_id)}
 
     def depth(i: str) -> int:
         d = 0

@@ -21,8 +21,8 @@ _OPS = {"c": "created", "u": "updated", "d": "destroyed"}
 
 
 def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) -> ChangeLog:
-    current = store.kind_state(account_id, "Thread")
-    rows = store.changes_since(account_id, "Thread", after, skip + limit)[skip:]
+    current = store.changes.kind_state(account_id, "Thread")
+    rows = store.changes.since(account_id, "Thread", after, skip + limit)[skip:]
     return ChangeLog([ChangeEntry(r.modseq, r.object_id, _OPS.get(r.op, "updated")) for r in rows], current)
 
 
@@ -34,7 +34,7 @@ class ThreadAdapter(TypeAdapter):
     can_get_all = False
 
     async def state(self, call: Call) -> int:
-        return await run_store(call.ctx, call.ctx.store.kind_state, call.account_id, "Thread")
+        return await run_store(call.ctx, call.ctx.store.changes.kind_state, call.account_id, "Thread")
 
     async def get(
         self, call: Call, ids: Sequence[str] | None, properties: frozenset[str], limit: int
