@@ -72,8 +72,8 @@ def _flag(key: FlagKey, recent: list[tuple[int, int]]) -> q.Condition:
         cond = q.Deleted()
     elif low == "\\recent":
         cond = _uids(recent)
-    elif low.startswith("\\"):  # a system flag we never store
-        cond = q.Nothing()
+    elif low.startswith("\\") or low in kwmod.SYSTEM_BITS:  # a system flag we never store, or `KEYWORD $seen`:
+        cond = q.Nothing()  # IMAP never stores `$seen` as a keyword, so it must not name the \Seen bit
     else:
         cond = q.Keyword(low)
     return cond if key.present else q.Not(cond)

@@ -169,6 +169,8 @@ def compile_condition(condition: dict[str, Any]) -> q.Condition:  # noqa: C901 -
         elif key in _TEXT_FIELDS:
             if type(value) is not str:
                 raise invalid_arguments(f"'{key}' must be a string")
+            if "\x00" in value:  # no indexed text holds a NUL (and PostgreSQL text cannot)
+                raise invalid_arguments(f"'{key}' must not contain NUL")
             parts.append(_text(key, search_terms(value)))
         elif key == "header":
             if (
@@ -179,6 +181,8 @@ def compile_condition(condition: dict[str, Any]) -> q.Condition:  # noqa: C901 -
                 or any(not ("\x21" <= c <= "\x7e") or c == ":" for c in value[0])
             ):
                 raise invalid_arguments("'header' must be [name] or [name, text]")
+            if len(value) == 2 and "\x00" in value[1]:
+                raise invalid_arguments("'header' text must not contain NUL")
             parts.append(q.Header(value[0].lower(), value[1] if len(value) == 2 else None))
     parts = sorted((p for p in parts if not isinstance(p, q.All)), key=repr)
     if not parts:
