@@ -43,6 +43,7 @@ __all__ = [
     "RenderCaches",
     "RenderContext",
     "Row",
+    "fill_and_render",
     "fill_structs",
     "flags_bytes",
     "internal_date",
@@ -218,25 +219,34 @@ def fast_envelope(env: Sequence[Any], utf8: bool = False, addrs: Memo[tuple, byt
     )
 
 
-def fill_structs(store: Any, rows: list[Row], plan: FetchPlan, utf8: bool) -> None:
-    """Make sure the store's rendered-structure memo holds every ENVELOPE/BODY/BODYSTRUCTURE these rows need,
-    decoding each missing email's cache once. Uses the rows' cache column when the row query read it.
+def fill_structs(store: Any, rows: Sequence[Row], plan: FetchPlan, utf8: bool,
+                 pinned: dict[tuple[str, str, bool], Raw] | None = None) -> dict[tuple[str, str, bool], Raw]:
+    """Every ENVELOPE/BODY/BODYSTRUCTURE these rows need, by (email id, item, utf8), in ``pinned`` (returned).
+
+    The store's memo makes repeated FETCHes cheap, but it is bounded and shared by every session: an entry found
+    (or put) there can be evicted before the renderer reads it. So the renderer reads ``pinned``, which this
+    call fills for the rows of ONE render batch (bounded memory), from the memo or by decoding each missing
+    email's MIME cache once (the rows' cache column when the row query read it).
     Synchronous (it may read the MIME caches of the missing emails): run it through ``store.call``."""
+    if pinned is None:
+        pinned = {}
     if not plan.structs:
-        return
+        return pinned
     caches = RenderCaches.of(store)
-    structs = caches.structs
+    sget = caches.structs.get
+    names = tuple(plan.structs)
     missing: dict[str, bytes | None] = {}
     for r in rows:
         eid = r[EMAIL_ID]
-        if eid in missing:
-            continue
-        for name in plan.structs:
-            if structs.get((eid, name, utf8)) is None:
+        for name in names:
+            key = (eid, name, utf8)
+            v = sget(key)
+            if v is None:
                 missing[eid] = r[CACHE] if plan.cache else None
-                break
+            else:
+                pinned[key] = v
     if not missing:
-        return
+        return pinned
     need = [eid for eid, c in missing.items() if c is None]
     if need:
         missing.update(store.messages.mime_caches(need))
@@ -244,10 +254,21 @@ def fill_structs(store: Any, rows: list[Row], plan: FetchPlan, utf8: bool) -> No
     for eid, blob in missing.items():
         env = _envelope_only(blob) if only_envelope and blob else None
         cache = {"envelope": env} if env is not None else (orjson.loads(blob) if blob else {})
-        for name in plan.structs:
+        for name in names:
             key = (eid, name, utf8)
-            if structs.get(key) is None:
-                structs.put(key, _render_struct(name, cache, utf8, caches.addrs))
+            if key not in pinned:
+                v = _render_struct(name, cache, utf8, caches.addrs)
+                pinned[key] = v
+                caches.structs.put(key, v)
+    return pinned
+
+
+def fill_and_render(ctx: RenderContext, rows: Sequence[Row], seqs: Sequence[int]) -> bytes:
+    """One render batch of a FETCH that needs rendered structures: pin them for these rows, then render.
+    Synchronous (see :func:`fill_structs`)."""
+    ctx.pinned.clear()
+    fill_structs(ctx.store, rows, ctx.plan, ctx.utf8, ctx.pinned)
+    return render_batch(ctx, rows, seqs)
 
 
 _ENV_KEY = b'"envelope":'
@@ -316,6 +337,8 @@ class RenderContext:
     store: Any = None
     #: the memo tables to use; default: the store's (a private set when there is no store, e.g. in tests)
     caches: RenderCaches | None = None
+    #: rendered structures of the batch being rendered (:func:`fill_structs`); read before the memo
+    pinned: dict[tuple[str, str, bool], Raw] = field(default_factory=dict)
     _renderers: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -368,8 +391,8 @@ class RenderContext:
                 return lambda r, rd: Raw(b"(" + r[THREAD_ID].encode("ascii") + b")") if r[THREAD_ID] else None
             if name in _STRUCT_ITEMS:
                 utf8 = self.utf8
-                sget = self._caches.structs.get
-                return lambda r, rd: sget((r[EMAIL_ID], name, utf8)) or Raw(b"NIL")
+                pget, mget = self.pinned.get, self._caches.structs.get
+                return lambda r, rd: pget((r[EMAIL_ID], name, utf8)) or mget((r[EMAIL_ID], name, utf8)) or Raw(b"NIL")
             raise ValueError(f"unsupported FETCH item {name}")
         if isinstance(item, FetchBinarySize):
             def get_size(r: Row, rd: Any) -> object:
@@ -491,7 +514,7 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
     caches = ctx._caches
     env: dict[str, Any] = {
         "FL": _flags_out(caches.flags), "KW": ctx.keywords.get, "REC": ctx.is_recent,
-        "ID": _idate_fn(caches.days), "PID": _paren_id, "SG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
+        "ID": _idate_fn(caches.days), "PID": _paren_id, "SG": ctx.pinned.get, "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
     }
     pieces: list[bytes] = []
     exprs: list[str] = []
@@ -516,7 +539,7 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
                 exprs.append(f"PID(r[{THREAD_ID}])")
             elif name in _STRUCT_ITEMS:
                 env[f"K{i}"] = name
-                exprs.append(f"(SG((r[{EMAIL_ID}], K{i}, UTF8)) or NIL)")
+                exprs.append(f"(SG((r[{EMAIL_ID}], K{i}, UTF8)) or MG((r[{EMAIL_ID}], K{i}, UTF8)) or NIL)")
             else:
                 raise ValueError(f"not a metadata item: {name}")
     env["UTF8"] = ctx.utf8

@@ -24,6 +24,7 @@ from janusmail.imap.fetchdata import (
     FetchPlan,
     RenderContext,
     Row,
+    fill_and_render,
     fill_structs,
     render_batch,
     uid_ranges,
@@ -135,8 +136,6 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     changed: set[int] = set()
     if plan.sets_seen and not sel.readonly and rows:
         rows, changed = await _mark_seen(s, rows)
-    if plan.structs and rows:
-        await s.store.call(fill_structs, s.store, rows, plan, s.utf8)
     if plan.flags or changed:  # announce keywords new to this session before FETCH shows them (RFC 9051 §7.3.5)
         sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)
     ctx = RenderContext(
@@ -144,13 +143,17 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
         is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent,
         changed=changed, condstore=s.condstore, store=s.store,
     )
+    # rendered structures (ENVELOPE, BODYSTRUCTURE) are pinned per batch before it renders (fill_structs)
+    render = fill_and_render if plan.structs else render_batch
     try:
         if len(rows) <= INLINE_ROWS and not plan.blob:
             if rows:
+                if plan.structs:
+                    await s.store.call(fill_structs, s.store, rows, plan, s.utf8, ctx.pinned)
                 s.write(render_batch(ctx, rows, seqs))
             return Result.ok("FETCH completed")
         for a, b in _batches(rows, plan.blob):
-            s.write(await s.store.call(render_batch, ctx, rows[a:b], seqs[a:b]))
+            s.write(await s.store.call(render, ctx, rows[a:b], seqs[a:b]))
             await s.flush()
     except UnknownCte as exc:
         return Result.no(f"Unknown Content-Transfer-Encoding {exc}", "UNKNOWN-CTE")
