@@ -45,6 +45,7 @@ def destroy_rows(tx: WriteTx, email_ids: list[str]) -> None:
     """Delete emails with every membership (vanished rows for IMAP), keywords and full-text rows, inside
     ``tx``; threads left empty are destroyed, the others updated. The ids must be the account's."""
     conn = tx.conn
+    tx.affect_emails(email_ids)
     for i in range(0, len(email_ids), 500):
         chunk = email_ids[i : i + 500]
         memb = conn.execute(
@@ -108,6 +109,7 @@ def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -
     """Apply updates inside ``tx``, each in its own savepoint: one email's failure leaves the others."""
     conn = tx.conn
     own_boxes = own_mailbox_ids(conn, account_id)
+    tx.affect_emails([eid for eid, upd in updates.items() if _moves_counters(upd)])  # one batch, before any change
     results: dict[str, StoreError | None] = {}
     for email_id, upd in updates.items():
         sp = conn.begin_nested()
@@ -121,9 +123,21 @@ def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -
     return results
 
 
+#: keywords the mailbox counters depend on (unseen, unread)
+_COUNTED_KEYWORDS = frozenset({"$seen", "$draft"})
+
+
+def _moves_counters(upd: EmailUpdate) -> bool:
+    """Whether this update can change a mailbox counter: a mailbox change, or \\Seen / \\Draft."""
+    return bool(upd.keywords is not None or upd.mailbox_ids is not None or upd.add_mailboxes
+                or upd.remove_mailboxes
+                or any(k.lower() in _COUNTED_KEYWORDS for k in (*upd.add_keywords, *upd.remove_keywords)))
+
+
 def update_one(tx: WriteTx, account_id: str, email_id: str, upd: EmailUpdate, own_boxes: set[str]) -> None:
     """One email's keyword and mailbox changes; NotFound / StoreError / TooManyKeywords leave it as it was
-    (the caller's savepoint rolls back)."""
+    (the caller's savepoint rolls back). The caller has named the email to the counters (``tx.affect_emails``)
+    when ``_moves_counters(upd)``."""
     conn = tx.conn
     row = conn.execute(sa.select(emails.c.flags).where(emails.c.id == email_id,
                                                          emails.c.account_id == account_id)).first()

@@ -117,6 +117,7 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
         out: list[Delivered] = []
         assigned = assign_threads(conn, account_id,
                                   [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m)
+        tx.affect_threads(t for t, _created in assigned)  # the mailbox counters move by what they gain
         for p, (thread_id, created) in zip(prep, assigned, strict=True):
             c = p.cache
             tx.log("Thread", thread_id, "c" if created else "u")

@@ -9,7 +9,6 @@ The service also answers the per-mailbox numbers both doors show (IMAP STATUS, J
 
 from __future__ import annotations
 
-import threading
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from . import ids
+from . import counters, ids
 from .emails import after_membership_change
 from .model import (
     AlreadyExists,
@@ -29,7 +28,7 @@ from .model import (
     NotFound,
     RoleTaken,
 )
-from .schema import FLAG_DRAFT, FLAG_SEEN, emails, mailboxes, messages, vanished
+from .schema import mailboxes, messages, vanished
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -159,9 +158,6 @@ class Mailboxes:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._counts_lock = threading.Lock()
-        #: account id -> (Email state, counts): one server node's memo of the grouped count (see counts_cached)
-        self._counts_cache: dict[str, tuple[int, dict[str, MailboxCounts]]] = {}
 
     def list(self, account_id: str) -> list[Mailbox]:
         with self._store.engine.connect() as conn:
@@ -208,61 +204,23 @@ class Mailboxes:
 
     # -- counts --------------------------------------------------------------------------------------------
 
-    def counts(self, account_id: str, mailbox_ids: list[str] | None = None) -> dict[str, MailboxCounts]:
-        """IMAP STATUS numbers and JMAP Mailbox counts for several mailboxes, in one grouped query."""
-        m, e = messages, emails
-        unread = (e.c.flags.op("&")(FLAG_SEEN | FLAG_DRAFT)) == 0
-        unseen = (e.c.flags.op("&")(FLAG_SEEN)) == 0
-        live = m.c.deleted.is_(False)
-        q = (
-            sa.select(
-                m.c.mailbox_id,
-                sa.func.count(),
-                sa.func.sum(sa.case((unseen, 1), else_=0)),
-                sa.func.sum(sa.case((m.c.deleted.is_(True), 1), else_=0)),
-                sa.func.sum(e.c.size),
-                sa.func.count(sa.distinct(sa.case((live, m.c.email_id)))),
-                sa.func.count(sa.distinct(sa.case((sa.and_(live, unread), m.c.email_id)))),
-                sa.func.count(sa.distinct(sa.case((live, e.c.thread_id)))),
-                sa.func.count(sa.distinct(sa.case((sa.and_(live, unread), e.c.thread_id)))),
-            )
-            .select_from(m.join(e, e.c.id == m.c.email_id))
-            .group_by(m.c.mailbox_id)
-        )
+    def counts(self, account_id: str, mailbox_ids: Sequence[str] | None = None) -> dict[str, MailboxCounts]:
+        """IMAP STATUS numbers and JMAP Mailbox counts of the account's mailboxes (all, or these), read from
+        the counters every write keeps exact (``counters.py``): one indexed read, whatever the mailbox size.
+        Mailboxes without messages are absent (read them as zeros), like ids that are not the account's."""
+        cols = [mailboxes.c[name] for name in counters.COLUMNS]
+        q = sa.select(mailboxes.c.id, *cols).where(mailboxes.c.account_id == account_id)
         if mailbox_ids is not None:
-            q = q.where(m.c.mailbox_id.in_(mailbox_ids))
-        else:
-            q = q.where(m.c.mailbox_id.in_(sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id)))
-        out: dict[str, MailboxCounts] = {}
+            q = q.where(mailboxes.c.id.in_(list(mailbox_ids)))
         with self._store.engine.connect() as conn:
-            for r in conn.execute(q):
-                out[r[0]] = MailboxCounts(*(int(x or 0) for x in r[1:]))
-        return out
+            return {r[0]: counters.to_counts(r[1:]) for r in conn.execute(q) if r[1]}
 
-    def counts_cached(self, account_id: str, email_state: int | None = None) -> dict[str, MailboxCounts]:
-        """All mailbox counts of an account, remembered per Email state.
-
-        Counts cannot change without an Email change (delivery, flags, \\Deleted, membership, expunge all log
-        one), and on a 100k mailbox the grouped count costs hundreds of milliseconds, so JMAP's Mailbox/get and
-        Email/query totals share one computation per state. The memo is keyed by that state, so a write makes
-        it miss; ``forget_counts`` (called by every committed write of the account) drops it at once.
-        """
-        state = self._store.changes.kind_state(account_id, "Email") if email_state is None else email_state
-        with self._counts_lock:
-            hit = self._counts_cache.get(account_id)
-        if hit is not None and hit[0] == state:
-            return hit[1]
-        counts = self.counts(account_id, None)
-        with self._counts_lock:
-            if len(self._counts_cache) > 10_000:
-                self._counts_cache.clear()
-            self._counts_cache[account_id] = (state, counts)
-        return counts
-
-    def forget_counts(self, account_id: str) -> None:
-        """A write of this account committed: its remembered counts may be stale."""
-        with self._counts_lock:
-            self._counts_cache.pop(account_id, None)
+    def recount(self, account_id: str) -> dict[str, MailboxCounts]:
+        """The same numbers counted from the memberships (what the counters must equal: tests, repair)."""
+        with self._store.engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id))]
+            fresh = counters.recount(conn, ids)
+        return {mid: counters.to_counts(fresh[mid]) for mid in ids if mid in fresh}
 
     # -- writes --------------------------------------------------------------------------------------------
 
@@ -327,6 +285,7 @@ class Mailboxes:
             )]
             if email_ids and not remove_emails:
                 raise HasEmails(mailbox_id)
+            tx.affect_emails(email_ids)
             conn.execute(sa.delete(messages).where(messages.c.mailbox_id == mailbox_id))
             conn.execute(sa.delete(vanished).where(vanished.c.mailbox_id == mailbox_id))
             conn.execute(sa.delete(mailboxes).where(mailboxes.c.id == mailbox_id))

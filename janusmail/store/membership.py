@@ -16,13 +16,15 @@ import sqlalchemy as sa
 from . import keywords as kwmod
 from .emails import after_membership_change
 from .model import NotFound
-from .schema import email_keywords, emails, mailboxes, messages, vanished
+from .schema import FLAG_DRAFT, FLAG_SEEN, email_keywords, emails, mailboxes, messages, vanished
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
 
 UidRanges = list[tuple[int, int]]
+#: Flag bits the mailbox counters depend on (unseen, unread): changing only other keywords moves no counter.
+COUNTED_BITS = FLAG_SEEN | FLAG_DRAFT
 
 
 def merge_ranges(ranges: Iterable[tuple[int, int]]) -> UidRanges:
@@ -92,6 +94,8 @@ class Memberships:
             if not rows:
                 return StoreResult([], modified, tx.modseq)
             email_ids = list({r.email_id for r in rows})
+            if deleted is not None or mode == "replace" or bits & COUNTED_BITS:
+                tx.affect_emails(email_ids)  # the counters see \Seen, \Draft and \Deleted
             for i in range(0, len(email_ids), 500):
                 chunk = email_ids[i : i + 500]
                 where = emails.c.id.in_(chunk)
@@ -150,6 +154,7 @@ class Memberships:
                 messages.c.mailbox_id == src_id, uid_condition(messages.c.uid, uids)).order_by(messages.c.uid)).all()
             if not rows:
                 return []
+            tx.affect_emails(list({r.email_id for r in rows}))
             top = conn.execute(sa.update(mailboxes).where(mailboxes.c.id == dst_id)
                                .values(uidnext=mailboxes.c.uidnext + len(rows))
                                .returning(mailboxes.c.uidnext)).scalar_one()
@@ -188,6 +193,7 @@ class Memberships:
             if not rows:
                 return []
             gone = [r.uid for r in rows]
+            tx.affect_emails(list({r.email_id for r in rows}))
             for i in range(0, len(gone), 500):
                 conn.execute(sa.delete(messages).where(messages.c.mailbox_id == mailbox_id,
                                                        messages.c.uid.in_(gone[i : i + 500])))

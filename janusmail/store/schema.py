@@ -75,6 +75,16 @@ mailboxes = sa.Table(
     sa.Column("highest_modseq", sa.BigInteger, nullable=False, server_default="1"),
     sa.Column("created_modseq", sa.BigInteger, nullable=False),
     sa.Column("modseq", sa.BigInteger, nullable=False),
+    # Counters kept exact by every write transaction (janusmail/store/counters.py): STATUS and JMAP counts
+    # read them instead of counting memberships. IMAP's (memberships, \Deleted included) then JMAP's.
+    sa.Column("n_messages", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_unseen", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_deleted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_size", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_emails", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_unread_emails", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_threads", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("n_unread_threads", sa.BigInteger, nullable=False, server_default="0"),
 )
 sa.Index("ix_mailboxes_parent_name", mailboxes.c.account_id, mailboxes.c.parent_id, mailboxes.c.name)
 

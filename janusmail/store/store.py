@@ -1,9 +1,10 @@
 """The Store: the only owner of mail state. IMAP and JMAP are two views over it.
 
-All methods are synchronous and each is one transaction; the asyncio servers call them through
-``await store.call(fn, ...)``, which runs them on the store's worker threads so the event loop never waits on
-disk. The doors never see ``engine`` or ``schema``: they use the typed methods and services below (fetch rows,
-snapshots, searches, visible emails, subscriptions, credentials), which return plain data; writes always go
+The queries live in services (``store.accounts``, ``store.mailboxes``, ``store.emails``, ``store.memberships``,
+``store.changes``, ``store.blobs``, ``store.search``, ...; notes/STORE_API.md lists them). Their methods are
+synchronous and each is one transaction; the asyncio servers call them through ``await store.call(fn, ...)``,
+which runs them on the store's worker threads so the event loop never waits on disk. The doors never see
+``engine`` or ``schema``: the services return plain data; writes always go
 through ``write()`` so the change log stays the single truth. Caches of what the store holds belong to this
 instance (row cache, render memo, query cache, counts), never to a module.
 """
@@ -134,8 +135,6 @@ class Store:
                     tx._flush()
                     if not self.sqlite:
                         pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when this commits
-        if "Email" in tx.kinds:
-            self.mailboxes.forget_counts(account_id)  # counts change only with an Email change
         self.notifier.publish(tx.event())
 
     def refresh_statistics(self) -> None:

@@ -12,11 +12,12 @@ so IMAP CONDSTORE/QRESYNC, JMAP state strings and ``/changes``, IDLE and push al
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from .counters import CounterTracker
 from .model import NotFound
 from .notifier import ChangeEvent
 from .schema import accounts, changes, mailboxes
@@ -47,6 +48,7 @@ class WriteTx:
         self.modseq: int = row[0]
         self._log: dict[tuple[str, str], str] = {}
         self._touched: set[str] = set()
+        self._counters = CounterTracker()
         self.kinds: set[str] = set()
 
     def log(self, kind: str, object_id: str, op: str) -> None:
@@ -62,12 +64,22 @@ class WriteTx:
         for oid in object_ids:
             self.log(kind, oid, op)
 
+    def affect_emails(self, email_ids: Sequence[str]) -> None:
+        """These emails' flags or memberships are about to change: call BEFORE changing them, so the mailbox
+        counters (``counters.py``) move by exactly the difference."""
+        self._counters.affect_emails(self.conn, email_ids)
+
+    def affect_threads(self, thread_ids: Iterable[str]) -> None:
+        """Emails are about to be added to (or removed from) these threads: call BEFORE the rows change."""
+        self._counters.affect_threads(self.conn, thread_ids)
+
     def touch_mailbox(self, *mailbox_ids: str) -> None:
         """Mark mailboxes whose contents changed: bumps HIGHESTMODSEQ and logs a counts-only Mailbox change."""
         self._touched.update(mailbox_ids)
 
     def forget(self) -> None:
         """Nothing of this transaction goes to the change log (the account itself is being deleted)."""
+        self._counters = CounterTracker()
         self._log.clear()
         self._touched.clear()
         self.kinds.clear()
@@ -77,6 +89,7 @@ class WriteTx:
         self.kinds.add("EmailDelivery")
 
     def _flush(self) -> None:
+        self._counters.flush(self.conn, self._touched)
         if self._touched:
             ids = sorted(self._touched)
             for i in range(0, len(ids), 500):

@@ -102,8 +102,8 @@ def _read(store: Any, account_id: str, ids: Sequence[str] | None, with_counts: b
         boxes = [b for b in boxes if b.id in wanted]
     counts: dict[str, MailboxCounts] = {}
     if with_counts and boxes:
-        # One grouped query per Email state for all of the account's mailboxes (cached by the store).
-        counts = store.mailboxes.counts_cached(account_id)
+        # the counters the store keeps on each mailbox row: one read, whatever the mailbox sizes
+        counts = store.mailboxes.counts(account_id)
     return [to_record(b, counts.get(b.id)) for b in boxes]
 
 

@@ -249,7 +249,7 @@ class SearchService:
                 ids = [r[0] for r in conn.execute(sql.window(query, position, limit))]
                 total = None
                 if calculate_total:
-                    counts = self._store.mailboxes.counts_cached(account_id, state).get(mailbox)
+                    counts = self._store.mailboxes.counts(account_id, [mailbox]).get(mailbox)
                     if counts is None:
                         total = 0
                     else:
