@@ -8,7 +8,7 @@ sockets in this process.
    p50/p99 latency per command.
 2. 100,000-message INBOX (skip with --no-big; about a minute to build here): SELECT, ``UID FETCH 1:* (UID
    FLAGS)``, ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)`` (first and repeated), UID SEARCH
-   UNSEEN / FROM / TEXT.
+   UNSEEN / FROM / TEXT, UID SORT by date / arrival / from / subject and UID THREAD (first and repeated).
 3. Resident memory per idle authenticated connection: server RSS (``/proc/<pid>/status``) before and after
    opening 1,000 logged-in connections, divided.
 
@@ -98,7 +98,7 @@ def mixed(port: int, clients: int, seconds: float, n: int) -> None:
             m = imaplib.IMAP4("127.0.0.1", port, timeout=120)
             m.login(ADDRESS, PASSWORD)
             # IMAP4rev2 clients: with IMAP4rev1 \\Recent bookkeeping, concurrent SELECTs currently hit a
-            # SQLite lock upgrade in Store.memberships.claim_recent ("database is locked"; reported to the store's owner)
+            # SQLite lock upgrade in Store.claim_recent ("database is locked"; reported to the store's owner)
             m._simple_command("ENABLE", "IMAP4rev2")
             mine: list[bytes] = []
 
@@ -222,7 +222,24 @@ def big(port: int) -> None:
             ("UID SEARCH FROM user42@", "UID SEARCH FROM user42@"),
             ("UID SEARCH TEXT uniq4242", "UID SEARCH TEXT uniq4242"),
             ("UID SEARCH TEXT uniq4242", "UID SEARCH TEXT uniq4242"),
-            ("UID SEARCH TEXT alpha (most match)", "UID SEARCH RETURN (COUNT) TEXT alpha")]
+            ("UID SEARCH TEXT alpha (most match)", "UID SEARCH RETURN (COUNT) TEXT alpha"),
+            # SORT / THREAD: [first] reads the sort keys (cold), [again] is the warm answer
+            ("UID SORT (REVERSE DATE) [first]", "UID SORT (REVERSE DATE) UTF-8 ALL"),
+            ("UID SORT (REVERSE DATE) [again]", "UID SORT (REVERSE DATE) UTF-8 ALL"),
+            ("UID SORT (REVERSE ARRIVAL) [first]", "UID SORT (REVERSE ARRIVAL) UTF-8 ALL"),
+            ("UID SORT (REVERSE ARRIVAL) [again]", "UID SORT (REVERSE ARRIVAL) UTF-8 ALL"),
+            ("UID SORT (FROM) [first]", "UID SORT (FROM) UTF-8 ALL"),
+            ("UID SORT (FROM) [again]", "UID SORT (FROM) UTF-8 ALL"),
+            ("UID SORT (SUBJECT) [first]", "UID SORT (SUBJECT) UTF-8 ALL"),
+            ("UID SORT (SUBJECT) [again]", "UID SORT (SUBJECT) UTF-8 ALL"),
+            ("SORT (SUBJECT) [again, sequence numbers]", "SORT (SUBJECT) UTF-8 ALL"),
+            ("UID SORT (DATE) UNSEEN", "UID SORT (DATE) UTF-8 UNSEEN"),
+            ("UID SORT RETURN (MIN MAX COUNT) (SUBJECT)", "UID SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 ALL"),
+            ("UID THREAD REFERENCES [first]", "UID THREAD REFERENCES UTF-8 ALL"),
+            ("UID THREAD REFERENCES [again]", "UID THREAD REFERENCES UTF-8 ALL"),
+            ("UID THREAD ORDEREDSUBJECT [first]", "UID THREAD ORDEREDSUBJECT UTF-8 ALL"),
+            ("UID THREAD ORDEREDSUBJECT [again]", "UID THREAD ORDEREDSUBJECT UTF-8 ALL"),
+            ("UID THREAD REFERENCES UNSEEN", "UID THREAD REFERENCES UTF-8 UNSEEN")]
     print(f"\n  {'command':46s} {'ms':>8s} {'MB out':>8s}")
     for label, text in rows:
         dt, size, ok = c.cmd(text)

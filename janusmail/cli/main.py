@@ -230,6 +230,49 @@ def token_issue(c: Ctx, address: str, scope: str, ttl: str) -> None:
     click.echo(tok)
 
 
+# -- aliases -------------------------------------------------------------------------------------------------
+
+@cli.group()
+def alias() -> None:
+    """More addresses an account may send from (JMAP identities); each belongs to one account only."""
+
+
+@alias.command("add")
+@click.argument("address")
+@click.argument("alias_address", metavar="ALIAS")
+@pass_ctx
+def alias_add(c: Ctx, address: str, alias_address: str) -> None:
+    """Give ADDRESS's account the address ALIAS (not another account's address or alias)."""
+    acct = c.account(address)
+    try:
+        added = c.store.identities.add_alias(acct.id, alias_address)
+    except (AlreadyExists, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    value = alias_address.strip().lower()
+    click.echo(f"{'added' if added else 'already an alias:'} {value} -> {acct.address}")
+
+
+@alias.command("list")
+@click.argument("address")
+@pass_ctx
+def alias_list(c: Ctx, address: str) -> None:
+    """List an account's aliases, one a line."""
+    for value in c.store.identities.aliases(c.account(address).id):
+        click.echo(value)
+
+
+@alias.command("remove")
+@click.argument("address")
+@click.argument("alias_address", metavar="ALIAS")
+@pass_ctx
+def alias_remove(c: Ctx, address: str, alias_address: str) -> None:
+    """Take ALIAS away from ADDRESS's account, with the identities that send from it."""
+    acct = c.account(address)
+    if not c.store.identities.remove_alias(acct.id, alias_address):
+        raise click.ClickException(f"{alias_address} is not an alias of {acct.address}")
+    click.echo(f"removed {alias_address.strip().lower()} from {acct.address}")
+
+
 # -- import --------------------------------------------------------------------------------------------------
 
 @cli.command("import")

@@ -8,11 +8,12 @@ cache) is the store's business:
 flags               ``\\Seen`` etc. are the store's ``$seen`` keywords; ``\\Deleted`` is the membership's;
                     ``\\Recent`` is the session's recent UID ranges (IMAP4rev1), nothing under IMAP4rev2;
                     other system flags are never stored (nothing matches); keywords by lowercase key
-FROM TO CC BCC      case-insensitive substring of the field's addresses ("" = the field is present)
+FROM TO CC BCC      case-insensitive substring of the field's parsed addresses (decoded display names) or of
+                    the field as received (group names: ``To: team:;``); "" = the field is present
 SUBJECT             case-insensitive substring of the decoded subject
 HEADER name value   FROM/TO/CC/BCC/SUBJECT as above; other fields a substring of the field's value
-BODY / TEXT         the full-text index with word semantics: the string's words in order, the last one a
-                    prefix ("brown fo" finds "brown fox"); TEXT covers subject, addresses and body
+BODY / TEXT         case-insensitive substring ("contains the specified string": ``sdfghjk`` finds
+                    ``asdfghjkl``) of the body text; TEXT also of every header field
 dates               BEFORE/ON/SINCE on the internal date (UTC days); SENT* on the Date header's own calendar
                     day; OLDER/YOUNGER relative to the session's "now"
 sequence sets       resolved to UID ranges through the session's snapshot before building
@@ -79,10 +80,16 @@ def _flag(key: FlagKey, recent: list[tuple[int, int]]) -> q.Condition:
     return cond if key.present else q.Not(cond)
 
 
+def _address(name: str, value: str) -> q.Condition:
+    """An address field: the parsed list holds decoded names, the field as received holds what parsing
+    drops (a group's name, comments); "" asks whether the field is there at all, even as an empty group."""
+    return q.Or((q.Address(name, (value,)), q.Header(name, value or None)))  # type: ignore[arg-type]
+
+
 def _header(key: HeaderKey) -> q.Condition:
     name, value = key.name.lower(), key.value
     if name in _ADDRESS:
-        return q.Address(name, (value,))  # type: ignore[arg-type]
+        return _address(name, value)
     if name == "subject" and value:
         return q.SubjectContains(value)
     return q.Header(name, value or None)
@@ -119,9 +126,9 @@ def build_condition(key: SearchKey, resolve: Resolver, *, recent: list[tuple[int
             case HeaderKey():
                 return _header(k)
             case BodyKey(value=value):
-                return q.Text("body", (value,), prefix=True)
+                return q.Contains("body", value)
             case TextKey(value=value):
-                return q.Text("all", (value,), prefix=True)
+                return q.Contains("text", value)
             case DateKey():
                 return _date(k)
             case SizeKey(op=op, size=size):

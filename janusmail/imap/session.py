@@ -48,6 +48,7 @@ from janusmail.imap.codec import (
 from janusmail.imap.commands.base import Result
 from janusmail.imap.literals import LiteralSpools
 from janusmail.imap.selected import BadSequence, MailboxGone, SelectedMailbox
+from janusmail.imap.store_access import CredentialExpired, SessionStore
 from janusmail.store import model as store_model
 from janusmail.store.credentials import is_credential_event
 
@@ -66,6 +67,9 @@ DELIMITER = "/"
 NO_EXPUNGE_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "SORT", "THREAD"})
 #: Commands that poll the store even without a notifier wake-up (clients use them to ask "anything new?").
 POLL_COMMANDS = frozenset({"NOOP", "CHECK", "IDLE"})
+#: Commands whose credential check runs on its own before the handler (not on the command's first store call:
+#: IDLE's store calls run in a task of their own, after the continuation has been sent).
+EAGER_CHECK_COMMANDS = frozenset({"IDLE"})
 #: Capabilities every session has, whatever is registered.
 CORE_CAPABILITIES = ("IMAP4rev2", "IMAP4rev1")
 EXTENSION_CAPABILITIES = (
@@ -124,7 +128,8 @@ class ImapSession:
     ) -> None:
         commands.load_all()
         self.rt = rt
-        self.store = rt.store
+        #: The Store for handlers; its ``call`` runs the command's credential check first (imap.store_access).
+        self.store: Any = SessionStore(rt.store, self)
         self.config = rt.config.imap
         self.peer = peer
         self.peer_loopback = is_loopback(peer)
@@ -164,13 +169,31 @@ class ImapSession:
         self._login_epoch: int | None = None
         #: What the session's credential is checked against before each command (None: not logged in).
         self._credential_epoch: int | None = None
+        #: The running command's credential check has not run yet (it rides on its first store call).
+        self._check_due = False
+        #: Why the credential died, once a check said so (it never comes back to life).
+        self._credential_dead: str | None = None
+        #: The running command is one the credential check applies to (after login, not LOGOUT).
+        self._checked_command = False
+        #: Output of the running command held back until its credential check passed (None: not holding):
+        #: a dead credential's client sees nothing of the command, only ``* BYE [EXPIRED]``.
+        self._held: list[bytes] | None = None
         self.clock: Callable[[], float] = time.time
 
     # -- output ------------------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         """Queue protocol output (complete lines, CRLF-terminated)."""
-        self._out(data)
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self._out(data)
+
+    def _release_held(self) -> None:
+        """The credential check passed: send what the command wrote meanwhile, and stop holding."""
+        held, self._held = self._held, None
+        for data in held or ():
+            self._out(data)
 
     def enable_condstore(self) -> None:
         """A CONDSTORE enabling command ran (RFC 7162 §3.1: FETCH MODSEQ/CHANGEDSINCE, SEARCH MODSEQ, STORE
@@ -397,11 +420,18 @@ class ImapSession:
 
     async def _command(self, cmd: Command) -> None:
         self._absorb_events()
+        self._checked_command = self._check_due = False
+        self._release_held()
         if self.state in ("auth", "selected") and cmd.name != "LOGOUT":
-            reason = await self.credential_problem()
-            if reason is not None:
-                self.end_for_credential(reason)
-                return
+            if cmd.name in EAGER_CHECK_COMMANDS:
+                reason = await self.credential_problem()
+                if reason is not None:
+                    self.end_for_credential(reason)
+                    return
+            else:
+                self._check_due = True  # run by the command's first store call, or by _finish
+                self._checked_command = True
+                self._held = []
         elif self.state == "nonauth" and cmd.name in ("LOGIN", "AUTHENTICATE"):
             self._login_epoch = await self._credential_sequence()  # before any verification: no change missed
         h = commands.lookup(cmd.name)
@@ -426,6 +456,9 @@ class ImapSession:
         except MailboxGone:
             await self._mailbox_gone()
             return
+        except CredentialExpired as exc:
+            self.end_for_credential(exc.reason)
+            return
         except store_model.StoreError as exc:
             code = STORE_ERROR_CODES.get(type(exc), "CANNOT")
             result = Result.no(_store_error_text(exc), code)
@@ -433,6 +466,7 @@ class ImapSession:
             log.exception("IMAP %s failed", cmd.name)
             result = Result.no("Internal server error", "SERVERBUG")
         if result is None:  # the handler took over the conversation (AUTHENTICATE, IDLE, STARTTLS)
+            self._check_due = False  # (only IDLE does that after login, and it was checked before)
             return
         await self._finish(cmd, result, sync=self.selected is not None and self.selected is before)
 
@@ -446,12 +480,24 @@ class ImapSession:
             except MailboxGone:
                 await self._mailbox_gone()
                 return
+            except CredentialExpired as exc:
+                self.end_for_credential(exc.reason)
+                return
+        checked, self._checked_command = self._checked_command, False
+        if checked and (self._check_due or self._credential_dead) and self.state != "logout":
+            # the command never called the store (check now), or a check it made said the credential is dead
+            reason = await self.credential_problem()
+            if reason is not None:
+                self.end_for_credential(reason)
+                return
+        self._release_held()
         if self.state == "logout" and cmd.name != "LOGOUT":
             return
         self.write(serializer.tagged(cmd.tag, result.status, result.code, result.text))
         self._count_error(result.status == "BAD")
 
     async def _mailbox_gone(self) -> None:
+        self._release_held()  # (a store call said so: the command's credential check has passed)
         self.write(serializer.untagged_status("BYE", None, "The selected mailbox was deleted"))
         self.selected = None
         self.state = "logout"
@@ -472,7 +518,7 @@ class ImapSession:
 
     async def _credential_sequence(self) -> int | None:
         try:
-            return await self.store.call(self.store.credentials.sequence)
+            return await self.rt.store.call(self.rt.store.credentials.sequence)
         except Exception:  # noqa: BLE001 - the login then fails with UNAVAILABLE instead of crashing
             log.warning("could not read the credential epoch", exc_info=True)
             return None
@@ -484,20 +530,52 @@ class ImapSession:
 
     async def credential_problem(self) -> str | None:
         """Why this session's credential is no longer good (revoked, replaced, expired, account gone), or
-        ``None``. One primary-key read (see :mod:`janusmail.auth.revocation`); a store that cannot answer is not
-        taken as a revocation (the command itself will meet the same trouble and say so)."""
+        ``None``. One primary-key read (see :mod:`janusmail.auth.revocation`) in a thread hop of its own (a
+        command's check normally rides on its first store call: :mod:`janusmail.imap.store_access`); a store
+        that cannot answer is not taken as a revocation (the command itself will meet the same trouble and say
+        so)."""
+        self._check_due = False
         result, epoch = self.auth_result, self._credential_epoch
+        if self._credential_dead is not None:
+            return self._credential_dead
         if result is None or epoch is None:
+            self._release_held()
             return None
+        store = self.rt.store
         try:
-            verdict = await self.store.call(
-                revocation.check, self.store, result, epoch, now=self.clock(), grace=self._grace()
-            )
+            verdict = await store.call(revocation.check, store, result, epoch, now=self.clock(), grace=self._grace())
         except Exception:  # noqa: BLE001
             log.warning("credential check failed", exc_info=True)
+            self.credential_checked(None)
             return None
-        self._credential_epoch = verdict.baseline
+        self.credential_checked(verdict)
         return verdict.reason
+
+    def check_is_due(self) -> bool:
+        """Has the running command's credential check not run yet?"""
+        return self._check_due and self.auth_result is not None and self._credential_epoch is not None
+
+    def take_due_check(self) -> tuple[Any, ...] | None:
+        """The arguments of the running command's credential check if it has not run yet (and mark it run):
+        :class:`~janusmail.imap.store_access.SessionStore` runs it with the command's first store call."""
+        if not self._check_due:
+            return None
+        self._check_due = False
+        if self.auth_result is None or self._credential_epoch is None:
+            return None
+        return (self.rt.store, self.auth_result, self._credential_epoch, self.clock(), self._grace())
+
+    def credential_checked(self, verdict: revocation.Verdict | None) -> None:
+        """A check gave this verdict (None: the store could not answer, which is no revocation): compare with
+        its baseline next time; a reason is final. A good verdict lets the command's held output go."""
+        if verdict is None:
+            self._release_held()
+            return
+        self._credential_epoch = verdict.baseline
+        if verdict.reason is not None:
+            self._credential_dead = verdict.reason
+        else:
+            self._release_held()
 
     def credential_deadline(self) -> float | None:
         """Clock time at which the credential expires by itself (bearer tokens), else ``None``."""
@@ -508,6 +586,8 @@ class ImapSession:
     def end_for_credential(self, reason: str) -> None:
         """``* BYE [EXPIRED] reason`` (RFC 5530: access is no longer permitted with that credential) and close."""
         log.info("ending IMAP session of %s: %s", self.account_id, reason)
+        self._check_due = False
+        self._held = None  # what the command wrote before its check failed is never sent
         self.write(serializer.untagged_status("BYE", "EXPIRED", reason))
         self.selected = None
         self.state = "logout"

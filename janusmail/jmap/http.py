@@ -483,11 +483,14 @@ class JmapApp:
             "Content-Security-Policy": "sandbox",
         }
         media = _media_type(request.query_params.get("type")) or located.type or "application/octet-stream"
+        # Exactly the type the client asked for (RFC 8620 §6.2): given as a header, Starlette adds no
+        # "; charset=utf-8" to text/* types (the bytes are the user's, in whatever charset they are).
+        headers["Content-Type"] = media
         if located.size is not None and located.size > _CHUNK:
             headers["Content-Length"] = str(located.size)
-            return StreamingResponse(self._chunks(located), headers=headers, media_type=media)
+            return StreamingResponse(self._chunks(located), headers=headers)
         data = await self.store.call(blobs.read_located, self.store, located)
-        return Response(data, headers=headers, media_type=media)
+        return Response(data, headers=headers)
 
     async def _chunks(self, located: blobs.Located) -> AsyncIterator[bytes]:
         assert located.size is not None

@@ -24,11 +24,12 @@ from janusmail.jmap.engine import CORE
 from janusmail.jmap.settings import JmapSettings
 
 __all__ = [
-    "MAIL", "PATHS", "SessionDocument", "SessionDocuments", "Urls", "base_path", "build_session",
-    "email_sort_options", "session_state",
+    "MAIL", "PATHS", "SUBMISSION", "SessionDocument", "SessionDocuments", "Urls", "base_path",
+    "build_session", "email_sort_options", "session_state", "submission_account_capability",
 ]  # fmt: skip
 
 MAIL = "urn:ietf:params:jmap:mail"
+SUBMISSION = "urn:ietf:params:jmap:submission"
 
 #: Route paths relative to the public URL's path (the app mounts them there and at the root).
 PATHS = {
@@ -82,6 +83,13 @@ def email_sort_options() -> list[str]:
     return list(_DEFAULT_EMAIL_SORTS)
 
 
+def submission_account_capability() -> dict[str, Any]:
+    """RFC 8621 §1.3.2, told honestly: sending is not built yet (no EmailSubmission, no outbound queue), so
+    the server can hold no submission for later (``maxDelayedSend`` 0) and offers no SMTP extensions
+    (``submissionExtensions`` empty). Only Identity uses the capability so far."""
+    return {"maxDelayedSend": 0, "submissionExtensions": {}}
+
+
 def build_session(
     *,
     account_id: str,
@@ -107,6 +115,9 @@ def build_session(
     if MAIL in capabilities:
         session_caps[MAIL] = {}
         account_caps[MAIL] = mail_account
+    if SUBMISSION in capabilities:
+        session_caps[SUBMISSION] = {}
+        account_caps[SUBMISSION] = submission_account_capability()
     session: dict[str, Any] = {
         "capabilities": session_caps,
         "accounts": {

@@ -25,17 +25,28 @@ def base_subject(s: str) -> str:
     RFC 2047 decoding is done there, once. Case is preserved; the caller compares with its
     collation (i;unicode-casemap for SORT).
     """
+    return subject_parts(s)[0]
+
+
+def subject_parts(s: str) -> tuple[str, bool]:
+    """``(base subject, is a reply or forward)``: the second is what THREAD=REFERENCES step 5 asks
+    (RFC 5256 §2.1: extraction removed a subj-refwd, a "(fwd)" trailer or a "[fwd: ...]" wrapper)."""
+    reply = False
     # (1) turn tabs/continuations into spaces, squeeze runs of spaces
     s = _SPACES.sub(" ", s[: MAX_SUBJECT * 4])[:MAX_SUBJECT]
     while True:
         # (2) remove trailers, repeatedly
-        s = _TRAILER.sub("", s)
+        m = _TRAILER.search(s)
+        if m:
+            reply = reply or "(" in m.group()
+            s = s[: m.start()]
         # (3)-(5) remove leaders; remove leading blobs while something remains after them.
         # A whole run of blobs not followed by Re:/Fwd: goes at once (one at a time, as the
         # RFC words it, gives the same result but rescans the run every time).
         while True:
             m = _LEADER.match(s)
             if m:
+                reply = reply or ":" in m.group()  # a leader that is not just white space is a subj-refwd
                 s = s[m.end() :]
                 continue
             m = _BLOB_RUN.match(s)
@@ -50,5 +61,6 @@ def base_subject(s: str) -> str:
         # (6) "[fwd: ... ]" wrapper: unwrap and start over at (2)
         if len(s) >= 6 and s[:5].lower() == "[fwd:" and s.endswith("]"):
             s = s[5:-1]
+            reply = True
             continue
-        return s
+        return s, reply

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import sqlalchemy as sa
 
-from . import ingest as ingesting
 from . import keywords as kwmod
 from .model import BlobLocation, Delivered, IngestItem, InvalidKeyword, NotFound, StoreError, TooManyKeywords
 from .schema import blobs, email_keywords, emails, mailboxes, messages, thread_refs, threads, vanished
+from .search.index import delete_text
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from . import ingest as ingesting
     from .store import Store
     from .transaction import WriteTx
 
@@ -58,9 +59,7 @@ def destroy_rows(tx: WriteTx, email_ids: list[str]) -> None:
             conn.execute(sa.delete(messages).where(messages.c.email_id.in_(chunk)))
         thread_ids = {r[0] for r in conn.execute(sa.select(emails.c.thread_id).where(emails.c.id.in_(chunk)))}
         conn.execute(sa.delete(email_keywords).where(email_keywords.c.email_id.in_(chunk)))
-        if tx.store.sqlite:
-            conn.execute(sa.text("DELETE FROM email_fts WHERE email_id IN :ids").bindparams(
-                sa.bindparam("ids", expanding=True)), {"ids": chunk})
+        delete_text(conn, tx.store.sqlite, chunk)
         conn.execute(sa.delete(emails).where(emails.c.id.in_(chunk)))
         tx.log_many("Email", chunk, "d")
         if not thread_ids:
@@ -106,12 +105,21 @@ def own_mailbox_ids(conn: sa.Connection, account_id: str) -> set[str]:
 
 
 def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -> dict[str, StoreError | None]:
-    """Apply updates inside ``tx``, each in its own savepoint: one email's failure leaves the others."""
+    """Apply updates inside ``tx``; one email's failure leaves the others (the error is its result).
+
+    Keyword-only updates (the common case: mark read, flag, label) are applied as one set of statements for
+    the whole batch (:func:`_update_keywords`); updates that move an email between mailboxes go one by one,
+    each in its own savepoint."""
     conn = tx.conn
-    own_boxes = own_mailbox_ids(conn, account_id)
     tx.affect_emails([eid for eid, upd in updates.items() if _moves_counters(upd)])  # one batch, before any change
-    results: dict[str, StoreError | None] = {}
+    keyword_only = {eid: upd for eid, upd in updates.items() if not _changes_mailboxes(upd)}
+    results = _update_keywords(tx, account_id, keyword_only) if keyword_only else {}
+    own_boxes: set[str] | None = None
     for email_id, upd in updates.items():
+        if email_id in keyword_only:
+            continue
+        if own_boxes is None:
+            own_boxes = own_mailbox_ids(conn, account_id)
         sp = conn.begin_nested()
         try:
             update_one(tx, account_id, email_id, upd, own_boxes)
@@ -120,6 +128,90 @@ def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -
         except StoreError as exc:
             sp.rollback()
             results[email_id] = exc
+    return {eid: results[eid] for eid in updates}
+
+
+def _changes_mailboxes(upd: EmailUpdate) -> bool:
+    return bool(upd.mailbox_ids is not None or upd.add_mailboxes or upd.remove_mailboxes)
+
+
+def _new_keywords(current: dict[str, str], upd: EmailUpdate, email_id: str) -> dict[str, str]:
+    """The email's keywords after ``upd`` ({key: display}); InvalidKeyword / TooManyKeywords refuse it."""
+    new = kwmod.normalize(upd.keywords) if upd.keywords is not None else dict(current)
+    for kw in upd.add_keywords:
+        new.setdefault(kwmod.validate(kw), kw)
+    for kw in upd.remove_keywords:
+        try:
+            new.pop(kwmod.validate(kw), None)
+        except InvalidKeyword:
+            pass
+    if len(new) > kwmod.MAX_KEYWORDS:
+        raise TooManyKeywords(email_id)
+    return new
+
+
+def _update_keywords(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -> dict[str, StoreError | None]:
+    """Keyword-only updates of many emails in a fixed number of statements (not a few per email): read the
+    emails' flags and keywords, decide every email's result in Python, then write the differences grouped by
+    value (one UPDATE per distinct flag word, one DELETE per keyword removed, one INSERT of all new pairs, one
+    modseq stamp). Refused emails (NotFound, invalid or too many keywords) are simply not written."""
+    conn = tx.conn
+    ids = list(updates)
+    flags: dict[str, int] = {}
+    current: dict[str, dict[str, str]] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        flags.update((r[0], r[1]) for r in conn.execute(
+            sa.select(emails.c.id, emails.c.flags).where(emails.c.account_id == account_id, emails.c.id.in_(chunk))))
+        mine = [e for e in chunk if e in flags]
+        if mine:
+            for r in conn.execute(sa.select(email_keywords.c.email_id, email_keywords.c.keyword,
+                                            email_keywords.c.display).where(email_keywords.c.email_id.in_(mine))):
+                current.setdefault(r[0], {})[r[1]] = r[2]
+    results: dict[str, StoreError | None] = {}
+    new_bits: dict[int, list[str]] = {}
+    gone: dict[str, list[str]] = {}
+    fresh: list[dict[str, str]] = []
+    changed: list[str] = []
+    for eid, upd in updates.items():
+        if eid not in flags:
+            results[eid] = NotFound(eid)
+            continue
+        have = dict(current.get(eid, {}))
+        for k in kwmod.bits_to_keywords(flags[eid]):
+            have[k] = k
+        try:
+            new = _new_keywords(have, upd, eid)
+        except StoreError as exc:
+            results[eid] = exc
+            continue
+        results[eid] = None
+        if new.keys() == have.keys():
+            continue
+        changed.append(eid)
+        bits, other = kwmod.split(new)
+        _, old_other = kwmod.split(have)
+        if bits != flags[eid]:
+            new_bits.setdefault(bits, []).append(eid)
+        for k in old_other.keys() - other.keys():
+            gone.setdefault(k, []).append(eid)
+        fresh.extend({"email_id": eid, "keyword": k, "display": d} for k, d in other.items() if k not in old_other)
+    for bits, group in new_bits.items():
+        for i in range(0, len(group), 500):
+            conn.execute(sa.update(emails).where(emails.c.id.in_(group[i : i + 500])).values(flags=bits))
+    for keyword, group in gone.items():
+        for i in range(0, len(group), 500):
+            conn.execute(sa.delete(email_keywords).where(email_keywords.c.keyword == keyword,
+                                                         email_keywords.c.email_id.in_(group[i : i + 500])))
+    if fresh:
+        conn.execute(sa.insert(email_keywords), fresh)
+    for i in range(0, len(changed), 500):
+        chunk = changed[i : i + 500]
+        conn.execute(sa.update(emails).where(emails.c.id.in_(chunk)).values(modseq=tx.modseq))
+        boxes = conn.execute(sa.update(messages).where(messages.c.email_id.in_(chunk))
+                             .values(modseq=tx.modseq).returning(messages.c.mailbox_id)).all()
+        tx.touch_mailbox(*{r[0] for r in boxes})
+    tx.log_many("Email", changed, "u")
     return results
 
 
@@ -149,16 +241,7 @@ def update_one(tx: WriteTx, account_id: str, email_id: str, upd: EmailUpdate, ow
             sa.select(email_keywords).where(email_keywords.c.email_id == email_id))}
         for k in kwmod.bits_to_keywords(row.flags):
             current[k] = k
-        new = kwmod.normalize(upd.keywords) if upd.keywords is not None else dict(current)
-        for kw in upd.add_keywords:
-            new.setdefault(kwmod.validate(kw), kw)
-        for kw in upd.remove_keywords:
-            try:
-                new.pop(kwmod.validate(kw), None)
-            except InvalidKeyword:
-                pass
-        if len(new) > kwmod.MAX_KEYWORDS:
-            raise TooManyKeywords(email_id)
+        new = _new_keywords(current, upd, email_id)
         if new.keys() != current.keys():
             _write_keywords(conn, email_id, new, current)
             changed = True
@@ -230,6 +313,8 @@ class Emails:
 
     def prepare(self, item: IngestItem) -> ingesting.Prepared:
         """CPU part of ingest (parse, hash, validate keywords); runs outside any transaction (see ingest.py)."""
+        from . import ingest as ingesting  # not at import time: ingest needs the search index, which needs us
+
         return ingesting.prepare(item, self._store.max_message_size)
 
     @writes
@@ -246,6 +331,8 @@ class Emails:
         """Store a batch of messages in one transaction; returns one Delivered per item, in order."""
         if not items and not prepared:
             return []
+        from . import ingest as ingesting
+
         prep = prepared if prepared is not None else [self.prepare(it) for it in items]
         return ingesting.store_batch(self._store, account_id, prep)
 

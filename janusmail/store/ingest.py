@@ -22,7 +22,8 @@ from janusmail.mime.parse import parse_message
 from . import ids
 from . import keywords as kwmod
 from .model import Delivered, IngestItem, NotFound, TooLarge
-from .schema import blobs, email_keywords, email_search, emails, mailboxes, messages
+from .schema import blobs, email_keywords, emails, mailboxes, messages
+from .search.index import write_text
 from .threading import assign_threads, message_refs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,7 +149,7 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
             search_rows.append({
                 "email_id": email_id, "account_id": account_id, "subject": c.get("subject") or "",
                 "addresses": " ".join(_addr_text(c.get(f)) for f in ("from", "to", "cc", "bcc")),
-                "body": c.get("search_text") or "",
+                "body": c.get("search_text") or "", "headers": c.get("headers"),
             })
             tx.log("Email", email_id, "c")
             out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m))
@@ -156,23 +157,8 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
         if kw_rows:
             conn.execute(sa.insert(email_keywords), kw_rows)
         conn.execute(sa.insert(messages), msg_rows)
-        _index_text(conn, store.sqlite, search_rows)
+        write_text(conn, store.sqlite, search_rows)
         tx.touch_mailbox(*per_box)
         tx.delivery()
     return out
 
-def _index_text(conn: sa.Connection, sqlite: bool, rows: list[dict]) -> None:
-    if not rows:
-        return
-    if sqlite:
-        conn.execute(
-            sa.text("INSERT INTO email_fts(email_id, account_id, subject, addresses, body) "
-                    "VALUES (:email_id, :account_id, :subject, :addresses, :body)"),
-            rows,
-        )
-    else:
-        for r in rows:  # PostgreSQL text may not contain NUL
-            r["body"] = r["body"].replace("\x00", "")
-            r["subject"] = r["subject"].replace("\x00", "")
-            r["addresses"] = r["addresses"].replace("\x00", "")
-        conn.execute(sa.insert(email_search), rows)

@@ -31,7 +31,7 @@ from .rawrows import raw_rows
 from .schema import email_keywords, emails, mailboxes, messages, vanished
 
 __all__ = ["CACHE", "DELETED", "EMAIL_ID", "FLAGS", "MIN_CACHED", "MODSEQ", "RECEIVED", "SIZE", "THREAD_ID", "UID",
-           "MailboxRows", "Row", "RowCache", "keywords_of"]
+           "MailboxRows", "Row", "RowCache", "keywords_by_email", "keywords_of", "keywords_select"]
 
 #: The layout of one message row (plain tuples from the driver): what FETCH renders and metadata SEARCH tests.
 #: Rows of the cache stop at THREAD_ID; a FETCH that needs part offsets appends CACHE (and blob columns).
@@ -81,16 +81,25 @@ def _row_select() -> Any:
             .select_from(m.join(e, e.c.id == m.c.email_id)))
 
 
+def keywords_select(where: list[Any]) -> sa.Select:
+    """(email id, display spelling) of the keywords of the memberships matching ``where``."""
+    m = messages
+    return (sa.select(email_keywords.c.email_id, email_keywords.c.display).distinct()
+            .select_from(email_keywords.join(m, m.c.email_id == email_keywords.c.email_id)).where(*where))
+
+
+def keywords_by_email(rows: list[tuple]) -> dict[str, tuple[str, ...]]:
+    """Email id -> sorted display spellings, from :func:`keywords_select`'s rows."""
+    acc: dict[str, list[str]] = {}
+    for email_id, display in rows:
+        acc.setdefault(email_id, []).append(display)
+    return {k: tuple(sorted(v)) for k, v in acc.items()}
+
+
 def keywords_of(conn: sa.Connection, where: list[Any]) -> dict[str, tuple[str, ...]]:
     """Email id -> sorted display spellings of its keywords, for the memberships matching ``where`` (only
     emails that have keywords). Shared with :mod:`.message_views` so both read keywords the same way."""
-    m = messages
-    q = (sa.select(email_keywords.c.email_id, email_keywords.c.display).distinct()
-         .select_from(email_keywords.join(m, m.c.email_id == email_keywords.c.email_id)).where(*where))
-    acc: dict[str, list[str]] = {}
-    for email_id, display in raw_rows(conn, q):
-        acc.setdefault(email_id, []).append(display)
-    return {k: tuple(sorted(v)) for k, v in acc.items()}
+    return keywords_by_email(raw_rows(conn, keywords_select(where)))
 
 
 class RowCache:

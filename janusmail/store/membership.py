@@ -7,7 +7,6 @@ not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,38 +16,15 @@ from . import keywords as kwmod
 from .emails import after_membership_change
 from .model import NotFound
 from .schema import FLAG_DRAFT, FLAG_SEEN, email_keywords, emails, mailboxes, messages, vanished
+from .uidranges import UidRanges, uid_condition
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
 
-UidRanges = list[tuple[int, int]]
 #: Flag bits the mailbox counters depend on (unseen, unread): changing only other keywords moves no counter.
 COUNTED_BITS = FLAG_SEEN | FLAG_DRAFT
 
-
-def merge_ranges(ranges: Iterable[tuple[int, int]]) -> UidRanges:
-    """Inclusive ranges (either end first) sorted, with overlapping and adjacent ones joined."""
-    merged: list[list[int]] = []
-    for lo, hi in sorted((min(a, b), max(a, b)) for a, b in ranges):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return [(lo, hi) for lo, hi in merged]
-
-
-def uid_condition(col: sa.ColumnElement, ranges: UidRanges) -> sa.ColumnElement[bool]:
-    """SQL for ``col`` in any of the inclusive ranges (merged first)."""
-    merged = merge_ranges(ranges)
-    if not merged:
-        return sa.false()
-    singles = [lo for lo, hi in merged if lo == hi]
-    spans = [(lo, hi) for lo, hi in merged if lo != hi]
-    parts: list[sa.ColumnElement[bool]] = [col.between(lo, hi) for lo, hi in spans]
-    for i in range(0, len(singles), 500):
-        parts.append(col.in_(singles[i : i + 500]))
-    return sa.or_(*parts) if len(parts) > 1 else parts[0]
 
 
 @dataclass

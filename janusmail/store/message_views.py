@@ -19,6 +19,12 @@ THREAD_ID`` then, when asked, the MIME cache and the blob columns). Every method
 through ``store.call``) and each answers from one connection, so the door needs one thread hop per command.
 The queries are the ones the IMAP code ran before they moved here (bulk reads through :func:`.rawrows.raw_rows`,
 UID ranges as ``BETWEEN``, no per-message query).
+
+The reads every command may make (SELECT's snapshot, the catch-up after a command) are statements built once,
+at import, with bound parameters: SQLAlchemy then neither rebuilds the expression nor recomputes its cache key
+per call, which cost more than the query itself (a grouped count built per call: ~0.75 ms of Python; prebuilt:
+~0.09 ms); FETCH's statements, whose shape varies, are compiled once per shape (:mod:`.sqltext`). Issue 10
+item 0, measured with ``bench/command_cost.py``.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ import sqlalchemy as sa
 
 from . import mailbox_rows
 from .mailbox_rows import CACHE, EMAIL_ID, Row
-from .membership import UidRanges, uid_condition
 from .memo import Memos
 from .model import BlobLocation
 from .rawrows import raw_rows, raw_scalars
 from .schema import FLAG_SEEN, blobs, email_keywords, emails, mailboxes, messages, vanished
+from .sqltext import SqlText
+from .uidranges import UidRanges, merge_ranges, uid_condition
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -86,6 +93,8 @@ class MailboxSnapshot:
     uids: array
     keywords: list[str]
     recent_from: int | None = None
+    #: the lowest UID (below ``uidnext``) not \Seen, when asked for (IMAP4rev1's ``[UNSEEN n]``)
+    first_unseen: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,8 @@ class MessageViews:
         self._store = store
         #: Memo tables of this Store for renderers of immutable message data (rendered ENVELOPEs...).
         self.render_cache = Memos()
+        #: FETCH's statements, compiled once per shape (see :mod:`.sqltext`).
+        self._sql = SqlText()
 
     # -- FETCH -------------------------------------------------------------------------------------------------
 
@@ -132,27 +143,43 @@ class MessageViews:
 
     def _query_rows(self, mailbox_id: str, ranges: UidRanges, *, keywords: bool, part_offsets: bool, blob: bool,
                     changedsince: int | None, below_uid: int | None) -> FetchRows:
-        """One query for the rows, one for keywords, in one read transaction."""
-        m, e, b = messages, emails, blobs
-        cols: list[Any] = [m.c.uid, m.c.deleted, m.c.modseq, e.c.id, e.c.flags, e.c.received_at, e.c.size,
-                           e.c.thread_id]
-        if part_offsets:
-            cols.append(e.c.cache)
-        join = m.join(e, e.c.id == m.c.email_id)
-        if blob:
-            cols += [b.c.id, b.c.sha256, b.c.size, b.c.pack, b.c.offset]
-            join = join.join(b, b.c.id == e.c.blob_id)
-        where = [m.c.mailbox_id == mailbox_id, uid_condition(m.c.uid, ranges)]
+        """One query for the rows, one for keywords, in one read transaction. The statements are compiled once
+        per shape (columns, conditions, number of UID spans and single UIDs) and kept in :attr:`_sql`."""
+        nspans, nsingles, params = _uid_params(ranges)
+        params["mailbox_id"] = mailbox_id
         if below_uid is not None:
-            where.append(m.c.uid < below_uid)
+            params["below"] = below_uid
         if changedsince is not None:
-            where.append(m.c.modseq > changedsince)
-        q = sa.select(*cols).select_from(join).where(*where).order_by(m.c.uid)
+            params["since"] = changedsince
+        where_shape = (nspans, nsingles, below_uid is not None, changedsince is not None)
+
+        def where() -> list[Any]:
+            m = messages.c
+            cond = [m.mailbox_id == _P("mailbox_id"), _uid_condition(m.uid, nspans, nsingles)]
+            if below_uid is not None:
+                cond.append(m.uid < _P("below"))
+            if changedsince is not None:
+                cond.append(m.modseq > _P("since"))
+            return cond
+
+        def rows_select() -> sa.Select:
+            m, e, b = messages, emails, blobs
+            cols: list[Any] = [m.c.uid, m.c.deleted, m.c.modseq, e.c.id, e.c.flags, e.c.received_at, e.c.size,
+                               e.c.thread_id]
+            if part_offsets:
+                cols.append(e.c.cache)
+            join = m.join(e, e.c.id == m.c.email_id)
+            if blob:
+                cols += [b.c.id, b.c.sha256, b.c.size, b.c.pack, b.c.offset]
+                join = join.join(b, b.c.id == e.c.blob_id)
+            return sa.select(*cols).select_from(join).where(*where()).order_by(m.c.uid)
+
         out = FetchRows([])
         with self._store.engine.connect() as conn, conn.begin():
-            rows = raw_rows(conn, q)
+            rows = self._sql.rows(conn, ("rows", part_offsets, blob, *where_shape), rows_select, params)
             if keywords and rows:
-                out.keywords = mailbox_rows.keywords_of(conn, where)
+                out.keywords = mailbox_rows.keywords_by_email(self._sql.rows(
+                    conn, ("keywords", *where_shape), lambda: mailbox_rows.keywords_select(where()), params))
         if blob:
             base = CACHE + 1 if part_offsets else CACHE
             for r in rows:
@@ -180,35 +207,38 @@ class MessageViews:
 
     # -- SELECT and catching up ---------------------------------------------------------------------------------
 
-    def mailbox_snapshot(self, account_id: str, mailbox_id: str, *, claim_recent: bool = False
-                         ) -> MailboxSnapshot | None:
-        """The mailbox row and its UID list from one snapshot, then the keywords in use; None if the mailbox
-        is gone. ``claim_recent`` (IMAP4rev1 SELECT) first takes its \\Recent messages for the caller."""
-        recent_from: int | None = None
-        if claim_recent:
-            from .model import NotFound
-
-            try:
-                recent_from = self._store.memberships.claim_recent(mailbox_id)
-            except NotFound:
+    def mailbox_snapshot(self, account_id: str, mailbox_id: str, *, claim_recent: bool = False,
+                         first_unseen: bool = False) -> MailboxSnapshot | None:
+        """The mailbox row, its UID list and the keywords in use, from one read transaction; None if the mailbox
+        is gone (or is not ``account_id``'s). ``claim_recent`` (IMAP4rev1 SELECT) takes its \\Recent messages for
+        the caller first: a write, made only when there is something to claim (UIDNEXT above the first unclaimed
+        UID), so a SELECT of a mailbox without new mail writes nothing. ``first_unseen``: also fill
+        :attr:`MailboxSnapshot.first_unseen` (IMAP4rev1's ``[UNSEEN n]``) in the same transaction."""
+        with self._snapshot_conn() as conn:
+            head = conn.execute(_HEAD, {"mailbox_id": mailbox_id, "account_id": account_id}).first()
+            if head is None:
                 return None
-        with self._store.engine.connect() as conn:
-            if not self._store.sqlite:  # one snapshot for the row and the UIDs (SQLite's read transaction is one)
-                conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                row = conn.execute(
-                    sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq,
-                              mailboxes.c.recent_uid)
-                    .where(mailboxes.c.id == mailbox_id)
-                ).first()
-                if row is None:
-                    return None
-                uids = _load_uids(conn, mailbox_id, row.uidnext)
-        # after the snapshot: a keyword added since is listed a little early, which is harmless (a keyword
-        # read before it could be missing from FLAGS yet seen in FETCH; IMAP catches that case when rendering)
-        keywords = self._store.keywords.in_mailbox(account_id, mailbox_id)
-        return MailboxSnapshot(mailbox_id, row.uidvalidity, row.uidnext, row.highest_modseq, row.recent_uid, uids,
-                               keywords, recent_from)
+            if not claim_recent or head.uidnext <= head.recent_uid:
+                # nothing unclaimed: the claim would return the first unclaimed UID and write nothing
+                recent_from = head.recent_uid if claim_recent else None
+                return _snapshot(conn, mailbox_id, head, recent_from, first_unseen)
+        from .model import NotFound
+
+        try:  # the claim comes before the snapshot, so every UID this session shows as \\Recent is its own
+            recent_from = self._store.memberships.claim_recent(mailbox_id)
+        except NotFound:
+            return None
+        with self._snapshot_conn() as conn:
+            head = conn.execute(_HEAD, {"mailbox_id": mailbox_id, "account_id": account_id}).first()
+            return None if head is None else _snapshot(conn, mailbox_id, head, recent_from, first_unseen)
+
+    def _snapshot_conn(self) -> Any:
+        """A connection in a read transaction that sees one snapshot for all its statements (SQLite's read
+        transaction is one; PostgreSQL needs REPEATABLE READ)."""
+        conn = self._store.engine.connect()
+        if not self._store.sqlite:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        return _Transaction(conn)
 
     def mailbox_delta(self, mailbox_id: str, *, uidvalidity: int, uidnext: int, modseq: int,
                       claim_recent: bool = False) -> MailboxDelta | None:
@@ -216,10 +246,7 @@ class MessageViews:
         gone or its UIDVALIDITY is no longer ``uidvalidity``. Unchanged counters cost one indexed read.
         ``claim_recent``: claim the new messages' \\Recent (IMAP4rev1 SELECT, not EXAMINE)."""
         with self._store.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity)
-                .where(mailboxes.c.id == mailbox_id)
-            ).first()
+            row = conn.execute(_DELTA_HEAD, {"mailbox_id": mailbox_id}).first()
             if row is None or row.uidvalidity != uidvalidity:
                 return None
             hm, top = row.highest_modseq, row.uidnext
@@ -227,11 +254,8 @@ class MessageViews:
                 return MailboxDelta(top, hm)
             new_uids: list[int] = []
             if top > uidnext:
-                new_uids = list(conn.execute(
-                    sa.select(messages.c.uid).where(
-                        messages.c.mailbox_id == mailbox_id, messages.c.uid >= uidnext, messages.c.uid < top,
-                    ).order_by(messages.c.uid)
-                ).scalars())
+                new_uids = list(conn.execute(_NEW_UIDS, {"mailbox_id": mailbox_id, "lo": uidnext, "hi": top})
+                                .scalars())
             changes = MailboxChanges([], [])
             if hm > modseq:
                 changes = _changes(conn, mailbox_id, modseq, hm, uidnext)
@@ -249,56 +273,131 @@ class MessageViews:
     def first_unseen(self, mailbox_id: str, below_uid: int) -> int | None:
         """The lowest UID below ``below_uid`` whose email is not \\Seen (IMAP4rev1 ``[UNSEEN n]``)."""
         with self._store.engine.connect() as conn:
-            return conn.execute(
-                sa.select(sa.func.min(messages.c.uid))
-                .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
-                .where(messages.c.mailbox_id == mailbox_id, messages.c.uid < below_uid,
-                       emails.c.flags.op("&")(FLAG_SEEN) == 0)
-            ).scalar()
+            return conn.execute(_FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": below_uid}).scalar()
 
     def recent_counts(self, mailbox_ids: list[str]) -> dict[str, int]:
         """Messages nobody has yet seen as \\Recent (UID >= the mailbox's first unclaimed one), per mailbox;
         mailboxes with none are absent."""
         if not mailbox_ids:
             return {}
-        q = (sa.select(messages.c.mailbox_id, sa.func.count())
-             .select_from(messages.join(mailboxes, mailboxes.c.id == messages.c.mailbox_id))
-             .where(messages.c.mailbox_id.in_(mailbox_ids), messages.c.uid >= mailboxes.c.recent_uid)
-             .group_by(messages.c.mailbox_id))
         with self._store.engine.connect() as conn:
-            return {r[0]: int(r[1]) for r in conn.execute(q)}
+            return {r[0]: int(r[1]) for r in conn.execute(_RECENT_COUNTS, {"mailbox_ids": list(mailbox_ids)})}
+
+
+# -- statements built once (see the module docstring) ---------------------------------------------------------
+
+_P = sa.bindparam
+_M = messages.c
+_LIVE = sa.and_(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("uidnext"))
+
+_HEAD = (sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.recent_uid)
+         .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id")))
+_DELTA_HEAD = (sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity)
+               .where(mailboxes.c.id == _P("mailbox_id")))
+_NEW_UIDS = (sa.select(_M.uid).where(_M.mailbox_id == _P("mailbox_id"), _M.uid >= _P("lo"), _M.uid < _P("hi"))
+             .order_by(_M.uid))
+# three scalar subqueries: min and max are index seeks, only the count walks the index
+_UID_SPAN = sa.select(
+    sa.select(sa.func.count()).select_from(messages).where(_LIVE).scalar_subquery(),
+    sa.select(sa.func.min(_M.uid)).where(_LIVE).scalar_subquery(),
+    sa.select(sa.func.max(_M.uid)).where(_LIVE).scalar_subquery(),
+)
+_HOLES = (sa.select(vanished.c.uid)
+          .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.uid > _P("lo"), vanished.c.uid < _P("hi"))
+          .order_by(vanished.c.uid))
+#: the keywords in use, one per case-insensitive key (IMAP spelling), sorted by key
+_KEYWORDS = (sa.select(email_keywords.c.keyword, sa.func.min(email_keywords.c.display))
+             .select_from(messages.join(email_keywords, email_keywords.c.email_id == _M.email_id))
+             .where(_M.mailbox_id == _P("mailbox_id"))
+             .group_by(email_keywords.c.keyword)
+             .order_by(email_keywords.c.keyword))
+_FIRST_UNSEEN = (sa.select(sa.func.min(_M.uid))
+                 .select_from(messages.join(emails, emails.c.id == _M.email_id))
+                 .where(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("below"),
+                        emails.c.flags.op("&")(FLAG_SEEN) == 0))
+_RECENT_COUNTS = (sa.select(_M.mailbox_id, sa.func.count())
+                  .select_from(messages.join(mailboxes, mailboxes.c.id == _M.mailbox_id))
+                  .where(_M.mailbox_id.in_(_P("mailbox_ids", expanding=True)), _M.uid >= mailboxes.c.recent_uid)
+                  .group_by(_M.mailbox_id))
+_CHANGED_GONE = (sa.select(vanished.c.uid)
+                 .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since"),
+                        vanished.c.modseq <= _P("upto"), vanished.c.uid < _P("below"))
+                 .order_by(vanished.c.uid))
+_CHANGED_ROWS = (sa.select(_M.uid, _M.modseq, _M.deleted, _M.email_id, emails.c.flags)
+                 .select_from(messages.join(emails, emails.c.id == _M.email_id))
+                 .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"),
+                        _M.uid < _P("below"))
+                 .order_by(_M.uid))
+_EMAIL_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.display)
+                   .where(email_keywords.c.email_id.in_(_P("ids", expanding=True))))
 
 
 # -- helpers (one connection, given) ------------------------------------------------------------------------------
 
 
+def _uid_params(ranges: UidRanges) -> tuple[int, int, dict[str, Any]]:
+    """The shape of :func:`.uidranges.uid_condition` for these ranges (spans, single UIDs) and its values."""
+    params: dict[str, Any] = {}
+    nspans = nsingles = 0
+    for lo, hi in merge_ranges(ranges):
+        if lo == hi:
+            params[f"s{nsingles}"] = lo
+            nsingles += 1
+        else:
+            params[f"lo{nspans}"], params[f"hi{nspans}"] = lo, hi
+            nspans += 1
+    return nspans, nsingles, params
+
+
+def _uid_condition(col: Any, nspans: int, nsingles: int) -> Any:
+    """:func:`.uidranges.uid_condition` with bound parameters (``lo0``/``hi0``..., ``s0``...) for the values."""
+    parts: list[Any] = [col.between(_P(f"lo{i}"), _P(f"hi{i}")) for i in range(nspans)]
+    for start in range(0, nsingles, 500):
+        parts.append(col.in_([_P(f"s{j}") for j in range(start, min(nsingles, start + 500))]))
+    if not parts:
+        return sa.false()
+    return sa.or_(*parts) if len(parts) > 1 else parts[0]
+
+
+class _Transaction:
+    """``with``: the connection, in a transaction that is rolled back (reads only) and closed at the end."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sa.Connection:
+        self.conn.begin()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()  # rolls the read transaction back
+
+
+def _snapshot(conn: sa.Connection, mailbox_id: str, head: Any, recent_from: int | None,
+              first_unseen: bool) -> MailboxSnapshot:
+    """The rest of a snapshot, in the transaction that read ``head`` (so UIDs, keywords and counters agree)."""
+    uids = _load_uids(conn, mailbox_id, head.uidnext)
+    keywords = [display for _key, display in conn.execute(_KEYWORDS, {"mailbox_id": mailbox_id})]
+    first = None
+    if first_unseen and uids:
+        first = conn.execute(_FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext}).scalar()
+    return MailboxSnapshot(mailbox_id, head.uidvalidity, head.uidnext, head.highest_modseq, head.recent_uid, uids,
+                           keywords, recent_from, first)
+
+
 def _changes(conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:
-    gone = list(conn.execute(
-        sa.select(vanished.c.uid).where(vanished.c.mailbox_id == mailbox_id, vanished.c.modseq > since,
-                                        vanished.c.modseq <= upto, vanished.c.uid < below_uid)
-        .order_by(vanished.c.uid)
-    ).scalars())
-    changed = _flag_rows(conn, [messages.c.mailbox_id == mailbox_id, messages.c.modseq > since,
-                                messages.c.modseq <= upto, messages.c.uid < below_uid])
-    return MailboxChanges(gone, changed)
+    params = {"mailbox_id": mailbox_id, "since": since, "upto": upto, "below": below_uid}
+    gone = list(conn.execute(_CHANGED_GONE, params).scalars())
+    rows = conn.execute(_CHANGED_ROWS, params).all()
+    return MailboxChanges(gone, _flag_changes(conn, rows))
 
 
-def _flag_rows(conn: sa.Connection, where: list[sa.ColumnElement[bool]]) -> list[FlagChange]:
-    """The memberships matching ``where`` with their flags: one join plus one keyword query per 500 emails."""
-    rows = conn.execute(
-        sa.select(messages.c.uid, messages.c.modseq, messages.c.deleted, messages.c.email_id, emails.c.flags)
-        .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
-        .where(*where)
-        .order_by(messages.c.uid)
-    ).all()
+def _flag_changes(conn: sa.Connection, rows: list[Any]) -> list[FlagChange]:
+    """The memberships' flags with their emails' keywords: one keyword query per 500 emails."""
     kws: dict[str, list[str]] = {}
     ids = list({r.email_id for r in rows})
     for i in range(0, len(ids), 500):
-        for e_id, display in conn.execute(
-            sa.select(email_keywords.c.email_id, email_keywords.c.display).where(
-                email_keywords.c.email_id.in_(ids[i : i + 500])
-            )
-        ):
+        for e_id, display in conn.execute(_EMAIL_KEYWORDS, {"ids": ids[i : i + 500]}):
             kws.setdefault(e_id, []).append(display)
     return [FlagChange(r.uid, r.modseq, r.flags, bool(r.deleted), tuple(sorted(kws.get(r.email_id, ()))))
             for r in rows]
@@ -327,23 +426,14 @@ def _load_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:
     gaps exactly they are subtracted; otherwise (or when the gaps outnumber the messages) the UIDs are read
     row by row. 100k messages load in ~10 ms instead of ~50 ms.
     """
-    live = sa.and_(messages.c.mailbox_id == mailbox_id, messages.c.uid < uidnext)
-    # three scalar subqueries: min and max are index seeks, only the count walks the index
-    n, lo, hi = conn.execute(sa.select(
-        sa.select(sa.func.count()).select_from(messages).where(live).scalar_subquery(),
-        sa.select(sa.func.min(messages.c.uid)).where(live).scalar_subquery(),
-        sa.select(sa.func.max(messages.c.uid)).where(live).scalar_subquery(),
-    )).one()
+    n, lo, hi = conn.execute(_UID_SPAN, {"mailbox_id": mailbox_id, "uidnext": uidnext}).one()
     if not n:
         return array("q")
     gaps = hi - lo + 1 - n
     if gaps == 0:
         return array("q", range(lo, hi + 1))
     if gaps <= n:
-        holes = list(conn.execute(
-            sa.select(vanished.c.uid).where(vanished.c.mailbox_id == mailbox_id, vanished.c.uid > lo,
-                                            vanished.c.uid < hi).order_by(vanished.c.uid)
-        ).scalars())
+        holes = list(conn.execute(_HOLES, {"mailbox_id": mailbox_id, "lo": lo, "hi": hi}).scalars())
         if len(holes) == gaps:
             out = array("q")
             start = lo

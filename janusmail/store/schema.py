@@ -219,4 +219,5 @@ email_search = sa.Table(
     sa.Column("subject", sa.Text, nullable=False, server_default=""),
     sa.Column("addresses", sa.Text, nullable=False, server_default=""),
     sa.Column("body", sa.Text, nullable=False, server_default=""),
+    sa.Column("headers", sa.Text, nullable=False, server_default=""),  # migration 0004: IMAP substring search
 )

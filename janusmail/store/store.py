@@ -29,6 +29,7 @@ from .changes import Changes
 from .credentials import Credentials, CredentialWatcher
 from .emails import Emails
 from .groupcommit import GroupCommitter
+from .identities import Identities
 from .keywords import Keywords
 from .mailbox_rows import RowCache
 from .mailboxes import Mailboxes
@@ -78,6 +79,7 @@ class Store:
         self.visible_emails = VisibleEmails(self)
         self.messages = MessageViews(self)
         self.subscriptions = Subscriptions(self)
+        self.identities = Identities(self)
         self.search = SearchService(self)
         #: Metadata rows of big mailboxes, kept exact by MODSEQ (FETCH FLAGS and metadata SEARCH read them).
         self.mailbox_rows = RowCache(engine)

@@ -108,5 +108,5 @@ def test_account_isolation(alice, bob):  # noqa: F811
     res = bob.call("Email/set", {"destroy": [mine.email_id]})
     assert res["notDestroyed"][mine.email_id]["type"] == "notFound"
     res = bob.call("Email/import", {"emails": {"i": {"blobId": mine.blob_id, "mailboxIds": {bob.role("inbox"): True}}}})
-    assert res["notCreated"]["i"]["type"] == "blobNotFound"
+    assert res["notCreated"]["i"]["properties"] == ["blobId"]  # another account's blob is unknown here
     assert alice.call("Email/get", {"ids": [mine.email_id], "properties": ["id"]})["list"]

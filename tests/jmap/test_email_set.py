@@ -336,7 +336,7 @@ async def test_import_many_and_refusals(h):  # noqa: F811
     res = await h.ok("Email/import", {"emails": emails})
     assert set(res["created"]) == {f"i{i}" for i in range(6)} | {"junk"}
     nc = res["notCreated"]
-    assert nc["nob"]["type"] == "blobNotFound"
+    assert (nc["nob"]["type"], nc["nob"]["properties"]) == ("invalidProperties", ["blobId"])
     assert {nc[k]["type"] for k in ("nobox", "nomb", "recent", "extra")} == {"invalidProperties"}
     q = await h.query({"inMailbox": h.inbox}, calculateTotal=True)
     assert q["total"] == 7

@@ -225,9 +225,9 @@ def test_server_shutdown_ends_streams(tmp_path, reader_factory):
 
 
 def test_event_id_codec():
-    states = {"Mailbox": 3, "Email": 10, "Thread": 9, "EmailDelivery": 10}
+    states = {"Mailbox": 3, "Email": 10, "Thread": 9, "EmailDelivery": 10, "Identity": 2}
     assert push.decode_event_id(push.encode_event_id(states)) == states
-    for bad in [None, "", "1.2.3", "a.b.c.d", "1.2.3.4.5", "-1.2.3.4"]:
+    for bad in [None, "", "1.2.3", "a.b.c.d.e", "1.2.3.4", "1.2.3.4.5.6", "-1.2.3.4.5"]:
         assert push.decode_event_id(bad) is None
 
 

@@ -104,8 +104,13 @@ ROWS = [
     # -- where the RFCs differ -------------------------------------------------------------------------------
     # RFC 9051 SUBJECT is a substring; RFC 8621 text fields match words
     Row("SUBJECT ort", {"subject": "ort"}, {1, 3}, jmap_want=set()),
-    # IMAP BODY (word semantics here too, but the last word is a prefix); JMAP terms are whole words
+    # IMAP BODY and TEXT are substrings (RFC 9051 "contains the specified string"; issue 11 item 3, was word
+    # semantics with a prefix last word); JMAP terms are whole words
     Row("BODY quarter", {"body": "quarter"}, {1, 6}, jmap_want=set()),
+    Row("BODY uarterl", {"body": "uarterl"}, {1}, jmap_want=set()),
+    Row("TEXT izz", {"text": "izz"}, {2, 5}, jmap_want=set()),
+    # IMAP TEXT covers every header field (issue 11 item 4); JMAP text covers subject, addresses and body
+    Row("TEXT priority", {"text": "priority"}, {3, 5}, jmap_want=set()),
     # IMAP FROM is a substring; JMAP from terms must also be words of the address index on SQLite (FTS5),
     # while PostgreSQL's parser keeps "alice@example.test" as one token and the substring alone decides
     Row('FROM "lice@ex"', {"from": "lice@ex"}, {1, 6}, jmap_want=lambda sqlite: set() if sqlite else {1, 6}),

@@ -4,6 +4,8 @@ cache relies on, and the service's own cache and list arithmetic."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,8 +28,13 @@ def _box(cond: q.Condition, pg: bool = False) -> str:
     return _sql(mailbox_select(cond, account_id="A", mailbox_id="F", sqlite=not pg, below_uid=10), pg)
 
 
+def _params(cond: q.Condition) -> list:
+    stmt = mailbox_select(cond, account_id="A", mailbox_id="F", sqlite=True)
+    return list(stmt.compile(dialect=sqlite.dialect()).params.values())
+
+
 def test_mailbox_search_joins_emails_only_when_needed() -> None:
-    for cond in (q.Text("all", ("x",), prefix=True), q.EmailIs("M1"), q.Deleted(), q.Keyword("$junk"),
+    for cond in (q.Contains("text", "x"), q.Contains("body", "xyz"), q.EmailIs("M1"), q.Deleted(), q.Keyword("$junk"),
                  q.UidIn(((1, 5),)), q.ModSeqAtLeast(3), q.InMailbox("F2")):
         assert " join emails" not in _box(cond), cond
     for cond in (q.Keyword("$seen"), q.Address("from", ("x",)), q.Size("gt", 1), q.ThreadIs("T1"),
@@ -35,14 +42,24 @@ def test_mailbox_search_joins_emails_only_when_needed() -> None:
         assert " join emails" in _box(cond), cond
 
 
-def test_text_uses_the_index_or_scans() -> None:
-    s = _box(q.Text("body", ("brown fo",), prefix=True))
-    assert "match" in s and "email_fts" in s
-    pg = _box(q.Text("body", ("brown fo",), prefix=True), pg=True)
-    assert "to_tsquery" in pg and "plainto_tsquery" in pg and "to_tsvector('simple', body)" in pg
-    # nothing an index can find: a substring scan of the indexed text
-    scan = _box(q.Text("all", ("@",), prefix=True))
-    assert "match" not in scan and "like" in scan and "email_fts" in scan
+def test_substrings_use_the_trigram_index_or_scan_the_mailbox() -> None:
+    s = _box(q.Contains("body", "rown fo"))
+    assert "email_trgm match" in s and "email_fts" not in s
+    assert '{headers body} : "rown fo"' in _params(q.Contains("text", "rown fo"))
+    assert 'body : "a""b"' in _params(q.Contains("body", 'a"b'))
+    pg = _box(q.Contains("text", "rown fo"), pg=True)
+    assert "headers ilike" in pg and "body ilike" in pg and "tsquery" not in pg
+    # too short for trigrams (pg_trgm: no 3 word characters in a row): each row's own text, by its id
+    for pg, value in ((False, "@x"), (True, "@x"), (True, "a.b.c")):
+        scan = _box(q.Contains("text", value), pg=pg)
+        assert "match" not in scan and " ilike " not in scan and "exists (select" in scan, (pg, value)
+        assert re.search(r"(messages\.email_id = \w+\.email_id|\w+\.email_id = messages\.email_id)", scan), (pg, value)
+    assert "trgm" not in _box(q.Contains("text", ""))
+    # HEADER: the trigram index of the header text narrows the scan of the cached header lists
+    narrow = _box(q.Header("x-a", "abc"))
+    assert "email_trgm match" in narrow and "json_each" in narrow
+    assert 'headers : "abc"' in _params(q.Header("x-a", "abc"))
+    assert "match" not in _box(q.Header("x-a", "ab")) and "ilike" in _box(q.Header("x-a", "abc"), pg=True)
     # JMAP phrases: one lookup, each term a phrase of whole words
     e = EmailSql(True, "A")
     stmt = e.window(q.EmailQuery(q.Text("subject", ("one", 'two "three"'))), 0, 10)

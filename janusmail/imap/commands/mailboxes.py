@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import (
     Command,
@@ -44,6 +44,7 @@ from .tree import (
     MailboxTree,
     ensure_parents,
     load_tree,
+    read_tree,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -261,16 +262,18 @@ def _ancestors(name: str) -> list[str]:
     return [DELIM.join(parts[:i]) for i in range(1, len(parts))]
 
 
-async def _status_counts(s: ImapSession, boxes: list[Mailbox], items: tuple[str, ...]):  # noqa: ANN202
+Counts = tuple[dict[str, MailboxCounts], dict[str, int]]
+
+
+def _read_counts(store: Any, account_id: str, ids: list[str], items: tuple[str, ...], rev2: bool) -> Counts:
+    """Synchronous (on a store thread): the STATUS numbers ``items`` need for mailboxes ``ids`` (the counters
+    of the mailbox rows; RECENT, IMAP4rev1 only, is counted)."""
     counts: dict[str, MailboxCounts] = {}
     recent: dict[str, int] = {}
-    ids = [b.id for b in boxes]
-    if not ids:
-        return counts, recent
-    if COUNT_ITEMS & set(items):
-        counts = await s.store.call(s.store.mailboxes.counts, s.account_id, ids)
-    if "RECENT" in items and not s.rev2:
-        recent = await s.store.call(s.store.messages.recent_counts, ids)
+    if ids and COUNT_ITEMS & set(items):
+        counts = store.mailboxes.counts(account_id, ids)
+    if ids and "RECENT" in items and not rev2:
+        recent = store.messages.recent_counts(ids)
     return counts, recent
 
 
@@ -330,9 +333,20 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
     show_subscribed = want_subscribed or args.return_subscribed
     show_special = True  # role attributes are useful to every client; RETURN (SPECIAL-USE) changes nothing
 
-    tree = await load_tree(s)
-    orphans = await s.store.call(s.store.subscriptions.names, s.account_id) if (want_subscribed or show_subscribed) \
-        else set()
+    status = args.return_status
+
+    def read(store: Any, account_id: str) -> tuple[MailboxTree, set[str], Counts]:
+        """One thread hop: the tree, the subscriptions without a mailbox (when asked) and, for RETURN (STATUS),
+        the numbers of the mailboxes the patterns match (a superset of those listed)."""
+        tree = read_tree(store, account_id)
+        orphans = store.subscriptions.names(account_id) if (want_subscribed or show_subscribed) else set()
+        counts: Counts = ({}, {})
+        if status is not None:
+            ids = [b.id for b in tree.boxes if matches(tree.name_of(b))]
+            counts = _read_counts(store, account_id, ids, status, s.rev2)
+        return tree, orphans, counts
+
+    tree, orphans, (counts, recent) = await s.store.call(read, s.rt.store, s.account_id)
     subscribed_names = {tree.name_of(b) for b in tree.boxes if b.subscribed} | orphans
 
     def selected_by_criteria(name: str, box: Mailbox | None) -> bool:
@@ -384,17 +398,17 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
             extended.append(("CHILDINFO", ["SUBSCRIBED" if want_subscribed else "SPECIAL-USE"]))
         out.append((name, box, attrs, extended))
 
-    status = args.return_status
-    counts: dict[str, MailboxCounts] = {}
-    recent: dict[str, int] = {}
-    if status is not None:
-        counts, recent = await _status_counts(s, [b for _, b, _, _ in out if b is not None], status)
     for name, box, attrs, extended in out:
         s.write(responses.list_response(attrs, DELIM, name, s.utf8, extended))
         if status is not None and box is not None:
             items = status_items(s, box, status, counts.get(box.id), recent.get(box.id, 0))
             s.write(responses.status_response(name, items, s.utf8))
     return Result.ok("LIST completed")
+
+
+def _read_subscribed(store: Any, account_id: str) -> tuple[MailboxTree, set[str]]:
+    """Synchronous (on a store thread): the tree and the subscribed names without a mailbox, in one hop."""
+    return read_tree(store, account_id), store.subscriptions.names(account_id)
 
 
 @handler("LSUB", states=("auth", "selected"))
@@ -410,8 +424,7 @@ async def lsub(s: ImapSession, cmd: Command) -> Result:
         s.write(responses.list_response(["\\Noselect"], DELIM, "", s.utf8, command="LSUB"))
         return Result.ok("LSUB completed")
     match = matcher(pattern)
-    tree = await load_tree(s)
-    orphans = await s.store.call(s.store.subscriptions.names, s.account_id)
+    tree, orphans = await s.store.call(_read_subscribed, s.rt.store, s.account_id)
     subscribed: dict[str, Mailbox | None] = {tree.name_of(b): b for b in tree.ordered() if b.subscribed}
     for name in sorted(orphans):
         subscribed.setdefault(name, tree.find(name))
@@ -443,11 +456,21 @@ async def status(s: ImapSession, cmd: Command) -> Result:
     if "HIGHESTMODSEQ" in args.items:
         s.enable_condstore()  # a CONDSTORE enabling command (RFC 7162 §3.1)
     name = DELIM.join(s.parse_mailbox(args.mailbox))
-    tree: MailboxTree = await load_tree(s)
+    found = await s.store.call(_read_status, s.rt.store, s.account_id, name, args.items, s.rev2)
+    if found is None:
+        return Result.no("No such mailbox", "NONEXISTENT")
+    shown, box, (counts, recent) = found
+    items = status_items(s, box, args.items, counts.get(box.id), recent.get(box.id, 0))
+    s.write(responses.status_response(shown, items, s.utf8))
+    return Result.ok("STATUS completed")
+
+
+def _read_status(store: Any, account_id: str, name: str, items: tuple[str, ...], rev2: bool
+                 ) -> tuple[str, Mailbox, Counts] | None:
+    """Synchronous (on a store thread): the mailbox called ``name`` and its numbers, in one thread hop (with
+    the command's credential check, that is the whole STATUS: issue 10 item 0)."""
+    tree = read_tree(store, account_id)
     box = tree.find(name)
     if box is None:
-        return Result.no("No such mailbox", "NONEXISTENT")
-    counts, recent = await _status_counts(s, [box], args.items)
-    items = status_items(s, box, args.items, counts.get(box.id), recent.get(box.id, 0))
-    s.write(responses.status_response(tree.name_of(box), items, s.utf8))
-    return Result.ok("STATUS completed")
+        return None
+    return tree.name_of(box), box, _read_counts(store, account_id, [box.id], items, rev2)

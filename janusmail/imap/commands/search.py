@@ -6,6 +6,9 @@ The key tree is built into the store's query AST (:mod:`janusmail.imap.search_qu
 through the session's snapshot (messages the session has not been told about yet are left out, as are those
 another session expunged) and shapes the answer: ``* SEARCH`` for IMAP4rev1 clients, ``* ESEARCH`` when the
 client asked for RETURN options or enabled IMAP4rev2.
+
+SORT and THREAD (:mod:`.sort`, :mod:`.thread`) match with the same machinery: :func:`search_condition`,
+:func:`charset_refusal`, the snapshot mapping, :func:`esearch_line` (ESORT) and :func:`save_result`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
+from itertools import compress
 from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import NumberSet, SearchArgs, SequenceSet, serializer
@@ -22,10 +26,26 @@ from janusmail.imap.search_query import Resolver, build_condition, has_modseq
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
+    from janusmail.imap.codec.searchkeys import SearchKey
     from janusmail.imap.selected import SelectedMailbox
     from janusmail.imap.session import ImapSession
+    from janusmail.store.search import ast as q
 
 CHARSETS = ("UTF-8", "US-ASCII")
+
+
+def charset_refusal(charset: str | None) -> Result | None:
+    """``NO [BADCHARSET (...)]`` for a charset other than UTF-8/US-ASCII (SEARCH, SORT, THREAD)."""
+    if charset is not None and charset.upper() not in CHARSETS:
+        return Result.no("Unsupported charset", serializer.badcharset_code(CHARSETS))
+    return None
+
+
+def search_condition(s: ImapSession, sel: SelectedMailbox, key: SearchKey) -> q.Condition:
+    """The store query of a search key tree, resolved through the session's snapshot (sequence sets, ``$``,
+    \\Recent, OLDER/YOUNGER): what SEARCH, SORT and THREAD all match with."""
+    return build_condition(key, _resolver(sel), recent=[] if s.rev2 else list(getattr(sel, "_recent", [])),
+                           now=int(time.time()))
 
 
 def _resolver(sel: SelectedMailbox) -> Resolver:
@@ -41,6 +61,25 @@ def _resolver(sel: SelectedMailbox) -> Resolver:
         return [(uids[lo - 1], uids[hi - 1]) for lo, hi in seqset.resolve(len(uids)).ranges]
 
     return resolve
+
+
+def snapshot_numbers(uids: Sequence[int]) -> dict[int, int]:
+    """UID -> sequence number for every message of the session's snapshot (C-speed to build: ~10 ms for 100k)."""
+    return dict(zip(uids, range(1, len(uids) + 1), strict=True))
+
+
+def ordered_in_snapshot(uids: list[int], modseqs: list[int] | None, snapshot: Sequence[int], *,
+                        want_seqs: bool = True) -> tuple[list[int], list[int], list[int] | None]:
+    """(UIDs, sequence numbers, MODSEQs) of the given messages the session knows, in the given order (SORT).
+    Sequence numbers are only computed when ``want_seqs`` (else the list is empty)."""
+    if not want_seqs and len(uids) == len(snapshot) and sorted(uids) == list(snapshot):
+        return uids, [], modseqs  # the whole snapshot: nothing to drop (C-speed check, no lookups)
+    seqs = list(map(snapshot_numbers(snapshot).get, uids))
+    if None in seqs:  # messages the session does not know (none below its UIDNEXT, but stay exact)
+        keep = [seq is not None for seq in seqs]
+        uids, seqs = list(compress(uids, keep)), list(compress(seqs, keep))
+        modseqs = list(compress(modseqs, keep)) if modseqs is not None else None
+    return uids, seqs, modseqs  # type: ignore[return-value]
 
 
 def _in_snapshot(rows: list[tuple[int, int]], uids: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
@@ -91,8 +130,11 @@ def _partial(nums: list[int], first: int, last: int) -> tuple[str, list[int]]:
 
 
 def esearch_line(tag: str, uid: bool, opts: Sequence[str], nums: list[int], modseq: int | None,
-                 partial: tuple[int, int] | None = None) -> bytes:
-    """``* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set COUNT n [PARTIAL (r set)] [MODSEQ m]``."""
+                 partial: tuple[int, int] | None = None, *, ordered: bool = False) -> bytes:
+    """``* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set COUNT n [PARTIAL (r set)] [MODSEQ m]``.
+
+    ``ordered`` (ESORT, RFC 5267 §3.1-3.2): ``nums`` are in sort order; MIN/MAX are the first and last of
+    it, and ALL keeps the order (only ascending runs become ranges)."""
     parts = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
     if uid:
         parts.append(b"UID")
@@ -102,7 +144,8 @@ def esearch_line(tag: str, uid: bool, opts: Sequence[str], nums: list[int], mods
         if "MAX" in opts:
             parts.append(b"MAX %d" % nums[-1])
         if "ALL" in opts:
-            parts.append(b"ALL " + NumberSet.from_numbers(nums).to_string().encode("ascii"))
+            text = serializer.compress_uids(nums) if ordered else NumberSet.from_numbers(nums).to_string()
+            parts.append(b"ALL " + text.encode("ascii"))
     if "COUNT" in opts:
         parts.append(b"COUNT %d" % len(nums))
     if partial is not None:
@@ -114,8 +157,9 @@ def esearch_line(tag: str, uid: bool, opts: Sequence[str], nums: list[int], mods
     return b" ".join(parts) + b"\r\n"
 
 
-def _save(sel: SelectedMailbox, opts: Sequence[str], uids: list[int]) -> None:
-    """RFC 5182 §2.4: with only MIN/MAX (no ALL/COUNT) the saved result is just those messages."""
+def save_result(sel: SelectedMailbox, opts: Sequence[str], uids: list[int]) -> None:
+    """RFC 5182 §2.4: with only MIN/MAX (no ALL/COUNT) the saved result is just those messages (the first
+    and last of ``uids``: ascending for SEARCH, in sort order for SORT)."""
     if uids and ("MIN" in opts or "MAX" in opts) and "ALL" not in opts and "COUNT" not in opts:
         keep = set()
         if "MIN" in opts:
@@ -135,16 +179,16 @@ async def search(s: ImapSession, cmd: Command) -> Result:
     assert sel is not None
     opts = args.return_opts
     saving = opts is not None and "SAVE" in opts
-    if args.charset is not None and args.charset.upper() not in CHARSETS:
+    refusal = charset_refusal(args.charset)
+    if refusal is not None:
         if saving:
             sel.saved_uids = NumberSet()
-        return Result.no("Unsupported charset", serializer.badcharset_code(CHARSETS))
+        return refusal
     with_modseq = has_modseq(args.key)
     if with_modseq:
         s.enable_condstore()  # SEARCH MODSEQ is a CONDSTORE enabling command (RFC 7162 §3.1)
     try:
-        cond = build_condition(args.key, _resolver(sel), recent=[] if s.rev2 else list(getattr(sel, "_recent", [])),
-                               now=int(time.time()))
+        cond = search_condition(s, sel, args.key)
         rows = await s.store.call(s.store.search.mailbox_search, s.account_id or "", sel.mailbox_id, cond,
                                   below_uid=sel.uidnext, size_hint=len(sel.uids))
     except Exception:
@@ -165,7 +209,7 @@ async def search(s: ImapSession, cmd: Command) -> Result:
     if opts is None:
         opts = ("ALL",)
     if saving:
-        _save(sel, opts, uids)
+        save_result(sel, opts, uids)
     shown = [o for o in opts if o != "SAVE"]
     if shown or args.partial is not None:
         s.write(esearch_line(cmd.tag, cmd.uid, shown, nums, modseq, args.partial))

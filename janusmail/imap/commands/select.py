@@ -2,24 +2,26 @@
 
 SELECT loads the session's snapshot (:class:`~janusmail.imap.selected.SelectedMailbox`) with one store read
 (``store.messages.mailbox_snapshot``: the UID list, the counters from the mailbox row, the keywords in use), so
-a 100k-message mailbox opens in milliseconds. IMAP4rev1
+a 100k-message mailbox opens in milliseconds; the name lookup, the snapshot and the credential check share one
+thread hop. IMAP4rev1
 sessions also get RECENT and ``[UNSEEN n]``; IMAP4rev2 sessions get the ``* LIST`` response RFC 9051 asks for.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import Command, NumberSet, SelectArgs, responses, serializer
 from janusmail.imap.selected import SelectedMailbox, flag_rows
 
 from . import handler
 from .base import Result
-from .tree import ROLE_ATTRS, load_tree
+from .tree import ROLE_ATTRS, MailboxTree, read_tree
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
+    from janusmail.store.message_views import MailboxSnapshot
+    from janusmail.store.model import Mailbox
 
 
 @handler("SELECT", "EXAMINE", states=("auth", "selected"))
@@ -34,24 +36,15 @@ async def select(s: ImapSession, cmd: Command) -> Result:
     if args.condstore or args.qresync is not None:
         s.condstore = True
     path = s.parse_mailbox(args.mailbox)
-    tree = await load_tree(s)
-    name = "/".join(path)
-    box = tree.find(name)
-    if box is None:
-        return Result.no("No such mailbox", "NONEXISTENT")
     readonly = cmd.name == "EXAMINE"
-    load = s.store.call(s.store.messages.mailbox_snapshot, s.account_id, box.id,
-                        claim_recent=not s.rev2 and not readonly)
-    if s.rev2:
-        snap = await load
-        first = None
-    else:  # IMAP4rev1's [UNSEEN n]: a scan in UID order, run alongside the snapshot load
-        snap, first = await asyncio.gather(load, s.store.call(s.store.messages.first_unseen, box.id, box.uidnext))
-    if snap is None:  # deleted since the tree was read: it does not exist (nothing was selected yet)
+    tree, box, snap = await s.store.call(_read_selection, s.rt.store, s.account_id, "/".join(path),
+                                         claim_recent=not s.rev2 and not readonly, first_unseen=not s.rev2)
+    if box is None or snap is None:  # (a snapshot of None: deleted since the tree was read)
         return Result.no("No such mailbox", "NONEXISTENT")
+    first = snap.first_unseen
     sel = SelectedMailbox.from_snapshot(snap, box.id, readonly=readonly, name=tree.name_of(box))
     if not s.rev2 and readonly:
-        sel.peek_recent(box.recent_uid)
+        sel.peek_recent(snap.recent_uid)
     s.write(sel.flags_response())  # system flags + the keywords in use (RFC 9051 §6.3.2)
     s.write(responses.exists_response(sel.exists))
     if not s.rev2:
@@ -87,6 +80,18 @@ async def select(s: ImapSession, cmd: Command) -> Result:
     s.selected = sel
     s.state = "selected"
     return Result.ok(f"{cmd.name} completed", "READ-ONLY" if readonly else "READ-WRITE")
+
+
+def _read_selection(store: Any, account_id: str, name: str, *, claim_recent: bool, first_unseen: bool
+                    ) -> tuple[MailboxTree, Mailbox | None, MailboxSnapshot | None]:
+    """Synchronous (on a store thread): the tree, the mailbox called ``name`` and its snapshot (with IMAP4rev1's
+    first unseen UID), in one thread hop: with the command's credential check, that is the whole SELECT."""
+    tree = read_tree(store, account_id)
+    box = tree.find(name)
+    if box is None:
+        return tree, None, None
+    snap = store.messages.mailbox_snapshot(account_id, box.id, claim_recent=claim_recent, first_unseen=first_unseen)
+    return tree, box, snap
 
 
 @handler("CLOSE", states=("selected",))

@@ -2,7 +2,8 @@
 
 The store keeps JMAP's model (one name component + parent id); IMAP names are the components joined with
 ``/``, with the top-level mailbox of role ``inbox`` always spelled ``INBOX``. Loaded once per command with one
-query (``list_mailboxes``), which also gives LIST its attributes. Subscriptions to names without a mailbox
+query (``store.mailboxes.list``), which also gives LIST its attributes; STATUS, SELECT and LIST read it in the
+same thread hop as the rest of their reads (:func:`read_tree`). Subscriptions to names without a mailbox
 (allowed by IMAP, invisible to JMAP) are the store's (``store.subscriptions``, janusmail/store/subscriptions.py).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Container
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from janusmail.store import mailboxes as store_mailboxes
 from janusmail.store.model import AlreadyExists, Mailbox
@@ -25,6 +26,7 @@ __all__ = [
     "ensure_parents",
     "find_mailbox",
     "load_tree",
+    "read_tree",
 ]
 
 #: JMAP role -> RFC 6154 SPECIAL-USE attribute (``inbox`` has none: IMAP spells it INBOX).
@@ -104,9 +106,14 @@ class MailboxTree:
         return out
 
 
+def read_tree(store: Any, account_id: str) -> MailboxTree:
+    """Synchronous (on a store thread): the account's tree. Handlers that need the tree and then a read of
+    one of its mailboxes call a function of their own that does both, so the command costs one thread hop."""
+    return MailboxTree(store.mailboxes.list(account_id))
+
+
 async def load_tree(s: ImapSession) -> MailboxTree:
-    boxes = await s.store.call(s.store.mailboxes.list, s.account_id)
-    return MailboxTree(boxes)
+    return await s.store.call(read_tree, s.rt.store, s.account_id)
 
 
 async def find_mailbox(s: ImapSession, wire_name: str) -> Mailbox | None:

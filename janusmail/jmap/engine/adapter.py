@@ -159,6 +159,10 @@ class TypeAdapter:
     default_properties: frozenset[str] | None = None
     #: Properties only the server sets: a /set create that includes one fails with invalidProperties.
     server_set_properties: frozenset[str] = frozenset({"id"})
+    #: Server-set properties a /set create may nevertheless include: RFC 8620 §5.3 allows a server-set property
+    #: whose value is the one the server would set, so ``create`` receives them and must refuse any other value
+    #: (naming the property path, e.g. ``myRights/mayDelete``). The others are refused by the engine.
+    create_may_echo: frozenset[str] = frozenset()
     #: Whether /get with ``ids: null`` returns everything (still capped by maxObjectsInGet).
     can_get_all: bool = True
     #: Whether ``query`` always reports the state it read in its own snapshot (QueryResult.query_state): then

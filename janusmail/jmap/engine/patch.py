@@ -15,7 +15,7 @@ from typing import Any
 from .errors import SetError
 from .pointer import PointerError, split_tokens
 
-__all__ = ["apply_patch", "patched_properties", "validate_patch"]
+__all__ = ["apply_patch", "escape_token", "patched_properties", "server_set_mismatches", "validate_patch"]
 
 
 def _invalid(description: str) -> SetError:
@@ -81,3 +81,30 @@ def apply_patch(
         else:
             parent[last] = copy.deepcopy(value)
     return result
+
+
+def escape_token(token: str) -> str:
+    """One pointer token as it is written in a path (``~`` -> ``~0``, ``/`` -> ``~1``)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def server_set_mismatches(path: str, given: Any, current: Any) -> list[str]:
+    """The paths under ``path`` where ``given`` differs from ``current``.
+
+    Why: a client may send a server-set property back unchanged (RFC 8620 §5.3, e.g. a whole Mailbox it
+    read), but not change it; objects are compared member by member so the SetError names the member that
+    differs (``myRights/mayDelete``), not the whole property. A member missing on either side differs.
+    Types are compared strictly: ``1`` is not ``true``.
+    """
+    if type(given) is dict and type(current) is dict:
+        out: list[str] = []
+        for key in sorted(set(given) | set(current)):
+            sub = f"{path}/{escape_token(key)}"
+            if key not in given or key not in current:
+                out.append(sub)
+            else:
+                out.extend(server_set_mismatches(sub, given[key], current[key]))
+        return out
+    if type(given) is type(current) and given == current:
+        return []
+    return [path]

@@ -246,8 +246,11 @@ def _creation_order(create: dict[str, Any]) -> list[str]:
     return order
 
 
-def _unknown_or_server_set(adapter: TypeAdapter, obj: dict[str, Any]) -> None:
-    bad = sorted(k for k in obj if not adapter.is_property(k) or k in adapter.server_set_properties)
+def _unknown_or_server_set(
+    adapter: TypeAdapter, obj: dict[str, Any], echo: frozenset[str] = frozenset()
+) -> None:
+    server_set = adapter.server_set_properties - echo
+    bad = sorted(k for k in obj if not adapter.is_property(k) or k in server_set)
     if bad:
         raise SetError("invalidProperties", "unknown or server-set properties", properties=bad)
 
@@ -258,7 +261,7 @@ async def _create_one(
     try:
         if type(obj) is not dict:
             raise SetError("invalidProperties", "a created record must be an object")
-        _unknown_or_server_set(adapter, obj)
+        _unknown_or_server_set(adapter, obj, adapter.create_may_echo)
         async with adapter.record_transaction(call):
             created = await adapter.create(call, creation_id, obj)
         if type(created) is not dict or not is_id(created.get("id")):

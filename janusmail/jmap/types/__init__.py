@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-TYPE_MODULES = ("mailbox", "thread", "email", "snippet")
+TYPE_MODULES = ("mailbox", "thread", "email", "snippet", "identity")
 
 
 def register_all(engine: Any) -> list[str]:

@@ -213,7 +213,14 @@ class EmailAdapter(TypeAdapter):
             self._pending.pop(key, None)
 
     async def update(self, call: Call, id: str, patch: dict[str, Any]) -> dict[str, Any] | None:
-        upd = parse_update(call.ctx, patch)  # patch errors are reported right away
+        try:
+            upd = parse_update(call.ctx, patch)  # patch errors are reported right away
+        except SetError:
+            # An unknown record is notFound whatever its patch says (RFC 8620 §5.3): look only on this path.
+            store = call.ctx.store
+            if not await run_store(call.ctx, store.visible_emails.among, call.account_id, [id]):
+                raise SetError("notFound") from None
+            raise
         pending = self._pending.get(builtins.id(call))
         if pending is not None:
             pending[0][id] = upd
@@ -348,7 +355,8 @@ def _import_batch(
             continue
         raw = read_blob(store, account_id, blob_id)
         if raw is None:
-            results[cid] = SetError("blobNotFound", "no such blob", notFound=[blob_id])
+            # RFC 8621 §4.8: an unknown blobId is an invalid property of the EmailImport, not blobNotFound.
+            results[cid] = SetError("invalidProperties", "no such blob", properties=["blobId"])
             continue
         if len(raw) > store.max_message_size:
             results[cid] = SetError("tooLarge", "the message is too large", maxSize=store.max_message_size)

@@ -36,6 +36,7 @@ from janusmail.jmap.engine import (
     validate_patch,
     window,
 )
+from janusmail.jmap.engine.patch import escape_token, server_set_mismatches
 from janusmail.jmap.engine.standard import set_method
 from janusmail.jmap.engine.types import is_creation_ref, is_id
 from janusmail.store import mailboxes as store_mailboxes
@@ -200,6 +201,18 @@ def _check_parent(call: Call, value: Any) -> str | None:
     return value
 
 
+_ABSENT = object()
+
+
+def _mismatches(tokens: tuple[str, ...], value: Any, record: dict[str, Any]) -> list[str]:
+    """Where a patch entry on a server-set property would change it (the paths to name in the SetError)."""
+    current: Any = record
+    for token in tokens:
+        current = current.get(token, _ABSENT) if type(current) is dict else _ABSENT
+    path = "/".join(escape_token(t) for t in tokens)
+    return [path] if current is _ABSENT else server_set_mismatches(path, value, current)
+
+
 def _store_error(exc: StoreError) -> SetError:
     if isinstance(exc, StorageUnavailable):  # not this object's fault: the whole method is serverUnavailable
         raise exc
@@ -296,6 +309,7 @@ class MailboxAdapter(TypeAdapter):
         {"id", "name", "parentId", "role", "sortOrder", *COUNT_PROPERTIES, "myRights", "isSubscribed"}
     )
     server_set_properties = frozenset({"id", *COUNT_PROPERTIES, "myRights"})
+    create_may_echo = frozenset({*COUNT_PROPERTIES, "myRights"})
     extra_arguments = {
         "set": frozenset({"onDestroyRemoveEmails"}),
         "query": frozenset({"sortAsTree", "filterAsTree"}),
@@ -323,6 +337,12 @@ class MailboxAdapter(TypeAdapter):
     # -- /set --------------------------------------------------------------------------------------------
 
     async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+        # Server-set values a new mailbox will have: a client may echo them (RFC 8620 §5.3), not choose them.
+        fresh: dict[str, Any] = {**dict.fromkeys(COUNT_PROPERTIES, 0), "myRights": RIGHTS}
+        echoed = sorted(self.create_may_echo & obj.keys())
+        bad = [p for k in echoed for p in server_set_mismatches(k, obj[k], fresh[k])]
+        if bad:
+            raise SetError("invalidProperties", "server-set properties cannot be chosen", properties=bad)
         if "name" not in obj:
             raise _bad("name", "name is required")
         name = _check_name(obj["name"])
@@ -344,14 +364,13 @@ class MailboxAdapter(TypeAdapter):
 
     async def update(self, call: Call, id: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         values: dict[str, Any] = {}
-        server_set: dict[str, Any] = {}
+        server_set: list[tuple[tuple[str, ...], Any]] = []
         for tokens, value in validate_patch(patch):
             prop = tokens[0]
             if prop not in SETTABLE:
-                # A server-set property may be "set" only to the value it already has (RFC 8620 §5.3).
-                if len(tokens) > 1:
-                    raise _bad(prop, f"{prop} is server-set")
-                server_set[prop] = value
+                # A server-set property may be "set" only to the value it already has (RFC 8620 §5.3),
+                # whole (``myRights``) or member by member (``myRights/mayDelete``).
+                server_set.append((tokens, value))
                 continue
             if len(tokens) > 1:
                 raise SetError("invalidPatch", f"{prop} is not an object")
@@ -370,7 +389,7 @@ class MailboxAdapter(TypeAdapter):
             current = await run_store(call.ctx, _read, store, call.account_id, [id], True)
             if not current:
                 raise SetError("notFound")
-            bad = sorted(k for k, v in server_set.items() if current[0].get(k) != v)
+            bad = sorted(p for tokens, v in server_set for p in _mismatches(tokens, v, current[0]))
             if bad:
                 raise SetError("invalidProperties", "server-set properties cannot be changed", properties=bad)
         try:

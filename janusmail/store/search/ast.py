@@ -7,13 +7,15 @@ tree of these frozen nodes; :mod:`.compile` turns any tree into SQL for SQLite o
 
 Where the RFCs differ, the difference is in how a door builds the tree, not in a second compiler:
 
-* IMAP ``FROM x`` (RFC 9051 §6.4.4: substring) is ``Address("from", ("x",))``; JMAP ``from: "x y"``
-  (RFC 8621 §4.4.1) is ``Address("from", ("x", "y"), words=True)``: every term a substring, and on SQLite
-  also words (prefixes) of the address index, which is what makes it fast.
-* IMAP ``TEXT "brown fo"`` is ``Text("all", ("brown fo",), prefix=True)``: the string's words in order, the
-  last one a prefix; a string with no word character becomes a substring scan of the indexed text (the
+* IMAP ``FROM x`` (RFC 9051 §6.4.4: substring) is ``Or(Address("from", ("x",)), Header("from", "x"))``: the
+  parsed addresses (decoded names) or the field as received (group names such as ``undisclosed:;``, which
+  no address list keeps); JMAP ``from: "x y"`` (RFC 8621 §4.4.1) is ``Address("from", ("x", "y"),
+  words=True)``: every term a substring, and on SQLite also words (prefixes) of the address index, which is
+  what makes it fast.
+* IMAP ``TEXT sdfghjk`` is ``Contains("text", "sdfghjk")``: a substring of any header field or of the body
+  text, found through the trigram index (shorter than 3 characters: a scan of the mailbox's rows, the
   compiler's choice). JMAP ``text: 'one "two three"'`` is ``Text("all", ("one", "two three"))``: every term
-  is a phrase of whole words.
+  is a phrase of whole words, through the word index.
 * IMAP ``SUBJECT x`` is a substring of the decoded subject (``SubjectContains``); JMAP ``subject`` is
   ``Text("subject", ...)`` over the index.
 * \\Deleted, UIDs and MODSEQ are properties of a membership (IMAP's message): they only have a meaning in a
@@ -30,11 +32,13 @@ from typing import Literal, Union
 
 __all__ = [
     "ADDRESS_FIELDS",
+    "TRIGRAM",
     "SORT_PROPERTIES",
     "Address",
     "All",
     "And",
     "Condition",
+    "Contains",
     "Date",
     "Deleted",
     "EmailIs",
@@ -60,6 +64,8 @@ __all__ = [
 ]
 
 AddressField = Literal["from", "to", "cc", "bcc"]
+#: the shortest string a trigram index can find; shorter ones are a scan
+TRIGRAM = 3
 ADDRESS_FIELDS: tuple[AddressField, ...] = ("from", "to", "cc", "bcc")
 Compare = Literal["lt", "le", "ge", "gt"]
 
@@ -158,8 +164,9 @@ class SubjectContains:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """A header field of that name exists (and, when ``value`` is not None/empty, its value contains it,
-    case-insensitively). No index covers arbitrary fields: a scan of the cached header lists."""
+    """A header field of that name exists (and, when ``value`` is not None/empty, its value as received
+    contains it, case-insensitively). The check reads the cached header lists; a value of 3 or more
+    characters first narrows the candidates through the trigram index of the header text."""
 
     name: str
     value: str | None = None
@@ -167,14 +174,21 @@ class Header:
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """Full text over the index (subject, addresses and body for ``all``). Every phrase must occur as
-    consecutive words, case-insensitively (SQLite also ignores accents). ``prefix`` (IMAP): the last word of
-    each phrase may be a prefix, and a phrase without any word character is a substring of the indexed
-    text instead (the compiler's choice: no index can answer it)."""
+    """Full text over the word index (subject, addresses and body for ``all``; JMAP). Every phrase must occur
+    as consecutive whole words, case-insensitively (SQLite also ignores accents)."""
 
     scope: Literal["all", "subject", "body"]
     phrases: tuple[str, ...]
-    prefix: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Contains:
+    """IMAP TEXT and BODY (RFC 9051 §6.4.4: "contains the specified string"): ``value`` is a case-insensitive
+    substring of a header field (name and value, as received or decoded) or of the body text (``text``), or
+    of the body text (``body``). Every message contains ``""``."""
+
+    scope: Literal["text", "body"]
+    value: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,18 +236,24 @@ class Or:
 
 Condition = Union[  # noqa: UP007 - a runtime alias used in isinstance-free matching
     All, Nothing, Keyword, ThreadKeyword, Deleted, UidIn, ModSeqAtLeast, InMailbox, InMailboxOtherThan, EmailIs,
-    ThreadIs, Address, SubjectContains, Header, Text, Date, Size, HasAttachment, Not, And, Or,
+    ThreadIs, Address, SubjectContains, Header, Text, Contains, Date, Size, HasAttachment, Not, And, Or,
 ]
 
 SortProperty = Literal["receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword",
-                       "allInThreadHaveKeyword", "someInThreadHaveKeyword"]
+                       "allInThreadHaveKeyword", "someInThreadHaveKeyword",
+                       "fromMailbox", "toMailbox", "ccMailbox"]
 SORT_PROPERTIES: tuple[str, ...] = ("receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword",
                                     "allInThreadHaveKeyword", "someInThreadHaveKeyword")
 
 
 @dataclass(frozen=True, slots=True)
 class SortKey:
-    """One sort criterion (RFC 8621 §4.4.2 names); ``keyword`` for the keyword sorts."""
+    """One sort criterion (RFC 8621 §4.4.2 names); ``keyword`` for the keyword sorts.
+
+    IMAP SORT (RFC 5256) adds ``fromMailbox``/``toMailbox``/``ccMailbox``: the local part (IMAP's
+    addr-mailbox) of the field's first address, where JMAP's ``from``/``to`` (= RFC 5957 DISPLAYFROM and
+    DISPLAYTO) sort on the display name. Only mailbox sorts (:mod:`.sort`) know them; they are not in
+    :data:`SORT_PROPERTIES` (what Email/query offers)."""
 
     prop: SortProperty
     ascending: bool = True

@@ -17,10 +17,15 @@ Address             substring (LIKE) of the lower-cased ``emails.addr_*`` lists.
                     the FTS5 ``addresses`` column narrows first (prefix words)
 SubjectContains     substring of the decoded subject (scan)
 Header              the MIME cache's header list through the database's JSON functions (SQLite
-                    ``json_each``, PostgreSQL ``json_array_elements``): exact, unindexed, a scan
-Text                the full-text index: SQLite FTS5 ``email_fts``, PostgreSQL ``email_search`` and the GIN
-                    index on ``to_tsvector('simple', subject || ' ' || addresses || ' ' || body)``.
-                    ``prefix`` phrases (IMAP) without any word character: a substring scan of the index text
+                    ``json_each``, PostgreSQL ``json_array_elements``); a value of 3+ characters first narrows
+                    the candidates through the trigram index of the header text
+Text                the word index (JMAP): SQLite FTS5 ``email_fts``, PostgreSQL ``email_search`` and the GIN
+                    index on ``to_tsvector('simple', subject || ' ' || addresses || ' ' || body)``
+Contains            the trigram index (IMAP TEXT/BODY): SQLite FTS5 ``email_trgm`` over ``email_text``,
+                    PostgreSQL ``pg_trgm`` GIN on ``email_search (headers, body)`` with ILIKE. Strings shorter
+                    than 3 characters (PostgreSQL: without 3 word characters in a row, which is all pg_trgm
+                    can look up) cannot use it: a scan of the searched rows' text, correlated to each row, so a
+                    mailbox search reads only that mailbox's
 dates, sizes, ids   plain comparisons; UID sets ``BETWEEN``/``IN`` ranges
 ==================  ================================================================================
 
@@ -50,10 +55,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from janusmail.store.keywords import SYSTEM_BITS
-from janusmail.store.membership import uid_condition
 from janusmail.store.schema import email_keywords, email_search, emails, messages
+from janusmail.store.uidranges import uid_condition
 
 from . import ast as q
+from .index import EMAIL_TEXT, EMAIL_TRGM, UNINDEXED_FIELDS
 
 __all__ = ["EmailSql", "fts_string", "fts_words", "like_pattern", "mailbox_select", "metadata_only"]
 
@@ -62,7 +68,7 @@ FTS = sa.table("email_fts", sa.column("email_id"), sa.column("account_id"), sa.c
 _ADDRESS_COLUMNS = {"from": "addr_from", "to": "addr_to", "cc": "addr_cc", "bcc": "addr_bcc"}
 _SORT_COLUMNS = {"receivedAt": "received_at", "size": "size", "from": "from_sort", "to": "to_sort"}
 _WORD = re.compile(r"\w+")
-_PG_DOC = "to_tsvector('simple', subject || ' ' || addresses || ' ' || body)"
+_PG_TRIGRAM = re.compile(r"\w{3}")
 _OPS = {"lt": "__lt__", "le": "__le__", "ge": "__ge__", "gt": "__gt__"}
 
 
@@ -79,6 +85,12 @@ def fts_words(value: str) -> list[str]:
 def fts_string(term: str, prefix: bool = False) -> str:
     """An FTS5 phrase string (quotes doubled), optionally a prefix query."""
     return '"' + term.replace('"', '""') + '"' + ("*" if prefix else "")
+
+
+def _predicate(sql: str, *params: sa.BindParameter) -> Any:
+    """A boolean SQL fragment as an expression that AND, OR and NOT can take (a bare ``text()`` fails in
+    ``not_()``: IMAP ``NOT HEADER SUBJECT ""`` was a server error)."""
+    return sa.type_coerce(sa.text(f"({sql})").bindparams(*params), sa.Boolean)
 
 
 def _cmp(expr: Any, op: str, value: int) -> Any:
@@ -168,38 +180,6 @@ class _Compiler:
         return sa.select(FTS.c.email_id).where(
             sa.literal_column("email_fts").op("MATCH")(query), FTS.c.account_id == self.account_id)
 
-    def _text_scan(self, e: Any, scope: str, value: str) -> Any:
-        """No word characters (IMAP ``TEXT "@"``): a substring scan of the indexed text; slow but rare."""
-        n = self.n()
-        table = "email_fts" if self.sqlite else "email_search"
-        cols = ["subject", "addresses", "body"] if scope == "all" else [scope]
-        where = " OR ".join(f"lower({c}) LIKE :pat{n} ESCAPE '\\'" for c in cols)
-        sub = sa.text(f"SELECT email_id FROM {table} WHERE account_id = :acct{n} AND ({where})").bindparams(
-            sa.bindparam(f"pat{n}", like_pattern(value.lower())), sa.bindparam(f"acct{n}", self.account_id),
-        ).columns(sa.column("email_id"))
-        return self._id(e).in_(sub.subquery().select())
-
-    def _prefix_phrase(self, e: Any, scope: str, value: str) -> Any:
-        """IMAP: the words in order, the last one as a prefix ("brown fo" finds "brown fox")."""
-        words = fts_words(value)
-        if not words:
-            return self._text_scan(e, scope, value)
-        if self.sqlite:
-            phrase = '"' + " ".join(words) + '"*'
-            return self._id(e).in_(self._fts_sqlite(phrase if scope == "all" else f"{scope} : {phrase}"))
-        # PostgreSQL: the GIN index is on this exact expression; words in order, the last as a prefix, or the
-        # whole string as the parser reads it (so "bob@example.com", one token there, matches too).
-        n = self.n()
-        tsq = " <-> ".join(f"'{w.lower()}'" for w in words) + ":*"
-        cond = f"({_PG_DOC} @@ to_tsquery('simple', :tsq{n}) OR {_PG_DOC} @@ plainto_tsquery('simple', :tsp{n}))"
-        if scope != "all":
-            cond += (f" AND (to_tsvector('simple', {scope}) @@ to_tsquery('simple', :tsq{n})"
-                     f" OR to_tsvector('simple', {scope}) @@ plainto_tsquery('simple', :tsp{n}))")
-        sub = sa.text(f"SELECT email_id FROM email_search WHERE account_id = :acct{n} AND {cond}").bindparams(
-            sa.bindparam(f"tsq{n}", tsq), sa.bindparam(f"tsp{n}", value), sa.bindparam(f"acct{n}", self.account_id),
-        ).columns(sa.column("email_id"))
-        return self._id(e).in_(sub.subquery().select())
-
     def _phrases(self, e: Any, scope: str, phrases: tuple[str, ...]) -> Any:
         """JMAP: every term a phrase of whole words, all in one index lookup."""
         if self.sqlite:
@@ -220,10 +200,50 @@ class _Compiler:
     def text(self, e: Any, node: q.Text) -> Any:
         if not node.phrases:
             return sa.true()
-        if node.prefix:
-            parts = [self._prefix_phrase(e, node.scope, p) for p in node.phrases]
-            return sa.and_(*parts) if len(parts) > 1 else parts[0]
         return self._phrases(e, node.scope, node.phrases)
+
+    # -- substrings (IMAP) ---------------------------------------------------------------------------------
+
+    def trigram_usable(self, value: str) -> bool:
+        """Whether the trigram index can find ``value``: SQLite's FTS5 trigrams cover every character;
+        pg_trgm only runs of word characters (shorter strings would read the whole index)."""
+        return len(value) >= q.TRIGRAM if self.sqlite else bool(_PG_TRIGRAM.search(value))
+
+    def _trigram_ids(self, columns: tuple[str, ...], value: str) -> Any:
+        """The ids of the emails (of any account on SQLite) whose text in ``columns`` contains ``value``."""
+        if self.sqlite:
+            col = "{" + " ".join(columns) + "}" if len(columns) > 1 else columns[0]
+            hits = sa.select(EMAIL_TRGM.c.rowid).where(
+                sa.literal_column("email_trgm").op("MATCH")(f"{col} : {fts_string(value)}"))
+            t = EMAIL_TEXT.alias(f"x{self.n()}")
+            return sa.select(t.c.email_id).where(t.c.id.in_(hits))
+        s = email_search.alias(f"s{self.n()}")
+        pattern = like_pattern(value)
+        return sa.select(s.c.email_id).where(
+            s.c.account_id == self.account_id, sa.or_(*(s.c[c].ilike(pattern, escape="\\") for c in columns)))
+
+    def _text_scan(self, e: Any, columns: tuple[str, ...], value: str) -> Any:
+        """``value`` in the text of this row's email, looked up by its id: what a string too short for the
+        trigram index costs is a read of the searched rows only (a mailbox's, in a mailbox search)."""
+        if self.sqlite:  # LIKE: ASCII case-insensitive, as SQLite's own lower() is
+            m, t = EMAIL_TEXT.alias(f"x{self.n()}"), EMAIL_TRGM.alias(f"t{self.n()}")
+            pattern = like_pattern(value)
+            return sa.exists().where(m.c.email_id == self._id(e), t.c.rowid == m.c.id,
+                                     sa.or_(*(t.c[c].like(pattern, escape="\\") for c in columns)))
+        s = email_search.alias(f"s{self.n()}")
+        needle = sa.func.lower(sa.literal(value, sa.Text))
+        return sa.exists().where(s.c.email_id == self._id(e),
+                                 sa.or_(*(sa.func.strpos(sa.func.lower(s.c[c]), needle) > 0 for c in columns)))
+
+    def contains(self, e: Any, node: q.Contains) -> Any:
+        if not node.value:
+            return sa.true()
+        if "\x00" in node.value:  # no indexed text holds NUL (and PostgreSQL refuses it as a parameter)
+            return sa.false()
+        columns = ("headers", "body") if node.scope == "text" else ("body",)
+        if self.trigram_usable(node.value):
+            return self._id(e).in_(self._trigram_ids(columns, node.value))
+        return self._text_scan(e, columns, node.value)
 
     def address(self, e: Any, node: q.Address) -> Any:
         column = self._e(e).c[_ADDRESS_COLUMNS[node.field]]
@@ -239,8 +259,14 @@ class _Compiler:
 
     def header(self, e: Any, name: str, value: str | None) -> Any:
         """A header field of that name exists (and contains ``value``, case-insensitively): a scan of the
-        cached header list, as no index covers arbitrary header fields."""
+        cached header list, of only the candidates the trigram index of the header text gives when it can."""
+        if value and "\x00" in value:  # stored header values never hold NUL
+            return sa.false()
         e = self._e(e)
+        # e.id, not the membership's email_id: PostgreSQL pushes the OR of an IMAP FROM down to the emails scan,
+        # where only e's columns let the narrowing come before the scan of each row's header list
+        narrow = e.c.id.in_(self._trigram_ids(("headers",), value)) if (
+            value and self.trigram_usable(value) and name.lower() not in UNINDEXED_FIELDS) else None
         n = self.n()
         params = [sa.bindparam(f"hn{n}", name.lower())]
         if self.sqlite:
@@ -256,7 +282,8 @@ class _Compiler:
                 sql += f" AND lower(h{n}.v ->> 1) LIKE :hv{n} ESCAPE '\\'"
         if value:
             params.append(sa.bindparam(f"hv{n}", like_pattern(value.lower())))
-        return sa.text(sql + ")").bindparams(*params)
+        scan = _predicate(sql + ")", *params)
+        return scan if narrow is None else sa.and_(narrow, scan)
 
     # -- the tree ---------------------------------------------------------------------------------------
 
@@ -313,6 +340,8 @@ class _Compiler:
                 return self.header(e, name, value)
             case q.Text():
                 return self.text(e, node)
+            case q.Contains():
+                return self.contains(e, node)
             case q.Date(field=fld, op=op, epoch=epoch):
                 c = self._e(e).c
                 expr = (c.received_at if fld == "received"
@@ -361,7 +390,7 @@ class EmailSql(_Compiler):
     def selective(cond: q.Condition) -> bool:
         """True when an ANDed text condition narrows the search to an index's candidate list."""
         return any((isinstance(c, q.Text) and c.phrases) or (isinstance(c, q.Address) and c.texts)
-                   for c in q.conjuncts(cond))
+                   or (isinstance(c, q.Contains) and len(c.value) >= q.TRIGRAM) for c in q.conjuncts(cond))
 
     def matching(self, e: Any, cond: q.Condition) -> Any:
         """Account + condition + visibility (an email with only \\Deleted memberships does not exist).

@@ -30,7 +30,7 @@ from janusmail.store.mailbox_rows import (
     UID,
     MailboxRows,
 )
-from janusmail.store.membership import merge_ranges
+from janusmail.store.uidranges import merge_ranges
 
 from . import ast as q
 

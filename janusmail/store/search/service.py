@@ -39,6 +39,7 @@ from . import ast as q
 from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only
 from .highlight import highlight, highlight_terms, snippet
 from .memory import run_rows
+from .sort import Algorithm, MailboxOrdering
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.store import Store
@@ -186,6 +187,8 @@ class SearchService:
         self.query_cache = QueryCache()
         #: windows ending at or before this index use LIMIT/OFFSET (tests lower it to force the full list)
         self.shallow = SHALLOW
+        #: IMAP SORT and THREAD (:mod:`.sort`), with its per-email sort key cache
+        self.ordering = MailboxOrdering(store)
 
     # -- IMAP ------------------------------------------------------------------------------------------------
 
@@ -206,6 +209,19 @@ class SearchService:
                               below_uid=below_uid)
         with store.engine.connect() as conn:
             return raw_rows(conn, stmt)
+
+    def mailbox_sort(self, account_id: str, mailbox_id: str, condition: q.Condition, sort: Sequence[q.SortKey],
+                     *, below_uid: int | None = None, size_hint: int = 0,
+                     with_modseq: bool = False) -> tuple[list[int], list[int] | None]:
+        """IMAP SORT: the matches' UIDs in sort order, and their MODSEQs if asked (RFC 5256; :mod:`.sort`)."""
+        return self.ordering.sort(account_id, mailbox_id, condition, sort, below_uid=below_uid, size_hint=size_hint,
+                                  with_modseq=with_modseq)
+
+    def mailbox_thread(self, account_id: str, mailbox_id: str, condition: q.Condition, algorithm: Algorithm,
+                       *, below_uid: int | None = None, size_hint: int = 0) -> list:
+        """IMAP THREAD: trees of UIDs (:class:`janusmail.store.thread_tree.ThreadNode`; RFC 5256)."""
+        return self.ordering.thread(account_id, mailbox_id, condition, algorithm, below_uid=below_uid,
+                                    size_hint=size_hint)
 
     # -- JMAP Email/query ---------------------------------------------------------------------------------------
 

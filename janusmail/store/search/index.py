@@ -1,0 +1,110 @@
+"""Writing and deleting the full-text rows of emails: the word index JMAP searches and the substring
+(trigram) index IMAP SEARCH TEXT/BODY and HEADER use.
+
+Why two indexes: RFC 8621 text filters match whole words (and SQLite's word index also ignores accents and
+feeds SearchSnippet), while RFC 9051 SEARCH matches any substring ("sdfghjk" in "asdfghjkl"), which no word
+index can answer. A trigram index answers substrings of 3 or more characters directly; serving JMAP from it
+would need a word-boundary check on every candidate (SQLite has no REGEXP), so each door keeps the index
+that fits its semantics.
+
+=========  ==============================================================================================
+SQLite     ``email_fts`` (FTS5, unicode61): subject, addresses, body, for JMAP. ``email_trgm`` (FTS5
+           ``trigram``): the header fields and body text for IMAP, its rowid given by ``email_text`` (``id``
+           for a unique ``email_id`` that cascades from ``emails``; a trigger deletes the text with it, an
+           account deletion's cascade included). The unique ``email_id`` lets a short search string read only
+           the rows of one mailbox. Rows go in with explicit rowids through ``VALUES``: FTS5 indexes them three
+           times faster than through ``INSERT ... SELECT`` (which external content and insert triggers use).
+PostgreSQL ``email_search``: subject, addresses, body (GIN ``to_tsvector`` for JMAP) and headers; GIN
+           ``pg_trgm`` on (headers, body) for IMAP's ILIKE.
+=========  ==============================================================================================
+
+The header text is every header field of the message as ``name: value`` lines, the value as received (so
+IMAP HEADER, which compares the received value, can use the index to narrow its scan), plus the decoded value
+(RFC 2047) when the field has encoded words, so TEXT finds what the user sees. Except :data:`UNINDEXED_FIELDS`:
+trace and signature fields (``Received``, ``DKIM-Signature``, ARC) are machine data, often kilobytes per
+message, and trigrams cost ingest time per character; TEXT does not see them, HEADER still does (by a scan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from janusmail.mime.headers import as_text
+
+__all__ = ["EMAIL_SEARCH", "EMAIL_TEXT", "UNINDEXED_FIELDS", "delete_text", "header_text", "write_text"]
+
+#: header fields left out of the substring index (lower case); see the module docstring
+UNINDEXED_FIELDS = frozenset({
+    "received", "x-received", "dkim-signature", "x-google-dkim-signature", "arc-seal", "arc-message-signature",
+    "arc-authentication-results", "authentication-results",
+})
+
+#: SQLite only: the rowid of each email's row in the trigram index ``email_trgm``
+EMAIL_TEXT = sa.table("email_text", sa.column("id"), sa.column("email_id"))
+#: SQLite only: the trigram index, with its own copy of the text
+EMAIL_TRGM = sa.table("email_trgm", sa.column("rowid"), sa.column("headers"), sa.column("body"))
+#: PostgreSQL: the text both indexes cover, one row per email
+EMAIL_SEARCH = sa.table("email_search", sa.column("email_id"), sa.column("account_id"), sa.column("subject"),
+                        sa.column("addresses"), sa.column("headers"), sa.column("body"))
+
+_FTS_INSERT = sa.text("INSERT INTO email_fts(email_id, account_id, subject, addresses, body) "
+                      "VALUES (:email_id, :account_id, :subject, :addresses, :body)")
+_FTS_DELETE = sa.text("DELETE FROM email_fts WHERE email_id IN :ids").bindparams(
+    sa.bindparam("ids", expanding=True))
+_TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id, :headers, :body)")
+_CHUNK = 500
+
+
+def header_text(headers: Iterable[Sequence[str]] | None) -> str:
+    """``name: value`` lines of the message's header fields (the ingest cache's ``headers`` list), with the
+    decoded value added after a field whose value has encoded words."""
+    if not headers:
+        return ""
+    lines = []
+    for name, value in headers:
+        if name.lower() in UNINDEXED_FIELDS:
+            continue
+        lines.append(f"{name}: {value}")
+        if "=?" in value:
+            decoded = as_text(value)
+            if decoded != value:
+                lines.append(f"{name}: {decoded}")
+    return "\n".join(lines)
+
+
+def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict]) -> None:
+    """Index new emails, inside the ingest transaction. Each row: ``email_id``, ``account_id``, ``subject``,
+    ``addresses``, ``body`` (the cache's search text) and ``headers`` (the cache's header list)."""
+    if not rows:
+        return
+    if sqlite:
+        conn.execute(_FTS_INSERT, rows)
+        # ids after the highest: SQLite has one writer, and this runs in its transaction
+        first = (conn.execute(sa.select(sa.func.max(EMAIL_TEXT.c.id))).scalar() or 0) + 1
+        conn.execute(sa.insert(EMAIL_TEXT), [{"id": first + i, "email_id": r["email_id"]} for i, r in enumerate(rows)])
+        conn.execute(_TRGM_INSERT, [{"id": first + i, "headers": header_text(r.get("headers")), "body": r["body"]}
+                                    for i, r in enumerate(rows)])
+        return
+    conn.execute(sa.insert(EMAIL_SEARCH), [{  # PostgreSQL text may not contain NUL
+        "email_id": r["email_id"], "account_id": r["account_id"], "subject": _no_nul(r["subject"]),
+        "addresses": _no_nul(r["addresses"]), "headers": _no_nul(header_text(r.get("headers"))),
+        "body": _no_nul(r["body"]),
+    } for r in rows])
+
+
+def delete_text(conn: sa.Connection, sqlite: bool, email_ids: Sequence[str]) -> None:
+    """Unindex emails, inside the transaction that deletes them (the FTS5 word index has no foreign key;
+    the trigram index follows ``email_text`` through its delete trigger). PostgreSQL's rows go with the emails
+    (cascade)."""
+    if not sqlite:
+        return
+    for i in range(0, len(email_ids), _CHUNK):
+        chunk = list(email_ids[i : i + _CHUNK])
+        conn.execute(_FTS_DELETE, {"ids": chunk})
+        conn.execute(sa.delete(EMAIL_TEXT).where(EMAIL_TEXT.c.email_id.in_(chunk)))
+
+
+def _no_nul(s: str) -> str:
+    return s.replace("\x00", "") if "\x00" in s else s

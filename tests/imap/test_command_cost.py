@@ -1,0 +1,166 @@
+"""Issue 10 item 0, the fixed cost of a command: one store thread hop per command, the credential rule intact.
+
+The per-command credential check rides on the command's first store call (janusmail.imap.store_access), and
+STATUS / SELECT / LIST / LSUB read the mailbox tree in the same hop as the rest of their reads, so each of these
+commands makes exactly one ``store.call``. The rule "a session whose credential died is told ``* BYE [EXPIRED]``
+at its next command" still holds exactly: the check runs before the command's store method (a write never
+happens), and nothing the command wrote before its check reaches the client. Sans-IO harness, real store, both
+backends. (Timings are in bench/command_cost.py, not here.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from janusmail.auth import passwords
+from janusmail.runtime import Runtime
+from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
+from tests.imap.msg_support import deliver, mailbox_id, tagged
+from tests.mailgen import simple
+
+cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
+CHANGED = b"* BYE [EXPIRED] Your password was changed; log in again with the new one\r\n"
+
+
+@pytest.fixture
+async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
+    runtime = make_runtime(tmp_path, db_url)
+    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    runtime.store.mailboxes.create(runtime.account.id, "Empty")  # type: ignore[attr-defined]
+    yield runtime
+    runtime.store.close()
+
+
+def count_hops(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every ``store.call`` (a thread hop) from now on, by the name of the function it runs."""
+    calls: list[str] = []
+    real = rt.store.call
+
+    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(rt.store, "call", call)
+    return calls
+
+
+async def logged_in(rt: Runtime, select: str | None = None) -> Harness:
+    h = Harness(rt, peer="127.0.0.1")
+    assert (await h.send(f'a LOGIN {ADDRESS} "{PASSWORD}"')).startswith(b"a OK")
+    if select:
+        assert tagged(await h.send(f"s SELECT {select}"), "s").startswith(b"s OK")
+    return h
+
+
+def change_password(rt: Runtime) -> None:
+    rt.store.credentials.set_password(rt.account.id, *passwords.make_credentials("something else"))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("command", "select"), [
+    ("NOOP", None),
+    ("NOOP", "INBOX"),
+    ("STATUS Empty (MESSAGES UNSEEN UIDNEXT)", None),
+    ("STATUS INBOX (MESSAGES UNSEEN UIDNEXT RECENT SIZE DELETED HIGHESTMODSEQ)", "INBOX"),
+    ("SELECT Empty", None),
+    ("SELECT INBOX", None),  # IMAP4rev1: claims \Recent and finds [UNSEEN n], still in the one hop
+    ("EXAMINE INBOX", "Empty"),
+    ('LIST "" "*"', None),
+    ('LIST "" "*" RETURN (SUBSCRIBED STATUS (MESSAGES RECENT))', None),
+    ('LSUB "" "*"', None),
+    ("FETCH 1:* (FLAGS)", "INBOX"),
+    ("UID SEARCH UNSEEN", "INBOX"),
+])
+async def test_one_store_hop_per_command(rt: Runtime, monkeypatch: pytest.MonkeyPatch, command: str,
+                                         select: str | None) -> None:
+    deliver(rt, [simple(i) for i in range(3)])
+    h = await logged_in(rt, select)
+    hops = count_hops(rt, monkeypatch)
+    out = await h.send(f"c {command}")
+    assert tagged(out, "c").startswith(b"c OK"), out
+    assert len(hops) == 1, hops  # the credential check rode on the command's own read
+    await h.close()
+
+
+async def test_status_and_select_answers_are_unchanged(rt: Runtime) -> None:
+    deliver(rt, [simple(i) for i in range(3)])
+    rt.store.memberships.store_flags(rt.account.id, mailbox_id(rt), [(1, 1)], "add", ["$seen"], None)  # type: ignore[attr-defined]
+    h = await logged_in(rt)
+    out = await h.send("c STATUS INBOX (MESSAGES UNSEEN RECENT DELETED)")
+    assert b"* STATUS INBOX (MESSAGES 3 UNSEEN 2 RECENT 3 DELETED 0)\r\n" in out
+    out = await h.send("s SELECT INBOX")
+    assert b"* 3 EXISTS\r\n" in out and b"* 3 RECENT\r\n" in out and b"[UNSEEN 2]" in out
+    out = await h.send("e EXAMINE INBOX")  # the \Recent messages are this session's now: none left to show
+    assert b"* 0 RECENT\r\n" in out and b"[UNSEEN 2]" in out
+    out = await h.send("c STATUS Empty (MESSAGES UNSEEN SIZE)")
+    assert b"* STATUS Empty (MESSAGES 0 UNSEEN 0 SIZE 0)\r\n" in out
+    await h.close()
+
+
+@pytest.mark.parametrize("command", [
+    "STATUS INBOX (MESSAGES)",
+    'LIST "" "*"',
+    "SELECT Empty",  # would write "* OK [CLOSED]" before its first store call
+    "CAPABILITY",  # asks the JMAPACCESS predicate, which meets the dead credential first
+    "ENABLE CONDSTORE",  # no store call at all
+    "FETCH 1 (FLAGS)",
+])
+async def test_dead_credential_sees_nothing_but_bye(rt: Runtime, command: str) -> None:
+    deliver(rt, [simple(1)])
+    h = await logged_in(rt, "INBOX")
+    change_password(rt)
+    assert await h.send(f"c {command}") == CHANGED
+    assert h.session.closed
+    await h.close()
+
+
+async def test_dead_credential_writes_nothing(rt: Runtime) -> None:
+    deliver(rt, [simple(1)])
+    box = mailbox_id(rt)
+    h = await logged_in(rt, "INBOX")
+    change_password(rt)
+    assert await h.send("c STORE 1 +FLAGS (\\Flagged)") == CHANGED
+    rows = rt.store.messages.fetch_rows(box, [(1, 1)], keywords=True)
+    assert rows.rows and not rows.keywords and not rows.rows[0][4]  # no flag bits, no keywords
+    h = await logged_in_new(rt)
+    change_password(rt)
+    msg = simple(2)
+    assert await h.send(b"d APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n") == CHANGED
+    assert rt.store.mailboxes.counts(rt.account.id, [box])[box].messages == 1  # type: ignore[attr-defined]
+    await h.close()
+
+
+async def logged_in_new(rt: Runtime) -> Harness:
+    h = Harness(rt, peer="127.0.0.1")
+    assert (await h.send(f'a LOGIN {ADDRESS} "something else"')).startswith(b"a OK")
+    return h
+
+
+async def test_a_store_that_cannot_check_is_no_revocation(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = await logged_in(rt)
+
+    def broken(account_id: str) -> None:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(rt.store.credentials, "epochs", broken)
+    out = await h.send("c STATUS INBOX (MESSAGES)")
+    assert b"* STATUS INBOX (MESSAGES 0)\r\n" in out and tagged(out, "c").startswith(b"c OK")
+    assert tagged(await h.send("n NOOP"), "n").startswith(b"n OK")
+    await h.close()
+
+
+async def test_fetch_renderer_code_is_compiled_once_per_item_list(rt: Runtime) -> None:
+    from janusmail.imap.fetchdata import RenderCaches
+
+    deliver(rt, [simple(i) for i in range(3)])
+    code = RenderCaches.of(rt.store).code
+    h = await logged_in(rt, "INBOX")
+    for tag in ("f1", "f2"):
+        assert tagged(await h.send(f"{tag} FETCH 1:* (FLAGS UID)"), tag).startswith(tag.encode() + b" OK")
+    assert len(code) == 1  # the second FETCH reused the first one's compiled renderer
+    out = await h.send("f3 FETCH 1:* (UID FLAGS RFC822.SIZE)")
+    assert b"* 3 FETCH (UID 3 FLAGS (\\Recent) RFC822.SIZE " in out and len(code) == 2
+    await h.close()
