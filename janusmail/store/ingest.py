@@ -24,7 +24,7 @@ from . import keywords as kwmod
 from .model import Delivered, IngestItem, NotFound, TooLarge
 from .schema import blobs, email_keywords, emails, mailboxes, messages
 from .search.index import write_text
-from .threading import assign_threads, message_refs
+from .thread_assign import assign_threads, message_refs
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from janusmail.jmap.blobs import resolve_blob
-from janusmail.jmap.email_props import DEFAULT_BODY_PROPERTIES, DEFAULT_PROPERTIES
+from janusmail.jmap.types.email.props import DEFAULT_BODY_PROPERTIES, DEFAULT_PROPERTIES
 from tests.jmap.test_email_harness import h  # noqa: F401
 from tests.mailgen import corpus, simple
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from janusmail.jmap.email_filter import compile_comparator, compile_condition, to_condition
-from janusmail.jmap.email_props import EmailBuilder, memory_reader, parse_header_prop, read_body_options
-from janusmail.jmap.email_set import parse_update, plan_create
 from janusmail.jmap.engine import Comparator, FilterOperator, MethodError, SetError
+from janusmail.jmap.types.email.filters import compile_comparator, compile_condition, to_condition
+from janusmail.jmap.types.email.props import EmailBuilder, memory_reader, parse_header_prop, read_body_options
+from janusmail.jmap.types.email.set_plan import parse_update, plan_create
 from janusmail.mime.parse import parse_message
 from janusmail.store.search import ast as q
 from janusmail.store.search.highlight import highlight_terms

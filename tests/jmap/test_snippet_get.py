@@ -8,7 +8,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from janusmail.jmap.email_filter import search_terms
+from janusmail.jmap.types.email.filters import search_terms
 from janusmail.store.search.highlight import PREVIEW_OCTETS, find_matches, highlight, snippet
 from tests.jmap.test_email_harness import h  # noqa: F401
 from tests.mailgen import simple

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import AppendArgs, serializer
 from janusmail.imap.commands import Result, handler
-from janusmail.imap.commands.tree import find_mailbox
+from janusmail.imap.commands.mailbox_tree import find_mailbox
 from janusmail.imap.flags import FlagError, from_imap
 from janusmail.spool import Spool, spooler_for
 from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, TooLarge

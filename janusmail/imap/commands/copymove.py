@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import CopyArgs, serializer
 from janusmail.imap.commands import Result, handler
-from janusmail.imap.commands.tree import find_mailbox
+from janusmail.imap.commands.mailbox_tree import find_mailbox
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command

@@ -38,7 +38,7 @@ from janusmail.store.model import AlreadyExists, InvalidName, Mailbox, MailboxCo
 
 from . import handler
 from .base import Result
-from .tree import (
+from .mailbox_tree import (
     ATTR_ROLES,
     ROLE_ATTRS,
     MailboxTree,

@@ -16,7 +16,7 @@ from janusmail.imap.selected import SelectedMailbox, flag_rows
 
 from . import handler
 from .base import Result
-from .tree import ROLE_ATTRS, MailboxTree, read_tree
+from .mailbox_tree import ROLE_ATTRS, MailboxTree, read_tree
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from janusmail.jmap.context import run_store
-from janusmail.jmap.email_filter import to_condition
 from janusmail.jmap.engine import Engine, MethodError, invalid_arguments
 from janusmail.jmap.engine.args import check_known_arguments, read_id
 from janusmail.jmap.engine.filters import compile_filter
 from janusmail.jmap.engine.types import is_id
+from janusmail.jmap.types.email.filters import to_condition
 
 from .email import MAIL, EmailAdapter
 

@@ -1,10 +1,9 @@
 """JMAP Email (RFC 8621 §4): Email/get, /changes, /query, /queryChanges, /set, /copy, /import and /parse.
 
 The standard methods run through the engine's generic implementations with ``EmailAdapter`` supplying the
-storage hooks; Email/import and Email/parse have their own small handlers. The work is done by helper
-modules: ``email_props`` (the Email object), ``email_get`` (reads), ``email_filter`` (JMAP filters -> the
-store's search AST) and ``email_query`` (query and queryChanges, run by ``store.search``), ``email_set``
-(create/update/import validation).
+storage hooks; Email/import and Email/parse have their own small handlers. The work is done by this package's
+modules: ``props`` (the Email object), ``get`` (reads), ``filters`` (JMAP filters -> the store's search AST),
+``query`` (query and queryChanges, run by ``store.search``) and ``set_plan`` (create/update/import validation).
 
 IMAP and JMAP see one mailstore: an email's id is its IMAP EMAILID, its keywords are the IMAP flags
 (``$seen`` is ``\\Seen`` — the same bits), a ``\\Deleted`` membership is invisible here, and an email with no
@@ -19,30 +18,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from janusmail.jmap.context import parse_state, run_store
-from janusmail.jmap.email_filter import SORT_OPTIONS, compile_comparator, compile_condition
-from janusmail.jmap.email_get import get_emails
-from janusmail.jmap.email_props import (
-    ALL_PROPERTIES,
-    DEFAULT_PROPERTIES,
-    PARSE_DEFAULT_PROPERTIES,
-    EmailBuilder,
-    check_properties,
-    memory_reader,
-    parse_header_prop,
-    read_body_options,
-)
-from janusmail.jmap.email_query import QuerySpec, run_query, run_query_changes
-from janusmail.jmap.email_set import (
-    CreatePlan,
-    keywords_value,
-    mailbox_ids_value,
-    parse_update,
-    plan_create,
-    read_blob,
-    received_at_value,
-    received_from_headers,
-    store_error_to_set_error,
-)
 from janusmail.jmap.engine import (
     Call,
     ChangeEntry,
@@ -60,6 +35,30 @@ from janusmail.jmap.engine import (
 )
 from janusmail.jmap.engine.args import check_known_arguments, read_id, read_string
 from janusmail.jmap.engine.types import is_creation_ref, is_id
+from janusmail.jmap.types.email.filters import SORT_OPTIONS, compile_comparator, compile_condition
+from janusmail.jmap.types.email.get import get_emails
+from janusmail.jmap.types.email.props import (
+    ALL_PROPERTIES,
+    DEFAULT_PROPERTIES,
+    PARSE_DEFAULT_PROPERTIES,
+    EmailBuilder,
+    check_properties,
+    memory_reader,
+    parse_header_prop,
+    read_body_options,
+)
+from janusmail.jmap.types.email.query import QuerySpec, run_query, run_query_changes
+from janusmail.jmap.types.email.set_plan import (
+    CreatePlan,
+    keywords_value,
+    mailbox_ids_value,
+    parse_update,
+    plan_create,
+    read_blob,
+    received_at_value,
+    received_from_headers,
+    store_error_to_set_error,
+)
 from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.parse import parse_message
 from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, StoreError, TooLarge

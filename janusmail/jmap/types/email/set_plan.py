@@ -24,7 +24,7 @@ from janusmail.store import keywords as kwmod
 from janusmail.store.emails import EmailUpdate
 from janusmail.store.model import InvalidKeyword, NotFound, StoreError, TooManyKeywords
 
-from .email_props import BODY_PART_PROPERTIES, parse_header_prop
+from .props import BODY_PART_PROPERTIES, parse_header_prop
 
 __all__ = [
     "CreatePlan",

@@ -15,7 +15,7 @@ from typing import Any
 from janusmail.store.model import BlobLocation
 from janusmail.store.visible_emails import EmailRow
 
-from .email_props import EmailBuilder, keywords_of, needs_cache, needs_raw
+from .props import EmailBuilder, keywords_of, needs_cache, needs_raw
 
 __all__ = ["get_emails", "meta_of"]
 

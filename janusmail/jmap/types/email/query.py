@@ -1,6 +1,6 @@
 """Email/query and Email/queryChanges (RFC 8621 §4.4, §4.5): the door's part.
 
-The filter and sort are built into the store's query AST (:mod:`janusmail.jmap.email_filter`); the store runs
+The filter and sort are built into the store's query AST (:mod:`janusmail.jmap.types.email.filters`); the store runs
 the query (``store.search.email_query`` / ``query_changes``: SQL windows, the full-list cache, the change log)
 in one call and one read snapshot. Here only the JMAP shapes remain: the store's refusals become method
 errors, added items become :class:`AddedItem`.
@@ -16,7 +16,7 @@ from janusmail.jmap.engine import AddedItem, MethodError
 from janusmail.store.search.ast import EmailQuery, SortKey
 from janusmail.store.search.service import ChangesOutcome, QueryOutcome, SearchError
 
-from .email_filter import to_condition
+from .filters import to_condition
 
 __all__ = ["QuerySpec", "run_query", "run_query_changes"]
 
