@@ -31,32 +31,32 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def policy_from_config(config: Config) -> AuthPolicy:
     """The AuthPolicy the config describes (defaults for everything it does not mention)."""
-    auth_cfg = getattr(config, "auth", None)
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(AuthPolicy):
-        if auth_cfg is not None and hasattr(auth_cfg, f.name):
-            values[f.name] = getattr(auth_cfg, f.name)
-    imap_cfg = getattr(config, "imap", None)
-    if imap_cfg is not None and getattr(imap_cfg, "plaintext_auth", None) is not None:
-        values.setdefault("imap_plaintext_without_tls", imap_cfg.plaintext_auth)
+    # AuthConfig names its fields after the AuthPolicy fields they set; a policy field without a config key
+    # (none today) keeps its default.
+    values: dict[str, Any] = {
+        f.name: getattr(config.auth, f.name)
+        for f in dataclasses.fields(AuthPolicy)
+        if hasattr(config.auth, f.name)
+    }
+    values.setdefault("imap_plaintext_without_tls", config.imap.plaintext_auth)
     return AuthPolicy.from_config(values)
 
 
 def external_issuers(config: Config) -> list[ExternalIssuer]:
-    auth_cfg = getattr(config, "auth", None)
-    issuer = getattr(auth_cfg, "external_issuer", None)
+    auth_cfg = config.auth
+    issuer = auth_cfg.external_issuer
     if not issuer:
         return []
-    audience = getattr(auth_cfg, "external_audience", None)
+    audience = auth_cfg.external_audience
     if not audience:
         raise ValueError("auth.external_issuer is set but auth.external_audience is not")
     return [
         ExternalIssuer(
             issuer=issuer,
             audience=audience,
-            jwks_url=getattr(auth_cfg, "external_jwks_url", None),
-            jwks_file=getattr(auth_cfg, "external_jwks_file", None),
-            address_claim=getattr(auth_cfg, "external_address_claim", None) or "email",
+            jwks_url=auth_cfg.external_jwks_url,
+            jwks_file=auth_cfg.external_jwks_file,
+            address_claim=auth_cfg.external_address_claim or "email",
         )
     ]
 
@@ -65,7 +65,6 @@ def build_token_service(config: Config) -> TokenService:
     """The built-in issuer of ``config.data_dir``: its name is the data directory's recorded one
     (:func:`~janusmail.auth.tokens.load_or_create_issuer`), the same for ``serve`` and every CLI command
     whatever public URL each was given; only the issuer documents follow the current public URL."""
-    auth_cfg = getattr(config, "auth", None)
     data_dir = Path(config.data_dir)
     initial = config.effective_public_url
     try:  # the first name recorded must be one the server could stand behind, else a neutral one
@@ -75,7 +74,7 @@ def build_token_service(config: Config) -> TokenService:
     return TokenService(
         load_or_create_issuer(data_dir, initial),
         data_dir,
-        getattr(auth_cfg, "token_audience", None),
+        config.auth.token_audience,
         external=external_issuers(config),
         metadata_base=lambda: config.effective_public_url,
     )
@@ -87,5 +86,5 @@ def build_authenticator(config: Config, store: Store) -> Authenticator:
         store,
         policy_from_config(config),
         build_token_service(config),
-        realm=getattr(config, "hostname", None) or "Janus Mail",
+        realm=config.hostname or "Janus Mail",
     )

@@ -32,6 +32,7 @@ from janusmail.auth import revocation
 from janusmail.auth.policy import is_loopback
 from janusmail.auth.sasl import Challenge, Failure, SaslServer, Success
 from janusmail.imap import commands
+from janusmail.imap import notify as notifications
 from janusmail.imap.codec import (
     NO_ARGS,
     Command,
@@ -149,6 +150,8 @@ class ImapSession:
         self.qresync = False
         self.selected: SelectedMailbox | None = None
         self.client_id: dict[str, str | None] | None = None
+        #: NOTIFY SET in force (janusmail/imap/notify.py), None without one.
+        self.notify: notifications.NotifyState | None = None
         #: The adapter must run the TLS handshake now, then call :meth:`tls_started`.
         self.starttls_pending = False
         self._buffer: list[bytes] = []
@@ -475,11 +478,19 @@ class ImapSession:
             self._absorb_events()  # includes the command's own writes (APPEND/COPY into this mailbox)
             uid_form = cmd.name.startswith("UID ")
             expunges = uid_form or cmd.name not in NO_EXPUNGE_COMMANDS
+            if self.notify is not None and self.notify.spec.immediate_expunge:
+                expunges = True  # RFC 5465 §5.3: the client asked for expunges as they happen (and uses UIDs)
             try:
-                await self.selected.sync(self, expunges=expunges, force=cmd.name in POLL_COMMANDS)
+                await self._sync_selected(expunges=expunges, force=cmd.name in POLL_COMMANDS)
             except MailboxGone:
                 await self._mailbox_gone()
                 return
+            except CredentialExpired as exc:
+                self.end_for_credential(exc.reason)
+                return
+        if self.notify is not None and self.state in ("auth", "selected"):
+            try:
+                await notifications.flush(self)
             except CredentialExpired as exc:
                 self.end_for_credential(exc.reason)
                 return
@@ -508,6 +519,8 @@ class ImapSession:
         if sub is None:
             return
         events = sub.drain()
+        if self.notify is not None and events:
+            self.notify.absorb(events)
         sel = self.selected
         if sel is None or not events:
             return
@@ -743,8 +756,10 @@ class ImapSession:
         try:
             while True:
                 if self.selected is not None:
-                    await self.selected.sync(self, expunges=True, force=force)
-                    await self.flush()
+                    await self._sync_selected(expunges=True, force=force)
+                if self.notify is not None:
+                    await notifications.flush(self)
+                await self.flush()
                 if exit_ev.is_set() or self.state == "logout":
                     return
                 if self._sub is None:
@@ -763,6 +778,8 @@ class ImapSession:
                     if not waiter.done():
                         waiter.cancel()
                 events = waiter.result() if waiter.done() and not waiter.cancelled() else []
+                if self.notify is not None and events:
+                    self.notify.absorb(events)
                 sel = self.selected
                 if sel is not None and _concerns(sel, events):
                     sel.dirty = True
@@ -804,6 +821,17 @@ class ImapSession:
                            sync=self.selected is not None)
 
     # -- selection -----------------------------------------------------------------------------------------
+
+    async def _sync_selected(self, *, expunges: bool, force: bool) -> None:
+        """The selected mailbox's updates, plus the fetch attributes a NOTIFY SELECTED MessageNew asked for
+        about each new message (RFC 5465 §5.2)."""
+        sel = self.selected
+        assert sel is not None
+        last = sel.uids[-1] if sel.uids else 0
+        await sel.sync(self, expunges=expunges, force=force)
+        spec = self.notify.spec if self.notify is not None else None
+        if spec is not None and spec.new_fetch and self.selected is sel and sel.uids and sel.uids[-1] > last:
+            await notifications.fetch_new(self, sel.uids_in([(last + 1, sel.uids[-1])]), spec.new_fetch)
 
     def deselect(self) -> None:
         self.selected = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import re
+from functools import lru_cache
 
 # Names seen in the wild that Python does not know, or knows as something narrower.
 _ALIASES = {
@@ -50,17 +51,17 @@ _REFUSED = frozenset(
     {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode", "palmos", "mbcs", "oem"}
 )
 
-_lookup_cache: dict[str, str | None] = {}
-
 
 def codec_for(charset: str | None) -> str | None:
     """Return the Python codec name for a MIME charset label, or None when unknown/unsafe."""
     if not charset:
         return "utf-8"
-    key = charset.strip().strip('"').lower()
-    hit = _lookup_cache.get(key, False)
-    if hit is not False:
-        return hit  # type: ignore[return-value]
+    return _codec_for_label(charset.strip().strip('"').lower())
+
+
+# A pure function of the label; labels come from untrusted mail, so the memo is bounded.
+@lru_cache(maxsize=512)
+def _codec_for_label(key: str) -> str | None:
     name: str | None = _ALIASES.get(key, key)
     try:
         info = codecs.lookup(name)  # type: ignore[arg-type]
@@ -69,8 +70,6 @@ def codec_for(charset: str | None) -> str | None:
             name = None
     except (LookupError, ValueError, TypeError):
         name = None
-    if len(_lookup_cache) < 512:  # labels come from untrusted mail: keep the cache bounded
-        _lookup_cache[key] = name
     return name
 
 
@@ -114,7 +113,9 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, bool]:
 
 
 #: Every byte that is not in the base64 alphabet (deleted by ``bytes.translate`` in one pass).
-_B64_JUNK = bytes(sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")))
+_B64_JUNK = bytes(
+    sorted(set(range(256)) - set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"))
+)
 
 
 def b64decode_loose(data: bytes) -> tuple[bytes, bool]:

@@ -44,6 +44,9 @@ __all__ = [
     "MailboxArgs",
     "NO_ARGS",
     "NoArgs",
+    "NotifyArgs",
+    "NotifyEvent",
+    "NotifyGroup",
     "QResync",
     "QuotaRootArgs",
     "RenameArgs",
@@ -356,6 +359,63 @@ class SetQuotaArgs:
     limits: tuple[tuple[str, int], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class NotifyEvent:
+    """One event of a NOTIFY event group (RFC 5465 §5), name upper-cased (``MESSAGENEW``, ``MAILBOXNAME``,
+    or an unknown atom the session answers with ``NO [BADEVENT]``); ``fetch`` only for MessageNew."""
+
+    name: str
+    fetch: tuple[FetchItem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGroup:
+    """``(filter events)``: ``filter`` is SELECTED, SELECTED-DELAYED, INBOXES, PERSONAL, SUBSCRIBED, SUBTREE or
+    MAILBOXES (the last two with ``mailboxes``); ``events`` empty means NONE."""
+
+    filter: str
+    mailboxes: tuple[str, ...] = ()
+    events: tuple[NotifyEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyArgs:
+    """NOTIFY NONE (``groups`` empty, ``none``) or NOTIFY SET [STATUS] groups (RFC 5465 §3)."""
+
+    none: bool
+    status: bool = False
+    groups: tuple[NotifyGroup, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceArgs:
+    """REPLACE / UID REPLACE (RFC 8508): the message to replace (``number`` None for ``*``), the mailbox the
+    new message goes to, and the new message as APPEND takes it."""
+
+    number: int | None
+    mailbox: str
+    message: AppendMessage
+
+
+@dataclass(frozen=True, slots=True)
+class GetMetadataArgs:
+    """GETMETADATA (RFC 5464 §4.2): ``mailbox`` ``""`` is the server; ``entries`` lower case (entry names
+    are case-insensitive); ``depth`` 0, 1 or None (infinity); ``maxsize`` None when not given."""
+
+    mailbox: str
+    entries: tuple[str, ...]
+    maxsize: int | None = None
+    depth: int | None = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadataArgs:
+    """SETMETADATA (RFC 5464 §4.3): ``(entry, value)`` pairs in order, entries lower case, ``None`` = remove."""
+
+    mailbox: str
+    entries: tuple[tuple[str, bytes | None], ...]
+
+
 CommandArgs = (
     NoArgs
     | LoginArgs
@@ -380,4 +440,5 @@ CommandArgs = (
     | CompressArgs
     | QuotaRootArgs
     | SetQuotaArgs
+    | NotifyArgs
 )

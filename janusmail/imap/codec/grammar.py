@@ -37,6 +37,7 @@ from .args import (
 from .cursor import Cursor, Incomplete, SyntaxFault
 from .events import Command, ParseError
 from .grammar_fetch import parse_fetch, parse_store
+from .grammar_notify import parse_notify
 from .grammar_search import parse_search, parse_sort, parse_thread
 from .sequence import SequenceSet
 
@@ -409,6 +410,7 @@ COMMANDS: dict[str, Handler] = {
     "COMPRESS": _compress,
     "GETQUOTA": _getquota,
     "SETQUOTA": _setquota,
+    "NOTIFY": parse_notify,
 }
 
 UID_COMMANDS: dict[str, Handler] = {
