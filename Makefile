@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= var
+# Worker processes of `make run` (empty: one per CPU, `serve`'s default; WORKERS=1: a single process).
+WORKERS ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast fuzz bench lint clean
@@ -20,7 +22,7 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/janusmail --data $(DATA) demo
-	$(BIN)/janusmail --data $(DATA) serve
+	$(BIN)/janusmail --data $(DATA) serve $(if $(WORKERS),--workers $(WORKERS))
 
 test: install
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

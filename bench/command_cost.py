@@ -16,6 +16,7 @@ py-spy to this process: ``--loop STATUS --seconds 30`` prints the pid, then
 ``py-spy record --pid PID -o out.json --format speedscope`` (or ``py-spy top --pid PID``).
 
 Run: .venv/bin/python bench/command_cost.py [-n 300] [--rev2] [--pg URL] [--loop STATUS --seconds 30]
+     [--switch-interval 0.0005]
 """
 
 from __future__ import annotations
@@ -216,7 +217,12 @@ def main() -> None:
     ap.add_argument("--sql", action="store_true", help="print the SQL statements of one run of each command")
     ap.add_argument("--loop", metavar="CMD", help="loop one command (e.g. STATUS) for profiling instead")
     ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--switch-interval", type=float, metavar="S",
+                    help="sys.setswitchinterval(S) first (default 0.005): how long a thread that wants the GIL "
+                         "waits for a busy holder, which every store thread hop crosses twice")
     args = ap.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     passwords.set_hasher(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     _trace_new_connections()
     with tempfile.TemporaryDirectory(prefix="command-cost-") as tmp:

@@ -13,11 +13,13 @@ sockets in this process.
    opening 1,000 logged-in connections, divided.
 
 Run: .venv/bin/python bench/imap.py [--clients 8] [--seconds 20] [--no-big] [--connections 1000] [--pg]
+     [--workers 1] (``serve --workers N``; with N > 1 the memory step is skipped: RSS is per worker)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import imaplib
 import os
 import random
@@ -299,7 +301,7 @@ def pg_schema(base: str | None) -> str | None:
     return f"{base}?options=-csearch_path%3D{schema}"
 
 
-def serve(data: Path, db: str | None):  # noqa: ANN201
+def serve(data: Path, db: str | None, workers: int = 1):  # noqa: ANN201
     """``janusmail serve`` with IMAP only; its log goes to DATA/server.log (printed if the run fails)."""
     cfg = make_config(data, db, jmap__listen=None, lmtp__listen=None, imap__imaps=None)
     env = dict(os.environ)
@@ -308,7 +310,7 @@ def serve(data: Path, db: str | None):  # noqa: ANN201
     log = open(data / "server.log", "w")  # noqa: SIM115 - lives as long as the server process
     proc = subprocess.Popen(
         [sys.executable, "-m", "janusmail.cli.main", "--data", str(data), "serve", "--imap", cfg.imap.listen,
-         "--jmap", "off", "--lmtp", "off", "--public-url", cfg.public_url],
+         "--jmap", "off", "--lmtp", "off", "--public-url", cfg.public_url, "--workers", str(workers)],
         stdout=log, stderr=log, env=env)
     port = int(cfg.imap.listen.rsplit(":", 1)[1])
     deadline = time.time() + 60
@@ -326,6 +328,197 @@ def server_log(data: Path) -> str:
     text = (data / "server.log").read_text()
     return text[-6000:]
 
+# -- 4. stress profiles (imaptest's default loop) and the store-size run --------------------------------------
+
+STRESS_ADDRESS = "stress@example.test"
+STRESS_MESSAGES = 200  # the shared INBOX's size: every loop appends one message and expunges about one
+
+
+def build_stress(data: Path, db: str | None, store_size: int) -> float:
+    """The stress account (a ``STRESS_MESSAGES`` INBOX) and, for the store-size run, ``store_size`` messages in
+    100 OTHER accounts, ingested with ``ingest_many`` in batches (fsync off: set-up, not the measured path)."""
+    passwords.set_hasher(argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "janusmail.toml").write_text(
+        "[imap]\nmax_connections_per_account = 5000\nmax_connections_per_ip = 5000\n")
+    store = Store.open(data, db, fsync=False)
+    t0 = time.perf_counter()
+    try:
+        acct = store.accounts.create(STRESS_ADDRESS, *passwords.make_credentials(PASSWORD))
+        inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
+        assert inbox is not None
+        store.emails.ingest_many(acct.id, [IngestItem(simple(i), (inbox.id,), (), 1_700_000_000 + i)
+                                           for i in range(STRESS_MESSAGES)])
+        others = []
+        for k in range(100 if store_size else 0):
+            other = store.accounts.create(f"other{k}@example.test", "x")
+            box = store.mailboxes.by_path(other.id, ["INBOX"])
+            assert box is not None
+            others.append((other.id, box.id))
+        rnd = random.Random(11)
+        per_account = -(-store_size // 100) if store_size else 0
+        done = 0
+        for start in range(0, per_account, 500):
+            for account_id, box_id in others:
+                count = min(500, per_account - start, store_size - done)
+                if count <= 0:
+                    break
+                items = [IngestItem(simple(start + i, frm=f"User {i % 300} <user{i % 300}@example.test>",
+                                           body=" ".join(rnd.choice(WORDS) for _ in range(30))),
+                                    (box_id,), ("$seen",) if i % 3 else (), 1_700_000_000 + start + i)
+                         for i in range(count)]
+                store.emails.ingest_many(account_id, items)
+                done += count
+            print(f"  store-size fill: {done:,} / {store_size:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if store_size:
+            store.refresh_statistics()
+    finally:
+        store.close()
+    return time.perf_counter() - t0
+
+
+class StressClient:
+    """A raw-socket client that keeps each command's untagged data (SELECT's EXISTS) and never raises on NO/BAD:
+    the stress run counts those as errors and goes on."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.n = 0
+        self._line()
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError("server closed the connection")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def cmd(self, text: bytes) -> tuple[bool, list[bytes]]:
+        """(tagged OK?, untagged lines). Literals in answers are not expected from the commands used here."""
+        self.n += 1
+        tag = b"s%d" % self.n
+        self.sock.sendall(tag + b" " + text + b"\r\n")
+        lines = []
+        while True:
+            line = self._line()
+            if line.startswith(tag + b" "):
+                return line.startswith(tag + b" OK"), lines
+            lines.append(line)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def stress(port: int, clients: int, seconds: float, logged_in: bool) -> dict[str, list[float]]:
+    """imaptest's default loop on one shared INBOX: LOGIN SELECT FETCH STORE(flags+keywords) EXPUNGE APPEND
+    LOGOUT (a new connection per loop), or with ``logged_in`` one connection that stays logged in and loops
+    SELECT .. APPEND. Returns the latencies by command; errors (NO/BAD, lost connections) under "errors"."""
+    lat: dict[str, list[float]] = defaultdict(list)
+    lock = threading.Lock()
+    stop = time.time() + seconds
+    login = f'LOGIN {STRESS_ADDRESS} "{PASSWORD}"'.encode()
+
+    def worker(k: int) -> None:
+        rnd = random.Random(k)
+        mine: dict[str, list[float]] = defaultdict(list)
+        c: StressClient | None = None
+
+        def timed(name: str, text: bytes) -> list[bytes] | None:
+            assert c is not None
+            t0 = time.perf_counter()
+            ok, lines = c.cmd(text)
+            mine[name].append(time.perf_counter() - t0)
+            if not ok:
+                mine["errors"].append(0.0)
+                return None
+            return lines
+
+        while time.time() < stop:
+            try:
+                if c is None:
+                    c = StressClient(port)
+                    if logged_in and timed("LOGIN", login) is None:
+                        c.close()
+                        c = None
+                        continue
+                if not logged_in:
+                    timed("LOGIN", login)
+                lines = timed("SELECT", b"SELECT INBOX") or []
+                exists = next((int(x.split()[1]) for x in lines if x.endswith(b" EXISTS")), 0)
+                if exists:
+                    lo = rnd.randint(1, exists)
+                    timed("FETCH", b"FETCH %d:%d (UID FLAGS)" % (lo, min(exists, lo + 9)))
+                    timed("STORE", b"STORE %d +FLAGS (\\Seen \\Deleted $Stress%d)" % (rnd.randint(1, exists),
+                                                                                        rnd.randint(0, 9)))
+                timed("EXPUNGE", b"EXPUNGE")
+                msg = simple(rnd.randint(0, 10**6))
+                timed("APPEND", b"APPEND INBOX (\\Seen) {%d+}\r\n%s" % (len(msg), msg))
+                if not logged_in:
+                    timed("LOGOUT", b"LOGOUT")
+                    c.close()
+                    c = None
+            except (OSError, EOFError):
+                mine["errors"].append(0.0)
+                if c is not None:
+                    c.close()
+                c = None
+        if c is not None:
+            with contextlib.suppress(OSError, EOFError):
+                c.cmd(b"LOGOUT")
+            c.close()
+        with lock:
+            for name, values in mine.items():
+                lat[name].extend(values)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return lat
+
+
+def report_stress(label: str, lat: dict[str, list[float]], seconds: float) -> float:
+    errors = len(lat.pop("errors", []))
+    total = sum(len(v) for v in lat.values())
+    rate = total / seconds
+    print(f"\n{label}: {total:,} commands in {seconds:g} s = {rate:,.0f} cmds/s, {errors} errors")
+    print(f"  {'command':10s} {'count':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    for name in ("LOGIN", "SELECT", "FETCH", "STORE", "EXPUNGE", "APPEND", "LOGOUT"):
+        v = lat.get(name)
+        if v:
+            print(f"  {name:10s} {len(v):8d} {pct(v, 50) * 1000:8.2f} {pct(v, 99) * 1000:8.2f}")
+    return rate
+
+
+def run_stress(args: argparse.Namespace) -> None:
+    """``--profile stress`` / ``stress-loggedin`` (both with ``--profile stress-both``), after filling
+    ``--store-size`` messages into 100 other accounts. Aims (../shared/design/numbers-to-beat.md): Dovecot
+    913 cmds/s, 2,774 logged in; the store-size run within 1.2x of the empty store."""
+    profiles = {"stress": [False], "stress-loggedin": [True], "stress-both": [False, True]}[args.profile]
+    with tempfile.TemporaryDirectory() as d:
+        data = Path(d) / "stress"
+        db = pg_schema(args.pg)
+        took = build_stress(data, db, args.store_size)
+        print(f"built the stress INBOX ({STRESS_MESSAGES} messages) and {args.store_size:,} messages in 100 other "
+              f"accounts in {took:.1f} s ({'PostgreSQL' if args.pg else 'SQLite'}, --workers {args.workers})")
+        proc, port = serve(data, db, args.workers)
+        try:
+            for logged_in in profiles:
+                lat = stress(port, args.clients, args.seconds, logged_in)
+                label = "stress, logged in" if logged_in else "stress (login/logout per loop)"
+                report_stress(f"{label}, {args.clients} clients, store size {args.store_size:,}", lat, args.seconds)
+        except BaseException:
+            print("server errors:\n" + server_log(data), file=sys.stderr)
+            raise
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -336,7 +529,17 @@ def main() -> None:
     ap.add_argument("--no-big", action="store_true", help="skip the 100k-message mailbox (~1 min to build)")
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--pg", default=None, help="PostgreSQL URL (default: SQLite)")
+    ap.add_argument("--workers", type=int, default=1, help="serve --workers N (default 1: one process)")
+    ap.add_argument("--profile", choices=["stress", "stress-loggedin", "stress-both"], default=None,
+                    help="run only a stress profile (imaptest's default loop; 10 clients x 20 s by default)")
+    ap.add_argument("--store-size", type=int, default=0, metavar="N",
+                    help="with --profile: first fill N messages into 100 other accounts")
     args = ap.parse_args()
+    if args.profile:
+        if "--clients" not in sys.argv:
+            args.clients = 10
+        run_stress(args)
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 4 * args.connections + 256))
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the server process inherits it
@@ -346,10 +549,11 @@ def main() -> None:
         db = pg_schema(args.pg)
         took = build(data, args.messages, db)
         print(f"built {args.messages:,}-message INBOX in {took:.1f} s ({'PostgreSQL' if args.pg else 'SQLite'})")
-        proc, port = serve(data, db)
+        proc, port = serve(data, db, args.workers)
         try:
             mixed(port, args.clients, args.seconds, args.messages)
-            idle_memory(port, proc.pid, args.connections)
+            if args.workers == 1:
+                idle_memory(port, proc.pid, args.connections)
         except BaseException:
             print("server errors:\n" + server_log(data), file=sys.stderr)
             raise
@@ -361,7 +565,7 @@ def main() -> None:
             db = pg_schema(args.pg)
             took = build(data, args.big_messages, db)
             print(f"\nbuilt {args.big_messages:,}-message INBOX in {took:.1f} s")
-            proc, port = serve(data, db)
+            proc, port = serve(data, db, args.workers)
             try:
                 big(port)
             finally:

@@ -1,7 +1,7 @@
 """Ingest benchmark: `janusmail import` and LMTP delivery (4 concurrent senders), on SQLite and PostgreSQL.
 
 Generates a 10,000-message corpus (plain, multipart, 8-bit, broken, threaded mail) and prints messages/s.
-Run: .venv/bin/python bench/ingest.py [--messages N] [--no-postgres]
+Run: .venv/bin/python bench/ingest.py [--messages N] [--no-postgres] [--blob-store local|database]
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def write_mbox(path: Path, msgs: list[bytes]) -> None:
             fh.write(b"\n")
 
 
-def bench_import(tmp: Path, db: str | None, mbox: Path, n: int) -> float:
-    store = Store.open(tmp / f"imp-{uuid.uuid4().hex[:6]}", db)
+def bench_import(tmp: Path, db: str | None, mbox: Path, n: int, blob_store: str = "local") -> float:
+    store = Store.open(tmp / f"imp-{uuid.uuid4().hex[:6]}", db, blob_store=blob_store)
     try:
         acct = store.accounts.create("bench@example.test", "x")
         report = import_path(store, acct.id, mbox, show_progress=False)
@@ -48,9 +48,11 @@ def bench_import(tmp: Path, db: str | None, mbox: Path, n: int) -> float:
         store.close()
 
 
-def bench_lmtp(tmp: Path, db: str | None, msgs: list[bytes], senders: int = 4) -> float:
+def bench_lmtp(tmp: Path, db: str | None, msgs: list[bytes], senders: int = 4, blob_store: str = "local") -> float:
     """The server runs as its own `janusmail serve` process, as in production; senders are threads here."""
     data = tmp / f"lmtp-{uuid.uuid4().hex[:6]}"
+    data.mkdir()
+    (data / "janusmail.toml").write_text(f'[store]\nblob_store = "{blob_store}"\n')
     janusmail_cmd(data, "user", "add", "bench@example.test", "--password", "x", db=db)
     cfg = make_config(data, db, imap__listen=None, imap__imaps=None, jmap__listen=None)
     proc = spawn_server(data, cfg, db)
@@ -95,6 +97,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--lmtp-messages", type=int, default=5_000)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--blob-store", choices=["local", "database"], default="local",
+                    help="where message bytes go ([store] blob_store)")
     args = ap.parse_args()
     msgs = corpus(args.messages)
     with tempfile.TemporaryDirectory() as d:
@@ -104,20 +108,20 @@ def main() -> None:
         backends: list[tuple[str, str | None]] = [("sqlite", None)]
         if not args.no_postgres:
             backends.append(("postgresql", "pg"))
-        print(f"corpus: {args.messages} messages, {mbox.stat().st_size / 1e6:.1f} MB")
+        print(f"corpus: {args.messages} messages, {mbox.stat().st_size / 1e6:.1f} MB; blob store {args.blob_store}")
         for name, db in backends:
             admin = schema = None
             url = None
             if db:
                 url, admin, schema = pg_schema_url()
             try:
-                rate = bench_import(tmp, url, mbox, args.messages)
+                rate = bench_import(tmp, url, mbox, args.messages, args.blob_store)
                 print(f"{name:10s} import           {rate:8,.0f} messages/s")
                 if db:
                     with admin.begin() as conn:
                         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
                         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-                rate = bench_lmtp(tmp, url, msgs[: args.lmtp_messages])
+                rate = bench_lmtp(tmp, url, msgs[: args.lmtp_messages], blob_store=args.blob_store)
                 print(f"{name:10s} LMTP 4 senders   {rate:8,.0f} messages/s")
             finally:
                 if admin is not None:

@@ -10,6 +10,8 @@ One dataclass tree so every listener reads the same settings. The TOML file (``D
     jmapaccess_draft_response_code = false
     [auth]
     jmap_accepts_basic = true
+    [store]
+    blob_store = "database"                   # several nodes on one PostgreSQL database
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ class ImapConfig:
     max_append_size: int = 64 * 1024 * 1024
     #: Opt-in: also send draft -04's [JMAPACCESS url] / OK [DEBUGGING reason] on login (RFC 9698 removed them).
     jmapaccess_draft_response_code: bool = False
+    #: METADATA's server entry /shared/admin (RFC 5464 §3.2.1.1, a URI): None = mailto:postmaster@HOSTNAME,
+    #: "" = no such entry.
+    metadata_admin: str | None = None
 
 
 @dataclass
@@ -98,6 +103,8 @@ class JmapConfig:
     max_concurrent_upload: int | None = None
     max_size_request: int | None = None
     max_concurrent_requests: int | None = None
+    max_queued_requests: int | None = None
+    queue_wait_ms: int | None = None
     max_calls_in_request: int | None = None
     max_objects_in_get: int | None = None
     max_objects_in_set: int | None = None
@@ -184,6 +191,40 @@ class HttpConfig:
 
 
 @dataclass
+class StoreConfig:
+    """Where the mailstore keeps message and upload bytes (janusmail/store/blobstore.py).
+
+    ``blob_store``: ``"local"`` (default): append-only pack files under ``DIR/blobs``, the fastest, for one
+    node. ``"database"``: in the database, written by the same transaction as the mail's rows; what several
+    ``serve`` nodes sharing one PostgreSQL database need (every node then reads every message). Allowed on
+    SQLite too (the whole store in one file). Blobs written under the other setting stay readable where they
+    are: switching only changes where new bytes go.
+    """
+
+    blob_store: str = "local"
+
+
+@dataclass
+class OutboundConfig:
+    """Sending mail (JMAP EmailSubmission; janusmail/smtp/outbound.py).
+
+    Recipients with an account here are delivered straight into their Inbox. Others go through ``relay``, a
+    smarthost: ``smtp://HOST:PORT`` (STARTTLS when the relay offers it) or ``smtps://HOST:PORT`` (implicit
+    TLS), with ``relay_username`` and the password in ``relay_password_file`` when it wants AUTH. Without a
+    relay such a recipient fails at once (``550 5.4.4``) and the sender gets a bounce. Temporary failures are
+    retried after ``retry_base`` seconds, doubling, until ``max_age``.
+    """
+
+    relay: str | None = None
+    relay_username: str | None = None
+    relay_password_file: str | None = None
+    #: Verify the relay's certificate (off only for a relay on a private network with a self-signed one).
+    relay_tls_verify: bool = True
+    retry_base: int = 60
+    max_age: int = 2 * 24 * 3600
+
+
+@dataclass
 class Config:
     data_dir: Path = Path("./var")
     db: str | None = None
@@ -199,6 +240,8 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
 
     @property
     def effective_public_url(self) -> str | None:
@@ -252,6 +295,8 @@ class Config:
             raise ValueError(
                 f"http.forwarded_header must be x-forwarded-for or forwarded, not {self.http.forwarded_header!r}"
             )
+        if self.store.blob_store not in ("local", "database"):
+            raise ValueError(f'store.blob_store must be "local" or "database", not {self.store.blob_store!r}')
 
 
 def _overlay(obj: Any, data: dict[str, Any], where: str) -> None:

@@ -11,12 +11,14 @@ are, never probing whether a part was built. A test that needs a different part 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from janusmail.auth.authenticator import Authenticator
-from janusmail.config import Config
+from janusmail.config import Config, parse_hostport
 from janusmail.spool import Spooler
 from janusmail.store.store import Store
 
@@ -36,6 +38,18 @@ class Runtime:
     auth: Authenticator
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
     closers: list[Closer] = field(default_factory=list)
+    #: Listening sockets bound by the supervisor of ``serve --workers`` (janusmail.workers) and inherited by
+    #: this worker process, by listener name: every worker serves on the same sockets. Empty: bind your own.
+    listeners: dict[str, socket.socket] = field(default_factory=dict)
+
+    def listen_args(self, name: str, address: str) -> dict[str, Any]:
+        """Where listener ``name`` (configured at ``address``, ``H:P``) accepts: keyword arguments for
+        ``asyncio.start_server`` / ``loop.create_server`` (the inherited socket, else host and port)."""
+        sock = self.listeners.get(name)
+        if sock is not None:
+            return {"sock": sock}
+        host, port = parse_hostport(address)
+        return {"host": host, "port": port}
 
     @cached_property
     def spooler(self) -> Spooler:

@@ -4,6 +4,11 @@ Each protocol plugs in as a *starter*: an async function that opens its listener
 returns a closer. SIGTERM/SIGINT stop accepting, let the closers run, and close the store (which waits for
 in-flight transactions), so nothing acknowledged is lost on shutdown.
 
+With ``serve --workers N`` (janusmail.workers) this frame runs in each worker process: the listening
+sockets come bound from the supervisor (``listeners``), the supervisor announced them and cleaned the spool,
+and on SQLite the worker joins the supervisor's change bus (``bus``, janusmail.store.changebus) so its
+sessions hear the other workers' writes. ``--workers 1`` runs it as the whole server, as before.
+
 What the listeners share is :class:`janusmail.runtime.Runtime` (its own module: the doors import it, and this
 frame imports the doors). The doors and the authenticator are imported and built unconditionally: a broken
 import or an inconsistent auth setting stops the start with its error, never a server missing a door.
@@ -16,15 +21,19 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 
 from janusmail.auth.authenticator import Authenticator
 from janusmail.auth.factory import build_authenticator
-from janusmail.config import Config, parse_hostport
+from janusmail.config import Config
 from janusmail.imap.server import start_imap
 from janusmail.jmap.http import start_jmap
 from janusmail.runtime import Runtime
 from janusmail.smtp.lmtp import start_lmtp as _open_lmtp
+from janusmail.smtp.outbound import start_outbound
+from janusmail.spool import Spooler
+from janusmail.store.changebus import BusLink
 from janusmail.store.store import Store
 
 __all__ = ["STARTERS", "make_auth", "run", "serve_forever", "start_all", "stop_all"]
@@ -41,8 +50,9 @@ def _bound(server: asyncio.base_events.Server) -> tuple[str, int]:
 async def start_lmtp(rt: Runtime) -> None:
     if not rt.config.lmtp.listen:
         return
-    host, port = parse_hostport(rt.config.lmtp.listen)
-    server = await _open_lmtp(rt.store, host, port, rt.config.lmtp.max_message_size)
+    where = rt.listen_args("lmtp", rt.config.lmtp.listen)
+    server = await _open_lmtp(rt.store, where.get("host"), where.get("port"), rt.config.lmtp.max_message_size,
+                              sock=where.get("sock"))
     rt.bound["lmtp"] = _bound(server)
 
     async def close() -> None:
@@ -55,7 +65,7 @@ async def start_lmtp(rt: Runtime) -> None:
 #: Every door of the process, imported at the top of this module: a door that cannot be imported stops
 #: ``janusmail serve`` at start with the import error, instead of a server running without that door.
 #: Each starter opens nothing when its section names no listener.
-STARTERS: list[Callable[[Runtime], Awaitable[None]]] = [start_lmtp, start_imap, start_jmap]
+STARTERS: list[Callable[[Runtime], Awaitable[None]]] = [start_lmtp, start_imap, start_jmap, start_outbound]
 
 
 def make_auth(config: Config, store: Store) -> Authenticator:
@@ -63,8 +73,12 @@ def make_auth(config: Config, store: Store) -> Authenticator:
     return build_authenticator(config, store)
 
 
-async def start_all(config: Config, store: Store) -> Runtime:
+async def start_all(config: Config, store: Store, *, listeners: Mapping[str, socket.socket] | None = None) -> Runtime:
+    """Open every listener; ``listeners``: the sockets a supervisor bound (a worker of ``serve --workers``)."""
     rt = Runtime(config, store, make_auth(config, store))
+    if listeners is not None:
+        rt.listeners.update(listeners)
+        rt.spooler = Spooler.from_config(config, clean=False)  # the supervisor cleaned, before any worker ran
     # The spool budget exists before any listener (and a previous run's spool leftovers are gone).
     rt.spooler  # noqa: B018
     store.start_listener()
@@ -84,19 +98,35 @@ async def stop_all(rt: Runtime) -> None:
     rt.auth.close()  # the login threads (janusmail.auth.Authenticator.run)
 
 
-async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None = None) -> None:
+async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None = None, *,
+                        listeners: Mapping[str, socket.socket] | None = None,
+                        bus: socket.socket | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. A worker of ``serve --workers`` passes the supervisor's ``listeners`` and
+    its end of the change ``bus`` (SQLite); it stops by itself when the bus says the supervisor is gone."""
     config.check()
-    store = Store.open(config.data_dir, config.db)
-    rt = await start_all(config, store)
+    store = Store.open(config.data_dir, config.db, blob_store=config.store.blob_store)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    link: BusLink | None = None
+    if bus is not None:
+        link = BusLink(store, bus, on_lost=lambda: loop.call_soon_threadsafe(stop.set))
+        link.start()
+    try:
+        rt = await start_all(config, store, listeners=listeners)
+    except BaseException:
+        store.close()
+        if link is not None:
+            link.stop()
+        raise
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    # A worker's listeners were announced once by its supervisor.
+    say = log.debug if listeners is not None else log.info
     for name, (host, port) in rt.bound.items():
-        log.info("%s listening on %s:%d", name.upper(), host, port)
+        say("%s listening on %s:%d", name.upper(), host, port)
     # What RFC 9698 clients are sent to (settled by now: derived from the JMAP listener when not configured).
-    log.info("JMAPACCESS points at %s", config.session_url or "nothing (no JMAP here and no public URL): not offered")
+    say("JMAPACCESS points at %s", config.session_url or "nothing (no JMAP here and no public URL): not offered")
     # Everything loaded so far lives as long as the process: keep the collector from rescanning it, and let
     # the young generation grow (big FETCH/SEARCH answers allocate many short-lived objects).
     gc.collect()
@@ -107,16 +137,19 @@ async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None 
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
+        say("shutting down")
         await stop_all(rt)
         store.close()
+        if link is not None:
+            link.stop()  # after the store: its last commits were still told to the other workers
 
 
-def run(config: Config, ready: Callable[[Runtime], None] | None = None) -> None:
+def run(config: Config, ready: Callable[[Runtime], None] | None = None, *,
+        listeners: Mapping[str, socket.socket] | None = None, bus: socket.socket | None = None) -> None:
     try:
         import uvloop  # type: ignore[import-not-found]
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(serve_forever(config, ready))
+    runner(serve_forever(config, ready, listeners=listeners, bus=bus))

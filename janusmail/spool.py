@@ -7,7 +7,9 @@ under ``DIR/tmp`` as it arrives (unlinked from the start, so nothing is left beh
 from a platform without ``O_TMPFILE`` are removed at start), and at most one flush (``FLUSH_BYTES``) plus one
 network read stays in memory per body; a client that stalls mid-body holds only its file.
 
-Three limits, one :class:`Spooler` per server process:
+Three limits, one :class:`Spooler` per server process (with ``serve --workers N``, per worker: each limit
+below is then N times larger for the whole server; the spool directory is shared, and only the supervisor
+cleans it, at start):
 
 * ``max_in_flight``: octets of literals and uploads being received or waiting to be stored, all connections
   together. A body is counted from the moment it is announced (literal header, Content-Length) until its
@@ -249,7 +251,7 @@ class Spooler:
     """The process's spool directory, in-flight budget and load gate (see the module docstring)."""
 
     def __init__(self, directory: Path, *, threshold: int = 256 * 1024, max_in_flight: int = 1 << 30,
-                 max_loaded: int = 64 << 20, stall_timeout: float = 120.0) -> None:
+                 max_loaded: int = 64 << 20, stall_timeout: float = 120.0, clean: bool = True) -> None:
         if threshold < 0 or max_in_flight < 0 or max_loaded < 0 or stall_timeout <= 0:
             raise ValueError("spool settings must be positive")
         self.directory = directory
@@ -258,13 +260,17 @@ class Spooler:
         self.gate = LoadGate(max_loaded)
         self.stall_timeout = float(stall_timeout)
         directory.mkdir(parents=True, exist_ok=True)
-        self.clean()
+        if clean:
+            self.clean()
 
     @classmethod
-    def from_config(cls, config: Config) -> Spooler:
+    def from_config(cls, config: Config, *, clean: bool = True) -> Spooler:
+        """The spooler ``config`` describes. ``clean=False`` in a worker of ``serve --workers``: the
+        supervisor removed the previous run's leftovers once before starting any worker, and a worker that
+        starts later (a replacement) must not scan a directory its siblings are spooling into."""
         sc = config.spool
         return cls(Path(config.data_dir) / "tmp", threshold=int(sc.threshold), max_in_flight=int(sc.max_in_flight),
-                   max_loaded=int(sc.max_loaded), stall_timeout=float(sc.stall_timeout))
+                   max_loaded=int(sc.max_loaded), stall_timeout=float(sc.stall_timeout), clean=clean)
 
     def clean(self) -> int:
         """Remove spool files a previous run left behind; returns how many."""

@@ -158,11 +158,13 @@ def janusmail_cmd(data_dir: Path, *args: str, db: str | None = None, input: str 
                           capture_output=True, text=True, input=input, check=check, env=env, timeout=300)
 
 
-def spawn_server(data_dir: Path, cfg: Config, db: str | None = None) -> subprocess.Popen:
+def spawn_server(data_dir: Path, cfg: Config, db: str | None = None, *, workers: int = 1) -> subprocess.Popen:
     """``janusmail serve`` with ``cfg``'s listeners, returned once it says ready. If a port was taken in the
-    meantime, ``cfg`` gets new ports (read them after this returns) and the server is started again."""
+    meantime, ``cfg`` gets new ports (read them after this returns) and the server is started again.
+    ``workers``: ``serve --workers`` (1, the default here: one process, whose pid is the server's, as tests
+    measuring it need; more: a supervisor, ``proc``, and its worker processes)."""
     for attempt in range(START_ATTEMPTS):
-        proc, output = _spawn_once(data_dir, cfg, db)
+        proc, output = _spawn_once(data_dir, cfg, db, workers)
         if proc is not None:
             return proc
         if "Address already in use" not in output and f"[Errno {errno.EADDRINUSE}]" not in output:
@@ -172,14 +174,14 @@ def spawn_server(data_dir: Path, cfg: Config, db: str | None = None) -> subproce
     raise RuntimeError("server did not start:\n" + output[-4000:])
 
 
-def _spawn_once(data_dir: Path, cfg: Config, db: str | None) -> tuple[subprocess.Popen | None, str]:
+def _spawn_once(data_dir: Path, cfg: Config, db: str | None, workers: int) -> tuple[subprocess.Popen | None, str]:
     env = dict(os.environ)
     if db:
         env["JANUSMAIL_DB"] = db
     proc = subprocess.Popen(
         [sys.executable, "-m", "janusmail.cli.main", "--data", str(data_dir), "serve",
          "--imap", cfg.imap.listen or "off", "--jmap", cfg.jmap.listen or "off", "--lmtp", cfg.lmtp.listen or "off",
-         "--public-url", cfg.public_url],
+         "--public-url", cfg.public_url, "--workers", str(workers)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     assert proc.stderr

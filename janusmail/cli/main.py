@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from janusmail import config as configmod
+from janusmail.cli.quota import quota as quota_group
 from janusmail.store.model import AlreadyExists
 
 
@@ -34,7 +35,7 @@ class Ctx:
         if self._store is None:
             from janusmail.store.store import Store
 
-            self._store = Store.open(self.config.data_dir, self.config.db)
+            self._store = Store.open(self.config.data_dir, self.config.db, blob_store=self.config.store.blob_store)
         return self._store
 
     def account(self, address: str):  # noqa: ANN201
@@ -273,6 +274,10 @@ def alias_remove(c: Ctx, address: str, alias_address: str) -> None:
     click.echo(f"removed {alias_address.strip().lower()} from {acct.address}")
 
 
+# -- quotas (janusmail/cli/quota.py) -------------------------------------------------------------------------
+
+cli.add_command(quota_group)
+
 # -- import --------------------------------------------------------------------------------------------------
 
 @cli.command("import")
@@ -333,11 +338,18 @@ def _echo_import_report(report) -> None:  # noqa: ANN001 - janusmail.cli.importe
 @click.option("--lmtp", "lmtp_addr", default=None, help="LMTP listener H:P [127.0.0.1:2424]; 'off' disables.")
 @click.option("--public-url", default=None,
               help="Public base URL of JMAP, advertised by JMAPACCESS [derived from --jmap: http://HOST:PORT].")
+@click.option("--blob-store", type=click.Choice(["local", "database"]), default=None,
+              help="Where new message bytes go: local pack files, or the database (several nodes on one "
+                   "PostgreSQL) [config [store] blob_store, else local].")
+@click.option("--workers", type=click.IntRange(min=1), default=None, envvar="JANUSMAIL_WORKERS",
+              help="Worker processes sharing the listeners and the store [one per CPU]; 1 runs everything in "
+                   "this one process.")
 @pass_ctx
 def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str | None, lmtp_addr: str | None,
-          public_url: str | None) -> None:
+          public_url: str | None, blob_store: str | None, workers: int | None) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     from janusmail.server import run
+    from janusmail.workers import default_workers
 
     cfg = c.config
 
@@ -352,6 +364,8 @@ def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str 
     cfg.lmtp.listen = pick(lmtp_addr, cfg.lmtp.listen)
     if public_url:
         cfg.public_url = public_url
+    if blob_store:
+        cfg.store.blob_store = blob_store
     try:
         cfg.check()
         for value in (cfg.imap.listen, cfg.imap.imaps, cfg.jmap.listen, cfg.lmtp.listen):
@@ -360,12 +374,23 @@ def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str 
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
-    def ready(rt) -> None:  # noqa: ANN001
-        for name, (host, port) in sorted(rt.bound.items()):
+    def announce(bound: dict[str, tuple[str, int]]) -> None:
+        for name, (host, port) in sorted(bound.items()):
             click.echo(f"{name}\t{host}:{port}", err=True)
         click.echo("ready", err=True)
 
-    run(cfg, ready)
+    workers = workers or default_workers()
+    if workers == 1:
+        run(cfg, lambda rt: announce(rt.bound))
+        return
+    from janusmail.workers import supervisor
+
+    try:
+        status = supervisor.run(cfg, workers, announce)  # the workers' banner, printed once, by the supervisor
+    except ValueError as exc:  # inconsistent auth settings, found before any worker starts
+        raise click.ClickException(str(exc)) from None
+    if status:
+        raise SystemExit(status)
 
 
 @cli.command()

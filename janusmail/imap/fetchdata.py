@@ -79,7 +79,11 @@ def uid_ranges(uids: Iterable[int]) -> list[tuple[int, int]]:
 
 # -- the plan ------------------------------------------------------------------------------------------------
 
-_STRUCT_ITEMS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE"})
+#: Items rendered once per email and kept in the render memo (content is immutable). PREVIEW (RFC 8970) is the
+#: preview computed at ingest (``emails.preview``), read per render batch: the message is never parsed again.
+_STRUCT_ITEMS = frozenset({"ENVELOPE", "BODY", "BODYSTRUCTURE", "PREVIEW"})
+#: RFC 8970 §3: at most 256 characters of preview.
+PREVIEW_MAX = 256
 
 
 @dataclass
@@ -94,6 +98,7 @@ class FetchPlan:
     blob: bool = False  # message bytes needed
     sets_seen: bool = False
     modseq: bool = False
+    saved: bool = False  # SAVEDATE (RFC 8514): the memberships' save dates are read with the rows
 
     @classmethod
     def build(cls, requested: Sequence[FetchItem], *, uid: bool, modseq: bool = False) -> FetchPlan:
@@ -121,6 +126,8 @@ class FetchPlan:
                     structs.add(it.name)
                 elif it.name == "MODSEQ":
                     plan.modseq = True
+                elif it.name == "SAVEDATE":
+                    plan.saved = True
             else:
                 plan.blob = True
                 if needs_cache(it):
@@ -240,31 +247,45 @@ def fill_structs(store: Any, rows: Sequence[Row], plan: FetchPlan, utf8: bool,
     sget = caches.structs.get
     names = tuple(plan.structs)
     missing: dict[str, bytes | None] = {}
+    no_preview: list[str] = []
     for r in rows:
         eid = r[EMAIL_ID]
         for name in names:
             key = (eid, name, utf8)
             v = sget(key)
-            if v is None:
-                missing[eid] = r[CACHE] if plan.cache else None
-            else:
+            if v is not None:
                 pinned[key] = v
+            elif name == "PREVIEW":
+                no_preview.append(eid)
+            else:
+                missing[eid] = r[CACHE] if plan.cache else None
+    if no_preview:
+        for eid, text in store.messages.previews(no_preview).items():
+            key, v = (eid, "PREVIEW", utf8), Raw(preview_string(text, utf8))
+            pinned[key] = v
+            caches.structs.put(key, v)
     if not missing:
         return pinned
     need = [eid for eid, c in missing.items() if c is None]
     if need:
         missing.update(store.messages.mime_caches(need))
-    only_envelope = plan.structs == {"ENVELOPE"}
+    only_envelope = plan.structs - {"PREVIEW"} == {"ENVELOPE"}
     for eid, blob in missing.items():
         env = _envelope_only(blob) if only_envelope and blob else None
         cache = {"envelope": env} if env is not None else (orjson.loads(blob) if blob else {})
         for name in names:
             key = (eid, name, utf8)
-            if key not in pinned:
+            if key not in pinned and name != "PREVIEW":
                 v = _render_struct(name, cache, utf8, caches.addrs)
                 pinned[key] = v
                 caches.structs.put(key, v)
     return pinned
+
+
+def preview_string(text: str, utf8: bool) -> bytes:
+    """The PREVIEW value (RFC 8970 §3): whitespace runs as single spaces, at most :data:`PREVIEW_MAX`
+    characters; UTF-8 text goes out quoted to a UTF-8 client and as a literal to others."""
+    return nstring(" ".join(text.split())[:PREVIEW_MAX], utf8)
 
 
 def fill_and_render(ctx: RenderContext, rows: Sequence[Row], seqs: Sequence[int]) -> bytes:
@@ -343,6 +364,8 @@ class RenderContext:
     caches: RenderCaches | None = None
     #: rendered structures of the batch being rendered (:func:`fill_structs`); read before the memo
     pinned: dict[tuple[str, str, bool], Raw] = field(default_factory=dict)
+    #: SAVEDATE: save date (epoch seconds) by UID, read with the rows when the plan asks for it
+    saved: dict[int, int] = field(default_factory=dict)
     _renderers: dict[Any, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -389,6 +412,9 @@ class RenderContext:
                 return lambda r, rd: r[SIZE]
             if name == "MODSEQ":
                 return lambda r, rd: r[MODSEQ]
+            if name == "SAVEDATE":
+                saved, days = self.saved, self._caches.days
+                return lambda r, rd: internal_date(saved[r[UID]], days) if r[UID] in saved else None
             if name == "EMAILID":
                 return lambda r, rd: Raw(b"(" + r[EMAIL_ID].encode("ascii") + b")")
             if name == "THREADID":
@@ -518,7 +544,7 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
     caches = ctx._caches
     env: dict[str, Any] = {
         "FL": _flags_out(caches.flags), "KW": ctx.keywords.get, "REC": ctx.is_recent,
-        "ID": _idate_fn(caches.days), "PID": _paren_id, "SG": ctx.pinned.get, "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
+        "ID": _idate_fn(caches.days), "PID": _paren_id, "SD": ctx.saved.get, "SG": ctx.pinned.get, "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
     }
     pieces: list[bytes] = []
     exprs: list[str] = []
@@ -537,6 +563,8 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
                 exprs.append(f"FL(r[{FLAGS}], KW(r[{EMAIL_ID}], EMPTY), r[{DELETED}], {recent})")
             elif name == "INTERNALDATE":
                 exprs.append(f"ID(r[{RECEIVED}])")
+            elif name == "SAVEDATE":  # NIL for a message whose save date is unknown
+                exprs.append(f"(ID(SD(r[{UID}])) if SD(r[{UID}]) is not None else NIL)")
             elif name == "EMAILID":
                 exprs.append(f"PID(r[{EMAIL_ID}])")
             elif name == "THREADID":

@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["LiteralSpools"]
 
 MIN_THRESHOLD = 16 * 1024
+#: Commands whose literal is a message (APPEND; REPLACE, RFC 8508): only these may be big.
+MESSAGE_COMMANDS = frozenset({"APPEND", "REPLACE", "UID REPLACE"})
 BUSY_TEXT = "Too much mail is being uploaded to this server right now, try again later"
 
 
@@ -64,7 +66,7 @@ class LiteralSpools:
             s.parser.reject_literal()
             self.release()
             return
-        if ev.command != "APPEND":
+        if ev.command not in MESSAGE_COMMANDS:
             self._refuse(ev, "BAD", "TOOBIG", "Literal too large for this command")
             return
         limit = min(int(s.config.max_append_size), int(s.store.max_message_size))

@@ -24,10 +24,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from janusmail.imap.codec import Command
+from janusmail.imap.codec import Command, mutf7
 from janusmail.imap.codec.args import FetchArgs, FetchBody, FetchItem, NotifyArgs, NotifyGroup
 from janusmail.imap.codec.responses import list_response, status_response
 from janusmail.imap.codec.sequence import SequenceSet
+from janusmail.imap.codec.serializer import Raw
+from janusmail.imap.codec.strings import quoted_or_literal
 from janusmail.imap.commands.mailbox_tree import read_tree
 from janusmail.store.model import Mailbox, MailboxCounts
 
@@ -260,7 +262,9 @@ def list_lines(state: NotifyState, snap: Snapshot, *, utf8: bool) -> list[bytes]
             continue
         old_name, old_subscribed = old
         if old_name != name and ("MAILBOXNAME" in events or "MAILBOXNAME" in spec.events_for(old_name, None, old_subscribed)):
-            out.append(list_response([children_attr(mid)], DELIM, name, utf8, [("OLDNAME", [old_name])]))
+            # OLDNAME's value is a mailbox name (RFC 5258 §3.1): modified UTF-7 like the name itself
+            oldname = Raw(quoted_or_literal(old_name if utf8 else mutf7.encode(old_name), utf8))
+            out.append(list_response([children_attr(mid)], DELIM, name, utf8, [("OLDNAME", [oldname])]))
         if old_subscribed != subscribed and "SUBSCRIPTIONCHANGE" in events:
             attrs = [children_attr(mid)] + (["\\Subscribed"] if subscribed else [])
             out.append(list_response(attrs, DELIM, name, utf8))

@@ -15,7 +15,8 @@ HEADER name value   FROM/TO/CC/BCC/SUBJECT as above; other fields a substring of
 BODY / TEXT         case-insensitive substring ("contains the specified string": ``sdfghjk`` finds
                     ``asdfghjkl``) of the body text; TEXT also of every header field
 dates               BEFORE/ON/SINCE on the internal date (UTC days); SENT* on the Date header's own calendar
-                    day; OLDER/YOUNGER relative to the session's "now"
+                    day; SAVED* (RFC 8514) on the save date in this mailbox (UTC days); OLDER/YOUNGER
+                    relative to the session's "now"
 sequence sets       resolved to UID ranges through the session's snapshot before building
 ==================  ================================================================================
 """
@@ -96,13 +97,18 @@ def _header(key: HeaderKey) -> q.Condition:
 
 
 def _date(key: DateKey) -> q.Condition:
-    fld = "received" if key.field == "internal" else "sent"
     start = _day_start(key.date)
+    make: Callable[[q.Compare, int], q.Condition]
+    if key.field == "saved":  # RFC 8514: the membership's save date, a condition of its own
+        make = q.SavedDate
+    else:
+        fld = "received" if key.field == "internal" else "sent"
+        make = lambda op, epoch: q.Date(fld, op, epoch)  # noqa: E731
     if key.op == "before":
-        return q.Date(fld, "lt", start)
+        return make("lt", start)
     if key.op == "since":
-        return q.Date(fld, "ge", start)
-    return q.And((q.Date(fld, "ge", start), q.Date(fld, "lt", start + _DAY)))
+        return make("ge", start)
+    return q.And((make("ge", start), make("lt", start + _DAY)))
 
 
 def build_condition(key: SearchKey, resolve: Resolver, *, recent: list[tuple[int, int]] | None = None,

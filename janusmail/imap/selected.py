@@ -27,6 +27,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from janusmail.imap import search_updates
 from janusmail.imap.codec import NumberSet, SequenceSet, responses, serializer
 from janusmail.imap.flags import imap_flags, mailbox_flags, permanent_flags_code
 from janusmail.store.message_views import FlagChange, MailboxDelta, MailboxSnapshot
@@ -85,6 +86,8 @@ class SelectedMailbox:
         self.pending_expunge: set[int] = set()
         #: RFC 5182 SEARCHRES: the saved result as UIDs (B's SEARCH ... RETURN (SAVE) sets it).
         self.saved_uids: NumberSet | None = None
+        #: SEARCH RETURN (UPDATE) contexts by tag (RFC 5267; janusmail/imap/search_updates.py).
+        self.update_contexts: dict[str, search_updates.UpdateContext] = {}
         self._own: dict[int, int] = {}
         self._last_recent_count = self.recent_count()
         #: keywords announced to this session by FLAGS (IMAP spelling, in announcement order) and their keys.
@@ -275,6 +278,7 @@ class SelectedMailbox:
         present = sorted({u for u in uids if self.uid_to_seq(u) is not None})
         if not present:
             return
+        search_updates.before_expunge(s, self, present)  # REMOVEFROM while their numbers still mean them
         if s.qresync:
             s.write(responses.vanished_response(present))
         else:

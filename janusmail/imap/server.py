@@ -5,6 +5,14 @@ before login, 30 min after; ``[spool] stall_timeout`` while a literal is arrivin
 the session keeps no big buffers: a large APPEND literal is written to its spool file after every read, before
 the next read (back-pressure), so memory per connection stays at about one read plus one spool flush. Connection caps per
 IP (at accept) and per account (at login) come from ``[imap]`` config.
+
+COMPRESS=DEFLATE (RFC 4978) lives here too, in :class:`_Wire`: the session only says "start compression" (as it
+says "start TLS"), and the adapter then runs every byte each way through raw deflate (zlib, 15-bit window),
+ending each burst of responses with a sync flush. What a client sends is inflated at most ``READ_SIZE`` bytes
+at a time (a small compressed command cannot make the server hold megabytes). The deflate state (about 256 KB)
+is dropped whenever the session is in IDLE and everything sent has been flushed, or the client has been silent
+for :data:`DEFLATE_REST` seconds, and made again for the next response, so an idle compressed connection keeps
+only the inflate state (measured: about 44 KB per connection in IDLE, against about 20 KB uncompressed).
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import zlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from janusmail.config import parse_hostport
 from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
 
@@ -30,6 +39,11 @@ __all__ = ["ConnectionLimits", "start_imap"]
 
 READ_SIZE = 64 * 1024
 HANDSHAKE_TIMEOUT = 30.0
+#: Raw deflate (no zlib header or checksum) with the full 32 KB window: what RFC 4978 §3 names.
+DEFLATE_WBITS = -15
+#: Seconds of client silence after which a compressed connection's deflate state is dropped (made again for the
+#: next response): a connection that sits between commands keeps only its inflate state.
+DEFLATE_REST = 5.0
 
 
 class ConnectionLimits:
@@ -70,12 +84,104 @@ class ConnectionLimits:
         self._release(self.accounts, account_id)
 
 
+class _Wire:
+    """The connection's bytes as the session sees them: passed through as they are, or, once the session said
+    "start compression" (COMPRESS=DEFLATE), deflated on the way out and inflated on the way in.
+
+    Output is compressed as the session writes it and ends with ``Z_SYNC_FLUSH`` whenever the session waits for
+    the transport (:meth:`drain`: the end of each response burst, each IDLE push), so the client can decode
+    every complete response at once. ``idling`` tells when the session is in IDLE: then the deflate state is
+    dropped after the flush (a later response starts a fresh deflate stream part, which references nothing
+    earlier: still one valid raw deflate stream for the client's inflater)."""
+
+    __slots__ = ("writer", "idling", "deflate", "inflate", "unflushed")
+
+    def __init__(self, writer: asyncio.StreamWriter, idling: Callable[[], bool]) -> None:
+        self.writer = writer
+        self.idling = idling
+        self.deflate: zlib._Compress | None = None
+        self.inflate: zlib._Decompress | None = None
+        self.unflushed = False
+
+    def start_compression(self) -> None:
+        self.inflate = zlib.decompressobj(DEFLATE_WBITS)
+
+    def stop_compression(self) -> None:
+        """Plain bytes again both ways (UNAUTHENTICATE, RFC 8437 §4.1), once everything written is flushed."""
+        self.flush()
+        self.deflate = self.inflate = None
+        self.unflushed = False
+
+    def write(self, data: bytes) -> None:
+        if self.inflate is None:
+            self.writer.write(data)
+            return
+        if self.deflate is None:
+            self.deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, DEFLATE_WBITS)
+        out = self.deflate.compress(data)
+        self.unflushed = True
+        if out:
+            self.writer.write(out)
+
+    def flush(self) -> None:
+        """Everything written so far becomes decodable by the client (sync flush)."""
+        deflate = self.deflate
+        if deflate is None:
+            return
+        if self.unflushed:
+            self.writer.write(deflate.flush(zlib.Z_SYNC_FLUSH))
+            self.unflushed = False
+        if self.idling():
+            self.deflate = None  # ~256 KB that an idle connection does not need
+
+    def rest(self) -> None:
+        """The client has been quiet for a while: flush, and let the deflate state go until the next response."""
+        self.flush()
+        self.deflate = None
+
+    async def drain(self) -> None:
+        self.flush()
+        await self.writer.drain()
+
+    async def read(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
+        """The next bytes from the client within ``timeout`` (TimeoutError otherwise), resting the deflate state
+        after :data:`DEFLATE_REST` seconds of silence (a cancelled read loses no data)."""
+        if self.deflate is None or timeout <= DEFLATE_REST:
+            return await asyncio.wait_for(reader.read(READ_SIZE), timeout)
+        try:
+            return await asyncio.wait_for(reader.read(READ_SIZE), DEFLATE_REST)
+        except TimeoutError:
+            self.rest()
+        return await asyncio.wait_for(reader.read(READ_SIZE), timeout - DEFLATE_REST)
+
+    def inflated(self, data: bytes) -> Iterator[bytes]:
+        """What the client sent, in pieces of at most ``READ_SIZE`` bytes once compression is on. Raises
+        ``ConnectionError`` for a broken or finished deflate stream (nothing sensible can follow)."""
+        inflate = self.inflate
+        if inflate is None:
+            yield data
+            return
+        try:
+            out = inflate.decompress(data, READ_SIZE)
+            while True:
+                if out:
+                    yield out
+                tail = inflate.unconsumed_tail
+                if not tail:
+                    break
+                out = inflate.decompress(tail, READ_SIZE)
+        except zlib.error as exc:
+            raise ConnectionError(f"invalid compressed data: {exc}") from None
+        if inflate.eof:
+            raise ConnectionError("the client ended its compressed stream")
+
+
 class _Listener:
     def __init__(self, rt: Runtime, ctx: ssl.SSLContext | None, limits: ConnectionLimits) -> None:
         self.rt = rt
         self.ctx = ctx
         self.limits = limits
-        self.live: dict[asyncio.StreamWriter, ImapSession] = {}
+        self.live: dict[asyncio.StreamWriter, tuple[ImapSession, _Wire]] = {}
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
         peername = writer.get_extra_info("peername")
@@ -86,11 +192,12 @@ class _Listener:
                 await writer.drain()
                 writer.close()
             return
+        wire = _Wire(writer, lambda: session.idling)
         session = ImapSession(
             self.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else self.ctx,
-            out=writer.write, drain=writer.drain, limits=self.limits, hangup=writer.close,
+            out=wire.write, drain=wire.drain, limits=self.limits, hangup=writer.close,
         )
-        self.live[writer] = session
+        self.live[writer] = (session, wire)
         try:
             session.greeting()
             await writer.drain()
@@ -100,22 +207,34 @@ class _Listener:
                 stalled = session.parser.in_literal_command
                 timeout = min(session.timeout, session.literals.stall_timeout) if stalled else session.timeout
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), timeout)
+                    data = await wire.read(reader, timeout)
                 except TimeoutError:
                     if stalled:
                         session.write(serializer.untagged_status("BYE", None, "No literal data for too long"))
                     else:
                         session.autologout()
-                    await writer.drain()
+                    await wire.drain()
                     break
                 if not data:
                     break
-                await session.feed(data)
-                await session.literals.drain()  # spooled literal data to disk before reading more
-                await writer.drain()
+                await self._feed(session, wire, data)
                 if session.starttls_pending and self.ctx is not None:
                     await writer.start_tls(self.ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
                     session.tls_started()
+                if session.compress_pending:
+                    # the tagged OK has gone out uncompressed; whatever the client sent after COMPRESS is
+                    # already compressed (RFC 4978 §3)
+                    after = session.parser.take_buffer()
+                    wire.start_compression()
+                    session.compression_started()
+                    if after:
+                        await self._feed(session, wire, after)
+                if session.uncompress_pending:
+                    # UNAUTHENTICATE's tagged OK went out compressed; from here on both sides are plain. What
+                    # the parser still holds came compressed after it, which the client must not send: dropped.
+                    session.parser.take_buffer()
+                    wire.stop_compression()
+                    session.compression_ended()
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError):
             pass
         except Exception:
@@ -128,10 +247,21 @@ class _Listener:
                 writer.close()
                 await asyncio.wait_for(writer.wait_closed(), 5)
 
+    @staticmethod
+    async def _feed(session: ImapSession, wire: _Wire, data: bytes) -> None:
+        """Run what the client sent (inflated first when compression is on), answering as it goes."""
+        for piece in wire.inflated(data):
+            await session.feed(piece)
+            await session.literals.drain()  # spooled literal data to disk before reading more
+            await wire.drain()
+            if session.closed or session.layer_pending:
+                break
+
     async def shutdown(self) -> None:
-        for writer, session in list(self.live.items()):
+        for writer, (session, wire) in list(self.live.items()):
             with contextlib.suppress(Exception):
-                writer.write(b"* BYE Server shutting down\r\n")
+                wire.write(b"* BYE Server shutting down\r\n")
+                wire.flush()
                 writer.close()
             with contextlib.suppress(Exception):
                 await session.close()
@@ -147,9 +277,9 @@ async def start_imap(rt: Runtime) -> None:
     listener = _Listener(rt, ctx, limits)
     servers: list[asyncio.base_events.Server] = []
     if cfg.listen:
-        host, port = parse_hostport(cfg.listen)
         server = await asyncio.start_server(
-            lambda r, w: listener.serve(r, w, implicit_tls=False), host, port, limit=READ_SIZE,
+            lambda r, w: listener.serve(r, w, implicit_tls=False), **rt.listen_args("imap", cfg.listen),
+            limit=READ_SIZE,
         )
         servers.append(server)
         rt.bound["imap"] = server.sockets[0].getsockname()[:2]
@@ -157,9 +287,8 @@ async def start_imap(rt: Runtime) -> None:
         if ctx is None:
             log.warning("no TLS certificate configured; not listening for IMAPS on %s", cfg.imaps)
         else:
-            host, port = parse_hostport(cfg.imaps)
             server = await asyncio.start_server(
-                lambda r, w: listener.serve(r, w, implicit_tls=True), host, port, ssl=ctx,
+                lambda r, w: listener.serve(r, w, implicit_tls=True), **rt.listen_args("imaps", cfg.imaps), ssl=ctx,
                 ssl_handshake_timeout=HANDSHAKE_TIMEOUT, limit=READ_SIZE,
             )
             servers.append(server)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from janusmail.auth import revocation
 from janusmail.auth.policy import is_loopback
 from janusmail.auth.sasl import Challenge, Failure, SaslServer, Success
-from janusmail.imap import commands
+from janusmail.imap import commands, search_updates
 from janusmail.imap import notify as notifications
 from janusmail.imap.codec import (
     NO_ARGS,
@@ -76,6 +76,7 @@ CORE_CAPABILITIES = ("IMAP4rev2", "IMAP4rev1")
 EXTENSION_CAPABILITIES = (
     "LITERAL+", "SASL-IR", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE",
     "STATUS=SIZE", "UTF8=ACCEPT", "OBJECTID", "CONDSTORE", "QRESYNC",
+    "SAVEDATE",  # RFC 8514: FETCH SAVEDATE, SEARCH SAVED* (issue 11)
 )  # fmt: skip
 #: A registered command name implies these capabilities.
 COMMAND_CAPABILITIES: dict[str, tuple[str, ...]] = {
@@ -103,6 +104,7 @@ STORE_ERROR_CODES: dict[type, str] = {
     store_model.InvalidKeyword: "CLIENTBUG",
     store_model.TooLarge: "TOOBIG",
     store_model.StorageUnavailable: "UNAVAILABLE",
+    store_model.OverQuota: "OVERQUOTA",  # RFC 9208: APPEND, COPY (janusmail/store/quotas.py)
 }
 
 
@@ -154,6 +156,14 @@ class ImapSession:
         self.notify: notifications.NotifyState | None = None
         #: The adapter must run the TLS handshake now, then call :meth:`tls_started`.
         self.starttls_pending = False
+        #: COMPRESS=DEFLATE answered OK: the adapter must compress both ways from here on, then call
+        #: :meth:`compression_started` (RFC 4978; the transform lives in the adapter, janusmail.imap.server).
+        self.compress_pending = False
+        #: Compression is on (a second COMPRESS gets NO [COMPRESSIONACTIVE]).
+        self.compressed = False
+        #: UNAUTHENTICATE ended the COMPRESS layer (RFC 8437 §4.1): after its tagged OK, which still goes out
+        #: compressed, the adapter stops compressing both ways, then calls :meth:`compression_ended`.
+        self.uncompress_pending = False
         self._buffer: list[bytes] = []
         self._out = out if out is not None else self._buffer.append
         self._drain = drain
@@ -264,6 +274,28 @@ class ImapSession:
         self.tls_active = True
         self.parser.resume()
 
+    def compression_started(self) -> None:
+        """The adapter compresses both ways now: read (decompressed) commands again (RFC 4978 §3)."""
+        self.compress_pending = False
+        self.compressed = True
+        self.parser.resume()
+
+    def compression_ended(self) -> None:
+        """The adapter stopped compressing (after UNAUTHENTICATE): read plain commands again."""
+        self.uncompress_pending = False
+        self.compressed = False
+        self.parser.resume()
+
+    @property
+    def layer_pending(self) -> bool:
+        """The adapter must change the connection's layers (TLS, compression) before more input is read."""
+        return self.starttls_pending or self.compress_pending or self.uncompress_pending
+
+    @property
+    def idling(self) -> bool:
+        """In IDLE: the adapter may drop per-connection buffers it can rebuild (the deflate state)."""
+        return self._idle_tag is not None
+
     # -- capabilities ----------------------------------------------------------------------------------------
 
     def plaintext_ok(self) -> bool:
@@ -357,10 +389,10 @@ class ImapSession:
         events = self.parser.feed(data)
         while events:
             for ev in events:
-                if self.state == "logout" or self.starttls_pending:
+                if self.state == "logout" or self.layer_pending:
                     return
                 await self._event(ev)
-            if self.state == "logout" or self.starttls_pending or self.parser.paused:
+            if self.state == "logout" or self.layer_pending or self.parser.paused:
                 return
             events = self.parser.feed(b"")
 
@@ -381,7 +413,7 @@ class ImapSession:
 
     def _after_event(self) -> None:
         """Un-pause the parser after a barrier command or a raw line, unless a sub-conversation goes on."""
-        if self.parser.paused and not self.starttls_pending and self.state != "logout":
+        if self.parser.paused and not self.layer_pending and self.state != "logout":
             if self._sasl is not None or self._idle_tag is not None:
                 self.parser.expect_line()
             else:
@@ -392,7 +424,7 @@ class ImapSession:
             self.write(serializer.tagged(ev.tag or "*", "BAD", None, "Log in first"))
             self.parser.reject_literal()
             return
-        if ev.command == "APPEND" and ev.size > self.config.max_append_size:
+        if ev.command in ("APPEND", "REPLACE", "UID REPLACE") and ev.size > self.config.max_append_size:
             self.write(serializer.tagged(ev.tag or "*", "NO", "TOOBIG", "Message exceeds APPENDLIMIT"))
             self.parser.reject_literal()
             return
@@ -665,6 +697,31 @@ class ImapSession:
             ))
         return Result.ok("Logged in", serializer.capability_code(caps))
 
+    def unauthenticate(self) -> None:
+        """UNAUTHENTICATE (RFC 8437): forget the login as if the connection were new, except for what belongs
+        to the connection (TLS, ID): no selected mailbox, no credential (nor its checks), no change subscription,
+        the account's connection slot given back, ENABLEd extensions off, pre-login literal limits, and the
+        COMPRESS layer ends after the tagged OK (RFC 8437 §4.1)."""
+        self.deselect()
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        if self._account_slot and self.limits is not None and self.account_id:
+            self.limits.release_account(self.account_id)
+        self._account_slot = False
+        self.account_id = None
+        self.auth_result = None
+        self.notify = None  # NOTIFY watches the account's mailboxes: it ends with the login
+        self._credential_epoch = self._login_epoch = None
+        self._credential_dead = None
+        self._check_due = False
+        self.utf8 = self.rev2 = self.condstore = self.qresync = False
+        self.parser.max_literal = PREAUTH_MAX_LITERAL
+        self.parser.max_command = max(4 * PREAUTH_MAX_LITERAL, self.parser.max_line)
+        self.state = "nonauth"
+        if self.compressed:  # RFC 8437 §4.1: COMPRESS ends with the tagged OK; TLS stays
+            self.uncompress_pending = True
+
     async def start_sasl(self, cmd: Command, mech: Mechanism, initial: bytes | None) -> Result | None:
         """Run the first SASL step; a challenge continues in :meth:`_line` with the client's responses."""
         step = await self._auth_call(mech.start, initial)
@@ -828,7 +885,11 @@ class ImapSession:
         sel = self.selected
         assert sel is not None
         last = sel.uids[-1] if sel.uids else 0
+        before = (sel.exists, sel.known_modseq, last)
         await sel.sync(self, expunges=expunges, force=force)
+        after = (sel.exists, sel.known_modseq, sel.uids[-1] if sel.uids else 0)
+        if sel.update_contexts and self.selected is sel and after != before:
+            await search_updates.refresh(self, sel)  # RFC 5267: ADDTO / REMOVEFROM after EXISTS
         spec = self.notify.spec if self.notify is not None else None
         if spec is not None and spec.new_fetch and self.selected is sel and sel.uids and sel.uids[-1] > last:
             await notifications.fetch_new(self, sel.uids_in([(last + 1, sel.uids[-1])]), spec.new_fetch)
@@ -856,6 +917,7 @@ def _store_error_text(exc: store_model.StoreError) -> str:
         "hasChildren": "Mailbox has children",
         "forbidden": "Not permitted",
         "tooLarge": "Too large",
+        "overQuota": "Quota exceeded",
     }
     base = names.get(exc.code, "Operation failed")
     detail = str(exc)

@@ -69,10 +69,11 @@ from janusmail.jmap.session_resource import (
     SessionDocuments,
     Urls,
     base_path,
-    email_sort_options,
 )
 from janusmail.jmap.settings import JmapSettings
 from janusmail.jmap.types import register_all
+from janusmail.jmap.types.email import EMAIL_QUERY_SORT_OPTIONS
+from janusmail.jmap.webpush import PushDispatcher
 from janusmail.jmap.websocket import SUBPROTOCOL, WEBSOCKET, WebSocketSession, websocket_available
 from janusmail.spool import Spool, Spooler
 from janusmail.store.model import StorageUnavailable
@@ -230,7 +231,7 @@ class JmapApp:
         self.types = register_all(self.engine)
         blobs.register(self.engine)
         self.urls = Urls(rt.config.public_url)
-        self.sort_options = email_sort_options()
+        self.sort_options = sorted(EMAIL_QUERY_SORT_OPTIONS)  # what emailQuerySortOptions promises
         self.websocket_enabled = websocket_available()
         #: Each principal's Session document and state, built once (see SessionDocuments).
         self.sessions = SessionDocuments(
@@ -243,8 +244,12 @@ class JmapApp:
             self.engine.add_capability(WEBSOCKET)
             self.sessions.add_session_capability(WEBSOCKET, {"url": self.urls.websocket, "supportsPush": True})
         self.closing = asyncio.Event()
-        self._requests: Counter[str] = Counter()
-        self._uploads: Counter[str] = Counter()
+        #: POSTs StateChanges to PushSubscription URLs (started with the listener: start_jmap).
+        self.push: PushDispatcher | None = None
+        #: Per-account slots for API requests and uploads: over the limit a request waits briefly in its
+        #: account's queue before a 429 (janusmail/jmap/slots.py).
+        self.request_slots = self.settings.slots(self.settings.max_concurrent_requests)
+        self.upload_slots = self.settings.slots(self.settings.max_concurrent_upload)
         self._event_sources: Counter[str] = Counter()
         routes = self._routes()
         prefix = base_path(rt.config.public_url)
@@ -372,19 +377,6 @@ class JmapApp:
 
     # -- API ---------------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _slot(self, counter: Counter[str], key: str, limit: int) -> Iterator[bool]:
-        if counter[key] >= limit:
-            yield False
-            return
-        counter[key] += 1
-        try:
-            yield True
-        finally:
-            counter[key] -= 1
-            if counter[key] <= 0:
-                del counter[key]
-
     async def api(self, request: Request) -> Response:
         principal = await self._authenticate(request)
         if isinstance(principal, Response):
@@ -394,7 +386,7 @@ class JmapApp:
             media = ctype.split(";", 1)[0].strip().lower()
             if media != "application/json" and not media.endswith("+json"):
                 return _problem(400, NOT_JSON, "Content-Type must be application/json")
-        with self._slot(self._requests, principal.account_id, self.settings.max_concurrent_requests) as ok:
+        async with self.request_slots.hold(principal.account_id) as ok:
             if not ok:
                 return _problem(
                     429, LIMIT, "Too many concurrent requests", limit="maxConcurrentRequests"
@@ -410,7 +402,7 @@ class JmapApp:
                 return Response(status_code=400)
 
             def ctx_factory(info: CallInfo) -> JmapContext:
-                return JmapContext(info, store=self.store, rt=self.rt, principal=principal)
+                return JmapContext(info, store=self.store, rt=self.rt, principal=principal, app=self)
 
             state = self.session_document(principal).state  # read once for the whole request
             try:
@@ -428,12 +420,14 @@ class JmapApp:
         account_id = request.path_params["accountId"]
         if account_id != principal.account_id:
             return _not_found()
-        with (
-            self._slot(self._uploads, principal.account_id, self.settings.max_concurrent_upload) as ok,
-            contextlib.ExitStack() as cleanup,
-        ):
+        async with self.upload_slots.hold(principal.account_id) as ok:
             if not ok:
                 return _problem(429, LIMIT, "Too many concurrent uploads", limit="maxConcurrentUpload")
+            return await self._upload(request, account_id)
+
+    async def _upload(self, request: Request, account_id: str) -> Response:
+        """The upload itself, with the account's upload slot held."""
+        with contextlib.ExitStack() as cleanup:
             spooler = self.rt.spooler
             try:
                 body = await _spool_body(request, spooler, self.settings.max_size_upload)
@@ -561,7 +555,7 @@ class JmapApp:
             await ws.accept(subprotocol=SUBPROTOCOL)
 
             def ctx_factory(info: CallInfo) -> JmapContext:
-                return JmapContext(info, store=self.store, rt=self.rt, principal=principal)
+                return JmapContext(info, store=self.store, rt=self.rt, principal=principal, app=self)
 
             session = WebSocketSession(
                 ws,
@@ -614,11 +608,44 @@ class JmapApp:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the process frame owns SIGINT/SIGTERM."""
+    """uvicorn without its own signal handling (the process frame owns SIGINT/SIGTERM), and stopping as soon as
+    asked: uvicorn's main loop looks for ``should_exit`` every 0.1 s; here :meth:`request_exit` also wakes it."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit_requested = asyncio.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        self._exit_requested.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown waits a fixed 0.1 s for connections to take their shutdown request; with no
+        connection open there is nothing to wait for (each stop of a test server paid it)."""
+        wait_tasks = getattr(self, "_wait_tasks_to_complete", None)  # uvicorn's own step, where it has one
+        if self.server_state.connections or wait_tasks is None:
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        await wait_tasks()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)  # on_tick keeps the Date header and request limits current
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -633,8 +660,7 @@ async def start_jmap(rt: Runtime) -> None:
     listen = rt.config.jmap.listen
     if not listen:
         return
-    host, port = parse_hostport(listen)
-    sock = _bind(host, port)
+    sock = rt.listeners.get("jmap") or _bind(*parse_hostport(listen))  # inherited: a worker of serve --workers
     rt.config.settle_public_url(*sock.getsockname()[:2])  # no public URL set: advertise this listener
     app = JmapApp(rt)
     config = uvicorn.Config(
@@ -660,10 +686,14 @@ async def start_jmap(rt: Runtime) -> None:
             raise RuntimeError("the JMAP listener stopped during start-up")
         await asyncio.sleep(0.005)
     rt.bound["jmap"] = sock.getsockname()[:2]
+    app.push = PushDispatcher(rt.store)
+    await app.push.start()
 
     async def close() -> None:
         app.closing.set()  # ends event streams, so graceful shutdown need not wait for them
-        server.should_exit = True
+        if app.push is not None:
+            await app.push.close()
+        server.request_exit()
         try:
             await asyncio.wait_for(asyncio.shield(task), 15)
         except TimeoutError:

@@ -4,7 +4,7 @@ Why the notifier and not polling: every committed write (LMTP delivery, IMAP STO
 one ChangeEvent carrying its modseq and the kinds it touched, after commit. A type's state is the modseq of
 its newest change, so the event alone says the new state of each kind it names: no database read per event.
 
-Event ids encode the full state of all push types (``"<Mailbox>.<Email>.<Thread>.<EmailDelivery>.<Identity>"``),
+Event ids encode the full state of all push types (``"<Mailbox>.<Email>.<Thread>.<EmailDelivery>.<Identity>.<EmailSubmission>.<Quota>"``),
 so a client reconnecting with ``Last-Event-ID`` gets one catch-up ``state`` event naming whatever moved meanwhile.
 The ``EmailDelivery`` state is the modseq of the newest email creation; live, it moves only on events the
 store marks as deliveries.
@@ -41,7 +41,7 @@ __all__ = [
     "watch",
 ]
 
-PUSH_TYPES = ("Mailbox", "Email", "Thread", "EmailDelivery", "Identity")
+PUSH_TYPES = ("Mailbox", "Email", "Thread", "EmailDelivery", "Identity", "EmailSubmission", "Quota")
 
 
 class BadParams(ValueError):

@@ -11,7 +11,6 @@ properties change").
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +23,13 @@ from janusmail.jmap.engine import CORE
 from janusmail.jmap.settings import JmapSettings
 
 __all__ = [
-    "MAIL", "PATHS", "SUBMISSION", "SessionDocument", "SessionDocuments", "Urls", "base_path",
-    "build_session", "email_sort_options", "session_state", "submission_account_capability",
+    "MAIL", "PATHS", "QUOTA", "SUBMISSION", "SessionDocument", "SessionDocuments", "Urls", "base_path",
+    "build_session", "session_state", "submission_account_capability",
 ]  # fmt: skip
 
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
+QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425: empty objects at both levels
 
 #: Route paths relative to the public URL's path (the app mounts them there and at the root).
 PATHS = {
@@ -45,7 +45,6 @@ PATHS = {
 }
 
 #: Sort properties Email/query supports, used when the Email module does not say (RFC 8621 §4.4.2).
-_DEFAULT_EMAIL_SORTS = ["receivedAt", "sentAt", "size", "from", "to", "subject"]
 
 
 def base_path(public_url: str) -> str:
@@ -70,24 +69,15 @@ class Urls:
         self.websocket = ("wss" if scheme == "https" else "ws") + "://" + rest + PATHS["websocket"]
 
 
-def email_sort_options() -> list[str]:
-    """What ``emailQuerySortOptions`` promises: the Email module's own list when it declares one."""
-    try:
-        module = importlib.import_module("janusmail.jmap.types.email")
-    except ImportError:
-        return list(_DEFAULT_EMAIL_SORTS)
-    for name in ("EMAIL_QUERY_SORT_OPTIONS", "SORT_OPTIONS"):
-        value = getattr(module, name, None)
-        if value:
-            return sorted(value)
-    return list(_DEFAULT_EMAIL_SORTS)
+#: Longest a submission may be held for later (FUTURERELEASE HOLDFOR/HOLDUNTIL, RFC 4865), in seconds.
+MAX_DELAYED_SEND = 7 * 24 * 3600
 
 
 def submission_account_capability() -> dict[str, Any]:
-    """RFC 8621 §1.3.2, told honestly: sending is not built yet (no EmailSubmission, no outbound queue), so
-    the server can hold no submission for later (``maxDelayedSend`` 0) and offers no SMTP extensions
-    (``submissionExtensions`` empty). Only Identity uses the capability so far."""
-    return {"maxDelayedSend": 0, "submissionExtensions": {}}
+    """RFC 8621 §1.3.2: EmailSubmission may hold a message up to ``MAX_DELAYED_SEND`` seconds (the
+    FUTURERELEASE parameters of mailFrom, RFC 4865; undo-send until then), and that is the one SMTP extension
+    a client can use in the envelope."""
+    return {"maxDelayedSend": MAX_DELAYED_SEND, "submissionExtensions": {"FUTURERELEASE": [str(MAX_DELAYED_SEND)]}}
 
 
 def build_session(
@@ -118,6 +108,9 @@ def build_session(
     if SUBMISSION in capabilities:
         session_caps[SUBMISSION] = {}
         account_caps[SUBMISSION] = submission_account_capability()
+    if QUOTA in capabilities:
+        session_caps[QUOTA] = {}
+        account_caps[QUOTA] = {}
     session: dict[str, Any] = {
         "capabilities": session_caps,
         "accounts": {

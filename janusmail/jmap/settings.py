@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 from janusmail.jmap.engine import Limits
+from janusmail.jmap.slots import AccountSlots
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.config import Config
@@ -27,7 +28,17 @@ class JmapSettings:
     max_size_upload: int = 50_000_000
     max_concurrent_upload: int = 4
     max_size_request: int = 10_000_000
-    max_concurrent_requests: int = 4
+    #: Requests of one account running at once (0: no cap). Why 6: a request's method calls run on the store's
+    #: reader threads (6, ``Store(workers=6)``; writes on the one writer thread on SQLite), so one account
+    #: alone can keep every reader busy, and a 7th request of the same account would only wait in the shared
+    #: executor queue, in front of other accounts. Beyond the limit a request waits in its account's own
+    #: queue (below) instead of being refused (janusmail/jmap/slots.py).
+    max_concurrent_requests: int = 6
+    #: How many requests (and uploads) of one account may wait for a slot, and for how long (milliseconds),
+    #: before the next is refused with 429: a burst of a few more parallel requests than advertised is
+    #: slowed down, not refused; a client that floods still meets a bound (memory, sockets).
+    max_queued_requests: int = 64
+    queue_wait_ms: int = 5_000
     max_calls_in_request: int = 16
     max_objects_in_get: int = 500
     max_objects_in_set: int = 500
@@ -54,6 +65,11 @@ class JmapSettings:
         if settings.min_ping > 30 or settings.max_ping < 300 or settings.min_ping > settings.max_ping:
             raise ValueError("jmap ping bounds must satisfy min_ping <= 30 and max_ping >= 300")
         return settings
+
+    def slots(self, limit: int) -> AccountSlots:
+        """Per-account slots for ``limit`` (``max_concurrent_requests`` or ``max_concurrent_upload``) with
+        this configuration's queue bounds."""
+        return AccountSlots(limit, max_queue=self.max_queued_requests, wait=self.queue_wait_ms / 1000)
 
     def limits(self) -> Limits:
         """The engine's Limits built from the same numbers the Session advertises."""

@@ -5,18 +5,21 @@ LMTP answers DATA once per accepted recipient, so one recipient's failure never 
 recipients are refused at RCPT time with 550; oversized messages get 552 from aiosmtpd's size limit. When the
 disk is full the recipient gets ``452 4.3.1`` (insufficient system storage; an I/O error gets ``451 4.3.0``):
 a temporary failure, so the MTA keeps the message queued and retries, and nothing half-written is ever visible.
+A recipient over its quota (janusmail/store/quotas.py) gets ``552 5.2.2`` (mailbox full), checked in the
+delivery's own transaction before any byte is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session
 
-from janusmail.store.model import StorageUnavailable, StoreError, TooLarge
+from janusmail.store.model import OverQuota, StorageUnavailable, StoreError, TooLarge
 from janusmail.store.store import Store
 
 log = logging.getLogger("janusmail.lmtp")
@@ -32,22 +35,11 @@ def _address(addr: str) -> str:
 class DeliveryHandler:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._inbox_cache: dict[str, tuple[str, str]] = {}
 
     async def _inbox(self, address: str) -> tuple[str, str] | None:
-        """(account id, INBOX id) for an address, or None if there is no such account."""
-        cached = self._inbox_cache.get(address)
-        if cached:
-            return cached
-        account = await self.store.call(self.store.accounts.by_address, address)
-        if account is None:
-            return None
-        boxes = await self.store.call(self.store.mailboxes.list, account.id)
-        inbox = next((b for b in boxes if b.role == "inbox"), None)
-        if inbox is None:
-            return None
-        self._inbox_cache[address] = (account.id, inbox.id)
-        return account.id, inbox.id
+        """(account id, INBOX id) for an address (the account's own or an alias), or None if nobody here
+        receives it. One store hop, read fresh: no memo to go stale when an account is deleted or made."""
+        return await self.store.call(self.store.accounts.recipient, address)
 
     async def handle_RCPT(self, server: LMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -74,12 +66,13 @@ class DeliveryHandler:
                 replies.append("250 2.0.0 Delivered")
             except TooLarge:
                 replies.append("552 5.3.4 Message too big")
+            except OverQuota:  # RFC 3463 5.2.2 mailbox full: permanent for this message, the others still go in
+                replies.append("552 5.2.2 Mailbox full: quota exceeded")
             except StorageUnavailable as exc:  # nothing was stored: the sender keeps it and retries later
                 log.warning("delivery to %s deferred: %s", rcpt, exc)
                 replies.append("452 4.3.1 Insufficient system storage" if exc.full
                                else "451 4.3.0 Mail store I/O error, try again later")
             except StoreError as exc:
-                self._inbox_cache.pop(_address(rcpt), None)
                 log.warning("delivery to %s failed: %s", rcpt, exc)
                 replies.append("451 4.3.0 Temporary failure, try again")
             except Exception:  # never acknowledge what we could not store
@@ -89,11 +82,13 @@ class DeliveryHandler:
         return "\r\n".join(replies) if replies else "503 5.5.1 No valid recipients"
 
 
-async def start_lmtp(store: Store, host: str, port: int, max_size: int) -> asyncio.base_events.Server:
+async def start_lmtp(store: Store, host: str | None, port: int | None, max_size: int, *,
+                     sock: socket.socket | None = None) -> asyncio.base_events.Server:
+    """Listen at ``host:port``, or on ``sock`` (a listening socket inherited from ``serve --workers``)."""
     handler = DeliveryHandler(store)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: LMTP(handler, data_size_limit=max_size, enable_SMTPUTF8=True, decode_data=False,
                      hostname="janusmail", ident="Janus Mail LMTP"),
-        host, port,
+        host, port, sock=sock,
     )

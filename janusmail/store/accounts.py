@@ -64,7 +64,7 @@ class Accounts:
         return acct
 
     def get(self, account_id: str) -> Account | None:
-        with self._store.engine.connect() as conn:
+        with self._store.read() as conn:  # in a write call: sees the account it just created
             row = conn.execute(sa.select(accounts).where(accounts.c.id == account_id)).first()
         return _account(row) if row else None
 
@@ -72,6 +72,17 @@ class Accounts:
         with self._store.engine.connect() as conn:
             row = conn.execute(sa.select(accounts).where(accounts.c.address == normalize_address(address))).first()
         return _account(row) if row else None
+
+    def recipient(self, address: str) -> tuple[str, str] | None:
+        """(account id, INBOX id) of the account that receives mail for ``address`` here, by its own address or
+        an alias (``store.identities``), or None. Read fresh each time: an address whose account was deleted and
+        made again must reach the new one (LMTP, local delivery of sent mail)."""
+        acct = self.by_address(address)
+        account_id = acct.id if acct is not None else self._store.identities.alias_owner(address)
+        if account_id is None:
+            return None
+        inbox = self._store.mailboxes.by_path(account_id, ["INBOX"])
+        return None if inbox is None else (account_id, inbox.id)
 
     def list(self) -> list[Account]:
         with self._store.engine.connect() as conn:

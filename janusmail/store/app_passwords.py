@@ -197,7 +197,7 @@ class AppPasswords:
     def touch(self, app_password_id: str, now: int, *, not_since: int) -> bool:
         """Stamp ``last_used_at = now`` unless it is already ``>= not_since``; True when written. A plain
         transaction, not ``Store.write``: a last-used stamp is no mail state (no modseq, nothing to notify)."""
-        with faults.mapped(), self._store.engine.begin() as conn:
+        with self._store.transaction() as conn:
             return _touch(conn, app_password_id, now, not_since)
 
     def touch_soon(self, app_password_id: str, now: int, *, not_since: int) -> None:

@@ -1,14 +1,16 @@
 """The blobs service: an account's stored bytes by blob id (raw messages and JMAP uploads).
 
-Where bytes physically live is the pack store's business (``packs.py``: append-only files, synced before the
-row that names them commits); this service owns the rows that give an account a blob id for them, so every
-read is checked against the account: another account's blob id answers nothing.
+Where bytes physically live is the blob store's business (``blobstore.py``: local pack files synced before
+the row that names them commits, or chunk rows in the database written by that very transaction); this service
+owns the rows that give an account a blob id for them, so every read is checked against the account: another
+account's blob id answers nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -44,20 +46,30 @@ class Blobs:
 
     def read_location(self, loc: BlobLocation, start: int = 0, end: int | None = None) -> bytes:
         """Bytes of a location this service (or the emails service) handed out."""
-        return self._store.packs.read(loc.pack, loc.offset, loc.size, start, end)
+        return self._store.blob_store.read(loc, start, end)
+
+    def stream(self, loc: BlobLocation, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of a location in bounded pieces (a big message is never held whole). Each
+        piece is one read: iterate it off the event loop."""
+        return self._store.blob_store.stream(loc, start, end)
 
     @writes
     def upload(self, account_id: str, data: bytes, type_: str | None) -> tuple[str, int]:
-        """Store uploaded bytes (JMAP upload): durable in a pack first, then the account's row, in a
-        ``Store.write`` transaction. The same bytes uploaded twice share one blob id. Returns (blob_id, size)."""
+        """Store uploaded bytes (JMAP upload): synced to a pack before (so a big upload does not hold the write
+        lock while it syncs), or written to the database by, the ``Store.write`` transaction that inserts the
+        account's row. The same bytes uploaded twice share one blob id. Returns (blob_id, size)."""
         digest = hashlib.sha256(data).hexdigest()
         existing = self._by_digest(account_id, digest)
         if existing is not None:
             return existing, len(data)
-        pack, offset = self._store.packs.append(data)  # StorageUnavailable if the disk refuses
         blob_id = ids.mint(ids.BLOB)
+        bstore = self._store.blob_store
+        placed = None if bstore.transactional else bstore.put_many(None, [(blob_id, data)])  # synced first
         try:
             with self._store.write(account_id) as tx:
+                # StorageUnavailable if a disk refuses; a database blob store writes the bytes right here,
+                # so they commit with the row
+                ((pack, offset),) = placed or bstore.put_many(tx.conn, [(blob_id, data)])
                 tx.conn.execute(sa.insert(blobs).values(
                     id=blob_id, account_id=account_id, sha256=digest, size=len(data), type=type_, pack=pack,
                     offset=offset, created_at=int(time.time())))
@@ -69,6 +81,6 @@ class Blobs:
         return blob_id, len(data)
 
     def _by_digest(self, account_id: str, digest: str) -> str | None:
-        with self._store.engine.connect() as conn:
+        with self._store.read() as conn:  # in a write call: sees an upload of the same group too
             return conn.execute(sa.select(blobs.c.id).where(blobs.c.account_id == account_id,
                                                             blobs.c.sha256 == digest)).scalar()

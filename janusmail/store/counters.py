@@ -123,15 +123,17 @@ class CounterTracker:
                 sa.select(emails.c.thread_id).where(emails.c.id.in_(ids[i : i + 500])).distinct()))
         self.affect_threads(conn, threads)
 
-    def flush(self, conn: sa.Connection, touched: Iterable[str]) -> None:
-        """Apply the differences (or recount ``touched`` mailboxes after an overflow)."""
+    def flush(self, conn: sa.Connection, touched: Iterable[str]) -> tuple[int, int] | None:
+        """Apply the differences (or recount ``touched`` mailboxes after an overflow). Returns how much the
+        account's memberships moved in all, (memberships, octets), which is what quotas count (``quotas.py``);
+        None after an overflow, when only a recount knows."""
         if self._overflow:
             ids = sorted(set(touched))
             fresh = recount(conn, ids)
             write_columns(conn, {mid: fresh.get(mid, ZERO) for mid in ids})
-            return
+            return None
         if not self._before:
-            return
+            return (0, 0)
         after = _per_thread(conn, list(self._before))
         deltas: dict[str, list[int]] = {}
         for t, before in self._before.items():
@@ -143,6 +145,8 @@ class CounterTracker:
                     for k in range(8):
                         acc[k] += a[k] - b[k]
         add_columns(conn, {mid: tuple(v) for mid, v in deltas.items()})  # type: ignore[misc]
+        # A destroyed mailbox's rows are gone but its difference is here: the account total stays exact.
+        return sum(v[0] for v in deltas.values()), sum(v[3] for v in deltas.values())
 
 
 def _per_thread(conn: sa.Connection, thread_ids: list[str]) -> dict[str, dict[str, Vector]]:

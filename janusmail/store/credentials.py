@@ -237,7 +237,7 @@ class CredentialWatcher:
                 changed += missing
         self._seen, self._count = max(top, self._seen), count
         for account_id in changed:
-            self.store.notifier.publish(event(account_id))
+            self.store.notifier.deliver(event(account_id))  # seen in the database: every process sees it
         return len(changed)
 
     def _run(self) -> None:

@@ -1,7 +1,8 @@
 """Storing new messages: LMTP delivery, IMAP APPEND, JMAP Email/import and create, and bulk import.
 
-The order is what makes an acknowledgement safe: parse (once; the result is cached in the row), append the
-bytes to a pack and sync, then commit the transaction that inserts every row. Nothing is visible until that transaction commits, and the
+The order is what makes an acknowledgement safe: parse (once; the result is cached in the row), store the
+bytes (``store.blob_store``: appended to a pack and synced, or chunk rows of this same transaction), then
+commit the transaction that inserts every row. Nothing is visible until that transaction commits, and the
 caller acknowledges only after ``ingest_many`` returns. When the disk refuses (the pack write or sync, or the
 database's INSERT or COMMIT), ``StorageUnavailable`` leaves here and the transaction rolls back: no row ever
 names bytes that are not on disk, and the caller answers "try again later" (see ``blobs`` and ``faults``).
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 
 from janusmail.mime.parse import parse_message
 
-from . import ids
+from . import ids, quotas
 from . import keywords as kwmod
 from .model import Delivered, IngestItem, NotFound, TooLarge
 from .schema import blobs, email_keywords, emails, mailboxes, messages
@@ -27,7 +28,10 @@ from .search.index import write_text
 from .thread_assign import assign_threads, message_refs
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from .store import Store
+    from .transaction import WriteTx
 
 #: Cache keys that only feed row columns or the search index; not stored in the cache blob.
 _ROW_ONLY = ("search_text",)
@@ -52,10 +56,14 @@ def _sort_key(addrs: list[dict] | None) -> str:
 
 
 class Prepared:
-    __slots__ = ("item", "cache", "digest", "kw")
+    """An item ready for ``store_batch``. ``mailbox_ids`` are the item's without repeats: a mailbox named
+    twice holds the message once (one membership, one UID), as ``Delivered.uids`` reports it."""
+
+    __slots__ = ("item", "cache", "digest", "kw", "mailbox_ids")
 
     def __init__(self, item: IngestItem, cache: dict, digest: str, kw: dict[str, str]) -> None:
         self.item, self.cache, self.digest, self.kw = item, cache, digest, kw
+        self.mailbox_ids: tuple[str, ...] = tuple(dict.fromkeys(item.mailbox_ids))
 
 
 def prepare(item: IngestItem, max_message_size: int) -> Prepared:
@@ -69,18 +77,24 @@ def prepare(item: IngestItem, max_message_size: int) -> Prepared:
     cache = parse_message(item.raw)
     return Prepared(item, cache, hashlib.sha256(item.raw).hexdigest(), kwmod.normalize(item.keywords))
 
-def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Delivered]:
-    """Write prepared messages in one ``store.write`` transaction (the emails service's ingest)."""
+def store_batch(store: Store, account_id: str, prep: list[Prepared],
+                then: Callable[[WriteTx, list[Delivered]], None] | None = None) -> list[Delivered]:
+    """Write prepared messages in one ``store.write`` transaction (the emails service's ingest). ``then`` is a
+    further write step of the same transaction, run after the rows are in (IMAP REPLACE expunges the message
+    it replaces there: janusmail.store.replace); if it raises, nothing of the batch is kept."""
     now = int(time.time())
     with store.write(account_id) as tx:
         conn = tx.conn
         m = tx.modseq
-        wanted = {mid for p in prep for mid in p.item.mailbox_ids}
+        wanted = {mid for p in prep for mid in p.mailbox_ids}
         rows = conn.execute(
             sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(wanted))
         ).all()
-        if len(rows) != len(wanted) or any(not p.item.mailbox_ids for p in prep):
+        if len(rows) != len(wanted) or any(not p.mailbox_ids for p in prep):
             raise NotFound("mailbox")
+        # Quota: checked under this transaction's account lock, before any byte is written (quotas.py).
+        quotas.admit(tx, storage=sum(len(p.item.raw) * len(p.mailbox_ids) for p in prep),
+                     messages=sum(len(p.mailbox_ids) for p in prep))
         # Blob rows (deduplicated per account).
         digests = list({p.digest for p in prep})
         blob_ids: dict[str, str] = {}
@@ -93,10 +107,11 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
         for p in prep:
             if p.digest not in blob_ids and p.digest not in fresh:
                 fresh[p.digest] = p.item.raw
-        # Bytes are durable before the rows that reference them can commit.
-        for (digest, raw), (pack, offset) in zip(fresh.items(), store.packs.append_many(list(fresh.values())),
-                                                 strict=True):
+        # Bytes are durable before (packs) or with (database blob store) the rows that reference them.
+        for digest in fresh:
             blob_ids[digest] = ids.mint(ids.BLOB)
+        placed = store.blob_store.put_many(conn, [(blob_ids[d], raw) for d, raw in fresh.items()])
+        for (digest, raw), (pack, offset) in zip(fresh.items(), placed, strict=True):
             new_blobs.append({"id": blob_ids[digest], "account_id": account_id, "sha256": digest,
                               "size": len(raw), "type": "message/rfc822", "pack": pack, "offset": offset,
                               "created_at": now})
@@ -105,7 +120,7 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
         # UIDs: one UPDATE per mailbox for the whole batch.
         per_box: dict[str, int] = defaultdict(int)
         for p in prep:
-            for mid in p.item.mailbox_ids:
+            for mid in p.mailbox_ids:
                 per_box[mid] += 1
         next_uid: dict[str, int] = {}
         for mid, n in per_box.items():
@@ -140,12 +155,12 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
             })
             kw_rows.extend({"email_id": email_id, "keyword": k, "display": d} for k, d in other.items())
             uids: dict[str, int] = {}
-            for mid in p.item.mailbox_ids:
+            for mid in p.mailbox_ids:
                 uid = next_uid[mid]
                 next_uid[mid] = uid + 1
                 uids[mid] = uid
                 msg_rows.append({"mailbox_id": mid, "uid": uid, "email_id": email_id,
-                                 "deleted": p.item.deleted, "modseq": m})
+                                 "deleted": p.item.deleted, "modseq": m, "saved_at": now})  # SAVEDATE
             search_rows.append({
                 "email_id": email_id, "account_id": account_id, "subject": c.get("subject") or "",
                 "addresses": " ".join(_addr_text(c.get(f)) for f in ("from", "to", "cc", "bcc")),
@@ -160,5 +175,7 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared]) -> list[Del
         write_text(conn, store.sqlite, search_rows)
         tx.touch_mailbox(*per_box)
         tx.delivery()
+        if then is not None:
+            then(tx, out)
     return out
 

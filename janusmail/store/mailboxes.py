@@ -2,7 +2,8 @@
 
 Rules enforced here so both protocols get them for free: names are NFC, non-empty, at most 255 octets, free
 of the hierarchy delimiter and control characters, unique among siblings (``INBOX`` case-insensitively at the
-top level); at most one mailbox per role; no parent loops; ids never change on rename or move.
+top level); at most one mailbox per role; no parent loops; ids never change on rename or move; the inbox is
+never destroyed, keeps its role and stays at the top level (``InboxProtected``: IMAP's INBOX must exist).
 
 The service also answers the per-mailbox numbers both doors show (IMAP STATUS, JMAP Mailbox counts).
 """
@@ -22,6 +23,7 @@ from .model import (
     AlreadyExists,
     HasChildren,
     HasEmails,
+    InboxProtected,
     InvalidName,
     Mailbox,
     MailboxCounts,
@@ -29,6 +31,7 @@ from .model import (
     RoleTaken,
 )
 from .schema import mailboxes, messages, vanished
+from .thread_visibility import ThreadVisibility
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -242,12 +245,16 @@ class Mailboxes:
             ).first()
             if row is None:
                 raise NotFound(mailbox_id)
+            if row.role == "inbox" and role is not UNSET and role != "inbox":  # the inbox keeps its role
+                raise InboxProtected(mailbox_id, prop="role")
             values: dict[str, object] = {}
             new_name = check_name(name) if name is not UNSET else row.name  # type: ignore[arg-type]
             new_parent = parent_id if parent_id is not UNSET else row.parent_id
             if new_name != row.name or new_parent != row.parent_id:
                 if new_parent != row.parent_id:
                     _check_parent(conn, account_id, new_parent, moving=mailbox_id)  # type: ignore[arg-type]
+                    if row.role == "inbox" and new_parent is not None:  # IMAP's INBOX is a top-level name
+                        raise InboxProtected(mailbox_id, prop="parentId")
                 _check_sibling(conn, account_id, new_parent, new_name, exclude=mailbox_id)  # type: ignore[arg-type]
                 values.update(name=new_name, parent_id=new_parent)
             if role is not UNSET and role != row.role:
@@ -268,27 +275,35 @@ class Mailboxes:
     def destroy(self, account_id: str, mailbox_id: str, *, remove_emails: bool) -> list[str]:
         """Destroy a mailbox. Its memberships go; emails left in no mailbox are destroyed (ids returned).
 
-        ``remove_emails=False`` refuses a non-empty mailbox (JMAP's default); IMAP DELETE passes True.
+        ``remove_emails=False`` refuses a non-empty mailbox (JMAP's default); IMAP DELETE passes True. The
+        inbox is never destroyed (``InboxProtected``). An email that survives only in ``\\Deleted`` memberships
+        vanishes from JMAP: its thread is logged as changed (``ThreadVisibility``).
         """
         with self._store.write(account_id) as tx:
             conn = tx.conn
             row = conn.execute(
-                sa.select(mailboxes.c.id).where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
+                sa.select(mailboxes.c.id, mailboxes.c.role)
+                .where(mailboxes.c.id == mailbox_id, mailboxes.c.account_id == account_id)
             ).first()
             if row is None:
                 raise NotFound(mailbox_id)
+            if row.role == "inbox":
+                raise InboxProtected(mailbox_id)
             child = conn.execute(sa.select(mailboxes.c.id).where(mailboxes.c.parent_id == mailbox_id).limit(1)).first()
             if child is not None:
                 raise HasChildren(mailbox_id)
-            email_ids = [r[0] for r in conn.execute(
-                sa.select(messages.c.email_id).where(messages.c.mailbox_id == mailbox_id).distinct()
-            )]
+            members = conn.execute(
+                sa.select(messages.c.email_id, messages.c.deleted).where(messages.c.mailbox_id == mailbox_id)
+            ).all()
+            email_ids = list(dict.fromkeys(r.email_id for r in members))
             if email_ids and not remove_emails:
                 raise HasEmails(mailbox_id)
             tx.affect_emails(email_ids)
+            seen = ThreadVisibility(tx, [r.email_id for r in members if not r.deleted])  # only these can vanish
             conn.execute(sa.delete(messages).where(messages.c.mailbox_id == mailbox_id))
             conn.execute(sa.delete(vanished).where(vanished.c.mailbox_id == mailbox_id))
             conn.execute(sa.delete(mailboxes).where(mailboxes.c.id == mailbox_id))
             tx.log("Mailbox", mailbox_id, "d")
             destroyed = after_membership_change(tx, email_ids)
+            seen.log_changes()
         return destroyed

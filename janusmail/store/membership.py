@@ -7,15 +7,18 @@ not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from . import keywords as kwmod
+from . import quotas
 from .emails import after_membership_change
 from .model import NotFound
 from .schema import FLAG_DRAFT, FLAG_SEEN, email_keywords, emails, mailboxes, messages, vanished
+from .thread_visibility import ThreadVisibility
 from .uidranges import UidRanges, uid_condition
 from .writes import writes
 
@@ -130,18 +133,24 @@ class Memberships:
                 messages.c.mailbox_id == src_id, uid_condition(messages.c.uid, uids)).order_by(messages.c.uid)).all()
             if not rows:
                 return []
-            tx.affect_emails(list({r.email_id for r in rows}))
+            email_ids = list({r.email_id for r in rows})
+            if not move:  # a MOVE adds as much as it removes: never refused (quotas.py)
+                quotas.admit_memberships(tx, [r.email_id for r in rows])
+            tx.affect_emails(email_ids)
+            # A copy of a message \Deleted everywhere shows it to JMAP again; only a \Deleted source can be one.
+            seen = ThreadVisibility(tx, [r.email_id for r in rows if r.deleted])
             top = conn.execute(sa.update(mailboxes).where(mailboxes.c.id == dst_id)
                                .values(uidnext=mailboxes.c.uidnext + len(rows))
                                .returning(mailboxes.c.uidnext)).scalar_one()
             first = top - len(rows)
             pairs = [(r.uid, first + i) for i, r in enumerate(rows)]
+            saved = int(time.time())  # SAVEDATE (RFC 8514): a copy or a move is saved in dst now
             conn.execute(sa.insert(messages), [
-                {"mailbox_id": dst_id, "uid": first + i, "email_id": r.email_id, "deleted": False, "modseq": tx.modseq}
+                {"mailbox_id": dst_id, "uid": first + i, "email_id": r.email_id, "deleted": False, "modseq": tx.modseq,
+                 "saved_at": saved}
                 for i, r in enumerate(rows)
             ])
             tx.touch_mailbox(dst_id)
-            email_ids = list({r.email_id for r in rows})
             if move:
                 src_uids = [r.uid for r in rows]
                 for i in range(0, len(src_uids), 500):
@@ -153,6 +162,7 @@ class Memberships:
             for i in range(0, len(email_ids), 500):
                 conn.execute(sa.update(emails).where(emails.c.id.in_(email_ids[i : i + 500])).values(modseq=tx.modseq))
             tx.log_many("Email", email_ids, "u")
+            seen.log_changes()
             return pairs
 
     @writes

@@ -198,6 +198,17 @@ class MessageViews:
                     out[email_id] = bytes(cache)
         return out
 
+    def previews(self, email_ids: list[str]) -> dict[str, str]:
+        """The preview text computed at ingest (``emails.preview``) of some emails, by id; ids not found are
+        absent. IMAP FETCH PREVIEW (RFC 8970) reads this column, never the message."""
+        out: dict[str, str] = {}
+        with self._store.engine.connect() as conn:
+            for i in range(0, len(email_ids), 500):
+                q = sa.select(emails.c.id, emails.c.preview).where(emails.c.id.in_(email_ids[i : i + 500]))
+                for email_id, preview in raw_rows(conn, q):
+                    out[email_id] = preview or ""
+        return out
+
     def vanished_uids(self, mailbox_id: str, ranges: UidRanges, since: int) -> list[int]:
         """UIDs in ``ranges`` expunged with a MODSEQ above ``since``, ascending (``VANISHED (EARLIER)``)."""
         with self._store.engine.connect() as conn:

@@ -43,6 +43,17 @@ class Forbidden(StoreError):
     code = "forbidden"
 
 
+class InboxProtected(Forbidden):
+    """The account's inbox cannot be destroyed, lose its role or leave the top level: mail delivery and IMAP's
+    INBOX (a top-level name, RFC 9051 §5.1) need it, and DELETE INBOX is an error (RFC 9051 §6.3.4). Checked
+    in the write's own transaction, so both doors refuse the same thing, however they race. ``prop`` names
+    what an update tried to change (``"role"`` or ``"parentId"``); None for a destroy."""
+
+    def __init__(self, mailbox_id: str, *, prop: str | None = None) -> None:
+        super().__init__(mailbox_id)
+        self.prop = prop
+
+
 class TooManyKeywords(StoreError):
     code = "tooManyKeywords"
 
@@ -53,6 +64,14 @@ class InvalidKeyword(StoreError):
 
 class TooLarge(StoreError):
     code = "tooLarge"
+
+
+class OverQuota(StoreError):
+    """The write would take the account above a quota limit (janusmail/store/quotas.py); nothing was written.
+    ``args[0]`` names the resource ("storage" or "messages"). IMAP NO [OVERQUOTA], LMTP 552 5.2.2, JMAP
+    overQuota."""
+
+    code = "overQuota"
 
 
 class StorageUnavailable(StoreError):

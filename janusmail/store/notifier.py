@@ -4,14 +4,23 @@ Writes commit in worker threads; subscribers live on the asyncio loop. ``publish
 each event to the loop with ``call_soon_threadsafe``. Subscribers get a coalescing queue: a slow reader sees
 the latest modseq rather than an ever-growing backlog, which is all IMAP and JMAP need (both re-read the
 change log from their last known modseq).
+
+Two ways in: :meth:`Notifier.publish` for a write this process committed (local subscribers, then the
+``relay`` that tells this process's peers: the supervisor's change bus, janusmail.store.changebus, when
+``serve --workers`` runs several processes on SQLite), and :meth:`Notifier.deliver` for an event heard from
+elsewhere (PostgreSQL NOTIFY, the change bus, the SQLite credential watcher), which must not be sent on again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+
+log = logging.getLogger("janusmail.store.notifier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,26 @@ class Notifier:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subs: dict[str, set[Subscription]] = {}
+        #: Tells the other processes sharing this store about this process's writes (None: nobody to tell,
+        #: or the database tells them, as PostgreSQL NOTIFY does). Called on the committing thread.
+        self.relay: Callable[[ChangeEvent], None] | None = None
+        #: Observers of this process's own commits only (never of events heard from elsewhere): JMAP push
+        #: subscriptions (janusmail/jmap/webpush.py) are POSTed by the process that made the change, so
+        #: several workers or nodes never send one change twice. Called on the committing thread.
+        self.on_commit: list[Callable[[ChangeEvent], None]] = []
+        self._held = threading.local()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[list[ChangeEvent]]:
+        """Events published on this thread inside the block are collected in the list, not sent: a group
+        commit (``groupcommit``) runs several writes in one transaction and publishes their events only after
+        its COMMIT, or drops them when nothing was committed."""
+        events: list[ChangeEvent] = []
+        self._held.events = events
+        try:
+            yield events
+        finally:
+            self._held.events = None
 
     def subscribe(self, account_id: str) -> Subscription:
         sub = Subscription(self, account_id, asyncio.get_running_loop())
@@ -83,6 +112,27 @@ class Notifier:
                     del self._subs[sub.account_id]
 
     def publish(self, ev: ChangeEvent) -> None:
+        """A write of this process committed: wake local subscribers and tell the relay. On a thread inside
+        :meth:`holding` the event waits in the holder's list instead (its write has not committed yet)."""
+        held = getattr(self._held, "events", None)
+        if held is not None:
+            held.append(ev)
+            return
+        self.deliver(ev)
+        for observer in list(self.on_commit):
+            try:
+                observer(ev)
+            except Exception:  # noqa: BLE001 - the write is committed: an observer's failure must not fail it
+                log.warning("change observer failed for %s", ev.account_id, exc_info=True)
+        relay = self.relay
+        if relay is not None:
+            try:
+                relay(ev)
+            except Exception:  # noqa: BLE001 - the write is committed: a lost hint must not fail it (peers poll)
+                log.warning("could not relay change event of %s", ev.account_id, exc_info=True)
+
+    def deliver(self, ev: ChangeEvent) -> None:
+        """Wake local subscribers only (an event heard from another process or node)."""
         with self._lock:
             subs = list(self._subs.get(ev.account_id, ()))
         for sub in subs:

@@ -22,6 +22,10 @@ synced earlier in the pack stay valid and readable.
 Content addressing: rows carry the SHA-256 of their bytes (dedup per account, integrity checks); the pack
 location is just where the bytes live.
 
+This is the ``local`` blob store (``blobstore.py`` holds the interface and the other backend): it answers
+``put_many`` / ``read_range`` / ``holds`` on top of ``append_many`` / ``read``. Pack names never contain a
+``:``, which every other backend's locations start with.
+
 Readers share one cached read-only descriptor per pack. A descriptor is closed only when no read is using it
 (reference counts), because closing a descriptor another thread is about to ``pread`` lets the number be reused
 by an unrelated file: that read would fail with EBADF, or worse, return another file's bytes.
@@ -35,9 +39,17 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .blobstore import BlobRef
 from .faults import from_oserror
+
+if TYPE_CHECKING:  # pragma: no cover
+    import sqlalchemy as sa
+
+    from .model import BlobLocation
 
 log = logging.getLogger("janusmail.store")
 
@@ -145,6 +157,17 @@ class PackStore:
     def append(self, data: bytes) -> tuple[str, int]:
         return self.append_many([data])[0]
 
+    #: The blob store interface: bytes are durable when ``put_many`` returns, without any transaction.
+    transactional = False
+
+    def put_many(self, conn: sa.Connection | None, items: Sequence[tuple[str, bytes]]) -> list[BlobRef]:
+        """The blob store interface: synced here, BEFORE the transaction that names them can commit (``conn``
+        is not used); the blob ids do not matter to a pack."""
+        return [BlobRef(pack, offset) for pack, offset in self.append_many([data for _, data in items])]
+
+    def holds(self, pack: str) -> bool:
+        return ":" not in pack
+
     # -- reading ------------------------------------------------------------------------------------------
 
     def _acquire(self, pack: str) -> _Reader:
@@ -181,6 +204,10 @@ class PackStore:
             return os.pread(r.fd, end - start, offset + start)
         finally:
             self._release(r)
+
+    def read_range(self, loc: BlobLocation, start: int = 0, end: int | None = None) -> bytes:
+        """The blob store interface: bytes ``[start, end)`` of a blob whose row names a pack."""
+        return self.read(loc.pack, loc.offset, loc.size, start, end)
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,8 @@ The in-process notifier only hears writes made by this process. With PostgreSQL 
 store, so each write transaction also issues ``NOTIFY`` (delivered by PostgreSQL only if and when it commits),
 and every node runs one listener thread that republishes other nodes' events to its local subscribers (IMAP
 IDLE, JMAP push). Events from this node are ignored by its own listener: they were published locally already.
+Each worker process of ``serve --workers`` is a node of its own here (its own store, node id and listener), so
+PostgreSQL needs no change bus between workers. The payload is :mod:`.change_payload`'s, as on that bus.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from typing import TYPE_CHECKING
 import orjson
 import sqlalchemy as sa
 
+from . import change_payload
 from .notifier import ChangeEvent
 
 if TYPE_CHECKING:
     from .store import Store
 
 CHANNEL = "janusmail_changes"
-MAX_BOXES = 40  # NOTIFY payloads are limited to 8000 bytes
 log = logging.getLogger("janusmail.store.pgnotify")
 
 
@@ -32,10 +34,8 @@ def new_node_id() -> str:
 
 def notify(conn: sa.Connection, ev: ChangeEvent, node_id: str) -> None:
     """Queue the event inside the write transaction (PostgreSQL sends it at commit)."""
-    boxes = sorted(ev.mailbox_ids)
-    payload = {"n": node_id, "a": ev.account_id, "m": ev.modseq, "k": sorted(ev.kinds),
-               "b": boxes if len(boxes) <= MAX_BOXES else None}
-    conn.execute(sa.text("SELECT pg_notify(:ch, :p)"), {"ch": CHANNEL, "p": orjson.dumps(payload).decode()})
+    payload = change_payload.encode(ev, node_id).decode()
+    conn.execute(sa.text("SELECT pg_notify(:ch, :p)"), {"ch": CHANNEL, "p": payload})
 
 
 class Listener:
@@ -52,14 +52,7 @@ class Listener:
         self._thread.join(5)
 
     def _event(self, payload: dict) -> ChangeEvent:
-        boxes = payload.get("b")
-        if boxes is None:  # too many to send: the touched mailboxes are those stamped with this modseq
-            from .schema import mailboxes
-
-            with self.store.engine.connect() as conn:
-                boxes = [r[0] for r in conn.execute(sa.select(mailboxes.c.id).where(
-                    mailboxes.c.account_id == payload["a"], mailboxes.c.highest_modseq == payload["m"]))]
-        return ChangeEvent(payload["a"], int(payload["m"]), frozenset(payload["k"]), frozenset(boxes))
+        return change_payload.decode(payload, self.store)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -74,7 +67,7 @@ class Listener:
                             try:
                                 payload = orjson.loads(note.payload)
                                 if payload.get("n") != self.store.node_id:
-                                    self.store.notifier.publish(self._event(payload))
+                                    self.store.notifier.deliver(self._event(payload))
                             except Exception:  # noqa: BLE001 - one bad payload must not stop the listener
                                 log.exception("bad change notification")
                 finally:

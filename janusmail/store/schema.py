@@ -14,6 +14,8 @@ Times are integer seconds since the epoch (UTC): cheap to sort and identical on 
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -42,6 +44,13 @@ accounts = sa.Table(
     # is the value of the last password change. Sessions compare them with the value they logged in under.
     sa.Column("credential_epoch", sa.BigInteger, nullable=False, server_default="0", index=True),
     sa.Column("password_epoch", sa.BigInteger, nullable=False, server_default="0"),
+    # Quotas (janusmail/store/quotas.py, migration 0009): limits set by the administrator (NULL = none; storage
+    # in octets) and usage, kept exact by every write transaction: the sum of the account's mailbox counters
+    # (every membership counts, \Deleted ones until expunged).
+    sa.Column("quota_storage", sa.BigInteger, nullable=True),
+    sa.Column("quota_messages", sa.BigInteger, nullable=True),
+    sa.Column("used_storage", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("used_messages", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 app_passwords = sa.Table(
@@ -102,6 +111,20 @@ blobs = sa.Table(
     sa.UniqueConstraint("account_id", "sha256", name="uq_blob_account_sha"),
 )
 
+# Blob bytes kept in the database (``[store] blob_store = "database"``, janusmail/store/blobstore.py; migration
+# 0008): a blob's bytes cut into ordered chunks of at most 1 MiB, written by the transaction that inserts its
+# ``blobs`` row (pack "db:"). The reference is checked at commit (the chunks may be written before the row)
+# and cascades, so an account's deletion takes its bytes along. PostgreSQL keeps ``data`` uncompressed
+# (STORAGE EXTERNAL): ingest pays no compression and a byte range reads only the TOAST pieces it covers.
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column("blob_id", ID, sa.ForeignKey("blobs.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
+              primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
 threads = sa.Table(
     "threads",
     metadata,
@@ -120,6 +143,8 @@ thread_refs = sa.Table(
     sa.Column("msgid", sa.String(512), primary_key=True),
     sa.Column("thread_id", ID, nullable=False),
 )
+# A thread's references by thread, for deleting them with the thread (migration 0011).
+sa.Index("ix_thread_refs_thread_id", thread_refs.c.thread_id)
 
 emails = sa.Table(
     "emails",
@@ -175,6 +200,10 @@ messages = sa.Table(
     sa.Column("email_id", ID, sa.ForeignKey("emails.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("modseq", sa.BigInteger, nullable=False),
+    # When the email was put in THIS mailbox (RFC 8514 SAVEDATE: APPEND, COPY, MOVE, delivery, JMAP's
+    # mailboxIds), migration 0010. Every INSERT that does not say otherwise is stamped with the time now, so
+    # no write path can leave it out; rows older than the column carry their email's received_at.
+    sa.Column("saved_at", sa.BigInteger, nullable=False, server_default="0", default=lambda: int(time.time())),
 )
 sa.Index("ix_messages_mailbox_modseq", messages.c.mailbox_id, messages.c.modseq)
 
@@ -189,7 +218,7 @@ vanished = sa.Table(
 sa.Index("ix_vanished_mailbox_modseq", vanished.c.mailbox_id, vanished.c.modseq)
 
 # The change log: one row per object touched by a transaction, all stamped with that transaction's modseq.
-# kind: Mailbox | Email | Thread ; op: c(reated) u(pdated) d(estroyed) k(counts only changed, Mailbox)
+# kind: Mailbox | Email | Thread | Identity | Quota ... ; op: c(reated) u(pdated) d(estroyed) k(counts only changed, Mailbox)
 changes = sa.Table(
     "changes",
     metadata,
@@ -220,4 +249,23 @@ email_search = sa.Table(
     sa.Column("addresses", sa.Text, nullable=False, server_default=""),
     sa.Column("body", sa.Text, nullable=False, server_default=""),
     sa.Column("headers", sa.Text, nullable=False, server_default=""),  # migration 0004: IMAP substring search
+)
+
+# IMAP METADATA (RFC 5464), migration 0010: entries of a mailbox and of the server (the account's own: one user
+# per account, so /private and /shared are both the account's). Names are lower case ("/shared/comment");
+# values octets (a literal8 may carry any). A mailbox's entries go with it (ON DELETE CASCADE) and keep its id
+# through a rename, so they are renamed with it.
+mailbox_metadata = sa.Table(
+    "mailbox_metadata",
+    metadata,
+    sa.Column("mailbox_id", ID, sa.ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(1024), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+)
+server_metadata = sa.Table(
+    "server_metadata",
+    metadata,
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(1024), primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
 )

@@ -25,23 +25,31 @@ from . import db, faults, pgnotify
 from .accounts import Accounts
 from .app_passwords import AppPasswords
 from .blobs import Blobs
+from .blobstore import open_blob_store
 from .changes import Changes
 from .credentials import Credentials, CredentialWatcher
 from .emails import Emails
-from .groupcommit import GroupCommitter
+from .groupcommit import GroupCommitter, WriteQueue, current_group
 from .identities import Identities
 from .keywords import Keywords
 from .mailbox_rows import RowCache
 from .mailboxes import Mailboxes
 from .membership import Memberships
 from .message_views import MessageViews
+from .metadata import Metadata
 from .model import Delivered, IngestItem
 from .notifier import Notifier
 from .packs import PackStore
+from .push_subscriptions import PushSubscriptions
+from .quotas import Quotas
+from .replace import Replacements
+from .save_dates import SaveDates
 from .search import SearchService
+from .submissions import Submissions
 from .subscriptions import Subscriptions
 from .transaction import WriteTx
 from .visible_emails import VisibleEmails
+from .writer_calls import WRITER_PREFIX
 from .writes import is_write
 
 T = TypeVar("T")
@@ -52,16 +60,22 @@ class Store:
     hold every query (see notes/STORE_API.md). Services reach each other through this object, never through
     each other's private methods."""
 
-    def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 6) -> None:
+    def __init__(self, engine: sa.Engine, blob_root: Path, *, fsync: bool = True, workers: int = 6,
+                 blob_store: str = "local") -> None:
         self.engine = engine
         self.sqlite = db.is_sqlite(engine)
-        #: where bytes live (append-only pack files); ``blobs`` is the account-checked service over them
+        #: the node's append-only pack files (the "local" blob store)
         self.packs = PackStore(blob_root, fsync=fsync)
+        #: where bytes live: new blobs go to the configured backend ([store] blob_store: "local" packs or
+        #: "database" chunks), reads to the one a location names (blobstore.py); ``blobs`` is the
+        #: account-checked service over it
+        self.blob_store = open_blob_store(blob_store, engine, self.packs)
         self.notifier = Notifier()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-read")
-        # One writer thread on SQLite (it has one write lock anyway; waiting writers must not hold the reader
-        # threads), several on PostgreSQL (row locks per account let different accounts write in parallel).
-        self._writer = ThreadPoolExecutor(max_workers=1 if self.sqlite else workers, thread_name_prefix="store-write")
+        # Writes queue on writer lanes that group-commit them (groupcommit.py): one lane on SQLite (it has one
+        # write lock anyway; waiting writers must not hold the reader threads), several on PostgreSQL (row
+        # locks per account let different accounts write in parallel).
+        self._writer = WriteQueue(self, 1 if self.sqlite else workers, WRITER_PREFIX)
         self.max_message_size = 64 * 1024 * 1024
         self._group = GroupCommitter(self)
         self._listener: pgnotify.Listener | None = None
@@ -80,17 +94,23 @@ class Store:
         self.messages = MessageViews(self)
         self.subscriptions = Subscriptions(self)
         self.identities = Identities(self)
+        self.push_subscriptions = PushSubscriptions(self)  # JMAP PushSubscription (RFC 8620 §7.2)
+        self.submissions = Submissions(self)  # JMAP EmailSubmission and the outbound queue (submissions.py)
         self.search = SearchService(self)
+        self.replacements = Replacements(self)  # IMAP REPLACE (RFC 8508): append + expunge in one write
+        self.metadata, self.save_dates = Metadata(self), SaveDates(self)  # IMAP METADATA, SAVEDATE (issue 11)
+        self.quotas = Quotas(self)  # limits and usage: IMAP QUOTA, JMAP Quota, LMTP (quotas.py)
         #: Metadata rows of big mailboxes, kept exact by MODSEQ (FETCH FLAGS and metadata SEARCH read them).
         self.mailbox_rows = RowCache(engine)
 
     @classmethod
-    def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True) -> Store:
-        """Open (and migrate) the store: SQLite under ``data_dir`` unless ``url`` names PostgreSQL."""
+    def open(cls, data_dir: Path, url: str | None = None, *, fsync: bool = True, blob_store: str = "local") -> Store:
+        """Open (and migrate) the store: SQLite under ``data_dir`` unless ``url`` names PostgreSQL; blob bytes
+        in ``data_dir``'s pack files (``blob_store="local"``) or in the database (``"database"``)."""
         data_dir.mkdir(parents=True, exist_ok=True)
         engine = db.make_engine(url or db.sqlite_url(data_dir))
         db.migrate(engine)
-        return cls(engine, data_dir / "blobs", fsync=fsync)
+        return cls(engine, data_dir / "blobs", fsync=fsync, blob_store=blob_store)
 
     def close(self) -> None:
         if self._listener is not None:
@@ -99,14 +119,15 @@ class Store:
             self._credential_watcher.stop()
         self._writer.shutdown(wait=True)
         self._pool.shutdown(wait=True)
-        self.packs.close()
+        self.blob_store.close()  # the packs too
         self.engine.dispose()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store method on the worker threads (writer threads for methods marked @writes)."""
+        if is_write(fn):  # queued for the next group commit; resolved after that commit
+            return await asyncio.wrap_future(self._writer.submit(fn, *args, **kwargs))
         loop = asyncio.get_running_loop()
-        pool = self._writer if is_write(fn) else self._pool
-        return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
     async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
                       received_at: int | None = None, *, deleted: bool = False) -> Delivered:
@@ -117,6 +138,12 @@ class Store:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
+        """A connection for reading. Inside a write call on a writer lane it is the group's own transaction
+        (once open), so the call reads what it and the calls before it wrote but did not commit yet."""
+        group = current_group()
+        if group is not None and group.conn is not None:
+            yield group.conn
+            return
         with self.engine.connect() as conn:
             yield conn
 
@@ -126,7 +153,17 @@ class Store:
 
         A full disk or an I/O error of the database, in any statement or at COMMIT, leaves as
         ``StorageUnavailable`` (see ``faults``): nothing was committed and the doors answer "try again later".
-        ``new_account`` (the accounts service only): the row of an account this transaction creates."""
+        ``new_account`` (the accounts service only): the row of an account this transaction creates.
+
+        On a writer lane (``Store.call``, ``writer_calls``) the block is a savepoint of the lane's shared group
+        transaction instead: the event is published, and the caller answered, only after the group's COMMIT
+        (groupcommit.py)."""
+        group = current_group()
+        if group is not None:
+            with faults.mapped(), group.write(account_id, new_account) as tx:
+                yield tx
+            self.notifier.publish(tx.event())  # held until the group commits
+            return
         with faults.mapped():
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
@@ -138,6 +175,22 @@ class Store:
                     if not self.sqlite:
                         pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when this commits
         self.notifier.publish(tx.event())
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """A small write that is no mail change (no modseq, no change log, no event): an app password's
+        last-used stamp, IMAP's \\Recent claim. On a writer lane it is a savepoint of the group's transaction
+        (a transaction of its own there would wait for the group's lock, held by this very thread)."""
+        group = current_group()
+        with faults.mapped():
+            if group is not None:
+                with group.savepoint() as conn:
+                    yield conn
+                return
+            conn_ctx = self.engine.connect()
+            conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
+            with conn_ctx, conn.begin():
+                yield conn
 
     def refresh_statistics(self) -> None:
         """Update the query planner's statistics after bulk changes (an import): without them PostgreSQL

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from . import quotas
 from .counters import CounterTracker
 from .model import NotFound
 from .notifier import ChangeEvent
@@ -50,6 +51,8 @@ class WriteTx:
         self._touched: set[str] = set()
         self._counters = CounterTracker()
         self.kinds: set[str] = set()
+        #: (octets, memberships) this transaction was allowed to add so far (``quotas.admit``)
+        self.quota_admitted: tuple[int, int] = (0, 0)
 
     def log(self, kind: str, object_id: str, op: str) -> None:
         key = (kind, object_id)
@@ -89,7 +92,7 @@ class WriteTx:
         self.kinds.add("EmailDelivery")
 
     def _flush(self) -> None:
-        self._counters.flush(self.conn, self._touched)
+        quotas.record_usage(self, self._counters.flush(self.conn, self._touched))  # usage = the counters' sum
         if self._touched:
             ids = sorted(self._touched)
             for i in range(0, len(ids), 500):

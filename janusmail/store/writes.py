@@ -2,8 +2,10 @@
 
 SQLite has one writer at a time. If writes shared the worker pool with reads, writers waiting for the write
 lock would occupy the threads that reads need, and a burst of STOREs would stall every FETCH. ``Store.call``
-sends methods marked ``@writes`` to a separate writer executor (one thread on SQLite, several on PostgreSQL,
-where writes to different accounts proceed in parallel) and everything else to the reader pool.
+sends methods marked ``@writes`` to the store's writer queue (``groupcommit.WriteQueue``: one lane on SQLite,
+several on PostgreSQL, where writes to different accounts proceed in parallel) and everything else to the
+reader pool. The writer runs the calls queued together in one transaction with one commit, each call's
+``Store.write`` a savepoint of it, and answers them after that commit (group commit).
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_max_size_request(tmp_path):
 
 
 def test_max_concurrent_requests(tmp_path):
-    srv = start_server(tmp_path, jmap__max_concurrent_requests=1)
+    srv = start_server(tmp_path, jmap__max_concurrent_requests=1, jmap__queue_wait_ms=0)  # refuse, never queue
     try:
         j = client_for(srv, "alice@example.test")
         auth = httpx.BasicAuth("alice@example.test", PASSWORDS["alice@example.test"])

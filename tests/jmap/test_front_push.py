@@ -225,9 +225,10 @@ def test_server_shutdown_ends_streams(tmp_path, reader_factory):
 
 
 def test_event_id_codec():
-    states = {"Mailbox": 3, "Email": 10, "Thread": 9, "EmailDelivery": 10, "Identity": 2}
+    states = {"Mailbox": 3, "Email": 10, "Thread": 9, "EmailDelivery": 10, "Identity": 2, "EmailSubmission": 4,
+              "Quota": 1}
     assert push.decode_event_id(push.encode_event_id(states)) == states
-    for bad in [None, "", "1.2.3", "a.b.c.d.e", "1.2.3.4", "1.2.3.4.5.6", "-1.2.3.4.5"]:
+    for bad in [None, "", "1.2.3", "a.b.c.d.e.f.g", "1.2.3.4", "1.2.3.4.5", "1.2.3.4.5.6.7.8", "-1.2.3.4.5.6.7"]:
         assert push.decode_event_id(bad) is None
 
 

@@ -31,7 +31,7 @@ def test_session_shape_and_templates(alice):  # noqa: F811
         "maxSizeUpload": 50_000_000,
         "maxConcurrentUpload": 4,
         "maxSizeRequest": 10_000_000,
-        "maxConcurrentRequests": 4,
+        "maxConcurrentRequests": 6,
         "maxCallsInRequest": 16,
         "maxObjectsInGet": 500,
         "maxObjectsInSet": 500,
@@ -45,7 +45,8 @@ def test_session_shape_and_templates(alice):  # noqa: F811
     assert mail["maxMailboxesPerEmail"] is None and mail["maxMailboxDepth"] is None
     assert mail["maxSizeMailboxName"] == 255 and mail["mayCreateTopLevelMailbox"] is True
     assert "receivedAt" in mail["emailQuerySortOptions"]
-    assert s["primaryAccounts"] == {MAIL: alice.account_id, "urn:ietf:params:jmap:submission": alice.account_id}
+    assert s["primaryAccounts"] == {MAIL: alice.account_id, "urn:ietf:params:jmap:submission": alice.account_id,
+                                    "urn:ietf:params:jmap:quota": alice.account_id}
     assert s["username"] == alice.address
     base = alice.server.config.public_url
     assert s["apiUrl"] == base + "/jmap/api"

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from janusmail.jmap import push
 from tests.jmap.test_front_harness import CORE, MAIL, Jmap, client_for, start_server
 from tests.jmap.test_front_push import reader_factory, wait_subscribed  # noqa: F401 - fixture
 
@@ -42,7 +43,8 @@ def test_session_advertises_submission_honestly(alice):  # noqa: F811
     session = alice.http.get("/jmap/session").json()
     assert session["capabilities"][SUBMISSION] == {}
     account = session["accounts"][alice.account_id]
-    assert account["accountCapabilities"][SUBMISSION] == {"maxDelayedSend": 0, "submissionExtensions": {}}
+    assert account["accountCapabilities"][SUBMISSION] == {"maxDelayedSend": 604800,
+                                                         "submissionExtensions": {"FUTURERELEASE": ["604800"]}}
     assert session["primaryAccounts"][SUBMISSION] == alice.account_id
     # The methods belong to the capability: without it in `using` they are unknown.
     out = alice.request([["Identity/get", {"accountId": alice.account_id}, "c1"]], using=[CORE, MAIL])
@@ -174,4 +176,4 @@ def test_push_names_identity_changes(alice, reader_factory):  # noqa: F811
     event, event_id, data = es.next()
     assert event == "state"
     assert orjson.loads(data)["changed"][alice.account_id] == {"Identity": new_state}
-    assert event_id.split(".")[-1] == new_state
+    assert event_id.split(".")[push.PUSH_TYPES.index("Identity")] == new_state

@@ -7,6 +7,7 @@ writer threads (named ``store-write``); these tests record the thread the store'
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import pytest
@@ -21,6 +22,7 @@ def threads_seen(monkeypatch):  # noqa: ANN001, ANN201
     seen: list[tuple[str, str]] = []
 
     def spy(name, fn):  # noqa: ANN001, ANN202
+        @functools.wraps(fn)  # keeps the @writes mark: Store.call routes the spy as it routes the method
         def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             seen.append((name, threading.current_thread().name))
             return fn(*args, **kwargs)

@@ -56,3 +56,19 @@ def test_per_recipient_replies_and_size_limit(server):
         with pytest.raises(smtplib.SMTPException):
             client.sendmail("s@example.test", ["alice@example.test"], b"Subject: big\r\n\r\n" + b"x" * 300_000)
     assert inbox_messages(server.store, "alice@example.test").messages == 1
+
+
+def test_alias_and_recreated_account(server):
+    """An alias reaches its account; an address whose account was deleted and made again reaches the new one
+    (no memo of the old account id survives)."""
+    alice = server.store.accounts.by_address("alice@example.test")
+    server.store.identities.add_alias(alice.id, "postmaster@example.test")
+    with smtplib.LMTP("127.0.0.1", server.lmtp_port) as client:
+        client.sendmail("s@example.test", ["postmaster@example.test"], simple(2))
+    assert inbox_messages(server.store, "alice@example.test").messages == 1
+    bob = server.store.accounts.by_address("bob@example.test")
+    server.store.accounts.delete(bob.id)
+    server.store.accounts.create("bob@example.test", "x")
+    with smtplib.LMTP("127.0.0.1", server.lmtp_port) as client:
+        client.sendmail("s@example.test", ["bob@example.test"], simple(3))
+    assert inbox_messages(server.store, "bob@example.test").messages == 1

@@ -26,6 +26,8 @@ __all__ = [
     "AppendArgs",
     "AppendMessage",
     "AuthenticateArgs",
+    "CancelUpdateArgs",
+    "CatenatePart",
     "CommandArgs",
     "CompressArgs",
     "CopyArgs",
@@ -37,6 +39,7 @@ __all__ = [
     "FetchBinarySize",
     "FetchBody",
     "FetchItem",
+    "GetMetadataArgs",
     "IdArgs",
     "ListArgs",
     "LoginArgs",
@@ -50,9 +53,11 @@ __all__ = [
     "QResync",
     "QuotaRootArgs",
     "RenameArgs",
+    "ReplaceArgs",
     "SearchArgs",
     "Section",
     "SelectArgs",
+    "SetMetadataArgs",
     "SetQuotaArgs",
     "SortArgs",
     "SortCriterion",
@@ -162,6 +167,16 @@ class StatusArgs:
 
 
 @dataclass(frozen=True, slots=True)
+class CatenatePart:
+    """One part of an RFC 4469 ``CATENATE (...)``: ``TEXT`` with its literal's bytes (or the sink a large one
+    was streamed into), or ``URL`` with the IMAP URL as sent (parsed and resolved by the session)."""
+
+    kind: Literal["TEXT", "URL"]
+    data: bytes | LiteralSink = b""
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AppendMessage:
     """One message of a (MULTI)APPEND. ``binary`` when sent as ``~{n}`` (RFC 3516), ``utf8`` for the
     RFC 6855 ``UTF8 (~{n}...)`` form. ``data`` is the literal's bytes, or the session's sink when the
@@ -172,6 +187,8 @@ class AppendMessage:
     date: _dt.datetime | None = None
     binary: bool = False
     utf8: bool = False
+    #: RFC 4469 CATENATE: the message is these parts joined (``data`` is then empty)
+    catenate: tuple[CatenatePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +321,8 @@ class FetchArgs:
     items: tuple[FetchItem, ...]
     changedsince: int | None = None
     vanished: bool = False
+    #: RFC 9394 ``(PARTIAL first:last)``: only the messages of the set at these positions (negative: from the end)
+    partial: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +376,13 @@ class SetQuotaArgs:
 
     root: str
     limits: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdateArgs:
+    """CANCELUPDATE "tag" ... (RFC 5267 §4.2): the SEARCH contexts to stop updating."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +451,7 @@ CommandArgs = (
     | CreateArgs
     | MailboxArgs
     | RenameArgs
+    | ReplaceArgs
     | ListArgs
     | LsubArgs
     | StatusArgs
@@ -440,5 +467,9 @@ CommandArgs = (
     | CompressArgs
     | QuotaRootArgs
     | SetQuotaArgs
+    | GetMetadataArgs
+    | SetMetadataArgs
     | NotifyArgs
+    | CancelUpdateArgs
 )
+

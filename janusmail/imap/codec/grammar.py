@@ -16,6 +16,7 @@ from .args import (
     AppendArgs,
     AppendMessage,
     AuthenticateArgs,
+    CancelUpdateArgs,
     CommandArgs,
     CompressArgs,
     CopyArgs,
@@ -30,13 +31,16 @@ from .args import (
     QResync,
     QuotaRootArgs,
     RenameArgs,
+    ReplaceArgs,
     SelectArgs,
     SetQuotaArgs,
     StatusArgs,
 )
 from .cursor import Cursor, Incomplete, SyntaxFault
 from .events import Command, ParseError
+from .grammar_catenate import catenate_parts
 from .grammar_fetch import parse_fetch, parse_store
+from .grammar_metadata import parse_getmetadata, parse_setmetadata
 from .grammar_notify import parse_notify
 from .grammar_search import parse_search, parse_sort, parse_thread
 from .sequence import SequenceSet
@@ -287,7 +291,14 @@ def _append(cur: Cursor, uid: bool) -> CommandArgs:
             data, binary = cur.literal(allow8=True)
             messages.append(AppendMessage(data, flags, date, binary=binary))
         else:
-            if cur.keyword("message literal") != "UTF8":
+            word = cur.keyword("message literal")
+            if word == "CATENATE":  # RFC 4469
+                cur.sp()
+                messages.append(AppendMessage(b"", flags, date, catenate=catenate_parts(cur)))
+                if cur.at_end():
+                    break
+                continue
+            if word != "UTF8":
                 raise cur.fail("Expected message literal")
             cur.sp()
             cur.open()
@@ -297,6 +308,23 @@ def _append(cur: Cursor, uid: bool) -> CommandArgs:
         if cur.at_end():
             break
     return AppendArgs(mailbox, tuple(messages))
+
+
+_SEQ_NUMBER_RE = re.compile(rb"[1-9][0-9]*|\*")
+
+
+def _replace(cur: Cursor, uid: bool) -> CommandArgs:
+    """RFC 8508: ``REPLACE SP seq-number SP mailbox SP append-message`` (one message, APPEND's form)."""
+    cur.sp()
+    raw = cur.token(_SEQ_NUMBER_RE, "message number")
+    number = None if raw == b"*" else int(raw)
+    if number is not None and number > 4294967295:
+        raise cur.fail("Message number out of range")
+    appended = _append(cur, uid)
+    assert isinstance(appended, AppendArgs)
+    if len(appended.messages) != 1:
+        raise cur.fail("REPLACE takes exactly one message")
+    return ReplaceArgs(number, appended.mailbox, appended.messages[0])
 
 
 def _copy(cur: Cursor, uid: bool) -> CommandArgs:
@@ -367,6 +395,17 @@ def _setquota(cur: Cursor, uid: bool) -> CommandArgs:
     return SetQuotaArgs(root, tuple(limits))
 
 
+def _cancelupdate(cur: Cursor, uid: bool) -> CommandArgs:
+    """RFC 5267 §4.2: ``CANCELUPDATE tag-string *(SP tag-string)``."""
+    tags = []
+    while True:
+        cur.sp()
+        tags.append(cur.string())
+        if cur.at_end():
+            break
+    return CancelUpdateArgs(tuple(tags))
+
+
 COMMANDS: dict[str, Handler] = {
     **{
         name: _no_args
@@ -408,9 +447,14 @@ COMMANDS: dict[str, Handler] = {
     "MOVE": _copy,
     "ID": _id,
     "COMPRESS": _compress,
+    "REPLACE": _replace,
+    "UNAUTHENTICATE": _no_args,  # RFC 8437
+    "GETMETADATA": parse_getmetadata,  # RFC 5464
+    "SETMETADATA": parse_setmetadata,
     "GETQUOTA": _getquota,
     "SETQUOTA": _setquota,
     "NOTIFY": parse_notify,
+    "CANCELUPDATE": _cancelupdate,
 }
 
 UID_COMMANDS: dict[str, Handler] = {
@@ -420,6 +464,7 @@ UID_COMMANDS: dict[str, Handler] = {
     "COPY": _copy,
     "MOVE": _copy,
     "EXPUNGE": _uid_expunge,
+    "REPLACE": _replace,
     "SORT": parse_sort,
     "THREAD": parse_thread,
 }

@@ -1,5 +1,5 @@
 """FETCH and STORE argument grammar (RFC 9051 §6.4.5-6, RFC 3516 BINARY, RFC 7162 CONDSTORE/QRESYNC,
-RFC 8474 OBJECTID)."""
+RFC 8474 OBJECTID, RFC 8514 SAVEDATE, RFC 8970 PREVIEW, RFC 9394 PARTIAL)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 
 from .args import FetchArgs, FetchAttr, FetchBinarySize, FetchBody, FetchItem, Section, StoreArgs
 from .cursor import Cursor
+from .grammar_search import partial_range
 
 __all__ = ["parse_fetch", "parse_store"]
 
@@ -19,7 +20,7 @@ _SIMPLE = {
     name: FetchAttr(name)
     for name in (
         "FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY", "BODYSTRUCTURE",
-        "UID", "MODSEQ", "EMAILID", "THREADID",
+        "UID", "MODSEQ", "EMAILID", "THREADID", "SAVEDATE",
     )
 }  # fmt: skip
 _ALIASES = {
@@ -79,10 +80,36 @@ def fetch_att(cur: Cursor) -> FetchItem:
         if name == "BINARY.SIZE":
             return FetchBinarySize(section.part)
         return FetchBody(section, _partial(cur), peek=name.endswith(".PEEK"), binary=binary)
+    if name == "PREVIEW":
+        _preview_mods(cur)
+        return _PREVIEW
     item = _SIMPLE.get(name) or _ALIASES.get(name)
     if item is None:
         raise cur.fail(f"Unknown fetch item {name}")
     return item
+
+
+_PREVIEW = FetchAttr("PREVIEW")
+_PREVIEW_MODS = frozenset({"LAZY"})
+_MOD_WORD_RE = re.compile(rb" \(([A-Za-z]+)")
+
+
+def _preview_mods(cur: Cursor) -> None:
+    """RFC 8970: ``PREVIEW [SP "(" preview-mod *(SP preview-mod) ")"]``, preview-mod = ``LAZY``. A list after
+    PREVIEW whose first word is not a preview modifier is left alone: it is the command's fetch modifiers
+    (``FETCH 1 PREVIEW (CHANGEDSINCE 5)``). The modifiers change nothing here: the preview is always at hand."""
+    m = _MOD_WORD_RE.match(cur.buf, cur.pos, cur.end)
+    if m is None or m.group(1).decode("ascii").upper() not in _PREVIEW_MODS:
+        return
+    cur.sp()
+
+    def mod() -> str:
+        word = cur.keyword("preview modifier")
+        if word not in _PREVIEW_MODS:
+            raise cur.fail(f"Unknown preview modifier {word}")
+        return word
+
+    cur.paren_list(mod)
 
 
 def parse_fetch(cur: Cursor, uid: bool) -> FetchArgs:
@@ -101,10 +128,16 @@ def parse_fetch(cur: Cursor, uid: bool) -> FetchArgs:
             cur.pos = start
             items = (fetch_att(cur),)
     mods: dict[str, int | None] = {}
+    partial: list[tuple[int, int]] = []
 
     def modifier() -> None:
         mod = cur.keyword("fetch modifier")
-        if mod == "CHANGEDSINCE":
+        if mod == "PARTIAL":  # RFC 9394 §3.2
+            if partial:
+                raise cur.fail("PARTIAL given twice")
+            cur.sp()
+            partial.append(partial_range(cur))
+        elif mod == "CHANGEDSINCE":
             cur.sp()
             mods[mod] = cur.number64("mod-sequence", low=1)
         elif mod == "VANISHED":
@@ -122,7 +155,7 @@ def parse_fetch(cur: Cursor, uid: bool) -> FetchArgs:
     changedsince = mods.get("CHANGEDSINCE")
     vanished = "VANISHED" in mods
     cur.finish()
-    return FetchArgs(sequence, items, changedsince, vanished)
+    return FetchArgs(sequence, items, changedsince, vanished, partial[0] if partial else None)
 
 
 def parse_store(cur: Cursor, uid: bool) -> StoreArgs:

@@ -1,5 +1,5 @@
 """SEARCH, SORT and THREAD argument grammar (RFC 9051 §6.4.4, RFC 4731, RFC 5182, RFC 5256, RFC 5267,
-RFC 7162, RFC 8474, RFC 9394, RFC 5032)."""
+RFC 7162, RFC 8474, RFC 9394, RFC 5032, RFC 8514)."""
 
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ from .searchkeys import (
     WithinKey,
 )
 
-__all__ = ["parse_search", "parse_sort", "parse_thread", "search_keys"]
+__all__ = ["parse_search", "parse_sort", "parse_thread", "partial_range", "search_keys"]
 
 SUPPORTED_CHARSETS = "BADCHARSET (UTF-8 US-ASCII)"
 _OBJECTID_RE = re.compile(rb"[A-Za-z0-9_-]+")
-_RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE"})
+#: UPDATE and CONTEXT are RFC 5267's (CONTEXT=SEARCH): UPDATE asks for live results, CONTEXT is a hint.
+_RETURN_OPTS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT"})
 _SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 
 _FLAG_KEYS: dict[str, SearchKey] = {
@@ -50,6 +51,7 @@ _FLAG_KEYS: dict[str, SearchKey] = {
     "OLD": FlagKey("\\Recent", False),
     "NEW": And((FlagKey("\\Recent"), FlagKey("\\Seen", False))),
     "ALL": AllKey(),
+    "SAVEDATESUPPORTED": AllKey(),  # RFC 8514: every mailbox here keeps save dates
 }
 _HEADER_KEYS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
 _DATE_KEYS = {
@@ -59,6 +61,9 @@ _DATE_KEYS = {
     "SENTBEFORE": ("sent", "before"),
     "SENTON": ("sent", "on"),
     "SENTSINCE": ("sent", "since"),
+    "SAVEDBEFORE": ("saved", "before"),  # RFC 8514
+    "SAVEDON": ("saved", "on"),
+    "SAVEDSINCE": ("saved", "since"),
 }
 
 
@@ -181,7 +186,7 @@ def _set_charset(cur: Cursor) -> str:
     return charset.upper()
 
 
-def _partial_range(cur: Cursor) -> tuple[int, int]:
+def partial_range(cur: Cursor) -> tuple[int, int]:
     """RFC 9394 ``partial-range``: ``first:last`` or ``-first:-last``."""
     neg = cur.maybe(b"-")
     a = cur.nz_number("partial range")
@@ -202,12 +207,17 @@ def _return_opts(cur: Cursor) -> tuple[tuple[str, ...], tuple[int, int] | None]:
         opt = cur.keyword("return option")
         if opt == "PARTIAL":
             cur.sp()
-            partial.append(_partial_range(cur))
+            partial.append(partial_range(cur))
         elif opt not in _RETURN_OPTS:
             raise cur.fail(f"Unknown return option {opt}")
         return opt
 
     opts = cur.paren_list(option, allow_empty=True)
+    paging = [o for o in opts if o in ("PARTIAL", "ALL")]
+    if len(paging) > 1:  # RFC 9394 §3.1: at most one PARTIAL or ALL in a command
+        raise cur.fail("At most one PARTIAL or ALL return option")
+    if "UPDATE" in opts and "PARTIAL" in opts:  # a window of a result that keeps moving has no stable meaning
+        raise cur.fail("UPDATE cannot be combined with PARTIAL")
     return (tuple(opts) or ("ALL",)), (partial[-1] if partial else None)
 
 

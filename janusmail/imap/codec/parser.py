@@ -9,9 +9,9 @@ The work is split in two layers:
 * **Grammar** (:mod:`.grammar`) parses a fully framed command into typed arguments. When a literal header
   arrives it also checks the command so far, so a broken command is refused before its literal is read.
 
-After AUTHENTICATE, IDLE, STARTTLS and COMPRESS the parser *pauses*: following bytes stay buffered,
-because they belong to a different conversation (SASL lines, ``DONE``, a TLS handshake, compressed
-data). The session then calls :meth:`CommandParser.expect_line`, :meth:`~CommandParser.resume` or
+After AUTHENTICATE, IDLE, STARTTLS, COMPRESS and UNAUTHENTICATE the parser *pauses*: following bytes stay
+buffered, because they may belong to a different conversation (SASL lines, ``DONE``, a TLS handshake,
+compressed data, or uncompressed data again once UNAUTHENTICATE ended compression). The session then calls :meth:`CommandParser.expect_line`, :meth:`~CommandParser.resume` or
 :meth:`~CommandParser.take_buffer`, and ``feed(b"")`` to continue.
 
 Large literals (memory): with ``spool_threshold`` set, a literal bigger than that, or one that would take the
@@ -36,7 +36,7 @@ from .grammar import parse_command
 __all__ = ["BARRIER_COMMANDS", "CommandParser", "decode_sasl_response"]
 
 #: Commands after which the parser stops reading until the session says how to read what follows.
-BARRIER_COMMANDS = frozenset({"AUTHENTICATE", "IDLE", "STARTTLS", "COMPRESS"})
+BARRIER_COMMANDS = frozenset({"AUTHENTICATE", "IDLE", "STARTTLS", "COMPRESS", "UNAUTHENTICATE"})
 
 _EARLY_CHECKS = 32  # validate the prefix at the first N literals of a command (bounded re-parsing)
 _HINT_RE = re.compile(rb'([^\x00-\x20\x7f-\xff(){%*"\\+]+) ((?:[Uu][Ii][Dd] )?[A-Za-z]+)')

@@ -73,10 +73,11 @@ class TextKey:
 
 @dataclass(frozen=True, slots=True)
 class DateKey:
-    """``BEFORE/ON/SINCE`` (``field="internal"``) and ``SENTBEFORE/SENTON/SENTSINCE`` (``field="sent"``).
-    Dates compare by calendar day, disregarding time and zone."""
+    """``BEFORE/ON/SINCE`` (``field="internal"``), ``SENTBEFORE/SENTON/SENTSINCE`` (``field="sent"``) and
+    RFC 8514 ``SAVEDBEFORE/SAVEDON/SAVEDSINCE`` (``field="saved"``). Dates compare by calendar day,
+    disregarding time and zone."""
 
-    field: Literal["internal", "sent"]
+    field: Literal["internal", "sent", "saved"]
     op: Literal["before", "on", "since"]
     date: _dt.date
 

@@ -1,5 +1,6 @@
-"""APPEND with MULTIAPPEND (RFC 3502), BINARY literals (RFC 3516), UTF8 literals (RFC 6855) and APPENDUID
-(RFC 4315).
+"""APPEND with MULTIAPPEND (RFC 3502), BINARY literals (RFC 3516), UTF8 literals (RFC 6855), APPENDUID
+(RFC 4315) and CATENATE (RFC 4469: the messages are built by janusmail.imap.commands.catenate first, then
+ingested with the others, all or nothing).
 
 Durability: the tagged OK is written only after the store returned, i.e. after the bytes were synced and the
 rows committed. A MULTIAPPEND is all-or-nothing: every message is checked first, then all go in one
@@ -20,18 +21,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import AppendArgs, serializer
-from janusmail.imap.commands import Result, handler
+from janusmail.imap.commands import Result, catenate, handler
 from janusmail.imap.commands.mailbox_tree import find_mailbox
 from janusmail.imap.flags import FlagError, from_imap
 from janusmail.spool import Spool, spooler_for
-from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, TooLarge
+from janusmail.store.model import IngestItem, Mailbox, NotFound, StorageUnavailable, TooLarge
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
     from janusmail.imap.session import ImapSession
 
 
-@handler("APPEND", states=("auth", "selected"), capabilities=("MULTIAPPEND",))
+@handler("APPEND", states=("auth", "selected"), capabilities=("MULTIAPPEND", "CATENATE"))
 async def append(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, AppendArgs)
@@ -44,7 +45,7 @@ async def append(s: ImapSession, cmd: Command) -> Result:
         size = msg.data.size if isinstance(msg.data, Spool) else len(msg.data)
         if size > limit or size > s.store.max_message_size:
             return Result.no("Message exceeds APPENDLIMIT", "TOOBIG")
-        if not size:
+        if not size and not msg.catenate:  # a CATENATE message's size is known once it is built
             return Result.no("Empty message")
         try:
             keywords, deleted = from_imap(msg.flags)
@@ -55,12 +56,24 @@ async def append(s: ImapSession, cmd: Command) -> Result:
     dest = await find_mailbox(s, args.mailbox)
     if dest is None:
         return Result.no("No such mailbox", "TRYCREATE")
+    built = catenate.Built()
     try:
-        raws = await _message_bytes(s, args)
-    except StorageUnavailable as exc:  # the spool file could not take the literal
-        return _unavailable(exc)
-    items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at, it.deleted)
-             for it, raw in zip(items, raws, strict=True)]
+        try:
+            if any(m.catenate for m in args.messages):  # RFC 4469: parts of the command and of stored messages
+                built = await catenate.build(s, args.messages, min(limit, int(s.store.max_message_size)))
+            raws = await _message_bytes(s, args, built.raws)
+        except catenate.Refused as exc:
+            return exc.result
+        except StorageUnavailable as exc:  # the spool file could not take the literal
+            return _unavailable(exc)
+        items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at, it.deleted)
+                 for it, raw in zip(items, raws, strict=True)]
+        return await _ingest(s, items, dest)
+    finally:
+        built.close()  # the built messages' spools (literal spools are the session's)
+
+
+async def _ingest(s: ImapSession, items: list[IngestItem], dest: Mailbox) -> Result:
     try:
         if len(items) == 1:
             it = items[0]
@@ -78,13 +91,15 @@ async def append(s: ImapSession, cmd: Command) -> Result:
     return Result.ok("APPEND completed", serializer.appenduid_code(dest.uidvalidity, uids))
 
 
-async def _message_bytes(s: ImapSession, args: AppendArgs) -> list[Any]:
+async def _message_bytes(s: ImapSession, args: AppendArgs, built: dict[int, Any]) -> list[Any]:
     """Each message as a bytes-like object for the store. Small literals are bytes already; spooled ones
     (large, see janusmail.imap.literals) are read-only maps of their files, handed out through the spool's
-    load gate and unmapped when the session closes the command's spools, right after this command."""
-    spools = [m.data for m in args.messages if isinstance(m.data, Spool)]
+    load gate and unmapped when the session closes the command's spools, right after this command.
+    ``built``: the CATENATE messages by index (janusmail.imap.commands.catenate)."""
+    spools = [m.data for m in args.messages if isinstance(m.data, Spool) and not m.catenate]
     loaded = iter(await spooler_for(s.rt).load(spools)) if spools else iter(())
-    return [next(loaded) if isinstance(m.data, Spool) else m.data for m in args.messages]
+    return [built[i] if m.catenate else next(loaded) if isinstance(m.data, Spool) else m.data
+            for i, m in enumerate(args.messages)]
 
 
 def _unavailable(exc: StorageUnavailable) -> Result:

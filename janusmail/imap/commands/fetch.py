@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import FetchArgs, responses
 from janusmail.imap.commands import Result, handler
+from janusmail.imap.commands.search import partial_results
 from janusmail.imap.fetchbody import UnknownCte
 from janusmail.imap.fetchdata import (
     EMAIL_ID,
@@ -22,6 +23,7 @@ from janusmail.imap.fetchdata import (
     SIZE,
     UID,
     FetchPlan,
+    FetchRows,
     RenderContext,
     Row,
     fill_and_render,
@@ -104,7 +106,33 @@ def _covered(uids: Sequence[int], ranges: list[tuple[int, int]]) -> int:
     return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in ranges)
 
 
-@handler("FETCH", "UID FETCH", states=("selected",), capabilities=("BINARY",))
+def _rows(store: Any, mailbox_id: str, ranges: list[tuple[int, int]], **kw: Any) -> tuple[FetchRows, dict[int, int]]:
+    """On a store thread: the rows (``store.messages.fetch_rows``)."""
+    return store.messages.fetch_rows(mailbox_id, ranges, **kw), {}
+
+
+def _rows_and_save_dates(store: Any, mailbox_id: str, ranges: list[tuple[int, int]], **kw: Any
+                         ) -> tuple[FetchRows, dict[int, int]]:
+    """On a store thread, in the same hop: the rows and, for SAVEDATE (RFC 8514), the save dates of those
+    memberships (immutable once written, so a second read cannot disagree with the first)."""
+    data = store.messages.fetch_rows(mailbox_id, ranges, **kw)
+    return data, store.save_dates.of(mailbox_id, uid_ranges(r[UID] for r in data.rows))
+
+
+def partial_window(uids: Sequence[int], ranges: list[tuple[int, int]],
+                   partial: tuple[int, int]) -> list[tuple[int, int]]:
+    """RFC 9394 §3.2 ``(PARTIAL first:last)``: of the session's messages in ``ranges``, only those at these
+    positions (negative: from the last one), as UID ranges. From the snapshot: no store read."""
+    covered: list[int] = []
+    for lo, hi in ranges:
+        covered.extend(uids[bisect_left(uids, lo) : bisect_right(uids, hi)])
+    if len(ranges) > 1:
+        covered = sorted(set(covered))
+    _, picked = partial_results(covered, *partial)
+    return uid_ranges(picked)
+
+
+@handler("FETCH", "UID FETCH", states=("selected",), capabilities=("BINARY", "PREVIEW"))
 async def fetch(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, FetchArgs)
@@ -117,6 +145,8 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     if args.changedsince is not None or any(getattr(it, "name", None) == "MODSEQ" for it in args.items):
         s.enable_condstore()  # an enabling command (RFC 7162 §3.1): the first also sends [HIGHESTMODSEQ]
     ranges = sel.resolve(args.sequence, cmd.uid)
+    if args.partial is not None and args.changedsince is None:
+        ranges = partial_window(sel.uids, ranges, args.partial)
     if args.vanished and args.changedsince is not None:
         top = max(sel.uidnext - 1, 1)
         wide = (sel.saved_uids.ranges if args.sequence.is_saved and sel.saved_uids
@@ -129,10 +159,14 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     plan = FetchPlan.build(args.items, uid=cmd.uid, modseq=args.changedsince is not None)
     # metadata-only FETCHes of many messages may come from the store's row cache: it decides, given how many
     # of the session's messages the ranges cover and how big the mailbox is
-    data = await s.store.call(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
-                              changedsince=args.changedsince, below_uid=sel.uidnext,
-                              covered=_covered(sel.uids, ranges), size_hint=len(sel.uids))
+    read = _rows_and_save_dates if plan.saved else _rows
+    data, saved = await s.store.call(read, s.rt.store, sel.mailbox_id, ranges, **plan.wants(),
+                                     changedsince=args.changedsince, below_uid=sel.uidnext,
+                                     covered=_covered(sel.uids, ranges), size_hint=len(sel.uids))
     rows, seqs = number_rows(data.rows, sel.uids)
+    if args.partial is not None and args.changedsince is not None:  # the window applies to the changed ones
+        _, keep = partial_results(list(range(len(rows))), *args.partial)
+        rows, seqs = (rows[keep[0] : keep[-1] + 1], seqs[keep[0] : keep[-1] + 1]) if keep else ([], [])
     changed: set[int] = set()
     if plan.sets_seen and not sel.readonly and rows:
         rows, changed = await _mark_seen(s, rows)
@@ -141,7 +175,7 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     ctx = RenderContext(
         plan, s.utf8, data.keywords, data.locations,
         is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent,
-        changed=changed, condstore=s.condstore, store=s.store,
+        changed=changed, condstore=s.condstore, store=s.store, saved=saved,
     )
     # rendered structures (ENVELOPE, BODYSTRUCTURE) are pinned per batch before it renders (fill_structs)
     render = fill_and_render if plan.structs else render_batch

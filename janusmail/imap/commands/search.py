@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from itertools import compress
 from typing import TYPE_CHECKING
 
+from janusmail.imap import search_updates
 from janusmail.imap.codec import NumberSet, SearchArgs, SequenceSet, serializer
+from janusmail.imap.codec.args import CancelUpdateArgs
 from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.search_query import Resolver, build_condition, has_modseq
@@ -116,7 +118,7 @@ def _numbers(nums: Sequence[int]) -> bytes:
     return b" ".join([b"%d" % n for n in nums])
 
 
-def _partial(nums: list[int], first: int, last: int) -> tuple[str, list[int]]:
+def partial_results(nums: list[int], first: int, last: int) -> tuple[str, list[int]]:
     """RFC 9394: the echoed range and the selected results (negative positions count from the end)."""
     a, b = sorted((abs(first), abs(last)))
     if first < 0:
@@ -130,11 +132,23 @@ def _partial(nums: list[int], first: int, last: int) -> tuple[str, list[int]]:
 
 
 def esearch_line(tag: str, uid: bool, opts: Sequence[str], nums: list[int], modseq: int | None,
-                 partial: tuple[int, int] | None = None, *, ordered: bool = False) -> bytes:
+                 partial: tuple[int, int] | None = None, *, ordered: bool = False,
+                 page: tuple[list[int], int | None] | None = None) -> bytes:
     """``* ESEARCH (TAG "t") [UID] MIN a MAX b ALL set COUNT n [PARTIAL (r set)] [MODSEQ m]``.
 
     ``ordered`` (ESORT, RFC 5267 §3.1-3.2): ``nums`` are in sort order; MIN/MAX are the first and last of
-    it, and ALL keeps the order (only ascending runs become ranges)."""
+    it, and ALL keeps the order (only ascending runs become ranges). ``page``: the PARTIAL window the store
+    already cut (and the COUNT of all matches, if asked), instead of cutting it from ``nums``."""
+    if page is not None:
+        picked, total = page
+        parts = [b"* ESEARCH (TAG " + quoted(tag) + b")"] + ([b"UID"] if uid else [])
+        if "COUNT" in opts and total is not None:
+            parts.append(b"COUNT %d" % total)
+        if partial is not None:
+            label, _ = partial_results([], *partial)
+            value = serializer.compress_uids(picked) if picked else "NIL"
+            parts.append(f"PARTIAL ({label} {value})".encode("ascii"))
+        return b" ".join(parts) + b"\r\n"
     parts = [b"* ESEARCH (TAG " + quoted(tag) + b")"]
     if uid:
         parts.append(b"UID")
@@ -149,7 +163,7 @@ def esearch_line(tag: str, uid: bool, opts: Sequence[str], nums: list[int], mods
     if "COUNT" in opts:
         parts.append(b"COUNT %d" % len(nums))
     if partial is not None:
-        label, picked = _partial(nums, *partial)
+        label, picked = partial_results(nums, *partial)
         value = serializer.compress_uids(picked) if picked else "NIL"
         parts.append(f"PARTIAL ({label} {value})".encode("ascii"))
     if modseq is not None and nums:
@@ -187,6 +201,10 @@ async def search(s: ImapSession, cmd: Command) -> Result:
     with_modseq = has_modseq(args.key)
     if with_modseq:
         s.enable_condstore()  # SEARCH MODSEQ is a CONDSTORE enabling command (RFC 7162 §3.1)
+    if opts is not None and "UPDATE" in opts and cmd.tag in sel.update_contexts:
+        return Result.bad(f"Tag {cmd.tag} already names a search context (CANCELUPDATE it first)")
+    if args.partial is not None and opts is not None and set(opts) <= PAGED_OPTS and not with_modseq:
+        return await _search_page(s, cmd, args)
     try:
         cond = search_condition(s, sel, args.key)
         rows = await s.store.call(s.store.search.mailbox_search, s.account_id or "", sel.mailbox_id, cond,
@@ -210,7 +228,55 @@ async def search(s: ImapSession, cmd: Command) -> Result:
         opts = ("ALL",)
     if saving:
         save_result(sel, opts, uids)
-    shown = [o for o in opts if o != "SAVE"]
+    shown = [o for o in opts if o not in ("SAVE", "UPDATE", "CONTEXT")]
+    if "UPDATE" in opts and not shown and args.partial is None:
+        shown = ["ALL"]  # RFC 5267 §4.2: an updating search answers with its whole result first
     if shown or args.partial is not None:
         s.write(esearch_line(cmd.tag, cmd.uid, shown, nums, modseq, args.partial))
+    if "UPDATE" in opts:
+        return _keep_updating(s, cmd, cond, uids)
+    return Result.ok("SEARCH completed")
+
+
+def _keep_updating(s: ImapSession, cmd: Command, cond: q.Condition, uids: list[int]) -> Result:
+    """RFC 5267 §4.2: remember the search under its tag so later changes are sent as ADDTO / REMOVEFROM."""
+    sel = s.selected
+    assert sel is not None
+    if len(sel.update_contexts) >= search_updates.MAX_CONTEXTS:
+        return Result.ok("SEARCH completed (no updates: too many contexts)", "NOUPDATE " + quoted(cmd.tag).decode())
+    sel.update_contexts[cmd.tag] = search_updates.UpdateContext(cmd.tag, cmd.uid, cond, set(uids))
+    return Result.ok("SEARCH completed")
+
+
+@handler("CANCELUPDATE", states=("selected",), capabilities=("CONTEXT=SEARCH",))
+async def cancel_update(s: ImapSession, cmd: Command) -> Result:
+    """RFC 5267 §4.2: stop updating these contexts (all named tags must be live ones)."""
+    args = cmd.args
+    assert isinstance(args, CancelUpdateArgs)
+    sel = s.selected
+    assert sel is not None
+    unknown = [t for t in args.tags if t not in sel.update_contexts]
+    if unknown:
+        return Result.bad("No search context with tag " + ", ".join(unknown))
+    for tag in args.tags:
+        sel.update_contexts.pop(tag, None)
+    return Result.ok("CANCELUPDATE completed")
+
+
+#: Return options a PARTIAL search can answer from one page of matches (and a count), without listing them all.
+PAGED_OPTS = frozenset({"PARTIAL", "COUNT"})
+
+
+async def _search_page(s: ImapSession, cmd: Command, args: SearchArgs) -> Result:
+    """``SEARCH RETURN (PARTIAL a:b [COUNT])``: the store returns only the window (RFC 9394 §3.1; positions
+    among the matches in ascending order, negative ones from the last match)."""
+    sel = s.selected
+    assert sel is not None and args.partial is not None and args.return_opts is not None
+    cond = search_condition(s, sel, args.key)
+    rows, total = await s.store.call(
+        s.store.search.mailbox_search_page, s.account_id or "", sel.mailbox_id, cond, *args.partial,
+        below_uid=sel.uidnext, size_hint=len(sel.uids), count="COUNT" in args.return_opts)
+    uids, seqs, _ = _in_snapshot(rows, sel.uids)
+    s.write(esearch_line(cmd.tag, cmd.uid, args.return_opts, [], None, args.partial,
+                         page=(uids if cmd.uid else seqs, total)))
     return Result.ok("SEARCH completed")

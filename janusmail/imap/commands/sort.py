@@ -5,6 +5,10 @@ the MODSEQ result (RFC 7162).
 The search keys go through the same machinery as SEARCH (:mod:`.search`: the store's query AST, resolved
 through the session's snapshot); the store matches and orders (``store.search.mailbox_sort``); this module
 maps the UIDs through the snapshot, keeping the order, and shapes the answer.
+
+``RETURN (PARTIAL a:b)`` is a slice of that order. Unlike SEARCH's (``mailbox_search_page``), a sort window cannot
+stop early (the last match can sort first), but a big mailbox's order is kept by the store per membership state,
+so paging through it costs a filter and a slice per page, not a sort.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import NumberSet, SortArgs
+from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.commands.search import (
     charset_refusal,
@@ -94,7 +99,11 @@ async def sort(s: ImapSession, cmd: Command) -> Result:
     modseq = result_modseq(opts if args.partial is None else ("ALL",), modseqs) if modseqs is not None else None
     if saving:
         save_result(sel, opts, uids)
-    shown = [o for o in opts if o != "SAVE"]
+    shown = [o for o in opts if o not in ("SAVE", "UPDATE", "CONTEXT")]
+    if "UPDATE" in opts and not shown and args.partial is None:
+        shown = ["ALL"]
     if shown or args.partial is not None:
         s.write(esearch_line(cmd.tag, cmd.uid, shown, nums, modseq, args.partial, ordered=True))
+    if "UPDATE" in opts:  # CONTEXT=SORT is not offered: the result stands, without updates (RFC 5267 §4.2)
+        return Result.ok("SORT completed (no updates)", "NOUPDATE " + quoted(cmd.tag).decode())
     return Result.ok("SORT completed")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-TYPE_MODULES = ("mailbox", "thread", "email", "snippet", "identity")
+TYPE_MODULES = ("mailbox", "thread", "email", "snippet", "identity", "quota", "push_subscription", "email_submission")
 
 
 def register_all(engine: Any) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from janusmail.jmap import collation
-from janusmail.jmap.context import parse_state, run_store
+from janusmail.jmap.context import JmapContext, parse_state, run_store
 from janusmail.jmap.engine import (
     AddedItem,
     Call,
@@ -44,6 +44,7 @@ from janusmail.store.model import (
     AlreadyExists,
     HasChildren,
     HasEmails,
+    InboxProtected,
     InvalidName,
     Mailbox,
     MailboxCounts,
@@ -52,7 +53,6 @@ from janusmail.store.model import (
     StorageUnavailable,
     StoreError,
 )
-from janusmail.store.writes import writes
 
 __all__ = ["MAIL", "MailboxAdapter", "register"]
 
@@ -115,33 +115,6 @@ def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) 
 
 
 _OPS = {"c": "created", "u": "updated", "d": "destroyed"}
-
-
-class _Gone(Exception):
-    """The mailbox being updated does not exist (as opposed to a parent that does not)."""
-
-
-# _update and _destroy check, then write: marked @writes so they run on the store's writer executor (a write
-# on a reader thread would hold a reader while it waits for the write lock). The inbox rules belong inside
-# the store's own transaction; until they move there, the check and the write are two steps.
-@writes
-def _update(store: Any, account_id: str, mailbox_id: str, values: dict[str, Any]) -> None:
-    box = store.mailboxes.get(account_id, mailbox_id)
-    if box is None:
-        raise _Gone
-    if box.role == "inbox" and "role" in values and values["role"] != "inbox":
-        raise SetError("invalidProperties", "the inbox keeps its role", properties=["role"])
-    store.mailboxes.update(account_id, mailbox_id, **values)
-
-
-@writes
-def _destroy(store: Any, account_id: str, mailbox_id: str, remove_emails: bool) -> list[str]:
-    box = store.mailboxes.get(account_id, mailbox_id)
-    if box is None:
-        raise _Gone
-    if box.role == "inbox":
-        raise SetError("forbidden", "the inbox cannot be destroyed")
-    return store.mailboxes.destroy(account_id, mailbox_id, remove_emails=remove_emails)
 
 
 def _query_changes_data(store: Any, account_id: str, since: int) -> tuple[int, list[Any], list[dict[str, Any]]]:
@@ -213,9 +186,12 @@ def _mismatches(tokens: tuple[str, ...], value: Any, record: dict[str, Any]) -> 
     return [path] if current is _ABSENT else server_set_mismatches(path, value, current)
 
 
-def _store_error(exc: StoreError) -> SetError:
+def _store_error(exc: StoreError, mailbox_id: str | None = None) -> SetError:
+    """The SetError for a store refusal of a write to ``mailbox_id`` (None: a create)."""
     if isinstance(exc, StorageUnavailable):  # not this object's fault: the whole method is serverUnavailable
         raise exc
+    if isinstance(exc, NotFound) and mailbox_id is not None and exc.args[:1] == (mailbox_id,):
+        return SetError("notFound")  # the mailbox itself (or another account's), not its new parent
     if isinstance(exc, AlreadyExists):
         return _bad("name", "a sibling mailbox already has this name")
     if isinstance(exc, RoleTaken):
@@ -393,21 +369,24 @@ class MailboxAdapter(TypeAdapter):
             if bad:
                 raise SetError("invalidProperties", "server-set properties cannot be changed", properties=bad)
         try:
-            await run_store(call.ctx, _update, store, call.account_id, id, values)
-        except _Gone:
-            raise SetError("notFound") from None
+            await run_store(call.ctx, store.mailboxes.update, call.account_id, id, **values)
+        except InboxProtected as exc:
+            prop = exc.prop or "role"
+            why = "the inbox keeps its role" if prop == "role" else "the inbox stays at the top level"
+            raise SetError("invalidProperties", why, properties=[prop]) from None
         except StoreError as exc:
-            raise _store_error(exc) from None
+            raise _store_error(exc, id) from None
         return None
 
     async def destroy(self, call: Call, id: str) -> None:
         remove = call.extra.get("onDestroyRemoveEmails") is True
+        store = call.ctx.store
         try:
-            await run_store(call.ctx, _destroy, call.ctx.store, call.account_id, id, remove)
-        except _Gone:
-            raise SetError("notFound") from None
+            await run_store(call.ctx, store.mailboxes.destroy, call.account_id, id, remove_emails=remove)
+        except InboxProtected:
+            raise SetError("forbidden", "the inbox cannot be destroyed") from None
         except StoreError as exc:
-            raise _store_error(exc) from None
+            raise _store_error(exc, id) from None
 
     # -- /query ------------------------------------------------------------------------------------------
 
@@ -542,7 +521,7 @@ def register(engine: Engine) -> None:
     adapter = MailboxAdapter()
     register_standard(engine, "Mailbox", MAIL, adapter, ("get", "changes", "query", "queryChanges"))
 
-    async def mailbox_set(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    async def mailbox_set(ctx: JmapContext, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         remove = args.get("onDestroyRemoveEmails", False)
         if remove is not None and type(remove) is not bool:
             raise invalid_arguments("'onDestroyRemoveEmails' must be a boolean")
@@ -553,7 +532,7 @@ def register(engine: Engine) -> None:
             and len(destroy) > 1
             and all(is_id(i) for i in destroy)
             and type(account_id) is str
-            and getattr(ctx, "account_id", None) == account_id
+            and ctx.account_id == account_id  # the caller's own account: order its mailboxes only
         ):
             ordered = await run_store(ctx, _destroy_order, ctx.store, account_id, destroy)
             args = {**args, "destroy": ordered}

@@ -52,6 +52,7 @@ __all__ = [
     "Not",
     "Nothing",
     "Or",
+    "SavedDate",
     "Size",
     "SortKey",
     "SubjectContains",
@@ -203,6 +204,15 @@ class Date:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedDate:
+    """Compare the membership's save date (RFC 8514: when the message was put in this mailbox) in epoch
+    seconds; mailbox searches only, like \\Deleted."""
+
+    op: Compare
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
 class Size:
     """Compare the RFC 5322 size in octets."""
 
@@ -236,7 +246,7 @@ class Or:
 
 Condition = Union[  # noqa: UP007 - a runtime alias used in isinstance-free matching
     All, Nothing, Keyword, ThreadKeyword, Deleted, UidIn, ModSeqAtLeast, InMailbox, InMailboxOtherThan, EmailIs,
-    ThreadIs, Address, SubjectContains, Header, Text, Contains, Date, Size, HasAttachment, Not, And, Or,
+    ThreadIs, Address, SubjectContains, Header, Text, Contains, Date, SavedDate, Size, HasAttachment, Not, And, Or,
 ]
 
 SortProperty = Literal["receivedAt", "sentAt", "size", "from", "to", "subject", "hasKeyword",

@@ -26,7 +26,8 @@ Contains            the trigram index (IMAP TEXT/BODY): SQLite FTS5 ``email_trgm
                     than 3 characters (PostgreSQL: without 3 word characters in a row, which is all pg_trgm
                     can look up) cannot use it: a scan of the searched rows' text, correlated to each row, so a
                     mailbox search reads only that mailbox's
-dates, sizes, ids   plain comparisons; UID sets ``BETWEEN``/``IN`` ranges
+dates, sizes, ids   plain comparisons; UID sets ``BETWEEN``/``IN`` ranges; SavedDate the membership's
+                    ``saved_at`` (mailbox searches only; not in the row cache, so always SQL)
 ==================  ================================================================================
 
 Plans we rely on for Email/query (measured on 100k messages; see bench/jmap.py):
@@ -347,6 +348,8 @@ class _Compiler:
                 expr = (c.received_at if fld == "received"
                         else sa.func.coalesce(c.sent_at + sa.func.coalesce(c.sent_offset, 0) * 60, c.received_at))
                 return _cmp(expr, op, epoch)
+            case q.SavedDate(op=op, epoch=epoch):
+                return _cmp(self._m("SAVEDATE").saved_at, op, epoch)
             case q.Size(op=op, size=size):
                 return _cmp(self._e(e).c.size, op, size)
             case q.HasAttachment(value=value):

@@ -41,18 +41,23 @@ UNINDEXED_FIELDS = frozenset({
     "arc-authentication-results", "authentication-results",
 })
 
-#: SQLite only: the rowid of each email's row in the trigram index ``email_trgm``
-EMAIL_TEXT = sa.table("email_text", sa.column("id"), sa.column("email_id"))
+#: SQLite only: the rowid of each email's row in the trigram index ``email_trgm`` (``id``) and in the word
+#: index ``email_fts`` (``fts_rowid``, migration 0011: the same number for rows written since)
+EMAIL_TEXT = sa.table("email_text", sa.column("id"), sa.column("email_id"), sa.column("fts_rowid"))
 #: SQLite only: the trigram index, with its own copy of the text
 EMAIL_TRGM = sa.table("email_trgm", sa.column("rowid"), sa.column("headers"), sa.column("body"))
 #: PostgreSQL: the text both indexes cover, one row per email
 EMAIL_SEARCH = sa.table("email_search", sa.column("email_id"), sa.column("account_id"), sa.column("subject"),
                         sa.column("addresses"), sa.column("headers"), sa.column("body"))
 
-_FTS_INSERT = sa.text("INSERT INTO email_fts(email_id, account_id, subject, addresses, body) "
-                      "VALUES (:email_id, :account_id, :subject, :addresses, :body)")
-_FTS_DELETE = sa.text("DELETE FROM email_fts WHERE email_id IN :ids").bindparams(
+_FTS_INSERT = sa.text("INSERT INTO email_fts(rowid, email_id, account_id, subject, addresses, body) "
+                      "VALUES (:rowid, :email_id, :account_id, :subject, :addresses, :body)")
+#: by rowid: ``email_id`` is UNINDEXED in FTS5, so ``WHERE email_id IN (...)`` read the whole word index
+_FTS_DELETE = sa.text("DELETE FROM email_fts WHERE rowid IN "
+                      "(SELECT fts_rowid FROM email_text WHERE email_id IN :ids)").bindparams(
     sa.bindparam("ids", expanding=True))
+#: the highest rowid of the word index (FTS5 reads it from the end of its rowid order: no scan)
+_FTS_LAST = sa.text("SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1")
 _TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id, :headers, :body)")
 _CHUNK = 500
 
@@ -74,30 +79,42 @@ def header_text(headers: Iterable[Sequence[str]] | None) -> str:
     return "\n".join(lines)
 
 
+#: PostgreSQL's word index is an expression index on ``to_tsvector(subject || addresses || body)``, and a
+#: tsvector may not pass 1 MiB: a message whose text makes a bigger one could not be stored at all (its
+#: delivery refused with 451). Only this much of each field is indexed there: 200,000 characters of distinct
+#: short words make well under 1 MiB of lexemes and positions. SQLite's FTS5 has no such limit.
+PG_BODY_CAP = 200_000
+PG_FIELD_CAP = 20_000
+
+
 def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict]) -> None:
     """Index new emails, inside the ingest transaction. Each row: ``email_id``, ``account_id``, ``subject``,
     ``addresses``, ``body`` (the cache's search text) and ``headers`` (the cache's header list)."""
     if not rows:
         return
     if sqlite:
-        conn.execute(_FTS_INSERT, rows)
-        # ids after the highest: SQLite has one writer, and this runs in its transaction
-        first = (conn.execute(sa.select(sa.func.max(EMAIL_TEXT.c.id))).scalar() or 0) + 1
-        conn.execute(sa.insert(EMAIL_TEXT), [{"id": first + i, "email_id": r["email_id"]} for i, r in enumerate(rows)])
+        # One new number per email for its rows in all three tables, above the highest of email_text and of
+        # email_fts (rows older than migration 0011 have other word-index rowids): SQLite has one writer, and
+        # this runs in its transaction.
+        first = max(conn.execute(sa.select(sa.func.max(EMAIL_TEXT.c.id))).scalar() or 0,
+                    conn.execute(_FTS_LAST).scalar() or 0) + 1
+        conn.execute(_FTS_INSERT, [{**r, "rowid": first + i} for i, r in enumerate(rows)])
+        conn.execute(sa.insert(EMAIL_TEXT), [{"id": first + i, "email_id": r["email_id"], "fts_rowid": first + i}
+                                             for i, r in enumerate(rows)])
         conn.execute(_TRGM_INSERT, [{"id": first + i, "headers": header_text(r.get("headers")), "body": r["body"]}
                                     for i, r in enumerate(rows)])
         return
     conn.execute(sa.insert(EMAIL_SEARCH), [{  # PostgreSQL text may not contain NUL
-        "email_id": r["email_id"], "account_id": r["account_id"], "subject": _no_nul(r["subject"]),
-        "addresses": _no_nul(r["addresses"]), "headers": _no_nul(header_text(r.get("headers"))),
-        "body": _no_nul(r["body"]),
+        "email_id": r["email_id"], "account_id": r["account_id"], "subject": _no_nul(r["subject"][:PG_FIELD_CAP]),
+        "addresses": _no_nul(r["addresses"][:PG_FIELD_CAP]), "headers": _no_nul(header_text(r.get("headers"))),
+        "body": _no_nul(r["body"][:PG_BODY_CAP]),
     } for r in rows])
 
 
 def delete_text(conn: sa.Connection, sqlite: bool, email_ids: Sequence[str]) -> None:
-    """Unindex emails, inside the transaction that deletes them (the FTS5 word index has no foreign key;
-    the trigram index follows ``email_text`` through its delete trigger). PostgreSQL's rows go with the emails
-    (cascade)."""
+    """Unindex emails, inside the transaction that deletes them (the FTS5 word index has no foreign key: its
+    rows go by the rowid ``email_text`` records, before those rows; the trigram index follows ``email_text``
+    through its delete trigger). PostgreSQL's rows go with the emails (cascade)."""
     if not sqlite:
         return
     for i in range(0, len(email_ids), _CHUNK):

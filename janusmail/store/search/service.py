@@ -39,6 +39,7 @@ from . import ast as q
 from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only
 from .highlight import highlight, highlight_terms, snippet
 from .memory import run_rows
+from .paging import search_page
 from .sort import Algorithm, MailboxOrdering
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -209,6 +210,15 @@ class SearchService:
                               below_uid=below_uid)
         with store.engine.connect() as conn:
             return raw_rows(conn, stmt)
+
+    def mailbox_search_page(self, account_id: str, mailbox_id: str, condition: q.Condition, first: int, last: int,
+                            *, below_uid: int | None = None, size_hint: int = 0,
+                            count: bool = False) -> tuple[list[tuple[int, int]], int | None]:
+        """IMAP ``SEARCH RETURN (PARTIAL first:last)`` (RFC 9394): ``(uid, modseq)`` of only the matches at those
+        positions (negative: from the last match), ascending UID, and the number of all matches when ``count``;
+        the search stops after the window where it can (:mod:`.paging`)."""
+        return search_page(self._store, account_id, mailbox_id, condition, first, last, below_uid=below_uid,
+                           size_hint=size_hint, count=count)
 
     def mailbox_sort(self, account_id: str, mailbox_id: str, condition: q.Condition, sort: Sequence[q.SortKey],
                      *, below_uid: int | None = None, size_hint: int = 0,

@@ -153,3 +153,17 @@ def test_list_notifications() -> None:
     ]
     assert state.tree == {"B": ("bee", True), "C": ("c", False)}
     assert a.id == "A"
+
+
+def test_oldname_is_a_mailbox_name_in_modified_utf7() -> None:
+    """RFC 5258 §3.1: OLDNAME carries a mailbox name, so it is modified UTF-7 like the new name unless the
+    client enabled UTF8=ACCEPT (it was sent as a raw UTF-8 literal)."""
+    spec = spec_of(b"t NOTIFY SET (personal (MailboxName))")
+    for utf8, want in (
+        (False, b'* LIST (\\HasNoChildren) "/" B&APw-ro ("OLDNAME" ("Caf&AOk-"))\r\n'),
+        (True, '* LIST (\\HasNoChildren) "/" "Büro" ("OLDNAME" ("Café"))\r\n'.encode()),
+    ):
+        state = NotifyState(spec)
+        state.tree = {"A": ("Café", False)}
+        snap = snapshot((box("A", "Büro"), "Büro", MailboxCounts()))
+        assert list_lines(state, snap, utf8=utf8) == [want]

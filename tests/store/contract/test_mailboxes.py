@@ -12,6 +12,7 @@ from janusmail.store.model import (
     AlreadyExists,
     HasChildren,
     HasEmails,
+    InboxProtected,
     InvalidName,
     MailboxCounts,
     NotFound,
@@ -173,17 +174,42 @@ def test_destroy_refuses_children_and_emails_and_removes_only_orphans(store, acc
         store.mailboxes.destroy(account.id, parent.id, remove_emails=False)
 
 
-@pytest.mark.xfail(strict=True, reason="Mailboxes.destroy logs no Thread change when an email survives only in "
-                   "\\Deleted memberships (it leaves its thread's JMAP emailIds), so Thread/changes misses it")
 def test_destroy_that_hides_an_email_from_jmap_logs_its_thread(store, account) -> None:  # noqa: ANN001
-    inbox, archive = box(store, account.id), box(store, account.id, "Archive")
-    d = store.emails.ingest(account.id, simple(1), (inbox.id, archive.id))
+    # The email survives only in a \\Deleted membership: it leaves its thread's JMAP emailIds.
+    work, archive = store.mailboxes.create(account.id, "Work"), box(store, account.id, "Archive")
+    d = store.emails.ingest(account.id, simple(1), (work.id, archive.id))
+    other = store.emails.ingest(account.id, simple(2), (work.id, archive.id))  # stays visible in Archive
     store.memberships.store_flags(account.id, archive.id, [(1, 1)], "add", [], True)
     assert store.visible_emails.thread_members(account.id, [d.thread_id]) == {d.thread_id: [d.email_id]}
     before = store.changes.highest_modseq(account.id)
-    store.mailboxes.destroy(account.id, inbox.id, remove_emails=True)
+    assert store.mailboxes.destroy(account.id, work.id, remove_emails=True) == []
     assert store.visible_emails.thread_members(account.id, [d.thread_id]) == {}
-    assert ops(store, account.id, "Thread", before)
+    assert ops(store, account.id, "Thread", before) == {(d.thread_id, "u")}  # not other's: still visible
+    assert other.thread_id != d.thread_id
+
+
+def test_the_inbox_is_never_destroyed_and_keeps_its_role(store, account) -> None:  # noqa: ANN001
+    store.emails.ingest(account.id, simple(1), (box(store, account.id).id,))
+    inbox = box(store, account.id)
+    before = store.changes.highest_modseq(account.id)
+    for remove in (True, False):
+        with pytest.raises(InboxProtected):
+            store.mailboxes.destroy(account.id, inbox.id, remove_emails=remove)
+    for role in (None, "archive"):
+        with pytest.raises(InboxProtected) as refused:
+            store.mailboxes.update(account.id, inbox.id, name="Renamed", role=role)
+        assert refused.value.prop == "role"
+    with pytest.raises(InboxProtected) as refused:  # IMAP's INBOX is a top-level name
+        store.mailboxes.update(account.id, inbox.id, parent_id=box(store, account.id, "Archive").id)
+    assert refused.value.prop == "parentId"
+    assert store.mailboxes.get(account.id, inbox.id) == inbox
+    assert store.changes.highest_modseq(account.id) == before
+    assert counts(store, account.id)[inbox.id].messages == 1
+    # Everything else about it may change: name, place, order, subscription, and the role given again.
+    kept = store.mailboxes.update(account.id, inbox.id, name="Posteingang", sort_order=3, role="inbox",
+                                  parent_id=None)
+    assert (kept.id, kept.name, kept.role, kept.sort_order, kept.parent_id) == (
+        inbox.id, "Posteingang", "inbox", 3, None)
 
 
 # -- counts ---------------------------------------------------------------------------------------------------

@@ -167,8 +167,6 @@ def test_claim_recent_hands_each_uid_to_one_session(store, account) -> None:  # 
         store.memberships.claim_recent("F-no-such")
 
 
-@pytest.mark.xfail(strict=True, reason="Memberships.copy logs no Thread change when it makes an email whose "
-                   "memberships were all \\Deleted visible again (its thread's JMAP emailIds change)")
 def test_copy_that_shows_a_hidden_email_again_logs_its_thread(store, account) -> None:  # noqa: ANN001
     a = account.id
     inbox, archive = box(store, a), box(store, a, "Archive")

@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from janusmail.jmap.context import parse_state, run_store
+from janusmail.jmap.context import JmapContext, parse_state, run_store
 from janusmail.jmap.engine import (
     Call,
     ChangeEntry,
@@ -61,9 +61,8 @@ from janusmail.jmap.types.email.set_plan import (
 )
 from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.parse import parse_message
-from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, StoreError, TooLarge
+from janusmail.store.model import IngestItem, NotFound, OverQuota, StorageUnavailable, StoreError, TooLarge
 from janusmail.store.visible_emails import SetOutcome
-from janusmail.store.writes import writes
 
 __all__ = ["EMAIL_QUERY_SORT_OPTIONS", "MAIL", "EmailAdapter", "register"]
 
@@ -118,9 +117,9 @@ def _source_email(store: Any, account_id: str, email_id: str) -> tuple[bytes, di
     return store.emails.raw(account_id, email_id), found[0]
 
 
-def _account_domain(ctx: Any) -> str:
-    address = getattr(getattr(ctx, "principal", None), "address", "") or ""
-    return address.rpartition("@")[2] or "localhost"
+def _account_domain(ctx: JmapContext) -> str:
+    """The domain of the caller's address (Message-IDs of composed mail are minted in it)."""
+    return ctx.principal.address.rpartition("@")[2] or "localhost"
 
 
 # -- the adapter ------------------------------------------------------------------------------------------------
@@ -190,6 +189,8 @@ class EmailAdapter(TypeAdapter):
             done = await store.deliver(account_id, raw, tuple(plan.mailbox_ids), tuple(plan.keywords), plan.received_at)
         except TooLarge:
             raise SetError("tooLarge", "the message is too large") from None
+        except OverQuota:
+            raise _over_quota() from None
         except NotFound:
             raise SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"]) from None
         return {"id": done.email_id, "blobId": done.blob_id, "threadId": done.thread_id, "size": done.size}
@@ -280,7 +281,10 @@ class EmailAdapter(TypeAdapter):
         missing = await run_store(ctx, store.mailboxes.unknown, call.account_id, mailbox_ids)
         if missing:
             raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
-        done = await store.deliver(call.account_id, raw, tuple(mailbox_ids), tuple(keywords), received)
+        try:
+            done = await store.deliver(call.account_id, raw, tuple(mailbox_ids), tuple(keywords), received)
+        except OverQuota:
+            raise _over_quota() from None
         return {"id": done.email_id, "blobId": done.blob_id, "threadId": done.thread_id, "size": done.size}
 
     # -- querying -------------------------------------------------------------------------------------
@@ -337,52 +341,43 @@ class EmailAdapter(TypeAdapter):
 # -- Email/import (RFC 8621 §4.8) ---------------------------------------------------------------------------------
 
 
-@writes
-def _import_batch(
+def _read_imports(
     store: Any, account_id: str, items: dict[str, tuple[str, list[str], list[str], int | None]]
-) -> dict[str, Any]:
-    """Read the blobs and store every valid import in one transaction; per creation id a Delivered or a
-    SetError. A batch the store refuses as a whole (a mailbox vanished meanwhile) is retried one by one so
-    each import stays atomic on its own."""
-    results: dict[str, Any] = {}
-    wanted = sorted({m for _, boxes, _, _ in items.values() for m in boxes})
-    missing = set(store.mailboxes.unknown(account_id, wanted)) if wanted else set()
-    ready: list[tuple[str, IngestItem]] = []
+) -> dict[str, IngestItem | SetError]:
+    """Per creation id the message to store, or the SetError of a blobId the account has no blob for.
+
+    The blob id is JMAP's (a stored blob or a body part of one: ``janusmail.jmap.blobs``), so the bytes are
+    read here, on a reader thread, and the store gets plain messages (``store.emails.ingest_each``). Without
+    a receivedAt, an import is dated by its newest Received header field (RFC 8621 §4.8), else by the store."""
+    out: dict[str, IngestItem | SetError] = {}
     for cid, (blob_id, boxes, keywords, received) in items.items():
-        if missing & set(boxes):
-            results[cid] = SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"])
-            continue
         raw = read_blob(store, account_id, blob_id)
         if raw is None:
             # RFC 8621 §4.8: an unknown blobId is an invalid property of the EmailImport, not blobNotFound.
-            results[cid] = SetError("invalidProperties", "no such blob", properties=["blobId"])
-            continue
-        if len(raw) > store.max_message_size:
-            results[cid] = SetError("tooLarge", "the message is too large", maxSize=store.max_message_size)
+            out[cid] = SetError("invalidProperties", "no such blob", properties=["blobId"])
             continue
         if received is None:
             received = received_from_headers(raw)
-        ready.append((cid, IngestItem(raw, tuple(boxes), tuple(keywords), received)))
-    if not ready:
-        return results
-    try:
-        delivered = store.emails.ingest_many(account_id, [item for _, item in ready])
-        results.update({cid: d for (cid, _), d in zip(ready, delivered, strict=True)})
-    except StorageUnavailable:
-        raise  # disk full / I/O error: the whole method is serverUnavailable, not one SetError per email
-    except StoreError:
-        for cid, item in ready:
-            try:
-                results[cid] = store.emails.ingest_many(account_id, [item])[0]
-            except StorageUnavailable as exc:  # others of this call may be stored already: report per email
-                results[cid] = SetError("serverUnavailable", str(exc))
-            except NotFound:
-                results[cid] = SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"])
-            except TooLarge:
-                results[cid] = SetError("tooLarge", "the message is too large")
-            except StoreError as exc:
-                results[cid] = SetError("invalidProperties", str(exc) or "refused")
-    return results
+        out[cid] = IngestItem(raw, tuple(boxes), tuple(keywords), received)
+    return out
+
+
+def _import_error(exc: StoreError, max_size: int) -> SetError:
+    """The SetError of an import the store refused (``store.emails.ingest_each``'s per-item result)."""
+    if isinstance(exc, StorageUnavailable):  # only when imports of this call may be stored already
+        return SetError("serverUnavailable", str(exc))
+    if isinstance(exc, NotFound):
+        return SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"])
+    if isinstance(exc, TooLarge):
+        return SetError("tooLarge", "the message is too large", maxSize=max_size)
+    if isinstance(exc, OverQuota):
+        return _over_quota()
+    return store_error_to_set_error("", exc)
+
+
+def _over_quota() -> SetError:
+    """RFC 8620 §5.3 overQuota: the account's quota (janusmail/store/quotas.py, JMAP Quota/get) is full."""
+    return SetError("overQuota", "the account's quota would be exceeded (see Quota/get)")
 
 
 async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -421,15 +416,19 @@ async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[s
         except SetError as exc:
             not_created[cid] = exc
     created: dict[str, dict[str, Any]] = {}
-    if items:
-        results = await run_store(ctx, _import_batch, store, account_id, items)
-        for cid in items:
-            res = results[cid]
-            if isinstance(res, SetError):
-                not_created[cid] = res
-            else:
-                created[cid] = {"id": res.email_id, "blobId": res.blob_id, "threadId": res.thread_id, "size": res.size}
-                ctx.record_creation(cid, res.email_id)
+    loaded = await run_store(ctx, _read_imports, store, account_id, items) if items else {}
+    ready = {cid: item for cid, item in loaded.items() if isinstance(item, IngestItem)}
+    results = await run_store(ctx, store.emails.ingest_each, account_id, list(ready.values())) if ready else []
+    stored = dict(zip(ready, results, strict=True))
+    for cid in items:
+        res = stored.get(cid, loaded[cid])
+        if isinstance(res, SetError):
+            not_created[cid] = res
+        elif isinstance(res, StoreError):
+            not_created[cid] = _import_error(res, store.max_message_size)
+        else:
+            created[cid] = {"id": res.email_id, "blobId": res.blob_id, "threadId": res.thread_id, "size": res.size}
+            ctx.record_creation(cid, res.email_id)
     new_state = str(await run_store(ctx, store.changes.kind_state, account_id, "Email"))
     return [
         (

@@ -47,6 +47,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("mailboxes") as batch:
-        for name in reversed(COLUMNS):
-            batch.drop_column(name)
+    # Plain DROP COLUMN (SQLite >= 3.35 has it): batch mode would copy the table and drop the original, and
+    # with foreign keys on, dropping mailboxes cascades to every row that references it: all the mail.
+    for name in reversed(COLUMNS):
+        op.drop_column("mailboxes", name)

@@ -1,0 +1,319 @@
+"""JMAP EmailSubmission (RFC 8621 §7): get, changes, query, set, over ``store.submissions``.
+
+Why the checks live here and the queue in the store: the store keeps a submission durable the moment /set
+answers ``created`` and the sender (janusmail/smtp/outbound.py) delivers it from there; this module turns the
+client's request into a checked envelope. The envelope is the client's, or derived from the message (RFC 8621
+§7.5: MAIL FROM the identity's address, RCPT TO every To/Cc/Bcc address). The message's From must be the
+identity's address (``forbiddenFrom``), MAIL FROM one of the account's own addresses (``forbiddenMailFrom``).
+A FUTURERELEASE hold (``HOLDFOR``/``HOLDUNTIL`` on mailFrom, RFC 4865) keeps it ``pending`` until its time, and
+an update of ``undoStatus`` to ``canceled`` before then is undo-send.
+
+``onSuccessUpdateEmail`` / ``onSuccessDestroyEmail`` run as an implicit Email/set after the submissions were
+created (the classic Drafts -> Sent move, dropping ``$draft``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from janusmail.jmap.context import run_store
+from janusmail.jmap.engine import (
+    Call,
+    ChangeEntry,
+    ChangeLog,
+    Comparator,
+    Engine,
+    MethodError,
+    QueryResult,
+    SetError,
+    SetResult,
+    TypeAdapter,
+    register_standard,
+    validate_patch,
+)
+from janusmail.jmap.engine.querytools import window
+from janusmail.jmap.engine.types import JmapTypeError, format_utc_date, parse_utc_date
+from janusmail.jmap.session_resource import MAX_DELAYED_SEND, SUBMISSION
+from janusmail.mime.recipients import envelope_addresses
+from janusmail.store.model import NotFound, StorageUnavailable
+from janusmail.store.submissions import KIND, CannotUnsend, Envelope, Submission, SubmissionQuery
+
+__all__ = ["EmailSubmissionAdapter", "register"]
+
+_OPS = {"c": "created", "u": "updated", "d": "destroyed"}
+_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+@[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+")
+MAX_RECIPIENTS = 100
+_PARAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_HOLDFOR = re.compile(r"[0-9]{1,10}")
+
+
+_utc = format_utc_date  # the store keeps epoch seconds; JMAP shows UTCDates
+
+
+def _parse_utc(value: Any, prop: str) -> int:
+    """A UTCDate filter value as epoch seconds (invalidArguments otherwise)."""
+    try:
+        return int(parse_utc_date(value, prop).timestamp())
+    except JmapTypeError as exc:
+        raise MethodError("invalidArguments", description=str(exc)) from None
+
+
+def to_record(sub: Submission) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "identityId": sub.identity_id,
+        "emailId": sub.email_id,
+        "threadId": sub.thread_id,
+        "envelope": sub.envelope.to_json(),
+        "sendAt": _utc(sub.send_at),
+        "undoStatus": sub.undo_status,
+        "deliveryStatus": {
+            r: {"smtpReply": d["smtpReply"], "delivered": d["delivered"], "displayed": "unknown"}
+            for r, d in sub.delivery.items()
+        },
+        "dsnBlobIds": list(sub.dsn_blob_ids),
+        "mdnBlobIds": [],
+    }
+
+
+def _bad(prop: str, why: str) -> SetError:
+    return SetError("invalidProperties", why, properties=[prop])
+
+
+def _address(value: Any, where: str) -> tuple[str, dict[str, str | None] | None]:
+    """An Address object ``{email, parameters}`` (RFC 8621 §7) -> (email, parameters)."""
+    if type(value) is not dict or not set(value) <= {"email", "parameters"} or type(value.get("email")) is not str:
+        raise _bad(where, "an Address is {email: String, parameters: Object|null}")
+    email = value["email"].strip()
+    if email and not _ADDRESS.fullmatch(email):
+        raise _bad(where + "/email", "not an email address")
+    params = value.get("parameters")
+    if params is not None:
+        if type(params) is not dict or not all(
+            type(k) is str and _PARAM_NAME.fullmatch(k) and (v is None or (type(v) is str and v.isprintable()))
+            for k, v in params.items()
+        ):
+            raise _bad(where + "/parameters", "parameters map ESMTP keywords to values or null")
+    return email.lower(), params
+
+
+def _hold_until(params: dict[str, str | None] | None, now: int, max_delay: int) -> int | None:
+    """The release time a FUTURERELEASE parameter asks for (RFC 4865), or None; SetError when out of range."""
+    if not params:
+        return None
+    upper = {k.upper(): v for k, v in params.items()}
+    if "HOLDFOR" in upper:
+        value = upper["HOLDFOR"] or ""  # ASCII digits only: str.isdigit() takes "²", int() refuses it
+        if not _HOLDFOR.fullmatch(value) or int(value) > max_delay:
+            raise _bad("envelope/mailFrom/parameters", f"HOLDFOR must be 0-{max_delay} seconds")
+        return now + int(value)
+    if "HOLDUNTIL" in upper:
+        try:
+            parsed = _dt.datetime.fromisoformat((upper["HOLDUNTIL"] or "").replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad("envelope/mailFrom/parameters", "HOLDUNTIL must be a date-time") from None
+        if parsed.tzinfo is None:  # RFC 4865: an RFC 3339 date-time, which carries its offset
+            raise _bad("envelope/mailFrom/parameters", "HOLDUNTIL must carry a time zone offset (or Z)")
+        when = int(parsed.timestamp())
+        if when - now > max_delay:
+            raise _bad("envelope/mailFrom/parameters", f"HOLDUNTIL is more than {max_delay} seconds away")
+        return max(now, when)
+    return None
+
+
+def _prepare(store: Any, account_id: str, identity_id: str, email_id: str) -> tuple[Any, bytes, list[str]]:
+    """On a store thread: the identity, the message's bytes and the account's own addresses (one hop)."""
+    identity = store.identities.get(account_id, identity_id)
+    raw = store.emails.raw(account_id, email_id) if identity is not None else b""
+    return identity, bytes(raw), store.identities.addresses(account_id)
+
+
+def _check_on_success(extra: dict[str, Any]) -> None:
+    """onSuccessUpdateEmail (``{id or #creationId: PatchObject}``) and onSuccessDestroyEmail (``[id or
+    #creationId]``) checked before anything is sent: a malformed one found only after the submissions were
+    queued would fail the call, and a client retrying it would send the mail twice."""
+    updates, destroys = extra.get("onSuccessUpdateEmail"), extra.get("onSuccessDestroyEmail")
+    if updates is not None and (type(updates) is not dict or not all(type(v) is dict for v in updates.values())):
+        raise MethodError("invalidArguments", description="onSuccessUpdateEmail maps ids to PatchObjects")
+    if destroys is not None and (type(destroys) is not list or not all(type(v) is str for v in destroys)):
+        raise MethodError("invalidArguments", description="onSuccessDestroyEmail is a list of ids")
+
+
+def _change_log(store: Any, account_id: str, after: int, skip: int, limit: int) -> ChangeLog:
+    current = store.changes.kind_state(account_id, KIND)
+    rows = store.changes.since(account_id, KIND, after, skip + limit)[skip:]
+    return ChangeLog([ChangeEntry(r.modseq, r.object_id, _OPS.get(r.op, "updated")) for r in rows], current)
+
+
+class EmailSubmissionAdapter(TypeAdapter):
+    properties = frozenset({"id", "identityId", "emailId", "threadId", "envelope", "sendAt", "undoStatus",
+                            "deliveryStatus", "dsnBlobIds", "mdnBlobIds"})
+    server_set_properties = frozenset({"id", "threadId", "sendAt", "deliveryStatus", "dsnBlobIds", "mdnBlobIds"})
+    create_may_echo = frozenset({"undoStatus"})
+    extra_arguments = {"set": frozenset({"onSuccessUpdateEmail", "onSuccessDestroyEmail"})}
+
+    async def state(self, call: Call) -> int:
+        return await run_store(call.ctx, call.ctx.store.changes.kind_state, call.account_id, KIND)
+
+    async def get(self, call: Call, ids: Sequence[str] | None, properties: frozenset[str], limit: int
+                  ) -> list[dict[str, Any]]:
+        found = await run_store(call.ctx, call.ctx.store.submissions.list, call.account_id,
+                                None if ids is None else list(ids))
+        return [to_record(s) for s in found[:limit]]
+
+    async def change_log(self, call: Call, after_modseq: int, skip: int, limit: int) -> ChangeLog:
+        return await run_store(call.ctx, _change_log, call.ctx.store, call.account_id, after_modseq, skip, limit)
+
+    # -- /query ---------------------------------------------------------------------------------------------
+
+    async def compile_condition(self, call: Call, condition: dict[str, Any]) -> Any:
+        out: dict[str, Any] = {}
+        for key, value in condition.items():
+            if key in ("identityIds", "emailIds", "threadIds"):
+                if type(value) is not list or not all(type(v) is str for v in value):
+                    raise MethodError("invalidArguments", description=f"{key} must be a list of ids")
+                out[key] = tuple(call.ctx.resolve_creation_id(v) or v for v in value)
+            elif key == "undoStatus":
+                if value not in ("pending", "final", "canceled"):
+                    raise MethodError("invalidArguments", description="undoStatus is pending, final or canceled")
+                out[key] = value
+            elif key in ("before", "after"):
+                out[key] = _parse_utc(value, key)
+            else:
+                raise MethodError("unsupportedFilter", description=f"unknown filter {key}")
+        return out
+
+    async def compile_comparator(self, call: Call, comparator: Comparator) -> Any:
+        if comparator.property not in ("emailId", "threadId", "sentAt"):
+            raise MethodError("unsupportedSort", description=f"cannot sort by {comparator.property}")
+        return comparator.property, comparator.is_ascending
+
+    async def query(self, call: Call, filter: Any, sort: list[Any], position: int, limit: int,
+                    anchor: str | None, anchor_offset: int, calculate_total: bool) -> QueryResult:
+        if filter is not None and type(filter) is not dict:
+            raise MethodError("unsupportedFilter", description="filter operators are not supported here")
+        f = filter or {}
+        spec = SubmissionQuery(f.get("identityIds"), f.get("emailIds"), f.get("threadIds"), f.get("undoStatus"),
+                               f.get("before"), f.get("after"), tuple(sort))
+        ids = await run_store(call.ctx, call.ctx.store.submissions.query, call.account_id, spec)
+        page, start = window(ids, position, limit, anchor, anchor_offset)
+        return QueryResult(page, start, len(ids), None, False)
+
+    # -- /set -----------------------------------------------------------------------------------------------
+
+    async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+        _check_on_success(call.extra)  # the first create raises before anything is queued
+        if obj.get("undoStatus", "pending") not in ("pending", "final"):
+            raise _bad("undoStatus", "a new submission is pending (or final)")
+        identity_id, email_id = obj.get("identityId"), call.ctx.resolve_creation_id(obj.get("emailId"))
+        if type(identity_id) is not str:
+            raise _bad("identityId", "identityId is required")
+        if type(email_id) is not str:
+            raise _bad("emailId", "emailId is required (an id or a #reference to an email created earlier)")
+        store = call.ctx.store
+        try:
+            identity, raw, own = await run_store(call.ctx, _prepare, store, call.account_id, identity_id, email_id)
+        except NotFound:
+            raise SetError("invalidProperties", "no such email", properties=["emailId"]) from None
+        if identity is None:
+            raise _bad("identityId", "no such identity")
+        senders, derived_rcpts = envelope_addresses(raw)
+        if not senders or any(a != identity.email.lower() for a in senders):
+            raise SetError("forbiddenFrom", "the message's From is not the identity's address")
+        envelope = self._envelope(obj.get("envelope"), identity.email.lower(), derived_rcpts, own)
+        now = int(time.time())
+        send_at = _hold_until(envelope.mail_from_parameters, now, MAX_DELAYED_SEND)
+        try:
+            made = await run_store(call.ctx, store.submissions.create, call.account_id, identity_id, email_id,
+                                   envelope, send_at=send_at, now=now)
+        except NotFound:
+            raise SetError("invalidProperties", "no such email", properties=["emailId"]) from None
+        except StorageUnavailable:
+            raise
+        return {"id": made.id, "threadId": made.thread_id, "sendAt": _utc(made.send_at),
+                "undoStatus": made.undo_status}
+
+    def _envelope(self, value: Any, identity_email: str, derived: list[str], own: list[str]) -> Envelope:
+        if value is None:
+            if not derived:
+                raise SetError("noRecipients", "the message names no recipient in To, Cc or Bcc")
+            if len(derived) > MAX_RECIPIENTS:  # never send to some of them only (RFC 8621 §7.5)
+                raise SetError("tooManyRecipients", f"at most {MAX_RECIPIENTS} recipients",
+                               maxRecipients=MAX_RECIPIENTS)
+            return Envelope(identity_email, tuple(derived))
+        if type(value) is not dict or set(value) != {"mailFrom", "rcptTo"}:
+            raise _bad("envelope", "an Envelope is {mailFrom: Address, rcptTo: Address[]}")
+        mail_from, params = _address(value["mailFrom"], "envelope/mailFrom")
+        if mail_from not in {a.lower() for a in own}:
+            raise SetError("forbiddenMailFrom", "MAIL FROM must be one of this account's addresses")
+        rcpts_in = value["rcptTo"]
+        if type(rcpts_in) is not list:
+            raise _bad("envelope/rcptTo", "rcptTo is a list of Addresses")
+        if len(rcpts_in) > MAX_RECIPIENTS:
+            raise SetError("tooManyRecipients", f"at most {MAX_RECIPIENTS} recipients", maxRecipients=MAX_RECIPIENTS)
+        rcpts = [_address(r, f"envelope/rcptTo/{i}") for i, r in enumerate(rcpts_in)]
+        if not rcpts:
+            raise SetError("noRecipients", "rcptTo is empty")
+        bad = [e for e, _ in rcpts if not e]
+        if bad:
+            raise SetError("invalidRecipients", "a recipient has no address", invalidRecipients=bad)
+        unique = dict(rcpts)
+        return Envelope(mail_from, tuple(unique), params, tuple(unique.values()))
+
+    async def update(self, call: Call, id: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        _check_on_success(call.extra)
+        store = call.ctx.store
+        for tokens, value in validate_patch(patch):
+            if list(tokens) != ["undoStatus"] or value != "canceled":
+                raise SetError("invalidProperties", "only undoStatus may change, to canceled",
+                               properties=["/".join(tokens)])
+        try:
+            await run_store(call.ctx, store.submissions.cancel, call.account_id, id)
+        except NotFound:
+            raise SetError("notFound") from None
+        except CannotUnsend as exc:
+            raise SetError("cannotUnsend", str(exc)) from None
+        return None
+
+    async def destroy(self, call: Call, id: str) -> None:
+        try:
+            await run_store(call.ctx, call.ctx.store.submissions.destroy, call.account_id, id)
+        except NotFound:
+            raise SetError("notFound") from None
+
+    async def after_set(self, call: Call, result: SetResult) -> None:
+        """onSuccessUpdateEmail / onSuccessDestroyEmail (RFC 8621 §7.5): an implicit Email/set for the emails
+        of the submissions this call created (keys ``#creationId``) or updated/destroyed (keys: their ids)."""
+        updates, destroys = call.extra.get("onSuccessUpdateEmail"), call.extra.get("onSuccessDestroyEmail")
+        if not updates and not destroys:
+            return
+        _check_on_success(call.extra)  # (a call that only destroys submissions meets the check here)
+        done: dict[str, str] = {}  # key as the client wrote it -> email id
+        records = await run_store(call.ctx, call.ctx.store.submissions.list, call.account_id,
+                                  [*(v["id"] for v in result.created.values()), *result.updated])
+        by_id = {s.id: s.email_id for s in records}
+        for cid, created in result.created.items():
+            if created["id"] in by_id:
+                done["#" + cid] = by_id[created["id"]]
+        for sid in result.updated:
+            if sid in by_id:
+                done[sid] = by_id[sid]
+        email_update = {done[k]: v for k, v in (updates or {}).items() if k in done}
+        email_destroy = [done[k] for k in (destroys or []) if k in done]
+        if not email_update and not email_destroy:
+            return
+        args: dict[str, Any] = {"accountId": call.account_id}
+        if email_update:
+            args["update"] = email_update
+        if email_destroy:
+            args["destroy"] = email_destroy
+        call.followups.extend(await call.ctx.invoke("Email/set", args))
+
+
+def register(engine: Engine) -> None:
+    register_standard(engine, "EmailSubmission", SUBMISSION, EmailSubmissionAdapter(),
+                      ("get", "changes", "query", "set"))

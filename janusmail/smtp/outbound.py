@@ -1,0 +1,316 @@
+"""The sender: works through the outbound queue (``store.submissions``) and delivers each message.
+
+Recipients with an account (or alias) here get the message in their Inbox through the store, as LMTP would
+deliver it. Everyone else goes through the configured smarthost (``[outbound] relay``) with aiosmtplib; with no
+relay they fail at once. Per recipient the answer decides: 2xx delivered, 5xx failed for good, 4xx or no
+answer tried again later (``retry_base`` seconds, doubling) until ``max_age``. Recipients that failed for good
+are reported to the sender with a delivery status notification (RFC 3464) in the sender's Inbox, whose blob
+id the submission lists in ``dsnBlobIds``.
+
+When it runs: a new EmailSubmission wakes it at once (the notifier's ``on_commit`` observers, in the process
+that took the submission); otherwise it sleeps until the next attempt is due, at most ``POLL`` seconds, so rows
+queued by another process are picked up too. Each attempt claims its row with a lease first
+(``Submissions.claim``), so several workers or nodes share the queue without sending a row twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiosmtplib
+
+from janusmail.mime.recipients import without_bcc
+from janusmail.store.model import StoreError
+from janusmail.store.notifier import ChangeEvent
+from janusmail.store.submissions import KIND, Submission
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.runtime import Runtime
+    from janusmail.store.store import Store
+
+__all__ = ["Outbound", "dsn_message", "parse_relay", "start_outbound"]
+
+log = logging.getLogger("janusmail.smtp.outbound")
+
+#: Longest sleep between looks at the queue (rows queued by another process, retries that came due).
+POLL = 30.0
+#: Longest wait between two attempts of one message, however many failed before.
+MAX_BACKOFF = 4 * 3600
+SMTP_TIMEOUT = 60.0
+#: Rows one look at the queue takes (Submissions.due's limit); a full batch means: look again at once.
+DUE_BATCH = 50
+#: How long an attempt holds its row (``Submissions.claim``'s lease), and how long its relay part may take:
+#: well inside the lease, or another worker could claim the row and send it again while this one still talks
+#: to a slow relay. An attempt cut short is retried like any temporary failure.
+LEASE = 600
+RELAY_DEADLINE = LEASE - 120
+
+Result = tuple[str, str]  # (delivered: "yes" | "no" | "queued", SMTP reply text)
+
+
+def parse_relay(url: str) -> tuple[str, int, bool]:
+    """``smtp://HOST:PORT`` -> (host, port, implicit TLS False); ``smtps://HOST[:465]`` -> TLS True."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("outbound.relay must be smtp://HOST:PORT or smtps://HOST:PORT")
+    implicit = parts.scheme == "smtps"
+    return parts.hostname, parts.port or (465 if implicit else 587), implicit
+
+
+def dsn_message(hostname: str, submission: Submission, original: bytes, failed: dict[str, str]) -> bytes:
+    """A delivery status notification (RFC 3464): ``multipart/report`` with a human part, the
+    ``message/delivery-status`` fields (one block for the message, one per failed recipient) and the
+    original's header section."""
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["From"] = f"Mail Delivery System <MAILER-DAEMON@{hostname}>"
+    report["To"] = submission.envelope.mail_from
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report["Date"] = formatdate(localtime=False)
+    report["Message-ID"] = make_msgid(domain=hostname)
+    report["Auto-Submitted"] = "auto-replied"  # RFC 3834: no auto-reply to this
+    # a reply is the remote server's text, often several lines: one line each, or its continuation lines
+    # would become header fields of their own in the delivery-status part
+    failed = {rcpt: " ".join(reply.split()) for rcpt, reply in failed.items()}
+    human = [f"Your message could not be delivered to {len(failed)} recipient(s):", ""]
+    human += [f"  {rcpt}: {reply}" for rcpt, reply in failed.items()]
+    text = "\n".join(human) + "\n"
+    report.attach(MIMEText(text, "plain", "us-ascii" if text.isascii() else "utf-8"))
+    per_message = Message()
+    per_message["Reporting-MTA"] = f"dns; {hostname}"
+    per_message["Arrival-Date"] = formatdate(submission.created_at)
+    blocks = [per_message]
+    for rcpt, reply in failed.items():
+        words = reply.split(" ", 2)
+        enhanced = words[1] if len(words) > 1 and words[1][:1] in "45" and words[1].count(".") == 2 else "5.0.0"
+        block = Message()
+        block["Final-Recipient"] = f"rfc822; {rcpt}"
+        block["Action"] = "failed"
+        block["Status"] = enhanced
+        block["Diagnostic-Code"] = f"smtp; {reply}"
+        blocks.append(block)
+    status = Message()
+    status.set_type("message/delivery-status")
+    status.set_payload(blocks)
+    report.attach(status)
+    headers = MIMEText("", "rfc822-headers")
+    headers.set_payload(original.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace") + "\r\n")
+    report.attach(headers)
+    return report.as_bytes(policy=SMTP)
+
+
+class Outbound:
+    """The queue runner of one process (see the module docstring)."""
+
+    def __init__(self, store: Store, config: Any) -> None:
+        self.store = store
+        self.config = config  # the whole Config: outbound section and hostname
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._password: str | None = None
+        self._smtp: aiosmtplib.SMTP | None = None
+
+    async def start(self) -> None:
+        cfg = self.config.outbound
+        if cfg.relay:
+            parse_relay(cfg.relay)  # a bad URL stops the server at start, not at the first send
+        if cfg.relay_password_file:
+            self._password = Path(cfg.relay_password_file).read_text().strip()
+        self._loop = asyncio.get_running_loop()
+        self.store.notifier.on_commit.append(self._observe)
+        self._task = asyncio.create_task(self._run(), name="outbound")
+
+    async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.store.notifier.on_commit.remove(self._observe)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def _observe(self, ev: ChangeEvent) -> None:
+        if KIND in ev.kinds and self._loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.run_due()
+                next_due = await self.store.call(self.store.submissions.next_due)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the runner must outlive a bad row or a full disk
+                log.exception("outbound queue pass failed")
+                next_due = None
+            wait = POLL if next_due is None else max(0.0, min(POLL, next_due - time.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def run_due(self) -> int:
+        """One pass: every row due now, each claimed and attempted, the relay connection shared by the pass
+        (one TCP/TLS handshake and AUTH per pass, not per message). Returns how many were attempted."""
+        done = 0
+        try:
+            while True:
+                due = await self.store.call(self.store.submissions.due)
+                if not due:
+                    break
+                for account_id, sub_id in due:
+                    sub = await self.store.call(self.store.submissions.claim, account_id, sub_id, lease=LEASE)
+                    if sub is None:
+                        continue
+                    try:
+                        await self.attempt(sub)
+                    except asyncio.CancelledError:  # the server stops: let the next start take the row at once
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(self.store.call(self.store.submissions.release, account_id, sub_id))
+                        raise
+                    except StoreError:
+                        log.warning("outbound %s: store refused the attempt record", sub_id, exc_info=True)
+                    done += 1
+                if len(due) < DUE_BATCH:
+                    break
+        finally:
+            await self._hang_up()
+        return done
+
+    # -- one attempt ----------------------------------------------------------------------------------------
+
+    async def attempt(self, sub: Submission) -> None:
+        store = self.store
+        # the Bcc field names recipients the others must not see: it never leaves with the message
+        raw = without_bcc(await store.call(store.blobs.read, sub.account_id, sub.blob_id))
+        todo = [r for r in sub.envelope.rcpt_to if sub.delivery.get(r, {}).get("delivered") == "queued"]
+        results: dict[str, Result] = {}
+        remote: list[str] = []
+        for rcpt in todo:
+            target = await store.call(store.accounts.recipient, rcpt)
+            if target is None:
+                remote.append(rcpt)
+            else:
+                results[rcpt] = await self._deliver_local(*target, sub, raw)
+        if remote:
+            try:
+                async with asyncio.timeout(RELAY_DEADLINE):
+                    results.update(await self._relay(sub, remote, raw))
+            except TimeoutError:
+                client, self._smtp = self._smtp, None
+                if client is not None:
+                    client.close()  # mid-command: no QUIT, the session's state is unknown
+                results.update({r: ("queued", "451 4.4.2 Relay too slow, attempt abandoned") for r in remote})
+            except Exception:  # noqa: BLE001 - a bug must not lose the local deliveries already made
+                log.exception("outbound %s: relay attempt failed", sub.id)
+                await self._hang_up()
+                results.update({r: ("queued", "451 4.3.0 Internal error, will retry") for r in remote})
+        now = int(time.time())
+        cfg = self.config.outbound
+        expired = now - sub.send_at >= cfg.max_age
+        for rcpt, (state, reply) in list(results.items()):
+            if state == "queued" and expired:
+                results[rcpt] = ("no", f"550 5.4.7 Delivery time expired ({reply})")
+        failed = {r: reply for r, (state, reply) in results.items() if state == "no"}
+        dsn_ids: list[str] = []
+        if failed:
+            dsn_ids = await self._bounce(sub, raw, failed)
+        retry = any(state == "queued" for state, _ in results.values())
+        next_attempt = now + min(MAX_BACKOFF, cfg.retry_base * 2 ** sub.attempts) if retry else None
+        await store.call(store.submissions.record_attempt, sub.account_id, sub.id, results,
+                         next_attempt=next_attempt, dsn_blob_ids=dsn_ids)
+
+    async def _deliver_local(self, account_id: str, inbox_id: str, sub: Submission, raw: bytes) -> Result:
+        message = b"Return-Path: <" + sub.envelope.mail_from.encode() + b">\r\n" + raw
+        try:
+            await self.store.deliver(account_id, message, (inbox_id,))
+        except StoreError as exc:  # full disk, quota: try again later (a full mailbox may empty)
+            return "queued", f"452 4.2.2 {exc}"
+        return "yes", "250 2.0.0 Delivered"
+
+    async def _relay(self, sub: Submission, rcpts: list[str], raw: bytes) -> dict[str, Result]:
+        cfg = self.config.outbound
+        if not cfg.relay:
+            return {r: ("no", "550 5.4.4 No route to this domain (no outbound relay configured)") for r in rcpts}
+        try:
+            client = await self._connection()
+            errors, _ = await client.sendmail(sub.envelope.mail_from, rcpts, raw)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            return {e.recipient: _classify(e.code, e.message) for e in exc.recipients}
+        except aiosmtplib.SMTPResponseException as exc:  # refused at MAIL or DATA: the same for everyone
+            await self._hang_up()  # the session's state is unknown now: the next message gets a fresh one
+            return {r: _classify(exc.code, exc.message) for r in rcpts}
+        except (aiosmtplib.SMTPException, OSError) as exc:  # unreachable, TLS, timeout: try again later
+            await self._hang_up()
+            return {r: ("queued", f"451 4.4.1 Relay unavailable: {exc}") for r in rcpts}
+        out = {r: ("yes", "250 2.0.0 Accepted by the relay") for r in rcpts}
+        for rcpt, resp in errors.items():
+            out[rcpt] = _classify(resp.code, resp.message)
+        return out
+
+    async def _connection(self) -> aiosmtplib.SMTP:
+        """The relay session of this pass, opened (TLS, AUTH) on first use."""
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        cfg = self.config.outbound
+        host, port, implicit = parse_relay(cfg.relay)
+        # STARTTLS when offered; REQUIRED before a password is sent (None would fall back to plain text when
+        # the relay, or anyone between, leaves STARTTLS out of EHLO, and AUTH would give the password away)
+        starttls = False if implicit else (True if cfg.relay_username else None)
+        client = aiosmtplib.SMTP(hostname=host, port=port, use_tls=implicit, start_tls=starttls,
+                                 validate_certs=cfg.relay_tls_verify, timeout=SMTP_TIMEOUT,
+                                 local_hostname=self.config.hostname)
+        await client.connect()
+        try:
+            if cfg.relay_username:
+                await client.login(cfg.relay_username, self._password or "")
+        except BaseException:
+            client.close()
+            raise
+        self._smtp = client
+        return client
+
+    async def _hang_up(self) -> None:
+        client, self._smtp = self._smtp, None
+        if client is not None and client.is_connected:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+    async def _bounce(self, sub: Submission, raw: bytes, failed: dict[str, str]) -> list[str]:
+        store = self.store
+        inbox = await store.call(store.mailboxes.by_path, sub.account_id, ["INBOX"])
+        if inbox is None:
+            return []
+        report = dsn_message(self.config.hostname, sub, bytes(raw), failed)
+        try:
+            delivered = await store.deliver(sub.account_id, report, (inbox.id,))
+        except StoreError:
+            log.warning("outbound %s: could not store the bounce", sub.id, exc_info=True)
+            return []
+        return [delivered.blob_id]
+
+
+def _classify(code: int, message: str) -> Result:
+    reply = f"{code} {message}".strip()
+    if 200 <= code < 300:
+        return "yes", reply
+    return ("no" if code >= 500 else "queued"), reply
+
+
+async def start_outbound(rt: Runtime) -> None:
+    """Start this process's queue runner and register its closer (a server starter, like start_lmtp)."""
+    runner = Outbound(rt.store, rt.config)
+    await runner.start()
+    rt.closers.append(runner.close)

@@ -1,0 +1,307 @@
+"""Email submissions and the outbound queue (JMAP EmailSubmission, RFC 8621 §7): durable, one row per send.
+
+Why one table for both: an EmailSubmission *is* the queue entry. Creating one is a write like any other
+(modseq, change log kind ``EmailSubmission``), so a crash after the client saw ``created`` can lose nothing:
+the row is committed before the answer, and the sender (janusmail/smtp/outbound.py) only ever works from rows.
+Sending is at-least-once per recipient: a recipient is marked delivered in the same transaction that records
+the attempt, and an attempt holds a lease (``lease_until``) so two processes or nodes never send one row at
+the same time; a crash between the SMTP 250 and the recording can resend to that recipient once, never lose.
+
+States: ``undo_status`` is ``pending`` until ``send_at`` (a FUTURERELEASE hold, RFC 4865), while the client
+may cancel it; ``final`` once released to the sender; ``canceled``. ``next_attempt`` is when the sender should
+look at the row again (NULL: nothing left to do). Per recipient ``delivery`` holds RFC 8621 §7's
+DeliveryStatus (``queued`` / ``yes`` / ``no`` with the last SMTP reply).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from . import ids
+from .model import NotFound, StoreError
+from .schema import ID, emails, metadata
+from .writes import writes
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
+
+__all__ = [
+    "KIND",
+    "CannotUnsend",
+    "Envelope",
+    "Submission",
+    "SubmissionQuery",
+    "Submissions",
+    "email_submissions_table",
+]
+
+#: The change-log kind (the JMAP type name, as "Mailbox" and "Identity" are).
+KIND = "EmailSubmission"
+
+email_submissions_table = sa.Table(
+    "email_submissions",
+    metadata,
+    sa.Column("id", ID, primary_key=True),
+    sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("identity_id", ID, nullable=False),
+    sa.Column("email_id", ID, nullable=False),
+    sa.Column("thread_id", ID, nullable=False),
+    sa.Column("blob_id", ID, nullable=False),  # the message exactly as it is sent
+    sa.Column("envelope", sa.Text, nullable=False),  # JSON {"mailFrom": Address, "rcptTo": [Address]}
+    sa.Column("send_at", sa.BigInteger, nullable=False),
+    sa.Column("undo_status", sa.String(16), nullable=False),
+    sa.Column("delivery", sa.Text, nullable=False),  # JSON {rcpt: {"delivered", "smtpReply"}}
+    sa.Column("dsn_blob_ids", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt", sa.BigInteger, nullable=True, index=True),
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+
+class CannotUnsend(StoreError):
+    """The submission was already released to the sender (RFC 8621 §7.5 ``cannotUnsend``)."""
+
+    code = "cannotUnsend"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """SMTP envelope: ``mail_from`` and ``rcpt_to`` addresses with their ESMTP parameters (or None)."""
+
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    mail_from_parameters: dict[str, str | None] | None = None
+    rcpt_parameters: tuple[dict[str, str | None] | None, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        params = self.rcpt_parameters or (None,) * len(self.rcpt_to)
+        return {
+            "mailFrom": {"email": self.mail_from, "parameters": self.mail_from_parameters},
+            "rcptTo": [{"email": r, "parameters": p} for r, p in zip(self.rcpt_to, params, strict=True)],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Envelope:
+        rcpts = data.get("rcptTo") or []
+        return cls(data["mailFrom"]["email"], tuple(r["email"] for r in rcpts),
+                   data["mailFrom"].get("parameters"), tuple(r.get("parameters") for r in rcpts))
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    id: str
+    account_id: str
+    identity_id: str
+    email_id: str
+    thread_id: str
+    blob_id: str
+    envelope: Envelope
+    send_at: int
+    undo_status: str
+    delivery: dict[str, dict[str, str]]
+    dsn_blob_ids: tuple[str, ...]
+    attempts: int
+    next_attempt: int | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionQuery:
+    """EmailSubmission/query's FilterCondition (RFC 8621 §7.3), all parts ANDed; ``sort`` pairs of
+    (``emailId`` | ``threadId`` | ``sentAt``, ascending)."""
+
+    identity_ids: tuple[str, ...] | None = None
+    email_ids: tuple[str, ...] | None = None
+    thread_ids: tuple[str, ...] | None = None
+    undo_status: str | None = None
+    before: int | None = None
+    after: int | None = None
+    sort: tuple[tuple[str, bool], ...] = field(default_factory=tuple)
+
+
+def _row(r: Any) -> Submission:
+    return Submission(r.id, r.account_id, r.identity_id, r.email_id, r.thread_id, r.blob_id,
+                      Envelope.from_json(json.loads(r.envelope)), int(r.send_at), r.undo_status,
+                      json.loads(r.delivery), tuple(json.loads(r.dsn_blob_ids)), int(r.attempts),
+                      None if r.next_attempt is None else int(r.next_attempt), int(r.created_at))
+
+
+_SORT_COLUMNS = {"emailId": "email_id", "threadId": "thread_id", "sentAt": "send_at"}
+
+
+class Submissions:
+    """``store.submissions``: EmailSubmission records and the outbound queue they form."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- reads --------------------------------------------------------------------------------------------
+
+    def list(self, account_id: str, submission_ids: Sequence[str] | None = None) -> list[Submission]:
+        t = email_submissions_table
+        q = sa.select(t).where(t.c.account_id == account_id).order_by(t.c.created_at, t.c.id)
+        if submission_ids is not None:
+            if not submission_ids:
+                return []
+            q = q.where(t.c.id.in_(list(submission_ids)))
+        with self._store.read() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    def query(self, account_id: str, spec: SubmissionQuery) -> list[str]:
+        """Ids matching ``spec`` in its order (then creation order): one query on the account's rows."""
+        t = email_submissions_table
+        q = sa.select(t.c.id).where(t.c.account_id == account_id)
+        for col, values in ((t.c.identity_id, spec.identity_ids), (t.c.email_id, spec.email_ids),
+                            (t.c.thread_id, spec.thread_ids)):
+            if values is not None:
+                q = q.where(col.in_(list(values)))
+        if spec.undo_status is not None:
+            q = q.where(t.c.undo_status == spec.undo_status)
+        if spec.before is not None:
+            q = q.where(t.c.send_at < spec.before)
+        if spec.after is not None:
+            q = q.where(t.c.send_at >= spec.after)
+        order = [(t.c[_SORT_COLUMNS[p]].asc() if asc else t.c[_SORT_COLUMNS[p]].desc()) for p, asc in spec.sort]
+        q = q.order_by(*order, t.c.created_at, t.c.id)
+        with self._store.read() as conn:
+            return list(conn.execute(q).scalars())
+
+    # -- writes of the account (modseq + change log) -------------------------------------------------------
+
+    @writes
+    def create(self, account_id: str, identity_id: str, email_id: str, envelope: Envelope, *,
+               send_at: int | None = None, now: int | None = None) -> Submission:
+        """Queue ``email_id`` for sending with ``envelope`` (checked by the caller: the JMAP door derives and
+        validates it). The email's current blob is what will be sent. ``NotFound`` for an unknown email."""
+        now = int(time.time()) if now is None else now
+        send_at = now if send_at is None else max(now, int(send_at))
+        sub_id = ids.mint("S")
+        delivery = {r: {"delivered": "queued", "smtpReply": "250 2.1.5 Queued"} for r in envelope.rcpt_to}
+        t = email_submissions_table
+        with self._store.write(account_id) as tx:
+            email = tx.conn.execute(
+                sa.select(emails.c.blob_id, emails.c.thread_id).where(
+                    emails.c.id == email_id, emails.c.account_id == account_id)
+            ).first()
+            if email is None:
+                raise NotFound(email_id)
+            row = {
+                "id": sub_id, "account_id": account_id, "identity_id": identity_id, "email_id": email_id,
+                "thread_id": email.thread_id, "blob_id": email.blob_id, "envelope": json.dumps(envelope.to_json()),
+                "send_at": send_at, "undo_status": "pending" if send_at > now else "final",
+                "delivery": json.dumps(delivery), "dsn_blob_ids": "[]", "attempts": 0, "next_attempt": send_at,
+                "lease_until": None, "created_at": now,
+            }  # fmt: skip
+            tx.conn.execute(sa.insert(t).values(**row))
+            tx.log(KIND, sub_id, "c")
+        return Submission(sub_id, account_id, identity_id, email_id, email.thread_id, email.blob_id, envelope,
+                          send_at, row["undo_status"], delivery, (), 0, send_at, now)
+
+    @writes
+    def cancel(self, account_id: str, submission_id: str) -> None:
+        """Undo a send still on hold (``undoStatus`` pending -> canceled); ``CannotUnsend`` once released."""
+        t = email_submissions_table
+        with self._store.write(account_id) as tx:
+            status = tx.conn.execute(
+                sa.select(t.c.undo_status).where(t.c.id == submission_id, t.c.account_id == account_id)
+            ).scalar()
+            if status is None:
+                raise NotFound(submission_id)
+            if status == "canceled":
+                return
+            if status != "pending":
+                raise CannotUnsend("the message was already released for delivery")
+            tx.conn.execute(sa.update(t).where(t.c.id == submission_id).values(
+                undo_status="canceled", next_attempt=None, lease_until=None))
+            tx.log(KIND, submission_id, "u")
+
+    @writes
+    def destroy(self, account_id: str, submission_id: str) -> None:
+        """Forget a submission (RFC 8621 §7.5: it does not unsend; a held one is canceled with it)."""
+        t = email_submissions_table
+        with self._store.write(account_id) as tx:
+            gone = tx.conn.execute(sa.delete(t).where(t.c.id == submission_id, t.c.account_id == account_id))
+            if not gone.rowcount:
+                raise NotFound(submission_id)
+            tx.log(KIND, submission_id, "d")
+
+    # -- the sender's side (janusmail/smtp/outbound.py) -----------------------------------------------------
+
+    def due(self, now: int | None = None, limit: int = 50) -> list[tuple[str, str]]:
+        """(account id, submission id) of rows whose next attempt is due and that nobody holds a lease on:
+        an indexed range read on ``next_attempt`` (what is due, never the whole store)."""
+        t = email_submissions_table
+        now = int(time.time()) if now is None else now
+        q = (sa.select(t.c.account_id, t.c.id)
+             .where(t.c.next_attempt <= now, sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now))
+             .order_by(t.c.next_attempt).limit(limit))
+        with self._store.read() as conn:
+            return [(r.account_id, r.id) for r in conn.execute(q)]
+
+    def next_due(self) -> int | None:
+        """When the earliest pending attempt is due (epoch seconds), for the sender's sleep."""
+        t = email_submissions_table
+        with self._store.read() as conn:
+            return conn.execute(sa.select(sa.func.min(t.c.next_attempt))).scalar()
+
+    @writes
+    def claim(self, account_id: str, submission_id: str, *, lease: int = 300, now: int | None = None
+              ) -> Submission | None:
+        """Take the row for one attempt: sets a lease (so no other process sends it meanwhile) and releases a
+        held submission whose time has come (pending -> final: from now on it cannot be undone). None when the
+        row is gone, not due, or leased by someone else."""
+        t = email_submissions_table
+        now = int(time.time()) if now is None else now
+        free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now)
+        with self._store.transaction() as conn:  # the lease is no change a client can see: no modseq
+            taken = conn.execute(sa.update(t).where(
+                t.c.id == submission_id, t.c.account_id == account_id, t.c.next_attempt <= now, free
+            ).values(lease_until=now + lease))
+            if not taken.rowcount:
+                return None
+        with self._store.write(account_id) as tx:  # released: undoStatus pending -> final, which clients see
+            released = tx.conn.execute(sa.update(t).where(
+                t.c.id == submission_id, t.c.undo_status == "pending").values(undo_status="final"))
+            if released.rowcount:
+                tx.log(KIND, submission_id, "u")
+            row = tx.conn.execute(sa.select(t).where(t.c.id == submission_id)).first()
+        return None if row is None or row.undo_status == "canceled" else _row(row)
+
+    @writes
+    def release(self, account_id: str, submission_id: str) -> None:
+        """Give up a lease without an attempt to record (the sender is stopping): the row is due again now,
+        not when the lease would have run out."""
+        t = email_submissions_table
+        with self._store.transaction() as conn:
+            conn.execute(sa.update(t).where(t.c.id == submission_id, t.c.account_id == account_id)
+                         .values(lease_until=None))
+
+    @writes
+    def record_attempt(self, account_id: str, submission_id: str, results: dict[str, tuple[str, str]], *,
+                       next_attempt: int | None, dsn_blob_ids: Iterable[str] = ()) -> None:
+        """After one attempt: each recipient's (delivered, smtpReply), when to try again (None: done), the
+        lease dropped, and any DSN stored for the sender. One write (one change for the client)."""
+        t = email_submissions_table
+        with self._store.write(account_id) as tx:
+            cur = tx.conn.execute(
+                sa.select(t.c.delivery, t.c.dsn_blob_ids, t.c.attempts).where(
+                    t.c.id == submission_id, t.c.account_id == account_id)
+            ).first()
+            if cur is None:
+                tx.forget()
+                return  # destroyed meanwhile: nothing to record
+            delivery = json.loads(cur.delivery)
+            for rcpt, (delivered, reply) in results.items():
+                delivery[rcpt] = {"delivered": delivered, "smtpReply": reply}
+            dsns = [*json.loads(cur.dsn_blob_ids), *dsn_blob_ids]
+            tx.conn.execute(sa.update(t).where(t.c.id == submission_id).values(
+                delivery=json.dumps(delivery), dsn_blob_ids=json.dumps(dsns), attempts=cur.attempts + 1,
+                next_attempt=next_attempt, lease_until=None))
+            tx.log(KIND, submission_id, "u")

@@ -1,0 +1,287 @@
+"""Group commit of every write (issue 10 item 2): concurrent ``@writes`` calls queued on the writer share one
+transaction and one COMMIT, each in its own savepoint, on SQLite and PostgreSQL.
+
+The writer lane is held busy by a call that waits on an event, so the calls queued meanwhile are known to
+run as ONE group when it is released (counted by the engine's COMMIT events): nothing here depends on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from janusmail.store import writer_calls
+from janusmail.store.model import NotFound, StorageUnavailable
+from janusmail.store.schema import accounts, changes, mailboxes
+from janusmail.store.writes import writes
+from tests.mailgen import simple
+from tests.store.storage_faults import Faults
+
+WAIT = 120  # generous deadline for a future (a safety net, not a measurement)
+
+
+class Lane:
+    """Holds the writer lanes of the given accounts busy until released (SQLite has one lane; PostgreSQL one
+    per group of accounts), and counts the COMMITs made meanwhile."""
+
+    def __init__(self, store: Any, *account_ids: str) -> None:
+        self.store = store
+        self.commits = 0
+        self._lanes = {store._writer.lane_of(a): a for a in account_ids}
+        self._release = threading.Event()
+        sa.event.listen(store.engine, "commit", self._count)
+
+    def _count(self, conn: Any) -> None:
+        self.commits += 1
+
+    @property
+    def groups(self) -> int:
+        """How many groups the calls of these accounts can form at least: one per lane."""
+        return len(self._lanes)
+
+    def __enter__(self) -> Lane:
+        started = threading.Semaphore(0)
+
+        @writes
+        def hold(account_id: str) -> None:  # keyed by the account: it runs on that account's lane
+            started.release()
+            assert self._release.wait(WAIT)
+
+        self._held = [writer_calls.submit(self.store, hold, a) for a in self._lanes.values()]
+        for _ in self._held:
+            assert started.acquire(timeout=WAIT)
+        self.commits = 0
+        self._queued: list[Future[Any]] = []
+        return self
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+        fut = writer_calls.submit(self.store, fn, *args, **kwargs)
+        self._queued.append(fut)
+        return fut
+
+    def __exit__(self, *exc: object) -> None:
+        """Release the lanes and wait until every call queued meanwhile is answered."""
+        self._release.set()
+        for held in self._held:
+            held.result(WAIT)
+        done, pending = wait(self._queued, WAIT)
+        assert not pending
+
+
+def _account(store: Any, name: str, n: int = 3) -> tuple[str, str]:
+    acct = store.accounts.create(f"{name}@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
+    for i in range(n):
+        store.emails.ingest(acct.id, simple(i), (inbox.id,))
+    return acct.id, inbox.id
+
+
+def _modseq(store: Any, account_id: str) -> int:
+    with store.read() as conn:
+        return conn.execute(sa.select(accounts.c.modseq).where(accounts.c.id == account_id)).scalar_one()
+
+
+def _logged(store: Any, account_id: str, since: int) -> dict[int, set[tuple[str, str, str]]]:
+    with store.read() as conn:
+        rows = conn.execute(sa.select(changes.c.modseq, changes.c.kind, changes.c.object_id, changes.c.op)
+                            .where(changes.c.account_id == account_id, changes.c.modseq > since)).all()
+    out: dict[int, set[tuple[str, str, str]]] = {}
+    for r in rows:
+        out.setdefault(r.modseq, set()).add((r.kind, r.object_id, r.op))
+    return out
+
+
+def test_concurrent_writers_share_one_commit_and_keep_their_own_modseqs(store) -> None:  # noqa: ANN001
+    a, a_inbox = _account(store, "alice")
+    b, b_inbox = _account(store, "bob")
+    before = {a: _modseq(store, a), b: _modseq(store, b)}
+    mb = store.memberships
+    with Lane(store, a, b, "carol@example.test") as lane:
+        futs = [
+            lane.submit(mb.store_flags, a, a_inbox, [(1, 1)], "add", ["$seen"], None),
+            lane.submit(mb.store_flags, b, b_inbox, [(2, 2)], "add", ["$flagged"], None),
+            lane.submit(store.mailboxes.create, a, "Projects"),
+            lane.submit(mb.store_flags, a, a_inbox, [(2, 3)], "add", ["Work"], None),
+            lane.submit(mb.expunge, b, b_inbox),  # nothing is \Deleted: writes nothing but its modseq
+            lane.submit(store.emails.ingest, b, simple(99), (b_inbox,)),
+            lane.submit(store.accounts.create, "carol@example.test", "x"),
+        ]
+    results = [f.result(WAIT) for f in futs]
+    assert lane.commits == lane.groups  # seven writers, one COMMIT (one per lane on PostgreSQL)
+    assert [results[0].modseq, results[3].modseq] == [before[a] + 1, before[a] + 3]
+    assert results[2].name == "Projects"
+    assert results[1].modseq == before[b] + 1 and results[5].modseq == before[b] + 3
+    assert results[6].address == "carol@example.test"  # read back inside the group that created it
+    assert store.mailboxes.by_path(results[6].id, ["INBOX"]) is not None
+    assert _modseq(store, a) == before[a] + 3 and _modseq(store, b) == before[b] + 3
+    logged = _logged(store, a, before[a])
+    assert sorted(logged) == [before[a] + 1, before[a] + 2, before[a] + 3]  # each call its own change rows
+    assert ("Mailbox", results[2].id, "c") in logged[before[a] + 2]
+    assert {k for k, _, _ in logged[before[a] + 3]} >= {"Email", "Mailbox"}
+    assert ("Email", results[5].email_id, "c") in _logged(store, b, before[b])[before[b] + 3]
+    assert store.messages.fetch_rows  # the store is still usable: a fresh write after the group
+    assert store.memberships.store_flags(a, a_inbox, [(1, 1)], "add", ["$flagged"], None).modseq == before[a] + 4
+
+
+def test_concurrent_writers_from_threads_are_all_acknowledged(store) -> None:  # noqa: ANN001
+    accts = [_account(store, f"user{i}", n=4) for i in range(3)]
+    before = {a: _modseq(store, a) for a, _ in accts}
+    out: list[Any] = []
+    lock = threading.Lock()
+
+    def client(i: int) -> None:
+        a, inbox = accts[i % len(accts)]
+        for n in range(6):
+            res = writer_calls.run(store, store.memberships.store_flags, a, inbox, [(1 + n % 4, 1 + n % 4)],
+                                   "add" if n % 2 else "remove", [f"k{i}"], None)
+            with lock:
+                out.append((a, res.modseq))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert len(out) == 54
+    for a, _ in accts:
+        seqs = sorted(m for acct, m in out if acct == a)
+        assert seqs == list(range(before[a] + 1, before[a] + 19))  # every call its own modseq, no gap
+        assert _modseq(store, a) == before[a] + 18
+        assert sorted(_logged(store, a, before[a])) == seqs
+
+
+def test_a_failing_call_fails_alone(store) -> None:  # noqa: ANN001
+    a, inbox = _account(store, "alice")
+    start = _modseq(store, a)
+
+    @writes
+    def half_then_fail(account_id: str) -> None:  # writes, then fails inside its write: all of it rolls back
+        with store.write(account_id) as tx:
+            tx.conn.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox).values(sort_order=77))
+            tx.log("Mailbox", inbox, "u")
+            raise ValueError("refused halfway")
+
+    mb = store.memberships
+    with Lane(store, a) as lane:
+        first = lane.submit(mb.store_flags, a, inbox, [(1, 1)], "add", ["$seen"], None)
+        bad = lane.submit(half_then_fail, a)
+        missing = lane.submit(mb.store_flags, a, "no-such-mailbox", [(1, 1)], "add", ["$seen"], None)
+        last = lane.submit(mb.store_flags, a, inbox, [(2, 2)], "add", ["$seen"], None)
+    assert lane.commits == 1
+    with pytest.raises(ValueError, match="halfway"):
+        bad.result(WAIT)
+    with pytest.raises(NotFound):
+        missing.result(WAIT)
+    assert first.result(WAIT).modseq == start + 1
+    assert last.result(WAIT).modseq == start + 2  # the failed calls' modseq bumps were rolled back
+    assert store.mailboxes.get(a, inbox).sort_order != 77
+    assert sorted(_logged(store, a, start)) == [start + 1, start + 2]
+    assert _modseq(store, a) == start + 2
+
+
+def test_events_are_published_after_the_shared_commit_in_order(store) -> None:  # noqa: ANN001
+    a, inbox = _account(store, "alice")
+    start = _modseq(store, a)
+    seen_at_publish: list[tuple[int, int]] = []
+    real = store.notifier.deliver
+
+    def spy(ev: Any) -> None:  # what a woken session would read at that moment
+        if ev.account_id == a:
+            seen_at_publish.append((ev.modseq, _modseq(store, a)))
+        real(ev)
+
+    store.notifier.deliver = spy
+    with Lane(store, a) as lane:
+        futs = [lane.submit(store.memberships.store_flags, a, inbox, [(i, i)], "add", ["$seen"], None)
+                for i in (1, 2, 3)]
+    for f in futs:
+        f.result(WAIT)
+    assert [m for m, _ in seen_at_publish] == [start + 1, start + 2, start + 3]
+    assert all(committed == start + 3 for _, committed in seen_at_publish)  # all durable before anyone hears
+
+
+def test_disk_full_at_the_group_commit_fails_every_call_and_records_nothing(store, monkeypatch) -> None:  # noqa: ANN001
+    a, inbox = _account(store, "alice")
+    start = _modseq(store, a)
+    counts_before = store.mailboxes.counts(a, [inbox])[inbox]
+    f = Faults(monkeypatch)
+    f.commit_disk_full(store.engine)  # the COMMIT of the transaction that inserted an email fails
+    mb = store.memberships
+    with Lane(store, a) as lane:
+        futs = [
+            lane.submit(mb.store_flags, a, inbox, [(1, 3)], "add", ["$seen"], None),
+            lane.submit(store.emails.ingest, a, simple(50), (inbox,)),
+            lane.submit(store.mailboxes.create, a, "Never"),
+            lane.submit(mb.store_flags, a, "no-such-mailbox", [(1, 1)], "add", ["$seen"], None),
+        ]
+    assert f.fired == 1 and lane.commits == 1  # one COMMIT tried for the four, and refused
+    for fut in futs[:3]:
+        with pytest.raises(StorageUnavailable) as info:
+            fut.result(WAIT)
+        assert info.value.full
+    with pytest.raises(NotFound):  # a call that failed on its own keeps its own answer
+        futs[3].result(WAIT)
+    assert _modseq(store, a) == start and _logged(store, a, start) == {}
+    assert store.mailboxes.by_path(a, ["Never"]) is None
+    assert store.mailboxes.counts(a, [inbox])[inbox] == counts_before
+    # The disk has room again: the same writes go through.
+    assert store.memberships.store_flags(a, inbox, [(1, 3)], "add", ["$seen"], None).modseq == start + 1
+
+
+def test_a_call_that_loses_the_transaction_fails_the_group_it_ran_in(store) -> None:  # noqa: ANN001
+    """SQLite may roll back a whole transaction on a disk error inside one statement: the savepoint of the
+    failing call is gone then, and so is everything the calls before it wrote. They get StorageUnavailable;
+    the calls after it run in a new group and succeed."""
+    a, inbox = _account(store, "alice")
+    start = _modseq(store, a)
+
+    @writes
+    def lose_everything(account_id: str) -> None:
+        with store.write(account_id) as tx:
+            tx.conn.exec_driver_sql("ROLLBACK")  # what the database does on its own in that case
+            raise StorageUnavailable("disk I/O error", full=False)
+
+    mb = store.memberships
+    with Lane(store, a) as lane:
+        before = lane.submit(mb.store_flags, a, inbox, [(1, 1)], "add", ["$seen"], None)
+        bad = lane.submit(lose_everything, a)
+        after = lane.submit(mb.store_flags, a, inbox, [(2, 2)], "add", ["$seen"], None)
+    for fut in (before, bad):
+        with pytest.raises(StorageUnavailable):
+            fut.result(WAIT)
+    assert after.result(WAIT).modseq == start + 1
+    assert _modseq(store, a) == start + 1 and sorted(_logged(store, a, start)) == [start + 1]
+
+
+def test_a_write_beside_the_group_is_refused_not_deadlocked(store) -> None:  # noqa: ANN001
+    a, inbox = _account(store, "alice")
+
+    @writes
+    def second_writer() -> None:
+        with store.write(a):
+            pass
+        with store.engine.begin() as conn:  # its own transaction: would wait for this thread's own lock
+            conn.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox).values(sort_order=5))
+
+    with pytest.raises(RuntimeError, match="deadlock"):
+        writer_calls.run(store, second_writer)
+
+
+def test_store_call_acknowledges_after_the_commit(store) -> None:  # noqa: ANN001
+    """The asyncio path (``Store.call``): many concurrent writes, all answered, the last modseq durable."""
+    a, inbox = _account(store, "alice", n=10)
+    start = _modseq(store, a)
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(store.call(store.memberships.store_flags, a, inbox, [(i, i)], "add",
+                                                 ["$flagged"], None) for i in range(1, 11)))
+
+    results = asyncio.run(run())
+    assert sorted(r.modseq for r in results) == list(range(start + 1, start + 11))
+    assert _modseq(store, a) == start + 10
