@@ -196,8 +196,9 @@ class Outbound:
         todo = [r for r in sub.envelope.rcpt_to if sub.delivery.get(r, {}).get("delivered") == "queued"]
         results: dict[str, Result] = {}
         remote: list[str] = []
+        targets = await store.call(_recipients, store, todo)  # one store hop for every recipient
         for rcpt in todo:
-            target = await store.call(store.accounts.recipient, rcpt)
+            target = targets[rcpt]
             if target is None:
                 remote.append(rcpt)
             else:
@@ -307,6 +308,11 @@ def _classify(code: int, message: str) -> Result:
     if 200 <= code < 300:
         return "yes", reply
     return ("no" if code >= 500 else "queued"), reply
+
+
+def _recipients(store: Store, addresses: list[str]) -> dict[str, tuple[str, str] | None]:
+    """On a store thread: (account id, INBOX id) of each address delivered here, None for the others."""
+    return {a: store.accounts.recipient(a) for a in addresses}
 
 
 async def start_outbound(rt: Runtime) -> None:
