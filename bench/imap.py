@@ -6,9 +6,10 @@ sockets in this process.
 1. 10,000-message INBOX, N concurrent clients (default 8) for D seconds (default 20) doing a mixed workload:
    SELECT, UID FETCH 1:* FLAGS, FETCH of a message body, STORE, UID SEARCH, APPEND, EXPUNGE. Prints ops/s and
    p50/p99 latency per command.
-2. 100,000-message INBOX (skip with --no-big; about a minute to build here): SELECT, ``UID FETCH 1:* (UID
-   FLAGS)``, ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)`` (first and repeated), UID SEARCH
-   UNSEEN / FROM / TEXT, UID SORT by date / arrival / from / subject and UID THREAD (first and repeated).
+2. 100,000-message INBOX (skip with --no-big; about a minute to build here): SELECT (first and repeated),
+   STATUS, ``UID FETCH 1:* (UID FLAGS)``, ``UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)``
+   (first and repeated), UID SEARCH UNSEEN / FROM / TEXT, UID SORT by date / arrival / from / subject and UID
+   THREAD (first and repeated).
 3. Resident memory per idle authenticated connection: server RSS (``/proc/<pid>/status``) before and after
    opening 1,000 logged-in connections, divided.
 
@@ -212,6 +213,10 @@ def big(port: int) -> None:
     dt, _, ok = c.cmd(f'LOGIN {ADDRESS} "{PASSWORD}"')
     assert ok.split()[1] == b"OK", ok
     rows = [("SELECT INBOX", "SELECT INBOX"),
+            ("SELECT INBOX [again]", "SELECT INBOX"),
+            ("SELECT INBOX [again]", "SELECT INBOX"),
+            ("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)", "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)"),
+            ("STATUS INBOX (MESSAGES UNSEEN UIDNEXT)", "STATUS INBOX (MESSAGES UNSEEN UIDNEXT)"),
             ("UID FETCH 1:* (UID FLAGS) [first]", "UID FETCH 1:* (UID FLAGS)"),
             ("UID FETCH 1:* (UID FLAGS) [again]", "UID FETCH 1:* (UID FLAGS)"),
             ("UID FETCH 1:* (UID FLAGS) [again]", "UID FETCH 1:* (UID FLAGS)"),

@@ -121,6 +121,20 @@ class LmtpConfig:
 
 
 @dataclass
+class SubmissionConfig:
+    """SMTP submission for mail clients (RFC 6409; janusmail/smtp/submission.py). Off unless a listener is named.
+
+    ``listen``: plain with STARTTLS (port 587); ``listen_tls``: implicit TLS (RFC 8314, port 465); both use the
+    ``[tls]`` certificate. ``plaintext_auth``: AUTH and MAIL before TLS, "loopback" (default), "always" or
+    "never". The size limit is ``[lmtp] max_message_size``; bodies are spooled like IMAP literals (``[spool]``).
+    """
+
+    listen: str | None = None
+    listen_tls: str | None = None
+    plaintext_auth: str = "loopback"
+
+
+@dataclass
 class SpoolConfig:
     """Big IMAP literals and JMAP uploads wait in temporary files under ``DIR/tmp``, not in memory
     (janusmail.spool). Octets throughout.
@@ -157,6 +171,9 @@ class AuthConfig:
     imap_accepts_account_password: bool = True
     imap_accepts_app_passwords: bool = True
     imap_accepts_bearer: bool = True
+    smtp_accepts_account_password: bool = True
+    smtp_accepts_app_passwords: bool = True
+    smtp_accepts_bearer: bool = True
     sasl_login: bool = True
     sasl_scram: bool = True
     login_delay_base: float = 1.0
@@ -211,8 +228,10 @@ class OutboundConfig:
     Recipients with an account here are delivered straight into their Inbox. Others go through ``relay``, a
     smarthost: ``smtp://HOST:PORT`` (STARTTLS when the relay offers it) or ``smtps://HOST:PORT`` (implicit
     TLS), with ``relay_username`` and the password in ``relay_password_file`` when it wants AUTH. Without a
-    relay such a recipient fails at once (``550 5.4.4``) and the sender gets a bounce. Temporary failures are
-    retried after ``retry_base`` seconds, doubling, until ``max_age``.
+    relay they go straight to their domain's MX hosts (janusmail/smtp/mx.py) on ``mx_port``, looked up through
+    ``nameservers`` (``"IP"`` or ``"IP:PORT"``; empty: the system's resolver). Temporary failures are retried
+    after ``retry_base`` seconds, doubling, until ``max_age``. With ``dkim`` on, every message that leaves
+    (relay or MX, not local deliveries) is DKIM-signed with its From domain's key (janusmail/smtp/dkimsign.py).
     """
 
     relay: str | None = None
@@ -222,6 +241,18 @@ class OutboundConfig:
     relay_tls_verify: bool = True
     retry_base: int = 60
     max_age: int = 2 * 24 * 3600
+    #: The port remote mail servers are reached on (25; tests point it at a local sink).
+    mx_port: int = 25
+    #: DNS servers for the MX lookups, ``"IP"`` or ``"IP:PORT"`` (``"[IPv6]:PORT"``); empty: the system's.
+    nameservers: list[str] = field(default_factory=list)
+    #: Seconds one DNS lookup may take in all before the attempt counts as a temporary failure.
+    dns_timeout: float = 10.0
+    #: Verify MX hosts' certificates. Off by default, as between MTAs: STARTTLS is used whenever offered,
+    #: unverified (most MX certificates would not pass), which still beats plain text against eavesdroppers.
+    mx_tls_verify: bool = False
+    #: DKIM-sign outbound mail; the key of each From domain is made on first use (``janusmail dkim show``).
+    dkim: bool = True
+    dkim_selector: str = "janus"
 
 
 @dataclass
@@ -236,6 +267,7 @@ class Config:
     imap: ImapConfig = field(default_factory=ImapConfig)
     jmap: JmapConfig = field(default_factory=JmapConfig)
     lmtp: LmtpConfig = field(default_factory=LmtpConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -283,6 +315,8 @@ class Config:
                 )
         if self.imap.plaintext_auth not in ("loopback", "always", "never"):
             raise ValueError("imap.plaintext_auth must be loopback, always or never")
+        if self.submission.plaintext_auth not in ("loopback", "always", "never"):
+            raise ValueError("submission.plaintext_auth must be loopback, always or never")
         if isinstance(self.http.trusted_proxies, str) or not isinstance(self.http.trusted_proxies, list | tuple):
             raise ValueError("http.trusted_proxies must be a list of IP addresses or networks")
         for proxy in self.http.trusted_proxies:

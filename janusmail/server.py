@@ -32,6 +32,7 @@ from janusmail.jmap.http import start_jmap
 from janusmail.runtime import Runtime
 from janusmail.smtp.lmtp import start_lmtp as _open_lmtp
 from janusmail.smtp.outbound import start_outbound
+from janusmail.smtp.submission import start_submission
 from janusmail.spool import Spooler
 from janusmail.store.changebus import BusLink
 from janusmail.store.store import Store
@@ -65,7 +66,8 @@ async def start_lmtp(rt: Runtime) -> None:
 #: Every door of the process, imported at the top of this module: a door that cannot be imported stops
 #: ``janusmail serve`` at start with the import error, instead of a server running without that door.
 #: Each starter opens nothing when its section names no listener.
-STARTERS: list[Callable[[Runtime], Awaitable[None]]] = [start_lmtp, start_imap, start_jmap, start_outbound]
+STARTERS: list[Callable[[Runtime], Awaitable[None]]] = [start_lmtp, start_imap, start_jmap, start_submission,
+                                                        start_outbound]
 
 
 def make_auth(config: Config, store: Store) -> Authenticator:

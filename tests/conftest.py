@@ -2,7 +2,8 @@
 
 Storage tests take the ``store`` fixture and run twice, on SQLite and on PostgreSQL (127.0.0.1:5432, database
 ``test``; each test gets its own schema so tests can run in parallel). Without PostgreSQL the PostgreSQL half
-is skipped, except under CI (``CI=true``), where an unreachable PostgreSQL fails the run.
+is skipped, except under CI (``CI=true``), where an unreachable PostgreSQL fails the run. ``module_db_url``
+is the same choice for what a whole test module shares (one server or seeded store per backend).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,81 @@ settings.register_profile("fuzz", max_examples=3000, deadline=None, print_blob=T
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_fresh_migrations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fresh databases of this test process skip re-running every Alembic migration one by one.
+
+    Hundreds of tests open a fresh store (the ``store`` fixture, each server they start); migrating each cost
+    more than many of the tests. A new SQLite file starts as a copy of one migrated here once; an empty
+    PostgreSQL schema gets, in one round trip, the statements the first real migration of this process ran
+    (they name no schema: the search_path picks it). :func:`janusmail.store.db.migrate` then still runs on it
+    (it finds the head revision and has nothing to do), and a database that already has a schema (the
+    migration tests' older revisions) is migrated for real, as before.
+    """
+    import shutil
+    import sqlite3
+
+    from janusmail.store import db
+
+    real_migrate = db.migrate
+    template = tmp_path_factory.mktemp("migrated") / "template.sqlite3"
+
+    def sqlite_template() -> Path:  # made on first use: a process that opens no store migrates nothing
+        if not template.exists():
+            engine = db.make_engine(f"sqlite:///{template}")
+            try:
+                real_migrate(engine)
+            finally:
+                engine.dispose()
+            with sqlite3.connect(template) as conn:  # everything in the main file, no -wal beside it
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return template
+
+    pg_script: list[str] = []  # the first fresh PostgreSQL migration's statements (none with parameters)
+
+    def record_pg(engine: sa.Engine) -> None:
+        seen: list[tuple[str, object]] = []
+
+        def on_execute(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+            seen.append((statement, parameters))
+
+        sa.event.listen(engine, "before_cursor_execute", on_execute)
+        try:
+            real_migrate(engine)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", on_execute)
+        # Statements with parameters are catalogue look-ups and backfills of empty tables: all SELECTs. Anything
+        # else, or a "%" the driver would have read as a placeholder, and this process keeps migrating for real.
+        if all(sql.lstrip().upper().startswith("SELECT") if p else "%" not in sql for sql, p in seen):
+            pg_script.append(";\n".join(sql for sql, p in seen if not p))
+
+    def migrate(engine: sa.Engine) -> None:
+        if db.is_sqlite(engine):
+            path = engine.url.database
+            if path and path != ":memory:" and not os.path.exists(path):
+                shutil.copyfile(sqlite_template(), path)
+        else:
+            with engine.connect() as conn:
+                fresh = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is None
+            if fresh and not pg_script:
+                return record_pg(engine)
+            if fresh:
+                raw = engine.raw_connection()
+                try:
+                    raw.cursor().execute(pg_script[0])  # no parameters: one round trip, many statements
+                    raw.commit()
+                finally:
+                    raw.close()
+        real_migrate(engine)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(db, "migrate", migrate)
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
 def pg_available() -> bool:
     try:
         socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
@@ -48,8 +125,8 @@ def require_pg() -> None:
         pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
+@contextmanager
+def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh, private schema (dropped afterwards)."""
     require_pg()
     schema = "t_" + uuid.uuid4().hex[:12]
@@ -57,11 +134,20 @@ def pg_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+        # synchronous_commit=off: a COMMIT does not wait for its WAL flush (durability against a crash of the
+        # PostgreSQL server itself, which no test makes); every other session sees the commit at once as usual.
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh, private schema (dropped afterwards)."""
+    with pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -74,6 +160,17 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str 
     if backend == "sqlite":
         return None
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def module_db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """``db_url`` for what one test module shares (a server, a seeded store): made once per backend per
+    module, not per test. Its tests keep out of each other's way with accounts or mailboxes of their own."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg_schema_url() as url:
+        yield url
 
 
 @pytest.fixture

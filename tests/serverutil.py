@@ -33,7 +33,8 @@ def _in_use(exc: BaseException | None) -> bool:
 
 def repick_ports(cfg: Config) -> None:
     """New free ports for every loopback listener of ``cfg`` (and the public URL that names the JMAP one)."""
-    for section, attr in (("imap", "listen"), ("imap", "imaps"), ("jmap", "listen"), ("lmtp", "listen")):
+    for section, attr in (("imap", "listen"), ("imap", "imaps"), ("jmap", "listen"), ("lmtp", "listen"),
+                          ("submission", "listen"), ("submission", "listen_tls")):
         obj = getattr(cfg, section)
         old = getattr(obj, attr)
         if not old or not old.startswith("127.0.0.1:"):

@@ -1,7 +1,8 @@
 """One mailstore, two doors: every id and change made through IMAP is the same through JMAP, and back.
 
 Runs the real server (IMAP + JMAP + LMTP on one loop) on SQLite and on PostgreSQL, and drives it with
-imaplib / imapclient over IMAP and httpx over JMAP.
+imaplib / imapclient over IMAP and httpx over JMAP. One server per backend for the module; each test's Alice
+and Bob are accounts of its own.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import imaplib
 import re
 import time
+from collections.abc import Iterator
 
 import httpx
 import imapclient
 import pytest
 
-from janusmail.auth.passwords import make_credentials
+from tests.imap.e2e_util import Tenant, serve_shared
 from tests.mailgen import simple
-from tests.serverutil import ServerThread, make_config
+from tests.serverutil import ServerThread
 
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 PASSWORD = "correct horse battery staple"
@@ -45,26 +47,30 @@ class Jmap:
         return got["list"][0] if got["list"] else None
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def server(tmp_path, db_url):  # noqa: ANN001, ANN201
-    srv = ServerThread(make_config(tmp_path / "data", db_url)).start()
-    for address in ("alice@example.test", "bob@example.test"):
-        srv.store.accounts.create(address, *make_credentials(PASSWORD))
-    yield srv
-    srv.stop()
+def server(shared_server: ServerThread) -> Tenant:
+    """Alice (``server.address``) and Bob (``server.bob``): accounts of this test's own on the module's server."""
+    alice = Tenant(shared_server, PASSWORD)
+    alice.bob = Tenant(shared_server, PASSWORD)
+    return alice
 
 
 @pytest.fixture
 def imap(server):  # noqa: ANN001, ANN201
     client = imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
-    client.login("alice@example.test", PASSWORD)
+    client.login(server.address, PASSWORD)
     yield client
     client.logout()
 
 
 @pytest.fixture
 def jmap(server):  # noqa: ANN001, ANN201
-    return Jmap(server, "alice@example.test", PASSWORD)
+    return Jmap(server, server.address, PASSWORD)
 
 
 def mailboxid(client: imapclient.IMAPClient, name: str) -> str:
@@ -104,7 +110,7 @@ def test_append_ids_are_jmap_ids_and_rename_keeps_them(server, imap, jmap):
     assert mailboxid(imap, "Ärchiv") == box
     # An IMAP4rev1 client that did not enable UTF-8 sees the same mailbox in modified UTF-7.
     raw = imaplib.IMAP4("127.0.0.1", server.imap_port)
-    raw.login("alice@example.test", PASSWORD)
+    raw.login(server.address, PASSWORD)
     typ, lines = raw.list()
     assert typ == "OK" and any(b'"&AMQ-rchiv"' in line or b" &AMQ-rchiv" in line for line in lines)
     typ, status = raw.status("&AMQ-rchiv", "(MAILBOXID)")
@@ -180,7 +186,7 @@ def test_another_account_sees_none_of_it(server, imap, jmap):
     uid = append(imap, "INBOX", simple(8))
     email_id, thread_id = ids_of(imap, uid)
     alice_inbox = mailboxid(imap, "INBOX")
-    bob = Jmap(server, "bob@example.test", PASSWORD)
+    bob = Jmap(server, server.bob.address, PASSWORD)
     assert bob.account != jmap.account
     assert bob.call("Email/get", {"ids": [email_id], "properties": ["id"]})["notFound"] == [email_id]
     assert bob.call("Thread/get", {"ids": [thread_id]})["notFound"] == [thread_id]
@@ -190,7 +196,7 @@ def test_another_account_sees_none_of_it(server, imap, jmap):
     assert resp["methodResponses"][0][0] == "error"
     assert resp["methodResponses"][0][1]["type"] in ("accountNotFound", "forbidden")
     bob_imap = imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False)
-    bob_imap.login("bob@example.test", PASSWORD)
+    bob_imap.login(server.bob.address, PASSWORD)
     bob_imap.select_folder("INBOX")
     assert bob_imap.search(["EMAILID", email_id]) == []
     bob_imap.logout()

@@ -4,7 +4,8 @@ Kept apart from the classes so they stay free of the config format: tests and to
 ``AuthPolicy``/``TokenService`` directly, the server goes through :func:`build_authenticator`.
 
 Mapping (``janusmail.config``): every ``[auth]`` key named like an :class:`AuthPolicy` field sets it (unknown
-ones are left to the config loader); ``[imap] plaintext_auth`` is ``imap_plaintext_without_tls``. The token
+ones are left to the config loader); ``[imap] plaintext_auth`` is ``imap_plaintext_without_tls``, ``[submission] plaintext_auth``
+``smtp_plaintext_without_tls``. The token
 issuer is the data directory's recorded one (``oauth-issuer``, first taken from the public URL), the audience
 ``[auth] token_audience``, the key lives in ``data_dir``. An external issuer is configured by
 ``[auth] external_issuer`` with ``external_jwks_url`` or ``external_jwks_file``, ``external_audience``
@@ -39,6 +40,7 @@ def policy_from_config(config: Config) -> AuthPolicy:
         if hasattr(config.auth, f.name)
     }
     values.setdefault("imap_plaintext_without_tls", config.imap.plaintext_auth)
+    values.setdefault("smtp_plaintext_without_tls", config.submission.plaintext_auth)
     return AuthPolicy.from_config(values)
 
 

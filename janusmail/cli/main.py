@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from janusmail import config as configmod
+from janusmail.cli.dkim import dkim as dkim_group
 from janusmail.cli.quota import quota as quota_group
 from janusmail.store.model import AlreadyExists
 
@@ -278,6 +279,10 @@ def alias_remove(c: Ctx, address: str, alias_address: str) -> None:
 
 cli.add_command(quota_group)
 
+# -- DKIM keys (janusmail/cli/dkim.py) ------------------------------------------------------------------------
+
+cli.add_command(dkim_group)
+
 # -- import --------------------------------------------------------------------------------------------------
 
 @cli.command("import")
@@ -336,6 +341,10 @@ def _echo_import_report(report) -> None:  # noqa: ANN001 - janusmail.cli.importe
 @click.option("--imaps", "imaps_addr", default=None, help="Implicit-TLS IMAP listener H:P (off by default).")
 @click.option("--jmap", "jmap_addr", default=None, help="JMAP HTTP listener H:P [127.0.0.1:8080]; 'off' disables.")
 @click.option("--lmtp", "lmtp_addr", default=None, help="LMTP listener H:P [127.0.0.1:2424]; 'off' disables.")
+@click.option("--submission", "submission_addr", default=None,
+              help="SMTP submission listener H:P with STARTTLS (e.g. 0.0.0.0:587; off by default).")
+@click.option("--submissions", "submissions_addr", default=None,
+              help="SMTP submission listener H:P with implicit TLS (e.g. 0.0.0.0:465; off by default).")
 @click.option("--public-url", default=None,
               help="Public base URL of JMAP, advertised by JMAPACCESS [derived from --jmap: http://HOST:PORT].")
 @click.option("--blob-store", type=click.Choice(["local", "database"]), default=None,
@@ -346,7 +355,8 @@ def _echo_import_report(report) -> None:  # noqa: ANN001 - janusmail.cli.importe
                    "this one process.")
 @pass_ctx
 def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str | None, lmtp_addr: str | None,
-          public_url: str | None, blob_store: str | None, workers: int | None) -> None:
+          submission_addr: str | None, submissions_addr: str | None, public_url: str | None, blob_store: str | None,
+          workers: int | None) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
     from janusmail.server import run
     from janusmail.workers import default_workers
@@ -362,13 +372,16 @@ def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str 
     cfg.imap.imaps = pick(imaps_addr, cfg.imap.imaps)
     cfg.jmap.listen = pick(jmap_addr, cfg.jmap.listen)
     cfg.lmtp.listen = pick(lmtp_addr, cfg.lmtp.listen)
+    cfg.submission.listen = pick(submission_addr, cfg.submission.listen)
+    cfg.submission.listen_tls = pick(submissions_addr, cfg.submission.listen_tls)
     if public_url:
         cfg.public_url = public_url
     if blob_store:
         cfg.store.blob_store = blob_store
     try:
         cfg.check()
-        for value in (cfg.imap.listen, cfg.imap.imaps, cfg.jmap.listen, cfg.lmtp.listen):
+        for value in (cfg.imap.listen, cfg.imap.imaps, cfg.jmap.listen, cfg.lmtp.listen, cfg.submission.listen,
+                      cfg.submission.listen_tls):
             if value:
                 configmod.parse_hostport(value)
     except ValueError as exc:

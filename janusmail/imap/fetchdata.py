@@ -139,8 +139,10 @@ class FetchPlan:
 
     def wants(self) -> dict[str, bool]:
         """What to ask ``store.messages.fetch_rows`` for: keywords for FLAGS (an implicit ``\\Seen`` reports
-        FLAGS too), part offsets for body sections, blob locations for any message bytes."""
-        return {"keywords": self.flags or self.sets_seen, "part_offsets": self.cache, "blob": self.blob}
+        FLAGS too), part offsets for body sections, blob locations for any message bytes, save dates for
+        SAVEDATE."""
+        return {"keywords": self.flags or self.sets_seen, "part_offsets": self.cache, "blob": self.blob,
+                "saved": self.saved}
 
 
 # -- rendered ENVELOPE / BODY / BODYSTRUCTURE --------------------------------------------------------------

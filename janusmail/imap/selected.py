@@ -4,7 +4,7 @@ IMAP sequence numbers are per session: message *n* is the n-th UID this session 
 may only change when the session sends EXPUNGE (or VANISHED). So the snapshot is an ``array('q')`` of UIDs,
 read at SELECT (``store.messages.mailbox_snapshot``), and :meth:`SelectedMailbox.sync` reconciles it with the
 store at command boundaries (and immediately during IDLE) with one store read bounded by what changed
-(``store.messages.mailbox_delta``):
+(``store.messages.mailbox_delta``, batched and shared between sessions by ``store.mailbox_deltas``):
 
 * UIDNEXT and HIGHESTMODSEQ equal to what we know -> nothing to do;
 * UIDs at or above the known UIDNEXT -> new messages (EXISTS, and \\Recent for IMAP4rev1);
@@ -295,9 +295,13 @@ class SelectedMailbox:
         if not (force or self.dirty or (expunges and self.pending_expunge)):
             return
         self.dirty = False
-        delta: MailboxDelta | None = await s.store.call(
-            s.store.messages.mailbox_delta, self.mailbox_id, uidvalidity=self.uidvalidity, uidnext=self.uidnext,
-            modseq=self.known_modseq, claim_recent=self.recent_from is not None and not self.readonly)
+        args = {"uidvalidity": self.uidvalidity, "uidnext": self.uidnext, "modseq": self.known_modseq,
+                "claim_recent": self.recent_from is not None and not self.readonly}
+        delta: MailboxDelta | None
+        if s.check_is_due():  # the command's credential check rides on its first store call (store_access.py)
+            delta = await s.store.call(s.store.messages.mailbox_delta, self.mailbox_id, **args)
+        else:  # read together with the other sessions asking now (store/mailbox_deltas.py): shared, read-only
+            delta = await s.store.mailbox_deltas.delta(self.mailbox_id, **args)
         if delta is None:
             raise MailboxGone(self.mailbox_id)
         new_uids, gone, uidnext, modseq, recent_lo = (delta.new_uids, delta.vanished, delta.uidnext,

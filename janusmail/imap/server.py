@@ -94,7 +94,7 @@ class _Wire:
     dropped after the flush (a later response starts a fresh deflate stream part, which references nothing
     earlier: still one valid raw deflate stream for the client's inflater)."""
 
-    __slots__ = ("writer", "idling", "deflate", "inflate", "unflushed")
+    __slots__ = ("writer", "idling", "deflate", "inflate", "unflushed", "queued", "queued_size")
 
     def __init__(self, writer: asyncio.StreamWriter, idling: Callable[[], bool]) -> None:
         self.writer = writer
@@ -102,8 +102,13 @@ class _Wire:
         self.deflate: zlib._Compress | None = None
         self.inflate: zlib._Decompress | None = None
         self.unflushed = False
+        #: uncompressed output not yet handed to the transport: a burst of responses (an IDLE push's EXISTS
+        #: and RECENT, a FETCH's lines) leaves in one send at :meth:`flush`, not one system call per line
+        self.queued: list[bytes] = []
+        self.queued_size = 0
 
     def start_compression(self) -> None:
+        self._send_queued()  # what was written before COMPRESS's OK (and the OK) goes out uncompressed
         self.inflate = zlib.decompressobj(DEFLATE_WBITS)
 
     def stop_compression(self) -> None:
@@ -114,7 +119,10 @@ class _Wire:
 
     def write(self, data: bytes) -> None:
         if self.inflate is None:
-            self.writer.write(data)
+            self.queued.append(data)
+            self.queued_size += len(data)
+            if self.queued_size >= READ_SIZE:
+                self._send_queued()
             return
         if self.deflate is None:
             self.deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, DEFLATE_WBITS)
@@ -123,8 +131,16 @@ class _Wire:
         if out:
             self.writer.write(out)
 
+    def _send_queued(self) -> None:
+        queued = self.queued
+        if queued:
+            self.writer.write(queued[0] if len(queued) == 1 else b"".join(queued))
+            self.queued = []
+            self.queued_size = 0
+
     def flush(self) -> None:
-        """Everything written so far becomes decodable by the client (sync flush)."""
+        """Everything written so far goes to the transport, decodable by the client (sync flush)."""
+        self._send_queued()
         deflate = self.deflate
         if deflate is None:
             return
@@ -176,6 +192,12 @@ class _Wire:
             raise ConnectionError("the client ended its compressed stream")
 
 
+def _local(writer: asyncio.StreamWriter) -> tuple[str, int] | None:
+    """The address and port this connection reached (None when the transport does not say)."""
+    name = writer.get_extra_info("sockname")
+    return (str(name[0]), int(name[1])) if isinstance(name, tuple) and len(name) >= 2 else None
+
+
 class _Listener:
     def __init__(self, rt: Runtime, ctx: ssl.SSLContext | None, limits: ConnectionLimits) -> None:
         self.rt = rt
@@ -195,12 +217,12 @@ class _Listener:
         wire = _Wire(writer, lambda: session.idling)
         session = ImapSession(
             self.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else self.ctx,
-            out=wire.write, drain=wire.drain, limits=self.limits, hangup=writer.close,
+            out=wire.write, drain=wire.drain, limits=self.limits, hangup=writer.close, local=_local(writer),
         )
         self.live[writer] = (session, wire)
         try:
             session.greeting()
-            await writer.drain()
+            await wire.drain()
             while not session.closed:
                 # A command whose literal is still arriving holds a share of the upload budget and a spool
                 # file: it gets a shorter deadline than an idle session.

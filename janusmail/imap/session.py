@@ -128,6 +128,7 @@ class ImapSession:
         drain: Callable[[], Awaitable[None]] | None = None,
         limits: Any = None,
         hangup: Callable[[], None] | None = None,
+        local: tuple[str, int] | None = None,
     ) -> None:
         commands.load_all()
         self.rt = rt
@@ -136,6 +137,8 @@ class ImapSession:
         self.config = rt.config.imap
         self.peer = peer
         self.peer_loopback = is_loopback(peer)
+        #: The address and port the client connected to (this server, as it named it: CATENATE URLs' host part)
+        self.local = local
         self.tls_active = tls_active
         #: SSLContext for STARTTLS; None means STARTTLS is not offered.
         self.tls_context = tls_context
@@ -826,15 +829,8 @@ class ImapSession:
                 deadline = self.credential_deadline()
                 if deadline is not None:  # wake at the token's expiry, not up to a poll interval later
                     timeout = max(0.0, min(timeout, deadline - self.clock() + 0.05))
-                waiter = asyncio.ensure_future(self._sub.wait(timeout))
-                stopper = asyncio.ensure_future(exit_ev.wait())
-                try:
-                    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stopper.cancel()
-                    if not waiter.done():
-                        waiter.cancel()
-                events = waiter.result() if waiter.done() and not waiter.cancelled() else []
+                # DONE interrupts this wait (``_end_idle``): one future per wake-up, no helper tasks
+                events = await self._sub.wait(timeout)
                 if self.notify is not None and events:
                     self.notify.absorb(events)
                 sel = self.selected
@@ -865,6 +861,8 @@ class ImapSession:
         self._idle_tag = None
         if self._idle_exit is not None:
             self._idle_exit.set()
+            if self._sub is not None:
+                self._sub.interrupt()
         if self._idle_task is not None:
             with contextlib.suppress(Exception):
                 await self._idle_task

@@ -27,10 +27,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
     from janusmail.store.store import Store
 
-__all__ = ["CredentialExpired", "SessionStore"]
+__all__ = ["CredentialExpired", "SessionStore", "one_read"]
 
 log = logging.getLogger("janusmail.imap")
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CredentialExpired(Exception):
@@ -91,7 +92,19 @@ def _checked(due: tuple[Any, ...], fn: Callable[..., Any], args: tuple, kwargs: 
     return verdict, fn(*args, **kwargs)
 
 
+def one_read(fn: F) -> F:
+    """Mark a store-thread function whose reads go through ``store.read()`` (the mailbox tree, STATUS, SELECT's
+    snapshot on SQLite): the command's credential check then shares its read transaction (``Store.shared_read``:
+    one connection checkout, BEGIN and ROLLBACK for the whole command). Only marked functions: one that opened
+    connections of its own meanwhile would hold two per store thread, and the pool is sized for one."""
+    fn._one_read = True  # type: ignore[attr-defined]
+    return fn
+
+
 def _checked_read(due: tuple[Any, ...], fn: Callable[..., Any], args: tuple, kwargs: dict) -> tuple[Any, Any]:
+    if getattr(fn, "_one_read", False):
+        with due[0].shared_read():
+            return _checked(due, fn, args, kwargs)
     return _checked(due, fn, args, kwargs)
 
 

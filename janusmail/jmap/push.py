@@ -4,7 +4,7 @@ Why the notifier and not polling: every committed write (LMTP delivery, IMAP STO
 one ChangeEvent carrying its modseq and the kinds it touched, after commit. A type's state is the modseq of
 its newest change, so the event alone says the new state of each kind it names: no database read per event.
 
-Event ids encode the full state of all push types (``"<Mailbox>.<Email>.<Thread>.<EmailDelivery>.<Identity>.<EmailSubmission>.<Quota>"``),
+Event ids encode the full state of all push types (``"<Mailbox>.<Email>.<Thread>.<EmailDelivery>.<Identity>.<EmailSubmission>.<Quota>.<VacationResponse>"``),
 so a client reconnecting with ``Last-Event-ID`` gets one catch-up ``state`` event naming whatever moved meanwhile.
 The ``EmailDelivery`` state is the modseq of the newest email creation; live, it moves only on events the
 store marks as deliveries.
@@ -41,7 +41,11 @@ __all__ = [
     "watch",
 ]
 
-PUSH_TYPES = ("Mailbox", "Email", "Thread", "EmailDelivery", "Identity", "EmailSubmission", "Quota")
+#: Only ever appended to: an event id of an older server is then a prefix of today's (see ``decode_event_id``).
+PUSH_TYPES = ("Mailbox", "Email", "Thread", "EmailDelivery", "Identity", "EmailSubmission", "Quota",
+              "VacationResponse")
+#: How many states the oldest event ids still accepted carry (ids issued before VacationResponse was pushed).
+OLDEST_EVENT_ID_PARTS = 7
 
 
 class BadParams(ValueError):
@@ -95,9 +99,15 @@ def decode_event_id(value: str | None) -> dict[str, int] | None:
     if not value:
         return None
     parts = value.strip().split(".")
-    if len(parts) != len(PUSH_TYPES) or not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
+    if not OLDEST_EVENT_ID_PARTS <= len(parts) <= len(PUSH_TYPES):
         return None
-    return dict(zip(PUSH_TYPES, (int(p) for p in parts), strict=True))
+    if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
+        return None
+    # An id from before a type was added lacks its state: 0, so the catch-up reports that type if it ever
+    # changed (over-reporting once, which RFC 8620 §7.1 allows; never missing a change).
+    states = dict.fromkeys(PUSH_TYPES, 0)
+    states.update(zip(PUSH_TYPES, (int(p) for p in parts), strict=False))
+    return states
 
 
 def state_change(account_id: str, states: dict[str, int], kinds: set[str]) -> dict[str, Any]:

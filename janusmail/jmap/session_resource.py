@@ -23,13 +23,14 @@ from janusmail.jmap.engine import CORE
 from janusmail.jmap.settings import JmapSettings
 
 __all__ = [
-    "MAIL", "PATHS", "QUOTA", "SUBMISSION", "SessionDocument", "SessionDocuments", "Urls", "base_path",
+    "MAIL", "PATHS", "QUOTA", "SUBMISSION", "VACATION", "SessionDocument", "SessionDocuments", "Urls", "base_path",
     "build_session", "session_state", "submission_account_capability",
 ]  # fmt: skip
 
 MAIL = "urn:ietf:params:jmap:mail"
 SUBMISSION = "urn:ietf:params:jmap:submission"
 QUOTA = "urn:ietf:params:jmap:quota"  # RFC 9425: empty objects at both levels
+VACATION = "urn:ietf:params:jmap:vacationresponse"  # RFC 8621 §1.3.3: empty objects at both levels
 
 #: Route paths relative to the public URL's path (the app mounts them there and at the root).
 PATHS = {
@@ -111,6 +112,9 @@ def build_session(
     if QUOTA in capabilities:
         session_caps[QUOTA] = {}
         account_caps[QUOTA] = {}
+    if VACATION in capabilities:
+        session_caps[VACATION] = {}
+        account_caps[VACATION] = {}
     session: dict[str, Any] = {
         "capabilities": session_caps,
         "accounts": {

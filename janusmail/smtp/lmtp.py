@@ -22,6 +22,8 @@ from aiosmtpd.smtp import Envelope, Session
 from janusmail.store.model import OverQuota, StorageUnavailable, StoreError, TooLarge
 from janusmail.store.store import Store
 
+from . import vacation
+
 log = logging.getLogger("janusmail.lmtp")
 
 
@@ -64,6 +66,8 @@ class DeliveryHandler:
             try:
                 await self.store.deliver(account_id, received_line + raw, (inbox_id,))
                 replies.append("250 2.0.0 Delivered")
+                # RFC 8621 §8 / RFC 3834; best effort, never fails the delivery above
+                await vacation.after_delivery(self.store, account_id, envelope.mail_from or "", raw)
             except TooLarge:
                 replies.append("552 5.3.4 Message too big")
             except OverQuota:  # RFC 3463 5.2.2 mailbox full: permanent for this message, the others still go in

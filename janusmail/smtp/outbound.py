@@ -1,9 +1,13 @@
 """The sender: works through the outbound queue (``store.submissions``) and delivers each message.
 
 Recipients with an account (or alias) here get the message in their Inbox through the store, as LMTP would
-deliver it. Everyone else goes through the configured smarthost (``[outbound] relay``) with aiosmtplib; with no
-relay they fail at once. Per recipient the answer decides: 2xx delivered, 5xx failed for good, 4xx or no
-answer tried again later (``retry_base`` seconds, doubling) until ``max_age``. Recipients that failed for good
+deliver it. Everyone else goes through the configured smarthost (``[outbound] relay``) with aiosmtplib, or,
+with no relay, straight to the mail servers of each recipient domain (its MX hosts, janusmail/smtp/mx.py): one
+connection per domain, the domains in parallel, each MX host in turn until one answers, STARTTLS whenever
+offered. What leaves is DKIM-signed (janusmail/smtp/dkimsign.py) after the Bcc field is taken out, so the
+signature covers the bytes sent. Per recipient the answer decides: 2xx delivered, 5xx (and a domain that
+does not exist or takes no mail) failed for good, 4xx, no answer or a DNS failure tried again later
+(``retry_base`` seconds, doubling) until ``max_age``. Recipients that failed for good
 are reported to the sender with a delivery status notification (RFC 3464) in the sender's Inbox, whose blob
 id the submission lists in ``dsnBlobIds``.
 
@@ -31,9 +35,12 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 from janusmail.mime.recipients import without_bcc
+from janusmail.smtp import dkimsign, mx
 from janusmail.store.model import StoreError
 from janusmail.store.notifier import ChangeEvent
-from janusmail.store.submissions import KIND, Submission
+from janusmail.store.submissions import KIND, OUTBOX, Submission
+
+from . import vacation
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.runtime import Runtime
@@ -55,6 +62,8 @@ DUE_BATCH = 50
 #: to a slow relay. An attempt cut short is retried like any temporary failure.
 LEASE = 600
 RELAY_DEADLINE = LEASE - 120
+#: Recipient domains of one message delivered at once (each over its own connection) on the MX path.
+MX_PARALLEL = 8
 
 Result = tuple[str, str]  # (delivered: "yes" | "no" | "queued", SMTP reply text)
 
@@ -120,11 +129,22 @@ class Outbound:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._password: str | None = None
         self._smtp: aiosmtplib.SMTP | None = None
+        self._resolver: Any = None  # dns.asyncresolver.Resolver of the MX path (no relay)
 
     async def start(self) -> None:
         cfg = self.config.outbound
+        # bad settings stop the server at start, not at the first send
         if cfg.relay:
-            parse_relay(cfg.relay)  # a bad URL stops the server at start, not at the first send
+            parse_relay(cfg.relay)
+        else:
+            try:
+                self._resolver = mx.make_resolver(list(cfg.nameservers), cfg.dns_timeout)
+            except ValueError as exc:
+                raise ValueError(f"outbound.nameservers: {exc}") from None
+            except Exception:  # noqa: BLE001 - no /etc/resolv.conf: local delivery still works
+                log.exception("outbound: no DNS resolver; mail to other domains stays queued")
+        if cfg.dkim:
+            dkimsign.check_selector(cfg.dkim_selector)
         if cfg.relay_password_file:
             self._password = Path(cfg.relay_password_file).read_text().strip()
         self._loop = asyncio.get_running_loop()
@@ -140,7 +160,7 @@ class Outbound:
                 await self._task
 
     def _observe(self, ev: ChangeEvent) -> None:
-        if KIND in ev.kinds and self._loop is not None:
+        if (KIND in ev.kinds or OUTBOX in ev.kinds) and self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -204,18 +224,22 @@ class Outbound:
             else:
                 results[rcpt] = await self._deliver_local(*target, sub, raw)
         if remote:
+            # what finished before a deadline or a bug stays recorded: only the others are tried again
             try:
+                signed = await self._signed(sub, raw)  # once for every domain, before the network's deadline
                 async with asyncio.timeout(RELAY_DEADLINE):
-                    results.update(await self._relay(sub, remote, raw))
+                    await self._remote(sub, remote, signed, results)
             except TimeoutError:
                 client, self._smtp = self._smtp, None
                 if client is not None:
                     client.close()  # mid-command: no QUIT, the session's state is unknown
-                results.update({r: ("queued", "451 4.4.2 Relay too slow, attempt abandoned") for r in remote})
+                results.update({r: ("queued", "451 4.4.2 Remote delivery too slow, attempt abandoned")
+                                for r in remote if r not in results})
             except Exception:  # noqa: BLE001 - a bug must not lose the local deliveries already made
-                log.exception("outbound %s: relay attempt failed", sub.id)
+                log.exception("outbound %s: remote delivery attempt failed", sub.id)
                 await self._hang_up()
-                results.update({r: ("queued", "451 4.3.0 Internal error, will retry") for r in remote})
+                results.update({r: ("queued", "451 4.3.0 Internal error, will retry")
+                                for r in remote if r not in results})
         now = int(time.time())
         cfg = self.config.outbound
         expired = now - sub.send_at >= cfg.max_age
@@ -224,7 +248,7 @@ class Outbound:
                 results[rcpt] = ("no", f"550 5.4.7 Delivery time expired ({reply})")
         failed = {r: reply for r, (state, reply) in results.items() if state == "no"}
         dsn_ids: list[str] = []
-        if failed:
+        if failed and sub.envelope.mail_from:  # a null return path gets no bounce (RFC 5321 §4.5.5)
             dsn_ids = await self._bounce(sub, raw, failed)
         retry = any(state == "queued" for state, _ in results.values())
         next_attempt = now + min(MAX_BACKOFF, cfg.retry_base * 2 ** sub.attempts) if retry else None
@@ -237,26 +261,109 @@ class Outbound:
             await self.store.deliver(account_id, message, (inbox_id,))
         except StoreError as exc:  # full disk, quota: try again later (a full mailbox may empty)
             return "queued", f"452 4.2.2 {exc}"
+        await vacation.after_delivery(self.store, account_id, sub.envelope.mail_from, raw)  # best effort
         return "yes", "250 2.0.0 Delivered"
 
-    async def _relay(self, sub: Submission, rcpts: list[str], raw: bytes) -> dict[str, Result]:
+    async def _signed(self, sub: Submission, raw: bytes) -> bytes:
+        """``raw`` DKIM-signed by its From domain, when ``[outbound] dkim`` is on. A message that cannot be
+        signed (no usable domain, an unreadable key) leaves unsigned rather than not at all."""
         cfg = self.config.outbound
-        if not cfg.relay:
-            return {r: ("no", "550 5.4.4 No route to this domain (no outbound relay configured)") for r in rcpts}
+        if not cfg.dkim:
+            return raw
+        domain = dkimsign.signing_domain(raw, sub.envelope.mail_from)
+        if domain is None:
+            log.warning("outbound %s: no domain to DKIM-sign for; sent unsigned", sub.id)
+            return raw
+
+        def sign() -> bytes:  # key file I/O, maybe RSA key generation, pure-Python RSA: off the event loop
+            pem = dkimsign.ensure_key(self.config.data_dir, domain, cfg.dkim_selector)
+            return dkimsign.sign(raw, domain, cfg.dkim_selector, pem)
+
+        try:
+            return await asyncio.to_thread(sign)
+        except (OSError, ValueError, dkimsign.dkim.DKIMException):
+            log.warning("outbound %s: DKIM signing for %s failed; sent unsigned", sub.id, domain, exc_info=True)
+            return raw
+
+    async def _remote(self, sub: Submission, rcpts: list[str], raw: bytes, results: dict[str, Result]) -> None:
+        """Deliver to recipients elsewhere, through the relay or each domain's MX, into ``results`` as each
+        domain finishes (so a deadline keeps the domains already done)."""
+        if self.config.outbound.relay:
+            results.update(await self._relay(sub, rcpts, raw))
+            return
+        by_domain: dict[str, list[str]] = {}
+        for rcpt in rcpts:
+            by_domain.setdefault(rcpt.rpartition("@")[2].lower(), []).append(rcpt)
+        gate = asyncio.Semaphore(MX_PARALLEL)
+
+        async def one(domain: str, group: list[str]) -> None:
+            async with gate:
+                results.update(await self._direct(sub, domain, group, raw))
+
+        async with asyncio.TaskGroup() as tg:
+            for domain, group in by_domain.items():
+                tg.create_task(one(domain, group))
+
+    async def _direct(self, sub: Submission, domain: str, rcpts: list[str], raw: bytes) -> dict[str, Result]:
+        """One domain's recipients over one connection to the first of its mail servers that answers."""
+        if self._resolver is None:
+            return {r: ("queued", "451 4.4.3 No DNS resolver configured") for r in rcpts}
+        tried: list[str] = []
+        try:
+            async with contextlib.aclosing(mx.candidates(self._resolver, domain)) as hosts:
+                async for host, address in hosts:
+                    try:
+                        client = await self._open_mx(host, address)
+                    except (aiosmtplib.SMTPException, OSError) as exc:  # refused, unreachable, 4xx/5xx greeting
+                        tried.append(f"{host}[{address}]: {' '.join(str(exc).split())}")
+                        continue
+                    try:
+                        out, _ = await _sendmail(client, sub.envelope.mail_from, rcpts, raw, f"by {host}")
+                    except BaseException:
+                        client.close()
+                        raise
+                    await _quit(client)
+                    return out
+        except mx.NoRoute as exc:
+            return {r: ("no" if exc.permanent else "queued", exc.reply) for r in rcpts}
+        reply = f"451 4.4.1 No mail server of {domain} answered ({'; '.join(tried[-3:])})"
+        return {r: ("queued", reply) for r in rcpts}
+
+    async def _open_mx(self, host: str, address: str) -> aiosmtplib.SMTP:
+        """A session with one MX address, upgraded with STARTTLS when offered. Unverified by default (as
+        between MTAs); with ``mx_tls_verify`` the certificate must name ``host``, else this host counts as
+        failed. Unverified, a session whose EHLO or TLS handshake fails is opened once more in plain text (as
+        MTAs do), where sendmail says EHLO, or HELO to a server that knows no EHLO."""
+        cfg = self.config.outbound
+        for tls in (True, False):
+            client = aiosmtplib.SMTP(hostname=address, port=cfg.mx_port, start_tls=False, timeout=SMTP_TIMEOUT,
+                                     validate_certs=cfg.mx_tls_verify, local_hostname=self.config.hostname)
+            await client.connect()  # refused, unreachable, a 4xx/5xx greeting: this address failed
+            if not tls:
+                return client
+            try:
+                await client.ehlo()
+                if client.supports_extension("starttls"):
+                    await client.starttls(server_hostname=host)
+                return client
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+                if cfg.mx_tls_verify:
+                    raise
+            except BaseException:
+                client.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _relay(self, sub: Submission, rcpts: list[str], raw: bytes) -> dict[str, Result]:
         try:
             client = await self._connection()
-            errors, _ = await client.sendmail(sub.envelope.mail_from, rcpts, raw)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            return {e.recipient: _classify(e.code, e.message) for e in exc.recipients}
-        except aiosmtplib.SMTPResponseException as exc:  # refused at MAIL or DATA: the same for everyone
-            await self._hang_up()  # the session's state is unknown now: the next message gets a fresh one
-            return {r: _classify(exc.code, exc.message) for r in rcpts}
-        except (aiosmtplib.SMTPException, OSError) as exc:  # unreachable, TLS, timeout: try again later
+        except (aiosmtplib.SMTPException, OSError) as exc:  # unreachable, TLS, AUTH refused: try again later
             await self._hang_up()
             return {r: ("queued", f"451 4.4.1 Relay unavailable: {exc}") for r in rcpts}
-        out = {r: ("yes", "250 2.0.0 Accepted by the relay") for r in rcpts}
-        for rcpt, resp in errors.items():
-            out[rcpt] = _classify(resp.code, resp.message)
+        out, reusable = await _sendmail(client, sub.envelope.mail_from, rcpts, raw, "by the relay")
+        if not reusable:
+            await self._hang_up()  # the session's state is unknown now: the next message gets a fresh one
         return out
 
     async def _connection(self) -> aiosmtplib.SMTP:
@@ -301,6 +408,30 @@ class Outbound:
             log.warning("outbound %s: could not store the bounce", sub.id, exc_info=True)
             return []
         return [delivered.blob_id]
+
+
+async def _sendmail(client: aiosmtplib.SMTP, mail_from: str, rcpts: list[str], raw: bytes,
+                    via: str) -> tuple[dict[str, Result], bool]:
+    """One transaction: (result per recipient, whether the session can carry another message)."""
+    try:
+        errors, _ = await client.sendmail(mail_from, rcpts, raw)
+    except aiosmtplib.SMTPRecipientsRefused as exc:  # every RCPT refused: nothing was sent
+        return {e.recipient: _classify(e.code, e.message) for e in exc.recipients}, True
+    except aiosmtplib.SMTPResponseException as exc:  # refused at MAIL or DATA: the same for everyone
+        return {r: _classify(exc.code, exc.message) for r in rcpts}, False
+    except (aiosmtplib.SMTPException, OSError) as exc:  # the connection broke or timed out: try again later
+        return {r: ("queued", f"451 4.4.2 Connection lost: {exc}") for r in rcpts}, False
+    out = {r: ("yes", f"250 2.0.0 Accepted {via}") for r in rcpts}
+    for rcpt, resp in errors.items():
+        out[rcpt] = _classify(resp.code, resp.message)
+    return out, True
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
 
 
 def _classify(code: int, message: str) -> Result:

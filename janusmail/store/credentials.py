@@ -86,11 +86,15 @@ def current_sequence(engine: sa.Engine) -> int:
                    .scalar_one())
 
 
+#: Built once: every IMAP command after login runs this check (issue 10 item 0).
+_EPOCHS = (sa.select(accounts.c.credential_epoch, accounts.c.password_epoch)
+           .where(accounts.c.id == sa.bindparam("account_id")))
+
+
 def epochs(engine: sa.Engine, account_id: str) -> tuple[int, int] | None:
     """``(credential_epoch, password_epoch)`` of the account, ``None`` when it no longer exists."""
     with engine.connect() as conn:
-        row = conn.execute(sa.select(accounts.c.credential_epoch, accounts.c.password_epoch)
-                           .where(accounts.c.id == account_id)).first()
+        row = conn.execute(_EPOCHS, {"account_id": account_id}).first()
     return (int(row[0]), int(row[1])) if row is not None else None
 
 
@@ -134,8 +138,11 @@ class Credentials:
         return LoginAccount(row[0], row[1], row[2], row[3], bool(row[4]))
 
     def epochs(self, account_id: str) -> tuple[int, int] | None:
-        """``(credential_epoch, password_epoch)``, or ``None`` once the account is gone."""
-        return epochs(self._store.engine, account_id)
+        """``(credential_epoch, password_epoch)``, or ``None`` once the account is gone (through ``store.read``:
+        an IMAP command's check shares the command's read transaction)."""
+        with self._store.read() as conn:
+            row = conn.execute(_EPOCHS, {"account_id": account_id}).first()
+        return (int(row[0]), int(row[1])) if row is not None else None
 
     def sequence(self) -> int:
         """The store-wide credential epoch now (a login's baseline)."""

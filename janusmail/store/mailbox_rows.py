@@ -117,6 +117,11 @@ class RowCache:
     def cached(self, mailbox_id: str) -> bool:
         return mailbox_id in self._boxes
 
+    def peek(self, mailbox_id: str) -> MailboxRows | None:
+        """The rows as last read, without bringing them up to date (no query): the caller compares their
+        ``highest_modseq``/``uidnext`` with the mailbox row it read."""
+        return self._boxes.get(mailbox_id)
+
     def clear(self) -> None:
         with self._lock:
             self._boxes.clear()

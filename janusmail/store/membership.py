@@ -137,7 +137,8 @@ class Memberships:
             if not move:  # a MOVE adds as much as it removes: never refused (quotas.py)
                 quotas.admit_memberships(tx, [r.email_id for r in rows])
             tx.affect_emails(email_ids)
-            # A copy of a message \Deleted everywhere shows it to JMAP again; only a \Deleted source can be one.
+            # The copy keeps the source's flags, \Deleted included (RFC 9051 §6.4.7, RFC 6851 §3.3); JMAP visibility
+            # can only flip for a \Deleted source, so only those are checked.
             seen = ThreadVisibility(tx, [r.email_id for r in rows if r.deleted])
             top = conn.execute(sa.update(mailboxes).where(mailboxes.c.id == dst_id)
                                .values(uidnext=mailboxes.c.uidnext + len(rows))
@@ -146,7 +147,7 @@ class Memberships:
             pairs = [(r.uid, first + i) for i, r in enumerate(rows)]
             saved = int(time.time())  # SAVEDATE (RFC 8514): a copy or a move is saved in dst now
             conn.execute(sa.insert(messages), [
-                {"mailbox_id": dst_id, "uid": first + i, "email_id": r.email_id, "deleted": False, "modseq": tx.modseq,
+                {"mailbox_id": dst_id, "uid": first + i, "email_id": r.email_id, "deleted": r.deleted, "modseq": tx.modseq,
                  "saved_at": saved}
                 for i, r in enumerate(rows)
             ])

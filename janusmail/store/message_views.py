@@ -6,7 +6,8 @@ the door renders without knowing tables, SQL or the row cache:
 * :meth:`MessageViews.fetch_rows`: the rows of one FETCH (or of the read-back after STORE), with keywords,
   MIME cache and blob locations as asked; served from the row cache (:mod:`.mailbox_rows`) when that is
   cheaper, which only the store can judge;
-* :meth:`MessageViews.mailbox_snapshot`: what SELECT/EXAMINE shows (UID list, counters, keywords in use);
+* :meth:`MessageViews.mailbox_snapshot`: what SELECT/EXAMINE shows (UID list, counters, keywords in use),
+  remembered per mailbox content so a warm SELECT reads one row (:mod:`.mailbox_snapshots`);
 * :meth:`MessageViews.mailbox_delta`: what changed since a session's last look (new UIDs, vanished UIDs,
   flag changes), in one read;
 * :meth:`MessageViews.flag_changes`, :meth:`MessageViews.vanished_uids`: CONDSTORE/QRESYNC reads;
@@ -30,13 +31,14 @@ item 0, measured with ``bench/command_cost.py``.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 
 from . import mailbox_rows
-from .mailbox_rows import CACHE, EMAIL_ID, Row
+from .mailbox_rows import CACHE, EMAIL_ID, UID, Row
+from .mailbox_snapshots import Shown, SnapshotCache, advance, keyword_displays, merge_keywords
 from .memo import Memos
 from .model import BlobLocation
 from .rawrows import raw_rows, raw_scalars
@@ -59,6 +61,8 @@ class FetchRows:
     rows: list[Row]
     keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)
     locations: dict[str, BlobLocation] = field(default_factory=dict)
+    #: UID -> save date (epoch seconds) of each membership, when ``saved`` was asked (IMAP SAVEDATE, RFC 8514)
+    saved: dict[int, int] = field(default_factory=dict)
 
 
 class FlagChange(NamedTuple):
@@ -120,29 +124,32 @@ class MessageViews:
         self.render_cache = Memos()
         #: FETCH's statements, compiled once per shape (see :mod:`.sqltext`).
         self._sql = SqlText()
+        #: What SELECT showed of each mailbox, by content (see :mod:`.mailbox_snapshots`).
+        self.snapshots = SnapshotCache()
 
     # -- FETCH -------------------------------------------------------------------------------------------------
 
     def fetch_rows(self, mailbox_id: str, ranges: UidRanges, *, keywords: bool = False, part_offsets: bool = False,
                    blob: bool = False, changedsince: int | None = None, below_uid: int | None = None,
-                   covered: int = 0, size_hint: int = 0) -> FetchRows:
+                   covered: int = 0, size_hint: int = 0, saved: bool = False) -> FetchRows:
         """The memberships of ``mailbox_id`` with a UID in ``ranges`` (and < ``below_uid``, and MODSEQ >
         ``changedsince``), ascending.
 
         ``keywords``: fill :attr:`FetchRows.keywords`; ``part_offsets``: append the MIME cache column (CACHE);
-        ``blob``: append the blob columns and fill :attr:`FetchRows.locations`. ``covered`` (how many messages
+        ``blob``: append the blob columns and fill :attr:`FetchRows.locations`; ``saved``: fill
+        :attr:`FetchRows.saved` from the same rows (no second read). ``covered`` (how many messages
         the ranges cover) and ``size_hint`` (the mailbox size) let a metadata-only read of many messages come
         from the row cache (kept exact by MODSEQ; it always carries keywords); ``size_hint=0`` never does."""
         cache = self._store.mailbox_rows
-        if not blob and not part_offsets and (covered >= mailbox_rows.MIN_CACHED or cache.cached(mailbox_id)):
+        if not (blob or part_offsets or saved) and (covered >= mailbox_rows.MIN_CACHED or cache.cached(mailbox_id)):
             box = cache.get(mailbox_id, size_hint)
             if box is not None:
                 return FetchRows(box.select(ranges, below_uid=below_uid, changedsince=changedsince), box.keywords)
         return self._query_rows(mailbox_id, ranges, keywords=keywords, part_offsets=part_offsets, blob=blob,
-                                changedsince=changedsince, below_uid=below_uid)
+                                changedsince=changedsince, below_uid=below_uid, saved=saved)
 
     def _query_rows(self, mailbox_id: str, ranges: UidRanges, *, keywords: bool, part_offsets: bool, blob: bool,
-                    changedsince: int | None, below_uid: int | None) -> FetchRows:
+                    changedsince: int | None, below_uid: int | None, saved: bool = False) -> FetchRows:
         """One query for the rows, one for keywords, in one read transaction. The statements are compiled once
         per shape (columns, conditions, number of UID spans and single UIDs) and kept in :attr:`_sql`."""
         nspans, nsingles, params = _uid_params(ranges)
@@ -172,11 +179,13 @@ class MessageViews:
             if blob:
                 cols += [b.c.id, b.c.sha256, b.c.size, b.c.pack, b.c.offset]
                 join = join.join(b, b.c.id == e.c.blob_id)
+            if saved:
+                cols.append(m.c.saved_at)  # last: the columns before keep their places
             return sa.select(*cols).select_from(join).where(*where()).order_by(m.c.uid)
 
         out = FetchRows([])
         with self._store.engine.connect() as conn, conn.begin():
-            rows = self._sql.rows(conn, ("rows", part_offsets, blob, *where_shape), rows_select, params)
+            rows = self._sql.rows(conn, ("rows", part_offsets, blob, saved, *where_shape), rows_select, params)
             if keywords and rows:
                 out.keywords = mailbox_rows.keywords_by_email(self._sql.rows(
                     conn, ("keywords", *where_shape), lambda: mailbox_rows.keywords_select(where()), params))
@@ -185,6 +194,8 @@ class MessageViews:
             for r in rows:
                 if r[EMAIL_ID] not in out.locations:
                     out.locations[r[EMAIL_ID]] = BlobLocation(*r[base : base + 5])
+        if saved:
+            out.saved = {int(r[UID]): int(r[-1]) for r in rows}
         out.rows = rows
         return out
 
@@ -225,14 +236,14 @@ class MessageViews:
         the caller first: a write, made only when there is something to claim (UIDNEXT above the first unclaimed
         UID), so a SELECT of a mailbox without new mail writes nothing. ``first_unseen``: also fill
         :attr:`MailboxSnapshot.first_unseen` (IMAP4rev1's ``[UNSEEN n]``) in the same transaction."""
-        with self._snapshot_conn() as conn:
+        with self._first_snapshot_conn() as conn:
             head = conn.execute(_HEAD, {"mailbox_id": mailbox_id, "account_id": account_id}).first()
             if head is None:
                 return None
             if not claim_recent or head.uidnext <= head.recent_uid:
                 # nothing unclaimed: the claim would return the first unclaimed UID and write nothing
                 recent_from = head.recent_uid if claim_recent else None
-                return _snapshot(conn, mailbox_id, head, recent_from, first_unseen)
+                return self._snapshot(conn, mailbox_id, head, recent_from, first_unseen)
         from .model import NotFound
 
         try:  # the claim comes before the snapshot, so every UID this session shows as \\Recent is its own
@@ -241,7 +252,14 @@ class MessageViews:
             return None
         with self._snapshot_conn() as conn:
             head = conn.execute(_HEAD, {"mailbox_id": mailbox_id, "account_id": account_id}).first()
-            return None if head is None else _snapshot(conn, mailbox_id, head, recent_from, first_unseen)
+            return None if head is None else self._snapshot(conn, mailbox_id, head, recent_from, first_unseen)
+
+    def _first_snapshot_conn(self) -> Any:
+        """The connection of a snapshot read before any \\Recent claim. On SQLite ``store.read()``: inside an
+        IMAP command's shared read (``Store.shared_read``) the transaction the credential check and the mailbox
+        tree were read in (a SQLite read transaction is one snapshot), so SELECT costs one BEGIN; a fresh
+        connection autobegins one transaction for all its statements too. PostgreSQL needs REPEATABLE READ."""
+        return self._store.read() if self._store.sqlite else self._snapshot_conn()
 
     def _snapshot_conn(self) -> Any:
         """A connection in a read transaction that sees one snapshot for all its statements (SQLite's read
@@ -251,29 +269,87 @@ class MessageViews:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         return _Transaction(conn)
 
+    def _snapshot(self, conn: sa.Connection, mailbox_id: str, head: Any, recent_from: int | None,
+                  first_unseen: bool) -> MailboxSnapshot:
+        """The rest of a snapshot, in the transaction that read ``head`` (so UIDs, keywords and counters agree):
+        what SELECT showed last time when the mailbox row names the same content, else brought forward or
+        read (:mod:`.mailbox_snapshots`). The session gets its own copy of the UID array (one ``memcpy``)."""
+        shown = self._shown(conn, mailbox_id, head)
+        first = None
+        if first_unseen and shown.uids:
+            if not shown.first_unseen_known:
+                first = conn.execute(_FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext}).scalar()
+                shown = replace(shown, first_unseen=first, first_unseen_known=True)
+                self.snapshots.put(mailbox_id, shown)
+            first = shown.first_unseen
+        return MailboxSnapshot(mailbox_id, head.uidvalidity, head.uidnext, head.highest_modseq, head.recent_uid,
+                               shown.uids[:], keyword_displays(shown.keywords), recent_from, first)
+
+    def _shown(self, conn: sa.Connection, mailbox_id: str, head: Any) -> Shown:
+        """The UIDs and keywords of the content the mailbox row ``head`` names (see :mod:`.mailbox_snapshots`)."""
+        cache = self.snapshots
+        old = cache.get(mailbox_id)
+        key = (head.uidvalidity, head.highest_modseq, head.uidnext)
+        if old is not None and old.names(*key):
+            cache.hits += 1
+            return old
+        shown = None
+        if (old is not None and old.uidvalidity == head.uidvalidity and old.highest_modseq <= head.highest_modseq
+                and old.uidnext <= head.uidnext):
+            shown = self._advance(conn, mailbox_id, old, head)
+        if shown is None:
+            cache.builds += 1
+            shown = Shown(*key, _load_uids(conn, mailbox_id, head.uidnext), self._keywords(conn, mailbox_id, head))
+        cache.put(mailbox_id, shown)
+        return shown
+
+    def _advance(self, conn: sa.Connection, mailbox_id: str, old: Shown, head: Any) -> Shown | None:
+        """``old`` brought forward to ``head`` with reads bounded by what changed since; None when the result
+        does not add up to the mailbox's message counter (then the caller reads it all)."""
+        p = {"mailbox_id": mailbox_id, "lo": old.uidnext, "hi": head.uidnext, "since": old.highest_modseq}
+        new_uids = list(conn.execute(_NEW_UIDS, p).scalars()) if head.uidnext > old.uidnext else []
+        changed = head.highest_modseq > old.highest_modseq
+        gone = list(conn.execute(_GONE_SINCE, p).scalars()) if changed else []
+        uids = advance(old, new_uids, gone)
+        if len(uids) != head.n_messages:
+            return None
+        self.snapshots.advances += 1
+        key = (head.uidvalidity, head.highest_modseq, head.uidnext)
+        if gone or (changed and any(u < old.uidnext for u in conn.execute(_CHANGED_SINCE, p).scalars())):
+            # flags changed or messages left: a keyword may have gone out of use, read them again
+            return Shown(*key, uids, self._keywords(conn, mailbox_id, head))
+        keywords = dict(old.keywords)  # only new messages: their keywords join the ones in use
+        if new_uids and not merge_keywords(keywords, conn.execute(_NEW_KEYWORDS, p)):
+            keywords = self._keywords(conn, mailbox_id, head)
+        first_kept = old.first_unseen_known and old.first_unseen is not None  # earlier than any new UID
+        return Shown(*key, uids, keywords, old.first_unseen if first_kept else None, first_kept)
+
+    def _keywords(self, conn: sa.Connection, mailbox_id: str, head: Any) -> dict[str, str]:
+        """The keywords in use (key -> IMAP spelling): from the row cache (:mod:`.mailbox_rows`) when it holds
+        this very content, else the grouped query over the mailbox's memberships."""
+        box = self._store.mailbox_rows.peek(mailbox_id)
+        if box is not None and (box.highest_modseq, box.uidnext) == (head.highest_modseq, head.uidnext):
+            # only emails still in the rows: a refresh drops expunged rows but keeps their keyword entries
+            present = {r[EMAIL_ID] for r in box.rows}
+            displays: set[str] = set()
+            for email_id, spellings in box.keywords.items():
+                if email_id in present:
+                    displays.update(spellings)
+            out: dict[str, str] = {}
+            if merge_keywords(out, ((d.lower(), d) for d in displays)):
+                return out
+        return {key: display for key, display in conn.execute(_KEYWORDS, {"mailbox_id": mailbox_id})}
+
     def mailbox_delta(self, mailbox_id: str, *, uidvalidity: int, uidnext: int, modseq: int,
                       claim_recent: bool = False) -> MailboxDelta | None:
         """What changed since the caller saw ``uidnext``/``modseq`` (its HIGHESTMODSEQ); None if the mailbox is
         gone or its UIDVALIDITY is no longer ``uidvalidity``. Unchanged counters cost one indexed read.
         ``claim_recent``: claim the new messages' \\Recent (IMAP4rev1 SELECT, not EXAMINE)."""
         with self._store.engine.connect() as conn:
-            row = conn.execute(_DELTA_HEAD, {"mailbox_id": mailbox_id}).first()
-            if row is None or row.uidvalidity != uidvalidity:
-                return None
-            hm, top = row.highest_modseq, row.uidnext
-            if hm == modseq and top == uidnext:
-                return MailboxDelta(top, hm)
-            new_uids: list[int] = []
-            if top > uidnext:
-                new_uids = list(conn.execute(_NEW_UIDS, {"mailbox_id": mailbox_id, "lo": uidnext, "hi": top})
-                                .scalars())
-            changes = MailboxChanges([], [])
-            if hm > modseq:
-                changes = _changes(conn, mailbox_id, modseq, hm, uidnext)
-        recent_from = None
-        if new_uids and claim_recent:
-            recent_from = self._store.memberships.claim_recent(mailbox_id)
-        return MailboxDelta(top, hm, new_uids, changes.vanished, changes.changed, recent_from)
+            delta = read_delta(conn, mailbox_id, uidvalidity, uidnext, modseq)
+        if delta is not None and delta.new_uids and claim_recent:
+            return replace(delta, recent_from=self._store.memberships.claim_recent(mailbox_id))
+        return delta
 
     def flag_changes(self, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:
         """Expunges and flag changes with ``since`` < MODSEQ <= ``upto`` among UIDs below ``below_uid``
@@ -301,7 +377,8 @@ _P = sa.bindparam
 _M = messages.c
 _LIVE = sa.and_(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("uidnext"))
 
-_HEAD = (sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.recent_uid)
+_HEAD = (sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.recent_uid,
+                   mailboxes.c.n_messages)
          .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id")))
 _DELTA_HEAD = (sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity)
                .where(mailboxes.c.id == _P("mailbox_id")))
@@ -322,6 +399,14 @@ _KEYWORDS = (sa.select(email_keywords.c.keyword, sa.func.min(email_keywords.c.di
              .where(_M.mailbox_id == _P("mailbox_id"))
              .group_by(email_keywords.c.keyword)
              .order_by(email_keywords.c.keyword))
+#: bringing a remembered snapshot forward (:meth:`MessageViews._advance`): removed UIDs, whether a membership
+#: changed (those above the old UIDNEXT are the new ones), and the keywords of the new memberships
+_GONE_SINCE = (sa.select(vanished.c.uid)
+               .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since")))
+_CHANGED_SINCE = sa.select(_M.uid).where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"))
+_NEW_KEYWORDS = (sa.select(email_keywords.c.keyword, email_keywords.c.display).distinct()
+                 .select_from(messages.join(email_keywords, email_keywords.c.email_id == _M.email_id))
+                 .where(_M.mailbox_id == _P("mailbox_id"), _M.uid >= _P("lo"), _M.uid < _P("hi")))
 _FIRST_UNSEEN = (sa.select(sa.func.min(_M.uid))
                  .select_from(messages.join(emails, emails.c.id == _M.email_id))
                  .where(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("below"),
@@ -384,16 +469,24 @@ class _Transaction:
         self.conn.close()  # rolls the read transaction back
 
 
-def _snapshot(conn: sa.Connection, mailbox_id: str, head: Any, recent_from: int | None,
-              first_unseen: bool) -> MailboxSnapshot:
-    """The rest of a snapshot, in the transaction that read ``head`` (so UIDs, keywords and counters agree)."""
-    uids = _load_uids(conn, mailbox_id, head.uidnext)
-    keywords = [display for _key, display in conn.execute(_KEYWORDS, {"mailbox_id": mailbox_id})]
-    first = None
-    if first_unseen and uids:
-        first = conn.execute(_FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext}).scalar()
-    return MailboxSnapshot(mailbox_id, head.uidvalidity, head.uidnext, head.highest_modseq, head.recent_uid, uids,
-                           keywords, recent_from, first)
+def read_delta(conn: sa.Connection, mailbox_id: str, uidvalidity: int, uidnext: int, modseq: int
+               ) -> MailboxDelta | None:
+    """``MessageViews.mailbox_delta`` on ``conn``, without claiming \\Recent: what changed since ``uidnext`` /
+    ``modseq`` (None: no such mailbox, or another UIDVALIDITY). Depends only on its arguments and the committed
+    mailbox, so one answer serves every session that asks the same (``mailbox_deltas.py``)."""
+    row = conn.execute(_DELTA_HEAD, {"mailbox_id": mailbox_id}).first()
+    if row is None or row.uidvalidity != uidvalidity:
+        return None
+    hm, top = row.highest_modseq, row.uidnext
+    if hm == modseq and top == uidnext:
+        return MailboxDelta(top, hm)
+    new_uids: list[int] = []
+    if top > uidnext:
+        new_uids = list(conn.execute(_NEW_UIDS, {"mailbox_id": mailbox_id, "lo": uidnext, "hi": top}).scalars())
+    changes = MailboxChanges([], [])
+    if hm > modseq:
+        changes = _changes(conn, mailbox_id, modseq, hm, uidnext)
+    return MailboxDelta(top, hm, new_uids, changes.vanished, changes.changed)
 
 
 def _changes(conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:

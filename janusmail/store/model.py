@@ -111,6 +111,9 @@ class Mailbox:
     recent_uid: int
     highest_modseq: int
     modseq: int
+    #: The mailbox row's counters (``counters.py``), read with it, so STATUS and LIST-STATUS need no count query
+    #: of their own; None when the reader did not read them. Not part of equality.
+    counts: MailboxCounts | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +33,7 @@ from .emails import Emails
 from .groupcommit import GroupCommitter, WriteQueue, current_group
 from .identities import Identities
 from .keywords import Keywords
+from .mailbox_deltas import MailboxDeltas
 from .mailbox_rows import RowCache
 from .mailboxes import Mailboxes
 from .membership import Memberships
@@ -48,6 +50,7 @@ from .search import SearchService
 from .submissions import Submissions
 from .subscriptions import Subscriptions
 from .transaction import WriteTx
+from .vacation import Vacation
 from .visible_emails import VisibleEmails
 from .writer_calls import WRITER_PREFIX
 from .writes import is_write
@@ -71,6 +74,7 @@ class Store:
         #: account-checked service over it
         self.blob_store = open_blob_store(blob_store, engine, self.packs)
         self.notifier = Notifier()
+        self._thread = threading.local()  # this thread's shared read connection (shared_read)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-read")
         # Writes queue on writer lanes that group-commit them (groupcommit.py): one lane on SQLite (it has one
         # write lock anyway; waiting writers must not hold the reader threads), several on PostgreSQL (row
@@ -92,10 +96,12 @@ class Store:
         self.blobs = Blobs(self)
         self.visible_emails = VisibleEmails(self)
         self.messages = MessageViews(self)
+        self.mailbox_deltas = MailboxDeltas(self)  # IMAP catch-up reads, shared by sessions (mailbox_deltas.py)
         self.subscriptions = Subscriptions(self)
         self.identities = Identities(self)
         self.push_subscriptions = PushSubscriptions(self)  # JMAP PushSubscription (RFC 8620 §7.2)
         self.submissions = Submissions(self)  # JMAP EmailSubmission and the outbound queue (submissions.py)
+        self.vacation = Vacation(self)  # JMAP VacationResponse and its per-sender reply log (vacation.py)
         self.search = SearchService(self)
         self.replacements = Replacements(self)  # IMAP REPLACE (RFC 8508): append + expunge in one write
         self.metadata, self.save_dates = Metadata(self), SaveDates(self)  # IMAP METADATA, SAVEDATE (issue 11)
@@ -139,13 +145,38 @@ class Store:
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A connection for reading. Inside a write call on a writer lane it is the group's own transaction
-        (once open), so the call reads what it and the calls before it wrote but did not commit yet."""
+        (once open), so the call reads what it and the calls before it wrote but did not commit yet; inside
+        :meth:`shared_read` it is that block's connection."""
         group = current_group()
         if group is not None and group.conn is not None:
             yield group.conn
             return
+        shared = getattr(self._thread, "read_conn", None)
+        if shared is not None:
+            try:
+                yield shared
+            except BaseException:
+                with contextlib.suppress(Exception):  # a failed statement must not poison the block's later reads
+                    shared.rollback()
+                raise
+            return
         with self.engine.connect() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def shared_read(self) -> Iterator[None]:
+        """Every :meth:`read` of this thread inside the block uses one connection (one read transaction): an
+        IMAP command's credential check and its own reads cost one connection checkout, BEGIN and ROLLBACK
+        instead of one each (issue 10 item 0). Not on a writer lane (reads there use the group's transaction)."""
+        if current_group() is not None or getattr(self._thread, "read_conn", None) is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            self._thread.read_conn = conn
+            try:
+                yield
+            finally:
+                self._thread.read_conn = None
 
     @contextlib.contextmanager
     def write(self, account_id: str, *, new_account: Mapping[str, object] | None = None) -> Iterator[WriteTx]:

@@ -11,6 +11,12 @@ States: ``undo_status`` is ``pending`` until ``send_at`` (a FUTURERELEASE hold, 
 may cancel it; ``final`` once released to the sender; ``canceled``. ``next_attempt`` is when the sender should
 look at the row again (NULL: nothing left to do). Per recipient ``delivery`` holds RFC 8621 §7's
 DeliveryStatus (``queued`` / ``yes`` / ``no`` with the last SMTP reply).
+
+System rows (``origin`` not NULL, e.g. ``vacation``: janusmail/store/vacation.py) are messages the server sends
+on the account's behalf without the user asking. They ride the same queue (durability, retries, the sender's
+leases) but are no EmailSubmission: ``list`` and ``query`` skip them, the door cannot cancel or destroy them,
+and their writes log no ``EmailSubmission`` change (a client would be told of ids it can never fetch). Their
+commits carry the kind ``OUTBOX`` instead, a change-log-less event kind that only wakes the sender.
 """
 
 from __future__ import annotations
@@ -29,10 +35,14 @@ from .schema import ID, emails, metadata
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .ingest import Prepared
+    from .model import Delivered
     from .store import Store
+    from .transaction import WriteTx
 
 __all__ = [
     "KIND",
+    "OUTBOX",
     "CannotUnsend",
     "Envelope",
     "Submission",
@@ -43,6 +53,9 @@ __all__ = [
 
 #: The change-log kind (the JMAP type name, as "Mailbox" and "Identity" are).
 KIND = "EmailSubmission"
+#: The event kind of a commit that queued or re-queued a system row: no change-log rows (no client state moves),
+#: it only wakes the sender (janusmail/smtp/outbound.py) in the process that committed it.
+OUTBOX = "Outbox"
 
 email_submissions_table = sa.Table(
     "email_submissions",
@@ -62,6 +75,8 @@ email_submissions_table = sa.Table(
     sa.Column("next_attempt", sa.BigInteger, nullable=True, index=True),
     sa.Column("lease_until", sa.BigInteger, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # NULL: the user's EmailSubmission; otherwise what queued this system row ("vacation"), hidden from JMAP
+    sa.Column("origin", sa.String(16), nullable=True),
 )
 
 
@@ -146,7 +161,8 @@ class Submissions:
 
     def list(self, account_id: str, submission_ids: Sequence[str] | None = None) -> list[Submission]:
         t = email_submissions_table
-        q = sa.select(t).where(t.c.account_id == account_id).order_by(t.c.created_at, t.c.id)
+        q = (sa.select(t).where(t.c.account_id == account_id, t.c.origin.is_(None))
+             .order_by(t.c.created_at, t.c.id))
         if submission_ids is not None:
             if not submission_ids:
                 return []
@@ -157,7 +173,7 @@ class Submissions:
     def query(self, account_id: str, spec: SubmissionQuery) -> list[str]:
         """Ids matching ``spec`` in its order (then creation order): one query on the account's rows."""
         t = email_submissions_table
-        q = sa.select(t.c.id).where(t.c.account_id == account_id)
+        q = sa.select(t.c.id).where(t.c.account_id == account_id, t.c.origin.is_(None))
         for col, values in ((t.c.identity_id, spec.identity_ids), (t.c.email_id, spec.email_ids),
                             (t.c.thread_id, spec.thread_ids)):
             if values is not None:
@@ -180,11 +196,6 @@ class Submissions:
                send_at: int | None = None, now: int | None = None) -> Submission:
         """Queue ``email_id`` for sending with ``envelope`` (checked by the caller: the JMAP door derives and
         validates it). The email's current blob is what will be sent. ``NotFound`` for an unknown email."""
-        now = int(time.time()) if now is None else now
-        send_at = now if send_at is None else max(now, int(send_at))
-        sub_id = ids.mint("S")
-        delivery = {r: {"delivered": "queued", "smtpReply": "250 2.1.5 Queued"} for r in envelope.rcpt_to}
-        t = email_submissions_table
         with self._store.write(account_id) as tx:
             email = tx.conn.execute(
                 sa.select(emails.c.blob_id, emails.c.thread_id).where(
@@ -192,17 +203,48 @@ class Submissions:
             ).first()
             if email is None:
                 raise NotFound(email_id)
-            row = {
-                "id": sub_id, "account_id": account_id, "identity_id": identity_id, "email_id": email_id,
-                "thread_id": email.thread_id, "blob_id": email.blob_id, "envelope": json.dumps(envelope.to_json()),
-                "send_at": send_at, "undo_status": "pending" if send_at > now else "final",
-                "delivery": json.dumps(delivery), "dsn_blob_ids": "[]", "attempts": 0, "next_attempt": send_at,
-                "lease_until": None, "created_at": now,
-            }  # fmt: skip
-            tx.conn.execute(sa.insert(t).values(**row))
-            tx.log(KIND, sub_id, "c")
-        return Submission(sub_id, account_id, identity_id, email_id, email.thread_id, email.blob_id, envelope,
-                          send_at, row["undo_status"], delivery, (), 0, send_at, now)
+            return self._insert(tx, identity_id, email_id, email.thread_id, email.blob_id, envelope,
+                                send_at=send_at, now=now)
+
+    @writes
+    def create_with_email(self, account_id: str, identity_id: str, message: Prepared, envelope: Envelope, *,
+                          now: int | None = None) -> tuple[Delivered, Submission]:
+        """Store a message and queue it for sending in ONE transaction (SMTP submission): the message goes where
+        ``message`` (a prepared ingest item: the Sent mailbox, ``$seen``) says, the submission references that
+        email. Either both exist after the commit or neither does, so an acknowledged message is never lost and
+        a refused one (quota, a mailbox gone) never half-sent. Raises what ingest raises."""
+        # not at import time: ingest needs the search index, which needs the emails service
+        from . import ingest
+
+        made: list[Submission] = []
+
+        def queue(tx: WriteTx, done: list[Delivered]) -> None:
+            d = done[0]
+            made.append(self._insert(tx, identity_id, d.email_id, d.thread_id, d.blob_id, envelope, now=now))
+
+        delivered = ingest.store_batch(self._store, account_id, [message], then=queue)[0]
+        return delivered, made[0]
+
+    @staticmethod
+    def _insert(tx: WriteTx, identity_id: str, email_id: str, thread_id: str, blob_id: str, envelope: Envelope,
+                *, send_at: int | None = None, now: int | None = None) -> Submission:
+        """The submission row, inside the caller's write of the sending account."""
+        now = int(time.time()) if now is None else now
+        send_at = now if send_at is None else max(now, int(send_at))
+        sub_id = ids.mint("S")
+        delivery = {r: {"delivered": "queued", "smtpReply": "250 2.1.5 Queued"} for r in envelope.rcpt_to}
+        undo_status = "pending" if send_at > now else "final"
+        row = {
+            "id": sub_id, "account_id": tx.account_id, "identity_id": identity_id, "email_id": email_id,
+            "thread_id": thread_id, "blob_id": blob_id, "envelope": json.dumps(envelope.to_json()),
+            "send_at": send_at, "undo_status": undo_status,
+            "delivery": json.dumps(delivery), "dsn_blob_ids": "[]", "attempts": 0, "next_attempt": send_at,
+            "lease_until": None, "created_at": now,
+        }  # fmt: skip
+        tx.conn.execute(sa.insert(email_submissions_table).values(**row))
+        tx.log(KIND, sub_id, "c")
+        return Submission(sub_id, tx.account_id, identity_id, email_id, thread_id, blob_id, envelope, send_at,
+                          undo_status, delivery, (), 0, send_at, now)
 
     @writes
     def cancel(self, account_id: str, submission_id: str) -> None:
@@ -210,7 +252,8 @@ class Submissions:
         t = email_submissions_table
         with self._store.write(account_id) as tx:
             status = tx.conn.execute(
-                sa.select(t.c.undo_status).where(t.c.id == submission_id, t.c.account_id == account_id)
+                sa.select(t.c.undo_status).where(t.c.id == submission_id, t.c.account_id == account_id,
+                                                 t.c.origin.is_(None))
             ).scalar()
             if status is None:
                 raise NotFound(submission_id)
@@ -227,10 +270,30 @@ class Submissions:
         """Forget a submission (RFC 8621 §7.5: it does not unsend; a held one is canceled with it)."""
         t = email_submissions_table
         with self._store.write(account_id) as tx:
-            gone = tx.conn.execute(sa.delete(t).where(t.c.id == submission_id, t.c.account_id == account_id))
+            gone = tx.conn.execute(sa.delete(t).where(t.c.id == submission_id, t.c.account_id == account_id,
+                                                      t.c.origin.is_(None)))
             if not gone.rowcount:
                 raise NotFound(submission_id)
             tx.log(KIND, submission_id, "d")
+
+    # -- system rows (see the module docstring) ---------------------------------------------------------------
+
+    def queue_system(self, tx: WriteTx, blob_id: str, mail_from: str, rcpt_to: Sequence[str], origin: str, *,
+                     now: int | None = None) -> str:
+        """Inside the caller's write (``tx``, of the account that sends): queue the account's blob ``blob_id``
+        to ``rcpt_to`` as a hidden system row of ``origin``, due now. Returns its id. The caller owns the
+        transaction because the row belongs with the caller's own bookkeeping (the vacation reply log)."""
+        now = int(time.time()) if now is None else now
+        sub_id = ids.mint("S")
+        envelope = Envelope(mail_from, tuple(rcpt_to))
+        delivery = {r: {"delivered": "queued", "smtpReply": "250 2.1.5 Queued"} for r in envelope.rcpt_to}
+        tx.conn.execute(sa.insert(email_submissions_table).values(
+            id=sub_id, account_id=tx.account_id, identity_id="", email_id="", thread_id="", blob_id=blob_id,
+            envelope=json.dumps(envelope.to_json()), send_at=now, undo_status="final",
+            delivery=json.dumps(delivery), dsn_blob_ids="[]", attempts=0, next_attempt=now, lease_until=None,
+            created_at=now, origin=origin))
+        tx.kinds.add(OUTBOX)  # wakes the sender; no client-visible state moves
+        return sub_id
 
     # -- the sender's side (janusmail/smtp/outbound.py) -----------------------------------------------------
 
@@ -269,7 +332,7 @@ class Submissions:
         with self._store.write(account_id) as tx:  # released: undoStatus pending -> final, which clients see
             released = tx.conn.execute(sa.update(t).where(
                 t.c.id == submission_id, t.c.undo_status == "pending").values(undo_status="final"))
-            if released.rowcount:
+            if released.rowcount:  # (system rows are never held: they are final from the start)
                 tx.log(KIND, submission_id, "u")
             row = tx.conn.execute(sa.select(t).where(t.c.id == submission_id)).first()
         return None if row is None or row.undo_status == "canceled" else _row(row)
@@ -291,7 +354,7 @@ class Submissions:
         t = email_submissions_table
         with self._store.write(account_id) as tx:
             cur = tx.conn.execute(
-                sa.select(t.c.delivery, t.c.dsn_blob_ids, t.c.attempts).where(
+                sa.select(t.c.delivery, t.c.dsn_blob_ids, t.c.attempts, t.c.origin).where(
                     t.c.id == submission_id, t.c.account_id == account_id)
             ).first()
             if cur is None:
@@ -304,4 +367,5 @@ class Submissions:
             tx.conn.execute(sa.update(t).where(t.c.id == submission_id).values(
                 delivery=json.dumps(delivery), dsn_blob_ids=json.dumps(dsns), attempts=cur.attempts + 1,
                 next_attempt=next_attempt, lease_until=None))
-            tx.log(KIND, submission_id, "u")
+            if cur.origin is None:  # a system row's progress is nobody's JMAP change
+                tx.log(KIND, submission_id, "u")

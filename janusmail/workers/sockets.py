@@ -1,6 +1,6 @@
 """The listening sockets of ``serve --workers``: bound once by the supervisor, inherited by every worker.
 
-The names are the listeners' (``imap``, ``imaps``, ``jmap``, ``lmtp``: the keys of ``Runtime.bound`` and
+The names are the listeners' (``imap``, ``imaps``, ``jmap``, ``lmtp``, ``submission``, ``submissions``: the keys of ``Runtime.bound`` and
 ``Runtime.listeners``), and a socket is bound only where the starter would open that listener itself: IMAPS
 needs a TLS certificate (made here, once, when it is self-signed, so workers do not race to make it, for
 STARTTLS too).
@@ -34,7 +34,8 @@ def bind_listeners(config: Config) -> dict[str, socket.socket]:
     wanted: list[tuple[str, str]] = []
     # Made here, before any worker exists: two workers making a self-signed certificate at once would each
     # offer their own (STARTTLS on the plain listener needs it as much as IMAPS does).
-    tls_ready = (config.imap.listen or config.imap.imaps) and tls.server_context(config) is not None
+    tls_ready = (config.imap.listen or config.imap.imaps or config.submission.listen
+                 or config.submission.listen_tls) and tls.server_context(config) is not None
     if config.imap.listen:
         wanted.append(("imap", config.imap.listen))
     if config.imap.imaps and tls_ready:  # the IMAP starter skips IMAPS without TLS
@@ -43,6 +44,10 @@ def bind_listeners(config: Config) -> dict[str, socket.socket]:
         wanted.append(("jmap", config.jmap.listen))
     if config.lmtp.listen:
         wanted.append(("lmtp", config.lmtp.listen))
+    if config.submission.listen:
+        wanted.append(("submission", config.submission.listen))
+    if config.submission.listen_tls and tls_ready:  # the submission starter skips implicit TLS without TLS
+        wanted.append(("submissions", config.submission.listen_tls))
     bound: dict[str, socket.socket] = {}
     try:
         for name, address in wanted:

@@ -56,7 +56,9 @@ def test_killed_import_resumes_without_duplicates(tmp_path, db_url):
     """SIGKILL the import once some batches are committed; the re-run skips exactly those and imports the rest."""
     data = tmp_path / "d"
     janusmail_cmd(data, "user", "add", "a@example.test", "--password", "pw", db=db_url)
-    msgs = [simple(i, body=f"resume {i} " + "z" * (i % 3000)) for i in range(12000)]
+    # 10 batches of 500: once two are committed, eight are left, far more than the import writes between our
+    # count and the SIGKILL, so the kill lands mid-import (the re-run then has a few thousand to import, not ten).
+    msgs = [simple(i, body=f"resume {i} " + "z" * (i % 3000)) for i in range(5000)]
     write_mbox(tmp_path / "big.mbox", msgs)
     env_db = ["--db", db_url] if db_url else []
     argv = [sys.executable, "-m", "janusmail.cli.main", "--data", str(data), *env_db, "import", "a@example.test",

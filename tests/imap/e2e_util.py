@@ -6,11 +6,13 @@ from __future__ import annotations
 import imaplib
 import socket
 import ssl
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import argon2
+import pytest
 
 from janusmail.auth import passwords
 from janusmail.auth.authenticator import LoginThrottle
@@ -47,6 +49,7 @@ def start_server(tmp: Path, db: str | None = None, **overrides: Any) -> ServerTh
     srv = ServerThread(make_config(tmp / "data", db, **overrides)).start()
     no_delay(srv.runtime.auth)
     srv.account = srv.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    srv.address, srv.password = ADDRESS, PASSWORD  # type: ignore[attr-defined] # as a Tenant has them
     return srv
 
 
@@ -61,9 +64,36 @@ def serve(tmp: Path, db: str | None = None, **overrides: Any) -> Iterator[Server
         srv.stop()
 
 
-def login(srv: ServerThread, user: str = ADDRESS, password: str = PASSWORD) -> imaplib.IMAP4:
+def serve_shared(tmp_path_factory: pytest.TempPathFactory, db: str | None = None,
+                 **overrides: Any) -> Iterator[ServerThread]:
+    """Module-scoped fixture body: one server for a whole test module (per backend with ``module_db_url``),
+    with cheap argon2 for as long as it runs. Starting a server per test cost more than the tests; each test
+    takes a :class:`Tenant` (an account of its own) instead, so tests stay independent of each other."""
+    prev = passwords.set_hasher(CHEAP)
+    try:
+        yield from serve(tmp_path_factory.mktemp("shared"), db, **overrides)
+    finally:
+        passwords.set_hasher(prev)
+
+
+class Tenant:
+    """One test's view of a shared server: everything the server has, but ``account``/``address``/``password``
+    are a fresh account's, made for this test (so no test sees another's mail, mailboxes or settings)."""
+
+    def __init__(self, srv: ServerThread, password: str = PASSWORD) -> None:
+        self.server = srv
+        self.address = f"u{uuid.uuid4().hex[:12]}@example.test"
+        self.password = password
+        self.account = srv.store.accounts.create(self.address, *passwords.make_credentials(password))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+
+def login(srv: ServerThread, user: str | None = None, password: str | None = None) -> imaplib.IMAP4:
+    """Log in as ``user`` (default: the server's account, or the :class:`Tenant`'s)."""
     m = imaplib.IMAP4("127.0.0.1", srv.imap_port, timeout=30)
-    m.login(user, password)
+    m.login(user or getattr(srv, "address", ADDRESS), password or getattr(srv, "password", PASSWORD))
     return m
 
 

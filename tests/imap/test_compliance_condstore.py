@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
+@pytest.fixture(scope="module")
+def shared_pg_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
-    yield from serve(tmp_path, db_url)
+def pg_server(shared_pg_server: ServerThread) -> Tenant:
+    return Tenant(shared_pg_server)
 
 
 def selected(srv: ServerThread, n: int = 3) -> Raw:
@@ -31,7 +35,7 @@ def selected(srv: ServerThread, n: int = 3) -> Raw:
     for i in range(n):
         srv.run(srv.store.deliver(srv.account.id, simple(i), (inbox.id,)))
     raw = Raw(srv.imap_port)
-    assert raw.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert raw.cmd("l", f'LOGIN {srv.address} "{srv.password}"')[-1].startswith(b"l OK")
     out = raw.cmd("s", "SELECT INBOX")  # plain SELECT: CONDSTORE not on yet
     assert out[-1].startswith(b"s OK")
     return raw
@@ -48,7 +52,7 @@ def hms_lines(out: list[bytes]) -> list[bytes]:
     return [line for line in out if line.startswith(b"* OK [HIGHESTMODSEQ ")]
 
 
-def test_fetch_modseq_enables_condstore_with_highestmodseq(pg_server: ServerThread) -> None:
+def test_fetch_modseq_enables_condstore_with_highestmodseq(pg_server: Tenant) -> None:
     raw = selected(pg_server)
     out = raw.cmd("a", "FETCH 1 MODSEQ")
     assert out[-1].startswith(b"a OK"), out
@@ -64,7 +68,7 @@ def test_fetch_modseq_enables_condstore_with_highestmodseq(pg_server: ServerThre
 @pytest.mark.parametrize("command", ["SEARCH MODSEQ 1", "STATUS INBOX (HIGHESTMODSEQ)",
                                      "FETCH 1:* (FLAGS) (CHANGEDSINCE 1)",
                                      "STORE 1 (UNCHANGEDSINCE 999999) +FLAGS.SILENT (\\Seen)"])
-def test_other_enabling_commands_send_highestmodseq(pg_server: ServerThread, command: str) -> None:
+def test_other_enabling_commands_send_highestmodseq(pg_server: Tenant, command: str) -> None:
     raw = selected(pg_server)
     out = raw.cmd("a", command)
     assert out[-1].startswith(b"a OK"), out
@@ -73,9 +77,9 @@ def test_other_enabling_commands_send_highestmodseq(pg_server: ServerThread, com
     raw.close()
 
 
-def test_enabling_command_without_a_selected_mailbox_sends_nothing(pg_server: ServerThread) -> None:
+def test_enabling_command_without_a_selected_mailbox_sends_nothing(pg_server: Tenant) -> None:
     raw = Raw(pg_server.imap_port)
-    raw.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("l", f'LOGIN {pg_server.address} "{pg_server.password}"')
     out = raw.cmd("a", "STATUS INBOX (HIGHESTMODSEQ)")
     assert out[-1].startswith(b"a OK") and hms_lines(out) == []
     out = raw.cmd("b", "SELECT INBOX")  # CONDSTORE already on: SELECT reports HIGHESTMODSEQ itself
@@ -83,7 +87,7 @@ def test_enabling_command_without_a_selected_mailbox_sends_nothing(pg_server: Se
     raw.close()
 
 
-def test_esearch_min_max_modseq_is_of_the_returned_messages(pg_server: ServerThread) -> None:
+def test_esearch_min_max_modseq_is_of_the_returned_messages(pg_server: Tenant) -> None:
     raw = selected(pg_server)
     # distinct mod-sequences in a different order from the messages: m3 < m1 < m2
     for tag, seq in (("f3", 3), ("f1", 1), ("f2", 2)):

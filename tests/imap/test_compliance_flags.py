@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,8 +17,9 @@ import pytest
 from janusmail.auth.passwords import make_credentials
 from janusmail.imap.flags import mailbox_flags, permanent_flags_code
 from janusmail.store.model import Mailbox
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, login, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, login, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
+from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
@@ -25,14 +27,19 @@ SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
 USING = ["urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"]
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def server(tmp_path, db_url):  # noqa: ANN001, ANN201
-    yield from serve(tmp_path, db_url)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
 
 
 def raw_login(srv) -> Raw:  # noqa: ANN001
     r = Raw(srv.imap_port)
-    assert r.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert r.cmd("l", f'LOGIN {srv.address} "{srv.password}"')[-1].startswith(b"l OK")
     return r
 
 
@@ -151,7 +158,7 @@ def test_jmap_keyword_is_announced_before_fetch(server) -> None:  # noqa: ANN001
     r.cmd("s", "SELECT INBOX")
     out = text(r.cmd("i", "FETCH 2 (EMAILID)"))
     email_id = re.search(r"EMAILID \(([^)]+)\)", " ".join(out)).group(1)
-    with httpx.Client(auth=(ADDRESS, PASSWORD), timeout=30, follow_redirects=True) as http:
+    with httpx.Client(auth=(server.address, server.password), timeout=30, follow_redirects=True) as http:
         session = http.get(server.config.session_url).json()
         account = session["primaryAccounts"]["urn:ietf:params:jmap:mail"]
         resp = http.post(session["apiUrl"], json={"using": USING, "methodCalls": [[

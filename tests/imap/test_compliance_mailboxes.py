@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
@@ -23,19 +22,29 @@ cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 ODD = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    yield from serve(tmp_path)
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory)
 
 
 @pytest.fixture
-def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
-    yield from serve(tmp_path, db_url)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
+
+
+@pytest.fixture(scope="module")
+def shared_pg_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
+@pytest.fixture
+def pg_server(shared_pg_server: ServerThread) -> Tenant:
+    return Tenant(shared_pg_server)
 
 
 def raw_login(srv: ServerThread) -> Raw:
     raw = Raw(srv.imap_port)
-    out = raw.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    out = raw.cmd("l", f'LOGIN {srv.address} "{srv.password}"')
     assert out[-1].startswith(b"l OK"), out
     return raw
 
@@ -58,7 +67,7 @@ def deliver(srv: ServerThread, n: int) -> None:
 # -- 6. CREATE subscribes nothing -----------------------------------------------------------------------------
 
 
-def test_create_subscribes_nothing(pg_server: ServerThread) -> None:
+def test_create_subscribes_nothing(pg_server: Tenant) -> None:
     raw = raw_login(pg_server)
     assert raw.cmd("a", "CREATE q1/q2")[-1].startswith(b"a OK")
     out = raw.cmd("b", 'LSUB "" "q1*"')
@@ -83,7 +92,7 @@ def test_create_subscribes_nothing(pg_server: ServerThread) -> None:
     raw.close()
 
 
-def test_default_mailboxes_stay_subscribed(server: ServerThread) -> None:
+def test_default_mailboxes_stay_subscribed(server: Tenant) -> None:
     """The mailboxes an account is created with are subscribed: what clients expect of INBOX, Sent..."""
     raw = raw_login(server)
     lsub = untagged_names(raw.cmd("a", 'LSUB "" "*"'), b"LSUB")
@@ -93,7 +102,7 @@ def test_default_mailboxes_stay_subscribed(server: ServerThread) -> None:
     raw.close()
 
 
-def test_create_keeps_an_earlier_subscription_to_the_name(pg_server: ServerThread) -> None:
+def test_create_keeps_an_earlier_subscription_to_the_name(pg_server: Tenant) -> None:
     """SUBSCRIBE before CREATE (allowed, RFC 9051 §6.3.7): the subscription carries over to the mailbox."""
     raw = raw_login(pg_server)
     assert raw.cmd("a", "SUBSCRIBE later/box")[-1].startswith(b"a OK")
@@ -110,7 +119,7 @@ def test_create_keeps_an_earlier_subscription_to_the_name(pg_server: ServerThrea
 # -- 7. EXAMINE shows \Recent without claiming it -------------------------------------------------------------
 
 
-def test_examine_reports_recent_without_claiming(pg_server: ServerThread) -> None:
+def test_examine_reports_recent_without_claiming(pg_server: Tenant) -> None:
     deliver(pg_server, 2)
     raw = raw_login(pg_server)
     out = raw.cmd("a", "EXAMINE INBOX")
@@ -136,7 +145,7 @@ def test_examine_reports_recent_without_claiming(pg_server: ServerThread) -> Non
 
 
 @pytest.mark.parametrize("command", ["SELECT", "EXAMINE", "STATUS", "DELETE", "UNSUBSCRIBE"])
-def test_odd_name_is_nonexistent(server: ServerThread, command: str) -> None:
+def test_odd_name_is_nonexistent(server: Tenant, command: str) -> None:
     raw = raw_login(server)
     extra = " (MESSAGES)" if command == "STATUS" else ""
     out = raw.cmd("a", f"{command} {ODD}{extra}")
@@ -145,7 +154,7 @@ def test_odd_name_is_nonexistent(server: ServerThread, command: str) -> None:
     raw.close()
 
 
-def test_odd_name_list_pattern_matches_nothing(server: ServerThread) -> None:
+def test_odd_name_list_pattern_matches_nothing(server: Tenant) -> None:
     raw = raw_login(server)
     assert raw.cmd("a", f'LIST "" {ODD}%*') == [b"a OK LIST completed"]
     assert raw.cmd("b", f'LSUB "" {ODD}%*') == [b"b OK LSUB completed"]
@@ -156,7 +165,7 @@ def test_odd_name_list_pattern_matches_nothing(server: ServerThread) -> None:
     raw.close()
 
 
-def test_odd_name_create_is_cannot(server: ServerThread) -> None:
+def test_odd_name_create_is_cannot(server: Tenant) -> None:
     """CREATE is well-formed but can never succeed for that name: NO [CANNOT] (RFC 5530), not BAD."""
     raw = raw_login(server)
     out = raw.cmd("a", f"CREATE {ODD}")
@@ -167,7 +176,7 @@ def test_odd_name_create_is_cannot(server: ServerThread) -> None:
     raw.close()
 
 
-def test_odd_name_is_an_ordinary_name_for_utf8_sessions(server: ServerThread) -> None:
+def test_odd_name_is_an_ordinary_name_for_utf8_sessions(server: Tenant) -> None:
     """With UTF-8 names (IMAP4rev2) the same string is a plain name: it can be created and selected."""
     raw = raw_login(server)
     assert raw.cmd("a", "ENABLE IMAP4rev2")[-1].startswith(b"a OK")
@@ -177,14 +186,14 @@ def test_odd_name_is_an_ordinary_name_for_utf8_sessions(server: ServerThread) ->
     raw.close()
 
 
-def test_jmap_sees_the_same_flag(pg_server: ServerThread) -> None:
+def test_jmap_sees_the_same_flag(pg_server: Tenant) -> None:
     """One flag, two protocols: IMAP CREATE leaves ``isSubscribed`` false; JMAP Mailbox/set create defaults
     it to true (RFC 8621 §2: true for mailboxes the user creates), which IMAP LSUB then shows."""
     from tests.jmap.test_front_harness import client_for
 
     raw = raw_login(pg_server)
     assert raw.cmd("a", "CREATE fromimap")[-1].startswith(b"a OK")
-    j = client_for(pg_server, ADDRESS, PASSWORD)
+    j = client_for(pg_server, pg_server.address, pg_server.password)
     out = j.call("Mailbox/set", {"create": {"n": {"name": "fromjmap"}}})
     assert out["created"]["n"]["isSubscribed"] is True, out
     boxes = j.mailboxes()

@@ -4,7 +4,9 @@ commands pipelined in the same packet as COMPRESS, a synchronizing literal APPEN
 in the answer), IDLE pushes (the server drops and rebuilds its deflate state while idling), the refusals (a
 second COMPRESS, an unknown mechanism, before login), a broken compressed stream (the connection closes),
 UNAUTHENTICATE ending the layer (RFC 8437 §4.1), and the adapter's deflate layer on its own: one decodable
-stream across dropped deflate states, bounded inflate pieces, any packet boundaries."""
+stream across dropped deflate states, bounded inflate pieces, any packet boundaries.
+
+One server per backend for the module; each end-to-end test logs in to an account of its own."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fuzzing import examples
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, login, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, login, serve_shared, use_cheap_argon2
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
@@ -27,9 +29,14 @@ MESSAGE = (b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: squeez
            + b"Compressible body line, said again and again.\r\n" * 40)
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def server(tmp_path, db_url) -> Iterator[ServerThread]:  # noqa: ANN001
-    yield from serve(tmp_path, db_url)
+def server(shared: ServerThread) -> Tenant:
+    return Tenant(shared)
 
 
 class Deflated:
@@ -90,10 +97,10 @@ class Deflated:
         return self.until(tag)
 
 
-def compressed(srv: ServerThread, after: bytes = b"") -> tuple[Raw, Deflated]:
+def compressed(srv: Tenant, after: bytes = b"") -> tuple[Raw, Deflated]:
     """Log in, COMPRESS DEFLATE (with ``after`` deflated in the same packet), switch to the deflated wire."""
     c = Raw(srv.imap_port)
-    assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert c.cmd("l", f'LOGIN {srv.address} "{srv.password}"')[-1].startswith(b"l OK")
     z = Deflated(c.sock)
     c.send(b"z COMPRESS DEFLATE\r\n" + (z.packet(after) if after else b""))
     # the tagged OK is the last uncompressed line: split exactly after its CRLF
@@ -106,7 +113,7 @@ def compressed(srv: ServerThread, after: bytes = b"") -> tuple[Raw, Deflated]:
     return c, z
 
 
-def test_session_through_deflate_both_ways(server: ServerThread):
+def test_session_through_deflate_both_ways(server: Tenant):
     c, z = compressed(server, after=b"p NOOP\r\n")
     try:
         assert z.until("p")[-1].startswith(b"p OK")  # pipelined behind COMPRESS: inflated from the parser's buffer
@@ -133,7 +140,7 @@ def test_session_through_deflate_both_ways(server: ServerThread):
         c.close()
 
 
-def test_big_spooled_literal_through_deflate(server: ServerThread):
+def test_big_spooled_literal_through_deflate(server: Tenant):
     """A literal above the spool threshold, inflated in 64 KB pieces, streams to its spool file like a plain one."""
     big = MESSAGE + b"".join(b"%08d compressible padding line of the big message\r\n" % i for i in range(8000))
     c, z = compressed(server)
@@ -147,7 +154,7 @@ def test_big_spooled_literal_through_deflate(server: ServerThread):
         c.close()
 
 
-def test_idle_pushes_through_deflate(server: ServerThread):
+def test_idle_pushes_through_deflate(server: Tenant):
     c, z = compressed(server)
     other = login(server)
     try:
@@ -168,7 +175,7 @@ def test_idle_pushes_through_deflate(server: ServerThread):
         c.close()
 
 
-def test_unauthenticate_ends_compression(server: ServerThread):
+def test_unauthenticate_ends_compression(server: Tenant):
     """RFC 8437 §4.1: the COMPRESS layer ends with UNAUTHENTICATE's tagged OK (sent compressed); then both
     sides talk plain again, and a new login may compress again."""
     c, z = compressed(server)
@@ -177,7 +184,7 @@ def test_unauthenticate_ends_compression(server: ServerThread):
         assert z.cmd("u", "UNAUTHENTICATE")[-1].startswith(b"u OK")
         assert not z.buf
         c.buf = b""
-        assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")  # plain text again
+        assert c.cmd("l", f'LOGIN {server.address} "{server.password}"')[-1].startswith(b"l OK")  # plain text again
         assert b"COMPRESS=DEFLATE" in c.cmd("c", "CAPABILITY")[0]
         z2 = Deflated(c.sock)
         c.send(b"z2 COMPRESS DEFLATE\r\n")
@@ -187,11 +194,11 @@ def test_unauthenticate_ends_compression(server: ServerThread):
         c.close()
 
 
-def test_refusals(server: ServerThread):
+def test_refusals(server: Tenant):
     c = Raw(server.imap_port)
     try:
         assert c.cmd("a", "COMPRESS DEFLATE")[-1].startswith(b"a BAD")  # not before login
-        assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+        assert c.cmd("l", f'LOGIN {server.address} "{server.password}"')[-1].startswith(b"l OK")
         assert c.cmd("b", "COMPRESS GZIP")[-1].startswith(b"b BAD")
         assert c.cmd("c", "COMPRESS")[-1].startswith(b"c BAD")
         assert c.cmd("d", "NOOP")[-1] == b"d OK NOOP completed"  # still uncompressed
@@ -199,7 +206,7 @@ def test_refusals(server: ServerThread):
         c.close()
 
 
-def test_broken_stream_closes_the_connection(server: ServerThread):
+def test_broken_stream_closes_the_connection(server: Tenant):
     c, _z = compressed(server)
     try:
         c.send(b"this is not deflate data \xff\xff\xff\xff\r\n" * 4)

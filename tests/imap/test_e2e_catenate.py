@@ -1,7 +1,9 @@
 """CATENATE (RFC 4469) end to end through real sockets, on SQLite and PostgreSQL: messages built from TEXT
 literals and IMAP URLs (RFC 5092) of messages of the same account, with MULTIAPPEND, large (spooled) TEXT
 parts, and the refusals: NO [BADURL url] (other account, wrong UIDVALIDITY, no such message or part, not a
-message URL), NO [TOOBIG], BAD syntax; a refused command stores nothing."""
+message URL), NO [TOOBIG], BAD syntax; a refused command stores nothing.
+
+One server per backend for the module; each test works in an account of its own."""
 
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from janusmail.auth import passwords
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
@@ -23,23 +24,28 @@ ORIGINAL = (HEADER + b"--b\r\nContent-Type: text/plain\r\n\r\n" + PART1 + b"--b\
 LIMIT = 200_000
 
 
-@pytest.fixture
-def server(tmp_path, db_url) -> Iterator[ServerThread]:  # noqa: ANN001
-    for srv in serve(tmp_path, db_url, imap__max_append_size=LIMIT):
-        inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])  # type: ignore[attr-defined]
-        srv.store.emails.ingest(srv.account.id, ORIGINAL, [inbox.id])  # type: ignore[attr-defined]
-        yield srv
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url, imap__max_append_size=LIMIT)
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[Raw]:
+def server(shared: ServerThread) -> Tenant:
+    srv = Tenant(shared)
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
+    srv.store.emails.ingest(srv.account.id, ORIGINAL, [inbox.id])
+    return srv
+
+
+@pytest.fixture
+def client(server: Tenant) -> Iterator[Raw]:
     c = Raw(server.imap_port)
-    assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert c.cmd("l", f'LOGIN {server.address} "{server.password}"')[-1].startswith(b"l OK")
     yield c
     c.close()
 
 
-def uidvalidity(server: ServerThread, name: str = "INBOX") -> int:
+def uidvalidity(server: Tenant, name: str = "INBOX") -> int:
     return server.store.mailboxes.by_path(server.account.id, [name]).uidvalidity  # type: ignore[attr-defined]
 
 
@@ -75,11 +81,11 @@ def test_capability(client: Raw) -> None:
     assert b" CATENATE" in b" ".join(client.cmd("c", "CAPABILITY"))
 
 
-def test_build_from_urls_and_text(server: ServerThread, client: Raw) -> None:
+def test_build_from_urls_and_text(server: Tenant, client: Raw) -> None:
     v = uidvalidity(server)
     intro = b"Added text\r\n"
     body = (b"(\\Seen) CATENATE (URL \"/INBOX;UIDVALIDITY=%d/;UID=1/;SECTION=HEADER\" " % v + text(intro)
-            + b" URL \"imap://alice%40example.test@localhost/inbox/;UID=1/;section=1\""
+            + b" URL \"imap://%s@localhost/inbox/;UID=1/;section=1\"" % server.address.replace("@", "%40").encode()
             + b" URL /INBOX/;UID=1/;SECTION=1/;PARTIAL=0.5)")
     answer = append(client, "a", body)
     assert re.match(rb"a OK \[APPENDUID \d+ 1\]", answer), answer
@@ -87,7 +93,7 @@ def test_build_from_urls_and_text(server: ServerThread, client: Raw) -> None:
     assert fetch_body(client, "Drafts", 1) == HEADER + intro + PART1[:-2] + PART1[:5]
 
 
-def test_with_multiappend_and_a_large_text_part(server: ServerThread, client: Raw) -> None:
+def test_with_multiappend_and_a_large_text_part(server: Tenant, client: Raw) -> None:
     big = (b"x" * 99 + b"\n") * 1500  # 150 kB: past the spool threshold, streamed to a file
     plain = b"Subject: plain\r\n\r\nplain\r\n"
     body = (b"CATENATE (URL /INBOX/;UID=1/;SECTION=HEADER " + text(big) + b") "
@@ -117,11 +123,12 @@ def test_badurl(client: Raw, url: str) -> None:
     assert client.cmd("n", "NOOP")[-1].startswith(b"n OK")
 
 
-def test_another_accounts_message_is_never_read(server: ServerThread, client: Raw) -> None:
-    bob = server.store.accounts.create("bob@example.test", *passwords.make_credentials("pw"))
-    box = server.store.mailboxes.create(bob.id, "Secret")
-    server.store.emails.ingest(bob.id, b"Subject: bob's secret\r\n\r\nsecret\r\n", [box.id])
-    for url in (f"/Secret;UIDVALIDITY={box.uidvalidity}/;UID=1", "imap://bob%40example.test@localhost/Secret/;UID=1"):
+def test_another_accounts_message_is_never_read(server: Tenant, client: Raw) -> None:
+    bob = Tenant(server.server, password="pw")
+    box = server.store.mailboxes.create(bob.account.id, "Secret")
+    server.store.emails.ingest(bob.account.id, b"Subject: bob's secret\r\n\r\nsecret\r\n", [box.id])
+    bob_url = bob.address.replace("@", "%40")
+    for url in (f"/Secret;UIDVALIDITY={box.uidvalidity}/;UID=1", f"imap://{bob_url}@localhost/Secret/;UID=1"):
         answer = append(client, "a", b'CATENATE (URL "' + url.encode() + b'")')
         assert answer.startswith(b"a NO [BADURL"), answer
     assert messages(client) == 0
@@ -134,7 +141,7 @@ def test_multiappend_is_all_or_nothing(client: Raw) -> None:
     assert messages(client) == 0
 
 
-def test_toobig(server: ServerThread, client: Raw) -> None:
+def test_toobig(server: Tenant, client: Raw) -> None:
     half = b"y" * (LIMIT // 2 + 10)
     answer = append(client, "a", b"CATENATE (" + text(half) + b" " + text(half) + b")")
     assert answer.startswith(b"a NO [TOOBIG]"), answer
@@ -148,7 +155,7 @@ def test_toobig(server: ServerThread, client: Raw) -> None:
     assert fetch_body(client, "Drafts", 1) == b"Subject: big\r\n\r\n"
 
 
-def test_big_url_parts_are_streamed(server: ServerThread, client: Raw, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_big_url_parts_are_streamed(server: Tenant, client: Raw, monkeypatch: pytest.MonkeyPatch) -> None:
     """Parts past the inline budget are located, then copied a chunk per store read (small numbers here)."""
     from janusmail.imap.commands import catenate
 

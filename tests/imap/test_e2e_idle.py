@@ -8,26 +8,35 @@ import re
 import smtplib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aioimaplib
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import ADDRESS, Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    yield from serve(tmp_path)
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory)
 
 
 @pytest.fixture
-def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
-    yield from serve(tmp_path, db_url)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
+
+
+@pytest.fixture(scope="module")
+def shared_pg_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
+@pytest.fixture
+def pg_server(shared_pg_server: ServerThread) -> Tenant:
+    return Tenant(shared_pg_server)
 
 
 def inbox(srv: ServerThread):  # noqa: ANN201
@@ -79,13 +88,13 @@ def read_until(raw: Raw, pattern: bytes, timeout: float = WAIT) -> list[bytes]:
 
 def logged_in(srv: ServerThread, select: str | None = "INBOX") -> Raw:
     raw = Raw(srv.imap_port)
-    assert raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"a OK")
+    assert raw.cmd("a", f'LOGIN {srv.address} "{srv.password}"')[-1].startswith(b"a OK")
     if select:
         assert raw.cmd("s", f"SELECT {select}")[-1].startswith(b"s OK")
     return raw
 
 
-def test_idle_sees_store_delivery(pg_server: ServerThread) -> None:
+def test_idle_sees_store_delivery(pg_server: Tenant) -> None:
     raw = logged_in(pg_server)
     raw.send(b"i IDLE\r\n")
     assert raw.line() == b"+ idling"
@@ -97,12 +106,12 @@ def test_idle_sees_store_delivery(pg_server: ServerThread) -> None:
     raw.close()
 
 
-def test_idle_sees_lmtp_delivery(server: ServerThread) -> None:
+def test_idle_sees_lmtp_delivery(server: Tenant) -> None:
     raw = logged_in(server)
     raw.send(b"i IDLE\r\n")
     assert raw.line() == b"+ idling"
     with smtplib.LMTP("127.0.0.1", server.lmtp_port) as lmtp:
-        lmtp.sendmail("sender@example.test", [ADDRESS], simple(1))
+        lmtp.sendmail("sender@example.test", [server.address], simple(1))
     lines = read_until(raw, rb"^\* 1 EXISTS$")
     assert b"* 1 RECENT" in lines or read_until(raw, rb"^\* 1 RECENT$")
     raw.send(b"DONE\r\n")
@@ -110,7 +119,7 @@ def test_idle_sees_lmtp_delivery(server: ServerThread) -> None:
     raw.close()
 
 
-def test_idle_sees_append_from_another_client(server: ServerThread) -> None:
+def test_idle_sees_append_from_another_client(server: Tenant) -> None:
     raw = logged_in(server)
     raw.send(b"i IDLE\r\n")
     assert raw.line() == b"+ idling"
@@ -125,7 +134,7 @@ def test_idle_sees_append_from_another_client(server: ServerThread) -> None:
     raw.close()
 
 
-def test_idle_flags_and_expunge_from_elsewhere(server: ServerThread) -> None:
+def test_idle_flags_and_expunge_from_elsewhere(server: Tenant) -> None:
     deliver(server, 1)
     deliver(server, 2)
     raw = logged_in(server)
@@ -147,7 +156,7 @@ def test_idle_flags_and_expunge_from_elsewhere(server: ServerThread) -> None:
     raw.close()
 
 
-def test_idle_in_authenticated_state(server: ServerThread) -> None:
+def test_idle_in_authenticated_state(server: Tenant) -> None:
     raw = logged_in(server, select=None)
     raw.send(b"i IDLE\r\n")
     assert raw.line() == b"+ idling"
@@ -157,7 +166,7 @@ def test_idle_in_authenticated_state(server: ServerThread) -> None:
     raw.close()
 
 
-def test_idle_bad_continuation(server: ServerThread) -> None:
+def test_idle_bad_continuation(server: Tenant) -> None:
     raw = logged_in(server)
     raw.send(b"i IDLE\r\n")
     assert raw.line() == b"+ idling"
@@ -167,7 +176,7 @@ def test_idle_bad_continuation(server: ServerThread) -> None:
     raw.close()
 
 
-def test_updates_at_command_boundaries(server: ServerThread) -> None:
+def test_updates_at_command_boundaries(server: Tenant) -> None:
     deliver(server, 1)
     deliver(server, 2)
     deliver(server, 3)
@@ -189,7 +198,7 @@ def test_updates_at_command_boundaries(server: ServerThread) -> None:
     raw.close()
 
 
-def test_uid_fetch_may_announce_expunge(server: ServerThread) -> None:
+def test_uid_fetch_may_announce_expunge(server: Tenant) -> None:
     deliver(server, 1)
     deliver(server, 2)
     raw = logged_in(server)
@@ -202,7 +211,7 @@ def test_uid_fetch_may_announce_expunge(server: ServerThread) -> None:
     raw.close()
 
 
-def test_qresync_select_and_vanished(server: ServerThread) -> None:
+def test_qresync_select_and_vanished(server: Tenant) -> None:
     for i in range(5):
         deliver(server, i)
     raw = logged_in(server, select=None)
@@ -227,7 +236,7 @@ def test_qresync_select_and_vanished(server: ServerThread) -> None:
     raw.close()
 
 
-def test_own_append_to_selected_mailbox_announced(server: ServerThread) -> None:
+def test_own_append_to_selected_mailbox_announced(server: Tenant) -> None:
     raw = logged_in(server)
     msg = simple(3)
     raw.send(b"a APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
@@ -243,13 +252,13 @@ def test_own_append_to_selected_mailbox_announced(server: ServerThread) -> None:
     raw.close()
 
 
-def test_qresync_requires_enable(server: ServerThread) -> None:
+def test_qresync_requires_enable(server: Tenant) -> None:
     raw = logged_in(server, select=None)
     assert raw.cmd("q", "SELECT INBOX (QRESYNC (1 1))")[-1].startswith(b"q BAD")
     raw.close()
 
 
-def test_recent_for_rev1_not_rev2(server: ServerThread) -> None:
+def test_recent_for_rev1_not_rev2(server: Tenant) -> None:
     deliver(server, 1)
     raw = logged_in(server, select=None)
     out = raw.cmd("s", "SELECT INBOX")
@@ -268,7 +277,7 @@ def test_recent_for_rev1_not_rev2(server: ServerThread) -> None:
     other.close()
 
 
-def test_mailbox_deleted_under_selected_session(server: ServerThread) -> None:
+def test_mailbox_deleted_under_selected_session(server: Tenant) -> None:
     a = logged_in(server, select=None)
     a.cmd("c", "CREATE Doomed")
     a.cmd("s", "SELECT Doomed")
@@ -282,10 +291,10 @@ def test_mailbox_deleted_under_selected_session(server: ServerThread) -> None:
     b.close()
 
 
-async def test_aioimaplib_idle(server: ServerThread) -> None:
+async def test_aioimaplib_idle(server: Tenant) -> None:
     client = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=30)
     await client.wait_hello_from_server()
-    await client.login(ADDRESS, PASSWORD)
+    await client.login(server.address, server.password)
     await client.select("INBOX")
     idle = await client.idle_start(timeout=120)  # returns once the server has answered "+ idling"
     import asyncio
@@ -327,3 +336,42 @@ def test_select_100k_sees_every_message(tmp_path) -> None:  # noqa: ANN001
             assert (s.seq_to_uid(1), s.seq_to_uid(50_000), s.seq_to_uid(100_000)) == (1, 50_000, 100_000)
     finally:
         store.close()
+
+
+def test_many_idlers_one_change_each_told_right(server: Tenant) -> None:
+    """One delivery and one flag change wake 20 IDLE sessions of one mailbox (their catch-up is one shared read,
+    janusmail/store/mailbox_deltas.py): each is told ``* 3 EXISTS`` and the FETCH in its own dialect, and
+    exactly one IMAP4rev1 session gets the new message as \\Recent."""
+    deliver(server, 1)
+    early = [logged_in(server) for _ in range(10)]  # selected before message 2
+    deliver(server, 2)
+    late = [logged_in(server, select=None) for _ in range(10)]
+    for raw in late:
+        assert raw.cmd("e", "ENABLE IMAP4rev2 CONDSTORE")[-1].startswith(b"e OK")
+        assert raw.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+    sessions = early + late
+    for raw in sessions:
+        raw.send(b"i IDLE\r\n")
+        assert raw.line() == b"+ idling"
+    for raw in early:
+        read_until(raw, rb"^\* 2 EXISTS$")  # the forced check at IDLE's start
+    deliver(server, 3)
+    for raw in sessions:
+        read_until(raw, rb"^\* 3 EXISTS$")
+    box = inbox(server)
+    res = server.store.memberships.store_flags(server.account.id, box.id, [(1, 1)], "add", ["$seen"], None)
+    for raw in early:
+        line = read_until(raw, rb"FETCH")[-1]
+        assert re.fullmatch(rb"\* 1 FETCH \(UID 1 FLAGS \(\\Seen( \\Recent)?\)\)", line), line
+    for raw in late:
+        line = read_until(raw, rb"FETCH")[-1]
+        assert line == b"* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (%d))" % res.modseq
+    recent = 0
+    for raw in sessions:
+        raw.send(b"DONE\r\n")
+        assert raw.until("i")[-1] == b"i OK IDLE terminated"
+        out = raw.cmd("f", "FETCH 3 (FLAGS)")
+        assert out[-1].startswith(b"f OK")
+        recent += sum(b"\\Recent" in line for line in out if line.startswith(b"* 3 FETCH"))
+        raw.close()
+    assert recent == 1

@@ -10,7 +10,6 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aioimaplib
 import imapclient
@@ -19,50 +18,69 @@ import scramp
 
 from janusmail.auth import app_passwords
 from janusmail.auth.authenticator import LoginThrottle
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, client_tls_context, login, serve, use_cheap_argon2
+from tests.imap.e2e_util import (
+    ADDRESS,
+    PASSWORD,
+    Raw,
+    Tenant,
+    client_tls_context,
+    login,
+    serve_shared,
+    use_cheap_argon2,
+)
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    yield from serve(tmp_path)
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory)
 
 
 @pytest.fixture
-def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
-    yield from serve(tmp_path, db_url)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
 
 
-def test_imaplib_password_login(server: ServerThread) -> None:
+@pytest.fixture(scope="module")
+def shared_pg_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
+@pytest.fixture
+def pg_server(shared_pg_server: ServerThread) -> Tenant:
+    return Tenant(shared_pg_server)
+
+
+def test_imaplib_password_login(server: Tenant) -> None:
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     assert b"IMAP4rev2" in m.welcome and b"[CAPABILITY" in m.welcome
-    typ, data = m.login(ADDRESS, PASSWORD)
+    typ, data = m.login(server.address, server.password)
     assert typ == "OK" and data[0].startswith(b"[CAPABILITY IMAP4rev2 IMAP4rev1 ")
     typ, data = m.select("INBOX")
     assert typ == "OK"
     m.logout()
 
 
-def test_login_on_postgres_too(pg_server: ServerThread) -> None:
+def test_login_on_postgres_too(pg_server: Tenant) -> None:
     m = login(pg_server)
     assert m.select("INBOX")[0] == "OK"
     assert m.create("Projects/2026")[0] == "OK"
     assert m.logout()[0] == "BYE"
 
 
-def test_wrong_password_and_unknown_user(server: ServerThread) -> None:
+def test_wrong_password_and_unknown_user(server: Tenant) -> None:
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-        m.login(ADDRESS, "nope")
+        m.login(server.address, "nope")
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
-        m.login("mallory@example.test", PASSWORD)
-    m.login(ADDRESS, PASSWORD)  # the same connection can still log in
+        m.login("mallory@example.test", server.password)
+    m.login(server.address, server.password)  # the same connection can still log in
     m.logout()
 
 
-def test_failed_login_is_delayed(server: ServerThread) -> None:
+def test_failed_login_is_delayed(server: Tenant, monkeypatch: pytest.MonkeyPatch) -> None:
     """The NO is held for exactly the throttle's verdict: the injected sleep records the delay and holds it
     until the test lets go, and the client has no answer meanwhile (events, no clock)."""
     slept: list[float] = []
@@ -73,13 +91,13 @@ def test_failed_login_is_delayed(server: ServerThread) -> None:
         holding.set()
         await asyncio.to_thread(release.wait, 30)
 
-    server.runtime.auth.throttle = LoginThrottle(base=0.4, maximum=1.0, sleep=sleep)
+    monkeypatch.setattr(server.runtime.auth, "throttle", LoginThrottle(base=0.4, maximum=1.0, sleep=sleep))
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     outcome: list[BaseException | None] = []
 
     def attempt() -> None:
         try:
-            m.login(ADDRESS, "nope")
+            m.login(server.address, "nope")
             outcome.append(None)
         except imaplib.IMAP4.error as exc:
             outcome.append(exc)
@@ -97,33 +115,33 @@ def test_failed_login_is_delayed(server: ServerThread) -> None:
     m.logout()
 
 
-def test_app_password(server: ServerThread) -> None:
+def test_app_password(server: Tenant) -> None:
     _, secret = app_passwords.create(server.store, server.account.id, "phone", ["imap"])
-    m = login(server, ADDRESS, secret)
+    m = login(server, server.address, secret)
     assert m.select("INBOX")[0] == "OK"
     m.logout()
     _, jmap_only = app_passwords.create(server.store, server.account.id, "web", ["jmap"])
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     with pytest.raises(imaplib.IMAP4.error):
-        m.login(ADDRESS, jmap_only)
+        m.login(server.address, jmap_only)
     m.logout()
 
 
-def test_imapclient_oauthbearer_and_xoauth2(server: ServerThread) -> None:
+def test_imapclient_oauthbearer_and_xoauth2(server: Tenant) -> None:
     token = server.runtime.auth.tokens.issue(server.account.id, ["imap"])
     c = imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
-    c.oauthbearer_login(ADDRESS, token)
+    c.oauthbearer_login(server.address, token)
     assert c.select_folder("INBOX")[b"EXISTS"] == 0
     c.logout()
     c = imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
-    c.oauth2_login(ADDRESS, token)
+    c.oauth2_login(server.address, token)
     assert b"INBOX" in [f[2].encode() if isinstance(f[2], str) else f[2] for f in c.list_folders()]
     c.logout()
 
 
-def test_oauthbearer_failure_json_challenge(server: ServerThread) -> None:
+def test_oauthbearer_failure_json_challenge(server: Tenant) -> None:
     raw = Raw(server.imap_port)
-    msg = f"n,a={ADDRESS},\x01auth=Bearer not.a.token\x01\x01".encode()
+    msg = f"n,a={server.address},\x01auth=Bearer not.a.token\x01\x01".encode()
     raw.send(b"a AUTHENTICATE OAUTHBEARER " + base64.b64encode(msg) + b"\r\n")
     line = raw.line()
     assert line.startswith(b"+ ")
@@ -154,19 +172,19 @@ def _authenticate(m: imaplib.IMAP4, mech: str, responses: list[bytes]) -> tuple[
     return typ, data, seen
 
 
-def test_imaplib_authenticate_plain_and_login(server: ServerThread) -> None:
+def test_imaplib_authenticate_plain_and_login(server: Tenant) -> None:
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
-    typ, data, seen = _authenticate(m, "PLAIN", [f"\0{ADDRESS}\0{PASSWORD}".encode()])
+    typ, data, seen = _authenticate(m, "PLAIN", [f"\0{server.address}\0{server.password}".encode()])
     assert typ == "OK" and seen == [b""] and b"[CAPABILITY " in data[0]
     m.logout()
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
-    typ, data, seen = _authenticate(m, "LOGIN", [ADDRESS.encode(), PASSWORD.encode()])
+    typ, data, seen = _authenticate(m, "LOGIN", [server.address.encode(), server.password.encode()])
     assert typ == "OK" and seen == [b"Username:", b"Password:"]
     m.logout()
 
 
-def test_scram_sha256_with_scramp(server: ServerThread) -> None:
-    client = scramp.ScramClient(["SCRAM-SHA-256"], ADDRESS, PASSWORD)
+def test_scram_sha256_with_scramp(server: Tenant) -> None:
+    client = scramp.ScramClient(["SCRAM-SHA-256"], server.address, server.password)
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     state = {"n": 0}
 
@@ -184,7 +202,7 @@ def test_scram_sha256_with_scramp(server: ServerThread) -> None:
     assert typ == "OK" and state["n"] == 3
     m.logout()
     # a wrong password fails at the proof
-    bad = scramp.ScramClient(["SCRAM-SHA-256"], ADDRESS, "wrong")
+    bad = scramp.ScramClient(["SCRAM-SHA-256"], server.address, "wrong")
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     state["n"] = 0
 
@@ -200,25 +218,25 @@ def test_scram_sha256_with_scramp(server: ServerThread) -> None:
     m.logout()
 
 
-def test_sasl_ir_plain_raw(server: ServerThread) -> None:
+def test_sasl_ir_plain_raw(server: Tenant) -> None:
     raw = Raw(server.imap_port)
-    ir = base64.b64encode(f"\0{ADDRESS}\0{PASSWORD}".encode()).decode()
+    ir = base64.b64encode(f"\0{server.address}\0{server.password}".encode()).decode()
     out = raw.cmd("a", f"AUTHENTICATE PLAIN {ir}")
     assert out[-1].startswith(b"a OK [CAPABILITY IMAP4rev2")
     raw.close()
 
 
-def test_starttls_then_login(server: ServerThread) -> None:
+def test_starttls_then_login(server: Tenant) -> None:
     m = imaplib.IMAP4("127.0.0.1", server.imap_port, timeout=30)
     assert "STARTTLS" in m.capabilities
     m.starttls(client_tls_context(server))
     assert "STARTTLS" not in m.capabilities
-    m.login(ADDRESS, PASSWORD)
+    m.login(server.address, server.password)
     assert m.select("INBOX")[0] == "OK"
     m.logout()
 
 
-def test_starttls_discards_injected_plaintext(server: ServerThread) -> None:
+def test_starttls_discards_injected_plaintext(server: Tenant) -> None:
     raw = Raw(server.imap_port)
     raw.send(b"a STARTTLS\r\nb CAPABILITY\r\n")
     assert raw.line() == b"a OK Begin TLS negotiation now"
@@ -230,20 +248,20 @@ def test_starttls_discards_injected_plaintext(server: ServerThread) -> None:
     raw.close()
 
 
-def test_implicit_tls(server: ServerThread) -> None:
+def test_implicit_tls(server: Tenant) -> None:
     m = imaplib.IMAP4_SSL("127.0.0.1", server.imaps_port, ssl_context=client_tls_context(server), timeout=30)
     assert "STARTTLS" not in m.capabilities and "AUTH=PLAIN" in m.capabilities
-    m.login(ADDRESS, PASSWORD)
+    m.login(server.address, server.password)
     m.logout()
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
     c = imapclient.IMAPClient("127.0.0.1", port=server.imaps_port, ssl=True, ssl_context=insecure, timeout=30)
-    c.login(ADDRESS, PASSWORD)
+    c.login(server.address, server.password)
     c.logout()
 
 
-def test_self_signed_certificate_is_reused(server: ServerThread) -> None:
+def test_self_signed_certificate_is_reused(server: Tenant) -> None:
     from janusmail.imap import tls
 
     pem = server.config.data_dir / "tls" / tls.SELF_SIGNED_PEM
@@ -253,10 +271,10 @@ def test_self_signed_certificate_is_reused(server: ServerThread) -> None:
     assert (pem.stat().st_mode & 0o777) == 0o600
 
 
-async def test_aioimaplib_session(server: ServerThread) -> None:
+async def test_aioimaplib_session(server: Tenant) -> None:
     client = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=30)
     await client.wait_hello_from_server()
-    resp = await client.login(ADDRESS, PASSWORD)
+    resp = await client.login(server.address, server.password)
     assert resp.result == "OK"
     resp = await client.select("INBOX")
     assert resp.result == "OK"

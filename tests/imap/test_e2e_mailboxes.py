@@ -1,32 +1,43 @@
 """Mailbox commands over real sockets, on SQLite and PostgreSQL: CREATE (intermediates, SPECIAL-USE),
 DELETE, RENAME (ids kept, INBOX special case), SUBSCRIBE/UNSUBSCRIBE/LSUB, LIST-EXTENDED, LIST-STATUS,
-STATUS, NAMESPACE, and modified UTF-7 versus UTF-8 names."""
+STATUS, NAMESPACE, and modified UTF-7 versus UTF-8 names.
+
+One server for the module (and one per backend for the tests on both); each test uses an account of its own."""
 
 from __future__ import annotations
 
 import imaplib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import imapclient
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, login, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, login, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    yield from serve(tmp_path)
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def shared_pg_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
 
 
 @pytest.fixture
-def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
-    yield from serve(tmp_path, db_url)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
+
+
+@pytest.fixture
+def pg_server(shared_pg_server: ServerThread) -> Tenant:
+    return Tenant(shared_pg_server)
 
 
 def mailboxid(m: imaplib.IMAP4, name: str) -> str:
@@ -60,7 +71,7 @@ def deliver(srv: ServerThread, box: str, n: int = 1) -> list[int]:
     return uids
 
 
-def test_create_intermediates_and_mailboxid(pg_server: ServerThread) -> None:
+def test_create_intermediates_and_mailboxid(pg_server: Tenant) -> None:
     m = login(pg_server)
     typ, data = m.create("a/b/c")
     assert typ == "OK" and re.match(rb"\[MAILBOXID \([A-Za-z0-9_-]+\)\]", data[0])
@@ -77,9 +88,9 @@ def test_create_intermediates_and_mailboxid(pg_server: ServerThread) -> None:
     m.logout()
 
 
-def test_create_special_use(server: ServerThread) -> None:
+def test_create_special_use(server: Tenant) -> None:
     raw = Raw(server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {server.address} "{server.password}"')
     out = raw.cmd("b", "CREATE Flagged (USE (\\Flagged))")
     assert out[-1].startswith(b"b OK [MAILBOXID (")
     out = raw.cmd("c", "CREATE Sent2 (USE (\\Sent))")
@@ -95,7 +106,7 @@ def test_create_special_use(server: ServerThread) -> None:
     raw.close()
 
 
-def test_delete(pg_server: ServerThread) -> None:
+def test_delete(pg_server: Tenant) -> None:
     m = login(pg_server)
     m.create("p/q")
     typ, data = m.delete("p")
@@ -116,7 +127,7 @@ def test_delete(pg_server: ServerThread) -> None:
     m.logout()
 
 
-def test_rename_keeps_ids_and_children(pg_server: ServerThread) -> None:
+def test_rename_keeps_ids_and_children(pg_server: Tenant) -> None:
     m = login(pg_server)
     m.create("old/child")
     parent_id, child_id = mailboxid(m, "old"), mailboxid(m, "old/child")
@@ -133,7 +144,7 @@ def test_rename_keeps_ids_and_children(pg_server: ServerThread) -> None:
     m.logout()
 
 
-def test_rename_inbox(pg_server: ServerThread) -> None:
+def test_rename_inbox(pg_server: Tenant) -> None:
     m = login(pg_server)
     inbox_id = mailboxid(m, "INBOX")
     deliver(pg_server, "INBOX", 3)
@@ -145,7 +156,7 @@ def test_rename_inbox(pg_server: ServerThread) -> None:
     m.logout()
 
 
-def test_subscriptions_and_lsub(server: ServerThread) -> None:
+def test_subscriptions_and_lsub(server: Tenant) -> None:
     m = login(server)
     m.create("work/reports")
     assert m.unsubscribe("work")[0] == "NO"  # CREATE subscribed nothing (issue 11 #6)
@@ -159,7 +170,7 @@ def test_subscriptions_and_lsub(server: ServerThread) -> None:
     lsub = {line.split(b'"/" ')[1].decode(): line for line in data}
     assert b"\\Noselect" in lsub["work"] and b"\\Noselect" in lsub["ghost"]
     raw = Raw(server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {server.address} "{server.password}"')
     out = raw.cmd("b", 'LIST (SUBSCRIBED) "" "*"')
     assert b'* LIST (\\NonExistent \\Subscribed) "/" ghost/box' in out
     assert b'* LIST (\\HasNoChildren \\Subscribed) "/" work/reports' in out
@@ -181,7 +192,7 @@ def test_subscriptions_and_lsub(server: ServerThread) -> None:
     m.logout()
 
 
-def test_list_patterns_and_delimiter(server: ServerThread) -> None:
+def test_list_patterns_and_delimiter(server: Tenant) -> None:
     m = login(server)
     for n in ("a/b/c", "a/x", "ab"):
         m.create(n)
@@ -196,10 +207,10 @@ def test_list_patterns_and_delimiter(server: ServerThread) -> None:
     m.logout()
 
 
-def test_list_status(pg_server: ServerThread) -> None:
+def test_list_status(pg_server: Tenant) -> None:
     deliver(pg_server, "INBOX", 4)
     raw = Raw(pg_server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {pg_server.address} "{pg_server.password}"')
     out = raw.cmd("b", 'LIST "" "INBOX" RETURN (STATUS (MESSAGES UNSEEN UIDNEXT SIZE MAILBOXID HIGHESTMODSEQ))')
     assert out[0].startswith(b"* LIST (\\HasNoChildren) \"/\" INBOX")
     status = out[1].decode()
@@ -208,7 +219,7 @@ def test_list_status(pg_server: ServerThread) -> None:
     raw.close()
 
 
-def test_status_items(pg_server: ServerThread) -> None:
+def test_status_items(pg_server: Tenant) -> None:
     deliver(pg_server, "INBOX", 2)
     m = login(pg_server)
     typ, data = m.status("INBOX", "(MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE MAILBOXID HIGHESTMODSEQ)")
@@ -222,22 +233,22 @@ def test_status_items(pg_server: ServerThread) -> None:
     m.logout()
 
 
-def test_namespace_and_id(server: ServerThread) -> None:
+def test_namespace_and_id(server: Tenant) -> None:
     raw = Raw(server.imap_port)
     out = raw.cmd("a", 'ID ("name" "pytest" "version" "1")')
     assert out[0].startswith(b'* ID ("name" "Janus Mail"')
-    raw.cmd("b", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("b", f'LOGIN {server.address} "{server.password}"')
     out = raw.cmd("c", "NAMESPACE")
     assert out[0] == b'* NAMESPACE (("" "/")) NIL NIL'
     raw.close()
 
 
-def test_utf8_and_mutf7_names(server: ServerThread) -> None:
+def test_utf8_and_mutf7_names(server: Tenant) -> None:
     c = imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
-    c.login(ADDRESS, PASSWORD)
+    c.login(server.address, server.password)
     c.create_folder("Entwürfe/台北")  # imapclient encodes modified UTF-7 itself
     raw = Raw(server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {server.address} "{server.password}"')
     out = raw.cmd("b", 'LIST "" "Entw*"')
     assert b'* LIST (\\HasChildren) "/" Entw&APw-rfe' in out
     assert b'* LIST (\\HasNoChildren) "/" Entw&APw-rfe/&U,BTFw-' in out
@@ -255,22 +266,22 @@ def test_utf8_and_mutf7_names(server: ServerThread) -> None:
 
 
 @pytest.mark.parametrize("command", ["CREATE", "DELETE", "SELECT", "STATUS"])
-def test_invalid_mutf7_refused(server: ServerThread, command: str) -> None:
+def test_invalid_mutf7_refused(server: Tenant, command: str) -> None:
     """Issue 11 #8: an undecodable name names no mailbox (NO [NONEXISTENT]); CREATE cannot make it."""
     raw = Raw(server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {server.address} "{server.password}"')
     extra = " (MESSAGES)" if command == "STATUS" else ""
     out = raw.cmd("b", f"{command} &Jjo!{extra}")
     assert out[-1].startswith(b"b NO [CANNOT]" if command == "CREATE" else b"b NO [NONEXISTENT]"), out
     raw.close()
 
 
-def test_objectid_stable_across_sessions_and_rename(server: ServerThread) -> None:
+def test_objectid_stable_across_sessions_and_rename(server: Tenant) -> None:
     m = login(server)
     m.create("Projects")
     pid = mailboxid(m, "Projects")
     raw = Raw(server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {server.address} "{server.password}"')
     out = raw.cmd("b", "SELECT Projects")
     assert f"* OK [MAILBOXID ({pid})]".encode() in [line.split(b"]")[0] + b"]" for line in out]
     raw.cmd("c", "UNSELECT")
@@ -282,10 +293,10 @@ def test_objectid_stable_across_sessions_and_rename(server: ServerThread) -> Non
     m.logout()
 
 
-def test_close_expunges_silently(server: ServerThread) -> None:
+def test_close_expunges_silently(server: Tenant) -> None:
     deliver(server, "INBOX", 3)
     raw = Raw(server.imap_port)
-    raw.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    raw.cmd("a", f'LOGIN {server.address} "{server.password}"')
     raw.cmd("b", "SELECT INBOX")
     inbox = server.store.mailboxes.by_path(server.account.id, ["INBOX"])
     server.store.memberships.store_flags(server.account.id, inbox.id, [(2, 2)], "add", [], True)

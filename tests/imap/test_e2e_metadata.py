@@ -1,7 +1,9 @@
 """METADATA and METADATA-SERVER (RFC 5464) end to end through real sockets, on SQLite and PostgreSQL: server
 and mailbox entries, DEPTH and MAXSIZE ([METADATA LONGENTRIES]), the limits ([METADATA MAXSIZE],
 [METADATA TOOMANY]), the computed read-only entries (/private/specialuse, /shared/admin), entries that go
-with a deleted mailbox and follow a renamed one, and BAD/NO for bad input."""
+with a deleted mailbox and follow a renamed one, and BAD/NO for bad input.
+
+One server per backend for the module; each test works in an account of its own (entries are per account)."""
 
 from __future__ import annotations
 
@@ -9,21 +11,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
-@pytest.fixture
-def server(tmp_path, db_url) -> Iterator[ServerThread]:  # noqa: ANN001
-    yield from serve(tmp_path, db_url, imap__metadata_admin="mailto:admin@example.test")
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url, imap__metadata_admin="mailto:admin@example.test")
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[Raw]:
+def server(shared: ServerThread) -> Tenant:
+    return Tenant(shared)
+
+
+@pytest.fixture
+def client(server: Tenant) -> Iterator[Raw]:
     c = Raw(server.imap_port)
-    assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert c.cmd("l", f'LOGIN {server.address} "{server.password}"')[-1].startswith(b"l OK")
     yield c
     c.close()
 
@@ -72,9 +79,9 @@ def test_maxsize_and_longentries(client: Raw) -> None:
         b'* METADATA INBOX (/shared/short "12345")', b"b OK [METADATA LONGENTRIES 10] GETMETADATA completed"]
 
 
-def test_limits(server: ServerThread, client: Raw) -> None:
-    server.store.metadata.max_value_size = 8
-    server.store.metadata.max_entries = 2
+def test_limits(server: Tenant, client: Raw, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server.store.metadata, "max_value_size", 8)  # the shared server's: put back afterwards
+    monkeypatch.setattr(server.store.metadata, "max_entries", 2)
     assert client.cmd("a", 'SETMETADATA INBOX (/shared/a "123456789")')[-1] == \
         b"a NO [METADATA MAXSIZE 8] Value too large"
     ok(client.cmd("b", 'SETMETADATA INBOX (/shared/a "1" /shared/b "2")'))
@@ -123,7 +130,7 @@ def test_refusals(client: Raw, command: str, status: bytes) -> None:
     ok(client.cmd("n", "NOOP"))
 
 
-def test_needs_login(server: ServerThread) -> None:
+def test_needs_login(server: Tenant) -> None:
     c = Raw(server.imap_port)
     try:
         assert c.cmd("a", 'GETMETADATA "" /shared/comment')[-1].startswith(b"a BAD")

@@ -1,26 +1,40 @@
 """NOTIFY (RFC 5465) through real sockets: STATUS for other mailboxes while idle and at command ends,
 LIST for mailbox names and subscriptions, MessageNew fetch attributes for the selected mailbox, the rules
-(BAD) and unsupported events (NO [BADEVENT]), NOTIFY NONE; on SQLite and PostgreSQL."""
+(BAD) and unsupported events (NO [BADEVENT]), NOTIFY NONE; on SQLite and PostgreSQL.
+
+One server per backend for the module; each test logs in to an account of its own."""
 
 from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, Raw, serve, use_cheap_argon2
-from tests.imap.test_e2e_idle import logged_in, read_until
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
+from tests.imap.test_e2e_idle import read_until
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
-    yield from serve(tmp_path, db_url)
+def server(shared: ServerThread) -> Tenant:
+    return Tenant(shared)
+
+
+def logged_in(srv: Tenant, select: str | None = "INBOX") -> Raw:
+    raw = Raw(srv.imap_port)
+    assert raw.cmd("a", f'LOGIN {srv.address} "{srv.password}"')[-1].startswith(b"a OK")
+    if select:
+        assert raw.cmd("s", f"SELECT {select}")[-1].startswith(b"s OK")
+    return raw
 
 
 def append(raw: Raw, mailbox: str, i: int) -> None:
@@ -41,14 +55,14 @@ def done(raw: Raw) -> list[bytes]:
     return out
 
 
-def test_capability_lists_notify(server: ServerThread) -> None:
+def test_capability_lists_notify(server: Tenant) -> None:
     raw = logged_in(server, select=None)
     caps = b" ".join(raw.cmd("c", "CAPABILITY"))
     assert b" NOTIFY" in caps
     raw.close()
 
 
-def test_append_into_another_mailbox_is_announced_to_the_idler(server: ServerThread) -> None:
+def test_append_into_another_mailbox_is_announced_to_the_idler(server: Tenant) -> None:
     watcher = logged_in(server)
     assert watcher.cmd("c", "CREATE Lists")[-1].startswith(b"c OK")
     out = watcher.cmd("n", "NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))")
@@ -72,14 +86,14 @@ def test_append_into_another_mailbox_is_announced_to_the_idler(server: ServerThr
     watcher.close()
 
 
-def test_lmtp_delivery_to_inbox_seen_through_inboxes_filter(server: ServerThread) -> None:
+def test_lmtp_delivery_to_inbox_seen_through_inboxes_filter(server: Tenant) -> None:
     watcher = logged_in(server, select=None)
     assert watcher.cmd("n", "NOTIFY SET STATUS (inboxes (MessageNew MessageExpunge FlagChange))")[-1].startswith(
         b"n OK"
     )
     idle(watcher)
     with smtplib.LMTP("127.0.0.1", server.lmtp_port) as lmtp:
-        lmtp.sendmail("sender@example.test", [ADDRESS], simple(5))
+        lmtp.sendmail("sender@example.test", [server.address], simple(5))
     read_until(watcher, rb"^\* STATUS INBOX \(MESSAGES 1 .*UNSEEN 1")
     done(watcher)
     # FlagChange: reading the message elsewhere changes UNSEEN
@@ -91,7 +105,7 @@ def test_lmtp_delivery_to_inbox_seen_through_inboxes_filter(server: ServerThread
     watcher.close()
 
 
-def test_flag_changes_are_quiet_without_flagchange(server: ServerThread) -> None:
+def test_flag_changes_are_quiet_without_flagchange(server: Tenant) -> None:
     watcher = logged_in(server, select=None)
     other = logged_in(server)
     append(other, "INBOX", 1)
@@ -106,7 +120,7 @@ def test_flag_changes_are_quiet_without_flagchange(server: ServerThread) -> None
     watcher.close()
 
 
-def test_set_status_sends_the_baseline(server: ServerThread) -> None:
+def test_set_status_sends_the_baseline(server: Tenant) -> None:
     raw = logged_in(server, select=None)
     append(raw, "INBOX", 1)
     out = raw.cmd("n", "NOTIFY SET STATUS (mailboxes (INBOX Trash) (MessageNew MessageExpunge))")
@@ -117,7 +131,7 @@ def test_set_status_sends_the_baseline(server: ServerThread) -> None:
     raw.close()
 
 
-def test_mailbox_names_and_subscriptions(server: ServerThread) -> None:
+def test_mailbox_names_and_subscriptions(server: Tenant) -> None:
     watcher = logged_in(server, select=None)
     out = watcher.cmd("n", "NOTIFY SET (personal (MailboxName SubscriptionChange))")
     assert out[-1].startswith(b"n OK"), out
@@ -139,7 +153,7 @@ def test_mailbox_names_and_subscriptions(server: ServerThread) -> None:
     watcher.close()
 
 
-def test_selected_message_new_fetch_attributes(server: ServerThread) -> None:
+def test_selected_message_new_fetch_attributes(server: Tenant) -> None:
     watcher = logged_in(server)
     out = watcher.cmd("n", "NOTIFY SET (selected (MessageNew (UID BODY[HEADER.FIELDS (SUBJECT)]) MessageExpunge))")
     assert out[-1].startswith(b"n OK"), out
@@ -175,7 +189,7 @@ def test_selected_message_new_fetch_attributes(server: ServerThread) -> None:
         ("NOTIFY NONE", b"n OK"),
     ],
 )
-def test_rules(server: ServerThread, command: str, answer: bytes) -> None:
+def test_rules(server: Tenant, command: str, answer: bytes) -> None:
     raw = logged_in(server)
     out = raw.cmd("n", command)
     assert out[-1].startswith(answer), out
@@ -185,7 +199,7 @@ def test_rules(server: ServerThread, command: str, answer: bytes) -> None:
     raw.close()
 
 
-def test_notify_none_stops_notifications(server: ServerThread) -> None:
+def test_notify_none_stops_notifications(server: Tenant) -> None:
     watcher = logged_in(server, select=None)
     assert watcher.cmd("n", "NOTIFY SET (personal (MessageNew MessageExpunge))")[-1].startswith(b"n OK")
     assert watcher.cmd("m", "NOTIFY NONE")[-1].startswith(b"m OK")

@@ -13,7 +13,7 @@ import pytest
 from janusmail.store import ingest as ingest_mod
 from janusmail.store import membership as membership_mod
 from janusmail.store import schema as schema_mod
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
@@ -29,15 +29,20 @@ def clock(monkeypatch: pytest.MonkeyPatch, now: int) -> None:
         monkeypatch.setattr(mod, "time", fake)
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def server(tmp_path, db_url) -> Iterator[ServerThread]:  # noqa: ANN001
-    yield from serve(tmp_path, db_url)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
 
 
 @pytest.fixture
 def client(server: ServerThread) -> Iterator[Raw]:
     c = Raw(server.imap_port)
-    assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert c.cmd("l", f'LOGIN {server.address} "{server.password}"')[-1].startswith(b"l OK")
     yield c
     c.close()
 

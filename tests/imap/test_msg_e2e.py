@@ -12,7 +12,7 @@ import aioimaplib
 import pytest
 from imapclient import IMAPClient
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, login, serve, start_server, use_cheap_argon2
+from tests.imap.e2e_util import ADDRESS, PASSWORD, Tenant, login, serve_shared, start_server, use_cheap_argon2
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
@@ -34,21 +34,31 @@ MIXED = (
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerThread]:
-    yield from serve(tmp_path)
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory)
 
 
 @pytest.fixture
-def pg_server(tmp_path: Path, db_url: str | None) -> Iterator[ServerThread]:
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
+
+
+@pytest.fixture(scope="module")
+def shared_pg_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
     """The server on SQLite and on PostgreSQL."""
-    yield from serve(tmp_path, db_url)
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
+@pytest.fixture
+def pg_server(shared_pg_server: ServerThread) -> Tenant:
+    return Tenant(shared_pg_server)
 
 
 @pytest.fixture
 def client(server: ServerThread) -> Iterator[IMAPClient]:
     c = IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
-    c.login(ADDRESS, PASSWORD)
+    c.login(server.address, server.password)
     yield c
     c.logout()
 
@@ -102,14 +112,14 @@ def test_imapclient_search_store_copy_move_expunge(client: IMAPClient) -> None:
     assert len(client.search(["ALL"])) == 2
 
 
-def test_multiappend_wire(server: ServerThread) -> None:
+def test_multiappend_wire(server: Tenant) -> None:
     """MULTIAPPEND over a socket with LITERAL+ (imapclient's multiappend sends two spaces between messages,
     which the strict codec refuses; reported to the codec's owner)."""
     from tests.imap.e2e_util import Raw
 
     a, b, c = simple(1), simple(2), simple(3)
     r = Raw(server.imap_port)
-    r.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    r.cmd("a", f'LOGIN {server.address} "{server.password}"')
     r.send(b"b APPEND Archive {%d+}\r\n%b (\\Seen) \"02-Jan-2020 03:04:05 +0000\" {%d+}\r\n%b {%d+}\r\n%b\r\n"
            % (len(a), a, len(b), b, len(c), c))
     out = r.until("b")
@@ -120,7 +130,7 @@ def test_multiappend_wire(server: ServerThread) -> None:
     r.close()
 
 
-def test_imaplib_8bit_byte_exact(server: ServerThread) -> None:
+def test_imaplib_8bit_byte_exact(server: Tenant) -> None:
     raws = [
         "From: Jörg <j@example.test>\nSubject: Grüße ☃\n\nHällo wörld\n".encode(),  # bare LF
         b"Subject: caf\xe9\r\n\r\nna\xefve \x80\xff\x00 tail\r\n",
@@ -141,11 +151,11 @@ def test_imaplib_8bit_byte_exact(server: ServerThread) -> None:
     m.logout()
 
 
-async def test_aioimaplib_uid_fetch_and_search(server: ServerThread) -> None:
+async def test_aioimaplib_uid_fetch_and_search(server: Tenant) -> None:
     server.store.emails.ingest(server.account.id, simple(1), (server.store.mailboxes.by_path(server.account.id, ["INBOX"]).id,))  # type: ignore[attr-defined]
     c = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=30)
     await c.wait_hello_from_server()
-    await c.login(ADDRESS, PASSWORD)
+    await c.login(server.address, server.password)
     await c.select("INBOX")
     res = await c.uid("fetch", "1:*", "(UID FLAGS RFC822.SIZE)")
     assert res.result == "OK" and any(b"UID 1" in ln for ln in res.lines if isinstance(ln, bytes))
@@ -158,9 +168,9 @@ async def test_aioimaplib_uid_fetch_and_search(server: ServerThread) -> None:
     await c.logout()
 
 
-def test_backends_agree_end_to_end(pg_server: ServerThread) -> None:
+def test_backends_agree_end_to_end(pg_server: Tenant) -> None:
     c = IMAPClient("127.0.0.1", port=pg_server.imap_port, ssl=False, timeout=30)
-    c.login(ADDRESS, PASSWORD)
+    c.login(pg_server.address, pg_server.password)
     c.append("INBOX", MIXED)
     c.append("INBOX", simple(2, body="needle in the haystack"))
     c.select_folder("INBOX")
@@ -170,7 +180,7 @@ def test_backends_agree_end_to_end(pg_server: ServerThread) -> None:
     c.logout()
 
 
-def test_literal8_for_binary_with_nul(server: ServerThread) -> None:
+def test_literal8_for_binary_with_nul(server: Tenant) -> None:
     from tests.imap.e2e_util import Raw
 
     data = bytes(range(256))
@@ -179,7 +189,7 @@ def test_literal8_for_binary_with_nul(server: ServerThread) -> None:
     acct = server.account  # type: ignore[attr-defined]
     server.store.emails.ingest(acct.id, raw, (server.store.mailboxes.by_path(acct.id, ["INBOX"]).id,))
     r = Raw(server.imap_port)
-    r.cmd("a", f'LOGIN {ADDRESS} "{PASSWORD}"')
+    r.cmd("a", f'LOGIN {server.address} "{server.password}"')
     r.cmd("b", "SELECT INBOX")
     r.send(b"c FETCH 1 (BINARY.PEEK[1])\r\n")
     head = r.line()

@@ -1,7 +1,9 @@
 """PARTIAL (RFC 9394) end to end on SQLite and PostgreSQL: SEARCH / UID SEARCH RETURN (PARTIAL ...) with windows
 from the front and from the end, reversed and out of range, with COUNT, through the session's snapshot (message
 numbers, an expunge another session made); SORT RETURN (PARTIAL ...); the UID FETCH (PARTIAL ...) modifier; and
-the refusals (RFC 9394 §3.1 and §4 grammar)."""
+the refusals (RFC 9394 §3.1 and §4 grammar).
+
+One server per backend for the module; each test works in an account of its own."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
 from tests.serverutil import ServerThread
 
@@ -19,19 +21,25 @@ cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 N = 25
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url)
+
+
 @pytest.fixture
-def server(tmp_path, db_url) -> Iterator[ServerThread]:  # noqa: ANN001
-    for srv in serve(tmp_path, db_url):
-        inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])  # type: ignore[attr-defined]
-        for i in range(N):  # UIDs 1..25; the odd UIDs are \Seen
-            srv.store.emails.ingest(srv.account.id, simple(i), [inbox.id],  # type: ignore[attr-defined]
-                                    ["$seen"] if i % 2 == 0 else [], 1_700_000_000 - i * 60)
-        yield srv
+def server(shared_server: ServerThread) -> Tenant:
+    """An account of this test's own on the module's server, its INBOX holding the N messages."""
+    srv = Tenant(shared_server)
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
+    for i in range(N):  # UIDs 1..25; the odd UIDs are \Seen
+        srv.store.emails.ingest(srv.account.id, simple(i), [inbox.id],
+                                ["$seen"] if i % 2 == 0 else [], 1_700_000_000 - i * 60)
+    return srv
 
 
-def client(srv: ServerThread) -> Raw:
+def client(srv: Tenant) -> Raw:
     c = Raw(srv.imap_port)
-    assert c.cmd("l", f'LOGIN {ADDRESS} "{PASSWORD}"')[-1].startswith(b"l OK")
+    assert c.cmd("l", f'LOGIN {srv.address} "{srv.password}"')[-1].startswith(b"l OK")
     assert c.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
     return c
 
@@ -43,7 +51,7 @@ def esearch(c: Raw, tag: str, command: str) -> bytes:
     return line
 
 
-def test_search_partial_windows(server: ServerThread):
+def test_search_partial_windows(server: Tenant):
     c = client(server)
     try:
         assert b" PARTIAL" in c.cmd("c", "CAPABILITY")[0]
@@ -70,7 +78,7 @@ def test_search_partial_windows(server: ServerThread):
         c.close()
 
 
-def test_search_partial_message_numbers_follow_the_snapshot(server: ServerThread):
+def test_search_partial_message_numbers_follow_the_snapshot(server: Tenant):
     c, other = client(server), client(server)
     try:
         assert c.cmd("d", "STORE 1:3 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"d OK")
@@ -87,7 +95,7 @@ def test_search_partial_message_numbers_follow_the_snapshot(server: ServerThread
         other.close()
 
 
-def test_sort_partial(server: ServerThread):
+def test_sort_partial(server: Tenant):
     c = client(server)
     try:
         # ARRIVAL order is the reverse of UID order here (each message arrived a minute before the previous one)
@@ -101,7 +109,7 @@ def test_sort_partial(server: ServerThread):
         c.close()
 
 
-def test_fetch_partial_modifier(server: ServerThread):
+def test_fetch_partial_modifier(server: Tenant):
     c = client(server)
     try:
         out = c.cmd("a", "UID FETCH 1:* (FLAGS) (PARTIAL -1:-3)")
@@ -142,7 +150,7 @@ REFUSED = [
 ]
 
 
-def test_refusals(server: ServerThread):
+def test_refusals(server: Tenant):
     c = client(server)
     try:
         for i, command in enumerate(REFUSED):

@@ -7,27 +7,32 @@ others still get the message (issue 11 QUOTA)."""
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Iterator
 
 import imapclient
 import pytest
 from imapclient.exceptions import IMAPClientError
 
-from janusmail.auth import passwords
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
+from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
-BOB = "bob@example.test"
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url, jmap__listen=None)
 
 
 @pytest.fixture
-def server(tmp_path, db_url):  # noqa: ANN001, ANN201
-    yield from serve(tmp_path, db_url, jmap__listen=None)
+def server(shared_server: ServerThread) -> Tenant:
+    return Tenant(shared_server)
 
 
 def _client(server) -> imapclient.IMAPClient:  # noqa: ANN001
     c = imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False, timeout=30)
-    c.login(ADDRESS, PASSWORD)
+    c.login(server.address, server.password)
     return c
 
 
@@ -76,7 +81,7 @@ def test_append_copy_over_quota_are_refused_and_store_nothing(server) -> None:  
         c.append("INBOX", simple(1))
         c.append("INBOX", simple(2))
         raw = Raw(server.imap_port)
-        raw.cmd("a", f'LOGIN "{ADDRESS}" "{PASSWORD}"')
+        raw.cmd("a", f'LOGIN "{server.address}" "{server.password}"')
         msg = simple(3)
         raw.send(b"b APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
         assert raw.until("b")[-1].startswith(b"b NO [OVERQUOTA]")
@@ -100,14 +105,14 @@ def test_append_copy_over_quota_are_refused_and_store_nothing(server) -> None:  
 
 def test_lmtp_552_for_the_recipient_over_quota_only(server) -> None:  # noqa: ANN001
     store = server.store
-    bob = store.accounts.create(BOB, *passwords.make_credentials(PASSWORD))
+    bob = Tenant(server.server).account  # another account of its own
     store.quotas.set_limits(bob.id, messages=0)
     raw = simple(7)
     with smtplib.LMTP("127.0.0.1", server.lmtp_port, timeout=60) as client:
         client.ehlo_or_helo_if_needed()
         client.mail("sender@example.test")
-        assert client.rcpt(ADDRESS)[0] == 250
-        assert client.rcpt(BOB)[0] == 250
+        assert client.rcpt(server.address)[0] == 250
+        assert client.rcpt(bob.address)[0] == 250
         replies = [client.data(raw), client.getreply()]
     assert replies[0][0] == 250
     assert replies[1][0] == 552 and replies[1][1].startswith(b"5.2.2")

@@ -30,6 +30,10 @@ class FakeSession:
         out, self.out = self.out, []
         return out
 
+    def check_is_due(self) -> bool:
+        """No command credential check pending: catch-up reads go through ``store.mailbox_deltas``."""
+        return False
+
 
 @pytest.fixture
 def box(store, account):  # noqa: ANN001, ANN201

@@ -1,5 +1,6 @@
 """UNAUTHENTICATE (RFC 8437), REPLACE / UID REPLACE (RFC 8508) and FETCH PREVIEW (RFC 8970) end to end, through
-real sockets on SQLite and PostgreSQL (imaplib and a raw client for exact answers)."""
+real sockets on SQLite and PostgreSQL (imaplib and a raw client for exact answers). One server per backend for
+the module; each test's Alice and Bob are accounts of its own (the connection cap is per account)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,39 @@ from collections.abc import Iterator
 
 import pytest
 
-from janusmail.auth import passwords
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Raw, serve, use_cheap_argon2
+from tests.imap.e2e_util import Raw, Tenant, serve, serve_shared, use_cheap_argon2
 from tests.serverutil import ServerThread
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
-BOB, BOB_PASSWORD = "bob@example.test", "bob's own long password"
+BOB_PASSWORD = "bob's own long password"
 
 
 def message(subject: str, body: str = "Hello there.") -> bytes:
     return f"From: carol@example.test\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\r\n{body}\r\n".encode()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from serve_shared(tmp_path_factory, module_db_url, imap__max_connections_per_account=1)
+
+
 @pytest.fixture
-def server(tmp_path, db_url) -> Iterator[ServerThread]:  # noqa: ANN001
-    for srv in serve(tmp_path, db_url, imap__max_connections_per_account=1):
-        bob = srv.store.accounts.create(BOB, *passwords.make_credentials(BOB_PASSWORD))
-        inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])  # type: ignore[attr-defined]
-        bob_inbox = srv.store.mailboxes.by_path(bob.id, ["INBOX"])
-        srv.store.emails.ingest(srv.account.id, message("alice one"), [inbox.id])  # type: ignore[attr-defined]
-        srv.store.emails.ingest(srv.account.id, message("alice two"), [inbox.id])  # type: ignore[attr-defined]
-        srv.store.emails.ingest(bob.id, message("for bob only", "Bob's secret plans."), [bob_inbox.id])
-        yield srv
+def server(shared_server: ServerThread) -> Tenant:
+    """Alice (the tenant) and Bob (``server.bob``): accounts of this test's own on the module's server."""
+    srv = Tenant(shared_server)
+    bob = srv.bob = Tenant(shared_server, BOB_PASSWORD)
+    inbox = srv.store.mailboxes.by_path(srv.account.id, ["INBOX"])
+    bob_inbox = srv.store.mailboxes.by_path(bob.account.id, ["INBOX"])
+    srv.store.emails.ingest(srv.account.id, message("alice one"), [inbox.id])
+    srv.store.emails.ingest(srv.account.id, message("alice two"), [inbox.id])
+    srv.store.emails.ingest(bob.account.id, message("for bob only", "Bob's secret plans."), [bob_inbox.id])
+    return srv
 
 
-def client(srv: ServerThread, user: str = ADDRESS, password: str = PASSWORD) -> Raw:
+def client(srv: Tenant, user: str | None = None, password: str | None = None) -> Raw:
     c = Raw(srv.imap_port)
-    assert c.cmd("l", f'LOGIN {user} "{password}"')[-1].startswith(b"l OK")
+    assert c.cmd("l", f'LOGIN {user or srv.address} "{password or srv.password}"')[-1].startswith(b"l OK")
     return c
 
 
@@ -49,7 +55,7 @@ def literal_cmd(c: Raw, tag: str, head: str, data: bytes) -> list[bytes]:
 # -- UNAUTHENTICATE ---------------------------------------------------------------------------------------------
 
 
-def test_unauthenticate_then_another_user(server: ServerThread):
+def test_unauthenticate_then_another_user(server: Tenant):
     c = client(server)
     try:
         caps = c.cmd("c", "CAPABILITY")[0]
@@ -72,8 +78,8 @@ def test_unauthenticate_then_another_user(server: ServerThread):
         other.close()
         # Bob logs in on the same connection (pipelined behind another UNAUTHENTICATE: no layer to wait for)
         # and sees only his mail; ENABLE state did not carry over
-        assert c.cmd("l1", f'LOGIN {BOB} "{BOB_PASSWORD}"')[-1].startswith(b"l1 OK")  # Bob's one slot...
-        c.send(f'u1 UNAUTHENTICATE\r\nl2 LOGIN {BOB} "{BOB_PASSWORD}"\r\n'.encode())
+        assert c.cmd("l1", f'LOGIN {server.bob.address} "{server.bob.password}"')[-1].startswith(b"l1 OK")  # Bob's one slot...
+        c.send(f'u1 UNAUTHENTICATE\r\nl2 LOGIN {server.bob.address} "{server.bob.password}"\r\n'.encode())
         assert c.until("u1")[-1].startswith(b"u1 OK")
         assert c.until("l2")[-1].startswith(b"l2 OK")  # ...given back by UNAUTHENTICATE before this LOGIN
         sel = c.cmd("s2", "SELECT INBOX")
@@ -91,9 +97,9 @@ def test_unauthenticate_then_another_user(server: ServerThread):
 # -- REPLACE ------------------------------------------------------------------------------------------------------
 
 
-def test_replace_in_selected_mailbox(server: ServerThread):
+def test_replace_in_selected_mailbox(server: Tenant):
     c = client(server)
-    watcher = client(server, BOB, BOB_PASSWORD)  # another account: must see nothing of it
+    watcher = client(server, server.bob.address, server.bob.password)  # another account: must see nothing of it
     watcher.cmd("ws", "SELECT INBOX")
     try:
         assert b" REPLACE" in c.cmd("c", "CAPABILITY")[0]
@@ -120,7 +126,7 @@ def test_replace_in_selected_mailbox(server: ServerThread):
         watcher.close()
 
 
-def test_uid_replace_into_another_mailbox(server: ServerThread):
+def test_uid_replace_into_another_mailbox(server: Tenant):
     c = client(server)
     try:
         c.cmd("e", "ENABLE QRESYNC")
@@ -176,7 +182,7 @@ def test_replace_with_a_spooled_literal(tmp_path, db_url):  # noqa: ANN001
 # -- PREVIEW ------------------------------------------------------------------------------------------------------
 
 
-def test_fetch_preview(server: ServerThread):
+def test_fetch_preview(server: Tenant):
     inbox = server.store.mailboxes.by_path(server.account.id, ["INBOX"])  # type: ignore[attr-defined]
     long_body = "Über   den\r\n\r\nWolken " + "word " * 200
     raw = (b"From: carol@example.test\r\nSubject: long\r\nContent-Type: text/plain; charset=utf-8\r\n"

@@ -9,10 +9,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import quote
 
-from tests.jmap.test_front_harness import alice, server  # noqa: F401 - fixtures
+import pytest
+
+from tests.jmap.test_front_harness import Jmap, principal, start_shared
 from tests.mailgen import simple
+from tests.serverutil import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server for the module; each test's principals are accounts of its own."""
+    yield from start_shared(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "alice")
 
 
 def _upload(j, data: bytes, type_: str = "application/octet-stream") -> str:  # noqa: ANN001

@@ -3,11 +3,31 @@ download, parse, snippets, changes made on the store's IMAP side, and account is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import quote
 
+import pytest
+
 from tests.jmap.test_email_get import RICH
-from tests.jmap.test_front_harness import alice, bob, server  # noqa: F401
+from tests.jmap.test_front_harness import Jmap, principal, start_shared
 from tests.mailgen import corpus, simple
+from tests.serverutil import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server for the module; each test's principals are accounts of its own."""
+    yield from start_shared(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "alice")
+
+
+@pytest.fixture
+def bob(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "bob")
 
 
 def download(j, blob_id: str, name: str = "f", type_: str = "application/octet-stream") -> bytes:  # noqa: ANN001

@@ -6,6 +6,7 @@ Inbox; undo-send of a held message; the sender checks; a retry that survives a s
 from __future__ import annotations
 
 import email
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,15 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.jmap.test_front_harness import CORE, MAIL, Jmap, client_for, start_server
+from tests.jmap.test_front_harness import (
+    CORE,
+    MAIL,
+    Jmap,
+    client_for,
+    fresh_client,
+    start_server,
+    start_shared,
+)
 from tests.procmem import wait_for
 from tests.serverutil import ServerThread, make_config
 
@@ -84,6 +93,24 @@ def alice(server) -> Iterator[Jmap]:  # noqa: ANN001
 @pytest.fixture
 def bob(server) -> Iterator[Jmap]:  # noqa: ANN001
     j = client_for(server, "bob@example.test")
+    yield j
+    j.http.close()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    """One server per backend for the refusal tests (nothing reaches its sink); each takes a fresh account."""
+    sink = Sink()
+    try:
+        yield from start_shared(tmp_path_factory, module_db_url, outbound__relay=f"smtp://127.0.0.1:{sink.port}",
+                                outbound__retry_base=1)
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def lone_alice(shared_server: ServerThread) -> Iterator[Jmap]:
+    j = fresh_client(shared_server, "alice")
     yield j
     j.http.close()
 
@@ -204,7 +231,9 @@ def test_undo_send_while_held(alice: Jmap, sink: Sink) -> None:
     ({"envelope": {"mailFrom": {"email": "alice@example.test", "parameters": {"HOLDFOR": "9" * 5000}},
                    "rcptTo": [{"email": "x@remote.test", "parameters": None}]}}, "invalidProperties"),
 ])
-def test_sender_checks(alice: Jmap, kwargs: dict[str, Any], error: str) -> None:
+def test_sender_checks(lone_alice: Jmap, kwargs: dict[str, Any], error: str) -> None:
+    alice = lone_alice  # "alice@example.test" in the cases is her own address
+    kwargs = json.loads(json.dumps(kwargs).replace('"alice@example.test"', json.dumps(alice.address)))
     responses = send(alice, ["x@remote.test"], on_success=False, **kwargs)
     assert responses[1][1]["notCreated"]["sub"]["type"] == error, responses
 
@@ -273,9 +302,10 @@ def test_bcc_recipients_get_the_message_but_nobody_sees_the_bcc_field(alice: Jma
     {"onSuccessDestroyEmail": {"#sub": True}},
     {"onSuccessDestroyEmail": [{"id": "#sub"}]},
 ])
-def test_malformed_on_success_is_refused_before_anything_is_queued(alice: Jmap, extra: dict[str, Any]) -> None:
+def test_malformed_on_success_is_refused_before_anything_is_queued(lone_alice: Jmap, extra: dict[str, Any]) -> None:
     """Found only after the submission was queued, a malformed onSuccess* failed the call (serverFail) while
     the mail went out: a client retrying it sent the message twice."""
+    alice = lone_alice
     sub = {"identityId": identity_of(alice), "emailId": "#draft"}
     out = alice.request([
         ["Email/set", {"accountId": alice.account_id, "create": {"draft": draft(alice, ["x@remote.test"])}}, "c0"],

@@ -4,21 +4,38 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
+import pytest
 
-from tests.jmap.test_front_harness import (  # noqa: F401 - fixtures
+from tests.jmap.test_front_harness import (
     CORE,
-    MAIL,
     PASSWORDS,
-    USING,
-    alice,
-    bob,
+    Jmap,
     client_for,
-    server,
+    principal,
     start_server,
+    start_shared,
 )
 from tests.mailgen import simple
+from tests.serverutil import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server for the module; each test's principals are accounts of its own."""
+    yield from start_shared(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "alice")
+
+
+@pytest.fixture
+def bob(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "bob")
 
 PROBLEM = "urn:ietf:params:jmap:error:"
 

@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
 
 from janusmail.jmap import blobs
 from janusmail.jmap.http import content_disposition
-from tests.jmap.test_front_harness import (  # noqa: F401 - fixtures
-    CORE,
-    alice,
-    bob,
-    client_for,
-    server,
-    start_server,
-)
+from tests.jmap.test_front_harness import CORE, Jmap, client_for, principal, start_server, start_shared
+from tests.serverutil import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server for the module; each test's principals are accounts of its own."""
+    yield from start_shared(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "alice")
+
+
+@pytest.fixture
+def bob(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "bob")
 
 ATTACHMENT = bytes(range(256)) * 40 + b"\x00end"
 

@@ -3,14 +3,19 @@ small JMAP client over httpx. Test modules import the fixtures they need from th
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import argon2
 import httpx
 import pytest
 
-from janusmail.auth import make_credentials
+from janusmail.auth import make_credentials, passwords
 from tests.serverutil import ServerThread, make_config
+
+CHEAP = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -71,6 +76,40 @@ def client_for(srv: ServerThread, address: str, password: str | None = None) -> 
     http = httpx.Client(base_url=srv.config.public_url, auth=(address, password or PASSWORDS[address]), timeout=30)
     account = srv.store.accounts.by_address(address)
     return Jmap(srv, http, account.id, address)
+
+
+def start_shared(tmp_path_factory: pytest.TempPathFactory, db_url: str | None = None,
+                 **overrides: Any) -> Iterator[ServerThread]:
+    """Module-scoped fixture body: one server for a test module (per backend with ``module_db_url``), with
+    cheap argon2 parameters while it runs (tests there make an account each: :func:`fresh_client`)."""
+    prev = passwords.set_hasher(CHEAP)
+    try:
+        srv = start_server(tmp_path_factory.mktemp("shared"), db_url, **overrides)
+        try:
+            yield srv
+        finally:
+            srv.stop()
+    finally:
+        passwords.set_hasher(prev)
+
+
+def principal(srv: ServerThread, name: str) -> Iterator[Jmap]:
+    """Fixture body: :func:`fresh_client`, closed afterwards. A module sharing one server declares
+    ``server`` with :func:`start_shared` (module scope) and ``alice``/``bob`` with this."""
+    j = fresh_client(srv, name)
+    try:
+        yield j
+    finally:
+        j.http.close()
+
+
+def fresh_client(srv: ServerThread, name: str = "user") -> Jmap:
+    """A new account with a unique address on ``srv`` and its client: tests sharing one module-scoped server
+    each take their own principals, so none sees another's mail, settings or subscriptions."""
+    address = f"{name}-{uuid.uuid4().hex[:12]}@example.test"
+    password = f"{name}-secret-{uuid.uuid4().hex[:8]}"
+    srv.store.accounts.create(address, *make_credentials(password))
+    return client_for(srv, address, password)
 
 
 @pytest.fixture

@@ -226,9 +226,11 @@ def test_server_shutdown_ends_streams(tmp_path, reader_factory):
 
 def test_event_id_codec():
     states = {"Mailbox": 3, "Email": 10, "Thread": 9, "EmailDelivery": 10, "Identity": 2, "EmailSubmission": 4,
-              "Quota": 1}
+              "Quota": 1, "VacationResponse": 5}
     assert push.decode_event_id(push.encode_event_id(states)) == states
-    for bad in [None, "", "1.2.3", "a.b.c.d.e.f.g", "1.2.3.4", "1.2.3.4.5", "1.2.3.4.5.6.7.8", "-1.2.3.4.5.6.7"]:
+    # an id of the server before VacationResponse was pushed: that type's state reads as 0 (over-reports once)
+    assert push.decode_event_id("3.10.9.10.2.4.1") == {**states, "VacationResponse": 0}
+    for bad in [None, "", "1.2.3", "a.b.c.d.e.f.g", "1.2.3.4", "1.2.3.4.5", "1.2.3.4.5.6.7.8.9", "-1.2.3.4.5.6.7"]:
         assert push.decode_event_id(bad) is None
 
 

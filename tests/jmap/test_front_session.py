@@ -46,7 +46,8 @@ def test_session_shape_and_templates(alice):  # noqa: F811
     assert mail["maxSizeMailboxName"] == 255 and mail["mayCreateTopLevelMailbox"] is True
     assert "receivedAt" in mail["emailQuerySortOptions"]
     assert s["primaryAccounts"] == {MAIL: alice.account_id, "urn:ietf:params:jmap:submission": alice.account_id,
-                                    "urn:ietf:params:jmap:quota": alice.account_id}
+                                    "urn:ietf:params:jmap:quota": alice.account_id,
+                                    "urn:ietf:params:jmap:vacationresponse": alice.account_id}
     assert s["username"] == alice.address
     base = alice.server.config.public_url
     assert s["apiUrl"] == base + "/jmap/api"

@@ -1,7 +1,9 @@
 """PushSubscription (RFC 8620 §7.2) end to end, on SQLite and PostgreSQL: a local HTTP receiver gets the
 PushVerification, the client proves it, then changes arrive as StateChange POSTs (plain, and RFC 8291
 encrypted, decrypted here with the keys the test made); subscriptions are per account, survive in the store,
-and a 410 from the push service removes one."""
+and a 410 from the push service removes one.
+
+One server per backend for the module; each test's principals are accounts of its own."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from janusmail.jmap.webpush import BadPushUrl, check_url
-from tests.jmap.test_front_harness import CORE, Jmap, client_for, start_server
+from tests.jmap.test_front_harness import CORE, Jmap, fresh_client, start_shared
 from tests.mailgen import simple
 from tests.procmem import wait_for
+from tests.serverutil import ServerThread
 
 WAIT = 30.0  # generous: a busy machine is slow, not broken
 
@@ -61,23 +64,21 @@ class Receiver:
         self.httpd.server_close()
 
 
-@pytest.fixture
-def server(tmp_path, db_url):  # noqa: ANN001, ANN201
-    srv = start_server(tmp_path, db_url)
-    yield srv
-    srv.stop()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    yield from start_shared(tmp_path_factory, module_db_url)
 
 
 @pytest.fixture
-def alice(server) -> Iterator[Jmap]:  # noqa: ANN001
-    j = client_for(server, "alice@example.test")
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    j = fresh_client(server, "alice")
     yield j
     j.http.close()
 
 
 @pytest.fixture
-def bob(server) -> Iterator[Jmap]:  # noqa: ANN001
-    j = client_for(server, "bob@example.test")
+def bob(server: ServerThread) -> Iterator[Jmap]:
+    j = fresh_client(server, "bob")
     yield j
     j.http.close()
 

@@ -4,29 +4,29 @@ GETQUOTA reports), and the ``overQuota`` SetError of Email/import and Email/set 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.jmap.test_front_harness import CORE, MAIL, Jmap, client_for, start_server
+from tests.jmap.test_front_harness import CORE, MAIL, Jmap, principal, start_shared
 from tests.mailgen import simple
+from tests.serverutil import ServerThread
 
 QUOTA = "urn:ietf:params:jmap:quota"
 USING = [CORE, MAIL, QUOTA]
 
 
-@pytest.fixture
-def server(tmp_path, db_url):  # noqa: ANN001, ANN201
-    srv = start_server(tmp_path, db_url)
-    yield srv
-    srv.stop()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> Iterator[ServerThread]:
+    """One server per backend for the module; each test's Alice is an account of its own (limits are per
+    account)."""
+    yield from start_shared(tmp_path_factory, module_db_url)
 
 
 @pytest.fixture
-def alice(server) -> Jmap:  # noqa: ANN001
-    j = client_for(server, "alice@example.test")
-    yield j
-    j.http.close()
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "alice")
 
 
 def call(j: Jmap, method: str, args: dict[str, Any] | None = None) -> dict[str, Any]:

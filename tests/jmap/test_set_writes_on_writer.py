@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator
 
 import pytest
 
 from janusmail.store import visible_emails
-from tests.jmap.test_front_harness import alice, server  # noqa: F401 - fixtures
+from tests.jmap.test_front_harness import Jmap, principal, start_shared
 from tests.mailgen import simple
+from tests.serverutil import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    """One server for the module; each test's principals are accounts of its own."""
+    yield from start_shared(tmp_path_factory)
+
+
+@pytest.fixture
+def alice(server: ServerThread) -> Iterator[Jmap]:
+    yield from principal(server, "alice")
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from janusmail.store import schema
 from janusmail.store.emails import EmailUpdate
 from janusmail.store.model import IngestItem
 from janusmail.store.search import ast as q
+from janusmail.store.store import Store
 from tests.mailgen import simple
 
 #: Tables whose full scan grows with the store: every real table of the schema, and SQLite's ``email_text``
@@ -195,15 +197,22 @@ def _fill(store: Any, account_id: str, box_ids: list[str]) -> None:
             conn.execute(sa.insert(table), rows)
 
 
+def fill_others(store: Any) -> None:
+    """Another account with mail of its own: a query that reads it is reading beyond its account."""
+    other = store.accounts.create("other@example.test", "x")
+    other_box = store.mailboxes.create(other.id, "Lists")
+    store.emails.ingest_many(other.id, [IngestItem(simple(1000 + i), (other_box.id,)) for i in range(20)])
+    _fill(store, other.id, [store.mailboxes.create(other.id, f"Bulk {i}").id for i in range(FILL_BOXES)])
+
+
 class Seeded:
+    """The account a test works on, made for that test in the module's filled store (so tests stay
+    independent of each other), with fresh planner statistics."""
+
     def __init__(self, store: Any) -> None:
         self.store = store
-        # Another account with mail of its own: a query that reads it is reading beyond its account.
-        other = store.accounts.create("other@example.test", "x")
-        other_box = store.mailboxes.create(other.id, "Lists")
-        store.emails.ingest_many(other.id, [IngestItem(simple(1000 + i), (other_box.id,)) for i in range(20)])
-        _fill(store, other.id, [store.mailboxes.create(other.id, f"Bulk {i}").id for i in range(FILL_BOXES)])
-        acct = store.accounts.create("alice@example.test", "x")
+        self.address = f"alice-{uuid.uuid4().hex[:12]}@example.test"
+        acct = store.accounts.create(self.address, "x")
         self.account_id = acct.id
         self.box = store.mailboxes.create(acct.id, "Work").id
         self.other_box = store.mailboxes.create(acct.id, "Later").id
@@ -220,14 +229,30 @@ class Seeded:
         store.refresh_statistics()
 
 
-@pytest.fixture
-def seeded(store: Any) -> Seeded:
-    return Seeded(store)
+@pytest.fixture(scope="module")
+def filled_store(module_db_url: str | None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The store with everyone else's mail, filled once per backend for the module (thousands of rows)."""
+    store = Store.open(tmp_path_factory.mktemp("plans") / "data", module_db_url)
+    try:
+        fill_others(store)
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def module_capture(filled_store: Any) -> Capture:
+    return Capture(filled_store)
 
 
 @pytest.fixture
-def capture(seeded: Seeded) -> Capture:
-    return Capture(seeded.store)
+def seeded(filled_store: Any) -> Seeded:
+    return Seeded(filled_store)
+
+
+@pytest.fixture
+def capture(seeded: Seeded, module_capture: Capture) -> Capture:
+    return module_capture
 
 
 def assert_bounded(capture: Capture, operation: Callable[[], Any]) -> Any:
@@ -256,7 +281,7 @@ def test_status_and_list_status_counts(seeded: Seeded, capture: Capture) -> None
 
 def test_login_and_list(seeded: Seeded, capture: Capture) -> None:
     s, a = seeded.store, seeded.account_id
-    login = assert_bounded(capture, lambda: s.credentials.login_account(address="alice@example.test"))
+    login = assert_bounded(capture, lambda: s.credentials.login_account(address=seeded.address))
     assert login is not None
     assert_bounded(capture, lambda: (s.credentials.epochs(a), s.credentials.sequence()))
     boxes, _ = assert_bounded(capture, lambda: (s.mailboxes.list(a), s.subscriptions.names(a)))
@@ -386,3 +411,17 @@ def test_every_foreign_key_is_indexed(store: Any) -> None:
             if tuple(fk["constrained_columns"][:1]) not in leading:
                 missing.append(f"{table}.{fk['constrained_columns']} -> {fk['referred_table']}")
     assert not missing, missing
+
+
+def test_select_snapshot_brought_forward(seeded: Seeded, capture: Capture) -> None:
+    """SELECT's remembered snapshot (janusmail.store.mailbox_snapshots) brought forward after an arrival, and
+    after a flag change and an expunge: the reads are bounded by what changed, or by the mailbox."""
+    s, a = seeded.store, seeded.account_id
+    assert s.messages.mailbox_snapshot(a, seeded.box) is not None
+    s.emails.ingest(a, simple(900), (seeded.box,), ("Todo",))
+    snap = assert_bounded(capture, lambda: s.messages.mailbox_snapshot(a, seeded.box, first_unseen=True))
+    assert snap is not None and "Todo" in snap.keywords and len(snap.uids) == 31
+    s.memberships.store_flags(a, seeded.box, [(1, 1)], "add", [], True)
+    s.memberships.expunge(a, seeded.box)
+    snap = assert_bounded(capture, lambda: s.messages.mailbox_snapshot(a, seeded.box, first_unseen=True))
+    assert snap is not None and 1 not in snap.uids and len(snap.uids) == 30

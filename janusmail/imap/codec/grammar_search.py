@@ -216,8 +216,8 @@ def _return_opts(cur: Cursor) -> tuple[tuple[str, ...], tuple[int, int] | None]:
     paging = [o for o in opts if o in ("PARTIAL", "ALL")]
     if len(paging) > 1:  # RFC 9394 §3.1: at most one PARTIAL or ALL in a command
         raise cur.fail("At most one PARTIAL or ALL return option")
-    if "UPDATE" in opts and "PARTIAL" in opts:  # a window of a result that keeps moving has no stable meaning
-        raise cur.fail("UPDATE cannot be combined with PARTIAL")
+    # UPDATE with PARTIAL is allowed (RFC 9394 §3.1, RFC 5267 §4.4): the window is answered once, and the updates
+    # then cover every match, not the window.
     return (tuple(opts) or ("ALL",)), (partial[-1] if partial else None)
 
 

@@ -49,7 +49,7 @@ class BadUrl(ValueError):
 @dataclass(frozen=True, slots=True)
 class MessageUrl:
     """A parsed message URL: ``user`` None when not given; ``section`` None for the whole message;
-    ``partial`` ``(offset, length or None)``."""
+    ``partial`` ``(offset, length or None)``; ``host`` (lower case, IPv6 in brackets) and ``port`` as written."""
 
     mailbox: str
     uid: int
@@ -58,6 +58,7 @@ class MessageUrl:
     partial: tuple[int, int | None] | None = None
     user: str | None = None
     host: str | None = None
+    port: int | None = None
 
 
 def _decode(text: str, what: str) -> str:
@@ -83,6 +84,7 @@ def parse_message_url(url: str) -> MessageUrl:
     if len(url) > MAX_URL or not _ENCODED_OK.match(url):
         raise BadUrl("not a URL")
     user = host = None
+    port: int | None = None
     path = url
     if url[:7].lower() == "imap://":
         m = _SERVER_RE.match(url)
@@ -90,6 +92,7 @@ def parse_message_url(url: str) -> MessageUrl:
             raise BadUrl("invalid server part")
         user = _decode(m.group("user"), "user") if m.group("user") else None
         host = m.group("host").lower()
+        port = int(m.group("port")) if m.group("port") else None
         path = url[m.end():]
     m = _PATH_RE.match(path)
     if m is None:
@@ -105,4 +108,4 @@ def parse_message_url(url: str) -> MessageUrl:
     uid = int(m.group("uid"))
     if uid > 0xFFFFFFFF or (uidvalidity is not None and uidvalidity > 0xFFFFFFFF):
         raise BadUrl("number out of range")
-    return MessageUrl(mailbox, uid, uidvalidity, section, partial, user, host)
+    return MessageUrl(mailbox, uid, uidvalidity, section, partial, user, host, port)

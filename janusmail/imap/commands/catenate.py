@@ -5,7 +5,9 @@ Used by the APPEND handler (:mod:`.append`, also for MULTIAPPEND): :func:`build`
 of the command into the bytes the store ingests, and the handler ingests them with the other messages in its
 one transaction. What it promises:
 
-* URLs name messages of THIS account only: a URL naming another user (``imap://bob@...``), a mailbox that
+* URLs name messages of THIS server and account only: a URL naming another server (a host that is neither the
+  configured ``hostname``, nor the address the client connected to, nor ``localhost`` on a loopback connection;
+  or another port than the one connected to), another user (``imap://bob@...``), a mailbox that
   does not exist, a wrong UIDVALIDITY, an expunged UID, a section the message does not have, or anything
   that is not the URL of one message is ``NO [BADURL url]`` and nothing is stored. Every URL of the command
   is resolved in one store hop (the mailbox tree, then one row read per URL).
@@ -23,6 +25,7 @@ one transaction. What it promises:
 
 from __future__ import annotations
 
+import ipaddress
 import mmap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -161,10 +164,56 @@ def _one(store: Any, tree: Any, url: str, parsed: MessageUrl, limit: int, budget
     return data
 
 
-def resolve_urls(store: Any, account_id: str, address: str | None, urls: list[str], limit: int
-                 ) -> list[bytes | _Stream | _Bad | _TooBig]:
+@dataclass(frozen=True, slots=True)
+class ThisServer:
+    """How a URL's server part may name the server the session talks to (RFC 4469: a URL naming another
+    server is ``BADURL``; RFC 5092 §3: host, optional port)."""
+
+    hosts: frozenset[str]
+    port: int | None
+
+    @classmethod
+    def of(cls, s: ImapSession) -> ThisServer:
+        hosts = {s.rt.config.hostname.lower()}
+        port = None
+        if s.local is not None:
+            addr, port = s.local
+            hosts.add(_host_key(addr))
+            if _is_loopback(addr):
+                hosts.add("localhost")
+        return cls(frozenset(hosts), port)
+
+    def names(self, parsed: MessageUrl) -> bool:
+        if parsed.host is None:
+            return True  # a relative URL ("/mailbox/;UID=n") is this server's by definition
+        if _host_key(parsed.host) not in self.hosts:
+            return False
+        return parsed.port is None or self.port is None or parsed.port == self.port
+
+
+def _host_key(host: str) -> str:
+    """A host name or address in one spelling (``[::1]`` and ``::1``, ``127.0.0.1``), lower case."""
+    bare = host.strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(bare.split("%", 1)[0]))
+    except ValueError:
+        return bare
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def resolve_urls(store: Any, account_id: str, address: str | None, urls: list[str], limit: int,
+                 server: ThisServer | None = None) -> list[bytes | _Stream | _Bad | _TooBig]:
     """On a store thread: the bytes each URL names, or where they are when big (:class:`_Stream`), in order
-    (or why not). ``address``: the session's login, which a URL's user part must name (same account)."""
+    (or why not). ``address``: the session's login, which a URL's user part must name (same account);
+    ``server``: what a URL's host part may name (None: not checked)."""
     tree = read_tree(store, account_id)
     budget = [INLINE_TOTAL]
     out: list[bytes | _Stream | _Bad | _TooBig] = []
@@ -175,6 +224,9 @@ def resolve_urls(store: Any, account_id: str, address: str | None, urls: list[st
             out.append(_Bad(url))
             continue
         if parsed.user is not None and (address is None or parsed.user.lower() != address.lower()):
+            out.append(_Bad(url))
+            continue
+        if server is not None and not server.names(parsed):
             out.append(_Bad(url))
             continue
         out.append(_one(store, tree, url, parsed, limit, budget))
@@ -232,7 +284,8 @@ async def build(s: ImapSession, messages: tuple[AppendMessage, ...], limit: int)
     """Build every CATENATE message of an APPEND (raises :class:`Refused`); the caller closes the result."""
     urls = [p.url for m in messages for p in m.catenate if p.kind == "URL"]
     address = s.auth_result.address if s.auth_result is not None else None
-    resolved = iter(await s.store.call(resolve_urls, s.rt.store, s.account_id, address, urls, limit) if urls else ())
+    resolved = iter(await s.store.call(resolve_urls, s.rt.store, s.account_id, address, urls, limit,
+                                       ThisServer.of(s)) if urls else ())
     built = Built()
     try:
         for index, msg in enumerate(messages):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import FetchArgs, responses
 from janusmail.imap.commands import Result, handler
@@ -106,19 +106,6 @@ def _covered(uids: Sequence[int], ranges: list[tuple[int, int]]) -> int:
     return sum(bisect_right(uids, hi) - bisect_left(uids, lo) for lo, hi in ranges)
 
 
-def _rows(store: Any, mailbox_id: str, ranges: list[tuple[int, int]], **kw: Any) -> tuple[FetchRows, dict[int, int]]:
-    """On a store thread: the rows (``store.messages.fetch_rows``)."""
-    return store.messages.fetch_rows(mailbox_id, ranges, **kw), {}
-
-
-def _rows_and_save_dates(store: Any, mailbox_id: str, ranges: list[tuple[int, int]], **kw: Any
-                         ) -> tuple[FetchRows, dict[int, int]]:
-    """On a store thread, in the same hop: the rows and, for SAVEDATE (RFC 8514), the save dates of those
-    memberships (immutable once written, so a second read cannot disagree with the first)."""
-    data = store.messages.fetch_rows(mailbox_id, ranges, **kw)
-    return data, store.save_dates.of(mailbox_id, uid_ranges(r[UID] for r in data.rows))
-
-
 def partial_window(uids: Sequence[int], ranges: list[tuple[int, int]],
                    partial: tuple[int, int]) -> list[tuple[int, int]]:
     """RFC 9394 §3.2 ``(PARTIAL first:last)``: of the session's messages in ``ranges``, only those at these
@@ -159,10 +146,10 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     plan = FetchPlan.build(args.items, uid=cmd.uid, modseq=args.changedsince is not None)
     # metadata-only FETCHes of many messages may come from the store's row cache: it decides, given how many
     # of the session's messages the ranges cover and how big the mailbox is
-    read = _rows_and_save_dates if plan.saved else _rows
-    data, saved = await s.store.call(read, s.rt.store, sel.mailbox_id, ranges, **plan.wants(),
-                                     changedsince=args.changedsince, below_uid=sel.uidnext,
-                                     covered=_covered(sel.uids, ranges), size_hint=len(sel.uids))
+    # (SAVEDATE, RFC 8514: the save dates come with the rows, in the same read)
+    data: FetchRows = await s.store.call(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
+                                         changedsince=args.changedsince, below_uid=sel.uidnext,
+                                         covered=_covered(sel.uids, ranges), size_hint=len(sel.uids))
     rows, seqs = number_rows(data.rows, sel.uids)
     if args.partial is not None and args.changedsince is not None:  # the window applies to the changed ones
         _, keep = partial_results(list(range(len(rows))), *args.partial)
@@ -175,7 +162,7 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     ctx = RenderContext(
         plan, s.utf8, data.keywords, data.locations,
         is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent,
-        changed=changed, condstore=s.condstore, store=s.store, saved=saved,
+        changed=changed, condstore=s.condstore, store=s.store, saved=data.saved,
     )
     # rendered structures (ENVELOPE, BODYSTRUCTURE) are pinned per batch before it renders (fill_structs)
     render = fill_and_render if plan.structs else render_batch

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
+from janusmail.imap.store_access import one_read
 from janusmail.store import mailboxes as store_mailboxes
 from janusmail.store.model import AlreadyExists, Mailbox
 
@@ -106,6 +107,7 @@ class MailboxTree:
         return out
 
 
+@one_read
 def read_tree(store: Any, account_id: str) -> MailboxTree:
     """Synchronous (on a store thread): the account's tree. Handlers that need the tree and then a read of
     one of its mailboxes call a function of their own that does both, so the command costs one thread hop."""

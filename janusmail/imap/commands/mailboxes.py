@@ -33,6 +33,7 @@ from janusmail.imap.codec import (
     responses,
     serializer,
 )
+from janusmail.imap.store_access import one_read
 from janusmail.store.mailboxes import check_name
 from janusmail.store.model import AlreadyExists, InvalidName, Mailbox, MailboxCounts, RoleTaken
 
@@ -262,23 +263,33 @@ def _ancestors(name: str) -> list[str]:
     return [DELIM.join(parts[:i]) for i in range(1, len(parts))]
 
 
-Counts = tuple[dict[str, MailboxCounts], dict[str, int]]
+#: (counters, RECENT counts, DELETED-STORAGE octets), by mailbox id
+Counts = tuple[dict[str, MailboxCounts], dict[str, int], dict[str, int]]
 
 
-def _read_counts(store: Any, account_id: str, ids: list[str], items: tuple[str, ...], rev2: bool) -> Counts:
-    """Synchronous (on a store thread): the STATUS numbers ``items`` need for mailboxes ``ids`` (the counters
-    of the mailbox rows; RECENT, IMAP4rev1 only, is counted)."""
+def _read_counts(store: Any, account_id: str, boxes: list[Mailbox], items: tuple[str, ...], rev2: bool) -> Counts:
+    """Synchronous (on a store thread): the STATUS numbers ``items`` need for mailboxes ``boxes`` (the counters
+    of the mailbox rows, read with the tree: no query; RECENT, IMAP4rev1 only, and DELETED-STORAGE are
+    counted)."""
+    ids = [b.id for b in boxes]
     counts: dict[str, MailboxCounts] = {}
     recent: dict[str, int] = {}
+    deleted_storage: dict[str, int] = {}
     if ids and COUNT_ITEMS & set(items):
-        counts = store.mailboxes.counts(account_id, ids)
+        counts = {b.id: b.counts for b in boxes if b.counts is not None}
+        if len(counts) < len(ids):
+            counts = store.mailboxes.counts(account_id, ids)
     if ids and "RECENT" in items and not rev2:
         recent = store.messages.recent_counts(ids)
-    return counts, recent
+    if ids and "DELETED-STORAGE" in items:
+        deleted_storage = store.mailboxes.deleted_storage(account_id, ids)
+    return counts, recent, deleted_storage
 
 
 def status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...], counts: MailboxCounts | None,
-                 recent: int) -> list[tuple[str, int | str]]:
+                 recent: int, deleted_storage: int = 0) -> list[tuple[str, int | str]]:
+    """The STATUS data items asked for. DELETED-STORAGE (RFC 9208) is in the STORAGE resource's unit, 1024
+    octets, rounded up like GETQUOTA's usage (``quota.resources``)."""
     c = counts or MailboxCounts()
     out: list[tuple[str, int | str]] = []
     for item in items:
@@ -302,6 +313,8 @@ def status_items(s: ImapSession, box: Mailbox, items: tuple[str, ...], counts: M
             out.append((item, box.highest_modseq))
         elif item == "APPENDLIMIT":
             out.append((item, int(s.config.max_append_size)))
+        elif item == "DELETED-STORAGE":
+            out.append((item, -(-deleted_storage // 1024)))
     return out
 
 
@@ -340,13 +353,13 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
         the numbers of the mailboxes the patterns match (a superset of those listed)."""
         tree = read_tree(store, account_id)
         orphans = store.subscriptions.names(account_id) if (want_subscribed or show_subscribed) else set()
-        counts: Counts = ({}, {})
+        counts: Counts = ({}, {}, {})
         if status is not None:
-            ids = [b.id for b in tree.boxes if matches(tree.name_of(b))]
-            counts = _read_counts(store, account_id, ids, status, s.rev2)
+            counts = _read_counts(store, account_id, [b for b in tree.boxes if matches(tree.name_of(b))], status,
+                                  s.rev2)
         return tree, orphans, counts
 
-    tree, orphans, (counts, recent) = await s.store.call(read, s.rt.store, s.account_id)
+    tree, orphans, (counts, recent, deleted_storage) = await s.store.call(read, s.rt.store, s.account_id)
     subscribed_names = {tree.name_of(b) for b in tree.boxes if b.subscribed} | orphans
 
     def selected_by_criteria(name: str, box: Mailbox | None) -> bool:
@@ -401,7 +414,8 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
     for name, box, attrs, extended in out:
         s.write(responses.list_response(attrs, DELIM, name, s.utf8, extended))
         if status is not None and box is not None:
-            items = status_items(s, box, status, counts.get(box.id), recent.get(box.id, 0))
+            items = status_items(s, box, status, counts.get(box.id), recent.get(box.id, 0),
+                                 deleted_storage.get(box.id, 0))
             s.write(responses.status_response(name, items, s.utf8))
     return Result.ok("LIST completed")
 
@@ -459,12 +473,14 @@ async def status(s: ImapSession, cmd: Command) -> Result:
     found = await s.store.call(_read_status, s.rt.store, s.account_id, name, args.items, s.rev2)
     if found is None:
         return Result.no("No such mailbox", "NONEXISTENT")
-    shown, box, (counts, recent) = found
-    items = status_items(s, box, args.items, counts.get(box.id), recent.get(box.id, 0))
+    shown, box, (counts, recent, deleted_storage) = found
+    items = status_items(s, box, args.items, counts.get(box.id), recent.get(box.id, 0),
+                         deleted_storage.get(box.id, 0))
     s.write(responses.status_response(shown, items, s.utf8))
     return Result.ok("STATUS completed")
 
 
+@one_read
 def _read_status(store: Any, account_id: str, name: str, items: tuple[str, ...], rev2: bool
                  ) -> tuple[str, Mailbox, Counts] | None:
     """Synchronous (on a store thread): the mailbox called ``name`` and its numbers, in one thread hop (with
@@ -473,4 +489,4 @@ def _read_status(store: Any, account_id: str, name: str, items: tuple[str, ...],
     box = tree.find(name)
     if box is None:
         return None
-    return tree.name_of(box), box, _read_counts(store, account_id, [box.id], items, rev2)
+    return tree.name_of(box), box, _read_counts(store, account_id, [box], items, rev2)

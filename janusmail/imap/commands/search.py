@@ -243,7 +243,8 @@ def _keep_updating(s: ImapSession, cmd: Command, cond: q.Condition, uids: list[i
     sel = s.selected
     assert sel is not None
     if len(sel.update_contexts) >= search_updates.MAX_CONTEXTS:
-        return Result.ok("SEARCH completed (no updates: too many contexts)", "NOUPDATE " + quoted(cmd.tag).decode())
+        search_updates.refuse_updates(s, cmd.tag)
+        return Result.ok("SEARCH completed, no updates will follow")
     sel.update_contexts[cmd.tag] = search_updates.UpdateContext(cmd.tag, cmd.uid, cond, set(uids))
     return Result.ok("SEARCH completed")
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from janusmail.imap.codec import Command, NumberSet, SelectArgs, responses, serializer
 from janusmail.imap.selected import SelectedMailbox, flag_rows
+from janusmail.imap.store_access import one_read
 
 from . import handler
 from .base import Result
@@ -82,6 +83,7 @@ async def select(s: ImapSession, cmd: Command) -> Result:
     return Result.ok(f"{cmd.name} completed", "READ-ONLY" if readonly else "READ-WRITE")
 
 
+@one_read
 def _read_selection(store: Any, account_id: str, name: str, *, claim_recent: bool, first_unseen: bool
                     ) -> tuple[MailboxTree, Mailbox | None, MailboxSnapshot | None]:
     """Synchronous (on a store thread): the tree, the mailbox called ``name`` and its snapshot (with IMAP4rev1's

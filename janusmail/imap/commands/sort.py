@@ -9,14 +9,17 @@ maps the UIDs through the snapshot, keeping the order, and shapes the answer.
 ``RETURN (PARTIAL a:b)`` is a slice of that order. Unlike SEARCH's (``mailbox_search_page``), a sort window cannot
 stop early (the last match can sort first), but a big mailbox's order is kept by the store per membership state,
 so paging through it costs a filter and a slice per page, not a sort.
+
+``RETURN (UPDATE)`` (CONTEXT=SORT, RFC 5267 §4) leaves a context like SEARCH's (:mod:`janusmail.imap.search_updates`):
+the sorted result is kept, and later changes are sent as positional ADDTO / REMOVEFROM.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from janusmail.imap import search_updates
 from janusmail.imap.codec import NumberSet, SortArgs
-from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.commands.search import (
     charset_refusal,
@@ -58,7 +61,7 @@ def sort_keys(args: SortArgs) -> tuple[SortKey, ...] | None:
     return tuple(out)
 
 
-@handler("SORT", "UID SORT", states=("selected",), capabilities=("SORT", "SORT=DISPLAY", "ESORT"))
+@handler("SORT", "UID SORT", states=("selected",), capabilities=("SORT", "SORT=DISPLAY", "ESORT", "CONTEXT=SORT"))
 async def sort(s: ImapSession, cmd: Command) -> Result:
     args = cmd.args
     assert isinstance(args, SortArgs)
@@ -74,6 +77,8 @@ async def sort(s: ImapSession, cmd: Command) -> Result:
         if saving:
             sel.saved_uids = NumberSet()
         return refusal
+    if opts is not None and "UPDATE" in opts and cmd.tag in sel.update_contexts:
+        return Result.bad(f"Tag {cmd.tag} already names a search context (CANCELUPDATE it first)")
     with_modseq = has_modseq(args.key)
     if with_modseq:
         s.enable_condstore()
@@ -104,6 +109,10 @@ async def sort(s: ImapSession, cmd: Command) -> Result:
         shown = ["ALL"]
     if shown or args.partial is not None:
         s.write(esearch_line(cmd.tag, cmd.uid, shown, nums, modseq, args.partial, ordered=True))
-    if "UPDATE" in opts:  # CONTEXT=SORT is not offered: the result stands, without updates (RFC 5267 §4.2)
-        return Result.ok("SORT completed (no updates)", "NOUPDATE " + quoted(cmd.tag).decode())
+    if "UPDATE" in opts:
+        if len(sel.update_contexts) >= search_updates.MAX_CONTEXTS:
+            search_updates.refuse_updates(s, cmd.tag)
+            return Result.ok("SORT completed, no updates will follow")
+        sel.update_contexts[cmd.tag] = search_updates.UpdateContext(cmd.tag, cmd.uid, cond, set(uids), sort=keys,
+                                                                     order=list(uids))
     return Result.ok("SORT completed")

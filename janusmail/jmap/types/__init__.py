@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-TYPE_MODULES = ("mailbox", "thread", "email", "snippet", "identity", "quota", "push_subscription", "email_submission")
+TYPE_MODULES = ("mailbox", "thread", "email", "snippet", "identity", "quota", "push_subscription", "email_submission",
+                "vacation_response")
 
 
 def register_all(engine: Any) -> list[str]:

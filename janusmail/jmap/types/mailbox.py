@@ -103,8 +103,10 @@ def _read(store: Any, account_id: str, ids: Sequence[str] | None, with_counts: b
         boxes = [b for b in boxes if b.id in wanted]
     counts: dict[str, MailboxCounts] = {}
     if with_counts and boxes:
-        # the counters the store keeps on each mailbox row: one read, whatever the mailbox sizes
-        counts = store.mailboxes.counts(account_id)
+        # the counters the store keeps on each mailbox row, read with the rows (Mailbox.counts): no query
+        counts = {b.id: b.counts for b in boxes if b.counts is not None}
+        if len(counts) < len(boxes):
+            counts = store.mailboxes.counts(account_id)
     return [to_record(b, counts.get(b.id)) for b in boxes]
 
 

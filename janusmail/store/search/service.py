@@ -298,17 +298,21 @@ class SearchService:
     @staticmethod
     def _widen_to_threads(conn: sa.Connection, account_id: str, email_ids: list[str],
                           thread_ids: list[str]) -> list[str]:
-        """The given emails plus every email of their threads and of the given threads."""
+        """The given emails plus every email of their threads and of the given threads.
+
+        By primary key and the thread index, the account checked here, not in SQL: with ``account_id = ?``
+        beside the ``IN`` list SQLite may walk the account's whole index instead (see ``Emails.update_each``)."""
         threads = set(thread_ids)
         for i in range(0, len(email_ids), _CHUNK):
-            threads.update(r[0] for r in conn.execute(sa.select(emails.c.thread_id).where(
-                emails.c.account_id == account_id, emails.c.id.in_(email_ids[i : i + _CHUNK]))))
+            threads.update(r[0] for r in conn.execute(sa.select(emails.c.thread_id, emails.c.account_id).where(
+                emails.c.id.in_(email_ids[i : i + _CHUNK]))) if r[1] == account_id)
         out = dict.fromkeys(email_ids)
         tl = sorted(threads)
         for i in range(0, len(tl), _CHUNK):
-            for r in conn.execute(sa.select(emails.c.id).where(
-                    emails.c.account_id == account_id, emails.c.thread_id.in_(tl[i : i + _CHUNK]))):
-                out.setdefault(r[0])
+            for r in conn.execute(sa.select(emails.c.id, emails.c.account_id).where(
+                    emails.c.thread_id.in_(tl[i : i + _CHUNK]))):
+                if r[1] == account_id:
+                    out.setdefault(r[0])
         return list(out)
 
     def query_changes(self, account_id: str, query: q.EmailQuery, since: int, up_to_id: str | None = None,

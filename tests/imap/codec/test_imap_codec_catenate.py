@@ -43,7 +43,7 @@ def test_url_forms() -> None:
     assert parse_message_url("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER.FIELDS%20(SUBJECT)") == \
         MessageUrl("Drafts", 20, 385759045, Section((), "HEADER.FIELDS", ("SUBJECT",)))
     assert parse_message_url("imap://alice@example.test:143/INBOX/;UID=3/;SECTION=1.MIME/;PARTIAL=0.10") == \
-        MessageUrl("INBOX", 3, None, Section((1,), "MIME"), (0, 10), "alice", "example.test")
+        MessageUrl("INBOX", 3, None, Section((1,), "MIME"), (0, 10), "alice", "example.test", 143)
     assert parse_message_url("imap://a%40b.test;AUTH=*@[::1]/a%C3%A9/b/;UID=3/;partial=7").mailbox == "a\u00e9/b"
 
 

@@ -167,13 +167,20 @@ def test_claim_recent_hands_each_uid_to_one_session(store, account) -> None:  # 
         store.memberships.claim_recent("F-no-such")
 
 
-def test_copy_that_shows_a_hidden_email_again_logs_its_thread(store, account) -> None:  # noqa: ANN001
+def test_copy_keeps_deleted_and_undeleting_the_copy_logs_its_thread(store, account) -> None:  # noqa: ANN001
+    """A copy keeps the source's flags, \\Deleted included (RFC 9051 §6.4.7): a message hidden from JMAP stays
+    hidden after COPY / MOVE; clearing \\Deleted on the copy shows it again and logs its thread."""
     a = account.id
-    inbox, archive = box(store, a), box(store, a, "Archive")
+    inbox, archive, trash = box(store, a), box(store, a, "Archive"), box(store, a, "Trash")
     d = store.emails.ingest(a, simple(1), (inbox.id,))
     store.memberships.store_flags(a, inbox.id, [(1, 1)], "add", [], True)
     assert store.visible_emails.thread_members(a, [d.thread_id]) == {}
     before = store.changes.highest_modseq(a)
-    store.memberships.copy(a, inbox.id, [(1, 1)], archive.id)
+    assert store.memberships.copy(a, inbox.id, [(1, 1)], archive.id) == [(1, 1)]
+    assert store.memberships.copy(a, archive.id, [(1, 1)], trash.id, move=True) == [(1, 1)]
+    assert store.visible_emails.thread_members(a, [d.thread_id]) == {}
+    assert ops(store, a, "Thread", before) == set()
+    assert store.mailboxes.counts(a, [trash.id])[trash.id].deleted == 1
+    store.memberships.store_flags(a, trash.id, [(1, 1)], "remove", [], False)
     assert store.visible_emails.thread_members(a, [d.thread_id]) == {d.thread_id: [d.email_id]}
     assert {t for t, _op in ops(store, a, "Thread", before)} == {d.thread_id}
