@@ -55,6 +55,7 @@ from janusmail.jmap.types.email.set_plan import (
     parse_update,
     plan_create,
     read_blob,
+    read_blobs,
     received_at_value,
     received_from_headers,
     store_error_to_set_error,
@@ -104,8 +105,6 @@ def _set_errors(outcome: SetOutcome) -> dict[str, SetError]:
     return failed
 
 
-def _read_blobs(store: Any, account_id: str, blob_ids: list[str]) -> dict[str, bytes | None]:
-    return {b: read_blob(store, account_id, b) for b in blob_ids}
 
 
 def _source_email(store: Any, account_id: str, email_id: str) -> tuple[bytes, dict[str, Any]] | None:
@@ -174,7 +173,7 @@ class EmailAdapter(TypeAdapter):
             raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
         blob_ids = plan.blob_ids()
         if blob_ids:
-            contents = await run_store(ctx, _read_blobs, store, account_id, blob_ids)
+            contents = await run_store(ctx, read_blobs, store, account_id, blob_ids)
             not_found = [b for b, data in contents.items() if data is None]
             if not_found:
                 raise SetError("blobNotFound", "no such blob", notFound=not_found)
@@ -350,8 +349,9 @@ def _read_imports(
     read here, on a reader thread, and the store gets plain messages (``store.emails.ingest_each``). Without
     a receivedAt, an import is dated by its newest Received header field (RFC 8621 §4.8), else by the store."""
     out: dict[str, IngestItem | SetError] = {}
+    contents = read_blobs(store, account_id, [blob_id for blob_id, *_ in items.values()])
     for cid, (blob_id, boxes, keywords, received) in items.items():
-        raw = read_blob(store, account_id, blob_id)
+        raw = contents[blob_id]
         if raw is None:
             # RFC 8621 §4.8: an unknown blobId is an invalid property of the EmailImport, not blobNotFound.
             out[cid] = SetError("invalidProperties", "no such blob", properties=["blobId"])
