@@ -14,8 +14,12 @@ Builds an N-message Inbox (default 100,000; ``--messages 10000`` for a quick run
   from filter      Email/query {from: address}
   throughput       first screens/s with 4 and 16 concurrent clients
   writes           one Email/set of 100 keyword updates; upload + Email/import of 2,000 messages
+  sending          EmailSubmission/set to a local SMTP sink, msgs/s accepted and delivered (bench/submission.py's
+                   run, on a fresh account and database of its own; ``--submissions 0`` skips it, ``--dkim both``
+                   measures with and without DKIM signing)
 
-Run: .venv/bin/python bench/jmap.py [--messages N] [--runs R] [--postgres] [--no-sqlite]
+Run: .venv/bin/python bench/jmap.py [--messages N] [--runs R] [--postgres] [--no-sqlite] [--submissions N]
+     [--submission-batch B] [--dkim on|off|both]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import submission as submission_bench  # noqa: E402
 from janusmail.auth import make_credentials  # noqa: E402
 from janusmail.store.model import IngestItem  # noqa: E402
 from janusmail.store.store import Store  # noqa: E402
@@ -310,7 +315,7 @@ def measure(base: str, n: int, runs: int) -> None:
           f"   (uploads alone {n_new / uploading:,.0f}/s, Email/import alone {n_new / importing:,.0f}/s)")
 
 
-def bench(tmp: Path, name: str, db: str | None, n: int, runs: int) -> None:
+def bench(tmp: Path, name: str, db: str | None, n: int, runs: int, sending: argparse.Namespace) -> None:
     print(f"{name}:")
     data = tmp / f"{name}-{uuid.uuid4().hex[:6]}"
     build(data, db, n)
@@ -321,6 +326,10 @@ def bench(tmp: Path, name: str, db: str | None, n: int, runs: int) -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+    if sending.submissions:
+        print(f"  sending: EmailSubmission/set to a local SMTP sink, {sending.submission_batch} per request")
+        submission_bench.run_backend(tmp, db is not None, sending.submissions, sending.submission_batch,
+                                     sending.dkim)
 
 
 def main() -> None:
@@ -329,18 +338,21 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--submissions", type=int, default=500, help="messages sent for the sending figure (0: skip)")
+    ap.add_argument("--submission-batch", type=int, default=50)
+    ap.add_argument("--dkim", choices=["on", "off", "both"], default="on", help="sending with DKIM signing")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if not args.no_sqlite:
-            bench(tmp, "sqlite", None, args.messages, args.runs)
+            bench(tmp, "sqlite", None, args.messages, args.runs, args)
         if args.postgres:
             schema = "bench_" + uuid.uuid4().hex[:8]
             admin = sa.create_engine(PG)
             with admin.begin() as conn:
                 conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
             try:
-                bench(tmp, "postgresql", f"{PG}?options=-csearch_path%3D{schema}", args.messages, args.runs)
+                bench(tmp, "postgresql", f"{PG}?options=-csearch_path%3D{schema}", args.messages, args.runs, args)
             finally:
                 with admin.begin() as conn:
                     conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

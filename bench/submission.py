@@ -7,12 +7,18 @@ measures until the sink has received every one: the time covers the JMAP request
 the sender's claims and SMTP transactions, and the recorded delivery statuses' commits. Prints submissions/s
 (accepted by JMAP) and delivered/s (received by the sink).
 
-Run: .venv/bin/python bench/submission.py [--messages N] [--batch B] [--postgres]
+DKIM signing (``[outbound] dkim``, on by default) is part of the sender's work for every message that leaves;
+``--dkim off`` measures without it and ``--dkim both`` runs each backend both ways, to show what it costs.
+
+bench/jmap.py runs this after its own measurements (:func:`run_backend`).
+
+Run: .venv/bin/python bench/submission.py [--messages N] [--batch B] [--postgres] [--dkim on|off|both]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -20,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -58,12 +65,14 @@ class Sink:
         self.controller.start()
 
 
-def run(tmp: Path, name: str, db: str | None, n: int, batch: int) -> None:
+def run(tmp: Path, name: str, db: str | None, n: int, batch: int, *, dkim: bool = True) -> tuple[float, float]:
+    """One measurement on a fresh account (and data directory) in ``db``: (submissions accepted/s, delivered/s)."""
     sink = Sink()
     sink.want = n
     data = tmp / f"{name}-{uuid.uuid4().hex[:6]}"
     data.mkdir(parents=True)
-    (data / "janusmail.toml").write_text(f'[outbound]\nrelay = "smtp://127.0.0.1:{sink.port}"\n')
+    (data / "janusmail.toml").write_text(
+        f'[outbound]\nrelay = "smtp://127.0.0.1:{sink.port}"\ndkim = {"true" if dkim else "false"}\n')
     store = Store.open(data, db)
     store.accounts.create(ADDRESS, *make_credentials(PASSWORD))
     store.close()
@@ -103,12 +112,46 @@ def run(tmp: Path, name: str, db: str | None, n: int, batch: int) -> None:
         if not sink.done.wait(600):
             raise SystemExit(f"the sink received {sink.count} of {n}")
         delivered = time.perf_counter() - start
-        print(f"{name}: {n} messages, batch {batch}: submissions accepted {n / accepted:,.0f}/s, "
-              f"delivered to the sink {n / delivered:,.0f}/s ({delivered:.1f} s)")
+        print(f"  {name}, DKIM {'on' if dkim else 'off'}: {n} messages, batch {batch}: submissions accepted "
+              f"{n / accepted:,.0f}/s, delivered to the sink {n / delivered:,.0f}/s ({delivered:.1f} s)")
+        return n / accepted, n / delivered
     finally:
         proc.terminate()
         proc.wait(30)
         sink.controller.stop()
+
+
+@contextlib.contextmanager
+def database(postgres: bool) -> Iterator[str | None]:
+    """None (SQLite in each run's data directory) or the URL of a fresh PostgreSQL schema, dropped after."""
+    if not postgres:
+        yield None
+        return
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    admin = sa.create_engine(PG)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def run_backend(tmp: Path, postgres: bool, n: int, batch: int, dkim: str = "on") -> dict[bool, tuple[float, float]]:
+    """Every run one backend asks for (``dkim``: on, off or both), each on a fresh schema or data directory:
+    {DKIM on?: (accepted/s, delivered/s)}."""
+    name = "postgresql" if postgres else "sqlite"
+    out = {}
+    for signed in {"on": (True,), "off": (False,), "both": (True, False)}[dkim]:
+        with database(postgres) as db:
+            out[signed] = run(tmp, name, db, n, batch, dkim=signed)
+    if len(out) == 2:
+        cost = 1 / out[True][1] - 1 / out[False][1]
+        print(f"  {name}: DKIM costs {cost * 1000:.1f} ms of sender time per message "
+              f"({out[False][1]:,.0f}/s unsigned -> {out[True][1]:,.0f}/s signed)")
+    return out
 
 
 def main() -> None:
@@ -116,20 +159,13 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=500)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--postgres", action="store_true")
+    ap.add_argument("--dkim", choices=["on", "off", "both"], default="on")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        run(tmp, "sqlite", None, args.messages, args.batch)
+        run_backend(tmp, False, args.messages, args.batch, args.dkim)
         if args.postgres:
-            schema = "bench_" + uuid.uuid4().hex[:8]
-            admin = sa.create_engine(PG)
-            with admin.begin() as conn:
-                conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-            try:
-                run(tmp, "postgresql", f"{PG}?options=-csearch_path%3D{schema}", args.messages, args.batch)
-            finally:
-                with admin.begin() as conn:
-                    conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            run_backend(tmp, True, args.messages, args.batch, args.dkim)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ properties change").
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -74,11 +75,25 @@ class Urls:
 MAX_DELAYED_SEND = 7 * 24 * 3600
 
 
-def submission_account_capability() -> dict[str, Any]:
+def today() -> dt.date:
+    """The UTC date the session's dated values are built for (see :func:`submission_account_capability`)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+def submission_account_capability(day: dt.date | None = None) -> dict[str, Any]:
     """RFC 8621 §1.3.2: EmailSubmission may hold a message up to ``MAX_DELAYED_SEND`` seconds (the
     FUTURERELEASE parameters of mailFrom, RFC 4865; undo-send until then), and that is the one SMTP extension
-    a client can use in the envelope."""
-    return {"maxDelayedSend": MAX_DELAYED_SEND, "submissionExtensions": {"FUTURERELEASE": [str(MAX_DELAYED_SEND)]}}
+    a client can use in the envelope: the sender passes no other parameter on (janusmail/smtp/outbound.py
+    sends plain MAIL/RCPT), so the JMAP door refuses the others.
+
+    Its EHLO arguments (RFC 4865 §3) are the longest interval and the latest date-time a hold may reach. The
+    true latest moves with the clock; the one shown is ``MAX_DELAYED_SEND`` after the start of ``day`` (UTC),
+    never later than what the queue accepts, so the Session (and its state) changes once a day, not on every
+    request."""
+    start = dt.datetime.combine(day or today(), dt.time(), dt.UTC)
+    latest = (start + dt.timedelta(seconds=MAX_DELAYED_SEND)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"maxDelayedSend": MAX_DELAYED_SEND,
+            "submissionExtensions": {"FUTURERELEASE": [str(MAX_DELAYED_SEND), latest]}}
 
 
 def build_session(
@@ -90,9 +105,11 @@ def build_session(
     capabilities: frozenset[str],
     sort_options: list[str],
     session_extra: dict[str, Any] | None = None,
+    day: dt.date | None = None,
 ) -> dict[str, Any]:
     """The Session object for one authenticated principal (its own account only, read-write).
-    ``session_extra``: further session-level capabilities (e.g. RFC 8887 WebSocket's ``{url, supportsPush}``)."""
+    ``session_extra``: further session-level capabilities (e.g. RFC 8887 WebSocket's ``{url, supportsPush}``);
+    ``day``: the UTC date dated values are for (today by default)."""
     mail_account = {
         "maxMailboxesPerEmail": None,
         "maxMailboxDepth": None,
@@ -108,7 +125,7 @@ def build_session(
         account_caps[MAIL] = mail_account
     if SUBMISSION in capabilities:
         session_caps[SUBMISSION] = {}
-        account_caps[SUBMISSION] = submission_account_capability()
+        account_caps[SUBMISSION] = submission_account_capability(day)
     if QUOTA in capabilities:
         session_caps[QUOTA] = {}
         account_caps[QUOTA] = {}
@@ -159,9 +176,10 @@ class SessionDocuments:
     per-request cost for an answer that almost never changes. What a document holds (see
     :func:`build_session`): the server's limits, URLs, capabilities and sort options, and the principal's
     account id and address -- no mailbox, email or credential state. So the key is (account id, address) and
-    the only thing that can change under a key is the capability set: ``capabilities`` (the engine's) is
-    compared on every read, and :meth:`add_session_capability` drops everything. The JMAP app owns one
-    instance (no module-level state); at most ``limit`` documents are kept, least recently used go first.
+    what can change under a key is the capability set and the date: ``capabilities`` (the engine's) and the
+    UTC day (the submission capability's FUTURERELEASE date moves with it) are compared on every read, and
+    :meth:`add_session_capability` drops everything. The JMAP app owns one instance (no module-level state);
+    at most ``limit`` documents are kept, least recently used go first.
     """
 
     def __init__(
@@ -172,6 +190,7 @@ class SessionDocuments:
         capabilities: Callable[[], frozenset[str]],
         sort_options: list[str],
         limit: int = 10_000,
+        clock: Callable[[], dt.date] = today,
     ) -> None:
         self.settings = settings
         self.urls = urls
@@ -181,6 +200,8 @@ class SessionDocuments:
         self._limit = max(1, limit)
         self._docs: OrderedDict[tuple[str, str], SessionDocument] = OrderedDict()
         self._built_for: frozenset[str] = capabilities()
+        self._clock = clock
+        self._day = clock()
         #: Documents built (not served from the cache): tests use it to see the cache work.
         self.builds = 0
 
@@ -196,10 +217,10 @@ class SessionDocuments:
 
     def get(self, account_id: str, address: str) -> SessionDocument:
         """The current document for this principal (built now if the cache has none or it is outdated)."""
-        caps = self._capabilities()
-        if caps != self._built_for:
+        caps, day = self._capabilities(), self._clock()
+        if caps != self._built_for or day != self._day:
             self._docs.clear()
-            self._built_for = caps
+            self._built_for, self._day = caps, day
         key = (account_id, address)
         doc = self._docs.get(key)
         if doc is not None:
@@ -213,6 +234,7 @@ class SessionDocuments:
             capabilities=caps,
             sort_options=self.sort_options,
             session_extra=self._extra,
+            day=day,
         )
         doc = SessionDocument(data, data["state"], orjson.dumps(data))
         self.builds += 1

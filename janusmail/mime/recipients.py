@@ -1,8 +1,9 @@
 """Who a message is from and to, as sending needs it: the header addresses an envelope is derived from.
 
-RFC 8621 §7.5: with no envelope given, MAIL FROM is the sender and RCPT TO every address of To, Cc and Bcc
-(groups flattened, duplicates once). Only the header section is parsed, with the same forgiving address
-parser IMAP ENVELOPE and JMAP use (janusmail.mime.addresses), so the three agree on what an address is.
+RFC 8621 §7.5: with no envelope given, MAIL FROM is the Sender address (else the From address) and RCPT TO
+every address of To, Cc and Bcc (groups flattened, duplicates once). Only the header section is parsed, with
+the same forgiving address parser IMAP ENVELOPE and JMAP use (janusmail.mime.addresses), so the three agree on
+what an address is.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from email.policy import compat32
 
 from .addresses import flatten, parse_address_list
 
-__all__ = ["envelope_addresses", "without_bcc"]
+__all__ = ["derived_mail_from", "envelope_addresses", "without_bcc"]
 
 
 def _emails(values: list[str]) -> list[str]:
@@ -31,6 +32,17 @@ def envelope_addresses(raw: bytes) -> tuple[list[str], list[str]]:
     senders = _emails(headers.get_all("from", []))
     rcpts = _emails([*headers.get_all("to", []), *headers.get_all("cc", []), *headers.get_all("bcc", [])])
     return senders, list(dict.fromkeys(rcpts))
+
+
+def derived_mail_from(raw: bytes) -> tuple[str | None, str]:
+    """RFC 8621 §7.5's MAIL FROM for an envelope the client left out: (address, field it came from). The field is
+    ``sender`` when the message has a Sender field, else ``from``; the address is None unless that field
+    appears once with exactly one address (the RFC: several SHOULD be refused)."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(bytes(raw), headersonly=True)
+    name = "sender" if headers.get_all("sender") else "from"
+    fields = headers.get_all(name, [])
+    found = _emails(fields)
+    return (found[0] if len(fields) == 1 and len(found) == 1 else None), name
 
 
 def without_bcc(raw: bytes) -> bytes:

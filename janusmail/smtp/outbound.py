@@ -1,15 +1,15 @@
 """The sender: works through the outbound queue (``store.submissions``) and delivers each message.
 
 Recipients with an account (or alias) here get the message in their Inbox through the store, as LMTP would
-deliver it. Everyone else goes through the configured smarthost (``[outbound] relay``) with aiosmtplib, or,
-with no relay, straight to the mail servers of each recipient domain (its MX hosts, janusmail/smtp/mx.py): one
-connection per domain, the domains in parallel, each MX host in turn until one answers, STARTTLS whenever
-offered. What leaves is DKIM-signed (janusmail/smtp/dkimsign.py) after the Bcc field is taken out, so the
-signature covers the bytes sent. Per recipient the answer decides: 2xx delivered, 5xx (and a domain that
-does not exist or takes no mail) failed for good, 4xx, no answer or a DNS failure tried again later
-(``retry_base`` seconds, doubling) until ``max_age``. Recipients that failed for good
-are reported to the sender with a delivery status notification (RFC 3464) in the sender's Inbox, whose blob
-id the submission lists in ``dsnBlobIds``.
+deliver it, exactly once: the copy and the submission's note that the recipient has it are one transaction.
+Everyone else goes through the configured smarthost (``[outbound] relay``) with aiosmtplib, or, with no relay,
+straight to the mail servers of each recipient domain (its MX hosts, janusmail/smtp/mx.py): one connection per
+domain, the domains in parallel, each MX host in turn until one answers, STARTTLS whenever offered. What
+leaves is DKIM-signed (janusmail/smtp/dkimsign.py) after the Bcc field is taken out, so the signature covers
+the bytes sent. Per recipient the answer decides: 2xx delivered, 5xx (and a domain that does not exist or
+takes no mail) failed for good, 4xx, no answer or a DNS failure tried again later (``retry_base`` seconds,
+doubling) until ``max_age``. Recipients that failed for good are reported to the sender with a delivery
+status notification (RFC 3464) in the sender's Inbox, whose blob id the submission lists in ``dsnBlobIds``.
 
 When it runs: a new EmailSubmission wakes it at once (the notifier's ``on_commit`` observers, in the process
 that took the submission); otherwise it sleeps until the next attempt is due, at most ``POLL`` seconds, so rows
@@ -36,9 +36,9 @@ import aiosmtplib
 
 from janusmail.mime.recipients import without_bcc
 from janusmail.smtp import dkimsign, mx
-from janusmail.store.model import StoreError
+from janusmail.store.model import IngestItem, StoreError, TooLarge
 from janusmail.store.notifier import ChangeEvent
-from janusmail.store.submissions import KIND, OUTBOX, Submission
+from janusmail.store.submissions import KIND, LOCAL_REPLY, OUTBOX, Submission
 
 from . import vacation
 
@@ -222,7 +222,7 @@ class Outbound:
             if target is None:
                 remote.append(rcpt)
             else:
-                results[rcpt] = await self._deliver_local(*target, sub, raw)
+                results[rcpt] = await self._deliver_local(*target, sub, raw, rcpt)
         if remote:
             # what finished before a deadline or a bug stays recorded: only the others are tried again
             try:
@@ -255,14 +255,23 @@ class Outbound:
         await store.call(store.submissions.record_attempt, sub.account_id, sub.id, results,
                          next_attempt=next_attempt, dsn_blob_ids=dsn_ids)
 
-    async def _deliver_local(self, account_id: str, inbox_id: str, sub: Submission, raw: bytes) -> Result:
+    async def _deliver_local(self, account_id: str, inbox_id: str, sub: Submission, raw: bytes, rcpt: str
+                             ) -> Result:
+        """Into the recipient's Inbox, in one transaction with the submission's note that ``rcpt`` has it
+        (``Submissions.deliver_local``): a retry after a lost record never delivers a second copy."""
+        store = self.store
         message = b"Return-Path: <" + sub.envelope.mail_from.encode() + b">\r\n" + raw
         try:
-            await self.store.deliver(account_id, message, (inbox_id,))
+            prepared = await store.call(store.emails.prepare, IngestItem(message, (inbox_id,)))
+            delivered = await store.call(store.submissions.deliver_local, account_id, prepared, sub.account_id,
+                                         sub.id, rcpt)
+        except TooLarge:  # the same message will never fit: a bounce now, not after max_age of retries
+            return "no", "552 5.3.4 Message too big for the recipient's mailbox"
         except StoreError as exc:  # full disk, quota: try again later (a full mailbox may empty)
             return "queued", f"452 4.2.2 {exc}"
-        await vacation.after_delivery(self.store, account_id, sub.envelope.mail_from, raw)  # best effort
-        return "yes", "250 2.0.0 Delivered"
+        if delivered is not None:  # (None: an earlier attempt delivered it, and answered already)
+            await vacation.after_delivery(store, account_id, sub.envelope.mail_from, raw)  # best effort
+        return "yes", LOCAL_REPLY
 
     async def _signed(self, sub: Submission, raw: bytes) -> bytes:
         """``raw`` DKIM-signed by its From domain, when ``[outbound] dkim`` is on. A message that cannot be

@@ -6,6 +6,8 @@ the row is committed before the answer, and the sender (janusmail/smtp/outbound.
 Sending is at-least-once per recipient: a recipient is marked delivered in the same transaction that records
 the attempt, and an attempt holds a lease (``lease_until``) so two processes or nodes never send one row at
 the same time; a crash between the SMTP 250 and the recording can resend to that recipient once, never lose.
+A recipient here is marked delivered in the very transaction that stores its copy (``deliver_local``), so
+local delivery happens exactly once.
 
 States: ``undo_status`` is ``pending`` until ``send_at`` (a FUTURERELEASE hold, RFC 4865), while the client
 may cancel it; ``final`` once released to the sender; ``canceled``. ``next_attempt`` is when the sender should
@@ -42,6 +44,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "KIND",
+    "LOCAL_REPLY",
     "OUTBOX",
     "CannotUnsend",
     "Envelope",
@@ -78,6 +81,14 @@ email_submissions_table = sa.Table(
     # NULL: the user's EmailSubmission; otherwise what queued this system row ("vacation"), hidden from JMAP
     sa.Column("origin", sa.String(16), nullable=True),
 )
+
+
+#: The reply recorded for a recipient delivered into a mailbox here.
+LOCAL_REPLY = "250 2.0.0 Delivered"
+
+
+class _AlreadyDelivered(Exception):
+    """Undoes a local copy whose recipient the submission row already counts as delivered (deliver_local)."""
 
 
 class CannotUnsend(StoreError):
@@ -266,15 +277,17 @@ class Submissions:
             tx.log(KIND, submission_id, "u")
 
     @writes
-    def destroy(self, account_id: str, submission_id: str) -> None:
-        """Forget a submission (RFC 8621 §7.5: it does not unsend; a held one is canceled with it)."""
+    def destroy(self, account_id: str, submission_id: str) -> str:
+        """Forget a submission (RFC 8621 §7.5: it does not unsend; a held one is canceled with it). Returns the
+        id of its email: the door's onSuccess* arguments act on it after the row is gone."""
         t = email_submissions_table
         with self._store.write(account_id) as tx:
             gone = tx.conn.execute(sa.delete(t).where(t.c.id == submission_id, t.c.account_id == account_id,
-                                                      t.c.origin.is_(None)))
-            if not gone.rowcount:
+                                                      t.c.origin.is_(None)).returning(t.c.email_id)).first()
+            if gone is None:
                 raise NotFound(submission_id)
             tx.log(KIND, submission_id, "d")
+            return str(gone.email_id)
 
     # -- system rows (see the module docstring) ---------------------------------------------------------------
 
@@ -345,6 +358,35 @@ class Submissions:
         with self._store.transaction() as conn:
             conn.execute(sa.update(t).where(t.c.id == submission_id, t.c.account_id == account_id)
                          .values(lease_until=None))
+
+    @writes
+    def deliver_local(self, account_id: str, message: Prepared, submission_account_id: str, submission_id: str,
+                      rcpt: str) -> Delivered | None:
+        """The sender's local delivery of ``rcpt`` (an address of ``account_id``, the receiving account, first so
+        the call runs on that account's writer lane): ``message`` (prepared for its Inbox) is stored, and the
+        submission's ``delivery[rcpt]`` becomes ``yes``, in ONE transaction. So an attempt whose record is lost
+        afterwards (``record_attempt`` refused, the process killed) never delivers to that recipient twice: the
+        next attempt finds it delivered. Returns None, storing nothing, when the row already said so. A row
+        destroyed meanwhile does not stop the delivery (destroying a submission does not unsend it)."""
+        from . import ingest  # not at import time (see create_with_email)
+
+        t = email_submissions_table
+
+        def mark(tx: WriteTx, done: list[Delivered]) -> None:
+            cur = tx.conn.execute(sa.select(t.c.delivery).where(
+                t.c.id == submission_id, t.c.account_id == submission_account_id)).scalar()
+            if cur is None:
+                return
+            delivery = json.loads(cur)
+            if delivery.get(rcpt, {}).get("delivered") == "yes":
+                raise _AlreadyDelivered
+            delivery[rcpt] = {"delivered": "yes", "smtpReply": LOCAL_REPLY}
+            tx.conn.execute(sa.update(t).where(t.c.id == submission_id).values(delivery=json.dumps(delivery)))
+
+        try:
+            return ingest.store_batch(self._store, account_id, [message], then=mark)[0]
+        except _AlreadyDelivered:  # its savepoint rolled back: nothing of this copy was kept
+            return None
 
     @writes
     def record_attempt(self, account_id: str, submission_id: str, results: dict[str, tuple[str, str]], *,

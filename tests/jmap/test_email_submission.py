@@ -1,10 +1,12 @@
 """EmailSubmission (RFC 8621 §7) end to end, on SQLite and PostgreSQL, with real parts: an aiosmtpd sink as the
 smarthost, a second account here as a local recipient, jmap over httpx. Draft -> send -> Sent with
 onSuccessUpdateEmail; per-recipient delivery status; a permanent failure bounced as a DSN into the sender's
-Inbox; undo-send of a held message; the sender checks; a retry that survives a server restart."""
+Inbox; undo-send of a held message; the sender checks; a retry that survives a server restart; the hold limits
+the session advertises; the envelope derived from Sender/From; onSuccess* for destroyed submissions."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import json
 import socket
@@ -405,3 +407,99 @@ def test_a_stalled_relay_is_abandoned_before_the_lease_ends(tmp_path, db_url, mo
         release.set()
         srv.stop()
         controller.stop()
+
+
+def _envelope(j: Jmap, params: dict[str, Any] | None, rcpt_params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"mailFrom": {"email": j.address, "parameters": params},
+            "rcptTo": [{"email": "x@remote.test", "parameters": rcpt_params}]}
+
+
+def test_the_queue_holds_to_the_limits_the_session_shows(lone_alice: Jmap) -> None:
+    """maxDelayedSend and FUTURERELEASE's arguments are what EmailSubmission/set enforces: a hold up to them is
+    accepted (pending), past them refused; and FUTURERELEASE is the only extension the envelope may use
+    (a DSN NOTIFY the sender would drop is refused, not silently ignored)."""
+    alice = lone_alice
+    session = alice.http.get("/jmap/session").json()
+    caps = session["accounts"][alice.account_id]["accountCapabilities"][SUBMISSION]
+    longest = caps["maxDelayedSend"]
+    interval, latest = caps["submissionExtensions"]["FUTURERELEASE"]
+    assert set(caps["submissionExtensions"]) == {"FUTURERELEASE"} and int(interval) == longest
+
+    def outcome(params: dict[str, Any] | None, rcpt_params: dict[str, Any] | None = None) -> dict[str, Any]:
+        out = send(alice, ["x@remote.test"], envelope=_envelope(alice, params, rcpt_params), on_success=False)
+        answer = out[1][1]
+        return answer["created"]["sub"] if answer.get("created") else answer["notCreated"]["sub"]
+
+    made = outcome({"HOLDFOR": str(longest)})
+    assert made.get("undoStatus") == "pending", made
+    made = outcome({"holduntil": latest})  # parameter names are case-insensitive (RFC 5321 §4.1.2)
+    assert (made.get("undoStatus"), made.get("sendAt")) == ("pending", latest), made
+    too_late = dt.datetime.fromisoformat(latest.replace("Z", "+00:00")) + dt.timedelta(days=1, seconds=60)
+    refused = [
+        ({"HOLDFOR": str(longest + 1)}, None, "envelope/mailFrom/parameters"),
+        ({"HOLDUNTIL": too_late.strftime("%Y-%m-%dT%H:%M:%SZ")}, None, "envelope/mailFrom/parameters"),
+        ({"HOLDFOR": "60", "HOLDUNTIL": latest}, None, "envelope/mailFrom/parameters"),
+        ({"RET": "HDRS"}, None, "envelope/mailFrom/parameters"),
+        (None, {"NOTIFY": "NEVER"}, "envelope/rcptTo/0/parameters"),
+    ]
+    for params, rcpt_params, prop in refused:
+        error = outcome(params, rcpt_params)
+        assert (error["type"], error["properties"]) == ("invalidProperties", [prop]), (params, rcpt_params, error)
+    assert len(alice.call("EmailSubmission/query", {"filter": {"undoStatus": "pending"}}, using=USING)["ids"]) == 2
+
+
+def test_derived_mail_from_is_the_sender_address(shared_server: ServerThread, lone_alice: Jmap) -> None:
+    """RFC 8621 §7.5: with no envelope, MAIL FROM is the Sender field's address (else From's); one the account
+    may not send as gives way to the identity's address, and a Sender naming several is refused."""
+    alice = lone_alice
+    desk = f"desk-{alice.account_id.lower()}@example.test"
+    shared_server.store.identities.add_alias(alice.account_id, desk)
+
+    def submit(sender: list[dict[str, str]] | None) -> dict[str, Any]:
+        obj = draft(alice, ["x@remote.test"])
+        if sender is not None:
+            obj["sender"] = sender
+        out = alice.request([
+            ["Email/set", {"accountId": alice.account_id, "create": {"draft": obj}}, "c0"],
+            ["EmailSubmission/set", {"accountId": alice.account_id,
+                                     "create": {"sub": {"identityId": identity_of(alice), "emailId": "#draft"}}},
+             "c1"],
+        ], using=USING)["methodResponses"][1][1]
+        if not out.get("created"):
+            return out["notCreated"]["sub"]
+        return submission(alice, out["created"]["sub"]["id"])["envelope"]["mailFrom"]
+
+    assert submit([{"email": desk}]) == {"email": desk, "parameters": None}
+    assert submit(None) == {"email": alice.address, "parameters": None}
+    assert submit([{"email": "someone@else.test"}]) == {"email": alice.address, "parameters": None}
+    error = submit([{"email": desk}, {"email": alice.address}])
+    assert (error["type"], error["properties"]) == ("invalidEmail", ["sender"]), error
+
+
+def test_on_success_acts_for_submissions_destroyed_in_the_same_call(lone_alice: Jmap) -> None:
+    """onSuccessUpdateEmail / onSuccessDestroyEmail keyed by a submission this /set destroys act on its email
+    (RFC 8621 §7.5: "if the create/update/destroy succeeds"); they were skipped, the row being gone."""
+    alice = lone_alice
+    held = _envelope(alice, {"HOLDFOR": "3600"})
+    made = []
+    for _ in range(2):
+        out = send(alice, ["x@remote.test"], envelope=held, on_success=False)
+        made.append((out[0][1]["created"]["draft"]["id"], out[1][1]["created"]["sub"]["id"]))
+    (email1, sub1), (email2, sub2) = made
+    drafts, sent = alice.role("drafts"), alice.role("sent")
+    out = alice.request([["EmailSubmission/set", {
+        "accountId": alice.account_id, "destroy": [sub1, sub2, "Snosuch"],
+        "onSuccessUpdateEmail": {sub1: {f"mailboxIds/{drafts}": None, f"mailboxIds/{sent}": True,
+                                        "keywords/$draft": None},
+                                 "Snosuch": {"keywords/$seen": None}},
+        "onSuccessDestroyEmail": [sub2],
+    }, "c1"]], using=USING)["methodResponses"]
+    assert [r[0] for r in out] == ["EmailSubmission/set", "Email/set"], out
+    assert sorted(out[0][1]["destroyed"]) == sorted([sub1, sub2])
+    assert out[1][1]["updated"] == {email1: None} and out[1][1]["destroyed"] == [email2], out[1]
+    got = alice.call("Email/get", {"ids": [email1, email2], "properties": ["mailboxIds", "keywords"]})
+    assert got["notFound"] == [email2]
+    assert got["list"][0]["mailboxIds"] == {sent: True} and "$draft" not in got["list"][0]["keywords"]
+    # /queryChanges is one of the type's methods (RFC 8621 §7); this server answers it by asking for a new query
+    out = alice.call("EmailSubmission/queryChanges", {"sinceQueryState": "0"}, using=USING)
+    assert out["error"] == "cannotCalculateChanges", out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -43,8 +45,16 @@ def test_session_advertises_submission_honestly(alice):  # noqa: F811
     session = alice.http.get("/jmap/session").json()
     assert session["capabilities"][SUBMISSION] == {}
     account = session["accounts"][alice.account_id]
-    assert account["accountCapabilities"][SUBMISSION] == {"maxDelayedSend": 604800,
-                                                         "submissionExtensions": {"FUTURERELEASE": ["604800"]}}
+    caps = account["accountCapabilities"][SUBMISSION]
+    # FUTURERELEASE (RFC 4865 §3) with its two EHLO arguments: the longest hold in seconds and the latest
+    # date-time a hold may reach, which is inside what the queue accepts (now + maxDelayedSend) and at most a
+    # day behind it (the session changes daily, not per request). tests/jmap/test_email_submission.py holds
+    # the queue to both numbers.
+    assert set(caps) == {"maxDelayedSend", "submissionExtensions"} and caps["maxDelayedSend"] == 604800
+    [(extension, (interval, latest))] = caps["submissionExtensions"].items()
+    assert extension == "FUTURERELEASE" and interval == "604800"
+    latest_at = dt.datetime.fromisoformat(latest.replace("Z", "+00:00")).timestamp()
+    assert time.time() + 604800 - 86400 - 60 <= latest_at <= time.time() + 604800
     assert session["primaryAccounts"][SUBMISSION] == alice.account_id
     # The methods belong to the capability: without it in `using` they are unknown.
     out = alice.request([["Identity/get", {"accountId": alice.account_id}, "c1"]], using=[CORE, MAIL])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ import pytest
 from janusmail.auth import passwords
 from janusmail.jmap.engine import CORE
 from janusmail.jmap.http import JmapApp
-from janusmail.jmap.session_resource import MAIL, SessionDocuments, Urls, build_session
+from janusmail.jmap.session_resource import (
+    MAIL,
+    MAX_DELAYED_SEND,
+    SUBMISSION,
+    SessionDocuments,
+    Urls,
+    build_session,
+)
 from janusmail.jmap.settings import JmapSettings
 from janusmail.runtime import Runtime
 from tests.imap.e2e_util import ADDRESS, PASSWORD, make_runtime, use_cheap_argon2
@@ -71,6 +79,26 @@ def test_a_capability_change_gives_a_new_state() -> None:
     docs.add_session_capability("urn:x:session", {"on": True})
     extra = docs.get("A1", "a@example.test")
     assert extra.state != after.state and extra.data["capabilities"]["urn:x:session"] == {"on": True}
+
+
+def test_a_new_day_moves_the_latest_hold_and_the_state() -> None:
+    """FUTURERELEASE's second argument (the latest date-time a hold may reach, RFC 4865 §3) is dated: the
+    cached document is rebuilt when the UTC day changes, and only then."""
+    day = [dt.date(2026, 1, 1)]
+    docs = SessionDocuments(
+        settings=JmapSettings(), urls=Urls(URL), capabilities=lambda: frozenset({CORE, MAIL, SUBMISSION}),
+        sort_options=["receivedAt"], clock=lambda: day[0],
+    )  # fmt: skip
+
+    def hold(doc: Any) -> list[str]:
+        return doc.data["accounts"]["A1"]["accountCapabilities"][SUBMISSION]["submissionExtensions"]["FUTURERELEASE"]
+
+    first = docs.get("A1", "a@example.test")
+    assert hold(first) == [str(MAX_DELAYED_SEND), "2026-01-08T00:00:00Z"]
+    assert docs.get("A1", "a@example.test") is first
+    day[0] = dt.date(2026, 1, 2)
+    second = docs.get("A1", "a@example.test")
+    assert hold(second) == [str(MAX_DELAYED_SEND), "2026-01-09T00:00:00Z"] and second.state != first.state
 
 
 def test_the_cache_is_bounded() -> None:

@@ -2,6 +2,7 @@
 EmailSubmission with no smarthost; a small DNS server started here answers MX/A for the test domains, and an
 aiosmtpd sink with STARTTLS on 127.0.0.1 is every "remote MX" (``[outbound] mx_port`` points at it).
 The message the sink receives must verify with dkimpy against the record ``janusmail dkim show`` prints.
+A smarthost over implicit TLS with AUTH and a verified certificate has a test of its own.
 
 One server for the module: each case sends to its own domain. The pure parts (MX ordering, nameserver
 settings, DKIM helpers) are unit-tested at the end."""
@@ -27,6 +28,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from click.testing import CliRunner
 
 from janusmail.cli.main import cli
@@ -36,6 +38,7 @@ from tests.jmap.test_email_submission import send, submission
 from tests.jmap.test_front_harness import Jmap, client_for, start_server
 from tests.procmem import wait_for
 from tests.serverutil import ServerThread, free_port
+from tests.smtp.submission_util import make_certificate
 
 #: name -> {type: [rdata]}; a name listed here exists (an empty type answers NOERROR with no records).
 ZONE: dict[str, dict[str, list[str]]] = {
@@ -271,6 +274,56 @@ def test_the_relay_path_is_signed_too(world: Any, tmp_path: Path) -> None:
         assert tls and dkim.verify(data, dnsfunc=dnsfunc_for(cli_record(srv.config.data_dir, "example.test")))
     finally:
         srv.stop()
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # it is implicit TLS (see below)
+def test_relay_over_implicit_tls_with_auth_and_a_verified_certificate(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``smtps://`` relay with AUTH: the certificate is verified (refused until the test trusts it), the
+    password from ``relay_password_file`` is accepted, and the message arrives over that TLS session."""
+    cert, key = make_certificate(tmp_path / "relay-tls", ["127.0.0.1"])
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    got: list[tuple[str, list[str], bool]] = []
+    logins: list[tuple[str, bool]] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201, N802
+            tls = session.peer is not None and server.transport.get_extra_info("ssl_object") is not None
+            got.append((envelope.mail_from, list(envelope.rcpt_tos), tls and session.authenticated))
+            return "250 2.0.0 Queued"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001, ANN202
+        ok = (auth_data.login, auth_data.password) == (b"relayuser", b"relay secret")
+        logins.append((mechanism, ok))
+        return AuthResult(success=ok)
+
+    port = free_port()
+    # implicit TLS: aiosmtpd counts only STARTTLS as TLS for AUTH, so its own TLS rule is off here
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=context,
+                            authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    controller.start()
+    secret = tmp_path / "relay.secret"
+    secret.write_text("relay secret\n")
+    srv = start_server(tmp_path, None, outbound__relay=f"smtps://127.0.0.1:{port}",
+                       outbound__relay_username="relayuser", outbound__relay_password_file=str(secret),
+                       outbound__retry_base=3600)
+    try:
+        alice = client_for(srv, "alice@example.test")
+        first = send(alice, ["nina@relayed.test"], on_success=False)[1][1]["created"]["sub"]["id"]
+        wait_for(lambda: status_of(alice, first, "nina@relayed.test")["smtpReply"].startswith("451 4.4.1"),
+                 "an untrusted relay certificate refused")
+        assert "CERTIFICATE_VERIFY_FAILED" in status_of(alice, first, "nina@relayed.test")["smtpReply"]
+        assert got == [] and logins == []  # no password was offered to it
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now the relay's certificate is trusted
+        second = send(alice, ["omar@relayed.test"], on_success=False)[1][1]["created"]["sub"]["id"]
+        wait_for(lambda: status_of(alice, second, "omar@relayed.test")["delivered"] == "yes", "relayed over TLS")
+        alice.http.close()
+        assert got == [("alice@example.test", ["omar@relayed.test"], True)]
+        assert [ok for _, ok in logins] == [True]
+    finally:
+        srv.stop()
+        controller.stop()
 
 
 def test_dkim_show_creates_a_key_for_a_new_domain(tmp_path: Path) -> None:

@@ -52,10 +52,13 @@ class Call:
     response_extra: dict[str, Any] = field(default_factory=dict)
     #: Responses to emit after this method's own one, e.g. from ``ctx.invoke("Email/set", ...)``.
     followups: list[Response] = field(default_factory=list)
+    #: What the adapter's hooks of this one call hand each other (e.g. EmailSubmission's ``destroy`` leaves the
+    #: email ids of the records it removed for ``after_set``, which can no longer read them).
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     def for_account(self, account_id: str) -> Call:
         """The same call aimed at another account (``/copy`` reads the source account's state this way)."""
-        return replace(self, account_id=account_id, response_extra={}, followups=[])
+        return replace(self, account_id=account_id, response_extra={}, followups=[], scratch={})
 
 
 @dataclass(frozen=True, slots=True)

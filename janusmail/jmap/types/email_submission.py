@@ -3,13 +3,16 @@
 Why the checks live here and the queue in the store: the store keeps a submission durable the moment /set
 answers ``created`` and the sender (janusmail/smtp/outbound.py) delivers it from there; this module turns the
 client's request into a checked envelope. The envelope is the client's, or derived from the message (RFC 8621
-§7.5: MAIL FROM the identity's address, RCPT TO every To/Cc/Bcc address). The message's From must be the
-identity's address (``forbiddenFrom``), MAIL FROM one of the account's own addresses (``forbiddenMailFrom``).
-A FUTURERELEASE hold (``HOLDFOR``/``HOLDUNTIL`` on mailFrom, RFC 4865) keeps it ``pending`` until its time, and
-an update of ``undoStatus`` to ``canceled`` before then is undo-send.
+§7.5: MAIL FROM the Sender address, else the From address, when the account may use it, else the identity's;
+RCPT TO every To/Cc/Bcc address). The message's From must be the identity's address (``forbiddenFrom``), MAIL
+FROM one of the account's own addresses (``forbiddenMailFrom``). A FUTURERELEASE hold (``HOLDFOR``/``HOLDUNTIL``
+on mailFrom, RFC 4865) keeps it ``pending`` until its time, and an update of ``undoStatus`` to ``canceled``
+before then is undo-send. That is the one SMTP extension the session lists in ``submissionExtensions``, and so
+the only envelope parameters accepted: others (DSN's ``NOTIFY``, ``RET``...) would be ignored by the sender,
+so they are refused rather than silently dropped.
 
 ``onSuccessUpdateEmail`` / ``onSuccessDestroyEmail`` run as an implicit Email/set after the submissions were
-created (the classic Drafts -> Sent move, dropping ``$draft``).
+created, updated or destroyed (the classic Drafts -> Sent move, dropping ``$draft``).
 """
 
 from __future__ import annotations
@@ -38,17 +41,20 @@ from janusmail.jmap.engine import (
 from janusmail.jmap.engine.querytools import window
 from janusmail.jmap.engine.types import JmapTypeError, format_utc_date, parse_utc_date
 from janusmail.jmap.session_resource import MAX_DELAYED_SEND, SUBMISSION
-from janusmail.mime.recipients import envelope_addresses
+from janusmail.mime.recipients import derived_mail_from, envelope_addresses
 from janusmail.store.model import NotFound, StorageUnavailable
 from janusmail.store.submissions import KIND, CannotUnsend, Envelope, Submission, SubmissionQuery
 
 __all__ = ["EmailSubmissionAdapter", "register"]
 
 _OPS = {"c": "created", "u": "updated", "d": "destroyed"}
+_DESTROYED = "destroyedEmailIds"  # call.scratch key: submission id -> its email id, left by destroy
 _ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+@[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+")
 MAX_RECIPIENTS = 100
 _PARAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _HOLDFOR = re.compile(r"[0-9]{1,10}")
+#: MAIL FROM parameters this server acts on: FUTURERELEASE's (RFC 4865), held in its own queue. RCPT TO: none.
+MAIL_PARAMETERS = frozenset({"HOLDFOR", "HOLDUNTIL"})
 
 
 _utc = format_utc_date  # the store keeps epoch seconds; JMAP shows UTCDates
@@ -101,11 +107,20 @@ def _address(value: Any, where: str) -> tuple[str, dict[str, str | None] | None]
     return email.lower(), params
 
 
+def _supported(params: dict[str, str | None] | None, allowed: frozenset[str], where: str) -> None:
+    """Refuse an ESMTP parameter the server would not honour (the session's ``submissionExtensions``)."""
+    for key in params or {}:
+        if key.upper() not in allowed:
+            raise _bad(f"{where}/parameters", f"parameter {key} is not supported (see submissionExtensions)")
+
+
 def _hold_until(params: dict[str, str | None] | None, now: int, max_delay: int) -> int | None:
     """The release time a FUTURERELEASE parameter asks for (RFC 4865), or None; SetError when out of range."""
     if not params:
         return None
     upper = {k.upper(): v for k, v in params.items()}
+    if "HOLDFOR" in upper and "HOLDUNTIL" in upper:
+        raise _bad("envelope/mailFrom/parameters", "HOLDFOR and HOLDUNTIL exclude each other")
     if "HOLDFOR" in upper:
         value = upper["HOLDFOR"] or ""  # ASCII digits only: str.isdigit() takes "²", int() refuses it
         if not _HOLDFOR.fullmatch(value) or int(value) > max_delay:
@@ -224,7 +239,7 @@ class EmailSubmissionAdapter(TypeAdapter):
         senders, derived_rcpts = envelope_addresses(raw)
         if not senders or any(a != identity.email.lower() for a in senders):
             raise SetError("forbiddenFrom", "the message's From is not the identity's address")
-        envelope = self._envelope(obj.get("envelope"), identity.email.lower(), derived_rcpts, own)
+        envelope = self._envelope(obj.get("envelope"), identity.email.lower(), raw, derived_rcpts, own)
         now = int(time.time())
         send_at = _hold_until(envelope.mail_from_parameters, now, MAX_DELAYED_SEND)
         try:
@@ -237,18 +252,26 @@ class EmailSubmissionAdapter(TypeAdapter):
         return {"id": made.id, "threadId": made.thread_id, "sendAt": _utc(made.send_at),
                 "undoStatus": made.undo_status}
 
-    def _envelope(self, value: Any, identity_email: str, derived: list[str], own: list[str]) -> Envelope:
+    def _envelope(self, value: Any, identity_email: str, raw: bytes, derived: list[str], own: list[str]
+                  ) -> Envelope:
+        mine = {a.lower() for a in own}
         if value is None:
             if not derived:
                 raise SetError("noRecipients", "the message names no recipient in To, Cc or Bcc")
             if len(derived) > MAX_RECIPIENTS:  # never send to some of them only (RFC 8621 §7.5)
                 raise SetError("tooManyRecipients", f"at most {MAX_RECIPIENTS} recipients",
                                maxRecipients=MAX_RECIPIENTS)
-            return Envelope(identity_email, tuple(derived))
+            address, header = derived_mail_from(raw)
+            if address is None:
+                raise SetError("invalidEmail", f"the envelope would come from the {header} header field, which "
+                                               "must appear once with one address", properties=[header])
+            # an address the account may not send as (someone else's Sender) gives way to the identity's
+            return Envelope(address if address in mine else identity_email, tuple(derived))
         if type(value) is not dict or set(value) != {"mailFrom", "rcptTo"}:
             raise _bad("envelope", "an Envelope is {mailFrom: Address, rcptTo: Address[]}")
         mail_from, params = _address(value["mailFrom"], "envelope/mailFrom")
-        if mail_from not in {a.lower() for a in own}:
+        _supported(params, MAIL_PARAMETERS, "envelope/mailFrom")
+        if mail_from not in mine:
             raise SetError("forbiddenMailFrom", "MAIL FROM must be one of this account's addresses")
         rcpts_in = value["rcptTo"]
         if type(rcpts_in) is not list:
@@ -256,6 +279,8 @@ class EmailSubmissionAdapter(TypeAdapter):
         if len(rcpts_in) > MAX_RECIPIENTS:
             raise SetError("tooManyRecipients", f"at most {MAX_RECIPIENTS} recipients", maxRecipients=MAX_RECIPIENTS)
         rcpts = [_address(r, f"envelope/rcptTo/{i}") for i, r in enumerate(rcpts_in)]
+        for i, (_, rcpt_params) in enumerate(rcpts):
+            _supported(rcpt_params, frozenset(), f"envelope/rcptTo/{i}")
         if not rcpts:
             raise SetError("noRecipients", "rcptTo is empty")
         bad = [e for e, _ in rcpts if not e]
@@ -281,13 +306,15 @@ class EmailSubmissionAdapter(TypeAdapter):
 
     async def destroy(self, call: Call, id: str) -> None:
         try:
-            await run_store(call.ctx, call.ctx.store.submissions.destroy, call.account_id, id)
+            email_id = await run_store(call.ctx, call.ctx.store.submissions.destroy, call.account_id, id)
         except NotFound:
             raise SetError("notFound") from None
+        call.scratch.setdefault(_DESTROYED, {})[id] = email_id  # for after_set: the row is gone by then
 
     async def after_set(self, call: Call, result: SetResult) -> None:
         """onSuccessUpdateEmail / onSuccessDestroyEmail (RFC 8621 §7.5): an implicit Email/set for the emails
-        of the submissions this call created (keys ``#creationId``) or updated/destroyed (keys: their ids)."""
+        of the submissions this call created (keys ``#creationId``) or updated/destroyed (keys: their ids;
+        the destroyed ones' emails as ``destroy`` found them)."""
         updates, destroys = call.extra.get("onSuccessUpdateEmail"), call.extra.get("onSuccessDestroyEmail")
         if not updates and not destroys:
             return
@@ -302,6 +329,7 @@ class EmailSubmissionAdapter(TypeAdapter):
         for sid in result.updated:
             if sid in by_id:
                 done[sid] = by_id[sid]
+        done.update(call.scratch.get(_DESTROYED, {}))
         email_update = {done[k]: v for k, v in (updates or {}).items() if k in done}
         email_destroy = [done[k] for k in (destroys or []) if k in done]
         if not email_update and not email_destroy:
@@ -316,4 +344,4 @@ class EmailSubmissionAdapter(TypeAdapter):
 
 def register(engine: Engine) -> None:
     register_standard(engine, "EmailSubmission", SUBMISSION, EmailSubmissionAdapter(),
-                      ("get", "changes", "query", "set"))
+                      ("get", "changes", "query", "queryChanges", "set"))

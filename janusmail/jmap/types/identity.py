@@ -6,8 +6,8 @@ account owns, its address or an alias given with ``janusmail alias add``). This 
 (strings, EmailAddress lists, the immutable ``email``, the server-set ``mayDelete``) and maps the store's
 refusals to SetErrors: an address the account does not own is ``forbiddenFrom`` (RFC 8621 §6.3).
 
-The capability is ``urn:ietf:params:jmap:submission``: the Session advertises it with honest account
-capabilities (see ``session_resource.submission_account_capability``), as no message can be sent yet.
+The capability is ``urn:ietf:params:jmap:submission``, shared with EmailSubmission: the Session advertises it
+with the account capabilities the outbound queue really has (``session_resource.submission_account_capability``).
 """
 
 from __future__ import annotations
