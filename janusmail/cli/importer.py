@@ -5,6 +5,11 @@ pass, which is what makes thousands of messages per second possible while every 
 Malformed messages are stored as they are (the MIME layer never refuses one); a message that cannot be read
 at all, or that the store refuses, is counted with its reason, never dropped silently, and the import goes on.
 
+An export of ``janusmail export`` (its ``janusmail-export.json``) is restored whole: every mailbox it lists is
+created, empty ones too, and a mailbox with a special-use role goes into the target's mailbox of that role (or
+gets the role, when no mailbox has it yet); importing it elsewhere than INBOX (``--mailbox``) keeps the tree
+under that mailbox and gives no roles.
+
 Resuming: an import can be killed at any moment and simply run again. Messages whose exact bytes (SHA-256) are
 already live in their target mailbox are skipped, looked up once per batch, so the re-run costs a hash and
 one query per 500 skipped messages, not a parse.
@@ -24,6 +29,7 @@ from janusmail.store.ingest import Prepared
 from janusmail.store.model import IngestItem, StorageUnavailable
 from janusmail.store.store import Store
 
+from .export_format import Manifest
 from .sources import count_messages, iter_source
 
 BATCH = 500
@@ -79,6 +85,31 @@ def target_path(base: list[str], folder: list[str]) -> tuple[str, ...]:
     return tuple(base + folder)
 
 
+def restore_tree(store: Store, account_id: str, manifest: Manifest, base: list[str], cache: dict,
+                 report: ImportReport) -> None:
+    """Create the mailboxes an export lists (parents first), with their subscriptions, and give them roles.
+
+    At the top (``base`` INBOX) a mailbox with a role lands in the target's mailbox of that role whatever its
+    name (an export's "Sent Items" into this account's Sent), so that special-use survives where the names
+    differ; elsewhere roles are not given (they belong to the top of an account)."""
+    at_top = [p.upper() for p in base] == ["INBOX"]
+    holders = {b.role: b for b in store.mailboxes.list(account_id) if b.role} if at_top else {}
+    for entry in sorted(manifest.mailboxes, key=lambda e: len(e.path)):
+        path = target_path(base, entry.path)
+        role = entry.role if at_top else None
+        if role and role in holders:
+            cache[path] = holders[role].id
+            continue
+        created = len(report.mailboxes_created)
+        mailbox_id = resolve_path(store, account_id, path, cache, report)
+        if not entry.subscribed and report.mailboxes_created[created:][-1:] == ["/".join(path)]:
+            store.mailboxes.update(account_id, mailbox_id, subscribed=False)  # made here: as it was exported
+        if role:
+            current = store.mailboxes.get(account_id, mailbox_id)
+            if current is not None and current.role is None:
+                holders[role] = store.mailboxes.update(account_id, mailbox_id, role=role)
+
+
 def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX", *, show_progress: bool = True,
                 batch_size: int = BATCH, allow_duplicates: bool = False,
                 report: ImportReport | None = None) -> ImportReport:
@@ -93,6 +124,9 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
     report = report if report is not None else ImportReport()
     base = [p for p in mailbox.split("/") if p]
     cache: dict[tuple[str, ...], str] = {}
+    manifest = Manifest.read(path)
+    if manifest is not None:
+        restore_tree(store, account_id, manifest, base, cache, report)
     total = count_messages(path)
     start = time.perf_counter()
     batch: list[tuple[str, IngestItem]] = []  # (origin, item)
@@ -142,13 +176,13 @@ def import_path(store: Store, account_id: str, path: Path, mailbox: str = "INBOX
         with Progress(TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("{task.fields[rate]}"), disable=not show_progress) as progress:
             task = progress.add_task("import", total=total, rate="")
-            for msg in iter_source(path):
+            for msg in iter_source(path, manifest):
                 if msg.raw is None:
                     report.fail(msg.origin, msg.error or "unreadable")
                     progress.advance(task)
                     continue
                 box = resolve_path(store, account_id, target_path(base, msg.folder), cache, report)
-                batch.append((msg.origin, IngestItem(msg.raw, (box,), msg.keywords, msg.received_at)))
+                batch.append((msg.origin, IngestItem(msg.raw, (box,), msg.keywords, msg.received_at, msg.deleted)))
                 if len(batch) >= batch_size:
                     n = len(batch)
                     flush()

@@ -299,6 +299,7 @@ def import_cmd(c: Ctx, address: str, path: Path, mailbox: str, no_progress: bool
     Safe to run again: messages already in their target mailbox (same bytes) are skipped, so an interrupted
     import resumes. Exits non-zero when any message could not be imported.
     """
+    from janusmail.cli.export_format import ExportFormatError
     from janusmail.cli.importer import ImportReport, import_path
 
     acct = c.account(address)
@@ -309,6 +310,8 @@ def import_cmd(c: Ctx, address: str, path: Path, mailbox: str, no_progress: bool
                     allow_duplicates=allow_duplicates, report=report)
     except KeyboardInterrupt:
         interrupted = True
+    except ExportFormatError as exc:  # a damaged export manifest: nothing was imported
+        raise click.ClickException(str(exc)) from None
     except BaseException:
         _echo_import_report(report)  # what was done before it stopped (e.g. a full disk), then the error
         raise
@@ -332,6 +335,98 @@ def _echo_import_report(report) -> None:  # noqa: ANN001 - janusmail.cli.importe
             click.echo(f"  failed: {origin}: {reason}")
     click.echo(f"totals: imported {report.imported}, skipped {report.skipped} (already in the mailbox), "
                f"failed {report.failed_count}")
+
+
+# -- export and migrate (janusmail/cli/export.py, janusmail/cli/migrate.py) ---------------------------------
+
+@cli.command("export")
+@click.argument("address")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default="maildir", show_default=True,
+              help="Maildir++ (flags in file names, keywords in dovecot-keywords) or one mboxrd file per mailbox.")
+@click.option("--mailbox", default=None, help="Export only this mailbox (IMAP path, e.g. Work/Projects) and the "
+                                               "mailboxes under it [all].")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_ctx
+def export_cmd(c: Ctx, address: str, path: Path, fmt: str, mailbox: str | None, no_progress: bool) -> None:
+    """Export an account's mail to PATH (a new or empty directory), byte-exact, with flags, keywords,
+    internal dates, the folder tree and special-use roles; `janusmail import ADDRESS PATH` reads it back."""
+    from janusmail.cli.export import ExportError, export_account
+
+    acct = c.account(address)
+    try:
+        report = export_account(c.store, acct.id, acct.address, path, fmt, mailbox, show_progress=not no_progress)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the export: {exc.strerror or exc} ({exc.filename or path})"
+                                   ) from None
+    click.echo(f"exported {report.messages} messages ({report.octets:,} bytes) from {report.mailboxes} mailboxes "
+               f"to {path} as {fmt} in {report.seconds:.2f} s ({report.rate:,.0f} messages/s)")
+
+
+@cli.command("migrate")
+@click.argument("address")
+@click.option("--from-imap", "from_imap", required=True, metavar="HOST:PORT", help="The source IMAP server.")
+@click.option("--from-user", "from_user", required=True, help="The login on the source server.")
+@click.option("--password-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file whose first line is the source password.")
+@click.option("--tls", is_flag=True, help="Implicit TLS (IMAPS, usually port 993).")
+@click.option("--starttls", is_flag=True, help="Plain connection upgraded with STARTTLS.")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Trust this CA or self-signed certificate for --tls/--starttls [the system's CAs].")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Copy at most this many messages in this run (run again to go on).")
+@click.option("--batch", "batch_size", type=click.IntRange(min=1, max=5000), default=200, show_default=True,
+              help="Messages per UID FETCH and per store transaction.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@pass_ctx
+def migrate_cmd(c: Ctx, address: str, from_imap: str, from_user: str, password_file: Path, tls: bool,
+                starttls: bool, ca_file: str | None, limit: int | None, batch_size: int, no_progress: bool) -> None:
+    """Copy every mailbox of another IMAP server's account into ADDRESS: bytes, flags, keywords, internal
+    dates, the tree and special-use roles. Safe to stop and run again: it goes on where it stopped, and a later
+    run copies only what is new. Exits non-zero when anything failed."""
+    from janusmail.cli.imap_source import ImapSource, SourceError
+    from janusmail.cli.migrate import MigrateReport, echo_report, migrate_account
+
+    if tls and starttls:
+        raise click.UsageError("--tls and --starttls exclude each other")
+    try:
+        host, port = configmod.parse_hostport(from_imap)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--from-imap") from None
+    try:
+        lines = password_file.read_text("utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {password_file}: {exc.strerror or exc}") from None
+    if not lines or not lines[0]:
+        raise click.ClickException(f"{password_file} holds no password on its first line")
+    acct = c.account(address)
+    report = MigrateReport()
+    try:
+        source = ImapSource(host, port, from_user, lines[0], tls=tls, starttls=starttls, cafile=ca_file)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    status = 0
+    try:
+        migrate_account(c.store, acct.id, source, batch_size=batch_size, limit=limit,
+                        show_progress=not no_progress, report=report)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command again to go on", err=True)
+        status = 130
+    except SourceError as exc:
+        click.echo(f"Error: {exc}; run the same command again to go on", err=True)
+        status = 1
+    except BaseException:
+        echo_report(report, source.key)  # what was copied before it stopped (e.g. a full disk), then the error
+        raise
+    finally:
+        source.close()
+    echo_report(report, source.key)
+    if status:
+        raise SystemExit(status)
+    if report.failed:
+        raise SystemExit(1)
 
 
 # -- server --------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from .mailboxes import Mailboxes
 from .membership import Memberships
 from .message_views import MessageViews
 from .metadata import Metadata
+from .migration_progress import MigrationProgress
 from .model import Delivered, IngestItem
 from .notifier import Notifier
 from .packs import PackStore
@@ -106,6 +107,7 @@ class Store:
         self.replacements = Replacements(self)  # IMAP REPLACE (RFC 8508): append + expunge in one write
         self.metadata, self.save_dates = Metadata(self), SaveDates(self)  # IMAP METADATA, SAVEDATE (issue 11)
         self.quotas = Quotas(self)  # limits and usage: IMAP QUOTA, JMAP Quota, LMTP (quotas.py)
+        self.migration_progress = MigrationProgress(self)  # where `janusmail migrate` stopped (migration_progress.py)
         #: Metadata rows of big mailboxes, kept exact by MODSEQ (FETCH FLAGS and metadata SEARCH read them).
         self.mailbox_rows = RowCache(engine)
 
