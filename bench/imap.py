@@ -15,6 +15,8 @@ sockets in this process.
 
 Run: .venv/bin/python bench/imap.py [--clients 8] [--seconds 20] [--no-big] [--connections 1000] [--pg]
      [--workers 1] (``serve --workers N``; with N > 1 the memory step is skipped: RSS is per worker)
+     Stress profiles (imaptest's default loop, 10 clients): --profile stress|stress-loggedin|stress-both
+     [--store-size N] [--dovecot] [--repeat R] (Dovecot side by side, alternating, medians and ratios)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import random
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -418,14 +421,15 @@ class StressClient:
         self.sock.close()
 
 
-def stress(port: int, clients: int, seconds: float, logged_in: bool) -> dict[str, list[float]]:
+def stress(port: int, clients: int, seconds: float, logged_in: bool, password: str = PASSWORD
+           ) -> dict[str, list[float]]:
     """imaptest's default loop on one shared INBOX: LOGIN SELECT FETCH STORE(flags+keywords) EXPUNGE APPEND
     LOGOUT (a new connection per loop), or with ``logged_in`` one connection that stays logged in and loops
     SELECT .. APPEND. Returns the latencies by command; errors (NO/BAD, lost connections) under "errors"."""
     lat: dict[str, list[float]] = defaultdict(list)
     lock = threading.Lock()
     stop = time.time() + seconds
-    login = f'LOGIN {STRESS_ADDRESS} "{PASSWORD}"'.encode()
+    login = f'LOGIN {STRESS_ADDRESS} "{password}"'.encode()
 
     def worker(k: int) -> None:
         rnd = random.Random(k)
@@ -500,29 +504,135 @@ def report_stress(label: str, lat: dict[str, list[float]], seconds: float) -> fl
     return rate
 
 
+DOVECOT_CONF = """protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+base_dir = {scratch}/run
+state_dir = {scratch}/state
+log_path = {scratch}/dovecot.log
+mail_location = maildir:{scratch}/mail/%n/Maildir
+mail_uid = mail
+mail_gid = mail
+first_valid_uid = 8
+passdb {{
+  driver = static
+  args = password={password}
+}}
+userdb {{
+  driver = static
+  args = uid=mail gid=mail home={scratch}/mail/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+protocol imap {{
+  mail_max_userip_connections = 200
+}}
+"""
+
+
+@contextlib.contextmanager
+def dovecot(scratch: Path):  # noqa: ANN201
+    """A private Dovecot (Debian's ``dovecot-imapd``, maildir, default settings) on a free loopback port, with
+    the stress INBOX filled by APPEND: the reference server of numbers-to-beat.md, for ratios measured in one
+    run. Any user name logs in with the bench password. Yields the port."""
+    import pwd
+    import shutil
+
+    if shutil.which("dovecot") is None:
+        raise SystemExit("--dovecot needs Debian's dovecot-imapd (apt-get install -y dovecot-imapd)")
+    scratch.mkdir(parents=True, exist_ok=True)
+    for p in (scratch, *scratch.parents):
+        if p == Path("/"):
+            break
+        with contextlib.suppress(PermissionError):
+            p.chmod(p.stat().st_mode | 0o755)  # dovecot's mail user must reach the mail folder
+    mail = pwd.getpwnam("mail")
+    (scratch / "mail").mkdir(exist_ok=True)
+    os.chown(scratch / "mail", mail.pw_uid, mail.pw_gid)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = scratch / "dovecot.conf"
+    conf.write_text(DOVECOT_CONF.format(scratch=scratch, port=port, password=PASSWORD.replace(" ", "")))
+    proc = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                c = StressClient(port)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError("dovecot did not start: " + (scratch / "dovecot.log").read_text()[-2000:]
+                                       if (scratch / "dovecot.log").exists() else "dovecot did not start") from None
+                time.sleep(0.1)
+        ok, _ = c.cmd(f'LOGIN {STRESS_ADDRESS} "{PASSWORD.replace(" ", "")}"'.encode())
+        assert ok, "dovecot login failed"
+        for i in range(STRESS_MESSAGES):
+            msg = simple(i)
+            ok, _ = c.cmd(b"APPEND INBOX {%d+}\r\n%s" % (len(msg), msg))
+            assert ok
+        c.cmd(b"LOGOUT")
+        c.close()
+        yield port
+    finally:
+        subprocess.run(["dovecot", "-c", str(conf), "stop"], check=False, capture_output=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+        if proc.poll() is None:
+            proc.kill()
+
+
 def run_stress(args: argparse.Namespace) -> None:
     """``--profile stress`` / ``stress-loggedin`` (both with ``--profile stress-both``), after filling
     ``--store-size`` messages into 100 other accounts. Aims (../shared/design/numbers-to-beat.md): Dovecot
-    913 cmds/s, 2,774 logged in; the store-size run within 1.2x of the empty store."""
+    913 cmds/s, 2,774 logged in; the store-size run within 1.2x of the empty store.
+
+    ``--dovecot``: the same profiles against a private Dovecot too, alternating servers ``--repeat`` times, and
+    the medians side by side with their ratio (the machine's load drifts; a ratio of one run does not)."""
     profiles = {"stress": [False], "stress-loggedin": [True], "stress-both": [False, True]}[args.profile]
-    with tempfile.TemporaryDirectory() as d:
+    rates: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         data = Path(d) / "stress"
         db = pg_schema(args.pg)
         took = build_stress(data, db, args.store_size)
         print(f"built the stress INBOX ({STRESS_MESSAGES} messages) and {args.store_size:,} messages in 100 other "
               f"accounts in {took:.1f} s ({'PostgreSQL' if args.pg else 'SQLite'}, --workers {args.workers})")
+        servers: list[tuple[str, int, str]] = []
         proc, port = serve(data, db, args.workers)
+        stack.callback(lambda: (proc.terminate(), proc.wait(60)))
+        servers.append(("janus", port, PASSWORD))
+        print(f"janus server pid {proc.pid}", flush=True)
+        if args.dovecot:
+            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot")), PASSWORD.replace(" ", "")))
         try:
-            for logged_in in profiles:
-                lat = stress(port, args.clients, args.seconds, logged_in)
-                label = "stress, logged in" if logged_in else "stress (login/logout per loop)"
-                report_stress(f"{label}, {args.clients} clients, store size {args.store_size:,}", lat, args.seconds)
+            for rnd in range(args.repeat):
+                for name, port, password in servers:
+                    for logged_in in profiles:
+                        lat = stress(port, args.clients, args.seconds, logged_in, password)
+                        label = "stress, logged in" if logged_in else "stress (login/logout per loop)"
+                        rates[(name, logged_in)].append(report_stress(
+                            f"[{name} #{rnd + 1}] {label}, {args.clients} clients, store size {args.store_size:,}",
+                            lat, args.seconds))
         except BaseException:
             print("server errors:\n" + server_log(data), file=sys.stderr)
             raise
-        finally:
-            proc.terminate()
-            proc.wait(60)
+    if args.repeat > 1 or args.dovecot:
+        print("\nmedians (cmds/s):")
+        for logged_in in profiles:
+            j = statistics.median(rates[("janus", logged_in)])
+            line = f"  {'logged in' if logged_in else 'login/logout':14s} janus {j:8,.0f}"
+            if args.dovecot:
+                dv = statistics.median(rates[("dovecot", logged_in)])
+                line += f"   dovecot {dv:8,.0f}   janus/dovecot {j / dv:5.2f}x"
+            print(line)
 
 
 def main() -> None:
@@ -539,6 +649,9 @@ def main() -> None:
                     help="run only a stress profile (imaptest's default loop; 10 clients x 20 s by default)")
     ap.add_argument("--store-size", type=int, default=0, metavar="N",
                     help="with --profile: first fill N messages into 100 other accounts")
+    ap.add_argument("--dovecot", action="store_true",
+                    help="with --profile: run it against a private Dovecot too (dovecot-imapd) and print ratios")
+    ap.add_argument("--repeat", type=int, default=1, help="with --profile: rounds to take medians of")
     args = ap.parse_args()
     if args.profile:
         if "--clients" not in sys.argv:

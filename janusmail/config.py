@@ -12,6 +12,10 @@ One dataclass tree so every listener reads the same settings. The TOML file (``D
     jmap_accepts_basic = true
     [store]
     blob_store = "database"                   # several nodes on one PostgreSQL database
+    [metrics]
+    listen = "127.0.0.1:9100"                 # Prometheus metrics at /metrics (off unless named)
+    [log]
+    format = "json"                           # one JSON object a line (default "text")
 """
 
 from __future__ import annotations
@@ -256,6 +260,24 @@ class OutboundConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """Prometheus metrics (janusmail/observability): served at ``http://LISTEN/metrics`` when ``listen`` names
+    an ``H:P`` (off by default; the page is unauthenticated, so keep it on loopback or a private network).
+    With ``serve --workers N`` the supervisor serves the sum of every worker's metrics. ``store_refresh``:
+    seconds the numbers read from the store at a scrape (size, outbound queue, push subscriptions) are reused."""
+
+    listen: str | None = None
+    store_refresh: float = 5.0
+
+
+@dataclass
+class LogConfig:
+    """``format``: ``text`` (default) or ``json`` (one JSON object a line, for log shippers)."""
+
+    format: str = "text"
+
+
+@dataclass
 class Config:
     data_dir: Path = Path("./var")
     db: str | None = None
@@ -274,6 +296,8 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def effective_public_url(self) -> str | None:
@@ -331,6 +355,10 @@ class Config:
             )
         if self.store.blob_store not in ("local", "database"):
             raise ValueError(f'store.blob_store must be "local" or "database", not {self.store.blob_store!r}')
+        if self.metrics.listen:
+            parse_hostport(self.metrics.listen)
+        if self.log.format not in ("text", "json"):
+            raise ValueError(f'log.format must be "text" or "json", not {self.log.format!r}')
 
 
 def _overlay(obj: Any, data: dict[str, Any], where: str) -> None:

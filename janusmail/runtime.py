@@ -19,6 +19,8 @@ from typing import Any
 
 from janusmail.auth.authenticator import Authenticator
 from janusmail.config import Config, parse_hostport
+from janusmail.connections import Connections
+from janusmail.observability.metrics import Metrics
 from janusmail.spool import Spooler
 from janusmail.store.store import Store
 
@@ -41,6 +43,11 @@ class Runtime:
     #: Listening sockets bound by the supervisor of ``serve --workers`` (janusmail.workers) and inherited by
     #: this worker process, by listener name: every worker serves on the same sockets. Empty: bind your own.
     listeners: dict[str, socket.socket] = field(default_factory=dict)
+    #: The open connections of this process by door (janusmail.connections): the web admin's view of them.
+    connections: Connections = field(default_factory=Connections)
+    #: The metrics facade the doors report to (janusmail.observability.metrics): the no-op one unless
+    #: ``[metrics] listen`` is set (janusmail.server builds the Prometheus one then).
+    metrics: Metrics = field(default_factory=Metrics)
 
     def listen_args(self, name: str, address: str) -> dict[str, Any]:
         """Where listener ``name`` (configured at ``address``, ``H:P``) accepts: keyword arguments for

@@ -29,6 +29,7 @@ from janusmail.auth.factory import build_authenticator
 from janusmail.config import Config
 from janusmail.imap.server import start_imap
 from janusmail.jmap.http import start_jmap
+from janusmail.observability.metrics import build_metrics
 from janusmail.runtime import Runtime
 from janusmail.smtp.lmtp import start_lmtp as _open_lmtp
 from janusmail.smtp.outbound import start_outbound
@@ -53,7 +54,7 @@ async def start_lmtp(rt: Runtime) -> None:
         return
     where = rt.listen_args("lmtp", rt.config.lmtp.listen)
     server = await _open_lmtp(rt.store, where.get("host"), where.get("port"), rt.config.lmtp.max_message_size,
-                              sock=where.get("sock"))
+                              sock=where.get("sock"), metrics=rt.metrics)
     rt.bound["lmtp"] = _bound(server)
 
     async def close() -> None:
@@ -70,6 +71,23 @@ STARTERS: list[Callable[[Runtime], Awaitable[None]]] = [start_lmtp, start_imap, 
                                                         start_outbound]
 
 
+async def start_metrics(rt: Runtime) -> None:
+    """Serve ``/metrics`` at ``[metrics] listen`` (this process's metrics and the store's numbers). Not a
+    starter of every process: a worker of ``serve --workers`` reports to its supervisor, which serves."""
+    from janusmail.observability.collectors import StoreCollector
+    from janusmail.observability.endpoint import MetricsEndpoint
+
+    registry = rt.metrics.registry  # type: ignore[attr-defined] # (the Prometheus facade's)
+    registry.register(StoreCollector(rt.store, ttl=float(rt.config.metrics.store_refresh)))
+    endpoint = MetricsEndpoint(str(rt.config.metrics.listen), registry)
+    rt.bound["metrics"] = endpoint.bound
+
+    async def close() -> None:
+        await asyncio.to_thread(endpoint.close)
+
+    rt.closers.append(close)
+
+
 def make_auth(config: Config, store: Store) -> Authenticator:
     """The one authenticator IMAP, JMAP and SMTP share; raises ``ValueError`` on inconsistent settings."""
     return build_authenticator(config, store)
@@ -78,6 +96,10 @@ def make_auth(config: Config, store: Store) -> Authenticator:
 async def start_all(config: Config, store: Store, *, listeners: Mapping[str, socket.socket] | None = None) -> Runtime:
     """Open every listener; ``listeners``: the sockets a supervisor bound (a worker of ``serve --workers``)."""
     rt = Runtime(config, store, make_auth(config, store))
+    # Prometheus only with [metrics] listen; a worker's go to its supervisor (multiprocess mode), which serves.
+    rt.metrics = build_metrics(config, worker=listeners is not None)
+    if rt.metrics.enabled:
+        store.on_group_commit = rt.metrics.group_commit
     if listeners is not None:
         rt.listeners.update(listeners)
         rt.spooler = Spooler.from_config(config, clean=False)  # the supervisor cleaned, before any worker ran
@@ -85,6 +107,8 @@ async def start_all(config: Config, store: Store, *, listeners: Mapping[str, soc
     rt.spooler  # noqa: B018
     store.start_listener()
     try:
+        if rt.metrics.enabled and listeners is None:
+            await start_metrics(rt)
         for starter in STARTERS:
             await starter(rt)
     except BaseException:  # a listener that cannot open stops the start: close the ones already open
@@ -98,6 +122,8 @@ async def stop_all(rt: Runtime) -> None:
         with contextlib.suppress(Exception):
             await close()
     rt.auth.close()  # the login threads (janusmail.auth.Authenticator.run)
+    if rt.store.on_group_commit == rt.metrics.group_commit:
+        rt.store.on_group_commit = None
 
 
 async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None = None, *,

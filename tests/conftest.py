@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import argon2
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 PG_BASE = os.environ.get("JANUS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+#: argon2id as in production, with the smallest parameters: what every test process hashes with by default.
+CHEAP_ARGON2 = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 # Hypothesis profiles. None has a deadline or the too_slow health check: both are wall-clock verdicts, and a
 # busy 2-core machine makes them fail tests whose code is fine.
@@ -33,6 +38,48 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None, 
                           suppress_health_check=_QUIET)
 settings.register_profile("fuzz", max_examples=3000, deadline=None, print_blob=True, suppress_health_check=_QUIET)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev"))
+
+
+def _cache_bytecode_of_child_processes() -> None:
+    """Processes the tests start (``janusmail serve``, the CLI: hundreds of them) read compiled modules.
+
+    Under ``PYTHONDONTWRITEBYTECODE`` no process keeps the bytecode of janusmail, whose ``__pycache__`` is never
+    written: each process compiled every janusmail module it imported from source again, a third of the CPU
+    a server start costs. Child processes get a private cache directory outside the source tree instead (the
+    tree stays free of bytecode, as the setting asks), shared by all of them and kept between runs.
+    """
+    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or os.environ.get("PYTHONPYCACHEPREFIX"):
+        return
+    prefix = Path(tempfile.gettempdir()) / f"janusmail-test-pycache-{os.getuid()}"
+    try:
+        prefix.mkdir(mode=0o700, exist_ok=True)
+        if prefix.is_symlink() or prefix.stat().st_uid != os.getuid():
+            return  # not ours: leave the children as they were
+    except OSError:
+        return
+    os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
+    del os.environ["PYTHONDONTWRITEBYTECODE"]
+
+
+_cache_bytecode_of_child_processes()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_argon2_by_default() -> Iterator[None]:
+    """Real argon2id with tiny parameters in every test process (as tests/auth, the shared servers had it).
+
+    Accounts are made and logged into everywhere (two or more per server start, each costing an argon2 hash of
+    the production parameters, and a verification at the first login): hundreds of seconds of CPU a run that
+    tested nothing the tests of :mod:`janusmail.auth.passwords` do not. Tests that need other parameters set
+    their own hasher (``passwords.set_hasher``) and restore this one.
+    """
+    from janusmail.auth import passwords
+
+    prev = passwords.set_hasher(CHEAP_ARGON2)
+    try:
+        yield
+    finally:
+        passwords.set_hasher(prev)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -38,7 +38,7 @@ from janusmail.store.accounts import normalize_address
 from janusmail.store.credentials import LoginAccount
 
 from . import app_passwords, passwords
-from .policy import PROTOCOLS, AuthPolicy
+from .policy import LOGIN_PROTOCOLS, PROTOCOLS, AuthPolicy
 from .throttle import CLEAN, HashGate, LoginRefused, LoginThrottle, Verdict, client_key
 from .tokens import InvalidRequest, InvalidToken, TokenError, TokenInfo, TokenService
 from .verify_cache import InFlight, Verified, VerifiedCache
@@ -46,13 +46,22 @@ from .verify_cache import InFlight, Verified, VerifiedCache
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.store import Store
 
-__all__ = ["AuthResult", "Authenticator", "LoginRefused", "LoginThrottle", "parse_basic"]
+__all__ = ["AuthResult", "Authenticator", "JmapAccessDecision", "LoginRefused", "LoginThrottle", "parse_basic"]
 
 T = TypeVar("T")
 
 MAX_SECRET = 1024  # longer "passwords" are refused before any hashing (argon2 would hash megabytes happily)
 MAX_ADDRESS = 320
 SPARE_THREADS = 8  # login threads beyond the gate's and the followers' needs, for cheap work (lookups, refusals)
+
+
+@dataclass(frozen=True, slots=True)
+class JmapAccessDecision:
+    """RFC 9698: would JMAP accept a login's credentials (``offered``), and the one fact that decides it, in
+    the operator's words (a setting as written in ``[auth]``, or a fact about the account or credential)."""
+
+    offered: bool
+    fact: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +88,7 @@ class AuthResult:
 
 
 def _check_protocol(protocol: str) -> None:
-    if protocol not in PROTOCOLS:
+    if protocol not in LOGIN_PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}")
 
 
@@ -213,7 +222,7 @@ class Authenticator:
         if verdict.refused:
             return self._remembered_only(address, secret, protocol, verdict)
         row = self._account(address=address) if address else None
-        if row is None or (protocol == "jmap" and not row.jmap_enabled):
+        if row is None or row.disabled or (protocol == "jmap" and not row.jmap_enabled):
             # exactly the path of a wrong password below (flight, gate, re-check): nothing to time or to see
             self._shared_check(self.cache.key("", address, secret), verdict, client_ip, address, _burn)
             return None
@@ -250,7 +259,7 @@ class Authenticator:
         """A throttled pair whose secret the cache hints at: the account row (one indexed read) gives the binding
         for the real lookup. A hit gets in; anything else is the refusal it would have been, unhashed."""
         row = self._account(address=address) if address else None
-        if row is not None and not (protocol == "jmap" and not row.jmap_enabled):
+        if row is not None and not row.disabled and not (protocol == "jmap" and not row.jmap_enabled):
             hit = self._cached(self.cache.key(row.id, row.password_hash or "", secret), row, protocol)
             if hit is not None:
                 return hit
@@ -342,6 +351,7 @@ class Authenticator:
         usable = (
             secret is not None
             and self.policy.allows("scram", protocol)
+            and not row.disabled
             and not (protocol == "jmap" and not row.jmap_enabled)
         )
         if usable:
@@ -371,6 +381,8 @@ class Authenticator:
         row = self._account(account_id=info.account_id)
         if row is None:
             raise InvalidToken("the token's account no longer exists")
+        if row.disabled:
+            raise InvalidToken("the token's account is disabled")
         if protocol == "jmap" and not row.jmap_enabled:
             raise InvalidToken("JMAP is disabled for this account")
         return AuthResult(
@@ -388,9 +400,17 @@ class Authenticator:
 
     def jmap_access_ok(self, result: AuthResult) -> bool:
         """Would JMAP accept the credentials this session authenticated with, under current policy and facts?
+        (:meth:`jmap_access_decision` decides; this is its yes or no.)"""
+        return self.jmap_access_decision(result).offered
+
+    def jmap_access_decision(
+        self, result: AuthResult, *, app_password: app_passwords.AppPassword | None = None
+    ) -> JmapAccessDecision:
+        """Whether JMAP would accept the credentials ``result`` was made from, and the fact that decides it.
 
         RFC 9698 §3 makes the ``JMAPACCESS`` capability a promise, so this re-reads the facts instead of
-        trusting the session's memory: the account must still exist with ``jmap_enabled``, and then
+        trusting the session's memory: the account must still exist, not be disabled, have ``jmap_enabled``,
+        and then
 
         * ``password`` / ``scram``: JMAP accepts the account password over Basic (``jmap_accepts_basic`` and
           ``jmap_accepts_account_password``). SCRAM proved the same password, and a client holding it can send
@@ -400,32 +420,52 @@ class Authenticator:
         * ``bearer``: the token's scope has ``jmap``, it has not expired, its issuer is still trusted, its
           audience covers JMAP, and ``jmap_accepts_bearer``.
 
-        Anything else (unknown methods such as a future EXTERNAL) is ``False``: silence is the safe answer,
-        since RFC 9698 only lets us be wrong in the direction of not advertising.
+        Anything else (unknown methods such as a future EXTERNAL) is refused: silence is the safe answer,
+        since RFC 9698 only lets us be wrong in the direction of not advertising. ``app_password`` stands in
+        for the stored one (the web admin's "what if" for an app password with given protocols); without it
+        the app password is re-read by ``result.credential_id``. The decision is the same either way.
         """
         row = self._account(account_id=result.account_id)
-        if row is None or not row.jmap_enabled:
-            return False
-        p = self.policy
+        if row is None:
+            return JmapAccessDecision(False, "the account does not exist")
+        if row.disabled:
+            return JmapAccessDecision(False, "the account is disabled")
+        if not row.jmap_enabled:
+            return JmapAccessDecision(False, "JMAP is switched off for this account (jmap_enabled = false)")
+        refused = self.policy.refusal(result.method, "jmap")
+        if refused is not None:
+            return JmapAccessDecision(False, f"[auth] {refused}")
         if result.method in ("password", "scram"):
-            return p.allows("password", "jmap") and bool(row.password_hash)
+            if not row.password_hash:
+                return JmapAccessDecision(False, "the account has no password")
+            return JmapAccessDecision(True, "JMAP accepts the account password over HTTP Basic")
         if result.method == "app_password":
-            if result.credential_id is None or not p.allows("app_password", "jmap"):
-                return False
-            ap = app_passwords.get(self.store, result.credential_id)
-            return ap is not None and ap.account_id == row.id and ap.allows("jmap")
+            ap = app_password
+            if ap is None and result.credential_id is not None:
+                ap = app_passwords.get(self.store, result.credential_id)
+            if ap is None or ap.account_id != row.id:
+                return JmapAccessDecision(False, "the app password no longer exists")
+            if not ap.active:
+                return JmapAccessDecision(False, "the app password was revoked")
+            if not ap.allows("jmap"):
+                return JmapAccessDecision(False, "the app password is not granted jmap")
+            return JmapAccessDecision(True, "the app password is granted jmap and JMAP accepts app passwords")
         if result.method == "bearer":
-            if self.tokens is None or not p.allows("bearer", "jmap") or result.issuer is None:
-                return False
-            if "jmap" not in result.scopes or result.expires_at is None or result.expires_at <= self._clock():
-                return False
+            if self.tokens is None or result.issuer is None:
+                return JmapAccessDecision(False, "no token issuer is configured")
+            if "jmap" not in result.scopes:
+                return JmapAccessDecision(False, "the token's scope lacks jmap")
+            if result.expires_at is None or result.expires_at <= self._clock():
+                return JmapAccessDecision(False, "the token has expired")
             if not self.tokens.trusts(result.issuer):
-                return False
+                return JmapAccessDecision(False, "the token's issuer is no longer trusted")
             info = TokenInfo(
                 result.account_id, result.scopes, result.expires_at, result.issuer, result.audiences
             )
-            return self.tokens.audience_covers(info, "jmap")
-        return False
+            if not self.tokens.audience_covers(info, "jmap"):
+                return JmapAccessDecision(False, "the token's audience does not cover JMAP")
+            return JmapAccessDecision(True, "the token's scope has jmap and its audience covers JMAP")
+        return JmapAccessDecision(False, f"JMAP never accepts {result.method!r} credentials")
 
     # -- HTTP (JMAP) -----------------------------------------------------------------------------------------
 

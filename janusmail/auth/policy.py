@@ -30,6 +30,10 @@ PlaintextRule = Literal["loopback", "always", "never"]
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 METHODS: tuple[str, ...] = get_args(Method)
 PLAINTEXT_RULES: tuple[str, ...] = get_args(PlaintextRule)
+#: The web admin (janusmail/admin) as a login "protocol": only the account password opens it. An app password
+#: or a token is a device's or a script's narrowed credential; neither may administer the server.
+ADMIN = "admin"
+LOGIN_PROTOCOLS: tuple[str, ...] = (*PROTOCOLS, ADMIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,18 +103,29 @@ class AuthPolicy:
 
     def allows(self, method: str, protocol: str) -> bool:
         """Does ``protocol`` accept credentials of kind ``method`` at all (before checking the secret)?"""
+        return self.refusal(method, protocol) is None
+
+    def refusal(self, method: str, protocol: str) -> str | None:
+        """The setting that keeps ``protocol`` from accepting credentials of kind ``method`` (as the operator
+        writes it in ``[auth]``, e.g. ``jmap_accepts_basic = false``), ``None`` when it accepts them. One
+        decision for :meth:`allows` (every login) and for the admin's JMAPACCESS explanation, so the two
+        cannot disagree."""
+        if protocol == ADMIN:
+            return None if method == "password" else "the admin accepts only the account password"
         if protocol not in PROTOCOLS or method not in METHODS:
-            return False
+            return f"unknown protocol {protocol!r} or credential kind {method!r}"
         if protocol == "jmap":
-            if method in ("password", "scram"):
-                return self.jmap_accepts_basic and self.jmap_accepts_account_password
-            if method == "app_password":
-                return self.jmap_accepts_basic and self.jmap_accepts_app_passwords
-            return self.jmap_accepts_bearer
-        if method == "scram":
-            return self.sasl_scram and getattr(self, f"{protocol}_accepts_account_password")
-        field = {"password": "account_password", "app_password": "app_passwords", "bearer": "bearer"}[method]
-        return bool(getattr(self, f"{protocol}_accepts_{field}"))
+            if method != "bearer" and not self.jmap_accepts_basic:
+                return "jmap_accepts_basic = false"
+            field = {"password": "jmap_accepts_account_password", "scram": "jmap_accepts_account_password",
+                     "app_password": "jmap_accepts_app_passwords", "bearer": "jmap_accepts_bearer"}[method]
+            return None if getattr(self, field) else f"{field} = false"
+        if method == "scram" and not self.sasl_scram:
+            return "sasl_scram = false"
+        kind = {"password": "account_password", "scram": "account_password", "app_password": "app_passwords",
+                "bearer": "bearer"}[method]
+        field = f"{protocol}_accepts_{kind}"
+        return None if getattr(self, field) else f"{field} = false"
 
     def plaintext_allowed(self, protocol: str, tls_active: bool, peer_loopback: bool = False) -> bool:
         """May a mechanism that exposes the secret be used on this connection? (IMAP LOGINDISABLED etc.)"""

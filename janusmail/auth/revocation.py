@@ -10,8 +10,8 @@ revoked, replaced or expired is told ``* BYE`` at its next command (within secon
 credential epoch (``Store.credentials.epochs``, see :mod:`janusmail.store.credentials`) against the baseline the
 session logged in under. It asks the store through typed methods only (the doors run no SQL), and is
 synchronous: callers run it on the store's threads (``await store.call(check, store, ...)``). Only
-when the account's credentials changed since does it look at *which* change: a password change ends
-password (and SCRAM) sessions, a revoked or deleted app password ends the sessions of that app password only,
+when the account's credentials changed since does it look at *which* change: a disabled account ends every
+session, a password change ends password (and SCRAM) sessions, a revoked or deleted app password ends the sessions of that app password only,
 and anything else (another app password revoked) just moves the baseline. Token expiry needs no database:
 ``exp`` plus the issuer's clock-skew grace, the moment a new login with the token would fail too.
 """
@@ -30,6 +30,7 @@ PASSWORD_CHANGED = "Your password was changed; log in again with the new one"
 APP_PASSWORD_REVOKED = "This app password was revoked"
 TOKEN_EXPIRED = "Your access token expired; log in again with a new one"
 ACCOUNT_GONE = "This account no longer exists"
+ACCOUNT_DISABLED = "This account was disabled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,11 @@ def check(store: Store, result: AuthResult, baseline: int, *, now: float, grace:
     epoch, password_epoch = found
     if epoch <= baseline:
         return Verdict(None, baseline)
+    disabled = store.credentials.disabled(result.account_id)  # something changed: what?
+    if disabled is None:
+        return Verdict(ACCOUNT_GONE, baseline)
+    if disabled:
+        return Verdict(ACCOUNT_DISABLED, baseline)
     if result.method in ("password", "scram") and password_epoch > baseline:
         return Verdict(PASSWORD_CHANGED, baseline)
     if result.method == "app_password":

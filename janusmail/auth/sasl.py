@@ -67,6 +67,10 @@ class Failure:
     code: str = "AUTHENTICATIONFAILED"
     address: str | None = None
     refusal: LoginRefused | None = None
+    #: What went wrong, for metrics and logs (never for the client): ``bad_credentials``, ``token_invalid``,
+    #: ``token_expired``, ``authz_denied``, ``malformed``, ``cancelled``, or the refusal's ``throttled`` /
+    #: ``busy``. Filled in by :meth:`Mechanism._finish`; derived, so not part of equality.
+    kind: str = dataclasses.field(default="", compare=False)
 
 
 def _refused(exc: LoginRefused) -> Failure:
@@ -140,6 +144,8 @@ class Mechanism(ABC):
         self.address: str | None = None
         #: The client's address (set by :class:`SaslServer`), for the authenticator's throttle.
         self.client_ip: str | None = None
+        #: The bearer token the client sent was refused (OAUTHBEARER, XOAUTH2): why, for the failure's kind.
+        self.token_error: TokenError | None = None
 
     def start(self, initial_response: bytes | None) -> Step:
         """Begin; ``initial_response`` is the SASL-IR data (``b""`` for ``=``) or ``None`` when absent."""
@@ -166,7 +172,22 @@ class Mechanism(ABC):
             self.done = True
         if isinstance(step, Failure) and step.address is None and self.address is not None:
             step = dataclasses.replace(step, address=self.address)
+        if isinstance(step, Failure) and not step.kind:
+            step = dataclasses.replace(step, kind=self._failure_kind(step))
         return step
+
+    def _failure_kind(self, step: Failure) -> str:
+        if step.refusal is not None:
+            return step.refusal.kind
+        if self.token_error is not None:
+            return "token_expired" if self.token_error.reason == "expired" else "token_invalid"
+        if step.code == "CANCELLED":
+            return "cancelled"
+        if step.code == "AUTHORIZATIONFAILED":
+            return "authz_denied"
+        if step.code == "PROTOCOL" or step.reason != _FAILED:
+            return "malformed"  # (the plain "authentication failed" is the credential's fault)
+        return "bad_credentials"
 
     @abstractmethod
     def _start(self, initial_response: bytes | None) -> Step: ...
@@ -311,6 +332,7 @@ class OAuthBearer(Mechanism):
 
     def _error(self, err: TokenError) -> Challenge:
         self._error_sent = True
+        self.token_error = err
         body: dict[str, str] = {"status": err.error, "scope": self.protocol}
         if self.auth.tokens is not None:
             body["openid-configuration"] = self.auth.tokens.openid_configuration_url
@@ -375,6 +397,7 @@ class XOAuth2(Mechanism):
             result = self.auth.check_bearer(token, self.protocol)
         except TokenError as err:
             self._error_sent = True
+            self.token_error = err
             status = "400" if err.error == "invalid_request" else "401"
             body = {"status": status, "schemes": "bearer", "scope": self.protocol}
             return Challenge(json.dumps(body, separators=(",", ":")).encode())

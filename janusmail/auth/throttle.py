@@ -83,6 +83,39 @@ class Verdict:
         return self.retry_after > 0
 
 
+@dataclass(frozen=True, slots=True)
+class PairFailures:
+    """Recent failures of one client for one account; ``retry_after`` > 0 while the pair is refused unchecked."""
+
+    client: str
+    account: str
+    failures: int
+    last_ago: float
+    retry_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFailures:
+    """Recent failures of one client across accounts; ``tarpit``: the delay its failure answers get now."""
+
+    client: str
+    failures: int
+    last_ago: float
+    tarpit: float
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleView:
+    """What :meth:`LoginThrottle.snapshot` shows (the admin's "auth failures and throttles" page)."""
+
+    pairs: list[PairFailures]
+    clients: list[ClientFailures]
+    tracked_pairs: int
+    tracked_clients: int
+    trusted_pairs: int
+    window: float
+
+
 class LoginRefused(Exception):
     """The attempt was not checked at all, so it says nothing about the credential and counts as no failure.
 
@@ -256,6 +289,22 @@ class LoginThrottle:
             if address is None:
                 return self._entry(self._ips, ipk, now)[0]
             return self._entry(self._pairs, (ipk, _account_key(address)), now)[0]
+
+    def snapshot(self, limit: int = 200) -> ThrottleView:
+        """A read view for the web admin: the most recent failing (client, account) pairs and clients still
+        remembered, newest first, at most ``limit`` of each; ages and waits in seconds from now."""
+        now = self._clock()
+        with self._lock:
+            pairs = [(k, v) for k, v in reversed(self._pairs.items()) if now - v[1] <= self.window][:limit]
+            ips = [(k, v) for k, v in reversed(self._ips.items()) if now - v[1] <= self.window][:limit]
+            n_pairs, n_ips, n_trusted = len(self._pairs), len(self._ips), len(self._trusted)
+        return ThrottleView(
+            pairs=[PairFailures(client, account, n, now - last, max(0.0, last + self._penalty(n) - now))
+                   for (client, account), (n, last) in pairs],
+            clients=[ClientFailures(client, n, now - last, self._penalty(n - self.IP_FREE_FAILURES))
+                     for client, (n, last) in ips],
+            tracked_pairs=n_pairs, tracked_clients=n_ips, trusted_pairs=n_trusted, window=self.window,
+        )
 
     async def pause(self, seconds: float) -> None:
         """Wait out a tarpit delay (adapters call this, so tests can replace the sleeping)."""

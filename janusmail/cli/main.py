@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from janusmail import config as configmod
+from janusmail.cli.check import check as check_cmd
 from janusmail.cli.dkim import dkim as dkim_group
 from janusmail.cli.quota import quota as quota_group
 from janusmail.store.model import AlreadyExists
@@ -72,10 +73,9 @@ def _read_password(value: str | None, confirm: bool = True) -> str:
 @click.pass_context
 def cli(ctx: click.Context, data: Path, config_path: Path | None, db: str | None, verbose: bool) -> None:
     """Janus Mail: one mailstore served over IMAP4rev2 and JMAP, with RFC 9698 JMAPACCESS."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)  # aiosmtpd per-command chatter
+    from janusmail.observability import logs
+
+    logs.configure(logging.DEBUG if verbose else logging.INFO)  # (``serve --log-format`` may change the format)
     ctx.obj = Ctx(data, config_path, db)
 
 
@@ -89,8 +89,9 @@ def user() -> None:
 @user.command("add")
 @click.argument("address")
 @click.option("--password", default=None, help="The password, or - to read it from stdin (prompted if absent).")
+@click.option("--admin", is_flag=True, help="May use the web admin (/admin on the JMAP listener).")
 @pass_ctx
-def user_add(c: Ctx, address: str, password: str | None) -> None:
+def user_add(c: Ctx, address: str, password: str | None, admin: bool) -> None:
     """Create an account (with INBOX, Drafts, Sent, Archive, Junk, Trash)."""
     from janusmail.auth.passwords import make_credentials
 
@@ -101,15 +102,49 @@ def user_add(c: Ctx, address: str, password: str | None) -> None:
         raise click.ClickException(f"account {address} already exists") from None
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"created {acct.address} ({acct.id})")
+    if admin:
+        c.store.accounts.set_admin(acct.id, True)
+    click.echo(f"created {acct.address} ({acct.id}){' as an administrator' if admin else ''}")
 
 
 @user.command("list")
 @pass_ctx
 def user_list(c: Ctx) -> None:
     """List accounts."""
-    for acct in c.store.accounts.list():
-        click.echo(f"{acct.address}\t{acct.id}\tjmap={'on' if acct.jmap_enabled else 'off'}")
+    for acct in c.store.accounts.summaries():
+        flags = "".join(f"\t{name}" for name, on in (("admin", acct.is_admin), ("disabled", acct.disabled)) if on)
+        click.echo(f"{acct.address}\t{acct.id}\tjmap={'on' if acct.jmap_enabled else 'off'}{flags}")
+
+
+@user.command("admin")
+@click.argument("address")
+@click.option("--on/--off", "on", required=True, help="Grant or withdraw the web admin.")
+@pass_ctx
+def user_admin(c: Ctx, address: str, on: bool) -> None:
+    """Grant or withdraw administrator rights (the web admin at /admin); takes effect at the next page."""
+    acct = c.account(address)
+    c.store.accounts.set_admin(acct.id, on)
+    click.echo(f"{acct.address} is {'now' if on else 'no longer'} an administrator")
+
+
+@user.command("disable")
+@click.argument("address")
+@pass_ctx
+def user_disable(c: Ctx, address: str) -> None:
+    """Refuse every login of an account (its sessions end at their next command; the mail stays)."""
+    acct = c.account(address)
+    c.store.accounts.set_disabled(acct.id, True)
+    click.echo(f"disabled {acct.address}")
+
+
+@user.command("enable")
+@click.argument("address")
+@pass_ctx
+def user_enable(c: Ctx, address: str) -> None:
+    """Accept logins of a disabled account again."""
+    acct = c.account(address)
+    c.store.accounts.set_disabled(acct.id, False)
+    click.echo(f"enabled {acct.address}")
 
 
 @user.command("passwd")
@@ -283,6 +318,10 @@ cli.add_command(quota_group)
 
 cli.add_command(dkim_group)
 
+# -- the RFC 9698 / RFC 8474 conformance checker (janusmail/cli/check.py, janusmail/check/) ---------------------
+
+cli.add_command(check_cmd)
+
 # -- import --------------------------------------------------------------------------------------------------
 
 @cli.command("import")
@@ -448,15 +487,28 @@ def migrate_cmd(c: Ctx, address: str, from_imap: str, from_user: str, password_f
 @click.option("--workers", type=click.IntRange(min=1), default=None, envvar="JANUSMAIL_WORKERS",
               help="Worker processes sharing the listeners and the store [one per CPU]; 1 runs everything in "
                    "this one process.")
+@click.option("--metrics", "metrics_addr", default=None, metavar="H:P",
+              help="Serve Prometheus metrics at http://H:P/metrics (unauthenticated: keep it private) "
+                   "[config [metrics] listen, else off]; 'off' disables.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default=None, envvar="JANUSMAIL_LOG_FORMAT",
+              help="Log lines as text or one JSON object a line [config [log] format, else text]; -v adds "
+                   "a line per IMAP command and JMAP request.")
 @pass_ctx
 def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str | None, lmtp_addr: str | None,
           submission_addr: str | None, submissions_addr: str | None, public_url: str | None, blob_store: str | None,
-          workers: int | None) -> None:
+          workers: int | None, metrics_addr: str | None, log_format: str | None) -> None:
     """Run the server in the foreground until SIGTERM/SIGINT."""
-    from janusmail.server import run
-    from janusmail.workers import default_workers
+    from janusmail.observability import logs
 
     cfg = c.config
+    if log_format:
+        cfg.log.format = log_format
+    try:  # first: importing the server logs already (at -v)
+        logs.configure(logging.getLogger().getEffectiveLevel(), cfg.log.format)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    from janusmail.server import run
+    from janusmail.workers import default_workers
 
     def pick(value: str | None, current: str | None) -> str | None:
         if value is None:
@@ -469,6 +521,7 @@ def serve(c: Ctx, imap_addr: str | None, imaps_addr: str | None, jmap_addr: str 
     cfg.lmtp.listen = pick(lmtp_addr, cfg.lmtp.listen)
     cfg.submission.listen = pick(submission_addr, cfg.submission.listen)
     cfg.submission.listen_tls = pick(submissions_addr, cfg.submission.listen_tls)
+    cfg.metrics.listen = pick(metrics_addr, cfg.metrics.listen)
     if public_url:
         cfg.public_url = public_url
     if blob_store:

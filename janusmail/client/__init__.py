@@ -12,8 +12,16 @@
         snippets = bridge.call("SearchSnippet/get", {"filter": {"text": "invoice"}, "emailIds": list(ids.values())})
 
 Works with an ``imaplib.IMAP4`` or an ``imapclient.IMAPClient`` (whose ``_imap`` is an imaplib object).
+
+Beyond single calls the bridge reads the account's mailboxes and their paths (``mailboxes``, ``mailbox_paths``),
+gets any number of Emails within the server's ``maxObjectsInGet`` (``get_emails``) and changes keywords
+(``set_keywords``); :class:`JmapAccessError` carries the HTTP ``status`` and ``challenge`` of a refusal.
+``janusmail.client.keywords`` maps IMAP flags to JMAP keywords (RFC 8621 §4.1.1). ``janusmail check``
+(janusmail/check/) is built on all of it.
 """
 
 from .bridge import JmapAccessError, JmapBridge, get_jmap_access_url, imap_capabilities
+from .keywords import flags_to_keywords, keywords_to_flags, normalize_keywords
 
-__all__ = ["JmapAccessError", "JmapBridge", "get_jmap_access_url", "imap_capabilities"]
+__all__ = ["JmapAccessError", "JmapBridge", "flags_to_keywords", "get_jmap_access_url", "imap_capabilities",
+           "keywords_to_flags", "normalize_keywords"]

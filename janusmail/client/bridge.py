@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import imaplib
 import re
+import ssl
+from collections.abc import Iterable
 from typing import Any
 
 import httpx
@@ -20,7 +22,16 @@ _QUOTED = re.compile(rb'^"((?:[^"\\]|\\.)*)"$')
 
 
 class JmapAccessError(RuntimeError):
-    """JMAP was advertised but could not be used (bad URL, refused credentials, malformed session)."""
+    """JMAP was advertised but could not be used (bad URL, refused credentials, malformed session).
+
+    ``status`` is the HTTP status when the server answered (401: the credentials were refused), None when it did
+    not answer at all; ``challenge`` is its ``WWW-Authenticate`` header, which names the schemes it would take.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, challenge: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.challenge = challenge
 
 
 def _imaplib(conn: Any) -> imaplib.IMAP4:
@@ -68,7 +79,11 @@ class JmapBridge:
     """An open JMAP session for the account an IMAP connection is logged in to."""
 
     def __init__(self, session_url: str, *, username: str | None = None, password: str | None = None,
-                 token: str | None = None, client: httpx.Client | None = None, verify: bool | str = True) -> None:
+                 token: str | None = None, client: httpx.Client | None = None,
+                 verify: bool | str | ssl.SSLContext = True, timeout: float = 30.0) -> None:
+        """Open the JMAP session at ``session_url``: HTTP Basic with ``username``/``password``, or Bearer with
+        ``token``. ``verify``: an SSL context, a CA file, or False (tests only). Raises JmapAccessError when
+        the URL does not answer, refuses the credentials, or is not a JMAP session resource."""
         if token:
             auth_header = {"Authorization": f"Bearer {token}"}
             auth = None
@@ -77,34 +92,70 @@ class JmapBridge:
             auth = httpx.BasicAuth(username, password)
         else:
             raise ValueError("give username and password, or a bearer token")
-        self.http = client or httpx.Client(auth=auth, headers=auth_header, verify=verify, timeout=30,
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
+        owned = client is None  # a client the caller gave stays theirs to close, even when opening fails
+        self.http = client or httpx.Client(auth=auth, headers=auth_header, verify=verify, timeout=timeout,
                                            follow_redirects=True)
-        resp = self.http.get(session_url)
+        try:
+            resp = self.http.get(session_url)
+        except httpx.HTTPError as exc:
+            if owned:
+                self.http.close()
+            raise JmapAccessError(f"JMAP session at {session_url} did not answer: {_http_reason(exc)}") from None
         if resp.status_code != 200:
-            raise JmapAccessError(f"JMAP session at {session_url} answered HTTP {resp.status_code}")
+            if owned:
+                self.http.close()
+            raise JmapAccessError(f"JMAP session at {session_url} answered HTTP {resp.status_code}",
+                                  status=resp.status_code, challenge=resp.headers.get("www-authenticate"))
         try:
             self.session: dict[str, Any] = resp.json()
             self.api_url: str = self.session["apiUrl"]
             self.account_id: str = self.session["primaryAccounts"][JMAP_MAIL]
         except (ValueError, KeyError, TypeError) as exc:
-            raise JmapAccessError(f"malformed JMAP session: {exc}") from None
+            if owned:
+                self.http.close()
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise JmapAccessError(f"JMAP session at {session_url} is malformed: {what}", status=200) from None
         self.session_url = session_url
 
     @classmethod
     def from_imap(cls, conn: Any, *, username: str | None = None, password: str | None = None,
-                  token: str | None = None, verify: bool | str = True) -> JmapBridge | None:
+                  token: str | None = None, verify: bool | str | ssl.SSLContext = True,
+                  timeout: float = 30.0) -> JmapBridge | None:
         """Open JMAP for the logged-in IMAP connection if the server says the credentials work there."""
         url = get_jmap_access_url(conn)
         if url is None:
             return None
-        return cls(url, username=username, password=password, token=token, verify=verify)
+        return cls(url, username=username, password=password, token=token, verify=verify, timeout=timeout)
+
+    @property
+    def username(self) -> str | None:
+        """The user the JMAP server says it authenticated (the session's ``username``)."""
+        return self.session.get("username")
+
+    @property
+    def max_objects_in_get(self) -> int:
+        """How many ids one ``/get`` may name (the session's core ``maxObjectsInGet``; 500 if absent)."""
+        core = (self.session.get("capabilities") or {}).get(JMAP_CORE) or {}
+        value = core.get("maxObjectsInGet")
+        return value if isinstance(value, int) and value > 0 else 500
 
     def request(self, method_calls: list[list[Any]], using: list[str] | None = None) -> list[list[Any]]:
+        """One JMAP request; the method responses as the server sent them."""
         body = {"using": using or [JMAP_CORE, JMAP_MAIL], "methodCalls": method_calls}
-        resp = self.http.post(self.api_url, json=body)
+        try:
+            resp = self.http.post(self.api_url, json=body)
+        except httpx.HTTPError as exc:
+            raise JmapAccessError(f"JMAP API at {self.api_url} did not answer: {_http_reason(exc)}") from None
         if resp.status_code != 200:
-            raise JmapAccessError(f"JMAP API answered HTTP {resp.status_code}: {resp.text[:200]}")
-        return resp.json()["methodResponses"]
+            raise JmapAccessError(f"JMAP API answered HTTP {resp.status_code}: {resp.text[:200]}",
+                                  status=resp.status_code, challenge=resp.headers.get("www-authenticate"))
+        try:
+            return resp.json()["methodResponses"]
+        except (ValueError, KeyError, TypeError):
+            raise JmapAccessError(f"JMAP API answered something that is not a JMAP response: {resp.text[:200]!r}",
+                                  status=200) from None
 
     def call(self, method: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
         """One method call in the bridge's account; raises JmapAccessError on a method-level error."""
@@ -113,6 +164,54 @@ class JmapBridge:
         if name == "error":
             raise JmapAccessError(f"{method}: {result.get('type')}: {result.get('description', '')}")
         return result
+
+    def mailboxes(self, properties: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every Mailbox of the account (``Mailbox/get`` with ``ids: null``)."""
+        args: dict[str, Any] = {"ids": None}
+        if properties is not None:
+            args["properties"] = sorted({"id", *properties})
+        return list(self.call("Mailbox/get", args)["list"])
+
+    @staticmethod
+    def mailbox_paths(mailboxes: Iterable[dict[str, Any]]) -> dict[str, list[str]]:
+        """Mailbox id -> its names from the top of the tree down (the ``parentId`` chain), which is what an
+        IMAP name splits into at the hierarchy delimiter. A chain that loops or names a missing parent ends
+        there rather than raising: callers compare paths, and a broken tree must show up as a difference."""
+        by_id = {m["id"]: m for m in mailboxes}
+        out: dict[str, list[str]] = {}
+        for mid, box in by_id.items():
+            names, seen, cur = [], set(), box
+            while cur is not None and cur["id"] not in seen:
+                seen.add(cur["id"])
+                names.append(str(cur.get("name", "")))
+                cur = by_id.get(cur.get("parentId")) if cur.get("parentId") else None
+            out[mid] = names[::-1]
+        return out
+
+    def get_emails(self, ids: Iterable[str], properties: list[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        """``Email/get`` of any number of ids, in as many calls as ``maxObjectsInGet`` needs: (found by id,
+        ids the server did not find)."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, dict[str, Any]] = {}
+        missing: list[str] = []
+        step = self.max_objects_in_get
+        props = sorted({"id", *properties})
+        for i in range(0, len(wanted), step):
+            result = self.call("Email/get", {"ids": wanted[i:i + step], "properties": props})
+            for email in result.get("list", []):
+                found[email["id"]] = email
+            missing += result.get("notFound") or []
+        return found, missing
+
+    def set_keywords(self, email_id: str, changes: dict[str, bool]) -> None:
+        """Add (True) or remove (False) keywords of one Email with an ``Email/set`` patch, leaving the others
+        alone; raises JmapAccessError when the server does not update it."""
+        patch = {f"keywords/{kw}": (True if on else None) for kw, on in changes.items()}
+        result = self.call("Email/set", {"update": {email_id: patch}})
+        if email_id not in (result.get("updated") or {}):
+            err = (result.get("notUpdated") or {}).get(email_id) or {}
+            raise JmapAccessError(f"Email/set did not update {email_id}: {err.get('type', 'no reason given')} "
+                                  f"{err.get('description', '')}".rstrip())
 
     @staticmethod
     def email_ids(conn: Any, uids: list[int]) -> dict[int, str]:
@@ -153,3 +252,16 @@ class JmapBridge:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _http_reason(exc: httpx.HTTPError) -> str:
+    """A short human reason for a transport failure (refused, unknown host, TLS, timeout)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failed: {getattr(cause, 'reason', None) or cause}"
+    text = re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or type(exc).__name__
+    if isinstance(exc, httpx.ConnectError) and "Name or service not known" in text:
+        return "unknown host"
+    return text

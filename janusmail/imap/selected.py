@@ -80,6 +80,9 @@ class SelectedMailbox:
         self._recent: list[tuple[int, int]] = []
         if recent_from is not None and recent_from < uidnext:
             self._recent.append((recent_from, uidnext - 1))
+        #: UIDs below this were claimed as \\Recent by this session's own APPENDs (``note_own_claim``): a sync
+        #: that finds only those new claims nothing (a write spared)
+        self.claimed_below = 0
         #: set by the session when the notifier reports a change that may concern this mailbox.
         self.dirty = False
         #: UIDs expunged elsewhere but not yet announced (no EXPUNGE allowed at that point).
@@ -204,6 +207,21 @@ class SelectedMailbox:
         self._recent = [(recent_uid, self.uidnext - 1)] if recent_uid < self.uidnext else []
         self._last_recent_count = self.recent_count()
 
+    @property
+    def claims_recent(self) -> bool:
+        """Does this session claim \\Recent for new messages (IMAP4rev1 SELECT; not EXAMINE, not IMAP4rev2)?"""
+        return self.recent_from is not None and not self.readonly
+
+    def note_own_claim(self, first: int, uid: int) -> None:
+        """This session's APPEND of ``uid`` claimed \\Recent for UIDs ``first``..``uid`` in the same transaction
+        (``IngestItem.claim_recent``): they are \\Recent to it once the next sync announces them."""
+        if first <= uid:
+            if self._recent and self._recent[-1][1] + 1 >= first:
+                self._recent[-1] = (self._recent[-1][0], max(uid, self._recent[-1][1]))
+            else:
+                self._recent.append((first, uid))
+        self.claimed_below = max(self.claimed_below, uid + 1)
+
     def recent_count(self) -> int:
         n = 0
         for lo, hi in self._recent:
@@ -296,7 +314,7 @@ class SelectedMailbox:
             return
         self.dirty = False
         args = {"uidvalidity": self.uidvalidity, "uidnext": self.uidnext, "modseq": self.known_modseq,
-                "claim_recent": self.recent_from is not None and not self.readonly}
+                "claim_recent": self.claims_recent, "claimed_below": self.claimed_below}
         delta: MailboxDelta | None
         if s.check_is_due():  # the command's credential check rides on its first store call (store_access.py)
             delta = await s.store.call(s.store.messages.mailbox_delta, self.mailbox_id, **args)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
+from janusmail.observability import logs
 
 from . import tls
 
@@ -214,12 +215,17 @@ class _Listener:
                 await writer.drain()
                 writer.close()
             return
+        logs.bind(sid=logs.new_id("imap"))  # this connection's task: every line it writes carries the id
+        logs.event(log, logging.DEBUG, "imap.connect", peer=ip, tls=implicit_tls)
         wire = _Wire(writer, lambda: session.idling)
         session = ImapSession(
             self.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else self.ctx,
             out=wire.write, drain=wire.drain, limits=self.limits, hangup=writer.close, local=_local(writer),
         )
         self.live[writer] = (session, wire)
+        ticket = self.rt.connections.opened("imap", ip, principal=lambda: session.auth_result,
+                                            tls=lambda: session.tls_active)
+        self.rt.metrics.connection_opened("imap")
         try:
             session.greeting()
             await wire.drain()
@@ -262,7 +268,9 @@ class _Listener:
         except Exception:
             log.exception("IMAP connection from %s failed", ip)
         finally:
+            self.rt.metrics.connection_closed("imap")
             self.live.pop(writer, None)
+            self.rt.connections.closed(ticket)
             await session.close()
             self.limits.release_ip(ip)
             with contextlib.suppress(Exception):

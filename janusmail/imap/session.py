@@ -50,6 +50,7 @@ from janusmail.imap.commands.base import Result
 from janusmail.imap.literals import LiteralSpools
 from janusmail.imap.selected import BadSequence, MailboxGone, SelectedMailbox
 from janusmail.imap.store_access import CredentialExpired, SessionStore
+from janusmail.observability import logs
 from janusmail.store import model as store_model
 from janusmail.store.credentials import is_credential_event
 
@@ -195,6 +196,9 @@ class ImapSession:
         #: a dead credential's client sees nothing of the command, only ``* BYE [EXPIRED]``.
         self._held: list[bytes] | None = None
         self.clock: Callable[[], float] = time.time
+        #: When the running command arrived (perf_counter), for its latency; None while a command holds a
+        #: conversation with the client (IDLE, AUTHENTICATE's challenges), whose time is the client's.
+        self._started: float | None = None
 
     # -- output ------------------------------------------------------------------------------------------
 
@@ -445,8 +449,21 @@ class ImapSession:
         if ev.tag is None:
             self.write(serializer.untagged_status("BAD", ev.code, ev.text))
         else:
+            self._started = None
+            self._observe(ev.command or "UNKNOWN", ev.status)
             self.write(serializer.tagged(ev.tag, ev.status, ev.code, ev.text))
         self._count_error(True)
+
+    def _observe(self, name: str, status: str) -> None:
+        """The tagged response of command ``name`` is being written: count it (janusmail.observability)."""
+        started, self._started = self._started, None
+        seconds = None if started is None else time.perf_counter() - started
+        if commands.lookup(name) is None:
+            name = "UNKNOWN"  # a client's made-up name never becomes a metric label
+        self.rt.metrics.imap_command(name, status, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            logs.event(log, logging.DEBUG, "imap.command", command=name, result=status,
+                       ms=None if seconds is None else round(seconds * 1000, 3))
 
     def _count_error(self, bad: bool) -> None:
         self._errors = self._errors + 1 if bad else 0
@@ -457,6 +474,7 @@ class ImapSession:
     # -- commands ---------------------------------------------------------------------------------------------
 
     async def _command(self, cmd: Command) -> None:
+        self._started = time.perf_counter()
         self._absorb_events()
         self._checked_command = self._check_due = False
         self._release_held()
@@ -505,6 +523,9 @@ class ImapSession:
             result = Result.no("Internal server error", "SERVERBUG")
         if result is None:  # the handler took over the conversation (AUTHENTICATE, IDLE, STARTTLS)
             self._check_due = False  # (only IDLE does that after login, and it was checked before)
+            if self._sasl is None and self._idle_tag is None:
+                self._observe(cmd.name, "OK")  # it answered OK itself (STARTTLS, COMPRESS)
+            self._started = None  # (the rest is the client's time)
             return
         await self._finish(cmd, result, sync=self.selected is not None and self.selected is before)
 
@@ -539,6 +560,7 @@ class ImapSession:
         self._release_held()
         if self.state == "logout" and cmd.name != "LOGOUT":
             return
+        self._observe(cmd.name, result.status)
         self.write(serializer.tagged(cmd.tag, result.status, result.code, result.text))
         self._count_error(result.status == "BAD")
 
@@ -634,6 +656,7 @@ class ImapSession:
     def end_for_credential(self, reason: str) -> None:
         """``* BYE [EXPIRED] reason`` (RFC 5530: access is no longer permitted with that credential) and close."""
         log.info("ending IMAP session of %s: %s", self.account_id, reason)
+        self.rt.metrics.session_revoked("imap", reason)
         self._check_due = False
         self._held = None  # what the command wrote before its check failed is never sent
         self.write(serializer.untagged_status("BYE", "EXPIRED", reason))
@@ -642,9 +665,15 @@ class ImapSession:
 
     # -- authentication ---------------------------------------------------------------------------------
 
+    def _auth_failed(self, kind: str, address: str | None) -> None:
+        """Count and log a refused login: its kind, the client, the name it gave; never the secret."""
+        self.rt.metrics.auth_failure("imap", kind)
+        logs.event(log, logging.INFO, "auth.failure", door="imap", kind=kind, peer=self.peer, user=address)
+
     async def login_failed(self, address: str | None, code: str = "AUTHENTICATIONFAILED",
-                           text: str = "Authentication failed") -> Result:
+                           text: str = "Authentication failed", *, kind: str = "bad_credentials") -> Result:
         """Wait out the failed-login delay (the throttle's verdict), then NO."""
+        self._auth_failed(kind, address)
         throttle = self.rt.auth.throttle
         delay = throttle.failed(self.peer or "?", address)
         if delay > 0:
@@ -657,6 +686,7 @@ class ImapSession:
         throttled pair hears NO [AUTHENTICATIONFAILED] when its penalty is over; a full hashing queue
         NO [UNAVAILABLE] (the client retries instead of asking for a password) after a short pause, so a flood
         cannot turn refusals into a busy loop. Holding the answer costs us nothing (no thread, no hashing)."""
+        self._auth_failed(exc.kind, None)
         await self.flush()
         await self.rt.auth.throttle.pause(exc.retry_after)
         return Result.no(exc.reason, exc.code)
@@ -681,6 +711,8 @@ class ImapSession:
         self.auth_result = result
         self._credential_epoch = epoch
         self.state = "auth"
+        logs.bind(account=result.account_id)  # every later line of this connection names the account
+        logs.event(log, logging.INFO, "imap.login", method=result.method, peer=self.peer)
         self.parser.max_literal = max(int(self.config.max_append_size), PREAUTH_MAX_LITERAL)
         self.parser.max_command = max(4 * self.parser.max_literal, self.parser.max_line)
         try:
@@ -714,6 +746,7 @@ class ImapSession:
         self._account_slot = False
         self.account_id = None
         self.auth_result = None
+        logs.bind(account=None)
         self.notify = None  # NOTIFY watches the account's mailboxes: it ends with the login
         self._credential_epoch = self._login_epoch = None
         self._credential_dead = None
@@ -752,8 +785,8 @@ class ImapSession:
             return Result.bad("Authentication cancelled", None)
         code = step.code if step.code in ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED") else None
         if step.code == "PROTOCOL":
-            return await self.login_failed(step.address, "AUTHENTICATIONFAILED", step.reason)
-        return await self.login_failed(step.address, code or "AUTHENTICATIONFAILED")
+            return await self.login_failed(step.address, "AUTHENTICATIONFAILED", step.reason, kind=step.kind)
+        return await self.login_failed(step.address, code or "AUTHENTICATIONFAILED", kind=step.kind)
 
     async def _line(self, data: bytes) -> None:
         if self._idle_tag is not None:
@@ -774,7 +807,7 @@ class ImapSession:
             elif data.strip() == b"*":
                 result = Result.bad("Authentication cancelled")
             else:
-                result = await self.login_failed(None)
+                result = await self.login_failed(None, kind="malformed")
             await self._write_tagged(tag, result)
             return
         try:
@@ -794,6 +827,8 @@ class ImapSession:
             await self._write_tagged(tag, result)
 
     async def _write_tagged(self, tag: str, result: Result) -> None:
+        """The end of an AUTHENTICATE exchange that went through challenges."""
+        self._observe("AUTHENTICATE", result.status)
         self.write(serializer.tagged(tag, result.status, result.code, result.text))
         self._count_error(result.status == "BAD")
 
@@ -813,6 +848,7 @@ class ImapSession:
         assert exit_ev is not None
         poll = float(self.config.idle_poll_interval)
         force = True
+        self.rt.metrics.push_subscriber("imap_idle", 1)
         try:
             while True:
                 if self.selected is not None:
@@ -855,6 +891,8 @@ class ImapSession:
             raise
         except Exception:
             log.exception("IDLE update failed")
+        finally:
+            self.rt.metrics.push_subscriber("imap_idle", -1)
 
     async def _end_idle(self, *, ok: bool, text: str = "IDLE terminated") -> None:
         tag = self._idle_tag

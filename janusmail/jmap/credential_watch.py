@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from janusmail.auth import revocation
 from janusmail.auth.authenticator import Authenticator, AuthResult
+from janusmail.observability.metrics import Metrics
 from janusmail.store.credentials import is_credential_event
 from janusmail.store.notifier import ChangeEvent
 
@@ -59,9 +60,10 @@ class CredentialWatch:
 
     def __init__(
         self, store: Store, principal: AuthResult, baseline: int, *, auth: Authenticator,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, metrics: Metrics | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        self.metrics = metrics or Metrics()
         self.principal = principal
         self.baseline = baseline
         self.grace = _grace(auth, principal)
@@ -82,6 +84,7 @@ class CredentialWatch:
         self.baseline = verdict.baseline  # past changes that did not concern us: not looked at again
         if verdict.reason is not None:
             log.info("ending JMAP push connection of %s: %s", self.principal.account_id, verdict.reason)
+            self.metrics.session_revoked("jmap", verdict.reason)
         return verdict.reason
 
     async def hears(self, events: Iterable[ChangeEvent]) -> str | None:

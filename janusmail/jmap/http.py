@@ -8,6 +8,7 @@ Routes (all relative to ``public_url``'s path, and also served at the root so a 
   GET  /jmap/download/{accountId}/{blobId}/{name}?type=   blob download (whole or body-part blobs)
   GET  /jmap/eventsource?types=&closeafter=&ping=         push (text/event-stream)
   GET  /.well-known/jwks.json, /.well-known/openid-configuration   the token issuer's public keys
+  /admin/...                                the web admin for admin accounts (janusmail/admin)
 
 Why authenticate in each handler instead of a middleware: every JMAP route needs the principal, the
 well-known key routes and CORS preflights need none, and a 401 must say nothing about accounts. Each
@@ -53,6 +54,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from janusmail.admin import AdminMount, AdminRoot
 from janusmail.auth.authenticator import AuthResult, parse_basic
 from janusmail.auth.proxies import TrustedProxies
 from janusmail.auth.throttle import LoginRefused
@@ -62,6 +64,7 @@ from janusmail.jmap.context import JmapContext
 from janusmail.jmap.credential_watch import CredentialWatch, read_baseline
 from janusmail.jmap.engine import CallInfo, Engine, ProblemDetails
 from janusmail.jmap.engine.errors import LIMIT, NOT_JSON
+from janusmail.jmap.observe import ObserveMiddleware
 from janusmail.jmap.session_resource import (
     MAIL,
     PATHS,
@@ -75,6 +78,7 @@ from janusmail.jmap.types import register_all
 from janusmail.jmap.types.email import EMAIL_QUERY_SORT_OPTIONS
 from janusmail.jmap.webpush import PushDispatcher
 from janusmail.jmap.websocket import SUBPROTOCOL, WEBSOCKET, WebSocketSession, websocket_available
+from janusmail.observability import logs
 from janusmail.spool import Spool, Spooler
 from janusmail.store.model import StorageUnavailable
 
@@ -228,6 +232,8 @@ class JmapApp:
         self.proxies = TrustedProxies(http_cfg.trusted_proxies, header=http_cfg.forwarded_header)
         self.settings = settings or JmapSettings.from_config(rt.config)
         self.engine = Engine(self.settings.limits(), capabilities=[MAIL])
+        if rt.metrics.enabled:
+            self.engine.observer = rt.metrics.jmap_call
         self.types = register_all(self.engine)
         blobs.register(self.engine)
         self.urls = Urls(rt.config.public_url)
@@ -258,6 +264,8 @@ class JmapApp:
         self.asgi = Starlette(
             routes=routes,
             middleware=[
+                # outermost: ids, counts and latency of everything, CORS preflights included
+                Middleware(ObserveMiddleware, metrics=rt.metrics),
                 Middleware(
                     CORSMiddleware,
                     allow_origins=["*"],
@@ -279,6 +287,7 @@ class JmapApp:
             Route(PATHS["jwks"], self.jwks, methods=["GET"]),
             Route(PATHS["openid"], self.openid_configuration, methods=["GET"]),
             WebSocketRoute(PATHS["websocket"], self.websocket),
+            *_admin_routes(AdminMount(self)),  # the web admin (janusmail/admin), imported on first use
         ]
 
     # -- authentication ----------------------------------------------------------------------------------
@@ -299,22 +308,33 @@ class JmapApp:
                 self.auth.precheck(ip, address, creds[1] if creds else None)
             result = await self.auth.run(self.auth.http_authenticate, header, client_ip=ip) if header else None
         except LoginRefused as exc:
+            self._auth_failed(exc.kind, ip, address)
             if exc.kind == "busy":  # a short hold, so a flood cannot turn 503s into a busy loop
                 await self._pause(exc.retry_after)
             return self._refused(exc)
         if result is not None:
             if address is not None:
                 self.auth.throttle.succeeded(ip, address)  # clears this pair's count, never the client's
+            logs.bind(account=result.account_id)  # the rest of this request's lines name the account
             return result
         error = None
         if scheme == "bearer":
             error = await self.auth.run(self._bearer_error, param)
+        if header:  # (no Authorization at all is a client asking for the challenge, not a failed login)
+            kind = ("bad_credentials" if scheme == "basic" else "unsupported_scheme" if scheme != "bearer"
+                    else "token_expired" if error is not None and error.reason == "expired" else "token_invalid")
+            self._auth_failed(kind, ip, address)
         if address is not None:  # failures only: the tarpit delays this 401, never anyone's success
             await self._pause(self.auth.throttle.failed(ip, address))
         response = _problem(401, "about:blank", "Authentication required")
         for challenge in self.auth.www_authenticate(error):
             response.headers.append("WWW-Authenticate", challenge)
         return response
+
+    def _auth_failed(self, kind: str, ip: str, address: str | None) -> None:
+        """Count and log a refused request's credential: its kind, the client, the name; never the secret."""
+        self.rt.metrics.auth_failure("jmap", kind)
+        logs.event(log, logging.INFO, "auth.failure", door="jmap", kind=kind, peer=ip, user=address)
 
     def client_ip(self, request: Request | WebSocket) -> str:
         """The client's address for the throttle: the peer, or what a trusted proxy says it forwarded."""
@@ -510,8 +530,11 @@ class JmapApp:
         if self._event_sources[key] >= self.settings.max_event_sources:
             return _problem(429, "about:blank", "Too many open event sources")
         self._event_sources[key] += 1
+        ticket = self.rt.connections.opened("jmap-eventsource", self.client_ip(request), principal=lambda: principal,
+                                            tls=request.url.scheme == "https")
 
         def release() -> None:
+            self.rt.connections.closed(ticket)
             self._event_sources[key] -= 1
             if self._event_sources[key] <= 0:
                 del self._event_sources[key]
@@ -523,7 +546,7 @@ class JmapApp:
             last_event_id=request.headers.get("last-event-id"),
             closing=self.closing,
             expires_at=principal.expires_at,
-            credential=CredentialWatch(self.store, principal, baseline, auth=self.auth),
+            credential=CredentialWatch(self.store, principal, baseline, auth=self.auth, metrics=self.rt.metrics),
         )
         return _CountedStream(
             stream,
@@ -551,6 +574,8 @@ class JmapApp:
             await self._deny(ws, _problem(429, "about:blank", "Too many open push connections"))
             return
         self._event_sources[key] += 1
+        ticket = self.rt.connections.opened("jmap-websocket", self.client_ip(ws), principal=lambda: principal,
+                                            tls=ws.url.scheme == "wss")
         try:
             await ws.accept(subprotocol=SUBPROTOCOL)
 
@@ -567,10 +592,11 @@ class JmapApp:
                 max_size=self.settings.max_size_request,
                 closing=self.closing,
                 expires_at=principal.expires_at,
-                credential=CredentialWatch(self.store, principal, baseline, auth=self.auth),
+                credential=CredentialWatch(self.store, principal, baseline, auth=self.auth, metrics=self.rt.metrics),
             )
             await session.run()
         finally:
+            self.rt.connections.closed(ticket)
             self._event_sources[key] -= 1
             if self._event_sources[key] <= 0:
                 del self._event_sources[key]
@@ -602,6 +628,10 @@ class JmapApp:
             "id_token_signing_alg_values_supported": ["ES256"],
         }
         return _json(doc, headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _admin_routes(admin: AdminMount) -> list[BaseRoute]:
+    return [Route("/admin", AdminRoot(admin)), Mount("/admin", app=admin)]
 
 
 # -- serving ----------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ import time
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope, Session
 
+from janusmail.observability import logs
+from janusmail.observability.metrics import Metrics, smtp_result
 from janusmail.store.model import OverQuota, StorageUnavailable, StoreError, TooLarge
 from janusmail.store.store import Store
 
@@ -35,8 +37,9 @@ def _address(addr: str) -> str:
 
 
 class DeliveryHandler:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or Metrics()
 
     async def _inbox(self, address: str) -> tuple[str, str] | None:
         """(account id, INBOX id) for an address (the account's own or an alias), or None if nobody here
@@ -46,6 +49,7 @@ class DeliveryHandler:
     async def handle_RCPT(self, server: LMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         if await self._inbox(_address(address)) is None:
+            self.metrics.delivery("lmtp", "refused")
             return "550 5.1.1 No such user here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -82,17 +86,44 @@ class DeliveryHandler:
             except Exception:  # never acknowledge what we could not store
                 log.exception("delivery to %s failed", rcpt)
                 replies.append("451 4.3.0 Temporary failure, try again")
+        for rcpt, reply in zip(envelope.rcpt_tos, replies, strict=True):
+            result = smtp_result(reply)
+            self.metrics.delivery("lmtp", result)
+            logs.event(log, logging.INFO, "lmtp.delivery", rcpt=_address(rcpt), result=result, reply=reply[:3])
         # aiosmtpd writes the returned text plus CRLF: several lines give one reply per recipient (RFC 2033).
         return "\r\n".join(replies) if replies else "503 5.5.1 No valid recipients"
 
 
+class _Lmtp(LMTP):
+    """aiosmtpd's LMTP protocol, counted as a connection and logging under an id of its own."""
+
+    def __init__(self, handler: DeliveryHandler, **kwargs: object) -> None:
+        super().__init__(handler, **kwargs)
+        self._metrics = handler.metrics
+        self._open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._open:
+            self._open = True
+            self._metrics.connection_opened("lmtp")
+            # (a callback's own context, copied into the connection's task that aiosmtpd starts here)
+            logs.bind(sid=logs.new_id("lmtp"))
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._open:
+            self._open = False
+            self._metrics.connection_closed("lmtp")
+        super().connection_lost(error)
+
+
 async def start_lmtp(store: Store, host: str | None, port: int | None, max_size: int, *,
-                     sock: socket.socket | None = None) -> asyncio.base_events.Server:
+                     sock: socket.socket | None = None, metrics: Metrics | None = None) -> asyncio.base_events.Server:
     """Listen at ``host:port``, or on ``sock`` (a listening socket inherited from ``serve --workers``)."""
-    handler = DeliveryHandler(store)
+    handler = DeliveryHandler(store, metrics)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: LMTP(handler, data_size_limit=max_size, enable_SMTPUTF8=True, decode_data=False,
-                     hostname="janusmail", ident="Janus Mail LMTP"),
+        lambda: _Lmtp(handler, data_size_limit=max_size, enable_SMTPUTF8=True, decode_data=False,
+                      hostname="janusmail", ident="Janus Mail LMTP"),
         host, port, sock=sock,
     )

@@ -13,8 +13,9 @@ status notification (RFC 3464) in the sender's Inbox, whose blob id the submissi
 
 When it runs: a new EmailSubmission wakes it at once (the notifier's ``on_commit`` observers, in the process
 that took the submission); otherwise it sleeps until the next attempt is due, at most ``POLL`` seconds, so rows
-queued by another process are picked up too. Each attempt claims its row with a lease first
-(``Submissions.claim``), so several workers or nodes share the queue without sending a row twice at once.
+queued by another process are picked up too. Each attempt claims its row with a lease first (the due rows of
+an account at once: ``Submissions.claim_many``), so several workers or nodes share the queue without sending a
+row twice at once; what the attempts found is recorded in batches (``Submissions.record_attempts``).
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from urllib.parse import urlsplit
 import aiosmtplib
 
 from janusmail.mime.recipients import without_bcc
+from janusmail.observability.metrics import Metrics
 from janusmail.smtp import dkimsign, mx
-from janusmail.store.model import IngestItem, StoreError, TooLarge
+from janusmail.store.model import BlobLocation, IngestItem, NotFound, StoreError, TooLarge
 from janusmail.store.notifier import ChangeEvent
-from janusmail.store.submissions import KIND, LOCAL_REPLY, OUTBOX, Submission
+from janusmail.store.submissions import KIND, LOCAL_REPLY, OUTBOX, Attempt, Submission
 
 from . import vacation
 
@@ -62,6 +64,15 @@ DUE_BATCH = 50
 #: to a slow relay. An attempt cut short is retried like any temporary failure.
 LEASE = 600
 RELAY_DEADLINE = LEASE - 120
+#: How long before its lease runs out an attempt's network part must have ended; rows claimed together (one
+#: ``claim_many``) share one lease, so each attempt gets what is left of it, and with less than
+#: ``MIN_ATTEMPT`` seconds left the rest are released and claimed afresh (by the same pass, at once).
+LEASE_MARGIN = LEASE - RELAY_DEADLINE
+MIN_ATTEMPT = 60
+#: Attempt records written together (``_Records``): at most this many, the oldest at most this long unwritten
+#: (a record lost with the process costs a resend of its message after the lease, never a lost one).
+RECORD_BATCH = 20
+RECORD_WAIT = 0.5
 #: Recipient domains of one message delivered at once (each over its own connection) on the MX path.
 MX_PARALLEL = 8
 
@@ -118,18 +129,85 @@ def dsn_message(hostname: str, submission: Submission, original: bytes, failed: 
     return report.as_bytes(policy=SMTP)
 
 
+class _Records:
+    """Attempt records on their way to the store, written in batches (one write per account,
+    ``Submissions.record_attempts``) by a task of their own while the sender goes on with the next messages: a
+    batch leaves once ``RECORD_BATCH`` records gathered, the oldest waited ``RECORD_WAIT`` seconds, or the claimed
+    batch was done, so a pass of N messages costs a few commits, not N. A record the store refuses is lost, as
+    one refused before: its row keeps its lease until that runs out and is then tried again (a local recipient
+    is never served twice, see ``Submissions.deliver_local``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[tuple[str, Attempt]] = []
+        self._since = 0.0  # when the oldest pending record was added (time.monotonic)
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, account_id: str, attempt: Attempt) -> None:
+        if not self._pending:
+            self._since = time.monotonic()
+        self._pending.append((account_id, attempt))
+        if len(self._pending) >= RECORD_BATCH or time.monotonic() - self._since >= RECORD_WAIT:
+            self.kick()
+
+    def kick(self) -> None:
+        """Start writing what is pending, unless a write is under way (the next ``add`` or ``kick`` after it
+        takes the rest)."""
+        if self._pending and (self._task is None or self._task.done()):
+            batch, self._pending = self._pending, []
+            self._task = asyncio.create_task(self._write(batch), name="outbound-records")
+
+    async def flush(self) -> None:
+        """Wait until every record added so far is written (or refused)."""
+        while True:
+            if self._task is not None and not self._task.done():
+                await asyncio.shield(self._task)
+            elif self._pending:
+                self.kick()
+            else:
+                return
+
+    async def _write(self, batch: list[tuple[str, Attempt]]) -> None:
+        by_account: dict[str, list[Attempt]] = {}
+        for account_id, attempt in batch:
+            by_account.setdefault(account_id, []).append(attempt)
+        for account_id, attempts in by_account.items():
+            try:
+                await self._record(account_id, attempts)
+            except Exception:  # noqa: BLE001 - the writer must outlive a bug; the rows are retried later
+                log.exception("outbound: recording %d attempts failed", len(attempts))
+
+    async def _record(self, account_id: str, attempts: list[Attempt]) -> None:
+        store = self.store
+        try:
+            await store.call(store.submissions.record_attempts, account_id, attempts)
+            return
+        except StoreError:
+            if len(attempts) == 1:
+                log.warning("outbound %s: store refused the attempt record", attempts[0].submission_id,
+                            exc_info=True)
+                return
+        for attempt in attempts:  # one refused batch: each record on its own, so one bad row costs only itself
+            try:
+                await store.call(store.submissions.record_attempts, account_id, [attempt])
+            except StoreError:
+                log.warning("outbound %s: store refused the attempt record", attempt.submission_id, exc_info=True)
+
+
 class Outbound:
     """The queue runner of one process (see the module docstring)."""
 
-    def __init__(self, store: Store, config: Any) -> None:
+    def __init__(self, store: Store, config: Any, metrics: Metrics | None = None) -> None:
         self.store = store
         self.config = config  # the whole Config: outbound section and hostname
+        self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._password: str | None = None
         self._smtp: aiosmtplib.SMTP | None = None
         self._resolver: Any = None  # dns.asyncresolver.Resolver of the MX path (no relay)
+        self._records = _Records(store)
 
     async def start(self) -> None:
         cfg = self.config.outbound
@@ -158,6 +236,7 @@ class Outbound:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        await self._records.flush()  # what was attempted is recorded before the store closes
 
     def _observe(self, ev: ChangeEvent) -> None:
         if (KIND in ev.kinds or OUTBOX in ev.kinds) and self._loop is not None:
@@ -180,43 +259,86 @@ class Outbound:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def run_due(self) -> int:
-        """One pass: every row due now, each claimed and attempted, the relay connection shared by the pass
-        (one TCP/TLS handshake and AUTH per pass, not per message). Returns how many were attempted."""
+        """One pass: every row due now, each account's share of a look claimed at once (one write), attempted one
+        after the other and recorded in batches while the next ones run (``_Records``), the relay connection
+        shared by the pass (one TCP/TLS handshake and AUTH per pass, not per message). Returns how many were
+        attempted."""
         done = 0
         try:
             while True:
                 due = await self.store.call(self.store.submissions.due)
                 if not due:
                     break
+                by_account: dict[str, list[str]] = {}
                 for account_id, sub_id in due:
-                    sub = await self.store.call(self.store.submissions.claim, account_id, sub_id, lease=LEASE)
-                    if sub is None:
-                        continue
-                    try:
-                        await self.attempt(sub)
-                    except asyncio.CancelledError:  # the server stops: let the next start take the row at once
-                        with contextlib.suppress(Exception):
-                            await asyncio.shield(self.store.call(self.store.submissions.release, account_id, sub_id))
-                        raise
-                    except StoreError:
-                        log.warning("outbound %s: store refused the attempt record", sub_id, exc_info=True)
-                    done += 1
-                if len(due) < DUE_BATCH:
+                    by_account.setdefault(account_id, []).append(sub_id)
+                released = False
+                for account_id, sub_ids in by_account.items():
+                    attempted, left = await self._attempt_batch(account_id, sub_ids)
+                    done, released = done + attempted, released or left
+                if len(due) < DUE_BATCH and not released:
                     break
         finally:
-            await self._hang_up()
+            try:
+                await self._records.flush()
+            finally:
+                await self._hang_up()
         return done
+
+    async def _attempt_batch(self, account_id: str, sub_ids: list[str]) -> tuple[int, bool]:
+        """Claim one account's due rows in one write and attempt them in turn: (how many were attempted, whether
+        some were released unattempted). Every attempt's network part ends ``LEASE_MARGIN`` before the batch's
+        leases run out; when too little is left for the next one, the rest are released for the next look at the
+        queue to claim afresh."""
+        store = self.store
+        lease_end = time.monotonic() + LEASE - LEASE_MARGIN  # (measured before the claim: never later than it)
+        subs = await store.call(store.submissions.claim_many, account_id, sub_ids, lease=LEASE)
+        if not subs:
+            return 0, False
+        # one store hop for the batch: where each message's bytes are, and every recipient's account here if any
+        try:
+            locations, targets = await store.call(_batch_inputs, store, account_id, subs)
+        except BaseException:  # (a read refused, the server stopping) the rows are due again at once
+            with contextlib.suppress(Exception):
+                await asyncio.shield(store.call(store.submissions.release_many, account_id, [s.id for s in subs]))
+            raise
+        done = 0
+        for k, sub in enumerate(subs):
+            budget = lease_end - time.monotonic()
+            if k and budget < MIN_ATTEMPT:  # (the first always goes: every batch makes progress)
+                await store.call(store.submissions.release_many, account_id, [s.id for s in subs[k:]])
+                self._records.kick()
+                return done, True
+            try:
+                attempt = await self.attempt(sub, locations.get(sub.blob_id), targets, min(RELAY_DEADLINE, budget))
+            except asyncio.CancelledError:  # the server stops: let the next start take the rows at once
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(store.call(store.submissions.release_many, account_id,
+                                                    [s.id for s in subs[k:]]))
+                raise
+            except StoreError:  # its row keeps the lease until it runs out, then it is tried again
+                log.warning("outbound %s: the store refused the attempt", sub.id, exc_info=True)
+            else:
+                self._records.add(sub.account_id, attempt)
+            done += 1
+        self._records.kick()  # the batch's last records, written while the next look at the queue runs
+        return done, False
 
     # -- one attempt ----------------------------------------------------------------------------------------
 
-    async def attempt(self, sub: Submission) -> None:
+    async def attempt(self, sub: Submission, location: BlobLocation | None,
+                      targets: dict[str, tuple[str, str] | None], deadline: float = RELAY_DEADLINE) -> Attempt:
+        """Deliver the message (at ``location``) to its recipients still queued, those with an account here
+        (``targets``: address -> (account id, INBOX id)) into their Inbox, the others within ``deadline``
+        seconds; returns what to record (``Submissions.record_attempts``, written by the caller)."""
         store = self.store
-        # the Bcc field names recipients the others must not see: it never leaves with the message
-        raw = without_bcc(await store.call(store.blobs.read, sub.account_id, sub.blob_id))
+        if location is None:
+            raise NotFound(sub.blob_id)
         todo = [r for r in sub.envelope.rcpt_to if sub.delivery.get(r, {}).get("delivered") == "queued"]
+        # the Bcc field names recipients the others must not see: it never leaves with the message
+        raw = without_bcc(await store.call(store.blobs.read_location, location))
         results: dict[str, Result] = {}
         remote: list[str] = []
-        targets = await store.call(_recipients, store, todo)  # one store hop for every recipient
         for rcpt in todo:
             target = targets[rcpt]
             if target is None:
@@ -227,7 +349,7 @@ class Outbound:
             # what finished before a deadline or a bug stays recorded: only the others are tried again
             try:
                 signed = await self._signed(sub, raw)  # once for every domain, before the network's deadline
-                async with asyncio.timeout(RELAY_DEADLINE):
+                async with asyncio.timeout(deadline):
                     await self._remote(sub, remote, signed, results)
             except TimeoutError:
                 client, self._smtp = self._smtp, None
@@ -246,14 +368,15 @@ class Outbound:
         for rcpt, (state, reply) in list(results.items()):
             if state == "queued" and expired:
                 results[rcpt] = ("no", f"550 5.4.7 Delivery time expired ({reply})")
+        for rcpt, (state, _) in results.items():
+            self.metrics.delivery("remote" if rcpt in remote else "local", _RESULTS[state])
         failed = {r: reply for r, (state, reply) in results.items() if state == "no"}
         dsn_ids: list[str] = []
         if failed and sub.envelope.mail_from:  # a null return path gets no bounce (RFC 5321 §4.5.5)
             dsn_ids = await self._bounce(sub, raw, failed)
         retry = any(state == "queued" for state, _ in results.values())
         next_attempt = now + min(MAX_BACKOFF, cfg.retry_base * 2 ** sub.attempts) if retry else None
-        await store.call(store.submissions.record_attempt, sub.account_id, sub.id, results,
-                         next_attempt=next_attempt, dsn_blob_ids=dsn_ids)
+        return Attempt(sub.id, results, next_attempt, tuple(dsn_ids))
 
     async def _deliver_local(self, account_id: str, inbox_id: str, sub: Submission, raw: bytes, rcpt: str
                              ) -> Result:
@@ -443,6 +566,10 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
+#: A recipient's state after an attempt, as a delivery result of the metrics.
+_RESULTS = {"yes": "accepted", "no": "refused", "queued": "deferred"}
+
+
 def _classify(code: int, message: str) -> Result:
     reply = f"{code} {message}".strip()
     if 200 <= code < 300:
@@ -450,13 +577,19 @@ def _classify(code: int, message: str) -> Result:
     return ("no" if code >= 500 else "queued"), reply
 
 
-def _recipients(store: Store, addresses: list[str]) -> dict[str, tuple[str, str] | None]:
-    """On a store thread: (account id, INBOX id) of each address delivered here, None for the others."""
-    return {a: store.accounts.recipient(a) for a in addresses}
+def _batch_inputs(store: Store, account_id: str, subs: list[Submission]
+                  ) -> tuple[dict[str, BlobLocation], dict[str, tuple[str, str] | None]]:
+    """On a store thread, what a batch of attempts needs (one query for the messages, not one each): where each
+    message's bytes are, and the (account id, INBOX id) of each queued recipient delivered here, None for the
+    others. Read when the batch is claimed: an address whose account was made since is found at the next look."""
+    rcpts = {r for sub in subs for r in sub.envelope.rcpt_to if sub.delivery.get(r, {}).get("delivered") == "queued"}
+    with store.shared_read():
+        locations = store.blobs.locations(account_id, [sub.blob_id for sub in subs])
+        return locations, store.accounts.recipients(sorted(rcpts))
 
 
 async def start_outbound(rt: Runtime) -> None:
     """Start this process's queue runner and register its closer (a server starter, like start_lmtp)."""
-    runner = Outbound(rt.store, rt.config)
+    runner = Outbound(rt.store, rt.config, rt.metrics)
     await runner.start()
     rt.closers.append(runner.close)

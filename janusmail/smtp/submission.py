@@ -51,6 +51,8 @@ from janusmail.auth.sasl import (
     decode_response,
 )
 from janusmail.mime.recipients import envelope_addresses
+from janusmail.observability import logs
+from janusmail.observability.metrics import smtp_result
 from janusmail.spool import FLUSH_BYTES, Spool
 from janusmail.store.model import IngestItem, NotFound, OverQuota, StorageUnavailable, StoreError, TooLarge
 from janusmail.store.submissions import Envelope as QueueEnvelope
@@ -156,6 +158,7 @@ class SubmissionHandler:
             return TEMP_FAIL
         if verdict.reason is not None:
             server.forget_login()
+            self.rt.metrics.session_revoked("submission", verdict.reason)
             return f"530 5.7.0 {verdict.reason}"
         server.credential_epoch = verdict.baseline
         if sender not in own:
@@ -235,6 +238,21 @@ class SubmissionServer(SMTP):
         self.credential_epoch: int | None = None
         # per connection (aiosmtpd's default is one dict shared by every instance, grown by each EHLO)
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit, {"AUTH": AUTH_LINE})
+        self._counted = False  # this connection is in the metrics' open connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._counted:  # (aiosmtpd calls it again after STARTTLS: still the same connection)
+            self._counted = True
+            self.rt.metrics.connection_opened("submission")
+            # (a callback's own context, copied into the connection's task that aiosmtpd starts here)
+            logs.bind(sid=logs.new_id("smtp"))
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.rt.metrics.connection_closed("submission")
+        super().connection_lost(error)
 
     def _create_session(self) -> Session:
         """A new session (the connection's start, and again after STARTTLS, RFC 3207 §4.2): no login."""
@@ -347,9 +365,12 @@ class SubmissionServer(SMTP):
                 if isinstance(response, str):
                     return response
                 if response:
+                    self._auth_failed("malformed", None)
                     return await self._failed(None)
             return self._succeeded(step.result)
         assert isinstance(step, Failure)
+        if step.code != "CANCELLED":
+            self._auth_failed(step.kind, step.address)
         if step.refusal is not None:  # not checked at all (throttled pair, hashing busy): no failure counted
             await auth.throttle.pause(step.refusal.retry_after)
             if step.refusal.kind == "busy":
@@ -390,6 +411,12 @@ class SubmissionServer(SMTP):
             except asyncio.IncompleteReadError:
                 raise ConnectionResetError("connection closed during AUTH") from None
 
+    def _auth_failed(self, kind: str, address: str | None) -> None:
+        """Count and log a refused AUTH (never its secret: the kind, the client, the name it gave)."""
+        self.rt.metrics.auth_failure("submission", kind)
+        logs.event(log, logging.INFO, "auth.failure", door="submission", kind=kind, peer=self.client_ip,
+                   user=address)
+
     async def _failed(self, address: str | None) -> str:
         throttle = self.rt.auth.throttle
         await throttle.pause(throttle.failed(self.client_ip or "?", address))
@@ -398,6 +425,8 @@ class SubmissionServer(SMTP):
     def _succeeded(self, result: AuthResult) -> str:
         assert self.session is not None
         self.rt.auth.throttle.succeeded(self.client_ip or "?", result.address)
+        logs.bind(account=result.account_id)
+        logs.event(log, logging.INFO, "submission.login", method=result.method, peer=self.client_ip)
         self.session.authenticated = True
         self.session.auth_data = result
         return OK_AUTH
@@ -433,6 +462,7 @@ class SubmissionServer(SMTP):
         finally:
             spool.close()
         self._set_post_data_state()
+        self.rt.metrics.delivery("submission", smtp_result(status))
         await self.push(status)
 
     async def _receive(self, spool: Spool) -> str | None:

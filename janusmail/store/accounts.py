@@ -4,6 +4,7 @@ switch, deletion. Passwords live in the credentials service (``store.credentials
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -15,6 +16,8 @@ from .schema import accounts
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from .store import Store
 
 #: Mailboxes every new account gets: (name, role). INBOX is the only one IMAP names specially.
@@ -26,6 +29,23 @@ DEFAULT_MAILBOXES: tuple[tuple[str, str], ...] = (
     ("Junk", "junk"),
     ("Trash", "trash"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSummary:
+    """One account as the web admin lists it (janusmail/admin): flags, usage and limits from the account row
+    alone (usage is kept exact by every write, see quotas.py), so listing every account is one query."""
+
+    id: str
+    address: str
+    jmap_enabled: bool
+    is_admin: bool
+    disabled: bool
+    created_at: int
+    storage_used: int
+    messages_used: int
+    storage_limit: int | None
+    messages_limit: int | None
 
 
 def _account(row: sa.Row) -> Account:
@@ -77,16 +97,75 @@ class Accounts:
         """(account id, INBOX id) of the account that receives mail for ``address`` here, by its own address or
         an alias (``store.identities``), or None. Read fresh each time: an address whose account was deleted and
         made again must reach the new one (LMTP, local delivery of sent mail)."""
-        acct = self.by_address(address)
-        account_id = acct.id if acct is not None else self._store.identities.alias_owner(address)
-        if account_id is None:
-            return None
-        inbox = self._store.mailboxes.by_path(account_id, ["INBOX"])
-        return None if inbox is None else (account_id, inbox.id)
+        return self.recipients([address])[address]
+
+    def recipients(self, addresses: Sequence[str]) -> dict[str, tuple[str, str] | None]:
+        """``recipient`` of many addresses at once (the sender's batch): one query per 500 for the accounts, one
+        for the aliases of the rest, then each account's INBOX."""
+        given = list(dict.fromkeys(addresses))
+        by_norm: dict[str, list[str]] = {}
+        for address in given:
+            by_norm.setdefault(normalize_address(address), []).append(address)
+        norms = list(by_norm)
+        owner: dict[str, str] = {}
+        with self._store.read() as conn:
+            for i in range(0, len(norms), 500):
+                for address, account_id in conn.execute(sa.select(accounts.c.address, accounts.c.id)
+                                                        .where(accounts.c.address.in_(norms[i : i + 500]))):
+                    owner.update((a, account_id) for a in by_norm.get(address, ()))
+        rest = [a for a in given if a not in owner]
+        if rest:
+            owner.update(self._store.identities.alias_owners(rest))
+        inboxes: dict[str, str | None] = {}
+        for account_id in dict.fromkeys(owner.values()):
+            inbox = self._store.mailboxes.by_path(account_id, ["INBOX"])
+            inboxes[account_id] = None if inbox is None else inbox.id
+        out: dict[str, tuple[str, str] | None] = {}
+        for address in given:
+            account_id = owner.get(address)
+            inbox_id = inboxes.get(account_id) if account_id is not None else None
+            out[address] = None if account_id is None or inbox_id is None else (account_id, inbox_id)
+        return out
 
     def list(self) -> list[Account]:
         with self._store.engine.connect() as conn:
             return [_account(r) for r in conn.execute(sa.select(accounts).order_by(accounts.c.address))]
+
+    def summaries(self, account_id: str | None = None) -> list[AccountSummary]:
+        """Every account (or just ``account_id``) with its flags and usage, by address."""
+        c = accounts.c
+        q = sa.select(c.id, c.address, c.jmap_enabled, c.is_admin, c.disabled, c.created_at, c.used_storage,
+                      c.used_messages, c.quota_storage, c.quota_messages).order_by(c.address)
+        if account_id is not None:
+            q = q.where(c.id == account_id)
+        with self._store.engine.connect() as conn:
+            return [AccountSummary(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), int(r[5]), int(r[6]),
+                                   int(r[7]), r[8], r[9]) for r in conn.execute(q)]
+
+    def is_admin(self, account_id: str) -> bool:
+        """May this account use the web admin? (False for a disabled or missing account.)"""
+        q = sa.select(accounts.c.is_admin, accounts.c.disabled).where(accounts.c.id == account_id)
+        with self._store.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return row is not None and bool(row[0]) and not bool(row[1])
+
+    @writes
+    def set_admin(self, account_id: str, admin: bool) -> None:
+        """Grant or withdraw the web admin; ``NotFound`` when there is no such account. The admin re-reads the
+        flag on every request, so withdrawing it takes effect at the next page."""
+        with self._store.write(account_id) as tx:
+            tx.conn.execute(sa.update(accounts).where(accounts.c.id == account_id).values(is_admin=admin))
+
+    @writes
+    def set_disabled(self, account_id: str, disabled: bool) -> None:
+        """Disable an account (no login through any door) or enable it again. Like a password change, it is
+        stamped and announced as a credential change in the same transaction, so the account's sessions end
+        (``* BYE`` at the next command, IDLE and push within seconds: janusmail.auth.revocation)."""
+        store = self._store
+        with store.write(account_id) as tx:  # NotFound when there is no such account
+            tx.conn.execute(sa.update(accounts).where(accounts.c.id == account_id).values(disabled=disabled))
+            credentials.record_change(tx.conn, account_id, node_id=store.node_id)
+        store.notifier.publish(credentials.event(account_id))
 
     @writes
     def set_jmap_enabled(self, account_id: str, enabled: bool) -> None:

@@ -20,11 +20,15 @@ operations, and a repair tool can rewrite the columns from it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from .model import MailboxCounts
 from .schema import FLAG_DRAFT, FLAG_SEEN, emails, mailboxes, messages
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sqltext import SqlText
 
 #: The counter columns, in MailboxCounts field order.
 COLUMNS: tuple[str, ...] = ("n_messages", "n_unseen", "n_deleted", "n_size", "n_emails", "n_unread_emails",
@@ -75,11 +79,11 @@ def write_columns(conn: sa.Connection, values: dict[str, Vector]) -> None:
         conn.execute(sa.update(mailboxes).where(mailboxes.c.id == mid).values(dict(zip(COLUMNS, vec, strict=True))))
 
 
-def add_columns(conn: sa.Connection, deltas: dict[str, Vector]) -> None:
+def add_columns(sql: SqlText, conn: sa.Connection, deltas: dict[str, Vector]) -> None:
     """Add these differences to the counter columns (one UPDATE per mailbox that changed)."""
     for mid, vec in deltas.items():
         if any(vec):
-            conn.execute(_ADD, {"mid": mid, **{f"d_{name}": d for name, d in zip(COLUMNS, vec, strict=True)}})
+            sql.count(conn, _ADD, {"mid": mid, **{f"d_{name}": d for name, d in zip(COLUMNS, vec, strict=True)}})
 
 
 def to_counts(row: Sequence) -> MailboxCounts:
@@ -87,13 +91,14 @@ def to_counts(row: Sequence) -> MailboxCounts:
 
 
 class CounterTracker:
-    """The counters part of one write transaction (held by ``WriteTx``)."""
+    """The counters part of one write transaction (held by ``WriteTx``); ``sql``: the store's statements."""
 
-    __slots__ = ("_before", "_overflow")
+    __slots__ = ("_before", "_overflow", "_sql")
 
-    def __init__(self) -> None:
+    def __init__(self, sql: SqlText) -> None:
         self._before: dict[str, dict[str, Vector]] = {}  # thread id -> {mailbox id: contribution} before
         self._overflow = False
+        self._sql = sql
 
     def affect_threads(self, conn: sa.Connection, thread_ids: Iterable[str]) -> None:
         """These threads are about to change: remember what they contribute now (first call per thread wins)."""
@@ -106,7 +111,7 @@ class CounterTracker:
             self._overflow = True  # recount the touched mailboxes at flush instead
             self._before.clear()
             return
-        per_thread = _per_thread(conn, new)
+        per_thread = _per_thread(self._sql, conn, new)
         for t in new:
             self._before[t] = per_thread.get(t, {})
 
@@ -117,7 +122,7 @@ class CounterTracker:
         threads: set[str] = set()
         ids = list(email_ids)
         for i in range(0, len(ids), 500):
-            threads.update(r[0] for r in conn.execute(_THREADS_OF, {"ids": ids[i : i + 500]}))
+            threads.update(self._sql.column(conn, _THREADS_OF, {"ids": ids[i : i + 500]}))
         self.affect_threads(conn, threads)
 
     def flush(self, conn: sa.Connection, touched: Iterable[str]) -> tuple[int, int] | None:
@@ -131,7 +136,7 @@ class CounterTracker:
             return None
         if not self._before:
             return (0, 0)
-        after = _per_thread(conn, list(self._before))
+        after = _per_thread(self._sql, conn, list(self._before))
         deltas: dict[str, list[int]] = {}
         for t, before in self._before.items():
             now = after.get(t, {})
@@ -141,22 +146,23 @@ class CounterTracker:
                     acc = deltas.setdefault(mid, [0] * 8)
                     for k in range(8):
                         acc[k] += a[k] - b[k]
-        add_columns(conn, {mid: tuple(v) for mid, v in deltas.items()})  # type: ignore[misc]
+        add_columns(self._sql, conn, {mid: tuple(v) for mid, v in deltas.items()})  # type: ignore[misc]
         # A destroyed mailbox's rows are gone but its difference is here: the account total stays exact.
         return sum(v[0] for v in deltas.values()), sum(v[3] for v in deltas.values())
 
 
-def _per_thread(conn: sa.Connection, thread_ids: list[str]) -> dict[str, dict[str, Vector]]:
+def _per_thread(sql: SqlText, conn: sa.Connection, thread_ids: list[str]) -> dict[str, dict[str, Vector]]:
     """{thread id: {mailbox id: contribution}} for these threads (grouped by thread and mailbox)."""
     out: dict[str, dict[str, Vector]] = {}
     for i in range(0, len(thread_ids), 500):
-        for r in conn.execute(_PER_THREAD, {"ids": thread_ids[i : i + 500]}):
+        for r in sql.run(conn, _PER_THREAD, {"ids": thread_ids[i : i + 500]}):
             out.setdefault(r[0], {})[r[1]] = _vector(r[2:])
     return out
 
 
-# -- statements built once: every write runs them twice, and building the grouped select (and its cache key) per
-# call cost more than running it on a small thread (issue 10: ~14% of the writer thread's time) -----------------
+# -- statements built once, run on the driver's cursor (``Store.sql``): every write runs them twice, and building
+# the grouped select (and its cache key) per call cost more than running it on a small thread (issue 10: ~14% of
+# the writer thread's time) ---------------------------------------------------------------------------------------
 
 _PER_THREAD = (sa.select(emails.c.thread_id, messages.c.mailbox_id, *_aggregates())
                .select_from(messages.join(emails, emails.c.id == messages.c.email_id))

@@ -100,13 +100,15 @@ def epochs(engine: sa.Engine, account_id: str) -> tuple[int, int] | None:
 
 @dataclass(frozen=True, slots=True)
 class LoginAccount:
-    """What a login checks about an account: its secrets (hashes only) and whether JMAP is enabled."""
+    """What a login checks about an account: its secrets (hashes only), whether JMAP is enabled, and whether
+    the account is disabled (no login through any door: janusmail/admin, ``user disable``)."""
 
     id: str
     address: str
     password_hash: str | None
     scram_sha256: str | None
     jmap_enabled: bool
+    disabled: bool = False
 
 
 class _Unchanged(Exception):
@@ -120,7 +122,7 @@ class Credentials:
     the stored forms."""
 
     _COLUMNS = (accounts.c.id, accounts.c.address, accounts.c.password_hash, accounts.c.scram_sha256,
-                accounts.c.jmap_enabled)
+                accounts.c.jmap_enabled, accounts.c.disabled)
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -135,14 +137,20 @@ class Credentials:
             row = conn.execute(q).first()
         if row is None:
             return None
-        return LoginAccount(row[0], row[1], row[2], row[3], bool(row[4]))
+        return LoginAccount(row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5]))
 
     def epochs(self, account_id: str) -> tuple[int, int] | None:
         """``(credential_epoch, password_epoch)``, or ``None`` once the account is gone (through ``store.read``:
         an IMAP command's check shares the command's read transaction)."""
-        with self._store.read() as conn:
-            row = conn.execute(_EPOCHS, {"account_id": account_id}).first()
+        with self._store.read() as conn:  # (every IMAP command runs this: on the driver's cursor, Store.sql)
+            row = self._store.sql.first(conn, _EPOCHS, {"account_id": account_id})
         return (int(row[0]), int(row[1])) if row is not None else None
+
+    def disabled(self, account_id: str) -> bool | None:
+        """Is the account disabled (``None``: it no longer exists)? Asked only once its epoch moved."""
+        with self._store.read() as conn:
+            row = conn.execute(sa.select(accounts.c.disabled).where(accounts.c.id == account_id)).first()
+        return None if row is None else bool(row[0])
 
     def sequence(self) -> int:
         """The store-wide credential epoch now (a login's baseline)."""

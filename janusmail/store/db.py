@@ -44,9 +44,15 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            # pysqlite's own transaction handling is off (isolation_level=None); we say BEGIN ourselves.
+            # pysqlite's own transaction handling is off (isolation_level=None); we say BEGIN ourselves. A read's
+            # BEGIN DEFERRED goes straight to the driver (SQLAlchemy's execution machinery cost more than the
+            # statement, on every read transaction); BEGIN IMMEDIATE, a writer's, passes the group commit's
+            # guard against a second writer on this thread (groupcommit._no_second_writer).
             mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            if mode == "DEFERRED":
+                conn.connection.dbapi_connection.execute("BEGIN DEFERRED")
+            else:
+                conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     if url.startswith("postgresql://"):

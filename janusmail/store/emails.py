@@ -12,6 +12,7 @@ memberships services destroy emails left in no mailbox).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from .search.index import delete_text
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
     from . import ingest as ingesting
     from .store import Store
     from .transaction import WriteTx
@@ -54,36 +57,34 @@ class EmailUpdate:
 
 def destroy_rows(tx: WriteTx, email_ids: list[str]) -> None:
     """Delete emails with every membership (vanished rows for IMAP), keywords and full-text rows, inside
-    ``tx``; threads left empty are destroyed, the others updated. The ids must be the account's."""
-    conn = tx.conn
+    ``tx``; threads left empty are destroyed, the others updated. The ids must be the account's. (Its
+    statements are built once and run on the driver's cursor: IMAP EXPUNGE runs them on every call.)"""
+    conn, sql, m = tx.conn, tx.store.sql, tx.modseq
     tx.affect_emails(email_ids)
     for i in range(0, len(email_ids), 500):
         chunk = email_ids[i : i + 500]
-        memb = conn.execute(
-            sa.select(messages.c.mailbox_id, messages.c.uid).where(messages.c.email_id.in_(chunk))
-        ).all()
+        ids = {"ids": chunk}
+        memb = sql.run(conn, _MEMBERSHIPS_OF, ids)
         if memb:
-            conn.execute(sa.insert(vanished), [{"mailbox_id": r.mailbox_id, "uid": r.uid, "modseq": tx.modseq}
-                                               for r in memb])
-            tx.touch_mailbox(*{r.mailbox_id for r in memb})
-            conn.execute(sa.delete(messages).where(messages.c.email_id.in_(chunk)))
-        thread_ids = {r[0] for r in conn.execute(sa.select(emails.c.thread_id).where(emails.c.id.in_(chunk)))}
-        conn.execute(sa.delete(email_keywords).where(email_keywords.c.email_id.in_(chunk)))
-        delete_text(conn, tx.store.sqlite, chunk)
-        conn.execute(sa.delete(emails).where(emails.c.id.in_(chunk)))
+            sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": r[0], "uid": r[1], "modseq": m} for r in memb])
+            tx.touch_mailbox(*{r[0] for r in memb})
+            sql.count(conn, _DELETE_MEMBERSHIPS_OF, ids)
+        thread_ids = set(sql.column(conn, _THREADS_OF, ids))
+        sql.count(conn, _DELETE_KEYWORDS_OF, ids)
+        delete_text(conn, tx.store.sqlite, chunk, sql)
+        sql.count(conn, _DELETE_EMAILS, ids)
         tx.log_many("Email", chunk, "d")
         if not thread_ids:
             continue
         tids = sorted(thread_ids)
-        alive = {r[0] for r in conn.execute(
-            sa.select(emails.c.thread_id).where(emails.c.thread_id.in_(tids)).distinct())}
+        alive = set(sql.column(conn, _LIVE_THREADS, {"ids": tids}))
         empty = [t for t in tids if t not in alive]
         if empty:  # a thread with no email left is destroyed, with its refs (its id is never given again)
-            conn.execute(sa.delete(thread_refs).where(thread_refs.c.thread_id.in_(empty)))
-            conn.execute(sa.delete(threads).where(threads.c.id.in_(empty)))
+            sql.count(conn, _DELETE_THREAD_REFS, {"ids": empty})
+            sql.count(conn, _DELETE_THREADS, {"ids": empty})
             tx.log_many("Thread", empty, "d")
         if alive:
-            conn.execute(sa.update(threads).where(threads.c.id.in_(sorted(alive))).values(modseq=tx.modseq))
+            sql.count(conn, _TOUCH_THREADS, {"ids": sorted(alive), "modseq": m})
             tx.log_many("Thread", sorted(alive), "u")
 
 
@@ -92,21 +93,37 @@ def after_membership_change(tx: WriteTx, email_ids: list[str]) -> list[str]:
     the rest as updated. Returns the destroyed ids."""
     if not email_ids:
         return []
-    conn = tx.conn
+    conn, sql = tx.conn, tx.store.sql
     orphans: list[str] = []
     for i in range(0, len(email_ids), 500):
         chunk = email_ids[i : i + 500]
-        still = {r[0] for r in conn.execute(
-            sa.select(messages.c.email_id).where(messages.c.email_id.in_(chunk)).distinct()
-        )}
+        still = set(sql.column(conn, _STILL_MEMBERS, {"ids": chunk}))
         orphans.extend(e for e in chunk if e not in still)
         live = [e for e in chunk if e in still]
         if live:
-            conn.execute(sa.update(emails).where(emails.c.id.in_(live)).values(modseq=tx.modseq))
+            sql.count(conn, _TOUCH_EMAILS, {"ids": live, "modseq": tx.modseq})
             tx.log_many("Email", live, "u")
     if orphans:
         destroy_rows(tx, orphans)
     return orphans
+
+
+# -- statements built once (``Store.sql``) of destroy_rows and after_membership_change ---------------------------
+
+_P = sa.bindparam
+_MEMBERSHIPS_OF = sa.select(messages.c.mailbox_id, messages.c.uid).where(messages.c.email_id.in_(_P("ids", expanding=True)))
+_INSERT_VANISHED = sa.insert(vanished).values(mailbox_id=_P("mailbox_id"), uid=_P("uid"), modseq=_P("modseq"))
+_DELETE_MEMBERSHIPS_OF = sa.delete(messages).where(messages.c.email_id.in_(_P("ids", expanding=True)))
+_THREADS_OF = sa.select(emails.c.thread_id).where(emails.c.id.in_(_P("ids", expanding=True)))
+_DELETE_KEYWORDS_OF = sa.delete(email_keywords).where(email_keywords.c.email_id.in_(_P("ids", expanding=True)))
+_DELETE_EMAILS = sa.delete(emails).where(emails.c.id.in_(_P("ids", expanding=True)))
+_LIVE_THREADS = sa.select(emails.c.thread_id).where(emails.c.thread_id.in_(_P("ids", expanding=True))).distinct()
+_DELETE_THREAD_REFS = sa.delete(thread_refs).where(thread_refs.c.thread_id.in_(_P("ids", expanding=True)))
+_DELETE_THREADS = sa.delete(threads).where(threads.c.id.in_(_P("ids", expanding=True)))
+_TOUCH_THREADS = sa.update(threads).where(threads.c.id.in_(_P("ids", expanding=True))).values(modseq=_P("modseq"))
+_STILL_MEMBERS = (sa.select(messages.c.email_id).where(messages.c.email_id.in_(_P("ids", expanding=True)))
+                  .distinct())
+_TOUCH_EMAILS = sa.update(emails).where(emails.c.id.in_(_P("ids", expanding=True))).values(modseq=_P("modseq"))
 
 
 def own_mailbox_ids(conn: sa.Connection, account_id: str) -> set[str]:
@@ -126,7 +143,7 @@ def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -
     if not updates:
         return {}
     tx.affect_emails([eid for eid, upd in updates.items() if _moves_counters(upd)])  # one batch, before any change
-    conn = tx.conn
+    conn, sql = tx.conn, tx.store.sql
     ids = list(updates)
     flags: dict[str, int] = {}
     sizes: dict[str, int] = {}
@@ -135,14 +152,12 @@ def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -
         chunk = ids[i : i + 500]
         # By primary key, the account checked here: with ``account_id = ?`` in SQL, SQLite walks the account's
         # whole index instead (10x slower at 10k emails, and growing with the mailbox).
-        for r in conn.execute(sa.select(emails.c.id, emails.c.account_id, emails.c.flags, emails.c.size)
-                              .where(emails.c.id.in_(chunk))):
+        for r in sql.run(conn, _FLAGS_OF, {"ids": chunk}):
             if r[1] == account_id:
                 flags[r[0]], sizes[r[0]] = r[2], r[3]
         mine = [e for e in chunk if e in flags and _changes_keywords(updates[e])]
         if mine:
-            for r in conn.execute(sa.select(email_keywords.c.email_id, email_keywords.c.keyword,
-                                            email_keywords.c.display).where(email_keywords.c.email_id.in_(mine))):
+            for r in sql.run(conn, _KEYWORDS_OF, {"ids": mine}):
                 current.setdefault(r[0], {})[r[1]] = r[2]
     moving = [e for e in ids if e in flags and _changes_mailboxes(updates[e])]
     memberships: dict[str, list[tuple[str, int, bool]]] = {}
@@ -150,8 +165,7 @@ def update_each(tx: WriteTx, account_id: str, updates: dict[str, EmailUpdate]) -
     if moving:
         own_boxes = own_mailbox_ids(conn, account_id)
         for i in range(0, len(moving), 500):
-            for r in conn.execute(sa.select(messages.c.email_id, messages.c.mailbox_id, messages.c.uid,
-                                            messages.c.deleted).where(messages.c.email_id.in_(moving[i : i + 500]))):
+            for r in sql.run(conn, _MEMBERSHIP_ROWS_OF, {"ids": moving[i : i + 500]}):
                 memberships.setdefault(r[0], []).append((r[1], r[2], bool(r[3])))
     results: dict[str, StoreError | None] = {}
     plans: dict[str, tuple[tuple[dict[str, str], dict[str, str]] | None, _Moves | None]] = {}
@@ -234,8 +248,9 @@ def _admit_growth(tx: WriteTx, plans: dict[str, tuple[Any, _Moves | None]], size
 
 def _write_plans(tx: WriteTx, plans: dict[str, tuple[tuple[dict[str, str], dict[str, str]] | None, _Moves | None]],
                  flags: dict[str, int]) -> None:
-    """Write every planned email's keyword and membership changes, grouped by value (see update_each)."""
-    conn, m = tx.conn, tx.modseq
+    """Write every planned email's keyword and membership changes, grouped by value (see update_each). (Its
+    statements are built once and run on the driver's cursor: "mark 100 read" is all statements, little Python.)"""
+    conn, m, sql = tx.conn, tx.modseq, tx.store.sql
     new_bits: dict[int, list[str]] = {}
     gone: dict[str, list[str]] = {}
     fresh: list[dict[str, str]] = []
@@ -264,41 +279,59 @@ def _write_plans(tx: WriteTx, plans: dict[str, tuple[tuple[dict[str, str], dict[
             changed.append(eid)
     for bits, group in new_bits.items():
         for i in range(0, len(group), 500):
-            conn.execute(sa.update(emails).where(emails.c.id.in_(group[i : i + 500])).values(flags=bits))
+            sql.count(conn, _SET_FLAGS, {"ids": group[i : i + 500], "bits": bits})
     for keyword, group in gone.items():
         for i in range(0, len(group), 500):
-            conn.execute(sa.delete(email_keywords).where(email_keywords.c.keyword == keyword,
-                                                         email_keywords.c.email_id.in_(group[i : i + 500])))
-    if fresh:
-        conn.execute(sa.insert(email_keywords), fresh)
+            sql.count(conn, _DELETE_KEYWORD, {"keyword": keyword, "ids": group[i : i + 500]})
+    sql.many(conn, _INSERT_KEYWORD, fresh)
     for box, uids in removed.items():
         for i in range(0, len(uids), 500):
-            conn.execute(sa.delete(messages).where(messages.c.mailbox_id == box, messages.c.uid.in_(uids[i : i + 500])))
-    if removed:
-        conn.execute(sa.insert(vanished), [{"mailbox_id": box, "uid": u, "modseq": m}
-                                           for box, uids in removed.items() for u in uids])
+            sql.count(conn, _DELETE_UIDS, {"box": box, "uids": uids[i : i + 500]})
+    sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": box, "uid": u, "modseq": m}
+                                      for box, uids in removed.items() for u in uids])
     for box, uids in undeleted.items():
         for i in range(0, len(uids), 500):
-            conn.execute(sa.update(messages).where(messages.c.mailbox_id == box, messages.c.uid.in_(uids[i : i + 500]))
-                         .values(deleted=False, modseq=m))
+            sql.count(conn, _UNDELETE_UIDS, {"box": box, "uids": uids[i : i + 500], "modseq": m})
     rows = []
+    now = int(time.time())  # SAVEDATE (RFC 8514) of the memberships entered
     for box in sorted(entering):
         members = entering[box]
-        top = conn.execute(sa.update(mailboxes).where(mailboxes.c.id == box)
-                           .values(uidnext=mailboxes.c.uidnext + len(members))
-                           .returning(mailboxes.c.uidnext)).scalar_one()
-        rows.extend({"mailbox_id": box, "uid": top - len(members) + n, "email_id": eid, "deleted": False, "modseq": m}
-                    for n, eid in enumerate(members))
-    if rows:
-        conn.execute(sa.insert(messages), rows)
+        top = sql.scalar(conn, _TAKE_UIDS, {"box": box, "n": len(members)})
+        rows.extend({"mailbox_id": box, "uid": top - len(members) + n, "email_id": eid, "deleted": False, "modseq": m,
+                     "saved_at": now} for n, eid in enumerate(members))
+    sql.many(conn, _INSERT_MEMBERSHIP, rows)
     tx.touch_mailbox(*removed, *undeleted, *entering)
     for i in range(0, len(changed), 500):  # flags are per email: every membership of a changed email is stamped
         chunk = changed[i : i + 500]
-        conn.execute(sa.update(emails).where(emails.c.id.in_(chunk)).values(modseq=m))
-        boxes = conn.execute(sa.update(messages).where(messages.c.email_id.in_(chunk))
-                             .values(modseq=m).returning(messages.c.mailbox_id)).all()
-        tx.touch_mailbox(*{r[0] for r in boxes})
+        sql.count(conn, _TOUCH_EMAILS, {"ids": chunk, "modseq": m})
+        tx.touch_mailbox(*{r[0] for r in sql.run(conn, _STAMP_MEMBERSHIPS, {"ids": chunk, "modseq": m})})
     tx.log_many("Email", changed, "u")
+
+
+# -- statements built once (``Store.sql``) of update_each and _write_plans -----------------------------------------
+
+_FLAGS_OF = (sa.select(emails.c.id, emails.c.account_id, emails.c.flags, emails.c.size)
+             .where(emails.c.id.in_(_P("ids", expanding=True))))
+_KEYWORDS_OF = (sa.select(email_keywords.c.email_id, email_keywords.c.keyword, email_keywords.c.display)
+                .where(email_keywords.c.email_id.in_(_P("ids", expanding=True))))
+_MEMBERSHIP_ROWS_OF = (sa.select(messages.c.email_id, messages.c.mailbox_id, messages.c.uid, messages.c.deleted)
+                       .where(messages.c.email_id.in_(_P("ids", expanding=True))))
+_SET_FLAGS = sa.update(emails).where(emails.c.id.in_(_P("ids", expanding=True))).values(flags=_P("bits"))
+_DELETE_KEYWORD = sa.delete(email_keywords).where(email_keywords.c.keyword == _P("keyword"),
+                                                  email_keywords.c.email_id.in_(_P("ids", expanding=True)))
+_INSERT_KEYWORD = sa.insert(email_keywords).values(email_id=_P("email_id"), keyword=_P("keyword"),
+                                                   display=_P("display"))
+_DELETE_UIDS = sa.delete(messages).where(messages.c.mailbox_id == _P("box"),
+                                         messages.c.uid.in_(_P("uids", expanding=True)))
+_UNDELETE_UIDS = (sa.update(messages).where(messages.c.mailbox_id == _P("box"),
+                                            messages.c.uid.in_(_P("uids", expanding=True)))
+                  .values(deleted=False, modseq=_P("modseq")))
+_TAKE_UIDS = (sa.update(mailboxes).where(mailboxes.c.id == _P("box"))
+              .values(uidnext=mailboxes.c.uidnext + _P("n")).returning(mailboxes.c.uidnext))
+_INSERT_MEMBERSHIP = sa.insert(messages).values(mailbox_id=_P("mailbox_id"), uid=_P("uid"), email_id=_P("email_id"),
+                                                deleted=_P("deleted"), modseq=_P("modseq"), saved_at=_P("saved_at"))
+_STAMP_MEMBERSHIPS = (sa.update(messages).where(messages.c.email_id.in_(_P("ids", expanding=True)))
+                      .values(modseq=_P("modseq")).returning(messages.c.mailbox_id))
 
 
 def _changes_mailboxes(upd: EmailUpdate) -> bool:
@@ -473,6 +506,21 @@ class Emails:
         if row is None:
             raise NotFound(email_id)
         return BlobLocation(row.id, row.sha256, row.size, row.pack, row.offset, row.type)
+
+    def locations(self, account_id: str, email_ids: Sequence[str]) -> dict[str, BlobLocation]:
+        """``location`` of many emails in one query per 500 (EmailSubmission/set of a batch of drafts); the
+        account's emails only, the others absent. By primary key, the account compared here (see update_each)."""
+        wanted = list(dict.fromkeys(email_ids))
+        cols = (emails.c.id, emails.c.account_id, blobs.c.id, blobs.c.sha256, blobs.c.size, blobs.c.pack,
+                blobs.c.offset, blobs.c.type)
+        out: dict[str, BlobLocation] = {}
+        with self._store.read() as conn:
+            for i in range(0, len(wanted), 500):
+                for r in conn.execute(sa.select(*cols).select_from(emails.join(blobs, blobs.c.id == emails.c.blob_id))
+                                      .where(emails.c.id.in_(wanted[i : i + 500]))):
+                    if r[1] == account_id:
+                        out[r[0]] = BlobLocation(r[2], r[3], r[4], r[5], r[6], r[7])
+        return out
 
     def raw(self, account_id: str, email_id: str) -> bytes:
         """The email's bytes as stored."""

@@ -22,6 +22,7 @@ from janusmail.mime.parse import parse_message
 
 from . import ids, quotas
 from . import keywords as kwmod
+from .membership import claim_recent_in
 from .model import Delivered, IngestItem, NotFound, TooLarge
 from .schema import blobs, email_keywords, emails, mailboxes, messages
 from .search.index import write_text
@@ -83,13 +84,12 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
     further write step of the same transaction, run after the rows are in (IMAP REPLACE expunges the message
     it replaces there: janusmail.store.replace); if it raises, nothing of the batch is kept."""
     now = int(time.time())
+    sql = store.sql
     with store.write(account_id) as tx:
         conn = tx.conn
         m = tx.modseq
         wanted = {mid for p in prep for mid in p.mailbox_ids}
-        rows = conn.execute(
-            sa.select(mailboxes.c.id).where(mailboxes.c.account_id == account_id, mailboxes.c.id.in_(wanted))
-        ).all()
+        rows = sql.run(conn, _OWN_BOXES, {"account_id": account_id, "ids": list(wanted)})
         if len(rows) != len(wanted) or any(not p.mailbox_ids for p in prep):
             raise NotFound("mailbox")
         # Quota: checked under this transaction's account lock, before any byte is written (quotas.py).
@@ -99,9 +99,7 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
         digests = list({p.digest for p in prep})
         blob_ids: dict[str, str] = {}
         for i in range(0, len(digests), 500):
-            for r in conn.execute(sa.select(blobs.c.sha256, blobs.c.id).where(
-                    blobs.c.account_id == account_id, blobs.c.sha256.in_(digests[i:i + 500]))):
-                blob_ids[r.sha256] = r.id
+            blob_ids.update(sql.run(conn, _KNOWN_BLOBS, {"account_id": account_id, "digests": digests[i:i + 500]}))
         new_blobs = []
         fresh: dict[str, bytes] = {}
         for p in prep:
@@ -115,8 +113,7 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
             new_blobs.append({"id": blob_ids[digest], "account_id": account_id, "sha256": digest,
                               "size": len(raw), "type": "message/rfc822", "pack": pack, "offset": offset,
                               "created_at": now})
-        if new_blobs:
-            conn.execute(sa.insert(blobs), new_blobs)
+        sql.many(conn, _INSERT_BLOB, new_blobs)
         # UIDs: one UPDATE per mailbox for the whole batch.
         per_box: dict[str, int] = defaultdict(int)
         for p in prep:
@@ -124,15 +121,11 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
                 per_box[mid] += 1
         next_uid: dict[str, int] = {}
         for mid, n in per_box.items():
-            top = conn.execute(
-                sa.update(mailboxes).where(mailboxes.c.id == mid)
-                .values(uidnext=mailboxes.c.uidnext + n).returning(mailboxes.c.uidnext)
-            ).scalar_one()
-            next_uid[mid] = top - n
+            next_uid[mid] = sql.scalar(conn, _TAKE_UIDS, {"mailbox_id": mid, "n": n}) - n
         email_rows, kw_rows, msg_rows, search_rows = [], [], [], []
         out: list[Delivered] = []
         assigned = assign_threads(conn, account_id,
-                                  [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m)
+                                  [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m, sql)
         tx.affect_threads(t for t, _created in assigned)  # the mailbox counters move by what they gain
         for p, (thread_id, created) in zip(prep, assigned, strict=True):
             c = p.cache
@@ -167,15 +160,43 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
                 "body": c.get("search_text") or "", "headers": c.get("headers"),
             })
             tx.log("Email", email_id, "c")
-            out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m))
-        conn.execute(sa.insert(emails), email_rows)
-        if kw_rows:
-            conn.execute(sa.insert(email_keywords), kw_rows)
-        conn.execute(sa.insert(messages), msg_rows)
-        write_text(conn, store.sqlite, search_rows)
+            recent_from = None
+            claim = p.item.claim_recent
+            if claim is not None and claim in uids:  # IMAP APPEND into the session's selected mailbox (IngestItem)
+                first = claim_recent_in(sql, conn, claim, upto=uids[claim] + 1)
+                recent_from = first if first <= uids[claim] else None
+            out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m,
+                                 recent_from))
+        sql.many(conn, _INSERT_EMAIL, email_rows)
+        sql.many(conn, _INSERT_KEYWORD, kw_rows)
+        sql.many(conn, _INSERT_MESSAGE, msg_rows)
+        write_text(conn, store.sqlite, search_rows, sql)
         tx.touch_mailbox(*per_box)
         tx.delivery()
         if then is not None:
             then(tx, out)
     return out
 
+
+# -- statements built once, run on the driver's cursor (``Store.sql``): every delivery and APPEND runs them -------
+
+_P = sa.bindparam
+
+
+def _insert(table: sa.Table, *names: str) -> sa.Insert:
+    return sa.insert(table).values({n: _P(n) for n in names})
+
+
+_OWN_BOXES = sa.select(mailboxes.c.id).where(mailboxes.c.account_id == _P("account_id"),
+                                             mailboxes.c.id.in_(_P("ids", expanding=True)))
+_KNOWN_BLOBS = sa.select(blobs.c.sha256, blobs.c.id).where(blobs.c.account_id == _P("account_id"),
+                                                           blobs.c.sha256.in_(_P("digests", expanding=True)))
+_INSERT_BLOB = _insert(blobs, "id", "account_id", "sha256", "size", "type", "pack", "offset", "created_at")
+_TAKE_UIDS = (sa.update(mailboxes).where(mailboxes.c.id == _P("mailbox_id"))
+              .values(uidnext=mailboxes.c.uidnext + _P("n")).returning(mailboxes.c.uidnext))
+_INSERT_EMAIL = _insert(emails, "id", "account_id", "blob_id", "thread_id", "size", "received_at", "sent_at",
+                        "sent_offset", "flags", "message_id", "subject", "base_subject", "from_sort", "to_sort",
+                        "addr_from", "addr_to", "addr_cc", "addr_bcc", "has_attachment", "preview", "cache",
+                        "created_modseq", "modseq")
+_INSERT_KEYWORD = _insert(email_keywords, "email_id", "keyword", "display")
+_INSERT_MESSAGE = _insert(messages, "mailbox_id", "uid", "email_id", "deleted", "modseq", "saved_at")

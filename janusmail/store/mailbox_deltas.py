@@ -60,15 +60,17 @@ class MailboxDeltas:
         self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lane] = weakref.WeakKeyDictionary()
 
     async def delta(self, mailbox_id: str, *, uidvalidity: int, uidnext: int, modseq: int,
-                    claim_recent: bool = False) -> MailboxDelta | None:
+                    claim_recent: bool = False, claimed_below: int = 0) -> MailboxDelta | None:
         """``store.messages.mailbox_delta``'s answer, read together with the other sessions' (the returned
-        object may be shared: never change it)."""
+        object may be shared: never change it). ``claimed_below``: as for ``mailbox_delta``, no claim when every
+        new UID is below it."""
         loop = asyncio.get_running_loop()
         lane = self._lanes.get(loop)
         if lane is None:
             lane = self._lanes[loop] = _Lane()
         fut: asyncio.Future[MailboxDelta | None] = loop.create_future()
-        lane.queue.append(((mailbox_id, uidvalidity, uidnext, modseq), claim_recent, fut))
+        claim = claimed_below if claim_recent else None
+        lane.queue.append(((mailbox_id, uidvalidity, uidnext, modseq), claim, fut))
         if lane.reads < MAX_READS:
             lane.reads += 1
             # its own task: a session cancelled while waiting (IDLE's DONE) must not strand the batch it leads
@@ -88,7 +90,8 @@ class MailboxDeltas:
                     continue
                 claimed: set[str] = set()
                 for (key, claim, fut), answer in zip(batch, answers, strict=True):
-                    if claim and answer is not None and answer.new_uids and key[0] not in claimed:
+                    if (claim is not None and answer is not None and answer.worth_claiming(claim)
+                            and key[0] not in claimed):
                         claimed.add(key[0])
                         # its own hop: a claim is a write that may wait for the write lock, and the rest of
                         # the batch must not wait with it
@@ -117,7 +120,7 @@ class MailboxDeltas:
         with self._store.engine.connect() as conn:
             for key in keys:
                 if key not in answers:
-                    answers[key] = read_delta(conn, *key)
+                    answers[key] = read_delta(self._store.sql, conn, *key)
         return [answers[key] for key in keys]
 
 

@@ -180,8 +180,8 @@ class Mailboxes:
         self._store = store
 
     def list(self, account_id: str) -> list[Mailbox]:
-        with self._store.read() as conn:
-            return [mailbox_from_row(r) for r in conn.execute(_LIST, {"account_id": account_id})]
+        with self._store.read() as conn:  # (every IMAP command naming a mailbox: on the driver's cursor)
+            return [mailbox_from_row(r) for r in self._store.sql.run(conn, _LIST, {"account_id": account_id})]
 
     def get(self, account_id: str, mailbox_id: str) -> Mailbox | None:
         with self._store.engine.connect() as conn:

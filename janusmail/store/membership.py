@@ -8,7 +8,7 @@ not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -19,10 +19,11 @@ from .emails import after_membership_change
 from .model import NotFound
 from .schema import FLAG_DRAFT, FLAG_SEEN, email_keywords, emails, mailboxes, messages, vanished
 from .thread_visibility import ThreadVisibility
-from .uidranges import UidRanges, uid_condition
+from .uidranges import UidRanges, bound_condition, bound_params, uid_condition
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .sqltext import SqlText
     from .store import Store
 
 #: Flag bits the mailbox counters depend on (unseen, unread): changing only other keywords moves no counter.
@@ -32,11 +33,17 @@ COUNTED_BITS = FLAG_SEEN | FLAG_DRAFT
 
 @dataclass
 class StoreResult:
-    """UIDs whose flags were written, and UIDs refused by UNCHANGEDSINCE (RFC 7162 [MODIFIED])."""
+    """UIDs whose flags were written, and UIDs refused by UNCHANGEDSINCE (RFC 7162 [MODIFIED]).
+
+    ``previous``: each written UID's MODSEQ just before this write. A session may treat the write as the only
+    change it has not been told about only when that MODSEQ is one it has already reported (IMAP STORE
+    ``.SILENT``, FETCH setting ``\\Seen``); otherwise another session's change came in between and is still owed
+    to its client."""
 
     updated: list[int]
     modified: list[int]
     modseq: int
+    previous: dict[int, int] = field(default_factory=dict)
 
 
 class Memberships:
@@ -45,81 +52,79 @@ class Memberships:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def _box(self, conn: sa.Connection, account_id: str, mailbox_id: str) -> sa.Row:
-        row = conn.execute(sa.select(mailboxes).where(mailboxes.c.id == mailbox_id,
-                                                      mailboxes.c.account_id == account_id)).first()
-        if row is None:
+    def _box(self, conn: sa.Connection, account_id: str, mailbox_id: str) -> None:
+        """``NotFound`` unless the mailbox exists and is the account's."""
+        if self._store.sql.first(conn, _BOX, {"mailbox_id": mailbox_id, "account_id": account_id}) is None:
             raise NotFound(mailbox_id)
-        return row
 
     @writes
     def store_flags(self, account_id: str, mailbox_id: str, uids: UidRanges, mode: str, flags: list[str],
                     deleted: bool | None, unchanged_since: int | None = None) -> StoreResult:
         """IMAP STORE. ``mode`` is add|remove|replace; ``flags`` are keywords in JMAP form ($seen, $forwarded,
         ...) with the client's spelling kept for display; ``deleted`` is the \\Deleted part (None = untouched).
-        """
+
+        The statements are built once and run on the driver's cursor (``Store.sql``); the rows one per shape
+        of the UID set: a small STORE is about a dozen statements, and SQLAlchemy's per-statement machinery was
+        most of its cost (issue 10)."""
         kw = kwmod.normalize(flags)
         bits, other = kwmod.split(kw)
+        sql = self._store.sql
         with self._store.write(account_id) as tx:
             conn = tx.conn
             self._box(conn, account_id, mailbox_id)
-            cond = [messages.c.mailbox_id == mailbox_id, uid_condition(messages.c.uid, uids)]
-            rows = conn.execute(sa.select(messages.c.uid, messages.c.email_id, messages.c.modseq,
-                                          messages.c.deleted).where(*cond)).all()
+            shape, params = bound_params(uids)
+            params["mailbox_id"] = mailbox_id
+            rows = sql.rows(conn, ("store_flags", shape), lambda: sa.select(
+                messages.c.uid, messages.c.email_id, messages.c.modseq, messages.c.deleted).where(
+                messages.c.mailbox_id == sa.bindparam("mailbox_id"), bound_condition(messages.c.uid, shape)), params)
             modified = []
             if unchanged_since is not None:
-                modified = [r.uid for r in rows if r.modseq > unchanged_since]
-                rows = [r for r in rows if r.modseq <= unchanged_since]
+                modified = [r[0] for r in rows if r[2] > unchanged_since]
+                rows = [r for r in rows if r[2] <= unchanged_since]
             if not rows:
                 return StoreResult([], modified, tx.modseq)
-            email_ids = list({r.email_id for r in rows})
+            email_ids = list({r[1] for r in rows})
             if deleted is not None or mode == "replace" or bits & COUNTED_BITS:
                 tx.affect_emails(email_ids)  # the counters see \Seen, \Draft and \Deleted
+            m = tx.modseq
+            keywords = list(other)
             for i in range(0, len(email_ids), 500):
                 chunk = email_ids[i : i + 500]
-                where = emails.c.id.in_(chunk)
+                p = {"ids": chunk, "modseq": m}
                 if mode == "add":
-                    if bits:
-                        conn.execute(sa.update(emails).where(where).values(flags=emails.c.flags.op("|")(bits)))
+                    sql.count(conn, _ADD_FLAGS, {**p, "bits": bits})  # (0: the modseq alone)
                     if other:
-                        have = {(r.email_id, r.keyword) for r in conn.execute(
-                            sa.select(email_keywords.c.email_id, email_keywords.c.keyword)
-                            .where(email_keywords.c.email_id.in_(chunk), email_keywords.c.keyword.in_(list(other))))}
+                        have = set(sql.run(conn, _HAVE_KEYWORDS, {"ids": chunk, "keywords": keywords}))
                         fresh = [{"email_id": e, "keyword": k, "display": d} for e in chunk for k, d in other.items()
                                  if (e, k) not in have]
-                        if fresh:
-                            conn.execute(sa.insert(email_keywords), fresh)
+                        sql.many(conn, _INSERT_KEYWORD, fresh)
                 elif mode == "remove":
                     if bits:
-                        conn.execute(sa.update(emails).where(where).values(flags=emails.c.flags.op("&")(~bits & 0xFF)))
+                        sql.count(conn, _KEEP_FLAGS, {**p, "mask": ~bits & 0xFF})
+                    else:
+                        sql.count(conn, _ADD_FLAGS, {**p, "bits": 0})  # (the modseq alone)
                     if other:
-                        conn.execute(sa.delete(email_keywords).where(email_keywords.c.email_id.in_(chunk),
-                                                                     email_keywords.c.keyword.in_(list(other))))
+                        sql.count(conn, _DROP_KEYWORDS, {"ids": chunk, "keywords": keywords})
                 else:
-                    conn.execute(sa.update(emails).where(where).values(flags=bits))
-                    conn.execute(sa.delete(email_keywords).where(email_keywords.c.email_id.in_(chunk)))
-                    if other:
-                        conn.execute(sa.insert(email_keywords), [{"email_id": e, "keyword": k, "display": d}
-                                                                 for e in chunk for k, d in other.items()])
-                conn.execute(sa.update(emails).where(where).values(modseq=tx.modseq))
-                touched = conn.execute(sa.update(messages).where(messages.c.email_id.in_(chunk))
-                                       .values(modseq=tx.modseq).returning(messages.c.mailbox_id)).all()
+                    sql.count(conn, _SET_FLAGS, {**p, "bits": bits})
+                    sql.count(conn, _DROP_ALL_KEYWORDS, {"ids": chunk})
+                    sql.many(conn, _INSERT_KEYWORD, [{"email_id": e, "keyword": k, "display": d}
+                                                     for e in chunk for k, d in other.items()])
+                touched = sql.run(conn, _TOUCH_MEMBERSHIPS, p)
                 tx.touch_mailbox(*{r[0] for r in touched})
                 tx.log_many("Email", chunk, "u")
-            target_uids = [r.uid for r in rows]
+            target_uids = [r[0] for r in rows]
             if deleted is not None:
                 for i in range(0, len(target_uids), 500):
-                    conn.execute(sa.update(messages).where(messages.c.mailbox_id == mailbox_id,
-                                                           messages.c.uid.in_(target_uids[i : i + 500]))
-                                 .values(deleted=deleted, modseq=tx.modseq))
+                    sql.count(conn, _SET_DELETED, {"mailbox_id": mailbox_id, "uids": target_uids[i : i + 500],
+                                                   "deleted": deleted, "modseq": m})
                 tx.touch_mailbox(mailbox_id)
                 # \Deleted hides a membership from JMAP: its mailboxIds changed, and maybe its thread's emailIds.
                 tx.log_many("Email", email_ids, "u")
                 for i in range(0, len(email_ids), 500):
-                    threads = {r[0] for r in conn.execute(
-                        sa.select(emails.c.thread_id).where(emails.c.id.in_(email_ids[i : i + 500])))}
+                    threads = set(sql.column(conn, _THREADS_OF, {"ids": email_ids[i : i + 500]}))
                     tx.log_many("Thread", sorted(threads), "u")
-            return StoreResult(sorted(target_uids), modified, tx.modseq)
+            return StoreResult(sorted(target_uids), modified, tx.modseq, {r[0]: r[2] for r in rows})
 
     @writes
     def copy(self, account_id: str, src_id: str, uids: UidRanges, dst_id: str,
@@ -169,38 +174,80 @@ class Memberships:
     @writes
     def expunge(self, account_id: str, mailbox_id: str, uids: UidRanges | None = None) -> list[int]:
         """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed."""
+        sql = self._store.sql
         with self._store.write(account_id) as tx:
             conn = tx.conn
             self._box(conn, account_id, mailbox_id)
-            cond = [messages.c.mailbox_id == mailbox_id, messages.c.deleted.is_(True)]
-            if uids is not None:
-                cond.append(uid_condition(messages.c.uid, uids))
-            rows = conn.execute(sa.select(messages.c.uid, messages.c.email_id).where(*cond)
-                                .order_by(messages.c.uid)).all()
+            if uids is None:
+                rows = sql.run(conn, _DELETED_ROWS, {"mailbox_id": mailbox_id})
+            else:
+                shape, params = bound_params(uids)
+                params["mailbox_id"] = mailbox_id
+                rows = sql.rows(conn, ("expunge", shape), lambda: sa.select(messages.c.uid, messages.c.email_id).where(
+                    messages.c.mailbox_id == sa.bindparam("mailbox_id"), messages.c.deleted.is_(True),
+                    bound_condition(messages.c.uid, shape)).order_by(messages.c.uid), params)
             if not rows:
                 return []
-            gone = [r.uid for r in rows]
-            tx.affect_emails(list({r.email_id for r in rows}))
+            gone = [r[0] for r in rows]
+            email_ids = list({r[1] for r in rows})
+            tx.affect_emails(email_ids)
             for i in range(0, len(gone), 500):
-                conn.execute(sa.delete(messages).where(messages.c.mailbox_id == mailbox_id,
-                                                       messages.c.uid.in_(gone[i : i + 500])))
-            conn.execute(sa.insert(vanished), [{"mailbox_id": mailbox_id, "uid": u, "modseq": tx.modseq} for u in gone])
+                sql.count(conn, _DELETE_MEMBERSHIPS, {"mailbox_id": mailbox_id, "uids": gone[i : i + 500]})
+            sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": mailbox_id, "uid": u, "modseq": tx.modseq} for u in gone])
             tx.touch_mailbox(mailbox_id)
-            after_membership_change(tx, list({r.email_id for r in rows}))
+            after_membership_change(tx, email_ids)
             return gone
 
     @writes
     def claim_recent(self, mailbox_id: str) -> int:
-        """IMAP4rev1 \\Recent: return the first UID this session may show as recent and claim the rest."""
-        conn_ctx = self._store.engine.connect()
-        conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self._store.sqlite else conn_ctx
-        with conn_ctx, conn.begin():  # take the write lock up front: concurrent SELECTs must not deadlock
-            row = conn.execute(sa.select(mailboxes.c.recent_uid, mailboxes.c.uidnext)
-                               .where(mailboxes.c.id == mailbox_id)).first()
-            if row is None:
-                raise NotFound(mailbox_id)
-            if row.uidnext > row.recent_uid:
-                conn.execute(sa.update(mailboxes).where(mailboxes.c.id == mailbox_id,
-                                                        mailboxes.c.recent_uid == row.recent_uid)
-                             .values(recent_uid=row.uidnext))
-            return row.recent_uid
+        """IMAP4rev1 \\Recent: return the first UID this session may show as recent and claim the rest.
+        ``Store.transaction``: on its own, a transaction that takes the write lock up front (concurrent SELECTs
+        must not deadlock); on a writer lane, a savepoint of the group's transaction (a connection of its own
+        there would wait for the write lock the group holds)."""
+        with self._store.transaction() as conn:
+            return claim_recent_in(self._store.sql, conn, mailbox_id)
+
+
+def claim_recent_in(sql: SqlText, conn: sa.Connection, mailbox_id: str, upto: int | None = None) -> int:
+    """In the caller's write transaction: claim the unclaimed \\Recent UIDs of the mailbox below ``upto`` (all of
+    them: below its UIDNEXT) and return the first UID of the claim (the claim is empty when that is not below
+    ``upto``). ``NotFound`` for no such mailbox."""
+    row = sql.first(conn, _RECENT, {"mailbox_id": mailbox_id})
+    if row is None:
+        raise NotFound(mailbox_id)
+    recent_uid, uidnext = row
+    top = uidnext if upto is None else min(upto, uidnext)
+    if top > recent_uid:
+        sql.count(conn, _CLAIM, {"mailbox_id": mailbox_id, "recent_uid": recent_uid, "uidnext": top})
+    return recent_uid
+
+
+# -- statements built once, run on the driver's cursor (``Store.sql``): IMAP's STORE, EXPUNGE and SELECT run them
+# on every command ---------------------------------------------------------------------------------------------
+
+_P = sa.bindparam
+_M = messages.c
+_BOX = sa.select(mailboxes.c.id).where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id"))
+_IDS = emails.c.id.in_(_P("ids", expanding=True))
+_ADD_FLAGS = sa.update(emails).where(_IDS).values(flags=emails.c.flags.op("|")(_P("bits")), modseq=_P("modseq"))
+_KEEP_FLAGS = sa.update(emails).where(_IDS).values(flags=emails.c.flags.op("&")(_P("mask")), modseq=_P("modseq"))
+_SET_FLAGS = sa.update(emails).where(_IDS).values(flags=_P("bits"), modseq=_P("modseq"))
+_KW_IDS = email_keywords.c.email_id.in_(_P("ids", expanding=True))
+_HAVE_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.keyword)
+                  .where(_KW_IDS, email_keywords.c.keyword.in_(_P("keywords", expanding=True))))
+_DROP_KEYWORDS = sa.delete(email_keywords).where(_KW_IDS, email_keywords.c.keyword.in_(_P("keywords", expanding=True)))
+_DROP_ALL_KEYWORDS = sa.delete(email_keywords).where(_KW_IDS)
+_INSERT_KEYWORD = sa.insert(email_keywords).values(email_id=_P("email_id"), keyword=_P("keyword"),
+                                                    display=_P("display"))
+_TOUCH_MEMBERSHIPS = (sa.update(messages).where(_M.email_id.in_(_P("ids", expanding=True)))
+                      .values(modseq=_P("modseq")).returning(_M.mailbox_id))
+_SET_DELETED = (sa.update(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))
+                .values(deleted=_P("deleted"), modseq=_P("modseq")))
+_THREADS_OF = sa.select(emails.c.thread_id).where(_IDS).distinct()
+_DELETED_ROWS = (sa.select(_M.uid, _M.email_id).where(_M.mailbox_id == _P("mailbox_id"), _M.deleted.is_(True))
+                 .order_by(_M.uid))
+_DELETE_MEMBERSHIPS = sa.delete(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))
+_INSERT_VANISHED = sa.insert(vanished).values(mailbox_id=_P("mailbox_id"), uid=_P("uid"), modseq=_P("modseq"))
+_RECENT = sa.select(mailboxes.c.recent_uid, mailboxes.c.uidnext).where(mailboxes.c.id == _P("mailbox_id"))
+_CLAIM = (sa.update(mailboxes).where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.recent_uid == _P("recent_uid"))
+          .values(recent_uid=_P("uidnext")))

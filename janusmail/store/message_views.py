@@ -44,7 +44,7 @@ from .model import BlobLocation
 from .rawrows import raw_rows, raw_scalars
 from .schema import FLAG_SEEN, blobs, email_keywords, emails, mailboxes, messages, vanished
 from .sqltext import SqlText
-from .uidranges import UidRanges, merge_ranges, uid_condition
+from .uidranges import UidRanges, bound_condition, bound_params, uid_condition
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -63,6 +63,16 @@ class FetchRows:
     locations: dict[str, BlobLocation] = field(default_factory=dict)
     #: UID -> save date (epoch seconds) of each membership, when ``saved`` was asked (IMAP SAVEDATE, RFC 8514)
     saved: dict[int, int] = field(default_factory=dict)
+
+
+class _Head(NamedTuple):
+    """The mailbox row as SELECT reads it (``_HEAD``)."""
+
+    uidvalidity: int
+    uidnext: int
+    highest_modseq: int
+    recent_uid: int
+    n_messages: int
 
 
 class FlagChange(NamedTuple):
@@ -105,7 +115,8 @@ class MailboxSnapshot:
 class MailboxDelta:
     """What changed since a session's last look. ``new_uids``: at or above its UIDNEXT (ascending);
     ``vanished`` and ``changed``: below it, with MODSEQ in (its HIGHESTMODSEQ, ``highest_modseq``];
-    ``recent_from``: the first UID of the new \\Recent messages it claimed, if it asked to."""
+    ``recent_from``: the first UID of the new \\Recent messages it claimed, if it asked to. ``recent_uid``: the
+    mailbox's first unclaimed \\Recent UID as read (a claim is worth making only below ``uidnext``)."""
 
     uidnext: int
     highest_modseq: int
@@ -113,6 +124,13 @@ class MailboxDelta:
     vanished: list[int] = field(default_factory=list)
     changed: list[FlagChange] = field(default_factory=list)
     recent_from: int | None = None
+    recent_uid: int = 0
+
+    def worth_claiming(self, claimed_below: int = 0) -> bool:
+        """Would a \\Recent claim take anything for a session that sees these new messages? Not when every
+        one of them was claimed already (by their appenders, by other sessions), nor when all are below
+        ``claimed_below`` (the caller's own claims): the claim is a write, and it would write nothing."""
+        return bool(self.new_uids) and self.recent_uid < self.uidnext and self.new_uids[-1] >= claimed_below
 
 
 class MessageViews:
@@ -122,8 +140,9 @@ class MessageViews:
         self._store = store
         #: Memo tables of this Store for renderers of immutable message data (rendered ENVELOPEs...).
         self.render_cache = Memos()
-        #: FETCH's statements, compiled once per shape (see :mod:`.sqltext`).
-        self._sql = SqlText()
+        #: FETCH's statements, compiled once per shape, and the statements below, compiled once (see
+        #: :mod:`.sqltext`): the store's
+        self._sql: SqlText = store.sql
         #: What SELECT showed of each mailbox, by content (see :mod:`.mailbox_snapshots`).
         self.snapshots = SnapshotCache()
 
@@ -237,7 +256,7 @@ class MessageViews:
         UID), so a SELECT of a mailbox without new mail writes nothing. ``first_unseen``: also fill
         :attr:`MailboxSnapshot.first_unseen` (IMAP4rev1's ``[UNSEEN n]``) in the same transaction."""
         with self._first_snapshot_conn() as conn:
-            head = conn.execute(_HEAD, {"mailbox_id": mailbox_id, "account_id": account_id}).first()
+            head = self._head(conn, mailbox_id, account_id)
             if head is None:
                 return None
             if not claim_recent or head.uidnext <= head.recent_uid:
@@ -247,12 +266,17 @@ class MessageViews:
         from .model import NotFound
 
         try:  # the claim comes before the snapshot, so every UID this session shows as \\Recent is its own
-            recent_from = self._store.memberships.claim_recent(mailbox_id)
+            # (a write: on the writer lane, with its group, not a write transaction of this reader thread)
+            recent_from = self._store.write_call(self._store.memberships.claim_recent, mailbox_id)
         except NotFound:
             return None
         with self._snapshot_conn() as conn:
-            head = conn.execute(_HEAD, {"mailbox_id": mailbox_id, "account_id": account_id}).first()
+            head = self._head(conn, mailbox_id, account_id)
             return None if head is None else self._snapshot(conn, mailbox_id, head, recent_from, first_unseen)
+
+    def _head(self, conn: sa.Connection, mailbox_id: str, account_id: str) -> _Head | None:
+        row = self._sql.first(conn, _HEAD, {"mailbox_id": mailbox_id, "account_id": account_id})
+        return None if row is None else _Head(*row)
 
     def _first_snapshot_conn(self) -> Any:
         """The connection of a snapshot read before any \\Recent claim. On SQLite ``store.read()``: inside an
@@ -278,7 +302,7 @@ class MessageViews:
         first = None
         if first_unseen and shown.uids:
             if not shown.first_unseen_known:
-                first = conn.execute(_FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext}).scalar()
+                first = self._sql.scalar(conn, _FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext})
                 shown = replace(shown, first_unseen=first, first_unseen_known=True)
                 self.snapshots.put(mailbox_id, shown)
             first = shown.first_unseen
@@ -307,19 +331,20 @@ class MessageViews:
         """``old`` brought forward to ``head`` with reads bounded by what changed since; None when the result
         does not add up to the mailbox's message counter (then the caller reads it all)."""
         p = {"mailbox_id": mailbox_id, "lo": old.uidnext, "hi": head.uidnext, "since": old.highest_modseq}
-        new_uids = list(conn.execute(_NEW_UIDS, p).scalars()) if head.uidnext > old.uidnext else []
+        sql = self._sql
+        new_uids = sql.column(conn, _NEW_UIDS, p) if head.uidnext > old.uidnext else []
         changed = head.highest_modseq > old.highest_modseq
-        gone = list(conn.execute(_GONE_SINCE, p).scalars()) if changed else []
+        gone = sql.column(conn, _GONE_SINCE, p) if changed else []
         uids = advance(old, new_uids, gone)
         if len(uids) != head.n_messages:
             return None
         self.snapshots.advances += 1
         key = (head.uidvalidity, head.highest_modseq, head.uidnext)
-        if gone or (changed and any(u < old.uidnext for u in conn.execute(_CHANGED_SINCE, p).scalars())):
+        if gone or (changed and any(u < old.uidnext for u in sql.column(conn, _CHANGED_SINCE, p))):
             # flags changed or messages left: a keyword may have gone out of use, read them again
             return Shown(*key, uids, self._keywords(conn, mailbox_id, head))
         keywords = dict(old.keywords)  # only new messages: their keywords join the ones in use
-        if new_uids and not merge_keywords(keywords, conn.execute(_NEW_KEYWORDS, p)):
+        if new_uids and not merge_keywords(keywords, sql.run(conn, _NEW_KEYWORDS, p)):
             keywords = self._keywords(conn, mailbox_id, head)
         first_kept = old.first_unseen_known and old.first_unseen is not None  # earlier than any new UID
         return Shown(*key, uids, keywords, old.first_unseen if first_kept else None, first_kept)
@@ -338,24 +363,25 @@ class MessageViews:
             out: dict[str, str] = {}
             if merge_keywords(out, ((d.lower(), d) for d in displays)):
                 return out
-        return {key: display for key, display in conn.execute(_KEYWORDS, {"mailbox_id": mailbox_id})}
+        return dict(self._sql.run(conn, _KEYWORDS, {"mailbox_id": mailbox_id}))
 
     def mailbox_delta(self, mailbox_id: str, *, uidvalidity: int, uidnext: int, modseq: int,
-                      claim_recent: bool = False) -> MailboxDelta | None:
+                      claim_recent: bool = False, claimed_below: int = 0) -> MailboxDelta | None:
         """What changed since the caller saw ``uidnext``/``modseq`` (its HIGHESTMODSEQ); None if the mailbox is
         gone or its UIDVALIDITY is no longer ``uidvalidity``. Unchanged counters cost one indexed read.
-        ``claim_recent``: claim the new messages' \\Recent (IMAP4rev1 SELECT, not EXAMINE)."""
+        ``claim_recent``: claim the new messages' \\Recent (IMAP4rev1 SELECT, not EXAMINE), unless all of them are
+        below ``claimed_below`` (the caller claimed those already: its own APPEND, ``IngestItem.claim_recent``)."""
         with self._store.engine.connect() as conn:
-            delta = read_delta(conn, mailbox_id, uidvalidity, uidnext, modseq)
-        if delta is not None and delta.new_uids and claim_recent:
-            return replace(delta, recent_from=self._store.memberships.claim_recent(mailbox_id))
+            delta = read_delta(self._sql, conn, mailbox_id, uidvalidity, uidnext, modseq)
+        if delta is not None and claim_recent and delta.worth_claiming(claimed_below):
+            return replace(delta, recent_from=self._store.write_call(self._store.memberships.claim_recent, mailbox_id))
         return delta
 
     def flag_changes(self, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:
         """Expunges and flag changes with ``since`` < MODSEQ <= ``upto`` among UIDs below ``below_uid``
         (QRESYNC at SELECT, RFC 7162 §3.2.5)."""
         with self._store.engine.connect() as conn:
-            return _changes(conn, mailbox_id, since, upto, below_uid)
+            return _changes(self._sql, conn, mailbox_id, since, upto, below_uid)
 
     def first_unseen(self, mailbox_id: str, below_uid: int) -> int | None:
         """The lowest UID below ``below_uid`` whose email is not \\Seen (IMAP4rev1 ``[UNSEEN n]``)."""
@@ -380,7 +406,8 @@ _LIVE = sa.and_(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("uidnext"))
 _HEAD = (sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.recent_uid,
                    mailboxes.c.n_messages)
          .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id")))
-_DELTA_HEAD = (sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity)
+_DELTA_HEAD = (sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity,
+                          mailboxes.c.recent_uid)
                .where(mailboxes.c.id == _P("mailbox_id")))
 _NEW_UIDS = (sa.select(_M.uid).where(_M.mailbox_id == _P("mailbox_id"), _M.uid >= _P("lo"), _M.uid < _P("hi"))
              .order_by(_M.uid))
@@ -433,26 +460,13 @@ _EMAIL_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.display
 
 def _uid_params(ranges: UidRanges) -> tuple[int, int, dict[str, Any]]:
     """The shape of :func:`.uidranges.uid_condition` for these ranges (spans, single UIDs) and its values."""
-    params: dict[str, Any] = {}
-    nspans = nsingles = 0
-    for lo, hi in merge_ranges(ranges):
-        if lo == hi:
-            params[f"s{nsingles}"] = lo
-            nsingles += 1
-        else:
-            params[f"lo{nspans}"], params[f"hi{nspans}"] = lo, hi
-            nspans += 1
+    (nspans, nsingles), params = bound_params(ranges)
     return nspans, nsingles, params
 
 
 def _uid_condition(col: Any, nspans: int, nsingles: int) -> Any:
     """:func:`.uidranges.uid_condition` with bound parameters (``lo0``/``hi0``..., ``s0``...) for the values."""
-    parts: list[Any] = [col.between(_P(f"lo{i}"), _P(f"hi{i}")) for i in range(nspans)]
-    for start in range(0, nsingles, 500):
-        parts.append(col.in_([_P(f"s{j}") for j in range(start, min(nsingles, start + 500))]))
-    if not parts:
-        return sa.false()
-    return sa.or_(*parts) if len(parts) > 1 else parts[0]
+    return bound_condition(col, (nspans, nsingles))
 
 
 class _Transaction:
@@ -469,42 +483,44 @@ class _Transaction:
         self.conn.close()  # rolls the read transaction back
 
 
-def read_delta(conn: sa.Connection, mailbox_id: str, uidvalidity: int, uidnext: int, modseq: int
+def read_delta(sql: SqlText, conn: sa.Connection, mailbox_id: str, uidvalidity: int, uidnext: int, modseq: int
                ) -> MailboxDelta | None:
     """``MessageViews.mailbox_delta`` on ``conn``, without claiming \\Recent: what changed since ``uidnext`` /
     ``modseq`` (None: no such mailbox, or another UIDVALIDITY). Depends only on its arguments and the committed
     mailbox, so one answer serves every session that asks the same (``mailbox_deltas.py``)."""
-    row = conn.execute(_DELTA_HEAD, {"mailbox_id": mailbox_id}).first()
-    if row is None or row.uidvalidity != uidvalidity:
+    row = sql.first(conn, _DELTA_HEAD, {"mailbox_id": mailbox_id})
+    if row is None or row[2] != uidvalidity:
         return None
-    hm, top = row.highest_modseq, row.uidnext
+    top, hm = row[0], row[1]
     if hm == modseq and top == uidnext:
-        return MailboxDelta(top, hm)
+        return MailboxDelta(top, hm, recent_uid=row[3])
     new_uids: list[int] = []
     if top > uidnext:
-        new_uids = list(conn.execute(_NEW_UIDS, {"mailbox_id": mailbox_id, "lo": uidnext, "hi": top}).scalars())
+        new_uids = sql.column(conn, _NEW_UIDS, {"mailbox_id": mailbox_id, "lo": uidnext, "hi": top})
     changes = MailboxChanges([], [])
     if hm > modseq:
-        changes = _changes(conn, mailbox_id, modseq, hm, uidnext)
-    return MailboxDelta(top, hm, new_uids, changes.vanished, changes.changed)
+        changes = _changes(sql, conn, mailbox_id, modseq, hm, uidnext)
+    return MailboxDelta(top, hm, new_uids, changes.vanished, changes.changed, recent_uid=row[3])
 
 
-def _changes(conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:
+def _changes(sql: SqlText, conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int
+             ) -> MailboxChanges:
     params = {"mailbox_id": mailbox_id, "since": since, "upto": upto, "below": below_uid}
-    gone = list(conn.execute(_CHANGED_GONE, params).scalars())
-    rows = conn.execute(_CHANGED_ROWS, params).all()
-    return MailboxChanges(gone, _flag_changes(conn, rows))
+    gone = sql.column(conn, _CHANGED_GONE, params)
+    rows = sql.run(conn, _CHANGED_ROWS, params)
+    return MailboxChanges(gone, _flag_changes(sql, conn, rows))
 
 
-def _flag_changes(conn: sa.Connection, rows: list[Any]) -> list[FlagChange]:
-    """The memberships' flags with their emails' keywords: one keyword query per 500 emails."""
+def _flag_changes(sql: SqlText, conn: sa.Connection, rows: list[tuple]) -> list[FlagChange]:
+    """The memberships' flags with their emails' keywords (rows of ``_CHANGED_ROWS``: uid, modseq, deleted,
+    email id, flags): one keyword query per 500 emails."""
     kws: dict[str, list[str]] = {}
-    ids = list({r.email_id for r in rows})
+    ids = list({r[3] for r in rows})
     for i in range(0, len(ids), 500):
-        for e_id, display in conn.execute(_EMAIL_KEYWORDS, {"ids": ids[i : i + 500]}):
+        for e_id, display in sql.run(conn, _EMAIL_KEYWORDS, {"ids": ids[i : i + 500]}):
             kws.setdefault(e_id, []).append(display)
-    return [FlagChange(r.uid, r.modseq, r.flags, bool(r.deleted), tuple(sorted(kws.get(r.email_id, ()))))
-            for r in rows]
+    return [FlagChange(uid, modseq, flags, bool(deleted), tuple(sorted(kws.get(email_id, ()))))
+            for uid, modseq, deleted, email_id, flags in rows]
 
 
 def _fetch_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:

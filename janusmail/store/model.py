@@ -145,18 +145,25 @@ class Delivered:
     received_at: int
     uids: dict[str, int] = field(default_factory=dict)
     modseq: int = 0
+    #: with ``IngestItem.claim_recent``: the first UID of that mailbox the claim gave the storing session (every
+    #: UID from it up to this message's own is \\Recent to that session); None when nothing was claimed
+    recent_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class IngestItem:
     """One message to store. ``deleted``: its new memberships carry IMAP's ``\\Deleted`` (APPEND with that
-    flag), set in the same transaction that stores the message, so the APPEND is all or nothing."""
+    flag), set in the same transaction that stores the message, so the APPEND is all or nothing.
+    ``claim_recent``: one of ``mailbox_ids`` whose \\Recent messages, up to and including this one, the storing
+    IMAP4rev1 session claims in the same transaction (APPEND into its selected mailbox: it is the first session
+    told of the message, and claiming here spares it a write of its own when it announces it)."""
 
     raw: bytes
     mailbox_ids: tuple[str, ...]
     keywords: tuple[str, ...] = ()
     received_at: int | None = None
     deleted: bool = False
+    claim_recent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,15 @@ class PushSubscriptions:
         with self._store.engine.connect() as conn:
             return [_row(r) for r in conn.execute(q)]
 
+    def count_deliverable(self, now: int | None = None) -> int:
+        """Verified, unexpired subscriptions of every account (the metrics' gauge): one count over a table
+        of at most ``MAX_PER_ACCOUNT`` rows an account."""
+        t = push_subscriptions_table
+        now = int(time.time()) if now is None else now
+        q = sa.select(sa.func.count()).select_from(t).where(t.c.verified.is_(True), t.c.expires > now)
+        with self._store.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
     # -- writes (small transactions: no modseq, no change log) -------------------------------------------
 
     @writes

@@ -72,6 +72,15 @@ class QuotaUsage:
         return [r for r in RESOURCES if self.limit(r) is not None]
 
 
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """The whole server's usage: accounts, messages (memberships, as quotas count them) and octets."""
+
+    accounts: int
+    messages: int
+    storage: int
+
+
 def _usage(row: sa.Row) -> QuotaUsage:
     return QuotaUsage(int(row.used_storage), int(row.used_messages), row.quota_storage, row.quota_messages)
 
@@ -85,15 +94,16 @@ def admit(tx: WriteTx, *, storage: int, messages: int) -> None:
     """Refuse (``OverQuota``) a write about to add ``messages`` memberships of ``storage`` octets in total when
     that would take a resource above its limit. Call it before writing anything (ingest: before the bytes go
     to disk). Growth already admitted in the same transaction counts as used."""
-    row = tx.conn.execute(sa.select(*_columns()).where(accounts.c.id == tx.account_id)).first()
+    row = tx.store.sql.first(tx.conn, _USAGE, {"account_id": tx.account_id})
     if row is None:
         raise NotFound(tx.account_id)
+    used, count, quota_storage, quota_messages = row
     pending_storage, pending_messages = tx.quota_admitted
-    used_storage = int(row.used_storage) + pending_storage
-    used_messages = int(row.used_messages) + pending_messages
-    if storage > 0 and row.quota_storage is not None and used_storage + storage > row.quota_storage:
+    used_storage = int(used) + pending_storage
+    used_messages = int(count) + pending_messages
+    if storage > 0 and quota_storage is not None and used_storage + storage > quota_storage:
         raise OverQuota(STORAGE)
-    if messages > 0 and row.quota_messages is not None and used_messages + messages > row.quota_messages:
+    if messages > 0 and quota_messages is not None and used_messages + messages > quota_messages:
         raise OverQuota(MESSAGES)
     tx.quota_admitted = (pending_storage + max(storage, 0), pending_messages + max(messages, 0))
 
@@ -132,14 +142,13 @@ def record_usage(tx: WriteTx, moved: tuple[int, int] | None) -> None:
         d_messages, d_storage = moved
         if not d_messages and not d_storage:
             return
-        row = conn.execute(sa.update(accounts).where(c.id == tx.account_id)
-                           .values(used_storage=c.used_storage + d_storage, used_messages=c.used_messages + d_messages)
-                           .returning(c.quota_storage, c.quota_messages)).first()
+        row = tx.store.sql.first(conn, _ADD_USAGE, {"account_id": tx.account_id, "d_storage": d_storage,
+                                                    "d_messages": d_messages})
     if row is None:  # nothing changed (recount), or the account is being deleted
         return
-    if row.quota_storage is not None:
+    if row[0] is not None:
         tx.log(KIND, STORAGE, "u")
-    if row.quota_messages is not None:
+    if row[1] is not None:
         tx.log(KIND, MESSAGES, "u")
 
 
@@ -167,6 +176,15 @@ class Quotas:
         if row is None:
             raise NotFound(account_id)
         return _usage(row), int(state or 0)
+
+    def totals(self) -> UsageTotals:
+        """Accounts and their usage summed over the server (the metrics' store size): one pass over the
+        account rows, whose usage every write keeps exact; no message is looked at."""
+        c = accounts.c
+        q = sa.select(sa.func.count(), sa.func.sum(c.used_messages), sa.func.sum(c.used_storage))
+        with self._store.engine.connect() as conn:
+            n, messages, storage = conn.execute(q).one()
+        return UsageTotals(int(n or 0), int(messages or 0), int(storage or 0))
 
     def recount(self, account_id: str) -> tuple[int, int]:
         """(octets, memberships) counted from the memberships themselves (tests, repair)."""
@@ -199,3 +217,13 @@ class Quotas:
                 tx.conn.execute(sa.update(accounts).where(c.id == account_id).values(**values))
             row = tx.conn.execute(sa.select(*_columns()).where(c.id == account_id)).one()
             return _usage(row)
+
+
+# -- statements built once, run on the driver's cursor (``Store.sql``): writes that add mail, and every write that
+# moves usage, run them ----------------------------------------------------------------------------------------
+
+_USAGE = sa.select(*_columns()).where(accounts.c.id == sa.bindparam("account_id"))
+_ADD_USAGE = (sa.update(accounts).where(accounts.c.id == sa.bindparam("account_id"))
+              .values(used_storage=accounts.c.used_storage + sa.bindparam("d_storage"),
+                      used_messages=accounts.c.used_messages + sa.bindparam("d_messages"))
+              .returning(accounts.c.quota_storage, accounts.c.quota_messages))

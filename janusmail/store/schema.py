@@ -51,6 +51,9 @@ accounts = sa.Table(
     sa.Column("quota_messages", sa.BigInteger, nullable=True),
     sa.Column("used_storage", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("used_messages", sa.BigInteger, nullable=False, server_default="0"),
+    # Web admin (janusmail/admin, migration 0016): may use /admin; may not log in at all (sessions end).
+    sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 app_passwords = sa.Table(

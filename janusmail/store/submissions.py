@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -46,8 +46,10 @@ __all__ = [
     "KIND",
     "LOCAL_REPLY",
     "OUTBOX",
+    "Attempt",
     "CannotUnsend",
     "Envelope",
+    "NewSubmission",
     "Submission",
     "SubmissionQuery",
     "Submissions",
@@ -91,6 +93,11 @@ class _AlreadyDelivered(Exception):
     """Undoes a local copy whose recipient the submission row already counts as delivered (deliver_local)."""
 
 
+class _NothingQueued(Exception):
+    """Rolls back a write with nothing to write (no email of a ``create_many`` exists, every row of a
+    ``record_attempts`` is gone): no modseq, no event."""
+
+
 class CannotUnsend(StoreError):
     """The submission was already released to the sender (RFC 8621 §7.5 ``cannotUnsend``)."""
 
@@ -118,6 +125,29 @@ class Envelope:
         rcpts = data.get("rcptTo") or []
         return cls(data["mailFrom"]["email"], tuple(r["email"] for r in rcpts),
                    data["mailFrom"].get("parameters"), tuple(r.get("parameters") for r in rcpts))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one delivery attempt of a submission found (``Submissions.record_attempts``): per recipient
+    (delivered ``yes`` / ``no`` / ``queued``, the SMTP reply), when to try again (None: done) and the blob ids
+    of the DSNs it stored for the sender."""
+
+    submission_id: str
+    results: dict[str, tuple[str, str]]
+    next_attempt: int | None
+    dsn_blob_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubmission:
+    """One submission to queue (``Submissions.create_many``): the email to send, checked ``envelope`` and an
+    optional FUTURERELEASE ``send_at`` (epoch seconds)."""
+
+    identity_id: str
+    email_id: str
+    envelope: Envelope
+    send_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,15 +237,43 @@ class Submissions:
                send_at: int | None = None, now: int | None = None) -> Submission:
         """Queue ``email_id`` for sending with ``envelope`` (checked by the caller: the JMAP door derives and
         validates it). The email's current blob is what will be sent. ``NotFound`` for an unknown email."""
-        with self._store.write(account_id) as tx:
-            email = tx.conn.execute(
-                sa.select(emails.c.blob_id, emails.c.thread_id).where(
-                    emails.c.id == email_id, emails.c.account_id == account_id)
-            ).first()
-            if email is None:
-                raise NotFound(email_id)
-            return self._insert(tx, identity_id, email_id, email.thread_id, email.blob_id, envelope,
-                                send_at=send_at, now=now)
+        (made,) = self.create_many(account_id, [NewSubmission(identity_id, email_id, envelope, send_at)], now=now)
+        if isinstance(made, StoreError):
+            raise made
+        return made
+
+    @writes
+    def create_many(self, account_id: str, wanted: Sequence[NewSubmission], *, now: int | None = None
+                    ) -> list[Submission | StoreError]:
+        """Queue several emails in ONE write (one EmailSubmission/set): per item, in order, its Submission or
+        ``NotFound`` for an email the account does not have (that item alone is not queued)."""
+        t = emails
+        out: list[Submission | StoreError] = []
+        try:
+            with self._store.write(account_id) as tx:
+                email_ids = list(dict.fromkeys(w.email_id for w in wanted))
+                found: dict[str, Any] = {}
+                for i in range(0, len(email_ids), 500):  # by primary key, the account compared here (see emails.py)
+                    for r in tx.conn.execute(sa.select(t.c.id, t.c.account_id, t.c.blob_id, t.c.thread_id)
+                                             .where(t.c.id.in_(email_ids[i : i + 500]))):
+                        if r.account_id == account_id:
+                            found[r.id] = r
+                rows: list[dict[str, Any]] = []
+                for w in wanted:
+                    email = found.get(w.email_id)
+                    if email is None:
+                        out.append(NotFound(w.email_id))
+                        continue
+                    sub, row = self._new_row(tx, w.identity_id, w.email_id, email.thread_id, email.blob_id,
+                                             w.envelope, send_at=w.send_at, now=now)
+                    out.append(sub)
+                    rows.append(row)
+                if not rows:
+                    raise _NothingQueued  # rolled back: no modseq, no event
+                tx.conn.execute(sa.insert(email_submissions_table), rows)
+        except _NothingQueued:
+            pass
+        return out
 
     @writes
     def create_with_email(self, account_id: str, identity_id: str, message: Prepared, envelope: Envelope, *,
@@ -236,10 +294,18 @@ class Submissions:
         delivered = ingest.store_batch(self._store, account_id, [message], then=queue)[0]
         return delivered, made[0]
 
-    @staticmethod
-    def _insert(tx: WriteTx, identity_id: str, email_id: str, thread_id: str, blob_id: str, envelope: Envelope,
+    @classmethod
+    def _insert(cls, tx: WriteTx, identity_id: str, email_id: str, thread_id: str, blob_id: str, envelope: Envelope,
                 *, send_at: int | None = None, now: int | None = None) -> Submission:
         """The submission row, inside the caller's write of the sending account."""
+        sub, row = cls._new_row(tx, identity_id, email_id, thread_id, blob_id, envelope, send_at=send_at, now=now)
+        tx.conn.execute(sa.insert(email_submissions_table).values(**row))
+        return sub
+
+    @staticmethod
+    def _new_row(tx: WriteTx, identity_id: str, email_id: str, thread_id: str, blob_id: str, envelope: Envelope,
+                 *, send_at: int | None = None, now: int | None = None) -> tuple[Submission, dict[str, Any]]:
+        """A new submission and its row (logged as created in ``tx``; the caller inserts the row)."""
         now = int(time.time()) if now is None else now
         send_at = now if send_at is None else max(now, int(send_at))
         sub_id = ids.mint("S")
@@ -252,10 +318,9 @@ class Submissions:
             "delivery": json.dumps(delivery), "dsn_blob_ids": "[]", "attempts": 0, "next_attempt": send_at,
             "lease_until": None, "created_at": now,
         }  # fmt: skip
-        tx.conn.execute(sa.insert(email_submissions_table).values(**row))
         tx.log(KIND, sub_id, "c")
         return Submission(sub_id, tx.account_id, identity_id, email_id, thread_id, blob_id, envelope, send_at,
-                          undo_status, delivery, (), 0, send_at, now)
+                          undo_status, delivery, (), 0, send_at, now), row
 
     @writes
     def cancel(self, account_id: str, submission_id: str) -> None:
@@ -321,6 +386,19 @@ class Submissions:
         with self._store.read() as conn:
             return [(r.account_id, r.id) for r in conn.execute(q)]
 
+    def queue_depth(self) -> dict[str, int]:
+        """Rows the sender still has work on (``next_attempt`` set), as ``pending`` (released, waiting for a
+        delivery attempt or its retry) and ``held`` (FUTURERELEASE, not released yet): one count over the
+        ``next_attempt`` index, which holds only queued rows' times (what was sent or canceled has none). A
+        range (``>= 0``), not ``IS NOT NULL``: SQLite's planner scans the table for the latter."""
+        t = email_submissions_table
+        q = sa.select(t.c.undo_status, sa.func.count()).where(t.c.next_attempt >= 0).group_by(t.c.undo_status)
+        depth = {"pending": 0, "held": 0}
+        with self._store.read() as conn:
+            for status, n in conn.execute(q):
+                depth["held" if status == "pending" else "pending"] += int(n)
+        return depth
+
     def next_due(self) -> int | None:
         """When the earliest pending attempt is due (epoch seconds), for the sender's sleep."""
         t = email_submissions_table
@@ -330,34 +408,62 @@ class Submissions:
     @writes
     def claim(self, account_id: str, submission_id: str, *, lease: int = 300, now: int | None = None
               ) -> Submission | None:
-        """Take the row for one attempt: sets a lease (so no other process sends it meanwhile) and releases a
-        held submission whose time has come (pending -> final: from now on it cannot be undone). None when the
-        row is gone, not due, or leased by someone else."""
+        """Take the row for one attempt (``claim_many`` of one row): None when the row is gone, not due, leased by
+        someone else, or canceled."""
+        taken = self.claim_many(account_id, [submission_id], lease=lease, now=now)
+        return taken[0] if taken else None
+
+    @writes
+    def claim_many(self, account_id: str, submission_ids: Sequence[str], *, lease: int = 300,
+                   now: int | None = None) -> list[Submission]:
+        """Take the account's rows among ``submission_ids`` that are due and free, for one attempt each (in the
+        order asked): a lease on each (so no other process sends them meanwhile) and a held submission whose time
+        has come released (pending -> final: from now on it cannot be undone). Rows gone, not due, leased by
+        someone else or canceled are left out. One write for the batch: the leases are no change a client can
+        see (no modseq); only releasing a held row is (its account's write, only then)."""
         t = email_submissions_table
         now = int(time.time()) if now is None else now
+        wanted = list(dict.fromkeys(submission_ids))
         free = sa.or_(t.c.lease_until.is_(None), t.c.lease_until < now)
-        with self._store.transaction() as conn:  # the lease is no change a client can see: no modseq
-            taken = conn.execute(sa.update(t).where(
-                t.c.id == submission_id, t.c.account_id == account_id, t.c.next_attempt <= now, free
-            ).values(lease_until=now + lease))
-            if not taken.rowcount:
-                return None
-        with self._store.write(account_id) as tx:  # released: undoStatus pending -> final, which clients see
-            released = tx.conn.execute(sa.update(t).where(
-                t.c.id == submission_id, t.c.undo_status == "pending").values(undo_status="final"))
-            if released.rowcount:  # (system rows are never held: they are final from the start)
-                tx.log(KIND, submission_id, "u")
-            row = tx.conn.execute(sa.select(t).where(t.c.id == submission_id)).first()
-        return None if row is None or row.undo_status == "canceled" else _row(row)
+        rows: dict[str, Any] = {}
+        with self._store.transaction() as conn:
+            for i in range(0, len(wanted), 500):
+                taken = [r[0] for r in conn.execute(sa.update(t).where(
+                    t.c.id.in_(wanted[i : i + 500]), t.c.account_id == account_id, t.c.next_attempt <= now, free
+                ).values(lease_until=now + lease).returning(t.c.id))]
+                if taken:
+                    rows.update((r.id, r) for r in conn.execute(sa.select(t).where(t.c.id.in_(taken))))
+        held = [sid for sid, r in rows.items() if r.undo_status == "pending"]
+        if held:  # (system rows are never held: they are final from the start)
+            with self._store.write(account_id) as tx:  # released: undoStatus pending -> final, which clients see
+                for i in range(0, len(held), 500):
+                    tx.conn.execute(sa.update(t).where(t.c.id.in_(held[i : i + 500]), t.c.undo_status == "pending")
+                                    .values(undo_status="final"))
+                tx.log_many(KIND, held, "u")
+        out = []
+        for sid in wanted:
+            r = rows.get(sid)
+            if r is None or r.undo_status == "canceled":
+                continue
+            sub = _row(r)
+            out.append(replace(sub, undo_status="final") if sid in held else sub)
+        return out
 
     @writes
     def release(self, account_id: str, submission_id: str) -> None:
         """Give up a lease without an attempt to record (the sender is stopping): the row is due again now,
         not when the lease would have run out."""
+        self.release_many(account_id, [submission_id])
+
+    @writes
+    def release_many(self, account_id: str, submission_ids: Sequence[str]) -> None:
+        """``release`` of several rows of the account in one write."""
         t = email_submissions_table
+        wanted = list(dict.fromkeys(submission_ids))
         with self._store.transaction() as conn:
-            conn.execute(sa.update(t).where(t.c.id == submission_id, t.c.account_id == account_id)
-                         .values(lease_until=None))
+            for i in range(0, len(wanted), 500):
+                conn.execute(sa.update(t).where(t.c.id.in_(wanted[i : i + 500]), t.c.account_id == account_id)
+                             .values(lease_until=None))
 
     @writes
     def deliver_local(self, account_id: str, message: Prepared, submission_account_id: str, submission_id: str,
@@ -393,21 +499,43 @@ class Submissions:
                        next_attempt: int | None, dsn_blob_ids: Iterable[str] = ()) -> None:
         """After one attempt: each recipient's (delivered, smtpReply), when to try again (None: done), the
         lease dropped, and any DSN stored for the sender. One write (one change for the client)."""
+        self.record_attempts(account_id, [Attempt(submission_id, results, next_attempt, tuple(dsn_blob_ids))])
+
+    @writes
+    def record_attempts(self, account_id: str, attempts: Sequence[Attempt]) -> None:
+        """``record_attempt`` of several rows of the account in ONE write (the sender records a batch at once):
+        their rows read by one query, written by one executemany; rows destroyed meanwhile are skipped."""
         t = email_submissions_table
-        with self._store.write(account_id) as tx:
-            cur = tx.conn.execute(
-                sa.select(t.c.delivery, t.c.dsn_blob_ids, t.c.attempts, t.c.origin).where(
-                    t.c.id == submission_id, t.c.account_id == account_id)
-            ).first()
-            if cur is None:
-                tx.forget()
-                return  # destroyed meanwhile: nothing to record
-            delivery = json.loads(cur.delivery)
-            for rcpt, (delivered, reply) in results.items():
-                delivery[rcpt] = {"delivered": delivered, "smtpReply": reply}
-            dsns = [*json.loads(cur.dsn_blob_ids), *dsn_blob_ids]
-            tx.conn.execute(sa.update(t).where(t.c.id == submission_id).values(
-                delivery=json.dumps(delivery), dsn_blob_ids=json.dumps(dsns), attempts=cur.attempts + 1,
-                next_attempt=next_attempt, lease_until=None))
-            if cur.origin is None:  # a system row's progress is nobody's JMAP change
-                tx.log(KIND, submission_id, "u")
+        by_id = {a.submission_id: a for a in attempts}  # (one attempt per row at a time: the lease)
+        wanted = list(by_id)
+        try:
+            with self._store.write(account_id) as tx:
+                current: dict[str, Any] = {}
+                for i in range(0, len(wanted), 500):
+                    current.update((r.id, r) for r in tx.conn.execute(
+                        sa.select(t.c.id, t.c.delivery, t.c.dsn_blob_ids, t.c.attempts, t.c.origin)
+                        .where(t.c.id.in_(wanted[i : i + 500]), t.c.account_id == account_id)))
+                if not current:
+                    raise _NothingQueued  # all destroyed meanwhile: nothing to record, no state moves
+                rows = []
+                for sid, cur in current.items():
+                    a = by_id[sid]
+                    delivery = json.loads(cur.delivery)
+                    for rcpt, (delivered, reply) in a.results.items():
+                        delivery[rcpt] = {"delivered": delivered, "smtpReply": reply}
+                    rows.append({"sid": sid, "new_delivery": json.dumps(delivery),
+                                 "new_dsns": json.dumps([*json.loads(cur.dsn_blob_ids), *a.dsn_blob_ids]),
+                                 "new_attempts": cur.attempts + 1, "new_next": a.next_attempt})
+                    if cur.origin is None:  # a system row's progress is nobody's JMAP change
+                        tx.log(KIND, sid, "u")
+                tx.conn.execute(_RECORD_ATTEMPT, rows)
+        except _NothingQueued:
+            pass
+
+
+_RECORD_ATTEMPT = (
+    sa.update(email_submissions_table)
+    .where(email_submissions_table.c.id == sa.bindparam("sid"))
+    .values(delivery=sa.bindparam("new_delivery"), dsn_blob_ids=sa.bindparam("new_dsns"),
+            attempts=sa.bindparam("new_attempts"), next_attempt=sa.bindparam("new_next"), lease_until=None)
+)

@@ -10,10 +10,15 @@ ancestor (a long-lived list thread, a ticket system) from being pulled together,
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 
 from . import ids
 from .schema import thread_refs, threads
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sqltext import SqlText
 
 MAX_REFS = 64
 
@@ -34,25 +39,22 @@ def _norm(subject: str) -> str:
 
 
 def assign_threads(conn: sa.Connection, account_id: str, messages: list[tuple[list[str], str]],
-                   modseq: int) -> list[tuple[str, bool]]:
+                   modseq: int, sql: SqlText) -> list[tuple[str, bool]]:
     """Assign threads to a batch of messages given as (refs, base_subject); returns (thread_id, created) each.
 
     Two queries for the whole batch (known refs, their threads' subjects), then in-memory assignment in
     order, so a later message in the batch joins the thread of an earlier one; new threads and refs are
-    inserted in bulk.
+    inserted in bulk. ``sql``: the store's statements (``Store.sql``), run on the driver's cursor.
     """
     all_refs = list({r for refs, _ in messages for r in refs})
     ref_thread: dict[str, str] = {}
     for i in range(0, len(all_refs), 500):
-        for row in conn.execute(sa.select(thread_refs.c.msgid, thread_refs.c.thread_id).where(
-                thread_refs.c.account_id == account_id, thread_refs.c.msgid.in_(all_refs[i : i + 500]))):
-            ref_thread[row.msgid] = row.thread_id
+        ref_thread.update(sql.run(conn, _KNOWN_REFS, {"account_id": account_id, "refs": all_refs[i : i + 500]}))
     known = list(set(ref_thread.values()))
     subjects: dict[str, str] = {}
     for i in range(0, len(known), 500):
-        for row in conn.execute(sa.select(threads.c.id, threads.c.base_subject).where(
-                threads.c.id.in_(known[i : i + 500]))):
-            subjects[row.id] = _norm(row.base_subject)
+        for thread_id, base_subject in sql.run(conn, _SUBJECTS, {"ids": known[i : i + 500]}):
+            subjects[thread_id] = _norm(base_subject)
     new_threads: list[dict] = []
     new_refs: list[dict] = []
     touched: set[str] = set()
@@ -74,11 +76,20 @@ def assign_threads(conn: sa.Connection, account_id: str, messages: list[tuple[li
                 ref_thread[r] = thread_id
                 new_refs.append({"account_id": account_id, "msgid": r, "thread_id": thread_id})
         out.append((thread_id, created))
-    if new_threads:
-        conn.execute(sa.insert(threads), new_threads)
-    if new_refs:
-        conn.execute(sa.insert(thread_refs), new_refs)
+    sql.many(conn, _INSERT_THREAD, new_threads)
+    sql.many(conn, _INSERT_REF, new_refs)
     old = [t for t in touched if t in subjects and t not in {n["id"] for n in new_threads}]
     for i in range(0, len(old), 500):
-        conn.execute(sa.update(threads).where(threads.c.id.in_(old[i : i + 500])).values(modseq=modseq))
+        sql.count(conn, _TOUCH_THREADS, {"ids": old[i : i + 500], "modseq": modseq})
     return out
+
+
+# -- statements built once (``Store.sql``) -------------------------------------------------------------------------
+
+_P = sa.bindparam
+_KNOWN_REFS = sa.select(thread_refs.c.msgid, thread_refs.c.thread_id).where(
+    thread_refs.c.account_id == _P("account_id"), thread_refs.c.msgid.in_(_P("refs", expanding=True)))
+_SUBJECTS = sa.select(threads.c.id, threads.c.base_subject).where(threads.c.id.in_(_P("ids", expanding=True)))
+_INSERT_THREAD = sa.insert(threads).values({n: _P(n) for n in ("id", "account_id", "base_subject", "modseq")})
+_INSERT_REF = sa.insert(thread_refs).values({n: _P(n) for n in ("account_id", "msgid", "thread_id")})
+_TOUCH_THREADS = sa.update(threads).where(threads.c.id.in_(_P("ids", expanding=True))).values(modseq=_P("modseq"))

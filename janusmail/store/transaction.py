@@ -38,18 +38,13 @@ class WriteTx:
         self.account_id = account_id
         if new_account is not None:  # the account is created by this transaction (with its first objects)
             conn.execute(sa.insert(accounts).values(**new_account, modseq=0))
-        row = conn.execute(
-            sa.update(accounts)
-            .where(accounts.c.id == account_id)
-            .values(modseq=accounts.c.modseq + 1)
-            .returning(accounts.c.modseq)
-        ).first()
-        if row is None:
+        modseq = store.sql.scalar(conn, _NEXT_MODSEQ, {"account_id": account_id})
+        if modseq is None:
             raise NotFound(account_id)
-        self.modseq: int = row[0]
+        self.modseq: int = modseq
         self._log: dict[tuple[str, str], str] = {}
         self._touched: set[str] = set()
-        self._counters = CounterTracker()
+        self._counters = CounterTracker(store.sql)
         self.kinds: set[str] = set()
         #: (octets, memberships) this transaction was allowed to add so far (``quotas.admit``)
         self.quota_admitted: tuple[int, int] = (0, 0)
@@ -82,7 +77,7 @@ class WriteTx:
 
     def forget(self) -> None:
         """Nothing of this transaction goes to the change log (the account itself is being deleted)."""
-        self._counters = CounterTracker()
+        self._counters = CounterTracker(self.store.sql)
         self._log.clear()
         self._touched.clear()
         self.kinds.clear()
@@ -93,24 +88,28 @@ class WriteTx:
 
     def _flush(self) -> None:
         quotas.record_usage(self, self._counters.flush(self.conn, self._touched))  # usage = the counters' sum
+        sql = self.store.sql
         if self._touched:
             ids = sorted(self._touched)
             for i in range(0, len(ids), 500):
-                self.conn.execute(
-                    sa.update(mailboxes)
-                    .where(mailboxes.c.id.in_(ids[i : i + 500]))
-                    .values(highest_modseq=self.modseq)
-                )
+                sql.count(self.conn, _TOUCH, {"ids": ids[i : i + 500], "modseq": self.modseq})
             for mid in ids:
                 self.log("Mailbox", mid, "k")
         if self._log:
-            self.conn.execute(
-                sa.insert(changes),
-                [
-                    {"account_id": self.account_id, "modseq": self.modseq, "kind": k, "object_id": oid, "op": op}
-                    for (k, oid), op in self._log.items()
-                ],
-            )
+            account_id, modseq = self.account_id, self.modseq
+            sql.many(self.conn, _LOG, [
+                {"account_id": account_id, "modseq": modseq, "kind": k, "object_id": oid, "op": op}
+                for (k, oid), op in self._log.items()
+            ])
 
     def event(self) -> ChangeEvent:
         return ChangeEvent(self.account_id, self.modseq, frozenset(self.kinds), frozenset(self._touched))
+
+
+# -- statements built once, run on the driver's cursor (``Store.sql``): every write runs them ---------------------
+
+_NEXT_MODSEQ = (sa.update(accounts).where(accounts.c.id == sa.bindparam("account_id"))
+                .values(modseq=accounts.c.modseq + 1).returning(accounts.c.modseq))
+_TOUCH = (sa.update(mailboxes).where(mailboxes.c.id.in_(sa.bindparam("ids", expanding=True)))
+          .values(highest_modseq=sa.bindparam("modseq")))
+_LOG = sa.insert(changes).values({c: sa.bindparam(c) for c in ("account_id", "modseq", "kind", "object_id", "op")})

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from janusmail.config import Config
 from janusmail.spool import Spooler
@@ -31,6 +32,9 @@ from janusmail.store.changebus import BusHub, socket_pair
 
 from .sockets import bind_listeners, close_all
 from .worker import READY, WorkerSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.observability.endpoint import WorkersMetrics
 
 __all__ = ["Supervisor", "run"]
 
@@ -69,7 +73,8 @@ class Supervisor:
     """Starts, watches, replaces and stops the workers; see the module docstring."""
 
     def __init__(self, config: Config, workers: int, *, sqlite: bool, listeners: dict[str, socket.socket],
-                 ready: Callable[[dict[str, tuple[str, int]]], None] | None = None) -> None:
+                 ready: Callable[[dict[str, tuple[str, int]]], None] | None = None,
+                 metrics: WorkersMetrics | None = None) -> None:
         if workers < 1:
             raise ValueError("--workers must be at least 1")
         self.config = config
@@ -77,6 +82,10 @@ class Supervisor:
         self.sqlite = sqlite
         self.listeners = listeners
         self.bound = {name: tuple(sock.getsockname()[:2]) for name, sock in listeners.items()}
+        #: ``[metrics] listen``: the workers write their metrics for this process to serve (summed)
+        self.metrics = metrics
+        if metrics is not None:
+            self.bound["metrics"] = metrics.bound
         self._ready_cb = ready
         self._workers: dict[int, _Worker] = {}
         self._hub: BusHub | None = None
@@ -98,7 +107,8 @@ class Supervisor:
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "janusmail.workers.worker",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=pass_fds)
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, pass_fds=pass_fds,
+                env=self.metrics.worker_env() if self.metrics is not None else None)
         finally:
             if worker_end is not None:
                 worker_end.close()  # the worker has its own copy now
@@ -125,6 +135,8 @@ class Supervisor:
         while await proc.stdout.read(4096):  # nothing more is expected; keep the pipe from filling
             pass
         code = await proc.wait()
+        if self.metrics is not None:  # its open connections and push listeners leave the sums
+            self.metrics.worker_exited(proc.pid)
         if self._hub is not None:
             self._hub.remove(worker.index)
         if self._workers.get(worker.index) is worker:
@@ -215,9 +227,20 @@ def run(config: Config, workers: int, ready: Callable[[dict[str, tuple[str, int]
     sqlite = prepare(config)
     Spooler.from_config(config)  # removes a previous run's spool leftovers, once, before any worker runs
     listeners = bind_listeners(config)
+    metrics: WorkersMetrics | None = None
     try:
-        supervisor = Supervisor(config, workers, sqlite=sqlite, listeners=listeners, ready=ready)
+        if config.metrics.listen:
+            from janusmail.observability.endpoint import WorkersMetrics
+
+            metrics = WorkersMetrics(config)  # served here: the sum of every worker's, and the store's numbers
+        supervisor = Supervisor(config, workers, sqlite=sqlite, listeners=listeners, ready=ready, metrics=metrics)
     except BaseException:
         close_all(listeners)
+        if metrics is not None:
+            metrics.close()
         raise
-    return asyncio.run(supervisor.main())
+    try:
+        return asyncio.run(supervisor.main())
+    finally:
+        if metrics is not None:
+            metrics.close()

@@ -9,7 +9,6 @@ worker prints ``ready`` on stdout once its listeners are open; its log goes to t
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import signal
@@ -54,11 +53,9 @@ def main() -> None:
     # worker, so a worker still starting up ends quietly instead of with a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     spec: WorkerSpec = pickle.load(sys.stdin.buffer)
-    logging.basicConfig(level=spec.log_level,
-                        format=f"%(asctime)s %(levelname)s %(name)s[worker {spec.index}]: %(message)s")
-    verbose = spec.log_level <= logging.DEBUG
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("mail.log").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    from janusmail.observability import logs
+
+    logs.configure(spec.log_level, spec.config.log.format, worker=spec.index)  # the supervisor's format
     listeners = {name: socket.socket(fileno=fd) for name, fd in spec.listeners.items()}
     bus = socket.socket(fileno=spec.bus) if spec.bus is not None else None
     threading.Thread(target=_watch_supervisor, name="supervisor-watch", daemon=True).start()

@@ -1,6 +1,6 @@
 """The credential facts the doors ask the store for, through typed methods only (no SQL outside the store).
 
-``revocation.check`` works on anything offering ``credential_epochs`` and ``app_password_state`` (shown with a
+``revocation.check`` works on anything offering ``credential_epochs``, ``disabled`` and ``app_password_state`` (shown with a
 stand-in that has no engine at all); ``Store.app_passwords.state`` reads one app password's state; and
 ``Store.app_passwords.revoke`` revokes and stamps the epoch in one transaction (a failure of the stamp leaves
 the app password active) and announces the change on the notifier. SQLite and PostgreSQL.
@@ -26,8 +26,10 @@ from tests.store.storage_faults import db_disk_full
 class FactsOnly:
     """A store that can only answer the two typed questions: any SQL attempt would fail (no engine)."""
 
-    def __init__(self, epochs: tuple[int, int] | None, state: tuple[str, bool] | None = None) -> None:
-        self.credentials = SimpleNamespace(epochs=lambda account_id: epochs)
+    def __init__(self, epochs: tuple[int, int] | None, state: tuple[str, bool] | None = None,
+                 disabled: bool = False) -> None:
+        self.credentials = SimpleNamespace(epochs=lambda account_id: epochs,
+                                           disabled=lambda account_id: None if epochs is None else disabled)
         self.app_passwords = SimpleNamespace(state=lambda credential_id: state)
 
 
@@ -43,6 +45,9 @@ def test_check_asks_the_store_through_typed_methods_only() -> None:
     assert revocation.check(FactsOnly((5, 0), ("A1", True)), app, 3, now=0) == revocation.Verdict(None, 5)
     for state in (("A1", False), None, ("A2", True)):
         assert revocation.check(FactsOnly((5, 0), state), app, 3, now=0).reason == revocation.APP_PASSWORD_REVOKED
+    for r in (auth("password"), app):  # a disabled account ends every session
+        assert revocation.check(FactsOnly((5, 0), ("A1", True), True), r, 3, now=0).reason == \
+            revocation.ACCOUNT_DISABLED
 
 
 @pytest.fixture

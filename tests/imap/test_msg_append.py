@@ -84,3 +84,33 @@ async def test_append_to_selected_mailbox_announces(mrt) -> None:  # noqa: ANN00
     assert b"* 1 EXISTS\r\n" in out
     assert mailbox_id(mrt, "INBOX")
     await h.close()
+
+
+async def test_append_to_selected_mailbox_claims_recent_in_its_own_transaction(mrt, monkeypatch) -> None:  # noqa: ANN001
+    """IMAP4rev1: an APPEND into the session's selected mailbox claims \\Recent (its own message and the ones
+    nobody claimed before it) with the message, so announcing it costs no claim of its own; another session
+    sees neither as recent, and claims nothing (nor writes) for them."""
+    from janusmail.store.writes import writes
+    from tests.imap.msg_support import deliver
+
+    a = await session(mrt)
+    b = await session(mrt)
+    deliver(mrt, [simple(1)])  # nobody has seen it yet
+    claims: list[tuple] = []
+    real = mrt.store.memberships.claim_recent
+    monkeypatch.setattr(mrt.store.memberships, "claim_recent", writes(lambda *x: claims.append(x) or real(*x)))
+    out = await a.send(b"A APPEND INBOX " + lit(simple(2)) + b"\r\n")
+    assert b"* 2 EXISTS\r\n" in out and b"* 2 RECENT\r\n" in out, out
+    assert claims == []
+    flags = fetch_lines(await a.send("F FETCH 1:2 (FLAGS)"), keep_recent=True)
+    assert all(b"\\Recent" in line for line in flags.values()), flags
+    out = await b.send("N NOOP")
+    assert b"* 2 EXISTS\r\n" in out and b"* 0 RECENT\r\n" in out, out
+    assert claims == []  # B found nothing left to claim in what it read: no write either
+    out = await a.send(b"A2 APPEND INBOX " + lit(simple(3)) + b"\r\n")
+    assert b"* 3 EXISTS\r\n" in out and b"* 3 RECENT\r\n" in out and claims == [], out
+    deliver(mrt, [simple(4)])  # someone else's: A's next look claims it (a claim of its own)
+    out = await a.send("N NOOP")
+    assert b"* 4 EXISTS\r\n" in out and b"* 4 RECENT\r\n" in out and len(claims) == 1, (out, claims)
+    await a.close()
+    await b.close()

@@ -6,8 +6,10 @@ others still get the message (issue 11 QUOTA)."""
 
 from __future__ import annotations
 
+import re
 import smtplib
 from collections.abc import Iterator
+from pathlib import Path
 
 import imapclient
 import pytest
@@ -15,7 +17,7 @@ from imapclient.exceptions import IMAPClientError
 
 from tests.imap.e2e_util import Raw, Tenant, serve_shared, use_cheap_argon2
 from tests.mailgen import simple
-from tests.serverutil import ServerThread
+from tests.serverutil import ServerThread, janusmail_cmd
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
@@ -118,3 +120,66 @@ def test_lmtp_552_for_the_recipient_over_quota_only(server) -> None:  # noqa: AN
     assert replies[1][0] == 552 and replies[1][1].startswith(b"5.2.2")
     assert store.quotas.get(bob.id).messages_used == 0
     assert store.quotas.get(server.account.id).messages_used == 1
+
+
+def test_quota_set_on_the_command_line_is_what_getquotaroot_reports(server) -> None:  # noqa: ANN001
+    """``janusmail quota set ADDRESS --storage 1G --messages 100000`` (the issue's command) against the running
+    server's store: imapclient's ``get_quota_root()`` reports those limits at once, STORAGE in 1024-octet units."""
+    out = janusmail_cmd(Path(server.config.data_dir), "quota", "set", server.address, "--storage", "1G",
+                        "--messages", "100000", db=server.config.db)
+    assert "messages: 0 of 100000" in out.stdout, out.stdout
+    c = _client(server)
+    try:
+        c.append("INBOX", simple(1, body="x" * 2000))
+        roots, quotas = c.get_quota_root("INBOX")
+        assert roots.quota_roots == [""]
+        size_kib = -(-server.store.quotas.get(server.account.id).storage_used // 1024)
+        assert {(q.quota_root, q.resource, q.usage, q.limit) for q in quotas} == {
+            ("", "STORAGE", size_kib, 1024 * 1024), ("", "MESSAGE", 1, 100000)}
+    finally:
+        c.logout()
+
+
+def test_move_frees_space_while_copy_and_append_are_refused_over_quota(server) -> None:  # noqa: ANN001
+    """MOVE is never refused for quota; COPY and APPEND are, with ``NO [OVERQUOTA]``.
+
+    Why: an account has one quota root (``""``) over all its mailboxes, and usage counts memberships. A MOVE
+    takes a membership out of one mailbox and puts it in another under the same root, so it leaves STORAGE and
+    MESSAGE exactly as they were (or lower, when the message was already in the target). RFC 9208 asks for
+    OVERQUOTA when the *addition* of messages would put the target over a limit (§4.3.1); a MOVE adds nothing.
+    Refusing it would also trap a user over a lowered limit: moving mail to Trash and emptying it is how mail
+    clients free space. COPY and APPEND add memberships, so they are refused once a limit would be exceeded
+    (and nothing is stored); RFC 6851's COPY + EXPUNGE fallback does not apply because MOVE is one write here.
+    """
+    store, acct = server.store, server.account
+    c = _client(server)
+    try:
+        for i in range(3):
+            c.append("INBOX", simple(i, body="y" * 3000))
+        used = store.quotas.get(acct.id)
+        store.quotas.set_limits(acct.id, storage=1024, messages=1)  # lowered below what is already stored
+        raw = Raw(server.imap_port)
+        raw.cmd("a", f'LOGIN "{server.address}" "{server.password}"')
+        assert raw.cmd("b", "SELECT INBOX")[-1].startswith(b"b OK")
+        assert raw.cmd("c", "COPY 1 Trash")[-1].startswith(b"c NO [OVERQUOTA]")
+        msg = simple(9)
+        raw.send(b"d APPEND Trash {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        assert raw.until("d")[-1].startswith(b"d NO [OVERQUOTA]")
+        out = raw.cmd("e", "MOVE 1:2 Trash")
+        assert out[-1].startswith(b"e OK"), out
+        assert any(re.match(rb"\* OK \[COPYUID \d+ 1:2 1:2\]", line) for line in out), out
+        after = store.quotas.get(acct.id)
+        assert (after.messages_used, after.storage_used) == (used.messages_used, used.storage_used)
+        assert raw.cmd("f", "UID MOVE 3 Trash")[-1].startswith(b"f OK")  # UID MOVE too
+        # emptying Trash brings usage down; with room again, APPEND and COPY work
+        assert raw.cmd("g", "SELECT Trash")[-1].startswith(b"g OK")
+        assert raw.cmd("h", "STORE 1:3 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"h OK")
+        assert raw.cmd("i", "EXPUNGE")[-1].startswith(b"i OK")
+        assert store.quotas.get(acct.id).messages_used == 0
+        raw.send(b"j APPEND INBOX {%d+}\r\n" % len(msg) + msg + b"\r\n")
+        assert raw.until("j")[-1].startswith(b"j OK")
+        assert raw.cmd("k", "SELECT INBOX")[-1].startswith(b"k OK")
+        assert raw.cmd("m", "COPY 1 Trash")[-1].startswith(b"m NO [OVERQUOTA]")  # a second one would be 2 > 1
+        raw.close()
+    finally:
+        c.logout()

@@ -162,6 +162,21 @@ async def test_create_blob_not_found(h):  # noqa: F811
     assert e["type"] == "blobNotFound" and sorted(e["notFound"]) == ["Gnosuchblob", "Gnosuchblob_1_2"]
 
 
+async def test_creates_of_one_call_are_one_write_and_each_refused_alone(h):  # noqa: F811
+    before = h.store.accounts.get(h.account_id).modseq
+    objs = {"k1": draft(h, subject="one"), "k2": draft(h, mailboxIds={"Fnope": True}),
+            "k3": draft(h, subject="three"), "k4": draft(h, attachments=[{"blobId": "Gnosuchblob", "type": "image/png"}])}
+    out = await h.request([
+        ["Email/set", {"accountId": h.account_id, "create": objs}, "0"],
+        ["Email/get", {"accountId": h.account_id, "ids": ["#k3", "#k1"], "properties": ["subject"]}, "1"],
+    ])
+    res = out["methodResponses"][0][1]
+    assert sorted(res["created"]) == ["k1", "k3"]
+    assert res["notCreated"]["k2"]["type"] == "invalidProperties" and res["notCreated"]["k4"]["type"] == "blobNotFound"
+    assert [e["subject"] for e in out["methodResponses"][1][1]["list"]] == ["three", "one"]  # creation ids recorded
+    assert h.store.accounts.get(h.account_id).modseq == before + 1  # both stored by ONE write, not one each
+
+
 async def test_create_with_part_blob_of_another_email(h):  # noqa: F811
     d = h.ingest(RICH)
     pdf = (await h.one(d.email_id, ["attachments"]))["attachments"][1]["blobId"]

@@ -40,7 +40,7 @@ def test_a_lost_attempt_record_never_delivers_a_local_copy_twice(store, tmp_path
         raise StorageUnavailable("the disk is full")
 
     with monkeypatch.context() as m:  # the attempt delivers, then its record is refused
-        m.setattr(store.submissions, "record_attempt", refused)
+        m.setattr(store.submissions, "record_attempts", refused)
         assert asyncio.run(runner.run_due()) == 1
     assert _inbox_count(store, b.id) == 1
     [row] = store.submissions.list(a.id)
@@ -59,3 +59,24 @@ def test_a_lost_attempt_record_never_delivers_a_local_copy_twice(store, tmp_path
     store.submissions.destroy(a.id, sub.id)
     assert store.submissions.deliver_local(b.id, prepared, a.id, sub.id, "b@example.test") is not None
     assert _inbox_count(store, b.id) == 2
+
+
+def test_a_batch_whose_lease_runs_short_releases_the_rest_for_a_fresh_claim(store, tmp_path: Path,  # noqa: ANN001
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows claimed together share one lease: when what is left of it is too short for the next attempt, the
+    rest are released and the same pass claims them again with a lease of their own; nothing is lost or sent
+    twice."""
+    from janusmail.smtp import outbound
+
+    a = store.accounts.create("a@example.test", "hash")
+    b = store.accounts.create("b@example.test", "hash")
+    inbox = store.mailboxes.by_path(a.id, ["INBOX"]).id
+    for i in range(3):
+        sent = store.emails.ingest(a.id, RAW.replace(b"once", f"n{i}".encode()), (inbox,))
+        store.submissions.create(a.id, "I1", sent.email_id, Envelope("a@example.test", ("b@example.test",)))
+    config = SimpleNamespace(outbound=OutboundConfig(relay="smtp://127.0.0.1:9"), hostname="mx.test",
+                             data_dir=tmp_path)
+    monkeypatch.setattr(outbound, "MIN_ATTEMPT", outbound.LEASE)  # never enough left after a batch's first
+    assert asyncio.run(Outbound(store, config).run_due()) == 3
+    assert _inbox_count(store, b.id) == 3
+    assert all(r.attempts == 1 and r.next_attempt is None for r in store.submissions.list(a.id))

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from janusmail.store import emails as emails_mod
 from janusmail.store import ingest as ingest_mod
 from janusmail.store import membership as membership_mod
 from janusmail.store import schema as schema_mod
@@ -23,7 +24,7 @@ T_COPY = 1_700_500_000  # "now" when they are copied
 def clock(monkeypatch: pytest.MonkeyPatch, now: int) -> None:
     """Stamp writes at ``now`` (the modules that stamp save dates read ``time.time()``)."""
     fake = SimpleNamespace(time=lambda: float(now))
-    for mod in (ingest_mod, membership_mod, schema_mod):
+    for mod in (emails_mod, ingest_mod, membership_mod, schema_mod):
         monkeypatch.setattr(mod, "time", fake)
 
 
@@ -48,7 +49,7 @@ def test_delivery_copy_and_move_stamp_the_save_date(store, account, monkeypatch)
 
 
 def test_jmap_mailbox_change_stamps_the_new_membership(store, account, monkeypatch) -> None:  # noqa: ANN001
-    """JMAP's ``mailboxIds`` add goes through no SAVEDATE code: the column's default stamps it."""
+    """JMAP's ``mailboxIds`` add stamps the membership it makes with the time it was made."""
     a = account.id
     inbox, archive = _box(store, a, "INBOX"), _box(store, a, "Archive")
     clock(monkeypatch, T_SAVE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from janusmail.store.model import NotFound
-from janusmail.store.submissions import CannotUnsend, Envelope, SubmissionQuery
+from janusmail.store.submissions import Attempt, CannotUnsend, Envelope, NewSubmission, SubmissionQuery
 from tests.mailgen import simple
 
 
@@ -52,3 +52,39 @@ def test_cancel_while_held(store) -> None:  # noqa: ANN001
     assert store.submissions.list(a.id)[0].undo_status == "canceled"
     assert store.submissions.due(now=5_000) == []
     assert store.submissions.claim(a.id, sub.id, now=5_000) is None
+
+
+def test_batches_queue_claim_and_record_in_one_write_each(store) -> None:  # noqa: ANN001
+    """What one EmailSubmission/set and one pass of the sender write: each call one write (one modseq), each row
+    still succeeding or failing alone, and another account's rows untouched."""
+    a, b, d = _setup(store)
+    other = store.emails.ingest(b.id, simple(2), (store.mailboxes.by_path(b.id, ["INBOX"]).id,))
+    env = Envelope("a@example.test", ("x@remote.test",))
+
+    def modseq() -> int:
+        return store.accounts.get(a.id).modseq
+
+    before = modseq()
+    made = store.submissions.create_many(a.id, [NewSubmission("I1", d.email_id, env),
+                                                NewSubmission("I1", other.email_id, env),  # b's email: unknown
+                                                NewSubmission("I1", d.email_id, env, send_at=1_050)], now=1_000)
+    assert isinstance(made[1], NotFound) and [m.undo_status for m in (made[0], made[2])] == ["final", "pending"]
+    assert modseq() == before + 1
+    assert store.submissions.create_many(a.id, [NewSubmission("I1", "Mnope", env)], now=1_000)[0].args == ("Mnope",)
+    assert modseq() == before + 1  # nothing queued: nothing written
+    ids = [made[0].id, made[2].id]
+    claimed = store.submissions.claim_many(a.id, [*ids, "Snope"], now=1_100)
+    assert [(c.id, c.undo_status) for c in claimed] == [(ids[0], "final"), (ids[1], "final")]  # the held one released
+    assert store.submissions.list(a.id, [ids[1]])[0].undo_status == "final"
+    assert store.submissions.claim_many(b.id, ids, now=1_100) == []  # another account's rows
+    assert store.submissions.claim_many(a.id, ids, now=1_101) == []  # leased
+    store.submissions.destroy(a.id, ids[1])  # destroyed before its attempt is recorded: skipped
+    at = modseq()
+    store.submissions.record_attempts(a.id, [Attempt(ids[0], {"x@remote.test": ("yes", "250 ok")}, None, ("Gdsn",)),
+                                             Attempt(ids[1], {"x@remote.test": ("no", "550 no")}, None)])
+    assert modseq() == at + 1
+    [row] = store.submissions.list(a.id)
+    assert (row.id, row.delivery["x@remote.test"]["delivered"], row.attempts, row.next_attempt, row.dsn_blob_ids) == (
+        ids[0], "yes", 1, None, ("Gdsn",))
+    store.submissions.release_many(a.id, [ids[0]])  # (nothing due: releasing only drops a lease)
+    assert store.submissions.due(now=10_000) == []

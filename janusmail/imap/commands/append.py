@@ -66,7 +66,10 @@ async def append(s: ImapSession, cmd: Command) -> Result:
             return exc.result
         except StorageUnavailable as exc:  # the spool file could not take the literal
             return _unavailable(exc)
-        items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at, it.deleted)
+        # IMAP4rev1 APPEND into the selected mailbox: the session claims its \\Recent in the same transaction
+        sel = s.selected
+        claim = dest.id if sel is not None and sel.mailbox_id == dest.id and sel.claims_recent else None
+        items = [IngestItem(raw, (dest.id,), it.keywords, it.received_at, it.deleted, claim)
                  for it, raw in zip(items, raws, strict=True)]
         return await _ingest(s, items, dest)
     finally:
@@ -78,7 +81,7 @@ async def _ingest(s: ImapSession, items: list[IngestItem], dest: Mailbox) -> Res
         if len(items) == 1:
             it = items[0]
             delivered = [await s.store.deliver(s.account_id, it.raw, it.mailbox_ids, it.keywords, it.received_at,
-                                               deleted=it.deleted)]
+                                               deleted=it.deleted, claim_recent=it.claim_recent)]
         else:
             delivered = await s.store.call(s.store.emails.ingest_many, s.account_id, items)
     except NotFound:
@@ -88,6 +91,11 @@ async def _ingest(s: ImapSession, items: list[IngestItem], dest: Mailbox) -> Res
     except StorageUnavailable as exc:
         return _unavailable(exc)
     uids = [d.uids[dest.id] for d in delivered]
+    sel = s.selected
+    if sel is not None and sel.mailbox_id == dest.id:
+        for d, uid in zip(delivered, uids, strict=True):
+            if d.recent_from is not None:
+                sel.note_own_claim(d.recent_from, uid)
     return Result.ok("APPEND completed", serializer.appenduid_code(dest.uidvalidity, uids))
 
 

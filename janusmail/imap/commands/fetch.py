@@ -97,7 +97,10 @@ async def _mark_seen(s: ImapSession, rows: list[Row]) -> tuple[list[Row], set[in
             r = (*r[:MODSEQ], res.modseq, r[EMAIL_ID], r[FLAGS] | FLAG_SEEN, *r[FLAGS + 1 :])
             changed.add(r[UID])
         out.append(r)
-    sel.note_own_flags(changed, res.modseq)
+    # flags above are the ones read before the write: only where nothing else changed the message in between
+    # are they the whole truth; elsewhere the next sync still sends the flags as they are
+    read = {r[UID]: r[MODSEQ] for r in rows}
+    sel.note_own_flags([u for u in changed if res.previous.get(u) == read[u]], res.modseq)
     return out, changed
 
 

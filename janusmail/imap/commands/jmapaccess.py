@@ -7,15 +7,19 @@ exactly as if it did not exist (R9), so a client never learns more than the capa
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import Command, responses
+from janusmail.observability import logs
 
 from . import handler
 from .base import Result
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
+
+log = logging.getLogger("janusmail.imap")
 
 
 @handler("GETJMAPACCESS", states=("auth", "selected"))
@@ -28,4 +32,6 @@ async def getjmapaccess(s: ImapSession, cmd: Command) -> Result:
     except ValueError:  # a URL with CR/LF can never be sent as a quoted string
         return Result.no("JMAP access is misconfigured", "SERVERBUG")
     s.write(line)
+    # (the line carries this connection's sid and account: the JMAP requests that follow name the account too)
+    logs.event(log, logging.INFO, "imap.getjmapaccess", url=url)
     return Result.ok("GETJMAPACCESS completed")

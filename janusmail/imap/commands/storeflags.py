@@ -3,7 +3,8 @@
 Flags are one set per email (a flag set through one mailbox shows on every copy) and ``\\Deleted`` is per
 membership; :meth:`Store.memberships.store_flags` does both in one transaction. The answer is one ``FETCH (FLAGS ...)``
 per changed message read back after the write (so ``+FLAGS`` reports the full resulting set), unless
-``.SILENT``; the selected view is told (``note_own_flags``) so the next sync does not repeat them.
+``.SILENT``; the selected view is told (``note_own_flags``) so the next sync does not repeat them (for
+``.SILENT`` only where no other session's change came in between: ``StoreResult.previous``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ async def store(s: ImapSession, cmd: Command) -> Result:
     res = await s.store.call(s.store.memberships.store_flags, s.account_id, sel.mailbox_id, ranges, mode, keywords,
                              deleted_arg, args.unchangedsince)
     known = [u for u in res.updated if sel.uid_to_seq(u) is not None]
+    # .SILENT reports no flags, so the client applies its change to the flags it knew: right only when this
+    # write was the message's first change since the session's last report. A change by another session in
+    # between (racing this one) must still come as an unsolicited FETCH, so only the others are marked ours.
+    told = [u for u in known if res.previous.get(u, 0) <= sel.known_modseq]
     report_modseq = s.condstore
     if known and (not args.silent or report_modseq):
         items: list = [FetchAttr("MODSEQ")] if args.silent else [FetchAttr("FLAGS")]
@@ -65,11 +70,13 @@ async def store(s: ImapSession, cmd: Command) -> Result:
             if not args.silent:  # a keyword new to this session is announced before FETCH shows it
                 sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)
             s.write(render_batch(ctx, rows, seqs))
-            # what we just reported must not come back as an unsolicited FETCH from the next sync
+        if not args.silent:  # what we just reported must not come back as an unsolicited FETCH from the next sync
             for r in rows:
                 sel.note_own_flags([r[0]], r[2])
-    elif known:
-        sel.note_own_flags(known, res.modseq)
+        else:  # MODSEQ only: the flags are still owed unless the client knew all but its own change
+            sel.note_own_flags(told, res.modseq)
+    elif told:
+        sel.note_own_flags(told, res.modseq)
     if res.modified:
         mod = res.modified if cmd.uid else [n for n in (sel.uid_to_seq(u) for u in res.modified) if n]
         return Result.ok("Conditional STORE failed for some messages", serializer.modified_code(sorted(mod)))

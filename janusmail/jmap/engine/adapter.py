@@ -148,7 +148,8 @@ class TypeAdapter:
     Required for each registered method:
       get            -> ``state``, ``get``
       changes        -> ``change_log``
-      set            -> ``state``, ``create`` / ``update`` / ``destroy`` (the default raises forbidden)
+      set            -> ``state``, ``create`` (or ``create_many``) / ``update`` / ``destroy`` (the default raises
+                        forbidden)
       query          -> ``state``, ``compile_condition``, ``compile_comparator``, ``query``
       queryChanges   -> the query compilers plus ``query_changes``
       copy           -> ``state``, ``copy``
@@ -220,6 +221,25 @@ class TypeAdapter:
         """Create one record. ``obj`` holds only known, client-settable properties; resolve any ``#ref``
         values with ``call.ctx.resolve_creation_id``. Return ``{"id": ..., **server-set/defaulted}``."""
         raise SetError("forbidden", "this type cannot be created")
+
+    async def create_many(
+        self, call: Call, creates: list[tuple[str, dict[str, Any]]]
+    ) -> list[dict[str, Any] | SetError]:
+        """Create records of one /set that do not refer to each other (the engine passes each wave of the
+        creation order: every ``#creationId`` they name was resolved before). Returns, in order, what ``create``
+        would for each record, or the SetError that refused it; the engine records the creation ids.
+
+        The default creates them one by one, each in its ``record_transaction``. Override it when the records
+        can be checked first and then stored in one write (one commit for the call, as Email's do); each record
+        still succeeds or fails alone (§5.3), and an exception other than SetError fails the whole call."""
+        out: list[dict[str, Any] | SetError] = []
+        for creation_id, obj in creates:
+            try:
+                async with self.record_transaction(call):
+                    out.append(await self.create(call, creation_id, obj))
+            except SetError as exc:
+                out.append(exc)
+        return out
 
     async def update(self, call: Call, id: str, patch: dict[str, Any]) -> dict[str, Any] | None:
         """Apply a PatchObject (already checked: valid pointers, no prefix conflicts, known top-level

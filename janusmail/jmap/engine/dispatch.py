@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -191,6 +192,9 @@ class Engine:
         self._methods: dict[str, _Method] = {}
         self._capabilities: set[str] = {CORE, *capabilities}
         self.register("Core/echo", CORE, _echo)
+        #: Told of every method call of a request when set (the server's metrics): the method's name (``unknown``
+        #: for one not registered), ``ok`` or the error type of its response, and its seconds.
+        self.observer: Callable[[str, str, float], None] | None = None
 
     def register(self, name: str, capability: str, handler: Handler) -> None:
         """Make ``name`` callable by requests whose ``using`` includes ``capability``."""
@@ -244,8 +248,16 @@ class Engine:
             created_ids=dict(request.created_ids or {}),
             ctx_factory=ctx_factory,
         )
+        observe = self.observer
         for invocation in request.method_calls:
-            for name, args in await self._run_call(invocation, state):
+            started = time.perf_counter()
+            out = await self._run_call(invocation, state)
+            if observe is not None:
+                method = invocation.name if invocation.name in self._methods else "unknown"
+                first = out[0] if out else ("error", {})
+                result = first[1].get("type", "serverFail") if first[0] == "error" else "ok"
+                observe(method, str(result), time.perf_counter() - started)
+            for name, args in out:
                 state.responses.append([name, args, invocation.call_id])
         response: dict[str, Any] = {"methodResponses": state.responses, "sessionState": session_state}
         if request.created_ids is not None:

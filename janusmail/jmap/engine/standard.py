@@ -204,10 +204,14 @@ def _read_set_args(args: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
     return create, update, list(dict.fromkeys(destroy))
 
 
-def _creation_order(create: dict[str, Any]) -> list[str]:
-    """Creates that reference other creates of the same call (``"parentId": "#k1"``) must come after them
-    (§5.3). We find ``#k`` strings anywhere in each object and order depth-first; cycles fall back to the
-    client's order and the adapter reports the unresolvable reference."""
+def _creation_waves(create: dict[str, Any]) -> list[list[str]]:
+    """The creation ids in the order they must be created, cut into waves whose members do not refer to each
+    other: the records of one wave can be created together (``TypeAdapter.create_many``, one store write).
+
+    Creates that reference other creates of the same call (``"parentId": "#k1"``) must come after them
+    (§5.3). We find ``#k`` strings anywhere in each object and order depth-first; a create that refers to one of
+    the current wave starts the next. Cycles fall back to the client's order and the adapter reports the
+    unresolvable reference."""
 
     def refs(value: Any, out: set[str]) -> set[str]:
         if type(value) is str:
@@ -243,7 +247,15 @@ def _creation_order(create: dict[str, Any]) -> list[str]:
     for cid in create:
         if state.get(cid) is None:
             visit(cid)
-    return order
+    waves: list[list[str]] = []
+    current: set[str] = set()
+    for cid in order:
+        if not waves or deps[cid] & current:
+            waves.append([])
+            current = set()
+        waves[-1].append(cid)
+        current.add(cid)
+    return waves
 
 
 def _unknown_or_server_set(
@@ -255,21 +267,35 @@ def _unknown_or_server_set(
         raise SetError("invalidProperties", "unknown or server-set properties", properties=bad)
 
 
-async def _create_one(
-    adapter: TypeAdapter, call: Call, creation_id: str, obj: Any, result: SetResult
+async def _create_wave(
+    adapter: TypeAdapter, call: Call, wave: list[str], create: dict[str, Any], result: SetResult
 ) -> None:
-    try:
-        if type(obj) is not dict:
-            raise SetError("invalidProperties", "a created record must be an object")
-        _unknown_or_server_set(adapter, obj, adapter.create_may_echo)
-        async with adapter.record_transaction(call):
-            created = await adapter.create(call, creation_id, obj)
+    """Create the records of one wave (see ``_creation_waves``): the engine's checks per record, then the
+    adapter's ``create_many`` for those that passed, each record's outcome kept under its creation id."""
+    ready: list[tuple[str, dict[str, Any]]] = []
+    for creation_id in wave:
+        obj = create[creation_id]
+        try:
+            if type(obj) is not dict:
+                raise SetError("invalidProperties", "a created record must be an object")
+            _unknown_or_server_set(adapter, obj, adapter.create_may_echo)
+        except SetError as exc:
+            result.not_created[creation_id] = exc
+            continue
+        ready.append((creation_id, obj))
+    if not ready:
+        return
+    outcomes = await adapter.create_many(call, ready)
+    if len(outcomes) != len(ready):
+        raise TypeError(f"{call.type_name} adapter create_many() must answer every record")
+    for (creation_id, _), created in zip(ready, outcomes, strict=True):
+        if isinstance(created, SetError):
+            result.not_created[creation_id] = created
+            continue
         if type(created) is not dict or not is_id(created.get("id")):
             raise TypeError(f"{call.type_name} adapter create() must return a dict with a valid 'id'")
         result.created[creation_id] = created
         call.ctx.record_creation(creation_id, created["id"])
-    except SetError as exc:
-        result.not_created[creation_id] = exc
 
 
 async def set_method(
@@ -290,8 +316,8 @@ async def set_method(
         if if_in_state is not None and if_in_state != old_state:
             raise MethodError("stateMismatch")
 
-        for creation_id in _creation_order(create):
-            await _create_one(adapter, call, creation_id, create[creation_id], result)
+        for wave in _creation_waves(create):
+            await _create_wave(adapter, call, wave, create, result)
 
         # Ids (or #refs) to destroy, resolved after the creates so "#k1" works in both lists.
         destroy_ids = {_resolve(ctx, d) for d in destroy} - {None}

@@ -42,8 +42,15 @@ from janusmail.jmap.engine.querytools import window
 from janusmail.jmap.engine.types import JmapTypeError, format_utc_date, parse_utc_date
 from janusmail.jmap.session_resource import MAX_DELAYED_SEND, SUBMISSION
 from janusmail.mime.recipients import derived_mail_from, envelope_addresses
-from janusmail.store.model import NotFound, StorageUnavailable
-from janusmail.store.submissions import KIND, CannotUnsend, Envelope, Submission, SubmissionQuery
+from janusmail.store.model import NotFound, StoreError
+from janusmail.store.submissions import (
+    KIND,
+    CannotUnsend,
+    Envelope,
+    NewSubmission,
+    Submission,
+    SubmissionQuery,
+)
 
 __all__ = ["EmailSubmissionAdapter", "register"]
 
@@ -140,11 +147,37 @@ def _hold_until(params: dict[str, str | None] | None, now: int, max_delay: int) 
     return None
 
 
-def _prepare(store: Any, account_id: str, identity_id: str, email_id: str) -> tuple[Any, bytes, list[str]]:
-    """On a store thread: the identity, the message's bytes and the account's own addresses (one hop)."""
-    identity = store.identities.get(account_id, identity_id)
-    raw = store.emails.raw(account_id, email_id) if identity is not None else b""
-    return identity, bytes(raw), store.identities.addresses(account_id)
+def _identity_and_email(call: Call, obj: dict[str, Any]) -> tuple[str, str]:
+    """A create's identityId and emailId (a ``#reference`` to an email created earlier resolved), checked."""
+    if obj.get("undoStatus", "pending") not in ("pending", "final"):
+        raise _bad("undoStatus", "a new submission is pending (or final)")
+    identity_id, email_id = obj.get("identityId"), call.ctx.resolve_creation_id(obj.get("emailId"))
+    if type(identity_id) is not str:
+        raise _bad("identityId", "identityId is required")
+    if type(email_id) is not str:
+        raise _bad("emailId", "emailId is required (an id or a #reference to an email created earlier)")
+    return identity_id, email_id
+
+
+def _prepare(store: Any, account_id: str, identity_ids: list[str], email_ids: list[str]
+             ) -> tuple[dict[str, Any], dict[str, bytes | None], list[str]]:
+    """On a store thread, for the creates of one call (one hop): the identities (None: no such identity), the
+    messages' header sections (None: no such email; the From, Sender and recipient fields are all the checks
+    read, so a batch never holds its messages' bodies) and the account's own addresses."""
+    identities = {i: store.identities.get(account_id, i) for i in dict.fromkeys(identity_ids)}
+    with store.shared_read():
+        found = store.emails.locations(account_id, email_ids)
+        heads: dict[str, bytes | None] = {}
+        for email_id in dict.fromkeys(email_ids):
+            loc = found.get(email_id)
+            heads[email_id] = None if loc is None else _header_section(store.blobs.read_location(loc))
+    return identities, heads, store.identities.addresses(account_id)
+
+
+def _header_section(raw: bytes) -> bytes:
+    """The message's header fields (up to its first empty line, whatever its line ends)."""
+    ends = [i for i in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return bytes(raw[: min(ends) + 1]) if ends else bytes(raw)
 
 
 def _check_on_success(extra: dict[str, Any]) -> None:
@@ -221,38 +254,67 @@ class EmailSubmissionAdapter(TypeAdapter):
     # -- /set -----------------------------------------------------------------------------------------------
 
     async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
-        _check_on_success(call.extra)  # the first create raises before anything is queued
-        if obj.get("undoStatus", "pending") not in ("pending", "final"):
-            raise _bad("undoStatus", "a new submission is pending (or final)")
-        identity_id, email_id = obj.get("identityId"), call.ctx.resolve_creation_id(obj.get("emailId"))
-        if type(identity_id) is not str:
-            raise _bad("identityId", "identityId is required")
-        if type(email_id) is not str:
-            raise _bad("emailId", "emailId is required (an id or a #reference to an email created earlier)")
-        store = call.ctx.store
-        try:
-            identity, raw, own = await run_store(call.ctx, _prepare, store, call.account_id, identity_id, email_id)
-        except NotFound:
-            raise SetError("invalidProperties", "no such email", properties=["emailId"]) from None
-        if identity is None:
-            raise _bad("identityId", "no such identity")
-        senders, derived_rcpts = envelope_addresses(raw)
+        (made,) = await self.create_many(call, [(creation_id, obj)])
+        if isinstance(made, SetError):
+            raise made
+        return made
+
+    async def create_many(self, call: Call, creates: list[tuple[str, dict[str, Any]]]
+                          ) -> list[dict[str, Any] | SetError]:
+        """Each submission checked on its own (identity, From, envelope: one read for all of them), then every
+        accepted one queued by ONE ``store.submissions.create_many``: one write and one commit for the call."""
+        _check_on_success(call.extra)  # before anything is queued
+        ctx, store, account_id = call.ctx, call.ctx.store, call.account_id
+        out: list[dict[str, Any] | SetError | None] = [None] * len(creates)
+        asked: dict[int, tuple[str, str]] = {}
+        for i, (_, obj) in enumerate(creates):
+            try:
+                asked[i] = _identity_and_email(call, obj)
+            except SetError as exc:
+                out[i] = exc
+        wanted: list[tuple[int, NewSubmission]] = []
+        if asked:
+            identities, heads, own = await run_store(
+                ctx, _prepare, store, account_id, [a for a, _ in asked.values()], [e for _, e in asked.values()])
+            now = int(time.time())
+            for i, (identity_id, email_id) in asked.items():
+                try:
+                    identity, head = identities[identity_id], heads[email_id]
+                    if identity is None:
+                        raise _bad("identityId", "no such identity")
+                    if head is None:
+                        raise SetError("invalidProperties", "no such email", properties=["emailId"])
+                    wanted.append((i, self._checked(creates[i][1], identity, email_id, head, own, now)))
+                except SetError as exc:
+                    out[i] = exc
+            if wanted:
+                made = await run_store(ctx, store.submissions.create_many, account_id, [w for _, w in wanted], now=now)
+                for (i, _), sub in zip(wanted, made, strict=True):
+                    if isinstance(sub, NotFound):  # the email was destroyed since it was read
+                        out[i] = SetError("invalidProperties", "no such email", properties=["emailId"])
+                    elif isinstance(sub, StoreError):
+                        raise sub
+                    else:
+                        out[i] = {"id": sub.id, "threadId": sub.thread_id, "sendAt": _utc(sub.send_at),
+                                  "undoStatus": sub.undo_status}
+        answers: list[dict[str, Any] | SetError] = []
+        for r in out:
+            assert r is not None  # every create got its answer above
+            answers.append(r)
+        return answers
+
+    def _checked(self, obj: dict[str, Any], identity: Any, email_id: str, head: bytes, own: list[str], now: int
+                 ) -> NewSubmission:
+        """The submission one create asks for, its From and envelope checked against the message's header
+        section ``head`` (RFC 8621 §7.5), or its SetError."""
+        senders, derived_rcpts = envelope_addresses(head)
         if not senders or any(a != identity.email.lower() for a in senders):
             raise SetError("forbiddenFrom", "the message's From is not the identity's address")
-        envelope = self._envelope(obj.get("envelope"), identity.email.lower(), raw, derived_rcpts, own)
-        now = int(time.time())
+        envelope = self._envelope(obj.get("envelope"), identity.email.lower(), head, derived_rcpts, own)
         send_at = _hold_until(envelope.mail_from_parameters, now, MAX_DELAYED_SEND)
-        try:
-            made = await run_store(call.ctx, store.submissions.create, call.account_id, identity_id, email_id,
-                                   envelope, send_at=send_at, now=now)
-        except NotFound:
-            raise SetError("invalidProperties", "no such email", properties=["emailId"]) from None
-        except StorageUnavailable:
-            raise
-        return {"id": made.id, "threadId": made.thread_id, "sendAt": _utc(made.send_at),
-                "undoStatus": made.undo_status}
+        return NewSubmission(identity.id, email_id, envelope, send_at)
 
-    def _envelope(self, value: Any, identity_email: str, raw: bytes, derived: list[str], own: list[str]
+    def _envelope(self, value: Any, identity_email: str, head: bytes, derived: list[str], own: list[str]
                   ) -> Envelope:
         mine = {a.lower() for a in own}
         if value is None:
@@ -261,7 +323,7 @@ class EmailSubmissionAdapter(TypeAdapter):
             if len(derived) > MAX_RECIPIENTS:  # never send to some of them only (RFC 8621 §7.5)
                 raise SetError("tooManyRecipients", f"at most {MAX_RECIPIENTS} recipients",
                                maxRecipients=MAX_RECIPIENTS)
-            address, header = derived_mail_from(raw)
+            address, header = derived_mail_from(head)
             if address is None:
                 raise SetError("invalidEmail", f"the envelope would come from the {header} header field, which "
                                                "must appear once with one address", properties=[header])

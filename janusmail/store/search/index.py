@@ -28,10 +28,14 @@ message, and trigrams cost ingest time per character; TEXT does not see them, HE
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from janusmail.mime.headers import as_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.sqltext import SqlText
 
 __all__ = ["EMAIL_SEARCH", "EMAIL_TEXT", "UNINDEXED_FIELDS", "delete_text", "header_text", "write_text"]
 
@@ -58,6 +62,9 @@ _FTS_DELETE = sa.text("DELETE FROM email_fts WHERE rowid IN "
     sa.bindparam("ids", expanding=True))
 #: the highest rowid of the word index (FTS5 reads it from the end of its rowid order: no scan)
 _FTS_LAST = sa.text("SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1")
+_TEXT_LAST = sa.select(sa.func.max(EMAIL_TEXT.c.id))
+_TEXT_INSERT = sa.insert(EMAIL_TEXT).values({n: sa.bindparam(n) for n in ("id", "email_id", "fts_rowid")})
+_TEXT_DELETE = sa.delete(EMAIL_TEXT).where(EMAIL_TEXT.c.email_id.in_(sa.bindparam("ids", expanding=True)))
 _TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id, :headers, :body)")
 _CHUNK = 500
 
@@ -87,22 +94,35 @@ PG_BODY_CAP = 200_000
 PG_FIELD_CAP = 20_000
 
 
-def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict]) -> None:
+def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict], sql: SqlText | None = None) -> None:
     """Index new emails, inside the ingest transaction. Each row: ``email_id``, ``account_id``, ``subject``,
-    ``addresses``, ``body`` (the cache's search text) and ``headers`` (the cache's header list)."""
+    ``addresses``, ``body`` (the cache's search text) and ``headers`` (the cache's header list). ``sql``: the
+    store's statements (``Store.sql``), to run them on the driver's cursor."""
     if not rows:
         return
     if sqlite:
         # One new number per email for its rows in all three tables, above the highest of email_text and of
         # email_fts (rows older than migration 0011 have other word-index rowids): SQLite has one writer, and
         # this runs in its transaction.
-        first = max(conn.execute(sa.select(sa.func.max(EMAIL_TEXT.c.id))).scalar() or 0,
-                    conn.execute(_FTS_LAST).scalar() or 0) + 1
-        conn.execute(_FTS_INSERT, [{**r, "rowid": first + i} for i, r in enumerate(rows)])
-        conn.execute(sa.insert(EMAIL_TEXT), [{"id": first + i, "email_id": r["email_id"], "fts_rowid": first + i}
-                                             for i, r in enumerate(rows)])
-        conn.execute(_TRGM_INSERT, [{"id": first + i, "headers": header_text(r.get("headers")), "body": r["body"]}
-                                    for i, r in enumerate(rows)])
+        fts = [{**r, "rowid": i} for i, r in enumerate(rows)]
+        text = [{"id": i, "email_id": r["email_id"], "fts_rowid": i} for i, r in enumerate(rows)]
+        trgm = [{"id": i, "headers": header_text(r.get("headers")), "body": r["body"]} for i, r in enumerate(rows)]
+        if sql is not None:
+            first = max(sql.scalar(conn, _TEXT_LAST) or 0, sql.scalar(conn, _FTS_LAST) or 0) + 1
+        else:
+            first = max(conn.execute(_TEXT_LAST).scalar() or 0, conn.execute(_FTS_LAST).scalar() or 0) + 1
+        for r in fts:
+            r["rowid"] += first
+        for r in text:
+            r["id"] += first
+            r["fts_rowid"] += first
+        for r in trgm:
+            r["id"] += first
+        for stmt, values in ((_FTS_INSERT, fts), (_TEXT_INSERT, text), (_TRGM_INSERT, trgm)):
+            if sql is not None:
+                sql.many(conn, stmt, values)
+            else:
+                conn.execute(stmt, values)
         return
     conn.execute(sa.insert(EMAIL_SEARCH), [{  # PostgreSQL text may not contain NUL
         "email_id": r["email_id"], "account_id": r["account_id"], "subject": _no_nul(r["subject"][:PG_FIELD_CAP]),
@@ -111,16 +131,21 @@ def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict]) -> None:
     } for r in rows])
 
 
-def delete_text(conn: sa.Connection, sqlite: bool, email_ids: Sequence[str]) -> None:
+def delete_text(conn: sa.Connection, sqlite: bool, email_ids: Sequence[str], sql: SqlText | None = None) -> None:
     """Unindex emails, inside the transaction that deletes them (the FTS5 word index has no foreign key: its
     rows go by the rowid ``email_text`` records, before those rows; the trigram index follows ``email_text``
-    through its delete trigger). PostgreSQL's rows go with the emails (cascade)."""
+    through its delete trigger). PostgreSQL's rows go with the emails (cascade). ``sql``: the store's
+    statements (``Store.sql``), to run the two deletes on the driver's cursor."""
     if not sqlite:
         return
     for i in range(0, len(email_ids), _CHUNK):
         chunk = list(email_ids[i : i + _CHUNK])
-        conn.execute(_FTS_DELETE, {"ids": chunk})
-        conn.execute(sa.delete(EMAIL_TEXT).where(EMAIL_TEXT.c.email_id.in_(chunk)))
+        if sql is not None:
+            sql.count(conn, _FTS_DELETE, {"ids": chunk})
+            sql.count(conn, _TEXT_DELETE, {"ids": chunk})
+        else:
+            conn.execute(_FTS_DELETE, {"ids": chunk})
+            conn.execute(_TEXT_DELETE, {"ids": chunk})
 
 
 def _no_nul(s: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from janusmail.jmap.engine import Limits
+from janusmail.jmap.engine.standard import _creation_waves
 
 # -- /get ---------------------------------------------------------------------------------------------
 
@@ -141,6 +142,15 @@ async def test_creates_are_ordered_by_their_references(h: Any) -> None:
     parent = res["created"]["parent"]["id"]
     child = h.store.account("A1").records[res["created"]["child"]["id"]]
     assert child["parentId"] == parent
+
+
+def test_creates_that_do_not_refer_to_each_other_share_a_wave() -> None:
+    """A wave is what ``TypeAdapter.create_many`` gets at once (Email's: one store write): each create comes after
+    the ones it names, and a create naming one of the current wave starts the next."""
+    create = {"child": {"parentId": "#parent"}, "parent": {}, "other": {"x": "#unknown"},
+              "grandchild": {"tags": ["#child"]}}
+    assert _creation_waves(create) == [["parent"], ["child", "other"], ["grandchild"]]
+    assert _creation_waves({"a": {}, "b": {}, "c": {}}) == [["a", "b", "c"]]
 
 
 async def test_reference_cycle_fails_cleanly(h: Any) -> None:

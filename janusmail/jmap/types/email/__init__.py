@@ -116,6 +116,35 @@ def _source_email(store: Any, account_id: str, email_id: str) -> tuple[bytes, di
     return store.emails.raw(account_id, email_id), found[0]
 
 
+def _create_inputs(
+    store: Any, account_id: str, mailbox_ids: list[str], blob_ids: list[str]
+) -> tuple[set[str], dict[str, bytes | None]]:
+    """On a reader thread, for the creates of one Email/set: which of their mailboxes the account does not have,
+    and the bytes of the blobs their attachments name (None: no such blob)."""
+    missing = set(store.mailboxes.unknown(account_id, mailbox_ids)) if mailbox_ids else set()
+    return missing, (read_blobs(store, account_id, blob_ids) if blob_ids else {})
+
+
+def _compose(plan: CreatePlan, missing: set[str], contents: dict[str, bytes | None], domain: str) -> IngestItem:
+    """The message one planned create stores, or the SetError that refuses it before the store is asked."""
+    gone = [m for m in plan.mailbox_ids if m in missing]
+    if gone:
+        raise SetError("invalidProperties", f"unknown mailbox {gone[0]}", properties=["mailboxIds"])
+    blob_ids = plan.blob_ids()
+    if blob_ids:
+        not_found = [b for b in blob_ids if contents.get(b) is None]
+        if not_found:
+            raise SetError("blobNotFound", "no such blob", notFound=not_found)
+        if sum(len(contents[b] or b"") for b in blob_ids) > MAX_ATTACHMENTS_SIZE:
+            raise SetError("tooLarge", "the attachments are too large")
+        plan.fill({b: contents[b] or b"" for b in blob_ids})
+    try:
+        raw = compose_message(plan.email, domain)
+    except ComposeError as exc:
+        raise SetError("invalidProperties", str(exc), properties=[exc.prop or "bodyStructure"]) from None
+    return IngestItem(raw, tuple(plan.mailbox_ids), tuple(plan.keywords), plan.received_at)
+
+
 def _account_domain(ctx: JmapContext) -> str:
     """The domain of the caller's address (Message-IDs of composed mail are minted in it)."""
     return ctx.principal.address.rpartition("@")[2] or "localhost"
@@ -166,33 +195,49 @@ class EmailAdapter(TypeAdapter):
     # -- writing ---------------------------------------------------------------------------------------
 
     async def create(self, call: Call, creation_id: str, obj: dict[str, Any]) -> dict[str, Any]:
+        (made,) = await self.create_many(call, [(creation_id, obj)])
+        if isinstance(made, SetError):
+            raise made
+        return made
+
+    async def create_many(
+        self, call: Call, creates: list[tuple[str, dict[str, Any]]]
+    ) -> list[dict[str, Any] | SetError]:
+        """Every create of the wave planned and composed first (pure, each refused alone), their mailboxes and
+        blobs looked up in one read, then all stored by ONE ``store.emails.ingest_each``: one write and one
+        commit for the call instead of one per email, each email still stored or refused on its own (a full
+        quota refuses the ones that no longer fit, in order)."""
         ctx, store, account_id = call.ctx, call.ctx.store, call.account_id
-        plan: CreatePlan = plan_create(ctx, obj)
-        missing = await run_store(ctx, store.mailboxes.unknown, account_id, plan.mailbox_ids)
-        if missing:
-            raise SetError("invalidProperties", f"unknown mailbox {missing[0]}", properties=["mailboxIds"])
-        blob_ids = plan.blob_ids()
-        if blob_ids:
-            contents = await run_store(ctx, read_blobs, store, account_id, blob_ids)
-            not_found = [b for b, data in contents.items() if data is None]
-            if not_found:
-                raise SetError("blobNotFound", "no such blob", notFound=not_found)
-            if sum(len(d or b"") for d in contents.values()) > MAX_ATTACHMENTS_SIZE:
-                raise SetError("tooLarge", "the attachments are too large")
-            plan.fill(contents)  # type: ignore[arg-type]
-        try:
-            raw = compose_message(plan.email, _account_domain(ctx))
-        except ComposeError as exc:
-            raise SetError("invalidProperties", str(exc), properties=[exc.prop or "bodyStructure"]) from None
-        try:
-            done = await store.deliver(account_id, raw, tuple(plan.mailbox_ids), tuple(plan.keywords), plan.received_at)
-        except TooLarge:
-            raise SetError("tooLarge", "the message is too large") from None
-        except OverQuota:
-            raise _over_quota() from None
-        except NotFound:
-            raise SetError("invalidProperties", "unknown mailbox", properties=["mailboxIds"]) from None
-        return {"id": done.email_id, "blobId": done.blob_id, "threadId": done.thread_id, "size": done.size}
+        out: list[dict[str, Any] | SetError | None] = [None] * len(creates)
+        plans: dict[int, CreatePlan] = {}
+        for i, (_, obj) in enumerate(creates):
+            try:
+                plans[i] = plan_create(ctx, obj)
+            except SetError as exc:
+                out[i] = exc
+        items: list[tuple[int, IngestItem]] = []
+        if plans:
+            boxes = sorted({m for plan in plans.values() for m in plan.mailbox_ids})
+            blob_ids = list(dict.fromkeys(b for plan in plans.values() for b in plan.blob_ids()))
+            missing, contents = await run_store(ctx, _create_inputs, store, account_id, boxes, blob_ids)
+            domain = _account_domain(ctx)
+            for i, plan in plans.items():
+                try:
+                    items.append((i, _compose(plan, missing, contents, domain)))
+                except SetError as exc:
+                    out[i] = exc
+        if items:
+            stored = await run_store(ctx, store.emails.ingest_each, account_id, [item for _, item in items])
+            for (i, _), res in zip(items, stored, strict=True):
+                if isinstance(res, StoreError):
+                    out[i] = _ingest_error(res, store.max_message_size)
+                else:
+                    out[i] = {"id": res.email_id, "blobId": res.blob_id, "threadId": res.thread_id, "size": res.size}
+        answers: list[dict[str, Any] | SetError] = []
+        for r in out:
+            assert r is not None  # every create got its answer above
+            answers.append(r)
+        return answers
 
     def set_transaction(self, call: Call) -> contextlib.AbstractAsyncContextManager[Any]:
         return self._batch(call)
@@ -362,8 +407,9 @@ def _read_imports(
     return out
 
 
-def _import_error(exc: StoreError, max_size: int) -> SetError:
-    """The SetError of an import the store refused (``store.emails.ingest_each``'s per-item result)."""
+def _ingest_error(exc: StoreError, max_size: int) -> SetError:
+    """The SetError of an Email/import or Email/set create the store refused (``store.emails.ingest_each``'s
+    per-item result)."""
     if isinstance(exc, StorageUnavailable):  # only when imports of this call may be stored already
         return SetError("serverUnavailable", str(exc))
     if isinstance(exc, NotFound):
@@ -425,7 +471,7 @@ async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[s
         if isinstance(res, SetError):
             not_created[cid] = res
         elif isinstance(res, StoreError):
-            not_created[cid] = _import_error(res, store.max_message_size)
+            not_created[cid] = _ingest_error(res, store.max_message_size)
         else:
             created[cid] = {"id": res.email_id, "blobId": res.blob_id, "threadId": res.thread_id, "size": res.size}
             ctx.record_creation(cid, res.email_id)
