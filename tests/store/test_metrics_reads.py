@@ -5,6 +5,7 @@ subscriptions; and the group-commit hook the metrics record from."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from janusmail.store.submissions import Envelope
 from tests.mailgen import simple
@@ -41,7 +42,14 @@ def test_totals_queue_depth_and_push_subscriptions(store) -> None:  # noqa: ANN0
 
 def test_group_commits_are_reported(store) -> None:  # noqa: ANN001
     seen: list[tuple[int, float, float]] = []
-    store.on_group_commit = lambda calls, commit, total: seen.append((calls, commit, total))
+    all_reported = threading.Event()
+
+    def report(calls: int, commit: float, total: float) -> None:
+        seen.append((calls, commit, total))
+        if sum(c for c, _, _ in seen) >= 5:  # every delivery was in a reported group
+            all_reported.set()
+
+    store.on_group_commit = report
     a = store.accounts.create("a@example.test", "hash")
     inbox = store.mailboxes.by_path(a.id, ["INBOX"]).id
 
@@ -49,5 +57,7 @@ def test_group_commits_are_reported(store) -> None:  # noqa: ANN001
         await asyncio.gather(*(store.deliver(a.id, simple(i), (inbox,)) for i in range(5)))
 
     asyncio.run(deliver())
+    # the hook runs on the writer lane after the callers woke, so it may trail the last delivery: wait for it
+    all_reported.wait(timeout=30)
     assert seen and all(calls >= 1 and 0 <= commit <= total for calls, commit, total in seen)
     assert store.quotas.totals().messages == 5
