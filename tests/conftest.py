@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +20,12 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
+from tests.pgschemas import PgSchemas
+
 PG_BASE = os.environ.get("JANUS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+#: This test process's PostgreSQL schemas (tests/pgschemas.py): a private one per test, reused once emptied.
+PG_SCHEMAS = PgSchemas(PG_BASE)
 
 #: argon2id as in production, with the smallest parameters: what every test process hashes with by default.
 CHEAP_ARGON2 = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -138,15 +142,24 @@ def fast_fresh_migrations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         else:
             with engine.connect() as conn:
                 fresh = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar() is None
-            if fresh and not pg_script:
-                return record_pg(engine)
+                schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
             if fresh:
                 raw = engine.raw_connection()
                 try:
-                    raw.cursor().execute(pg_script[0])  # no parameters: one round trip, many statements
-                    raw.commit()
+                    if PG_SCHEMAS.adopt(raw, schema):  # a pooled schema, migrated before, emptied since
+                        fresh = False
+                    elif pg_script:
+                        raw.cursor().execute(pg_script[0])  # no parameters: one round trip, many statements
+                        raw.commit()
                 finally:
                     raw.close()
+            if fresh and not pg_script:
+                record_pg(engine)
+            else:
+                real_migrate(engine)
+            if fresh:
+                PG_SCHEMAS.migrated(schema)
+            return
         real_migrate(engine)
 
     mp = pytest.MonkeyPatch()
@@ -155,6 +168,7 @@ def fast_fresh_migrations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield
     finally:
         mp.undo()
+        PG_SCHEMAS.close()
 
 
 def pg_available() -> bool:
@@ -176,18 +190,13 @@ def require_pg() -> None:
 def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh, private schema (dropped afterwards)."""
     require_pg()
-    schema = "t_" + uuid.uuid4().hex[:12]
-    admin = sa.create_engine(PG_BASE)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    schema = PG_SCHEMAS.create()
     try:
         # synchronous_commit=off: a COMMIT does not wait for its WAL flush (durability against a crash of the
         # PostgreSQL server itself, which no test makes); every other session sees the commit at once as usual.
         yield f"{PG_BASE}?options=-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
     finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        PG_SCHEMAS.release(schema)  # emptied for the next test when it is still as migrated, else dropped
 
 
 @pytest.fixture

@@ -158,12 +158,29 @@ class JsonFormatter(logging.Formatter):
         return self._dumps(doc, default=str).decode()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each line to whatever ``sys.stderr`` is when the line is written, not what it was at set-up: a
+    program that swaps it (pytest's capture, a CLI command run in-process, a daemon redirecting it) would
+    otherwise leave the handler writing to a closed file, and every later line would fail to print."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201 - a text stream, as StreamHandler's attribute
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001 - set by StreamHandler.__init__/setStream: always stderr
+        pass
+
+
 def configure(level: int, fmt: str = "text", *, worker: int | None = None) -> None:
     """Log to stderr at ``level`` in ``fmt`` (``text`` or ``json``), replacing any earlier set-up; ``worker``
     names the worker process of ``serve --workers`` in every line."""
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be text or json, not {fmt!r}")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(JsonFormatter(worker) if fmt == "json" else TextFormatter(worker))
     handler.addFilter(ContextFilter())
     handler.addFilter(SecretScrubber())
