@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from janusmail.auth.authenticator import Authenticator
 from janusmail.auth.factory import build_authenticator
 from janusmail.config import Config
+from janusmail.connections import publish_forever
 from janusmail.imap.server import start_imap
 from janusmail.jmap.http import start_jmap
 from janusmail.observability.metrics import build_metrics
@@ -88,6 +89,21 @@ async def start_metrics(rt: Runtime) -> None:
     rt.closers.append(close)
 
 
+def start_publishing_connections(rt: Runtime) -> None:
+    """Copy this process's open connections and recent failed logins into the store
+    (janusmail.connections.publish_forever), so the web admin of any worker or node lists them: only where other processes may serve too (a worker of
+    ``serve --workers``, a node on PostgreSQL); a lone SQLite server's admin reads its own registry."""
+    task = asyncio.get_running_loop().create_task(publish_forever(rt.store, rt.connections, rt.auth.throttle),
+                                                  name="publish-process-state")
+
+    async def close() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    rt.closers.append(close)
+
+
 def make_auth(config: Config, store: Store) -> Authenticator:
     """The one authenticator IMAP, JMAP and SMTP share; raises ``ValueError`` on inconsistent settings."""
     return build_authenticator(config, store)
@@ -111,6 +127,8 @@ async def start_all(config: Config, store: Store, *, listeners: Mapping[str, soc
             await start_metrics(rt)
         for starter in STARTERS:
             await starter(rt)
+        if listeners is not None or not store.sqlite:  # other processes may serve beside this one
+            start_publishing_connections(rt)
     except BaseException:  # a listener that cannot open stops the start: close the ones already open
         await stop_all(rt)
         raise

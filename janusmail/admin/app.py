@@ -93,6 +93,7 @@ class AdminApp:
             Route("/accounts/{account_id}/{action}", self.page(pages.account_action), methods=["POST"]),
             Route("/accounts/{account_id}/app-passwords/{ap_id}/revoke", self.page(pages.revoke_app_password),
                   methods=["POST"]),
+            Route("/accounts/{account_id}/tokens/{jti}/revoke", self.page(pages.revoke_token), methods=["POST"]),
             Route("/connections", self.page(pages.connections), methods=["GET"]),
             Route("/security", self.page(pages.security), methods=["GET"]),
             Route("/storage", self.page(pages.storage), methods=["GET"]),

@@ -1,6 +1,6 @@
 """The admin's pages: each handler reads or writes through the store's typed services and the auth module's
 functions, the same calls the ``janusmail`` CLI makes (``user add``/``passwd``, ``quota set``,
-``app-password add``/``revoke``), so the web and the command line cannot do a thing two ways.
+``app-password add``/``revoke``, ``token revoke``), so the web and the command line cannot do a thing two ways.
 
 POST handlers answer with a 303 to the page they changed (``?msg=`` picks a fixed message, never text from the
 URL), except the one that creates an app password: its secret is shown once, in that response, and nowhere else.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from starlette.responses import PlainTextResponse, Response
@@ -18,7 +19,7 @@ from janusmail.admin import explain as explaining
 from janusmail.auth import app_passwords
 from janusmail.auth.passwords import make_credentials
 from janusmail.cli.quota import human, parse_count, parse_size
-from janusmail.connections import DOORS
+from janusmail.connections import DOORS, ConnectionInfo, everyone, failed_logins_elsewhere
 from janusmail.store.model import AlreadyExists, NotFound
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,6 +33,7 @@ MESSAGES = {
     "password": "Password changed: sessions logged in with the old one end.",
     "quota": "Limits saved.",
     "revoked": "App password revoked: its sessions end.",
+    "token-revoked": "Token revoked: it is refused from now on and its sessions end.",
     "admin-on": "Administrator rights granted.",
     "admin-off": "Administrator rights withdrawn.",
     "jmap-on": "JMAP switched on for this account.",
@@ -61,9 +63,14 @@ async def _summary(ctx: AdminContext, account_id: str) -> AccountSummary | None:
     return found[0] if found else None
 
 
-def _connections_by_address(ctx: AdminContext) -> dict[str | None, dict[str, int]]:
+async def _live(ctx: AdminContext) -> list[ConnectionInfo]:
+    """Every process's open connections: this one's live, the other workers' and nodes' as they published."""
+    return await everyone(ctx.store, ctx.rt.connections)
+
+
+def _connections_by_address(live: list[ConnectionInfo]) -> dict[str | None, dict[str, int]]:
     table: dict[str | None, dict[str, int]] = {}
-    for (door, address), n in ctx.rt.connections.counts().items():
+    for (door, address), n in Counter((c.door, c.address) for c in live).items():
         table.setdefault(address, {})[door] = n
     return table
 
@@ -72,7 +79,8 @@ def _connections_by_address(ctx: AdminContext) -> dict[str | None, dict[str, int
 
 async def accounts(ctx: AdminContext, status: int = 200, error: str | None = None, address: str = "") -> Response:
     rows = await ctx.store.call(ctx.store.accounts.summaries)
-    return ctx.render("accounts.html", status, accounts=rows, live=_connections_by_address(ctx), doors=DOORS,
+    return ctx.render("accounts.html", status, accounts=rows, live=_connections_by_address(await _live(ctx)),
+                      doors=DOORS,
                       error=error, new_address=address)
 
 
@@ -99,9 +107,10 @@ async def account(ctx: AdminContext, status: int = 200, error: str | None = None
     if summary is None:
         return ctx.render("error.html", 404, error="No such account")
     aps = await ctx.store.call(app_passwords.list_for, ctx.store, account_id, include_revoked=True)
-    live = [c for c in ctx.rt.connections.snapshot() if c.account_id == account_id]
-    return ctx.render("account.html", status, account=summary, app_passwords=aps, live=live, error=error,
-                      new_secret=new_secret, protocols=app_passwords.PROTOCOLS)
+    tokens = await ctx.store.call(ctx.store.tokens.list, account_id)
+    live = [c for c in await _live(ctx) if c.account_id == account_id]
+    return ctx.render("account.html", status, account=summary, app_passwords=aps, tokens=tokens, live=live,
+                      error=error, new_secret=new_secret, protocols=app_passwords.PROTOCOLS, now=time.time())
 
 
 async def account_action(ctx: AdminContext) -> Response:
@@ -176,18 +185,29 @@ async def revoke_app_password(ctx: AdminContext) -> Response:
     return ctx.redirect(f"/accounts/{account_id}", "revoked")
 
 
+async def revoke_token(ctx: AdminContext) -> Response:
+    """The CLI's ``token revoke``: the store marks the token revoked and stamps the account's credential epoch in
+    one transaction, so every door refuses it from now on and the sessions logged in with it end."""
+    account_id, jti = ctx.request.path_params["account_id"], ctx.request.path_params["jti"]
+    if await ctx.store.call(ctx.store.tokens.revoke, jti, account_id=account_id) is None:
+        return await account(ctx, 404, "No active token with that id for this account.")
+    return ctx.redirect(f"/accounts/{account_id}", "token-revoked")
+
+
 # -- live state -------------------------------------------------------------------------------------------------
 
 async def connections(ctx: AdminContext) -> Response:
-    live = ctx.rt.connections.snapshot()
+    live = await _live(ctx)
     per_door = {door: sum(1 for c in live if c.door == door) for door in DOORS}
     return ctx.render("connections.html", live=live, per_door=per_door, doors=DOORS,
-                      by_address=_connections_by_address(ctx), now=time.time())
+                      by_address=_connections_by_address(live), now=time.time(),
+                      processes=sorted({c.where for c in live if c.where}))
 
 
 async def security(ctx: AdminContext) -> Response:
     auth = ctx.rt.auth
-    return ctx.render("security.html", view=auth.throttle.snapshot(), gate=auth.gate, policy=auth.policy)
+    return ctx.render("security.html", view=auth.throttle.snapshot(), gate=auth.gate, policy=auth.policy,
+                      elsewhere=await failed_logins_elsewhere(ctx.store), now=time.time())
 
 
 async def storage(ctx: AdminContext) -> Response:

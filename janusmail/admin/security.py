@@ -12,7 +12,9 @@ Two ways in, one authenticator (:class:`janusmail.auth.Authenticator`), one thro
   disabled or deleted account ends the admin session too. The admin flag is re-read on every request.
 
 Failures are reported to the shared throttle (tarpit before the answer; a pair that keeps failing is refused
-unchecked with 429), exactly as JMAP's Basic does.
+unchecked with 429), exactly as JMAP's Basic does, and counted and logged like the other doors' (metric
+``janusmail_auth_failures_total{door="admin"}``: ``bad_credentials``, ``throttled``, ``busy``, and
+``authz_denied`` for a valid account that is no administrator).
 
 CSRF: every POST carries a token signed with itsdangerous (``URLSafeTimedSerializer``) over what identifies
 the requester: the session's random nonce (issued with the first page, login form included, and replaced at
@@ -26,6 +28,7 @@ sessions survive a restart and every worker of ``serve --workers`` accepts every
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 import time
@@ -40,6 +43,7 @@ from janusmail.auth import revocation
 from janusmail.auth.authenticator import AuthResult, parse_basic
 from janusmail.auth.policy import ADMIN
 from janusmail.auth.throttle import LoginRefused
+from janusmail.observability import logs
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.jmap.http import JmapApp
@@ -49,6 +53,8 @@ SESSION_COOKIE = "janus_admin"
 SESSION_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+
+log = logging.getLogger("janusmail.admin")
 
 
 def load_or_create_secret(data_dir: Path) -> str:
@@ -150,6 +156,7 @@ class Guard:
         if result is None:
             raise Refusal(401, "Authentication failed", basic=True)
         if not await self.store.call(self.store.accounts.is_admin, result.account_id):
+            self.failed("authz_denied", self.jmap.client_ip(request), result.address)
             raise Refusal(403, "This account is not an administrator")
         return Admin(result.account_id, result.address, "basic", "basic:" + result.account_id)
 
@@ -161,13 +168,21 @@ class Guard:
             self.auth.precheck(ip, address, password)
             result = await self.auth.run(self.auth.verify_password, address, password, ADMIN, client_ip=ip)
         except LoginRefused as exc:
+            self.failed(exc.kind, ip, address)
             raise Refusal(429 if exc.kind == "throttled" else 503, exc.reason,
                           retry_after=exc.retry_after) from None
         if result is None:
+            self.failed("bad_credentials", ip, address)
             await self.auth.throttle.pause(self.auth.throttle.failed(ip, address))
             return None
         self.auth.throttle.succeeded(ip, address)
         return result
+
+    def failed(self, kind: str, ip: str, address: str) -> None:
+        """Count and log a refused admin login as the other doors do theirs (door ``admin``; ``kind`` one of
+        janusmail.observability.metrics.AUTH_KINDS); never the password."""
+        self.rt.metrics.auth_failure("admin", kind)
+        logs.event(log, logging.INFO, "auth.failure", door="admin", kind=kind, peer=ip, user=address)
 
     async def log_in(self, request: Request, address: str, password: str) -> Admin:
         """The login form: verify, require the admin flag, and start a fresh session (new nonce: a token
@@ -177,6 +192,7 @@ class Guard:
         if result is None:
             raise Refusal(401, "Wrong address or password")
         if not await self.store.call(self.store.accounts.is_admin, result.account_id):
+            self.failed("authz_denied", self.jmap.client_ip(request), result.address)
             raise Refusal(403, "This account is not an administrator")
         request.session.clear()
         request.session.update({"uid": result.account_id, "addr": result.address, "base": base})

@@ -378,6 +378,9 @@ class Authenticator:
         if not isinstance(token, str):
             raise InvalidRequest("malformed token")
         info = self.tokens.validate(token, protocol)
+        # a revoked token (store.tokens): a set lookup in memory, no database read per request
+        if info.builtin and info.jti is not None and self.store.tokens.is_revoked(info.jti):
+            raise InvalidToken("the token was revoked")
         row = self._account(account_id=info.account_id)
         if row is None:
             raise InvalidToken("the token's account no longer exists")
@@ -385,6 +388,8 @@ class Authenticator:
             raise InvalidToken("the token's account is disabled")
         if protocol == "jmap" and not row.jmap_enabled:
             raise InvalidToken("JMAP is disabled for this account")
+        if info.builtin and info.jti is not None:
+            self.store.tokens.touch_soon(info.jti, int(self._clock()))  # last use: queued, at most once a minute
         return AuthResult(
             row.id, row.address, "bearer", info.jti, info.scopes, info.expires_at, info.issuer, info.audiences
         )

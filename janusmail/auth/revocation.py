@@ -12,6 +12,7 @@ session logged in under. It asks the store through typed methods only (the doors
 synchronous: callers run it on the store's threads (``await store.call(check, store, ...)``). Only
 when the account's credentials changed since does it look at *which* change: a disabled account ends every
 session, a password change ends password (and SCRAM) sessions, a revoked or deleted app password ends the sessions of that app password only,
+a revoked token (``store.tokens``) ends the sessions logged in with that token only,
 and anything else (another app password revoked) just moves the baseline. Token expiry needs no database:
 ``exp`` plus the issuer's clock-skew grace, the moment a new login with the token would fail too.
 """
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 PASSWORD_CHANGED = "Your password was changed; log in again with the new one"
 APP_PASSWORD_REVOKED = "This app password was revoked"
 TOKEN_EXPIRED = "Your access token expired; log in again with a new one"
+TOKEN_REVOKED = "This access token was revoked"
 ACCOUNT_GONE = "This account no longer exists"
 ACCOUNT_DISABLED = "This account was disabled"
 
@@ -72,4 +74,9 @@ def check(store: Store, result: AuthResult, baseline: int, *, now: float, grace:
         state = store.app_passwords.state(result.credential_id) if result.credential_id else None
         if state != (result.account_id, True):  # gone, revoked, or (never) another account's
             return Verdict(APP_PASSWORD_REVOKED, baseline)
+    if result.method == "bearer" and result.credential_id:
+        state = store.tokens.state(result.credential_id)
+        # no record (an unrecorded or external token) is no revocation, nor is another account's record
+        if state is not None and state[0] == result.account_id and not state[1]:
+            return Verdict(TOKEN_REVOKED, baseline)
     return Verdict(None, epoch)

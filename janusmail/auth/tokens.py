@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
@@ -55,6 +55,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from janusmail.store import ids
+
+if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.store.store import Store
 
 SCOPES: tuple[str, ...] = ("imap", "jmap", "smtp")
 KEY_FILE = "oauth-key.pem"
@@ -117,6 +120,39 @@ class TokenInfo:
     subject: str = ""
     address: str | None = None  # the mapped claim's value, for external issuers
     builtin: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A token the built-in issuer just signed, with the claims its record keeps (never the token itself)."""
+
+    token: str
+    jti: str
+    account_id: str
+    scopes: frozenset[str]
+    issued_at: int
+    expires_at: int
+
+
+def issue_recorded(
+    store: Store,
+    service: TokenService,
+    account_id: str,
+    scopes: Iterable[str] = SCOPES,
+    ttl: int | None = None,
+    *,
+    label: str = "",
+) -> Minted:
+    """Sign a token and record it in the store (``store.tokens``) before handing it out, so that the operator
+    can list it and revoke it before it expires (``janusmail token list|revoke``, the web admin). The record is
+    written through the store's writer (a synchronous caller: the CLI, a login thread). ``NotFound`` when the
+    account does not exist."""
+    from janusmail.store import writer_calls
+
+    minted = service.mint(account_id, scopes, ttl)
+    writer_calls.run(store, store.tokens.record, minted.account_id, minted.jti, minted.scopes,
+                     minted.issued_at, minted.expires_at, label=label)
+    return minted
 
 
 def parse_scopes(value: object) -> frozenset[str]:
@@ -511,7 +547,19 @@ class TokenService:
         *,
         audience: str | None = None,
     ) -> str:
-        """Sign an access token for ``account`` (an account id, or an object with ``.id``)."""
+        """Sign an access token for ``account`` (an account id, or an object with ``.id``). It is not recorded:
+        tokens handed to anyone go through :func:`issue_recorded`, so that they can be listed and revoked."""
+        return self.mint(account, scopes, ttl, audience=audience).token
+
+    def mint(
+        self,
+        account: str | Any,
+        scopes: Iterable[str] = SCOPES,
+        ttl: int | None = None,
+        *,
+        audience: str | None = None,
+    ) -> Minted:
+        """:meth:`issue`, returning the token with the claims a record of it needs."""
         account_id = account if isinstance(account, str) else getattr(account, "id", None)
         if not ids.looks_like(ids.ACCOUNT, account_id):
             raise ValueError(f"not an account id: {account_id!r}")
@@ -520,18 +568,20 @@ class TokenService:
         if ttl <= 0:
             raise ValueError("a token lifetime must be positive")
         now = int(self._clock())
+        scope = tuple(s for s in SCOPES if s in granted)
         claims = {
             "iss": self.issuer,
             "sub": account_id,
             "aud": audience or self.audience,
-            "scope": " ".join(s for s in SCOPES if s in granted),
+            "scope": " ".join(scope),
             "iat": now,
             "exp": now + ttl,
             "jti": secrets.token_urlsafe(16),
         }
-        return jwt.encode(
+        token = jwt.encode(
             claims, self._key, algorithm=BUILTIN_ALGORITHM, headers={"kid": self._kid, "typ": "at+jwt"}
         )
+        return Minted(token, str(claims["jti"]), str(account_id), frozenset(scope), now, now + ttl)
 
     # -- validating ----------------------------------------------------------------------------------------
 

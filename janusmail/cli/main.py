@@ -244,27 +244,67 @@ def _parse_ttl(value: str) -> int:
 
 @cli.group()
 def token() -> None:
-    """OAuth 2.0 bearer tokens from the built-in issuer (for scripts and tests)."""
+    """OAuth 2.0 bearer tokens from the built-in issuer: issue, list, revoke.
+
+    Every token issued here is recorded in the store (its id, never the token), so it can be listed and
+    revoked before it expires; a revoked token is refused by IMAP, JMAP and SMTP submission, and the
+    sessions logged in with it end."""
 
 
 @token.command("issue")
 @click.argument("address")
 @click.option("--scope", default="imap,jmap", show_default=True, help="Comma separated: imap, jmap, smtp.")
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime: seconds or 90m, 1h, 7d.")
+@click.option("--label", default="", help="What the token is for (shown by `token list` and the web admin).")
 @pass_ctx
-def token_issue(c: Ctx, address: str, scope: str, ttl: str) -> None:
+def token_issue(c: Ctx, address: str, scope: str, ttl: str, label: str) -> None:
     """Issue a signed access token; the token is printed alone on the last line."""
     from janusmail.auth.factory import build_token_service
+    from janusmail.auth.tokens import issue_recorded
 
     acct = c.account(address)
     scopes = [s.strip() for s in scope.replace(" ", ",").split(",") if s.strip()]
     try:
         service = build_token_service(c.config)  # the data directory's issuer, whatever flags serve runs with
-        tok = service.issue(acct.id, scopes, _parse_ttl(ttl))
+        minted = issue_recorded(c.store, service, acct.id, scopes, _parse_ttl(ttl), label=label)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"token for {acct.address}, scope {' '.join(scopes)}, valid {ttl}, issuer {service.issuer}")
-    click.echo(tok)
+    click.echo(f"token {minted.jti} for {acct.address}, scope {' '.join(scopes)}, valid {ttl}, "
+               f"issuer {service.issuer}")
+    click.echo(minted.token)
+
+
+@token.command("list")
+@click.argument("address")
+@click.option("--all", "show_all", is_flag=True, help="Include expired tokens (kept for a week).")
+@pass_ctx
+def token_list(c: Ctx, address: str, show_all: bool) -> None:
+    """List an account's tokens, newest first: id, label, scope, expiry, state, last use (never the tokens)."""
+    import time as _time
+
+    def stamp(t: int | None) -> str:
+        return _time.strftime("%Y-%m-%d %H:%M", _time.gmtime(t)) if t else "never"
+
+    acct = c.account(address)
+    now = int(_time.time())
+    for t in c.store.tokens.list(acct.id, include_expired=show_all, now=now):
+        state = "revoked" if t.revoked else "expired" if t.expires_at <= now else "active"
+        click.echo(f"{t.jti}\t{t.label or '-'}\t{','.join(sorted(t.scopes))}\texpires {stamp(t.expires_at)}\t"
+                   f"{state}\tlast used {stamp(t.last_used_at)}")
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@pass_ctx
+def token_revoke(c: Ctx, token_id: str) -> None:
+    """Revoke the token with this id (from `token list` or `token issue`). Takes effect at once: every door
+    refuses it, and sessions logged in with it end at their next command, IDLE ones within seconds."""
+    from janusmail.store import writer_calls
+
+    found = writer_calls.run(c.store, c.store.tokens.revoke, token_id.strip())
+    if found is None:
+        raise click.ClickException(f"no active token {token_id!r}")
+    click.echo(f"revoked {found.jti}")
 
 
 # -- aliases -------------------------------------------------------------------------------------------------

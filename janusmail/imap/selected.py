@@ -25,6 +25,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
 from janusmail.imap import search_updates
@@ -37,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.model import Mailbox
 
 __all__ = ["BadSequence", "MailboxGone", "SelectedMailbox", "flag_rows"]
+
+_NONE: frozenset = frozenset()
 
 
 class BadSequence(ValueError):
@@ -53,7 +56,16 @@ def flag_rows(changes: Iterable[FlagChange]) -> list[tuple[int, int, list[str]]]
 
 
 class SelectedMailbox:
-    """Snapshot of the selected mailbox for one session. Sequence number of ``uids[i]`` is ``i + 1``."""
+    """Snapshot of the selected mailbox for one session. Sequence number of ``uids[i]`` is ``i + 1``.
+
+    Slots, and the sets that are usually empty start as the shared empty frozenset (replaced on first use):
+    every idle selected session holds one of these."""
+
+    __slots__ = (
+        "mailbox_id", "uidvalidity", "uids", "readonly", "uidnext", "known_modseq", "name", "recent_from",
+        "_recent", "claimed_below", "dirty", "pending_expunge", "saved_uids", "update_contexts", "_own",
+        "_last_recent_count", "keywords", "_keyword_keys",
+    )
 
     def __init__(
         self,
@@ -85,8 +97,9 @@ class SelectedMailbox:
         self.claimed_below = 0
         #: set by the session when the notifier reports a change that may concern this mailbox.
         self.dirty = False
-        #: UIDs expunged elsewhere but not yet announced (no EXPUNGE allowed at that point).
-        self.pending_expunge: set[int] = set()
+        #: UIDs expunged elsewhere but not yet announced (no EXPUNGE allowed at that point); only ever replaced
+        #: (``|=``, ``-=``), never changed in place, so it can start as the shared empty frozenset.
+        self.pending_expunge: AbstractSet[int] = _NONE
         #: RFC 5182 SEARCHRES: the saved result as UIDs (B's SEARCH ... RETURN (SAVE) sets it).
         self.saved_uids: NumberSet | None = None
         #: SEARCH RETURN (UPDATE) contexts by tag (RFC 5267; janusmail/imap/search_updates.py).
@@ -95,7 +108,7 @@ class SelectedMailbox:
         self._last_recent_count = self.recent_count()
         #: keywords announced to this session by FLAGS (IMAP spelling, in announcement order) and their keys.
         self.keywords: list[str] = []
-        self._keyword_keys: set[str] = set()
+        self._keyword_keys: AbstractSet[str] = _NONE  # a set once a keyword is announced
         self._add_keywords(keywords)
 
     # -- loading -----------------------------------------------------------------------------------------
@@ -138,6 +151,8 @@ class SelectedMailbox:
         for kw in keywords:
             key = kw.lower()
             if key not in self._keyword_keys:
+                if not isinstance(self._keyword_keys, set):
+                    self._keyword_keys = set()
                 self._keyword_keys.add(key)
                 self.keywords.append(kw)
                 added = True
@@ -327,7 +342,8 @@ class SelectedMailbox:
         changed = flag_rows(delta.changed)
         # 1. expunges (now, or remembered for later)
         gone_here = {u for u in gone if self.uid_to_seq(u) is not None}
-        self.pending_expunge |= gone_here
+        if gone_here:
+            self.pending_expunge |= gone_here
         if expunges and self.pending_expunge:
             self.expunge_lines(s, self.pending_expunge)
         # 2. new messages

@@ -34,8 +34,8 @@ __all__ = [
 #: Where connections arrive. For plain JMAP HTTP a "connection" is a request in progress (ASGI sees requests,
 #: not TCP connections); EventSource streams and WebSockets are long-lived requests of their own.
 CONNECTION_DOORS = ("imap", "jmap_http", "jmap_eventsource", "jmap_websocket", "lmtp", "submission")
-#: Doors that log clients in.
-AUTH_DOORS = ("imap", "jmap", "submission")
+#: Doors that log clients in (``admin``: the web admin's login form and HTTP Basic, janusmail/admin).
+AUTH_DOORS = ("imap", "jmap", "submission", "admin")
 #: What janusmail.auth tells apart about a refused login (the ``kind`` of :meth:`Metrics.auth_failure`).
 #: ``bad_credentials`` covers a wrong password, an unknown address, a wrong or revoked app password and a
 #: credential kind the policy refuses for that door: the authenticator answers them alike on purpose.

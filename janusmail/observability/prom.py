@@ -42,6 +42,7 @@ REVOCATION_KINDS = {
     revocation.PASSWORD_CHANGED: "password_changed",
     revocation.APP_PASSWORD_REVOKED: "app_password_revoked",
     revocation.TOKEN_EXPIRED: "token_expired",
+    revocation.TOKEN_REVOKED: "token_revoked",
     revocation.ACCOUNT_GONE: "account_gone",
     revocation.ACCOUNT_DISABLED: "account_disabled",
 }

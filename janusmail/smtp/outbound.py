@@ -292,7 +292,14 @@ class Outbound:
         queue to claim afresh."""
         store = self.store
         lease_end = time.monotonic() + LEASE - LEASE_MARGIN  # (measured before the claim: never later than it)
-        subs = await store.call(store.submissions.claim_many, account_id, sub_ids, lease=LEASE)
+        claim = asyncio.ensure_future(store.call(store.submissions.claim_many, account_id, sub_ids, lease=LEASE))
+        try:
+            subs = await asyncio.shield(claim)
+        except asyncio.CancelledError:  # the server stops mid-claim: the claim still commits on its thread, and
+            with contextlib.suppress(Exception):  # its leases would keep the rows from the next start for LEASE s
+                taken = await claim
+                await store.call(store.submissions.release_many, account_id, [s.id for s in taken])
+            raise
         if not subs:
             return 0, False
         # one store hop for the batch: where each message's bytes are, and every recipient's account here if any

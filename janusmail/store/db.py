@@ -48,9 +48,12 @@ def make_engine(url: str) -> sa.Engine:
             # BEGIN DEFERRED goes straight to the driver (SQLAlchemy's execution machinery cost more than the
             # statement, on every read transaction); BEGIN IMMEDIATE, a writer's, passes the group commit's
             # guard against a second writer on this thread (groupcommit._no_second_writer).
-            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-            if mode == "DEFERRED":
-                conn.connection.dbapi_connection.execute("BEGIN DEFERRED")
+            # The group commit's own BEGIN IMMEDIATE (``sqlite_begin_direct``, groupcommit.Group) goes straight to
+            # the driver too: it is the guard's reference connection, and it runs once per group (issue 10).
+            opts = conn.get_execution_options()
+            mode = opts.get("sqlite_begin", "DEFERRED")
+            if mode == "DEFERRED" or opts.get("sqlite_begin_direct"):
+                conn.connection.dbapi_connection.execute(f"BEGIN {mode}")
             else:
                 conn.exec_driver_sql(f"BEGIN {mode}")
 

@@ -382,6 +382,16 @@ class Emails:
 
         return ingesting.prepare(item, self._store.max_message_size)
 
+    def prepare_placed(self, account_id: str, items: list[IngestItem]) -> list[ingesting.Prepared]:
+        """:meth:`prepare` every item and store their bytes before the write (``ingest.place``): the part of a
+        delivery that needs no transaction, for ``ingest_many(..., prepared=)`` on the writer lane next.
+        Raises what :meth:`prepare` or the blob store raise (the caller then ingests item by item)."""
+        from . import ingest as ingesting
+
+        prep = [self.prepare(it) for it in items]
+        ingesting.place(self._store, account_id, prep)
+        return prep
+
     @writes
     def ingest(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...] | list[str],
                keywords: tuple[str, ...] | list[str] = (), received_at: int | None = None, *,

@@ -104,7 +104,8 @@ class Group:
         if self.conn is None:
             ctx = self.store.engine.connect()
             try:
-                conn = ctx.execution_options(sqlite_begin="IMMEDIATE") if self.store.sqlite else ctx
+                conn = (ctx.execution_options(sqlite_begin="IMMEDIATE", sqlite_begin_direct=True)
+                        if self.store.sqlite else ctx)
                 self._root = conn.begin()
             except BaseException:
                 ctx.close()
@@ -408,17 +409,20 @@ class GroupCommitter:
     async def _commit(self, account_id: str, entries: list[tuple[IngestItem, asyncio.Future[Delivered]]]
                       ) -> list[tuple[asyncio.Future[Delivered], bool, Any]]:
         """One account's share: one ``ingest_many``, or message by message when that fails. Returns each
-        caller's answer; the caller's future is set by ``_run`` once nothing here holds the messages.
-        (Parsing on a reader thread first was measured slower under the mixed IMAP workload: the extra hop
-        waits behind the reads in the reader pool.)"""
+        caller's answer; the caller's future is set by ``_run`` once nothing here holds the messages. Parsing,
+        hashing and the pack's sync run first on the store's own ingest threads (``Store.prepare_ingest``), not
+        on the reader pool, where that hop waited behind the reads under the mixed IMAP workload."""
         store = self.store
-        if len(entries) > 1:
-            try:
-                results = await store.call(store.emails.ingest_many, account_id, [item for item, _ in entries])
-            except Exception:  # noqa: BLE001 - fall through to one by one
-                pass
-            else:
-                return [(fut, True, res) for (_, fut), res in zip(entries, results, strict=True)]
+        items = [item for item, _ in entries]
+        try:  # parse, hash and the bytes' sync off the writer lane (ingest.place), shared by the batch
+            prepared = await store.prepare_ingest(account_id, items)
+            results = await store.call(store.emails.ingest_many, account_id, items, prepared)
+        except Exception as exc:  # noqa: BLE001 - one message: its answer (a disk that refused: UNAVAILABLE)
+            if len(entries) == 1:
+                return [(entries[0][1], False, exc)]
+        else:  # more: one by one below, so one bad message cannot fail the others
+            return [(fut, True, res) for (_, fut), res in zip(entries, results, strict=True)]
+        del items
         out: list[tuple[asyncio.Future[Delivered], bool, Any]] = []
         for item, fut in entries:
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,12 +75,21 @@ class Subscription:
         if not self._pending:
             fut: asyncio.Future[None] = self.loop.create_future()
             self._waiters.append(fut)
-            timer = self.loop.call_later(timeout, _wake, fut) if timeout is not None else None
+            timer: asyncio.TimerHandle | None = None
+            alarms: _Alarms | None = None
+            slot = 0
+            if timeout is not None and timeout < SHARED_ALARM_FROM:
+                timer = self.loop.call_later(timeout, _wake, fut)
+            elif timeout is not None:
+                alarms = self._notifier._alarms_of(self.loop)
+                slot = alarms.add(timeout, fut)
             try:
                 await fut
             finally:
                 if timer is not None:
                     timer.cancel()
+                if alarms is not None:
+                    alarms.discard(slot, fut)
                 self._waiters.remove(fut)
         return self.drain()
 
@@ -94,6 +104,63 @@ class Subscription:
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+#: Waits at least this long (IMAP IDLE's poll, 30 s by default) share their loop's timers (:class:`_Alarms`);
+#: shorter ones (a token expiring now) keep a timer of their own, to the millisecond.
+SHARED_ALARM_FROM = 5.0
+#: How late a shared alarm may ring: deadlines are rounded up to a multiple of this many seconds.
+ALARM_RESOLUTION = 1.0
+
+
+class _Alarms:
+    """Timers shared by the long waits of one event loop: every wait whose deadline rounds up to the same
+    :data:`ALARM_RESOLUTION` slot is woken by one loop timer.
+
+    Why: a thousand IDLE sessions each waiting with their poll interval held a thousand loop timers (about 550
+    bytes each under uvloop, made and cancelled again on every wake-up, which a change to a busy mailbox causes
+    a thousand times at once); they now hold a set entry each, and a few dozen timers between them. A poll that
+    rings up to a second late changes nothing. Touched on its loop only."""
+
+    __slots__ = ("loop", "_slots", "_owner")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: dict[asyncio.AbstractEventLoop, _Alarms]) -> None:
+        self.loop = loop
+        self._slots: dict[int, tuple[asyncio.TimerHandle, set[asyncio.Future[None]]]] = {}
+        self._owner = owner
+
+    def add(self, delay: float, fut: asyncio.Future[None]) -> int:
+        """Wake ``fut`` (unless done) no sooner than ``delay`` seconds from now, at most a resolution later; the
+        slot returned is what :meth:`discard` needs."""
+        slot = math.ceil((self.loop.time() + delay) / ALARM_RESOLUTION)
+        entry = self._slots.get(slot)
+        if entry is None:
+            entry = (self.loop.call_at(slot * ALARM_RESOLUTION, self._ring, slot), set())
+            self._slots[slot] = entry
+        entry[1].add(fut)
+        return slot
+
+    def discard(self, slot: int, fut: asyncio.Future[None]) -> None:
+        entry = self._slots.get(slot)
+        if entry is None:
+            return
+        entry[1].discard(fut)
+        if not entry[1]:
+            entry[0].cancel()
+            del self._slots[slot]
+            self._forget_if_idle()
+
+    def _ring(self, slot: int) -> None:
+        entry = self._slots.pop(slot, None)
+        self._forget_if_idle()
+        for fut in entry[1] if entry is not None else ():
+            if not fut.done():
+                fut.set_result(None)
+
+    def _forget_if_idle(self) -> None:
+        """No timer left: the notifier forgets this loop (a closed loop must not stay referenced)."""
+        if not self._slots and self._owner.get(self.loop) is self:
+            del self._owner[self.loop]
 
 
 def _deliver_all(subs: list[Subscription], ev: ChangeEvent) -> None:
@@ -113,7 +180,13 @@ class Notifier:
         #: subscriptions (janusmail/jmap/webpush.py) are POSTed by the process that made the change, so
         #: several workers or nodes never send one change twice. Called on the committing thread.
         self.on_commit: list[Callable[[ChangeEvent], None]] = []
+        #: Observers of EVERY event this process hears (its own commits and those heard from elsewhere), called
+        #: on the delivering thread before any subscriber wakes: caches of store facts that other processes may
+        #: change (the revoked-token set, janusmail.store.issued_tokens). They must be quick and never block.
+        self.watchers: list[Callable[[ChangeEvent], None]] = []
         self._held = threading.local()
+        #: Shared timers of the subscriptions' long waits, per event loop (only while some are pending).
+        self._alarms: dict[asyncio.AbstractEventLoop, _Alarms] = {}
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[list[ChangeEvent]]:
@@ -126,6 +199,13 @@ class Notifier:
             yield events
         finally:
             self._held.events = None
+
+    def _alarms_of(self, loop: asyncio.AbstractEventLoop) -> _Alarms:
+        """The shared timers of ``loop`` (called on that loop)."""
+        alarms = self._alarms.get(loop)
+        if alarms is None:
+            alarms = self._alarms[loop] = _Alarms(loop, self._alarms)
+        return alarms
 
     def subscribe(self, account_id: str) -> Subscription:
         sub = Subscription(self, account_id, asyncio.get_running_loop())
@@ -163,6 +243,11 @@ class Notifier:
 
     def deliver(self, ev: ChangeEvent) -> None:
         """Wake local subscribers only (an event heard from another process or node)."""
+        for watcher in self.watchers:
+            try:
+                watcher(ev)
+            except Exception:  # noqa: BLE001 - a cache's failure must not keep the event from the sessions
+                log.warning("change watcher failed for %s", ev.account_id, exc_info=True)
         with self._lock:
             subs = list(self._subs.get(ev.account_id, ()))
         if not subs:

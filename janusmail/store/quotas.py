@@ -93,7 +93,8 @@ def _columns() -> tuple[sa.Column, ...]:
 def admit(tx: WriteTx, *, storage: int, messages: int) -> None:
     """Refuse (``OverQuota``) a write about to add ``messages`` memberships of ``storage`` octets in total when
     that would take a resource above its limit. Call it before writing anything (ingest: before the bytes go
-    to disk). Growth already admitted in the same transaction counts as used."""
+    to disk, or after ``ingest.place`` stored them only once its own read of usage found room). Growth already
+    admitted in the same transaction counts as used."""
     row = tx.store.sql.first(tx.conn, _USAGE, {"account_id": tx.account_id})
     if row is None:
         raise NotFound(tx.account_id)
@@ -223,6 +224,8 @@ class Quotas:
 # moves usage, run them ----------------------------------------------------------------------------------------
 
 _USAGE = sa.select(*_columns()).where(accounts.c.id == sa.bindparam("account_id"))
+#: (used storage, used messages, storage quota, message quota) of ``account_id`` (``ingest.place``'s pre-check)
+USAGE = _USAGE
 _ADD_USAGE = (sa.update(accounts).where(accounts.c.id == sa.bindparam("account_id"))
               .values(used_storage=accounts.c.used_storage + sa.bindparam("d_storage"),
                       used_messages=accounts.c.used_messages + sa.bindparam("d_messages"))

@@ -32,6 +32,7 @@ from .credentials import Credentials, CredentialWatcher
 from .emails import Emails
 from .groupcommit import GroupCommitter, WriteQueue, current_group
 from .identities import Identities
+from .issued_tokens import IssuedTokens
 from .keywords import Keywords
 from .mailbox_deltas import MailboxDeltas
 from .mailbox_rows import RowCache
@@ -43,6 +44,7 @@ from .migration_progress import MigrationProgress
 from .model import Delivered, IngestItem
 from .notifier import Notifier
 from .packs import PackStore
+from .process_state import ProcessState
 from .push_subscriptions import PushSubscriptions
 from .quotas import Quotas
 from .replace import Replacements
@@ -81,6 +83,9 @@ class Store:
         self.notifier = Notifier()
         self._thread = threading.local()  # this thread's shared read connection (shared_read)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-read")
+        # Deliveries' parse, hash and pack sync, before they join the writer lane (``prepare_ingest``): threads
+        # of their own, not the readers' (a delivery waiting behind reads was slower), nor the lane's.
+        self._ingest_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="store-ingest")
         # Writes queue on writer lanes that group-commit them (groupcommit.py): one lane on SQLite (it has one
         # write lock anyway; waiting writers must not hold the reader threads), several on PostgreSQL (row
         # locks per account let different accounts write in parallel).
@@ -93,6 +98,8 @@ class Store:
         self.accounts = Accounts(self)
         self.credentials = Credentials(self)
         self.app_passwords = AppPasswords(self)
+        self.tokens = IssuedTokens(self)  # issued bearer tokens: list, revoke, the revoked set (issued_tokens.py)
+        self.process_state = ProcessState(self)  # what every process sees live (connections, failed logins)
         self.changes = Changes(self)
         self.mailboxes = Mailboxes(self)
         self.keywords = Keywords(self)
@@ -132,6 +139,7 @@ class Store:
             self._listener.stop()
         if self._credential_watcher is not None:
             self._credential_watcher.stop()
+        self._ingest_pool.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self._pool.shutdown(wait=True)
         self.blob_store.close()  # the packs too
@@ -143,6 +151,12 @@ class Store:
             return await asyncio.wrap_future(self._writer.submit(fn, *args, **kwargs))
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def prepare_ingest(self, account_id: str, items: list[IngestItem]) -> list[Any]:
+        """``emails.prepare_placed`` on the ingest threads: what a delivery can do before the writer lane (parse,
+        hash, and with local packs the bytes stored and synced), so the lane runs only its statements."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._ingest_pool, self.emails.prepare_placed, account_id, items)
 
     def write_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a ``@writes`` method from synchronous store code (a read on a reader thread that finds it must

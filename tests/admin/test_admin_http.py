@@ -7,6 +7,7 @@ One server for the module (tests/imap/e2e_util.serve_shared); each test makes th
 from __future__ import annotations
 
 import asyncio
+import base64
 import imaplib
 import re
 import uuid
@@ -17,7 +18,8 @@ import pytest
 
 from janusmail.auth import app_passwords, passwords
 from janusmail.auth.throttle import LoginThrottle
-from tests.imap.e2e_util import PASSWORD, serve_shared
+from janusmail.auth.tokens import issue_recorded
+from tests.imap.e2e_util import PASSWORD, Raw, serve_shared
 from tests.serverutil import ServerThread
 
 HTML = {"Accept": "text/html"}
@@ -263,6 +265,66 @@ def test_app_password_create_and_revoke_ends_its_imap_session(srv: ServerThread,
                 m.noop()
         r = c.post(f"/admin/accounts/{uid}/app-passwords/{ap.id}/revoke", data={"csrf_token": token})
         assert r.status_code == 404
+
+
+def test_token_listed_and_revoked_ends_its_imap_sessions_and_jmap_refuses_it(srv: ServerThread,
+                                                                              admin: tuple[str, str]) -> None:
+    """A recorded token logs in over IMAP (XOAUTH2, idling; OAUTHBEARER, busy) and JMAP; the admin lists it and
+    revokes it over plain HTTP: both IMAP sessions end with the token's reason, JMAP answers 401, and another
+    token of the same account goes on working everywhere."""
+    user, uid = _account(srv)
+    tokens = srv.runtime.auth.tokens
+    doomed = issue_recorded(srv.store, tokens, uid, ["imap", "jmap"], 3600, label="sync script")
+    kept = issue_recorded(srv.store, tokens, uid, ["imap", "jmap"], 3600, label="other")
+    idle = Raw(srv.imap_port)
+    xoauth2 = base64.b64encode(f"user={user}\x01auth=Bearer {doomed.token}\x01\x01".encode()).decode()
+    assert idle.cmd("a", f"AUTHENTICATE XOAUTH2 {xoauth2}")[-1].startswith(b"a OK")
+    assert idle.cmd("s", "SELECT INBOX")[-1].startswith(b"s OK")
+    idle.send(b"i IDLE\r\n")
+    assert idle.line().startswith(b"+ ")
+    busy = Raw(srv.imap_port)
+    bearer = base64.b64encode(f"n,a={user},\x01auth=Bearer {doomed.token}\x01\x01".encode()).decode()
+    assert busy.cmd("a", f"AUTHENTICATE OAUTHBEARER {bearer}")[-1].startswith(b"a OK")
+    session_url = f"http://127.0.0.1:{srv.jmap_port}/.well-known/jmap"
+    for tok in (doomed, kept):
+        assert httpx.get(session_url, headers={"Authorization": f"Bearer {tok.token}"}, timeout=30).status_code == 200
+    try:
+        with _client(srv, (admin[0], PASSWORD)) as c:
+            page = c.get(f"/admin/accounts/{uid}").text
+            assert doomed.jti in page and "sync script" in page and kept.jti in page
+            assert f"/tokens/{doomed.jti}/revoke" in page
+            revoke = f"/admin/accounts/{uid}/tokens/{doomed.jti}/revoke"
+            assert c.post(revoke).status_code == 403  # no CSRF token
+            assert c.post(f"/admin/accounts/{admin[1]}/tokens/{doomed.jti}/revoke",
+                          data={"csrf_token": _basic_token(c)}).status_code == 404  # not that account's
+            r = c.post(revoke, data={"csrf_token": _basic_token(c)})
+            assert r.status_code == 303 and r.headers["location"].endswith("msg=token-revoked")
+            reason = b"* BYE [EXPIRED] This access token was revoked"
+            idle.sock.settimeout(90)
+            line = idle.line()
+            while not line.startswith(b"* BYE"):  # (an IDLE session may see other updates first)
+                line = idle.line()
+            assert line == reason
+            busy.send(b"n NOOP\r\n")
+            busy.sock.settimeout(90)
+            assert busy.line() == reason
+            for closed in (idle, busy):  # and the server hangs up
+                with pytest.raises(EOFError):
+                    closed.line()
+            refused = httpx.get(session_url, headers={"Authorization": f"Bearer {doomed.token}"}, timeout=30)
+            assert refused.status_code == 401 and "revoked" in refused.headers["www-authenticate"]
+            assert httpx.get(session_url, headers={"Authorization": f"Bearer {kept.token}"},
+                             timeout=30).status_code == 200
+            with pytest.raises(imaplib.IMAP4.error):
+                with imaplib.IMAP4("127.0.0.1", srv.imap_port, timeout=30) as m:
+                    m.authenticate("XOAUTH2", lambda _: f"user={user}\x01auth=Bearer {doomed.token}\x01\x01")
+            page = c.get(f"/admin/accounts/{uid}").text
+            assert "revoked" in page and f"/tokens/{doomed.jti}/revoke" not in page
+            assert f"/tokens/{kept.jti}/revoke" in page
+            assert c.post(revoke, data={"csrf_token": _basic_token(c)}).status_code == 404  # once is enough
+    finally:
+        idle.close()
+        busy.close()
 
 
 @pytest.mark.parametrize(("query", "offered", "fact"), [

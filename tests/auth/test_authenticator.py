@@ -349,6 +349,28 @@ def test_jmap_access_bearer(make_auth, make_account, token_service: TokenService
     assert not auth.jmap_access_ok(with_jmap)  # expired since login
 
 
+def test_revoked_token_is_refused_by_every_protocol(make_auth, make_account, auth_store: Store,
+                                                     token_service: TokenService, clock: Clock) -> None:
+    from janusmail.auth.tokens import InvalidToken, issue_recorded
+
+    acct = make_account("ann@example.test")
+    auth = make_auth()
+    kept = issue_recorded(auth_store, token_service, acct, ["imap", "jmap", "smtp"], 600, label="kept")
+    doomed = issue_recorded(auth_store, token_service, acct, ["imap", "jmap", "smtp"], 600, label="doomed")
+    for protocol in ("imap", "jmap", "smtp"):
+        assert auth.verify_bearer(doomed.token, protocol) is not None
+    auth_store.tokens.settle()
+    assert auth_store.tokens.get(doomed.jti).last_used_at == int(clock.now)  # a use is stamped
+    assert auth_store.tokens.revoke(doomed.jti) is not None
+    for protocol in ("imap", "jmap", "smtp"):
+        assert auth.verify_bearer(doomed.token, protocol) is None
+        assert auth.verify_bearer(kept.token, protocol) is not None
+    with pytest.raises(InvalidToken, match="revoked"):
+        auth.check_bearer(doomed.token, "jmap")
+    assert auth.http_authenticate(f"Bearer {doomed.token}") is None
+    assert auth.http_authenticate(f"Bearer {kept.token}") is not None
+
+
 def test_jmap_access_bearer_audience(auth_store: Store, make_account, tmp_path: Path, clock: Clock) -> None:
     acct = make_account("ann@example.test")
     svc = TokenService(

@@ -77,6 +77,23 @@ def test_token_ends_at_exp_plus_grace_without_a_database_change(store: Store, al
     assert revocation.check(store, result(store, alice, "password"), baseline, now=10**12).reason is None
 
 
+def test_revoked_token_ends_that_token_only(store: Store, alice: str) -> None:
+    for jti in ("jti-laptop", "jti-phone"):
+        store.tokens.record(alice, jti, ["imap"], 0, 10**10)
+    baseline = store.credentials.sequence()
+    laptop, phone = (result(store, alice, "bearer", j, expires_at=10**10) for j in ("jti-laptop", "jti-phone"))
+    unrecorded = result(store, alice, "bearer", "jti-never-recorded", expires_at=10**10)
+    assert store.tokens.revoke("jti-laptop") is not None
+    assert revocation.check(store, laptop, baseline, now=0).reason == revocation.TOKEN_REVOKED
+    for r in (phone, unrecorded, result(store, alice, "password")):
+        verdict = revocation.check(store, r, baseline, now=0)
+        assert verdict.reason is None and verdict.baseline > baseline
+    # another account's session whose token id happens to be the revoked one's is not ended by it
+    bob = store.accounts.create("bob@example.test", "x").id
+    assert revocation.check(store, result(store, bob, "bearer", "jti-laptop", expires_at=10**10),
+                            0, now=0).reason is None
+
+
 def test_deleted_account(store: Store, alice: str) -> None:
     r = result(store, alice, "password")
     baseline = store.credentials.sequence()

@@ -106,6 +106,19 @@ def test_revoked_app_password_ends_its_sessions_and_no_others(srv: ServerThread)
     for m in (other_app, with_password):
         assert m.noop()[0] == "OK"
         assert "JMAPACCESS" in m.capability()[1][0].decode().split()
+    # A token issued and revoked by the CLI (store.tokens): its IDLE session ends, JMAP refuses it (the event
+    # that woke the session has refreshed the server's revoked set first), the other sessions go on.
+    issued = cli(srv, "token", "issue", ADDRESS, "--label", "script", "--ttl", "1h").splitlines()
+    jti, token = issued[0].split()[1], issued[-1]
+    assert f"{jti}\tscript\timap,jmap\t" in cli(srv, "token", "list", ADDRESS)
+    with_token = raw_bearer(srv, token)
+    start_idle(with_token)
+    assert jmap_status(srv, headers={"Authorization": f"Bearer {token}"}) == 200
+    assert f"revoked {jti}" in cli(srv, "token", "revoke", jti)
+    expect_bye(with_token, b"This access token was revoked")
+    assert jmap_status(srv, headers={"Authorization": f"Bearer {token}"}) == 401
+    for m in (other_app, with_password):
+        assert m.noop()[0] == "OK"
         m.logout()
 
 

@@ -86,6 +86,28 @@ def test_append_into_another_mailbox_is_announced_to_the_idler(server: Tenant) -
     watcher.close()
 
 
+def test_expunge_in_another_mailbox_is_announced_to_the_idler(server: Tenant) -> None:
+    """MessageExpunge for a mailbox other than the selected one: a STATUS with the lower MESSAGES (RFC 5465 §5.2)."""
+    watcher = logged_in(server)
+    other = logged_in(server, select=None)
+    assert other.cmd("c", "CREATE Lists")[-1].startswith(b"c OK")
+    append(other, "Lists", 1)
+    append(other, "Lists", 2)
+    out = watcher.cmd("n", "NOTIFY SET (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))")
+    assert out[-1].startswith(b"n OK"), out
+    assert other.cmd("s", "SELECT Lists")[-1].startswith(b"s OK")
+    assert other.cmd("d", "STORE 1 +FLAGS.SILENT (\\Deleted)")[-1].startswith(b"d OK")
+    out = watcher.cmd("x", "NOOP")  # a flag change alone is not announced without FlagChange
+    assert not any(b"STATUS Lists" in line for line in out), out
+    idle(watcher)
+    assert other.cmd("e", "EXPUNGE")[-1].startswith(b"e OK")
+    lines = read_until(watcher, rb"^\* STATUS Lists \(")
+    assert lines[-1].startswith(b"* STATUS Lists (MESSAGES 1 "), lines
+    done(watcher)
+    other.close()
+    watcher.close()
+
+
 def test_lmtp_delivery_to_inbox_seen_through_inboxes_filter(server: Tenant) -> None:
     watcher = logged_in(server, select=None)
     assert watcher.cmd("n", "NOTIFY SET STATUS (inboxes (MessageNew MessageExpunge FlagChange))")[-1].startswith(

@@ -450,6 +450,30 @@ async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
     assert out["methodResponses"][0][1]["notFound"] == [src.email_id]  # destroyed by the implicit Email/set
 
 
+async def test_copy_over_quota_is_refused_and_keeps_the_original(h):  # noqa: F811
+    """Issue 12 item 7: Email/copy into a full account is the SetError ``overQuota``; nothing is stored there, and
+    onSuccessDestroyOriginal leaves the original alone (the copy did not succeed)."""
+    both = StaticAccounts({h.account_id: AccountAccess(), h.bob.id: AccountAccess()})
+    orig = h.ctx_factory
+
+    def factory(info):  # noqa: ANN001, ANN202
+        ctx = orig(info)
+        ctx.accounts = both
+        return ctx
+
+    h.ctx_factory = factory
+    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    src = h.store.emails.ingest(h.bob.id, simple(1, subject="from bob"), (bob_box,))
+    h.ingest(simple(2))
+    h.store.quotas.set_limits(h.account_id, messages=1)  # alice is full
+    res = await h.ok("Email/copy", {"fromAccountId": h.bob.id, "onSuccessDestroyOriginal": True, "create": {
+        "c1": {"id": src.email_id, "mailboxIds": {h.inbox: True}}}})
+    assert res["created"] is None and res["notCreated"]["c1"]["type"] == "overQuota", res
+    assert h.store.quotas.get(h.account_id).messages_used == 1
+    out = await h.request([["Email/get", {"accountId": h.bob.id, "ids": [src.email_id], "properties": ["id"]}, "g"]])
+    assert out["methodResponses"][0][1]["list"] == [{"id": src.email_id}]
+
+
 async def test_changes_report_emails_hidden_by_deleted_flag_as_destroyed(h):  # noqa: F811
     a, b = h.ingest(simple(1)), h.ingest(simple(2))
     state = (await h.ok("Email/get", {"ids": []}))["state"]

@@ -276,6 +276,31 @@ def test_retry_survives_a_restart(tmp_path, db_url) -> None:  # noqa: ANN001
         sink.stop()
 
 
+def test_still_failing_at_max_age_bounces_to_the_sender(tmp_path, db_url) -> None:  # noqa: ANN001
+    """Issue 12 item 3: temporary failures are retried until ``[outbound] max_age``, then the recipient fails
+    for good (5.4.7) and a DSN lands in the sender's Inbox, listed in dsnBlobIds; nothing is retried after."""
+    port = _free_port()  # nothing ever listens: every attempt is a temporary failure
+    srv = start_server(tmp_path, db_url, outbound__relay=f"smtp://127.0.0.1:{port}", outbound__retry_base=1,
+                       outbound__max_age=2)
+    try:
+        alice = client_for(srv, "alice@example.test")
+        sub_id = send(alice, ["carol@remote.test"], on_success=False)[1][1]["created"]["sub"]["id"]
+        wait_for(lambda: submission(alice, sub_id)["deliveryStatus"]["carol@remote.test"]["delivered"] == "no",
+                 "the recipient given up after max_age")
+        record = submission(alice, sub_id)
+        assert record["deliveryStatus"]["carol@remote.test"]["smtpReply"].startswith("550 5.4.7"), record
+        [dsn_blob] = record["dsnBlobIds"]
+        inbox = alice.call("Email/query", {"filter": {"inMailbox": alice.role("inbox")}})["ids"]
+        assert dsn_blob in [g["blobId"] for g in alice.call("Email/get", {"ids": inbox,
+                                                                          "properties": ["blobId"]})["list"]]
+        raw = alice.http.get(f"/jmap/download/{alice.account_id}/{dsn_blob}/dsn.eml?type=message/rfc822").content
+        assert b"Final-Recipient: rfc822; carol@remote.test" in raw and b"Status: 5.4.7" in raw
+        assert srv.store.submissions.next_due() is None  # not queued any more
+        alice.http.close()
+    finally:
+        srv.stop()
+
+
 def test_bcc_recipients_get_the_message_but_nobody_sees_the_bcc_field(alice: Jmap, bob: Jmap, sink: Sink) -> None:
     """RFC 5322 §3.6.3: the Bcc field stays in the sender's copy only; the envelope still reaches every
     recipient (it was sent as stored, so To, Cc and each Bcc recipient saw the whole blind-copy list)."""

@@ -159,7 +159,12 @@ def test_jmap_methods_requests_and_credentials_are_counted(world: World) -> None
     bad_bearer = {"Authorization": "Bearer " + world.token[:-4] + "AAAA"}
     assert httpx.get(jmap_url(world) + "/.well-known/jmap", headers=bad_bearer).status_code == 401
     assert httpx.get(jmap_url(world) + "/.well-known/jmap").status_code == 401  # no credentials: no failure
+    # the web admin is a door too: a wrong password, and a valid account that is no administrator
+    assert httpx.get(jmap_url(world) + "/admin/", auth=(ADDRESS, WRONG), timeout=WAIT).status_code == 401
+    assert httpx.get(jmap_url(world) + "/admin/", auth=(ADDRESS, PASSWORD), timeout=WAIT).status_code == 403
     d = deltas(before, world.served.scrape())
+    assert d("janusmail_auth_failures_total", door="admin", kind="bad_credentials") == 1
+    assert d("janusmail_auth_failures_total", door="admin", kind="authz_denied") == 1
     assert d("janusmail_jmap_method_calls_total", method="Mailbox/get", result="ok") == 2
     assert d("janusmail_jmap_method_duration_seconds_count", method="Mailbox/get") == 2
     assert d("janusmail_jmap_method_calls_total", method="Email/query", result="accountNotFound") == 1
@@ -168,9 +173,9 @@ def test_jmap_methods_requests_and_credentials_are_counted(world: World) -> None
     assert d("janusmail_http_requests_total", route="session", status="200") == 1
     assert d("janusmail_http_requests_total", route="session", status="401") == 3
     assert d("janusmail_http_request_duration_seconds_count", route="api") == 1
-    assert d("janusmail_auth_failures_total", door="jmap", kind="bad_credentials") == 1
+    assert d("janusmail_auth_failures_total", door="jmap", kind="bad_credentials") == 1  # (not the admin's)
     assert d("janusmail_auth_failures_total", door="jmap", kind="token_invalid") == 1
-    assert d("janusmail_connections_total", door="jmap_http") == 5
+    assert d("janusmail_connections_total", door="jmap_http") == 7  # the admin's two requests included
 
 
 def test_submission_local_and_remote_deliveries_and_the_queue(world: World) -> None:

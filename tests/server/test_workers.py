@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 
+import httpx
 import pytest
 
 from tests.mailgen import simple
@@ -68,7 +69,7 @@ def start_idle(client: imaplib.IMAP4) -> None:
 @pytest.fixture
 def server(tmp_path, db_url):  # noqa: ANN001, ANN201
     data = tmp_path / "d"
-    janusmail_cmd(data, "user", "add", ADDRESS, "--password", PASSWORD, db=db_url)
+    janusmail_cmd(data, "user", "add", ADDRESS, "--password", PASSWORD, "--admin", db=db_url)
     # IDLE's fallback poll (30 s by default) out of the way: only a pushed change can pass within WAIT.
     (data / "janusmail.toml").write_text("[imap]\nidle_poll_interval = 3600\n")
     cfg = make_config(data, db_url, imap__imaps=None)
@@ -85,6 +86,37 @@ def server(tmp_path, db_url):  # noqa: ANN001, ANN201
         assert not worker_pids(proc.pid)
 
 
+def every_workers_sessions_in_the_admin(cfg, pids: set[int]) -> None:  # noqa: ANN001 - a Config
+    """The web admin's connections page, served by whichever worker, lists the logged-in IMAP sessions of
+    both workers (janusmail.connections.publish_forever: the other worker's within seconds)."""
+    deadline = time.monotonic() + WAIT
+    with httpx.Client(base_url=f"http://127.0.0.1:{port_of(cfg.jmap.listen)}", auth=(ADDRESS, PASSWORD),
+                      timeout=WAIT) as web:
+        while True:
+            page = web.get("/admin/connections")
+            assert page.status_code == 200, page.text
+            serving = {pid for pid in pids if f"pid {pid}</td>" in page.text}  # the other processes, by label
+            # two IMAP sessions of the account, one of them from the other worker (its label on the page)
+            if page.text.count(f">{ADDRESS}</a>") >= 2 and len(serving) == 1:
+                return
+            assert time.monotonic() < deadline, page.text
+            time.sleep(0.2)  # polling for a state another process publishes, with a deadline
+
+
+def every_workers_failed_logins_in_the_admin(cfg, accounts: list[str]) -> None:  # noqa: ANN001 - a Config
+    """The admin's auth-failures page, served by whichever worker, shows the failed logins of both workers."""
+    deadline = time.monotonic() + WAIT
+    with httpx.Client(base_url=f"http://127.0.0.1:{port_of(cfg.jmap.listen)}", auth=(ADDRESS, PASSWORD),
+                      timeout=WAIT) as web:
+        while True:
+            page = web.get("/admin/security")
+            assert page.status_code == 200, page.text
+            if all(f"<td>{account}</td>" in page.text for account in accounts):
+                return
+            assert time.monotonic() < deadline, page.text
+            time.sleep(0.2)  # polling for a state another process publishes, with a deadline
+
+
 def test_append_and_lmtp_in_one_worker_reach_an_idler_in_the_other(server) -> None:  # noqa: ANN001
     proc, cfg = server
     pids = two_workers(proc)
@@ -95,6 +127,13 @@ def test_append_and_lmtp_in_one_worker_reach_an_idler_in_the_other(server) -> No
     try:
         start_idle(idler)
         writer.login(ADDRESS, PASSWORD)
+        every_workers_sessions_in_the_admin(cfg, {idler_pid, *other})
+        for n, want in enumerate(({idler_pid}, other)):  # a failed login in each worker
+            _, stranger = imap_on(port, pids, want)
+            with pytest.raises(imaplib.IMAP4.error):
+                stranger.login(f"ghost{n}@example.test", "not the password")
+            stranger.shutdown()
+        every_workers_failed_logins_in_the_admin(cfg, ["ghost0@example.test", "ghost1@example.test"])
         assert writer.append("INBOX", None, None, simple(1))[0] == "OK"
         idle_until_exists(idler, 1)
         deadline = time.monotonic() + WAIT

@@ -80,3 +80,37 @@ def test_a_batch_whose_lease_runs_short_releases_the_rest_for_a_fresh_claim(stor
     assert asyncio.run(Outbound(store, config).run_due()) == 3
     assert _inbox_count(store, b.id) == 3
     assert all(r.attempts == 1 and r.next_attempt is None for r in store.submissions.list(a.id))
+
+
+def test_a_pass_stopped_during_its_claim_leaves_the_rows_due(store, tmp_path: Path,  # noqa: ANN001
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server stops while a claim is on the store's thread: the claim commits anyway, and its leases must be
+    given back, or the next start would leave the messages alone for the whole lease (ten minutes)."""
+    import threading
+
+    a = store.accounts.create("a@example.test", "hash")
+    sent = store.emails.ingest(a.id, RAW, (store.mailboxes.by_path(a.id, ["INBOX"]).id,))
+    sub = store.submissions.create(a.id, "I1", sent.email_id, Envelope("a@example.test", ("x@remote.test",)))
+    config = SimpleNamespace(outbound=OutboundConfig(relay="smtp://127.0.0.1:9"), hostname="mx.test",
+                             data_dir=tmp_path)
+    claimed, go = threading.Event(), threading.Event()
+    real_claim = store.submissions.claim_many
+
+    def slow_claim(*args: object, **kwargs: object) -> object:
+        taken = real_claim(*args, **kwargs)  # committed: the rows are leased
+        claimed.set()
+        go.wait(60)
+        return taken
+
+    monkeypatch.setattr(store.submissions, "claim_many", slow_claim)
+
+    async def stop_mid_claim() -> None:
+        task = asyncio.create_task(Outbound(store, config).run_due())
+        assert await asyncio.to_thread(claimed.wait, 60)
+        task.cancel()
+        go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_mid_claim())
+    assert store.submissions.due() == [(a.id, sub.id)]  # no lease left on it: the next start sends it at once

@@ -285,3 +285,4 @@ def test_store_call_acknowledges_after_the_commit(store) -> None:  # noqa: ANN00
     results = asyncio.run(run())
     assert sorted(r.modseq for r in results) == list(range(start + 1, start + 11))
     assert _modseq(store, a) == start + 10
+

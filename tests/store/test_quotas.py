@@ -256,3 +256,46 @@ def test_usage_read_counts_nothing(store) -> None:  # noqa: ANN001
         sa.event.remove(store.engine, "before_cursor_execute", spy)
     tables = re.compile(r"\b(?:from|join)\s+(?:messages|emails|mailboxes)\b")
     assert statements and not any(tables.search(s) for s in statements), statements
+
+
+def test_deliveries_place_bytes_early_but_never_past_the_quota(store) -> None:  # noqa: ANN001
+    """``Store.deliver`` stores a message's bytes before its write (``ingest.place``, off the writer lane): the
+    message comes back byte-exact, and one the quota refuses leaves no bytes behind (the pre-check), so a client
+    cannot fill the disk with refused APPENDs."""
+    import asyncio
+
+    a = store.accounts.create("placed@example.test", None).id
+    inbox = _inbox(store, a)
+    store.quotas.set_limits(a, messages=1)
+    raw = simple(1)
+
+    async def deliver(data: bytes) -> object:
+        return await store.deliver(a, data, (inbox,))
+
+    got = asyncio.run(deliver(raw))
+    loc = store.blobs.locations(a, [got.blob_id])[got.blob_id]
+    assert store.blobs.read_location(loc) == raw
+    packed = _pack_bytes(store)
+    with pytest.raises(OverQuota):
+        asyncio.run(deliver(simple(2)))
+    assert _pack_bytes(store) == packed
+    assert _usage(store, a)[1] == 1
+
+
+def test_a_message_delivered_twice_is_stored_once(store) -> None:  # noqa: ANN001
+    """The early placement (``ingest.place``) skips bytes the account holds already: a second delivery of the
+    same message links the first one's blob and adds nothing to the pack."""
+    import asyncio
+
+    a = store.accounts.create("twice@example.test", None).id
+    inbox = _inbox(store, a)
+    raw = simple(7)
+
+    async def deliver() -> object:
+        return await store.deliver(a, raw, (inbox,))
+
+    first = asyncio.run(deliver())
+    packed = _pack_bytes(store)
+    second = asyncio.run(deliver())
+    assert second.blob_id == first.blob_id
+    assert _pack_bytes(store) == packed
