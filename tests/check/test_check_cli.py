@@ -45,9 +45,13 @@ def tenant(server):  # noqa: ANN001, ANN201
 
 
 def test_good_server_every_check_holds(tenant, tmp_path):  # noqa: ANN001
+    store, acct = tenant.store, tenant.account.id
+    before, modseq = state(store, acct), store.changes.highest_modseq(acct)
     result = check(tenant.imap_port, tenant.address, "--password-file", secret_file(tmp_path, tenant.password),
                    "--json")
     assert result.exit_code == 0, result.output
+    # read-only without --write: no write of any kind through either door (the account's modseq did not move)
+    assert store.changes.highest_modseq(acct) == modseq and state(store, acct) == before
     body = json.loads(result.stdout)
     assert body["ok"] is True
     assert [c["name"] for c in body["checks"]] == ALL_CHECKS
@@ -68,6 +72,18 @@ def test_table_with_a_bearer_token_over_tls(tenant, tmp_path):  # noqa: ANN001
     assert result.exit_code == 0, result.output
     assert "HTTP Bearer with the bearer token" in result.output
     assert f"All {len(ALL_CHECKS)} checks hold." in result.output
+
+
+def test_starttls_upgrades_the_plain_port(tenant, tmp_path):  # noqa: ANN001
+    crt = Path(tenant.config.data_dir) / "tls" / "selfsigned.crt"
+    password = secret_file(tmp_path, tenant.password)
+    result = check(tenant.imap_port, tenant.address, "--password-file", password, "--starttls", "--ca-file",
+                   str(crt), "--sample", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert verdicts(result)[rfc9698.PREAUTH]["ok"]
+    # TLS really was negotiated on the plain port: without the certificate's CA, the same run cannot check
+    untrusted = check(tenant.imap_port, tenant.address, "--password-file", password, "--starttls")
+    assert untrusted.exit_code == 2 and "certificate not trusted" in untrusted.output, untrusted.output
 
 
 def test_write_round_trip_leaves_every_flag_as_it_was(tenant):  # noqa: ANN001

@@ -126,10 +126,12 @@ def test_migrate_command_limit_summary_and_refusals(source, tmp_path):  # noqa: 
     assert "copied 30, skipped 0, failed 0" in first.stdout and "messages/s" in first.stdout
 
     runner = CliRunner()
-    rest = runner.invoke(cli, ["--data", str(data), *args])
+    with_bar = [a for a in args if a != "--no-progress"]  # the progress bar's last state is printed off a terminal
+    rest = runner.invoke(cli, ["--data", str(data), *with_bar], env={"COLUMNS": "200"})
     total = sum(len(b["messages"]) for b in state(source.store, source.account.id).values())
     assert rest.exit_code == 0, rest.output
     assert f"copied {total - 30}, skipped 0, failed 0" in rest.output and "migrated 12 mailboxes" in rest.output
+    assert "migrating" in rest.output and f"{total - 30}/{total - 30}" in rest.output
 
     def refused(*extra: str, address: str = "carol@example.test") -> str:
         res = runner.invoke(cli, ["--data", str(data), "migrate", address, "--password-file", str(pw), *extra])

@@ -274,6 +274,15 @@ def test_inflated_in_bounded_pieces():
         list(wire.inflated(b"\xff\xff\xff\xff not deflate"))
 
 
+class _QuietSession:
+    """What the connection's timer asks of a session: its timeouts (no literal arriving)."""
+
+    timeout = 60.0
+
+    class parser:  # noqa: N801
+        in_literal_command = False
+
+
 async def test_silence_rests_the_deflate_state(monkeypatch: pytest.MonkeyPatch):
     import asyncio
     import time
@@ -281,18 +290,21 @@ async def test_silence_rests_the_deflate_state(monkeypatch: pytest.MonkeyPatch):
     from janusmail.imap import server as imap_server
 
     monkeypatch.setattr(imap_server, "DEFLATE_REST", 0.01)
-    wire = imap_server._Wire(_Sink(), lambda: False)  # type: ignore[arg-type]
+    conn = imap_server._Connection(None, False)  # type: ignore[arg-type]  # only its timer runs here
+    conn.session = _QuietSession()  # type: ignore[assignment]
+    conn.wire = wire = imap_server._Wire(_Sink(), lambda: False)  # type: ignore[arg-type]
     wire.start_compression()
     wire.write(b"* OK hello\r\n")
     wire.flush()
-    reader = asyncio.StreamReader()
-    pending = asyncio.ensure_future(wire.read(reader, 60))
+    conn._silent()  # the client says nothing from here on
     deadline = time.monotonic() + 30
     while wire.deflate is not None and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert wire.deflate is None  # the client was quiet: only the inflate state is left
-    reader.feed_data(b"more")
-    assert await pending == b"more"
+    assert conn.task is None and not conn.ended  # rested, not logged out: the session timeout is still ahead
+    assert conn.timer is not None and conn.silent_since is not None
+    assert conn.timer.when() >= conn.silent_since + _QuietSession.timeout - 1
+    conn.timer.cancel()
 
 
 @settings(max_examples=examples(60), deadline=None)

@@ -20,11 +20,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from janusmail.jmap import webpush
 from janusmail.jmap.webpush import BadPushUrl, check_url
-from tests.jmap.test_front_harness import CORE, Jmap, fresh_client, start_shared
+from tests.jmap.test_front_harness import CORE, Jmap, client_for, fresh_client, start_server, start_shared
 from tests.mailgen import simple
 from tests.procmem import wait_for
-from tests.serverutil import ServerThread
+from tests.serverutil import ServerThread, make_config
 
 WAIT = 30.0  # generous: a busy machine is slow, not broken
 
@@ -35,13 +36,15 @@ class Receiver:
     def __init__(self) -> None:
         self.posts: queue.Queue[tuple[dict[str, str], bytes]] = queue.Queue()
         self.status = 201
+        self.answers: list[int] = []  # statuses for the next POSTs, in order, before ``status`` again
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = outer.answers.pop(0) if outer.answers else outer.status
                 outer.posts.put(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(outer.status)
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -238,9 +241,83 @@ def test_subscription_dies_with_its_credential(alice: Jmap, receiver: Receiver, 
     code = json.loads(body)["verificationCode"]
     call(alice, "PushSubscription/set", {"update": {sub_id: {"verificationCode": code}}})
     alice.deliver(simple(4))
-    assert json.loads(receiver.next()[1])["@type"] == "StateChange"  # alive
+    while True:  # alive; (a change made before the subscription, e.g. the account's set-up, may come first)
+        change = json.loads(receiver.next()[1])
+        assert change["@type"] == "StateChange", change
+        if "Email" in change["changed"][alice.account_id]:
+            break
     inbox = alice.role("inbox")
     server.store.credentials.set_password(alice.account_id, *make_credentials("a-new-password-9"))
     alice.deliver(simple(5), inbox)  # through the store: the old password no longer opens JMAP
     wait_for(lambda: not server.store.push_subscriptions.list(alice.account_id), "the subscription destroyed")
-    assert receiver.posts.empty()
+    assert receiver.posts.empty(), [receiver.posts.get() for _ in range(receiver.posts.qsize())]
+
+
+def verified(j: Jmap, receiver: Receiver, **extra: Any) -> str:
+    """A verified subscription of ``j`` to ``receiver``, primed: a first delivery's StateChange has arrived, so
+    any POST of a change made before (the account's creation, pushed when it falls inside the batching window
+    of the verification) is out of the way of the test's own."""
+    sub_id, body = subscribe(j, receiver, **extra)
+    out = call(j, "PushSubscription/set",
+               {"update": {sub_id: {"verificationCode": json.loads(body)["verificationCode"]}}})
+    assert out["updated"] == {sub_id: None}, out
+    j.deliver(simple(99))
+    pushed_now(j, receiver)
+    return sub_id
+
+
+def email_state(j: Jmap) -> str:
+    return j.call("Email/get", {"ids": []})["state"]
+
+
+def pushed_now(j: Jmap, receiver: Receiver) -> bytes:
+    """The next StateChange POST naming the account's current Email state (earlier ones are skipped)."""
+    want = email_state(j)
+    while True:
+        _, body = receiver.next()
+        if json.loads(body).get("changed", {}).get(j.account_id, {}).get("Email") == want:
+            return body
+
+
+def test_a_temporary_failure_is_retried(alice: Jmap, receiver: Receiver) -> None:
+    """Issue 12 item 6 (delivery with retries): a StateChange answered 503 is POSTed again after a backoff."""
+    verified(alice, receiver)
+    receiver.answers = [503]
+    alice.deliver(simple(6))
+    _, first = receiver.next()  # answered 503
+    _, again = receiver.next()  # the retry, answered 201
+    assert json.loads(first)["changed"][alice.account_id]["Email"] == email_state(alice) and again == first
+
+
+def test_changes_close_together_are_one_state_change(alice: Jmap, receiver: Receiver,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12 item 6 (StateChange batching): changes inside the batching window (widened here so a slow
+    machine cannot split them) reach the push service as one StateChange carrying the newest states."""
+    verified(alice, receiver, types=["Email"])
+    monkeypatch.setattr(webpush, "BATCH_WINDOW", 2.0)
+    for i in range(3):
+        alice.deliver(simple(10 + i))
+    _, body = receiver.next()
+    assert json.loads(body)["changed"] == {alice.account_id: {"Email": email_state(alice)}}
+    with pytest.raises(queue.Empty):
+        receiver.posts.get(timeout=3.0)  # and nothing after it
+
+
+def test_subscriptions_survive_a_restart(tmp_path, db_url, receiver: Receiver) -> None:  # noqa: ANN001
+    """Issue 12 item 6: a verified subscription is kept in the store, so the restarted server pushes to it."""
+    srv = start_server(tmp_path, db_url)
+    try:
+        alice = client_for(srv, "alice@example.test")
+        sub_id = verified(alice, receiver)
+        alice.http.close()
+    finally:
+        srv.stop()
+    srv = ServerThread(make_config(tmp_path / "data", db_url, imap__listen=None, imap__imaps=None)).start()
+    try:
+        alice = client_for(srv, "alice@example.test")
+        assert [s["id"] for s in call(alice, "PushSubscription/get", {"ids": None})["list"]] == [sub_id]
+        alice.deliver(simple(20))
+        pushed_now(alice, receiver)
+        alice.http.close()
+    finally:
+        srv.stop()

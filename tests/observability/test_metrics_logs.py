@@ -13,6 +13,7 @@ import base64
 import contextlib
 import imaplib
 import json
+import re
 import smtplib
 import socket
 import uuid
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from janusmail.auth import app_passwords, passwords
 from janusmail.auth.factory import build_token_service
@@ -341,3 +343,52 @@ def test_no_secret_reaches_the_log(world: World) -> None:
             assert form not in log, f"a secret reached the log as {form[:12]}..."
     if world.app_password.replace("-", "") != world.app_password:
         assert world.app_password.replace("-", "") not in log
+
+
+def test_text_log_format_of_a_real_server(tmp_path: Path) -> None:
+    """``serve --log-format text`` (the default): ``TIME LEVEL LOGGER: event key=value ... [sid=... account=...]``,
+    no JSON, and the same ids: the IMAP session's lines share its sid, the JMAP request's sid is its X-Request-Id."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "janusmail.toml").write_text(CONFIG)
+    previous = passwords.set_hasher(CHEAP)
+    try:
+        store = Store.open(data)
+        try:
+            account_id = store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD)).id
+        finally:
+            store.close()
+    finally:
+        passwords.set_hasher(previous)
+    served = serve(data, "--log-format", "text")
+    try:
+        start = len(served.output())
+        client = imaplib.IMAP4("127.0.0.1", served.port("imap"), timeout=WAIT)
+        client.login(ADDRESS, PASSWORD)
+        client.logout()
+        rid = httpx.get(f"http://127.0.0.1:{served.port('jmap')}/.well-known/jmap", auth=(ADDRESS, PASSWORD),
+                        timeout=WAIT).headers["x-request-id"]
+        request = served.wait_for_line(lambda line: f"[sid={rid} " in line and " jmap.request " in line)
+    finally:
+        served.stop()
+    lines = [line.rstrip("\n") for line in served.output()[start:]]
+    assert not any(line.lstrip().startswith("{") for line in lines), lines
+    login = next(line for line in lines if ": imap.login " in line)
+    m = re.fullmatch(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d,\d{{3}} INFO [\w.]+: imap\.login .*method=password.*"
+                     rf"\[sid=(imap-\S+) account={account_id}\]", login)
+    assert m, login
+    assert any(f"[sid={m.group(1)} " in line and ": imap.command " in line for line in lines), lines
+    assert request.rstrip("\n").endswith(f"[sid={rid} account={account_id}]") and "status=200" in request
+    assert PASSWORD not in "".join(served.output())
+
+
+def test_readme_lists_every_metric_served(world: World) -> None:
+    """The README's table of metrics names exactly what ``/metrics`` serves (counters with their ``_total``)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## Metrics and logs\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(janusmail_\w+)` \|", section, re.MULTILINE))
+    host, port = world.served.bound["metrics"]
+    text = httpx.get(f"http://{host}:{port}/metrics", timeout=WAIT).text
+    served = {f.name + ("_total" if f.type == "counter" else "") for f in text_string_to_metric_families(text)
+              if f.name.startswith("janusmail_")}
+    assert listed == served, f"only in the README: {sorted(listed - served)}; only served: {sorted(served - listed)}"
