@@ -17,6 +17,7 @@ Run: .venv/bin/python bench/imap.py [--clients 8] [--seconds 20] [--no-big] [--c
      [--workers 1] (``serve --workers N``; with N > 1 the memory step is skipped: RSS is per worker)
      Stress profiles (imaptest's default loop, 10 clients): --profile stress|stress-loggedin|stress-both
      [--store-size N] [--dovecot] [--repeat R] (Dovecot side by side, alternating, medians and ratios)
+     APPEND rate (MULTIAPPEND of 20, 4 connections, new folders): --profile append [--dovecot] [--repeat R]
 """
 
 from __future__ import annotations
@@ -504,6 +505,57 @@ def report_stress(label: str, lat: dict[str, list[float]], seconds: float) -> fl
     return rate
 
 
+
+#: ``--profile append``: messages per MULTIAPPEND command (numbers-to-beat.md's row: 4 connections, 20 each)
+APPEND_BATCH = 20
+
+
+def append_load(port: int, clients: int, seconds: float, password: str, folder: str) -> tuple[int, list[float]]:
+    """numbers-to-beat.md's APPEND row: ``clients`` connections, each LOGIN, CREATE its own new folder, then
+    MULTIAPPEND (RFC 3502) of ``APPEND_BATCH`` messages per command (LITERAL+ literals, one round trip) until the
+    time is up. Returns (messages appended, latency of each command); a refused command raises."""
+    appended = [0]
+    lat: list[float] = []
+    lock = threading.Lock()
+    stop = time.time() + seconds
+    login = f'LOGIN {STRESS_ADDRESS} "{password}"'.encode()
+
+    def worker(k: int) -> None:
+        c = StressClient(port)
+        mine: list[float] = []
+        n = 0
+        try:
+            box = f"{folder}-{k}".encode()
+            for text in (login, b"CREATE " + box):
+                ok, _ = c.cmd(text)
+                assert ok, text
+            seq = 0
+            while time.time() < stop:
+                parts = []
+                for _ in range(APPEND_BATCH):
+                    seq += 1
+                    msg = simple(k * 10**6 + seq)
+                    parts.append(b"(\\Seen) {%d+}\r\n%s" % (len(msg), msg))
+                t0 = time.perf_counter()
+                ok, _ = c.cmd(b"APPEND " + box + b" " + b" ".join(parts))
+                mine.append(time.perf_counter() - t0)
+                assert ok, "MULTIAPPEND refused"
+                n += APPEND_BATCH
+            c.cmd(b"LOGOUT")
+        finally:
+            c.close()
+        with lock:
+            appended[0] += n
+            lat.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return appended[0], lat
+
+
 DOVECOT_CONF = """protocols = imap
 listen = 127.0.0.1
 ssl = no
@@ -597,6 +649,9 @@ def run_stress(args: argparse.Namespace) -> None:
 
     ``--dovecot``: the same profiles against a private Dovecot too, alternating servers ``--repeat`` times, and
     the medians side by side with their ratio (the machine's load drifts; a ratio of one run does not)."""
+    if args.profile == "append":
+        run_append(args)
+        return
     profiles = {"stress": [False], "stress-loggedin": [True], "stress-both": [False, True]}[args.profile]
     rates: dict[tuple[str, bool], list[float]] = defaultdict(list)
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
@@ -635,6 +690,44 @@ def run_stress(args: argparse.Namespace) -> None:
             print(line)
 
 
+
+def run_append(args: argparse.Namespace) -> None:
+    """``--profile append``: :func:`append_load` with ``--clients`` connections (4 unless given) for
+    ``--seconds``, each round into new folders; with ``--dovecot`` against a private Dovecot too, alternating,
+    medians and the ratio. Aim (numbers-to-beat.md): >= 1,400 msg/s (Dovecot 1,336 there)."""
+    rates: dict[str, list[float]] = defaultdict(list)
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+        data = Path(d) / "stress"
+        db = pg_schema(args.pg)
+        build_stress(data, db, 0)
+        servers: list[tuple[str, int, str]] = []
+        proc, port = serve(data, db, args.workers)
+        stack.callback(lambda: (proc.terminate(), proc.wait(60)))
+        servers.append(("janus", port, PASSWORD))
+        print(f"janus server pid {proc.pid} ({'PostgreSQL' if args.pg else 'SQLite'}, --workers {args.workers})",
+              flush=True)
+        if args.dovecot:
+            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot")), PASSWORD.replace(" ", "")))
+        try:
+            for rnd in range(args.repeat):
+                for name, port, password in servers:
+                    n, lat = append_load(port, args.clients, args.seconds, password, f"append{rnd}")
+                    rate = n / args.seconds
+                    rates[name].append(rate)
+                    print(f"[{name} #{rnd + 1}] MULTIAPPEND x{APPEND_BATCH}, {args.clients} connections: {n:,} "
+                          f"messages in {args.seconds:g} s = {rate:,.0f} msg/s; per command p50 "
+                          f"{pct(lat, 50) * 1000:.1f} ms, p99 {pct(lat, 99) * 1000:.1f} ms", flush=True)
+        except BaseException:
+            print("server errors:\n" + server_log(data), file=sys.stderr)
+            raise
+    j = statistics.median(rates["janus"])
+    line = f"\nmedian: janus {j:,.0f} msg/s"
+    if args.dovecot:
+        dv = statistics.median(rates["dovecot"])
+        line += f"   dovecot {dv:,.0f} msg/s   janus/dovecot {j / dv:.2f}x"
+    print(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=8)
@@ -645,8 +738,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=1000)
     ap.add_argument("--pg", default=None, help="PostgreSQL URL (default: SQLite)")
     ap.add_argument("--workers", type=int, default=1, help="serve --workers N (default 1: one process)")
-    ap.add_argument("--profile", choices=["stress", "stress-loggedin", "stress-both"], default=None,
-                    help="run only a stress profile (imaptest's default loop; 10 clients x 20 s by default)")
+    ap.add_argument("--profile", choices=["stress", "stress-loggedin", "stress-both", "append"], default=None,
+                    help="run only a stress profile (imaptest's default loop; 10 clients x 20 s by default) or the "
+                         "MULTIAPPEND rate (append: 4 connections x 20 messages per command)")
     ap.add_argument("--store-size", type=int, default=0, metavar="N",
                     help="with --profile: first fill N messages into 100 other accounts")
     ap.add_argument("--dovecot", action="store_true",
@@ -655,7 +749,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.profile:
         if "--clients" not in sys.argv:
-            args.clients = 10
+            args.clients = 4 if args.profile == "append" else 10
         run_stress(args)
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
