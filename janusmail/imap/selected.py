@@ -2,9 +2,10 @@
 
 IMAP sequence numbers are per session: message *n* is the n-th UID this session has been told about, and it
 may only change when the session sends EXPUNGE (or VANISHED). So the snapshot is an ``array('q')`` of UIDs,
-read at SELECT (``store.messages.mailbox_snapshot``), and :meth:`SelectedMailbox.sync` reconciles it with the
-store at command boundaries (and immediately during IDLE) with one store read bounded by what changed
-(``store.messages.mailbox_delta``, batched and shared between sessions by ``store.mailbox_deltas``):
+read at SELECT (``store.messages.mailbox_snapshot``: the store's cached array, shared by the sessions that
+selected the same content until one changes its view, copy on write), and :meth:`SelectedMailbox.sync`
+reconciles it with the store at command boundaries (and immediately during IDLE) with one store read bounded
+by what changed (``store.messages.mailbox_delta``, batched and shared between sessions by ``store.mailbox_deltas``):
 
 * UIDNEXT and HIGHESTMODSEQ equal to what we know -> nothing to do;
 * UIDs at or above the known UIDNEXT -> new messages (EXISTS, and \\Recent for IMAP4rev1);
@@ -64,7 +65,7 @@ class SelectedMailbox:
     __slots__ = (
         "mailbox_id", "uidvalidity", "uids", "readonly", "uidnext", "known_modseq", "name", "recent_from",
         "_recent", "claimed_below", "dirty", "pending_expunge", "saved_uids", "update_contexts", "_own",
-        "_last_recent_count", "keywords", "_keyword_keys",
+        "_last_recent_count", "keywords", "_keyword_keys", "_uids_shared",
     )
 
     def __init__(
@@ -83,6 +84,9 @@ class SelectedMailbox:
         self.mailbox_id = mailbox_id
         self.uidvalidity = uidvalidity
         self.uids = uids
+        #: ``uids`` is the store's snapshot array, shared with the other sessions that selected the same content
+        #: (never changed in place: the first change works on a copy, see :meth:`_own_uids`)
+        self._uids_shared = True
         self.readonly = readonly
         self.uidnext = uidnext  # UIDs below this have been announced (or were gone before we saw them)
         self.known_modseq = known_modseq
@@ -294,12 +298,20 @@ class SelectedMailbox:
         for u in uids:
             self._own[u] = modseq
 
+    def _own_uids(self) -> array:
+        """The UID array, made this session's own before its first change (copy on write)."""
+        if self._uids_shared:
+            self.uids = array("q", self.uids)
+            self._uids_shared = False
+        return self.uids
+
     def remove_uids(self, uids: Iterable[int]) -> None:
         """This session expunged ``uids`` (and has told the client): drop them, shifting sequence numbers."""
         gone = set(uids)
         if not gone:
             return
         self.uids = array("q", [u for u in self.uids if u not in gone])
+        self._uids_shared = False
         self.pending_expunge -= gone
         for u in gone:
             self._own.pop(u, None)
@@ -348,7 +360,7 @@ class SelectedMailbox:
             self.expunge_lines(s, self.pending_expunge)
         # 2. new messages
         if new_uids:
-            self.uids.extend(new_uids)
+            self._own_uids().extend(new_uids)
             if recent_lo is not None and recent_lo < uidnext:
                 if self._recent and self._recent[-1][1] + 1 >= recent_lo:  # keep the list short
                     self._recent[-1] = (self._recent[-1][0], uidnext - 1)

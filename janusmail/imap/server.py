@@ -1,7 +1,8 @@
 """asyncio listeners for IMAP: plain (with STARTTLS) and implicit TLS. Only moves bytes.
 
-Each connection is one coroutine: read, ``session.feed``, drain, repeat, with the session's timeout (60 s
-before login, 30 min after; ``[spool] stall_timeout`` while a literal is arriving). No per-connection threads;
+Each connection is an asyncio protocol (:class:`_Connection`) that runs a task only while it has input to
+handle: feed the session a piece, drain, repeat; with the session's timeout (60 s before login, 30 min after;
+``[spool] stall_timeout`` while a literal is arriving) kept by one lazily re-armed timer. No per-connection threads;
 the session keeps no big buffers: a large APPEND literal is written to its spool file after every read, before
 the next read (back-pressure), so memory per connection stays at about one read plus one spool flush. Connection caps per
 IP (at accept) and per account (at login) come from ``[imap]`` config.
@@ -19,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import ssl
 import zlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
@@ -32,6 +34,7 @@ from janusmail.observability import logs
 from . import tls
 
 if TYPE_CHECKING:  # pragma: no cover
+    from janusmail.auth.authenticator import AuthResult
     from janusmail.runtime import Runtime  # the doors import the runtime; it imports no door
 
 log = logging.getLogger("janusmail.imap")
@@ -85,6 +88,14 @@ class ConnectionLimits:
         self._release(self.accounts, account_id)
 
 
+class _Out(Protocol):
+    """Where :class:`_Wire` sends bytes: the connection (tests pass a sink)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class _Wire:
     """The connection's bytes as the session sees them: passed through as they are, or, once the session said
     "start compression" (COMPRESS=DEFLATE), deflated on the way out and inflated on the way in.
@@ -97,7 +108,7 @@ class _Wire:
 
     __slots__ = ("writer", "idling", "deflate", "inflate", "unflushed", "queued", "queued_size")
 
-    def __init__(self, writer: asyncio.StreamWriter, idling: Callable[[], bool]) -> None:
+    def __init__(self, writer: _Out, idling: Callable[[], bool]) -> None:
         self.writer = writer
         self.idling = idling
         self.deflate: zlib._Compress | None = None
@@ -160,24 +171,6 @@ class _Wire:
         self.flush()
         await self.writer.drain()
 
-    async def read(self, reader: asyncio.StreamReader, timeout: float) -> bytes:
-        """The next bytes from the client within ``timeout`` (TimeoutError otherwise), resting the deflate state
-        after :data:`DEFLATE_REST` seconds of silence (a cancelled read loses no data).
-
-        ``asyncio.timeout``, not ``wait_for``: the read runs in the connection's own task under one timer, where
-        ``wait_for`` would wrap it in a second task with its own future and callback for as long as the client
-        is silent (about 700 bytes more for each idle connection)."""
-        if self.deflate is None or timeout <= DEFLATE_REST:
-            async with asyncio.timeout(timeout):
-                return await reader.read(READ_SIZE)
-        try:
-            async with asyncio.timeout(DEFLATE_REST):
-                return await reader.read(READ_SIZE)
-        except TimeoutError:
-            self.rest()
-        async with asyncio.timeout(timeout - DEFLATE_REST):
-            return await reader.read(READ_SIZE)
-
     def inflated(self, data: bytes) -> Iterator[bytes]:
         """What the client sent, in pieces of at most ``READ_SIZE`` bytes once compression is on. Raises
         ``ConnectionError`` for a broken or finished deflate stream (nothing sensible can follow)."""
@@ -200,61 +193,171 @@ class _Wire:
             raise ConnectionError("the client ended its compressed stream")
 
 
-def _local(writer: asyncio.StreamWriter) -> tuple[str, int] | None:
-    """The address and port this connection reached (None when the transport does not say)."""
-    name = writer.get_extra_info("sockname")
-    return (str(name[0]), int(name[1])) if isinstance(name, tuple) and len(name) >= 2 else None
+class _Connection(asyncio.Protocol):
+    """One IMAP connection: an asyncio protocol that feeds the session what arrives, with no task, stream
+    objects or timer context of its own while the client is silent.
 
+    Why not streams: an idle connection (a thousand IDLE sessions are the scale aim) then held a StreamReader,
+    a StreamWriter, their protocol (with its drain deque), a task parked in ``read()`` under an
+    ``asyncio.timeout`` and that task's coroutine frames: about 3.5 KB each. Here a task runs only while there
+    is input to handle (:meth:`_run`; IDLE's own task lives in the session), and the timeouts (60 s before login,
+    30 min after, the literal stall timeout, :data:`DEFLATE_REST`) share one timer handle that is re-armed
+    lazily: it fires at the earliest deadline it was set for and then looks at how long the client has really
+    been silent. The order of work is the streams loop's: a piece of at most ``READ_SIZE`` bytes is fed,
+    literals spooled and output drained before the next; reading pauses while ``READ_SIZE`` bytes wait."""
 
-class _Listener:
-    def __init__(self, rt: Runtime, ctx: ssl.SSLContext | None, limits: ConnectionLimits) -> None:
-        self.rt = rt
-        self.ctx = ctx
-        self.limits = limits
-        self.live: dict[asyncio.StreamWriter, tuple[ImapSession, _Wire]] = {}
+    __slots__ = ("listener", "implicit_tls", "transport", "ctx", "ip", "session", "wire", "ticket", "task",
+                 "inbox", "reading_paused", "write_paused", "drain_waiter", "eof", "ended", "silent_since", "timer")
 
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
-        peername = writer.get_extra_info("peername")
-        ip = str(peername[0]) if peername else "?"
-        if not self.limits.acquire_ip(ip):
+    def __init__(self, listener: _Listener, implicit_tls: bool) -> None:
+        self.listener = listener
+        self.implicit_tls = implicit_tls  # the listener's TLS (IMAPS) or STARTTLS to come
+        self.transport: asyncio.Transport | None = None
+        #: The connection's context: its log ids (``logs.bind``) last as long as it, across its tasks.
+        self.ctx = contextvars.copy_context()
+        self.ip = "?"
+        self.session: ImapSession | None = None
+        self.wire: _Wire | None = None
+        self.ticket: int | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.inbox = b""  # received, not yet fed
+        self.reading_paused = False
+        self.write_paused = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+        self.eof = False  # the client is gone (or half-closed): end once the inbox is handled
+        self.ended = False  # cleanup has started
+        #: loop time since when the client has been silent with nothing to do (None while a command runs)
+        self.silent_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.ctx.run(self._open)
+
+    def _open(self) -> None:
+        listener, transport = self.listener, self.transport
+        assert transport is not None
+        peername = transport.get_extra_info("peername")
+        self.ip = ip = str(peername[0]) if peername else "?"
+        if not listener.limits.acquire_ip(ip):
+            self.ended = True
             with contextlib.suppress(Exception):
-                writer.write(b"* BYE Too many connections from your address\r\n")
-                await writer.drain()
-                writer.close()
+                transport.write(b"* BYE Too many connections from your address\r\n")
+                transport.close()
             return
-        logs.bind(sid=logs.new_id("imap"))  # this connection's task: every line it writes carries the id
+        implicit_tls = self.implicit_tls
+        logs.bind(sid=logs.new_id("imap"))  # every line this connection's tasks write carries the id
         logs.event(log, logging.DEBUG, "imap.connect", peer=ip, tls=implicit_tls)
-        wire = _Wire(writer, lambda: session.idling)
-        session = ImapSession(
-            self.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else self.ctx,
-            out=wire.write, drain=wire.drain, limits=self.limits, hangup=writer.close, local=_local(writer),
+        self.wire = wire = _Wire(self, self._idling)
+        self.session = session = ImapSession(
+            listener.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else listener.ctx,
+            out=wire.write, drain=wire.drain, limits=listener.limits, hangup=self.close, local=_local(transport),
         )
-        self.live[writer] = (session, wire)
-        ticket = self.rt.connections.opened("imap", ip, principal=lambda: session.auth_result,
-                                            tls=lambda: session.tls_active)
-        self.rt.metrics.connection_opened("imap")
+        listener.live.add(self)
+        self.ticket = listener.rt.connections.opened("imap", ip, principal=self._principal, tls=self._tls)
+        listener.rt.metrics.connection_opened("imap")
+        session.greeting()
+        wire.flush()
+        self._silent()
+
+    def data_received(self, data: bytes) -> None:
+        if self.ended:
+            return
+        self.inbox = self.inbox + data if self.inbox else data
+        if len(self.inbox) >= READ_SIZE and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._work()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._work()
+        # keep the writing half open for the answers still to come (TLS transports close anyway)
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("Connection lost"))
+        self._work()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter, self.drain_waiter = self.drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- what the wire and the session call -----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is over its high-water mark (what StreamWriter.drain does)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            if self.eof:
+                raise ConnectionResetError("Connection lost")
+            await asyncio.sleep(0)  # let connection_lost run, as StreamWriter.drain does
+            return
+        if self.write_paused:
+            if self.drain_waiter is None:
+                self.drain_waiter = asyncio.get_running_loop().create_future()
+            await self.drain_waiter
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _idling(self) -> bool:
+        return self.session is not None and self.session.idling
+
+    def _principal(self) -> AuthResult | None:
+        return self.session.auth_result if self.session is not None else None
+
+    def _tls(self) -> bool:
+        return self.session is not None and self.session.tls_active
+
+    # -- the work -------------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """There is input (or an end) to handle: start the connection's task unless it runs already."""
+        if self.task is None and not self.ended and self.session is not None:
+            self.silent_since = None
+            self.task = asyncio.get_running_loop().create_task(self._run(), context=self.ctx)
+
+    def _take(self) -> bytes:
+        data, rest = self.inbox[:READ_SIZE], self.inbox[READ_SIZE:]
+        self.inbox = rest
+        if self.reading_paused and len(rest) < READ_SIZE and self.transport is not None and not self.eof:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    async def _run(self) -> None:
+        session, wire = self.session, self.wire
+        assert session is not None and wire is not None
         try:
-            session.greeting()
-            await wire.drain()
-            while not session.closed:
-                # A command whose literal is still arriving holds a share of the upload budget and a spool
-                # file: it gets a shorter deadline than an idle session.
-                stalled = session.parser.in_literal_command
-                timeout = min(session.timeout, session.literals.stall_timeout) if stalled else session.timeout
-                try:
-                    data = await wire.read(reader, timeout)
-                except TimeoutError:
-                    if stalled:
-                        session.write(serializer.untagged_status("BYE", None, "No literal data for too long"))
-                    else:
-                        session.autologout()
-                    await wire.drain()
+            while True:
+                if session.closed:
                     break
+                data = self._take()
                 if not data:
-                    break
-                await self._feed(session, wire, data)
-                if session.starttls_pending and self.ctx is not None:
-                    await writer.start_tls(self.ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+                    if self.eof:
+                        break
+                    self.task = None  # nothing to do until the client sends more (data_received starts one)
+                    self._silent()
+                    return
+                await self.listener.feed(session, wire, data)
+                if session.starttls_pending and self.listener.ctx is not None:
+                    await self._start_tls(self.listener.ctx)
                     session.tls_started()
                 if session.compress_pending:
                     # the tagged OK has gone out uncompressed; whatever the client sent after COMPRESS is
@@ -263,29 +366,135 @@ class _Listener:
                     wire.start_compression()
                     session.compression_started()
                     if after:
-                        await self._feed(session, wire, after)
+                        await self.listener.feed(session, wire, after)
                 if session.uncompress_pending:
                     # UNAUTHENTICATE's tagged OK went out compressed; from here on both sides are plain. What
                     # the parser still holds came compressed after it, which the client must not send: dropped.
                     session.parser.take_buffer()
                     wire.stop_compression()
                     session.compression_ended()
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError):
+        except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
         except Exception:
-            log.exception("IMAP connection from %s failed", ip)
-        finally:
-            self.rt.metrics.connection_closed("imap")
-            self.live.pop(writer, None)
-            self.rt.connections.closed(ticket)
-            await session.close()
-            self.limits.release_ip(ip)
-            with contextlib.suppress(Exception):
-                writer.close()
-                await asyncio.wait_for(writer.wait_closed(), 5)
+            log.exception("IMAP connection from %s failed", self.ip)
+        await self._end()
+
+    async def _start_tls(self, ctx: ssl.SSLContext) -> None:
+        """The STARTTLS handshake. Plaintext that arrived after the command (before the handshake) is dropped
+        with what the parser held of it: it must not run inside TLS (the CVE-2011-0411 class)."""
+        assert self.transport is not None
+        await self.drain()
+        self.inbox = b""
+        if self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        tls_transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
+                                             ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+        if tls_transport is None:  # pragma: no cover - the connection closed during the handshake
+            raise ConnectionResetError("Connection lost during the TLS handshake")
+        self.transport = tls_transport
+
+    async def _expire(self, stalled: bool) -> None:
+        """The client was silent for its whole timeout: say BYE and end."""
+        session, wire = self.session, self.wire
+        assert session is not None and wire is not None
+        try:
+            if stalled:
+                session.write(serializer.untagged_status("BYE", None, "No literal data for too long"))
+            else:
+                session.autologout()
+            await wire.drain()
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            pass
+        except Exception:
+            log.exception("IMAP connection from %s failed", self.ip)
+        await self._end()
+
+    async def _end(self) -> None:
+        """Release everything the connection holds (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.task = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        listener, session = self.listener, self.session
+        assert session is not None
+        listener.rt.metrics.connection_closed("imap")
+        listener.live.discard(self)
+        if self.ticket is not None:
+            listener.rt.connections.closed(self.ticket)
+        await session.close()
+        listener.limits.release_ip(self.ip)
+        self.close()
+
+    # -- timeouts -------------------------------------------------------------------------------------------
+
+    def _limits(self) -> tuple[float, bool]:
+        """(seconds of silence allowed now, whether that is the literal stall timeout)."""
+        session = self.session
+        assert session is not None
+        # A command whose literal is still arriving holds a share of the upload budget and a spool file: it
+        # gets a shorter deadline than an idle session.
+        if session.parser.in_literal_command:
+            return min(session.timeout, session.literals.stall_timeout), True
+        return session.timeout, False
+
+    def _silent(self) -> None:
+        """Nothing to do until the client speaks: make sure the timer fires by the earliest deadline."""
+        loop = asyncio.get_running_loop()
+        self.silent_since = now = loop.time()
+        when = self._deadline(now)
+        timer = self.timer
+        if timer is None or timer.when() > when:
+            if timer is not None:
+                timer.cancel()
+            self.timer = loop.call_at(when, self._alarm)
+
+    def _deadline(self, since: float) -> float:
+        """When the timer must look again: at the timeout, or at :data:`DEFLATE_REST` while a deflate state is
+        held (and the timeout is longer)."""
+        timeout, _ = self._limits()
+        if self.wire is not None and self.wire.deflate is not None and timeout > DEFLATE_REST:
+            return since + DEFLATE_REST
+        return since + timeout
+
+    def _alarm(self) -> None:
+        self.timer = None
+        since = self.silent_since
+        if since is None or self.ended or self.task is not None:
+            return  # a command runs: the timer is set again when it ends
+        wire = self.wire
+        assert wire is not None
+        loop = asyncio.get_running_loop()
+        silent = loop.time() - since
+        timeout, stalled = self._limits()
+        if wire.deflate is not None and timeout > DEFLATE_REST and silent >= DEFLATE_REST:
+            wire.rest()  # the client is quiet: only the inflate state is kept
+        if silent >= timeout:
+            self.silent_since = None
+            self.task = loop.create_task(self._expire(stalled), context=self.ctx)
+            return
+        self.timer = loop.call_at(self._deadline(since), self._alarm)
+
+
+def _local(transport: asyncio.BaseTransport) -> tuple[str, int] | None:
+    """The address and port this connection reached (None when the transport does not say)."""
+    name = transport.get_extra_info("sockname")
+    return (str(name[0]), int(name[1])) if isinstance(name, tuple) and len(name) >= 2 else None
+
+
+class _Listener:
+    def __init__(self, rt: Runtime, ctx: ssl.SSLContext | None, limits: ConnectionLimits) -> None:
+        self.rt = rt
+        self.ctx = ctx
+        self.limits = limits
+        self.live: set[_Connection] = set()
 
     @staticmethod
-    async def _feed(session: ImapSession, wire: _Wire, data: bytes) -> None:
+    async def feed(session: ImapSession, wire: _Wire, data: bytes) -> None:
         """Run what the client sent (inflated first when compression is on), answering as it goes."""
         for piece in wire.inflated(data):
             await session.feed(piece)
@@ -295,12 +504,15 @@ class _Listener:
                 break
 
     async def shutdown(self) -> None:
-        for writer, (session, wire) in list(self.live.items()):
+        for conn in list(self.live):
+            session, wire = conn.session, conn.wire
             with contextlib.suppress(Exception):
+                assert wire is not None
                 wire.write(b"* BYE Server shutting down\r\n")
                 wire.flush()
-                writer.close()
+                conn.close()
             with contextlib.suppress(Exception):
+                assert session is not None
                 await session.close()
 
 
@@ -312,21 +524,19 @@ async def start_imap(rt: Runtime) -> None:
     ctx = tls.server_context(rt.config)
     limits = ConnectionLimits(int(cfg.max_connections_per_ip), int(cfg.max_connections_per_account))
     listener = _Listener(rt, ctx, limits)
+    loop = asyncio.get_running_loop()
     servers: list[asyncio.base_events.Server] = []
     if cfg.listen:
-        server = await asyncio.start_server(
-            lambda r, w: listener.serve(r, w, implicit_tls=False), **rt.listen_args("imap", cfg.listen),
-            limit=READ_SIZE,
-        )
+        server = await loop.create_server(lambda: _Connection(listener, False), **rt.listen_args("imap", cfg.listen))
         servers.append(server)
         rt.bound["imap"] = server.sockets[0].getsockname()[:2]
     if cfg.imaps:
         if ctx is None:
             log.warning("no TLS certificate configured; not listening for IMAPS on %s", cfg.imaps)
         else:
-            server = await asyncio.start_server(
-                lambda r, w: listener.serve(r, w, implicit_tls=True), **rt.listen_args("imaps", cfg.imaps), ssl=ctx,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT, limit=READ_SIZE,
+            server = await loop.create_server(
+                lambda: _Connection(listener, True), **rt.listen_args("imaps", cfg.imaps), ssl=ctx,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
             )
             servers.append(server)
             rt.bound["imaps"] = server.sockets[0].getsockname()[:2]

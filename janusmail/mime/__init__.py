@@ -17,6 +17,7 @@ Modules:
   content    part bytes/decoding/text, find_part, part_headers, truncate_value
   htmltext   HTML -> visible text (preview, search)
   subject    RFC 5256 base subject
+  reports    which sent message an MDN or DSN answers (cache key ``report``, used by ingest only)
   compose    JMAP Email/set create -> RFC 5322 bytes
 
 Cache shape (parse_message):

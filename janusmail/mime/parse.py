@@ -7,7 +7,8 @@ store those same bytes.
 
 Shape (keys): headers, envelope, part, textBody, htmlBody, attachments, hasAttachment, preview,
 message_ids, in_reply_to, references, subject, base_subject, sent_at, sent_offset, from, to,
-cc, bcc, reply_to, sender, search_text, size, damaged. See structure.py for the part dict.
+cc, bcc, reply_to, sender, search_text, size, damaged, and for a delivery report (MDN or DSN) report
+(reports.py: which message it answers; ingest uses it and does not keep it). See structure.py for the part dict.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .content import part_text
 from .envelope import envelope_from_fields
 from .headers import as_message_ids, as_text, parse_date, unfold
 from .htmltext import html_to_text
+from .reports import report_reference
 from .structure import parse_structure, text_of
 from .subject import base_subject
 
@@ -190,6 +192,9 @@ def _parse(raw: Raw) -> dict:
         if items is None:
             items = parsed[v] = parse_address_list(v)
         cache[key] = jmap_addresses(items)
+    report = report_reference(raw, root, cache)  # (one look at the root's type for anything but a report)
+    if report is not None:
+        cache["report"] = report
     return cache
 
 

@@ -68,7 +68,8 @@ class DeliveryHandler:
                 continue
             account_id, inbox_id = target
             try:
-                await self.store.deliver(account_id, received_line + raw, (inbox_id,))
+                # inbound: a read receipt or bounce among them is listed on the submission it answers
+                await self.store.deliver(account_id, received_line + raw, (inbox_id,), inbound=True)
                 replies.append("250 2.0.0 Delivered")
                 # RFC 8621 §8 / RFC 3834; best effort, never fails the delivery above
                 await vacation.after_delivery(self.store, account_id, envelope.mail_from or "", raw)

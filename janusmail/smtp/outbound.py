@@ -392,7 +392,8 @@ class Outbound:
         store = self.store
         message = b"Return-Path: <" + sub.envelope.mail_from.encode() + b">\r\n" + raw
         try:
-            prepared = await store.call(store.emails.prepare, IngestItem(message, (inbox_id,)))
+            # inbound: an MDN or DSN one account sends another here is linked to the recipient's submission
+            prepared = await store.call(store.emails.prepare, IngestItem(message, (inbox_id,), inbound=True))
             delivered = await store.call(store.submissions.deliver_local, account_id, prepared, sub.account_id,
                                          sub.id, rcpt)
         except TooLarge:  # the same message will never fit: a bounce now, not after max_age of retries

@@ -18,6 +18,13 @@ Failures of the group as a whole: a COMMIT the disk refuses (``faults``) gives e
 failed (SQLite rolls back the whole transaction on some disk errors, so the call's savepoint is gone) does the
 same for the calls already run and queues the rest again; any other COMMIT failure re-runs each call alone.
 
+Several processes on one SQLite file (``serve --workers N``, each with its lane): SQLite's own wait for its write
+lock is a busy handler that SLEEPS (1, 2, 5, 10, ... ms) and retries, so under load a lane waited far longer
+than the other process held the lock, and a second worker made writes slower, not faster. So a lane first
+takes an exclusive ``flock`` on ``<database>-writers`` (:class:`WriterLock`): the kernel wakes a waiter the
+moment the holder lets go, and waiters queue instead of polling. The file lock only orders Janus's own lanes;
+SQLite's lock still guards the database against every writer (``janusmail import`` in another process too).
+
 Lanes: one on SQLite (one write lock anyway). On PostgreSQL several, so different accounts keep writing in
 parallel; a call goes to the lane of its first string argument (the account id, by the services'
 convention), so one account's calls are ordered in one lane and two lanes rarely wait on the same row lock.
@@ -31,7 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import threading
 import time
 import zlib
@@ -90,8 +99,10 @@ def lane_key(args: tuple) -> str:
 class Group:
     """One shared write transaction on a writer lane, opened by the first ``Store.write`` of its calls."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, lock: WriterLock | None = None) -> None:
         self.store = store
+        self._lock = lock  # SQLite with several processes: taken before BEGIN IMMEDIATE, given back in close()
+        self._locked = False
         self._ctx: sa.Connection | None = None
         self.conn: sa.Connection | None = None
         self._root: sa.RootTransaction | None = None
@@ -102,16 +113,29 @@ class Group:
     def connection(self) -> sa.Connection:
         """The group's connection, in its shared transaction (begun by the first caller)."""
         if self.conn is None:
-            ctx = self.store.engine.connect()
+            if self._lock is not None and not self._locked:
+                self._lock.acquire()
+                self._locked = True
             try:
-                conn = (ctx.execution_options(sqlite_begin="IMMEDIATE", sqlite_begin_direct=True)
-                        if self.store.sqlite else ctx)
-                self._root = conn.begin()
+                ctx = self.store.engine.connect()
+                try:
+                    conn = (ctx.execution_options(sqlite_begin="IMMEDIATE", sqlite_begin_direct=True)
+                            if self.store.sqlite else ctx)
+                    self._root = conn.begin()
+                except BaseException:
+                    ctx.close()
+                    raise
             except BaseException:
-                ctx.close()
+                self._unlock()
                 raise
             self._ctx, self.conn = ctx, conn
         return self.conn
+
+    def _unlock(self) -> None:
+        if self._locked:
+            self._locked = False
+            assert self._lock is not None
+            self._lock.release()
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[sa.Connection]:
@@ -163,17 +187,21 @@ class Group:
         """Roll back whatever is still open and give the connection back (a broken one is not reused)."""
         ctx, self._ctx, self.conn, root, self._root = self._ctx, None, None, self._root, None
         if ctx is None:
+            self._unlock()
             return
         try:
-            if root is not None:  # not committed (or the COMMIT failed): the database must forget it all
-                root.rollback()
-        except Exception:  # noqa: BLE001 - the connection is discarded below
-            log.debug("rollback of a failed group", exc_info=True)
-            self.broken = True
-        if self.broken:
-            with contextlib.suppress(Exception):
-                ctx.invalidate()
-        ctx.close()
+            try:
+                if root is not None:  # not committed (or the COMMIT failed): the database must forget it all
+                    root.rollback()
+            except Exception:  # noqa: BLE001 - the connection is discarded below
+                log.debug("rollback of a failed group", exc_info=True)
+                self.broken = True
+            if self.broken:
+                with contextlib.suppress(Exception):
+                    ctx.invalidate()
+            ctx.close()
+        finally:
+            self._unlock()  # after the COMMIT or the rollback: the database's own lock is free by now
 
 
 class _Lane:
@@ -181,6 +209,7 @@ class _Lane:
 
     def __init__(self, queue: WriteQueue, name: str) -> None:
         self._queue = queue
+        self.lock = WriterLock(queue.lock_path) if queue.lock_path else None
         self._calls: deque[_Call] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -207,10 +236,12 @@ class _Lane:
                 while not self._calls and not self._stopping:
                     self._cond.wait()
                 if not self._calls:
+                    if self.lock is not None:
+                        self.lock.close()
                     return  # stopping, and everything queued is done
                 calls = [self._calls.popleft() for _ in range(min(MAX_GROUP, len(self._calls)))]
             try:
-                self._queue.run_group(calls)
+                self._queue.run_group(calls, self.lock)
             except BaseException as exc:  # noqa: BLE001 - a bug here must not leave callers waiting forever
                 log.exception("writer lane failed")
                 for call in calls:
@@ -228,6 +259,9 @@ class WriteQueue:
         self.store = store
         if not sa.event.contains(store.engine, "before_cursor_execute", _no_second_writer):
             sa.event.listen(store.engine, "before_cursor_execute", _no_second_writer)
+        path = store.engine.url.database if store.sqlite else None
+        #: the lanes' cross-process lock file (SQLite files only; see the module docstring)
+        self.lock_path = path + "-writers" if path and path != ":memory:" else None
         self._lanes = [_Lane(self, f"{name}-{i}") for i in range(max(1, lanes))]
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -247,15 +281,15 @@ class WriteQueue:
 
     # -- running a group (on a lane's thread) ---------------------------------------------------------------
 
-    def run_group(self, calls: list[_Call]) -> None:
+    def run_group(self, calls: list[_Call], lock: WriterLock | None = None) -> None:
         """Run ``calls`` in one transaction and settle their futures after its COMMIT (see the module
-        docstring for what happens when the group as a whole fails)."""
+        docstring for what happens when the group as a whole fails). ``lock``: the lane's writer lock."""
         if not self.store.sqlite and len(calls) > 1:
             # PostgreSQL: take account row locks in one order in every group (a stable sort keeps each
             # account's calls in arrival order), so two lanes' groups can never wait on each other in a cycle.
             calls = sorted(calls, key=lambda c: c.key)
         store = self.store
-        group = Group(store)
+        group = Group(store, lock)
         started = time.perf_counter()
         commit_seconds = 0.0
         outcomes: list[tuple[_Call, bool, Any]] = []
@@ -306,10 +340,45 @@ class WriteQueue:
             if alone:
                 log.warning("a shared commit failed (%s); its calls are retried one by one", lost)
         for call in alone:
-            self.run_group([call])
+            self.run_group([call], lock)
         if rest:
-            self.run_group(rest)
+            self.run_group(rest, lock)
 
+
+
+class WriterLock:
+    """An exclusive ``flock`` on the database's ``-writers`` file, held by a lane from before its BEGIN IMMEDIATE
+    to after its COMMIT (see the module docstring). One per lane: flock excludes per open file, so two lanes of
+    one process with one descriptor would not exclude each other. Waiting blocks in the kernel, with the GIL
+    released."""
+
+    def __init__(self, path: str) -> None:
+        self._fd: int | None = None
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:  # (a read-only data dir): SQLite's own lock still orders the writers
+            log.warning("no writer lock file %s (%s): writers wait on SQLite's busy handler", path, exc)
+        self._held = False
+
+    def acquire(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._held = True
+        except OSError as exc:  # a file system without flock (ENOLCK): go on without it, as above
+            log.warning("writer lock unavailable (%s): writers wait on SQLite's busy handler", exc)
+            self.close()
+
+    def release(self) -> None:
+        if self._fd is not None and self._held:
+            self._held = False
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 _WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
 

@@ -24,6 +24,7 @@ from . import ids, quotas
 from . import keywords as kwmod
 from .membership import claim_recent_in
 from .model import Delivered, IngestItem, NotFound, TooLarge
+from .report_links import link_report
 from .schema import blobs, email_keywords, emails, mailboxes, messages
 from .search.index import write_text
 from .thread_assign import assign_threads, message_refs
@@ -35,8 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
     from .transaction import WriteTx
 
-#: Cache keys that only feed row columns or the search index; not stored in the cache blob.
-_ROW_ONLY = ("search_text",)
+#: Cache keys that only feed row columns, the search index or this write; not stored in the cache blob.
+_ROW_ONLY = ("search_text", "report")
 
 
 def _addr_text(addrs: list[dict] | None) -> str:
@@ -217,6 +218,10 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
         sql.many(conn, _INSERT_KEYWORD, kw_rows)
         sql.many(conn, _INSERT_MESSAGE, msg_rows)
         write_text(conn, store.sqlite, search_rows, sql)
+        for p, d in zip(prep, out, strict=True):
+            report = p.cache.get("report")  # (only delivery reports have one: mime/reports.py)
+            if report is not None and p.item.inbound:
+                link_report(tx, report, d.blob_id)  # dsnBlobIds / mdnBlobIds of what it answers, if anything
         tx.touch_mailbox(*per_box)
         tx.delivery()
         if then is not None:

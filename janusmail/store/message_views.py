@@ -97,7 +97,10 @@ class MailboxChanges:
 @dataclass(frozen=True)
 class MailboxSnapshot:
     """A mailbox as SELECT shows it: ``uids`` ascending, all below ``uidnext``; ``keywords`` in use (IMAP
-    spelling); ``recent_from`` the first UID \\Recent for the caller (None unless it claimed them)."""
+    spelling); ``recent_from`` the first UID \\Recent for the caller (None unless it claimed them).
+
+    ``uids`` is the store's cached array, shared by every session that selected the same content: read it, or
+    copy it before changing it (8 bytes per message per session otherwise: 800 KB for each idler of 100k)."""
 
     mailbox_id: str
     uidvalidity: int
@@ -297,7 +300,8 @@ class MessageViews:
                   first_unseen: bool) -> MailboxSnapshot:
         """The rest of a snapshot, in the transaction that read ``head`` (so UIDs, keywords and counters agree):
         what SELECT showed last time when the mailbox row names the same content, else brought forward or
-        read (:mod:`.mailbox_snapshots`). The session gets its own copy of the UID array (one ``memcpy``)."""
+        read (:mod:`.mailbox_snapshots`). The UID array is the cached one, never changed once stored: the
+        sessions share it and copy it only when they change their view (``SelectedMailbox``)."""
         shown = self._shown(conn, mailbox_id, head)
         first = None
         if first_unseen and shown.uids:
@@ -307,7 +311,7 @@ class MessageViews:
                 self.snapshots.put(mailbox_id, shown)
             first = shown.first_unseen
         return MailboxSnapshot(mailbox_id, head.uidvalidity, head.uidnext, head.highest_modseq, head.recent_uid,
-                               shown.uids[:], keyword_displays(shown.keywords), recent_from, first)
+                               shown.uids, keyword_displays(shown.keywords), recent_from, first)
 
     def _shown(self, conn: sa.Connection, mailbox_id: str, head: Any) -> Shown:
         """The UIDs and keywords of the content the mailbox row ``head`` names (see :mod:`.mailbox_snapshots`)."""

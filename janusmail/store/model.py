@@ -156,7 +156,10 @@ class IngestItem:
     flag), set in the same transaction that stores the message, so the APPEND is all or nothing.
     ``claim_recent``: one of ``mailbox_ids`` whose \\Recent messages, up to and including this one, the storing
     IMAP4rev1 session claims in the same transaction (APPEND into its selected mailbox: it is the first session
-    told of the message, and claiming here spares it a write of its own when it announces it)."""
+    told of the message, and claiming here spares it a write of its own when it announces it).
+    ``inbound``: the message arrived by delivery (LMTP, the sender's local delivery of another account's mail):
+    if it is a delivery report, the submission it answers lists it (``report_links``) in the same write. Not
+    for APPEND, import or the server's own bounces: see report_links.py for why."""
 
     raw: bytes
     mailbox_ids: tuple[str, ...]
@@ -164,6 +167,7 @@ class IngestItem:
     received_at: int | None = None
     deleted: bool = False
     claim_recent: str | None = None
+    inbound: bool = False
 
 
 @dataclass(frozen=True, slots=True)

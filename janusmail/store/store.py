@@ -171,11 +171,11 @@ class Store:
 
     async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
                       received_at: int | None = None, *, deleted: bool = False,
-                      claim_recent: str | None = None) -> Delivered:
+                      claim_recent: str | None = None, inbound: bool = False) -> Delivered:
         """Store one message from an async server, sharing durability syncs with concurrent deliveries.
         ``deleted``: its memberships start with IMAP's ``\\Deleted``, in the same transaction (APPEND);
-        ``claim_recent``: see ``IngestItem``."""
-        item = IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at, deleted, claim_recent)
+        ``claim_recent``, ``inbound`` (a delivery: a report in it is linked to its submission): see ``IngestItem``."""
+        item = IngestItem(raw, tuple(mailbox_ids), tuple(keywords), received_at, deleted, claim_recent, inbound)
         return await self._group.deliver(account_id, item)
 
     @contextlib.contextmanager

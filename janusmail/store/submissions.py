@@ -12,7 +12,9 @@ local delivery happens exactly once.
 States: ``undo_status`` is ``pending`` until ``send_at`` (a FUTURERELEASE hold, RFC 4865), while the client
 may cancel it; ``final`` once released to the sender; ``canceled``. ``next_attempt`` is when the sender should
 look at the row again (NULL: nothing left to do). Per recipient ``delivery`` holds RFC 8621 §7's
-DeliveryStatus (``queued`` / ``yes`` / ``no`` with the last SMTP reply).
+DeliveryStatus (``queued`` / ``yes`` / ``no`` with the last SMTP reply). ``dsn_blob_ids`` / ``mdn_blob_ids`` list
+the reports for it: the DSNs the sender wrote itself (``record_attempts``), then whatever reports arrive by
+delivery naming the row's ``message_id`` (janusmail/store/report_links.py, in the delivering write).
 
 System rows (``origin`` not NULL, e.g. ``vacation``: janusmail/store/vacation.py) are messages the server sends
 on the account's behalf without the user asking. They ride the same queue (durability, retries, the sender's
@@ -76,6 +78,10 @@ email_submissions_table = sa.Table(
     sa.Column("undo_status", sa.String(16), nullable=False),
     sa.Column("delivery", sa.Text, nullable=False),  # JSON {rcpt: {"delivered", "smtpReply"}}
     sa.Column("dsn_blob_ids", sa.Text, nullable=False, server_default="[]"),
+    # JSON list of the MDNs received for it, in order (report_links.py, migration 0019)
+    sa.Column("mdn_blob_ids", sa.Text, nullable=False, server_default="[]"),
+    # the sent message's Message-ID (no brackets; NULL if it has none): what a report names it by
+    sa.Column("message_id", sa.Text, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt", sa.BigInteger, nullable=True, index=True),
     sa.Column("lease_until", sa.BigInteger, nullable=True),
@@ -83,7 +89,14 @@ email_submissions_table = sa.Table(
     # NULL: the user's EmailSubmission; otherwise what queued this system row ("vacation"), hidden from JMAP
     sa.Column("origin", sa.String(16), nullable=True),
 )
+#: A received report finds the submissions it answers through this (report_links.py): the account's rows only.
+sa.Index("ix_email_submissions_account_message_id", email_submissions_table.c.account_id,
+         email_submissions_table.c.message_id)
 
+
+#: The longest Message-ID (octets) kept on a row: it is indexed (PostgreSQL's btree refuses entries past ~2.7
+#: KB), and RFC 5322 lines stop at 998 octets anyway. ``janusmail.mime.reports.MAX_ID`` is the same bound.
+MAX_MESSAGE_ID = 998
 
 #: The reply recorded for a recipient delivered into a mailbox here.
 LOCAL_REPLY = "250 2.0.0 Delivered"
@@ -166,6 +179,8 @@ class Submission:
     attempts: int
     next_attempt: int | None
     created_at: int
+    #: blob ids of the MDNs received for it, in order of receipt (report_links.py)
+    mdn_blob_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +201,8 @@ def _row(r: Any) -> Submission:
     return Submission(r.id, r.account_id, r.identity_id, r.email_id, r.thread_id, r.blob_id,
                       Envelope.from_json(json.loads(r.envelope)), int(r.send_at), r.undo_status,
                       json.loads(r.delivery), tuple(json.loads(r.dsn_blob_ids)), int(r.attempts),
-                      None if r.next_attempt is None else int(r.next_attempt), int(r.created_at))
+                      None if r.next_attempt is None else int(r.next_attempt), int(r.created_at),
+                      tuple(json.loads(r.mdn_blob_ids)))
 
 
 _SORT_COLUMNS = {"emailId": "email_id", "threadId": "thread_id", "sentAt": "send_at"}
@@ -254,7 +270,8 @@ class Submissions:
                 email_ids = list(dict.fromkeys(w.email_id for w in wanted))
                 found: dict[str, Any] = {}
                 for i in range(0, len(email_ids), 500):  # by primary key, the account compared here (see emails.py)
-                    for r in tx.conn.execute(sa.select(t.c.id, t.c.account_id, t.c.blob_id, t.c.thread_id)
+                    for r in tx.conn.execute(sa.select(t.c.id, t.c.account_id, t.c.blob_id, t.c.thread_id,
+                                                       t.c.message_id)
                                              .where(t.c.id.in_(email_ids[i : i + 500]))):
                         if r.account_id == account_id:
                             found[r.id] = r
@@ -265,7 +282,7 @@ class Submissions:
                         out.append(NotFound(w.email_id))
                         continue
                     sub, row = self._new_row(tx, w.identity_id, w.email_id, email.thread_id, email.blob_id,
-                                             w.envelope, send_at=w.send_at, now=now)
+                                             w.envelope, send_at=w.send_at, now=now, message_id=email.message_id)
                     out.append(sub)
                     rows.append(row)
                 if not rows:
@@ -289,23 +306,30 @@ class Submissions:
 
         def queue(tx: WriteTx, done: list[Delivered]) -> None:
             d = done[0]
-            made.append(self._insert(tx, identity_id, d.email_id, d.thread_id, d.blob_id, envelope, now=now))
+            mids = message.cache.get("message_ids") or []
+            made.append(self._insert(tx, identity_id, d.email_id, d.thread_id, d.blob_id, envelope, now=now,
+                                     message_id=mids[0] if mids else None))
 
         delivered = ingest.store_batch(self._store, account_id, [message], then=queue)[0]
         return delivered, made[0]
 
     @classmethod
     def _insert(cls, tx: WriteTx, identity_id: str, email_id: str, thread_id: str, blob_id: str, envelope: Envelope,
-                *, send_at: int | None = None, now: int | None = None) -> Submission:
+                *, send_at: int | None = None, now: int | None = None, message_id: str | None = None
+                ) -> Submission:
         """The submission row, inside the caller's write of the sending account."""
-        sub, row = cls._new_row(tx, identity_id, email_id, thread_id, blob_id, envelope, send_at=send_at, now=now)
+        sub, row = cls._new_row(tx, identity_id, email_id, thread_id, blob_id, envelope, send_at=send_at, now=now,
+                                message_id=message_id)
         tx.conn.execute(sa.insert(email_submissions_table).values(**row))
         return sub
 
     @staticmethod
     def _new_row(tx: WriteTx, identity_id: str, email_id: str, thread_id: str, blob_id: str, envelope: Envelope,
-                 *, send_at: int | None = None, now: int | None = None) -> tuple[Submission, dict[str, Any]]:
-        """A new submission and its row (logged as created in ``tx``; the caller inserts the row)."""
+                 *, send_at: int | None = None, now: int | None = None, message_id: str | None = None
+                 ) -> tuple[Submission, dict[str, Any]]:
+        """A new submission and its row (logged as created in ``tx``; the caller inserts the row). ``message_id``
+        is the sent message's (the email's ``message_id``): received reports name the submission by it. One
+        too long for the index (past RFC 5322's line length) is not kept; no report could be matched by it."""
         now = int(time.time()) if now is None else now
         send_at = now if send_at is None else max(now, int(send_at))
         sub_id = ids.mint("S")
@@ -316,7 +340,8 @@ class Submissions:
             "thread_id": thread_id, "blob_id": blob_id, "envelope": json.dumps(envelope.to_json()),
             "send_at": send_at, "undo_status": undo_status,
             "delivery": json.dumps(delivery), "dsn_blob_ids": "[]", "attempts": 0, "next_attempt": send_at,
-            "lease_until": None, "created_at": now,
+            "lease_until": None, "created_at": now, "mdn_blob_ids": "[]",
+            "message_id": message_id if message_id and len(message_id.encode()) <= MAX_MESSAGE_ID else None,
         }  # fmt: skip
         tx.log(KIND, sub_id, "c")
         return Submission(sub_id, tx.account_id, identity_id, email_id, thread_id, blob_id, envelope, send_at,
@@ -486,7 +511,7 @@ class Submissions:
             delivery = json.loads(cur)
             if delivery.get(rcpt, {}).get("delivered") == "yes":
                 raise _AlreadyDelivered
-            delivery[rcpt] = {"delivered": "yes", "smtpReply": LOCAL_REPLY}
+            delivery[rcpt] = {**delivery.get(rcpt, {}), "delivered": "yes", "smtpReply": LOCAL_REPLY}
             tx.conn.execute(sa.update(t).where(t.c.id == submission_id).values(delivery=json.dumps(delivery)))
 
         try:
@@ -522,7 +547,8 @@ class Submissions:
                     a = by_id[sid]
                     delivery = json.loads(cur.delivery)
                     for rcpt, (delivered, reply) in a.results.items():
-                        delivery[rcpt] = {"delivered": delivered, "smtpReply": reply}
+                        # (an MDN's ``displayed`` may have come in between: kept)
+                        delivery[rcpt] = {**delivery.get(rcpt, {}), "delivered": delivered, "smtpReply": reply}
                     rows.append({"sid": sid, "new_delivery": json.dumps(delivery),
                                  "new_dsns": json.dumps([*json.loads(cur.dsn_blob_ids), *a.dsn_blob_ids]),
                                  "new_attempts": cur.attempts + 1, "new_next": a.next_attempt})

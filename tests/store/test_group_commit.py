@@ -286,3 +286,46 @@ def test_store_call_acknowledges_after_the_commit(store) -> None:  # noqa: ANN00
     assert sorted(r.modseq for r in results) == list(range(start + 1, start + 11))
     assert _modseq(store, a) == start + 10
 
+
+
+def test_sqlite_lanes_of_several_processes_queue_on_the_writer_lock_file(store, monkeypatch) -> None:  # noqa: ANN001
+    """``serve --workers N`` on SQLite: a lane takes the ``-writers`` file lock BEFORE SQLite's write lock, so a
+    lane of another process (played here by the test holding the file lock) makes it wait in the kernel, not in
+    SQLite's sleeping busy handler; once the lock is free the write goes through."""
+    if not store.sqlite:
+        pytest.skip("PostgreSQL's writers wait on row locks, with no busy handler")
+    import fcntl
+    import os
+    import sqlite3
+
+    from janusmail.store import groupcommit
+
+    a, inbox = _account(store, "alice")
+    path = store._writer.lock_path
+    assert path is not None and path.endswith("-writers")
+    entered = threading.Event()
+    real_acquire = groupcommit.WriterLock.acquire
+
+    def acquire(self: Any) -> None:
+        entered.set()
+        real_acquire(self)
+
+    monkeypatch.setattr(groupcommit.WriterLock, "acquire", acquire)
+    other = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)  # "another process" is writing
+        fut = writer_calls.submit(store, store.memberships.store_flags, a, inbox, [(1, 1)], "add", ["$flagged"],
+                                  None)
+        assert entered.wait(WAIT)
+        # the lane waits for the file lock and has not taken SQLite's: another writer still gets it at once
+        db = sqlite3.connect(store.engine.url.database, timeout=0, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+        assert not fut.done()
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert fut.result(WAIT).modseq == _modseq(store, a)
+    finally:
+        os.close(other)

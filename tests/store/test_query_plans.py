@@ -425,3 +425,19 @@ def test_select_snapshot_brought_forward(seeded: Seeded, capture: Capture) -> No
     s.memberships.expunge(a, seeded.box)
     snap = assert_bounded(capture, lambda: s.messages.mailbox_snapshot(a, seeded.box, first_unseen=True))
     assert snap is not None and 1 not in snap.uids and len(snap.uids) == 30
+
+
+def test_delivered_report_finds_its_submission(seeded: Seeded, capture: Capture) -> None:
+    """A delivered MDN or DSN looks up the submissions it answers (janusmail/store/report_links.py) by the
+    account's (account_id, message_id) index, whatever the other accounts or the mailbox hold."""
+    from janusmail.store.submissions import Envelope
+    from tests.reportgen import dsn, mdn
+
+    s, a = seeded.store, seeded.account_id
+    msgid = f"{uuid.uuid4().hex}@example.test"
+    sent = s.emails.ingest(a, simple(950, msgid=msgid), (seeded.other_box,))
+    sub = s.submissions.create(a, "I1", sent.email_id, Envelope(seeded.address, ("x@remote.test",)))
+    batch = [IngestItem(mdn(msgid), (seeded.box,), inbound=True), IngestItem(dsn(msgid), (seeded.box,), inbound=True)]
+    done = assert_bounded(capture, lambda: s.emails.ingest_many(a, batch))
+    got = s.submissions.list(a, [sub.id])[0]
+    assert (got.mdn_blob_ids, got.dsn_blob_ids) == ((done[0].blob_id,), (done[1].blob_id,))

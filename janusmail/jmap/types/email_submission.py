@@ -85,11 +85,11 @@ def to_record(sub: Submission) -> dict[str, Any]:
         "sendAt": _utc(sub.send_at),
         "undoStatus": sub.undo_status,
         "deliveryStatus": {
-            r: {"smtpReply": d["smtpReply"], "delivered": d["delivered"], "displayed": "unknown"}
+            r: {"smtpReply": d["smtpReply"], "delivered": d["delivered"], "displayed": d.get("displayed", "unknown")}
             for r, d in sub.delivery.items()
         },
         "dsnBlobIds": list(sub.dsn_blob_ids),
-        "mdnBlobIds": [],
+        "mdnBlobIds": list(sub.mdn_blob_ids),
     }
 
 
