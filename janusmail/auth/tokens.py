@@ -576,7 +576,8 @@ class TokenService:
             "scope": " ".join(scope),
             "iat": now,
             "exp": now + ttl,
-            "jti": secrets.token_urlsafe(16),
+            # hex, not base64url: an id that began with "-" read as an option in `janusmail token revoke ID`
+            "jti": secrets.token_hex(16),
         }
         token = jwt.encode(
             claims, self._key, algorithm=BUILTIN_ALGORITHM, headers={"kid": self._kid, "typ": "at+jwt"}

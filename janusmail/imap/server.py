@@ -386,14 +386,21 @@ class _Connection(asyncio.Protocol):
         await self.drain()
         self.inbox = b""
         if self.reading_paused:
-            self.reading_paused = False
             self.transport.resume_reading()
+        # Until start_tls() returns, self.transport is the plain one, which the TLS layer now drives: the first
+        # decrypted bytes can reach data_received before that (they came in the read that ended the handshake),
+        # and pausing the plain transport then would leave it paused for good. "Paused" keeps data_received off
+        # it; the TLS transport is paused below if what arrived meanwhile calls for it.
+        self.reading_paused = True
         loop = asyncio.get_running_loop()
         tls_transport = await loop.start_tls(self.transport, self, ctx, server_side=True,
                                              ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         if tls_transport is None:  # pragma: no cover - the connection closed during the handshake
             raise ConnectionResetError("Connection lost during the TLS handshake")
         self.transport = tls_transport
+        self.reading_paused = len(self.inbox) >= READ_SIZE
+        if self.reading_paused:
+            tls_transport.pause_reading()
 
     async def _expire(self, stalled: bool) -> None:
         """The client was silent for its whole timeout: say BYE and end."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ def test_issue_and_validate(token_service: TokenService, clock: Clock) -> None:
     assert header["alg"] == "ES256" and header["kid"] == token_service.jwks()["keys"][0]["kid"]
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["iss"] == ISSUER and claims["sub"] == ACCOUNT and claims["aud"] == ISSUER
-    assert claims["scope"] == "imap jmap" and claims["exp"] - claims["iat"] == 600 and claims["jti"]
+    assert claims["scope"] == "imap jmap" and claims["exp"] - claims["iat"] == 600
+    # an id the CLI takes as an argument (`janusmail token revoke ID`): never one that starts like an option
+    assert re.fullmatch(r"[0-9a-f]{32}", claims["jti"])
     info = token_service.validate(token, "imap")
     assert info.account_id == ACCOUNT and info.scopes == {"imap", "jmap"}
     assert info.expires_at == int(clock.now) + 600 and info.issuer == ISSUER and info.jti == claims["jti"]
