@@ -48,6 +48,10 @@ DEFLATE_WBITS = -15
 #: Seconds of client silence after which a compressed connection's deflate state is dropped (made again for the
 #: next response): a connection that sits between commands keeps only its inflate state.
 DEFLATE_REST = 5.0
+#: Seconds a connection may keep the transport over its high-water mark (a client that stopped reading mid-FETCH,
+#: or an idler whose updates pile up): then it is aborted, so it stops holding its per-IP and per-account slots,
+#: its registry entry, its IDLE subscription and buffered output. A reading client drains far sooner.
+WRITE_STALL = 300.0
 
 
 class ConnectionLimits:
@@ -207,7 +211,8 @@ class _Connection(asyncio.Protocol):
     literals spooled and output drained before the next; reading pauses while ``READ_SIZE`` bytes wait."""
 
     __slots__ = ("listener", "implicit_tls", "transport", "ctx", "ip", "session", "wire", "ticket", "task",
-                 "inbox", "reading_paused", "write_paused", "drain_waiter", "eof", "ended", "silent_since", "timer")
+                 "inbox", "reading_paused", "write_paused", "drain_waiter", "eof", "ended", "silent_since", "timer",
+                 "stall_timer")
 
     def __init__(self, listener: _Listener, implicit_tls: bool) -> None:
         self.listener = listener
@@ -229,6 +234,7 @@ class _Connection(asyncio.Protocol):
         #: loop time since when the client has been silent with nothing to do (None while a command runs)
         self.silent_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.stall_timer: asyncio.TimerHandle | None = None  # armed while writing is paused (WRITE_STALL)
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
@@ -286,9 +292,15 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.stall_timer is None and not self.ended:
+            self.stall_timer = asyncio.get_running_loop().call_later(WRITE_STALL, self._stalled_writing,
+                                                                     context=self.ctx)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.stall_timer is not None:
+            self.stall_timer.cancel()
+            self.stall_timer = None
         waiter, self.drain_waiter = self.drain_waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -315,6 +327,14 @@ class _Connection(asyncio.Protocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def _stalled_writing(self) -> None:
+        """The client has not read for :data:`WRITE_STALL` seconds with our output piled up: drop the connection
+        (no BYE: it would not be read either). ``connection_lost`` follows and ends the session."""
+        self.stall_timer = None
+        if self.write_paused and self.transport is not None:
+            logs.event(log, logging.INFO, "imap.write_stall", peer=self.ip)
+            self.transport.abort()
 
     def _idling(self) -> bool:
         return self.session is not None and self.session.idling
@@ -424,9 +444,10 @@ class _Connection(asyncio.Protocol):
             return
         self.ended = True
         self.task = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.stall_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.stall_timer = None
         listener, session = self.listener, self.session
         assert session is not None
         listener.rt.metrics.connection_closed("imap")

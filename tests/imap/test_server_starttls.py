@@ -129,3 +129,32 @@ def test_commands_in_the_handshake_read_then_more(server: Tenant):
     s.sendall(out.read())
     assert line() == b"z OK NOOP completed"  # hung here: the plain socket was paused under TLS
     s.close()
+
+
+class _Writer(_Transport):
+    """What the write-stall guard uses of a transport: ``abort`` (counted)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = asyncio.Event()
+
+    def abort(self) -> None:
+        self.aborted.set()
+
+
+async def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.MonkeyPatch):
+    """Output piled over the high-water mark for WRITE_STALL seconds (a client that stopped reading in the middle
+    of a FETCH, or an idler whose updates pile up): the transport is aborted, so the connection stops holding its
+    slots; a client that reads again in time (resume_writing) is left alone."""
+    monkeypatch.setattr(imap_server, "WRITE_STALL", 0.05)
+    conn = imap_server._Connection(None, False)  # type: ignore[arg-type]
+    reading = _Writer()
+    conn.transport = reading  # type: ignore[assignment]
+    conn.pause_writing()
+    conn.resume_writing()  # drained in time
+    assert conn.stall_timer is None and not reading.aborted.is_set()
+    stuck = _Writer()
+    conn.transport = stuck  # type: ignore[assignment]
+    conn.pause_writing()
+    await asyncio.wait_for(stuck.aborted.wait(), 30)
+    assert not reading.aborted.is_set() and conn.stall_timer is None
