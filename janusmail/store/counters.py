@@ -19,7 +19,7 @@ operations, and a repair tool can rewrite the columns from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -79,11 +79,21 @@ def write_columns(conn: sa.Connection, values: dict[str, Vector]) -> None:
         conn.execute(sa.update(mailboxes).where(mailboxes.c.id == mid).values(dict(zip(COLUMNS, vec, strict=True))))
 
 
-def add_columns(sql: SqlText, conn: sa.Connection, deltas: dict[str, Vector]) -> None:
-    """Add these differences to the counter columns (one UPDATE per mailbox that changed)."""
+def add_columns(sql: SqlText, conn: sa.Connection, deltas: dict[str, Vector],
+                touch: Collection[str] = (), modseq: int | None = None) -> set[str]:
+    """Add these differences to the counter columns (one UPDATE per mailbox that changed). The mailboxes also
+    in ``touch`` get ``highest_modseq = modseq`` in that same UPDATE (one statement, not two, for the mailbox a
+    STORE, EXPUNGE or APPEND changed); returns those, which the caller need not touch again."""
+    done: set[str] = set()
     for mid, vec in deltas.items():
         if any(vec):
-            sql.count(conn, _ADD, {"mid": mid, **{f"d_{name}": d for name, d in zip(COLUMNS, vec, strict=True)}})
+            params = {"mid": mid, **{f"d_{name}": d for name, d in zip(COLUMNS, vec, strict=True)}}
+            if modseq is not None and mid in touch:
+                sql.count(conn, _ADD_TOUCH, {**params, "modseq": modseq})
+                done.add(mid)
+            else:
+                sql.count(conn, _ADD, params)
+    return done
 
 
 def to_counts(row: Sequence) -> MailboxCounts:
@@ -93,12 +103,18 @@ def to_counts(row: Sequence) -> MailboxCounts:
 class CounterTracker:
     """The counters part of one write transaction (held by ``WriteTx``); ``sql``: the store's statements."""
 
-    __slots__ = ("_before", "_overflow", "_sql")
+    __slots__ = ("_affected", "_before", "_overflow", "_sql", "_thread_of", "touched_by_flush")
 
     def __init__(self, sql: SqlText) -> None:
         self._before: dict[str, dict[str, Vector]] = {}  # thread id -> {mailbox id: contribution} before
+        #: emails already seen by affect_emails: their threads are in ``_before`` (an email never changes thread)
+        self._affected: set[str] = set()
+        #: email id -> thread id, as read in this transaction (``threads_of``)
+        self._thread_of: dict[str, str] = {}
         self._overflow = False
         self._sql = sql
+        #: mailboxes whose highest_modseq the last flush set with their counters
+        self.touched_by_flush: set[str] = set()
 
     def affect_threads(self, conn: sa.Connection, thread_ids: Iterable[str]) -> None:
         """These threads are about to change: remember what they contribute now (first call per thread wins)."""
@@ -119,16 +135,28 @@ class CounterTracker:
         """These emails (their flags or memberships) are about to change."""
         if self._overflow or not email_ids:
             return
-        threads: set[str] = set()
-        ids = list(email_ids)
-        for i in range(0, len(ids), 500):
-            threads.update(self._sql.column(conn, _THREADS_OF, {"ids": ids[i : i + 500]}))
-        self.affect_threads(conn, threads)
+        affected = self._affected
+        ids = [e for e in dict.fromkeys(email_ids) if e not in affected]  # (a STORE of flags and \\Deleted: twice)
+        if not ids:
+            return
+        affected.update(ids)
+        self.affect_threads(conn, self.threads_of(conn, ids))
 
-    def flush(self, conn: sa.Connection, touched: Iterable[str]) -> tuple[int, int] | None:
+    def threads_of(self, conn: sa.Connection, email_ids: Sequence[str]) -> set[str]:
+        """The threads of these emails, each email read once per transaction (its thread never changes; a STORE
+        of \\Deleted needs them for the counters and again for the Thread change log)."""
+        known = self._thread_of
+        missing = [e for e in dict.fromkeys(email_ids) if e not in known]
+        for i in range(0, len(missing), 500):
+            known.update(self._sql.run(conn, _THREADS_OF, {"ids": missing[i : i + 500]}))
+        return {known[e] for e in email_ids if e in known}
+
+    def flush(self, conn: sa.Connection, touched: Collection[str], modseq: int | None = None
+              ) -> tuple[int, int] | None:
         """Apply the differences (or recount ``touched`` mailboxes after an overflow). Returns how much the
         account's memberships moved in all, (memberships, octets), which is what quotas count (``quotas.py``);
-        None after an overflow, when only a recount knows."""
+        None after an overflow, when only a recount knows. With ``modseq``, the ``touched`` mailboxes whose
+        counters move get their highest_modseq in the same UPDATE (listed in :attr:`touched_by_flush`)."""
         if self._overflow:
             ids = sorted(set(touched))
             fresh = recount(conn, ids)
@@ -146,7 +174,8 @@ class CounterTracker:
                     acc = deltas.setdefault(mid, [0] * 8)
                     for k in range(8):
                         acc[k] += a[k] - b[k]
-        add_columns(self._sql, conn, {mid: tuple(v) for mid, v in deltas.items()})  # type: ignore[misc]
+        self.touched_by_flush = add_columns(self._sql, conn, {mid: tuple(v) for mid, v in deltas.items()},  # type: ignore[misc]
+                                            touched, modseq)
         # A destroyed mailbox's rows are gone but its difference is here: the account total stays exact.
         return sum(v[0] for v in deltas.values()), sum(v[3] for v in deltas.values())
 
@@ -168,7 +197,9 @@ _PER_THREAD = (sa.select(emails.c.thread_id, messages.c.mailbox_id, *_aggregates
                .select_from(messages.join(emails, emails.c.id == messages.c.email_id))
                .where(emails.c.thread_id.in_(sa.bindparam("ids", expanding=True)))
                .group_by(emails.c.thread_id, messages.c.mailbox_id))
-_THREADS_OF = (sa.select(emails.c.thread_id).where(emails.c.id.in_(sa.bindparam("ids", expanding=True)))
-               .distinct())
+_THREADS_OF = sa.select(emails.c.id, emails.c.thread_id).where(emails.c.id.in_(sa.bindparam("ids", expanding=True)))
 _ADD = (sa.update(mailboxes).where(mailboxes.c.id == sa.bindparam("mid"))
         .values({name: mailboxes.c[name] + sa.bindparam(f"d_{name}") for name in COLUMNS}))
+_ADD_TOUCH = (sa.update(mailboxes).where(mailboxes.c.id == sa.bindparam("mid"))
+              .values({**{name: mailboxes.c[name] + sa.bindparam(f"d_{name}") for name in COLUMNS},
+                       "highest_modseq": sa.bindparam("modseq")}))

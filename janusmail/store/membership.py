@@ -121,9 +121,7 @@ class Memberships:
                 tx.touch_mailbox(mailbox_id)
                 # \Deleted hides a membership from JMAP: its mailboxIds changed, and maybe its thread's emailIds.
                 tx.log_many("Email", email_ids, "u")
-                for i in range(0, len(email_ids), 500):
-                    threads = set(sql.column(conn, _THREADS_OF, {"ids": email_ids[i : i + 500]}))
-                    tx.log_many("Thread", sorted(threads), "u")
+                tx.log_many("Thread", sorted(tx.threads_of(email_ids)), "u")
             return StoreResult(sorted(target_uids), modified, tx.modseq, {r[0]: r[2] for r in rows})
 
     @writes
@@ -243,7 +241,6 @@ _TOUCH_MEMBERSHIPS = (sa.update(messages).where(_M.email_id.in_(_P("ids", expand
                       .values(modseq=_P("modseq")).returning(_M.mailbox_id))
 _SET_DELETED = (sa.update(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))
                 .values(deleted=_P("deleted"), modseq=_P("modseq")))
-_THREADS_OF = sa.select(emails.c.thread_id).where(_IDS).distinct()
 _DELETED_ROWS = (sa.select(_M.uid, _M.email_id).where(_M.mailbox_id == _P("mailbox_id"), _M.deleted.is_(True))
                  .order_by(_M.uid))
 _DELETE_MEMBERSHIPS = sa.delete(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))

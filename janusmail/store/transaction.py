@@ -67,6 +67,10 @@ class WriteTx:
         counters (``counters.py``) move by exactly the difference."""
         self._counters.affect_emails(self.conn, email_ids)
 
+    def threads_of(self, email_ids: Sequence[str]) -> set[str]:
+        """The threads of these emails (read once per transaction, shared with the counters)."""
+        return self._counters.threads_of(self.conn, email_ids)
+
     def affect_threads(self, thread_ids: Iterable[str]) -> None:
         """Emails are about to be added to (or removed from) these threads: call BEFORE the rows change."""
         self._counters.affect_threads(self.conn, thread_ids)
@@ -87,12 +91,15 @@ class WriteTx:
         self.kinds.add("EmailDelivery")
 
     def _flush(self) -> None:
-        quotas.record_usage(self, self._counters.flush(self.conn, self._touched))  # usage = the counters' sum
+        counters = self._counters
+        # usage = the counters' sum; a touched mailbox whose counters move gets its highest_modseq with them
+        quotas.record_usage(self, counters.flush(self.conn, self._touched, self.modseq))
         sql = self.store.sql
         if self._touched:
             ids = sorted(self._touched)
-            for i in range(0, len(ids), 500):
-                sql.count(self.conn, _TOUCH, {"ids": ids[i : i + 500], "modseq": self.modseq})
+            rest = [mid for mid in ids if mid not in counters.touched_by_flush]
+            for i in range(0, len(rest), 500):
+                sql.count(self.conn, _TOUCH, {"ids": rest[i : i + 500], "modseq": self.modseq})
             for mid in ids:
                 self.log("Mailbox", mid, "k")
         if self._log:
