@@ -212,7 +212,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("listener", "implicit_tls", "transport", "ctx", "ip", "session", "wire", "ticket", "task",
                  "inbox", "reading_paused", "write_paused", "drain_waiter", "eof", "ended", "silent_since", "timer",
-                 "stall_timer")
+                 "stall_timer", "ip_held")
 
     def __init__(self, listener: _Listener, implicit_tls: bool) -> None:
         self.listener = listener
@@ -235,12 +235,35 @@ class _Connection(asyncio.Protocol):
         self.silent_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.stall_timer: asyncio.TimerHandle | None = None  # armed while writing is paused (WRITE_STALL)
+        self.ip_held = False  # this connection holds one of its address's slots (ConnectionLimits)
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.ctx.run(self._open)
+        try:
+            self.ctx.run(self._open)
+        except Exception:  # a session that could not be set up: give back what _open took, close
+            log.exception("IMAP connection from %s could not start", self.ip)
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Undo a half-done ``_open``: whatever it registered is released, the socket closed."""
+        listener, was_ended = self.listener, self.ended
+        self.ended = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self in listener.live:
+            listener.live.discard(self)
+            listener.rt.metrics.connection_closed("imap")
+        if self.ticket is not None:
+            listener.rt.connections.closed(self.ticket)
+            self.ticket = None
+        if not was_ended and self.ip_held:  # (ended already: the IP cap refused it, nothing was taken)
+            listener.limits.release_ip(self.ip)
+        if self.transport is not None:
+            self.transport.abort()
 
     def _open(self) -> None:
         listener, transport = self.listener, self.transport
@@ -248,11 +271,12 @@ class _Connection(asyncio.Protocol):
         peername = transport.get_extra_info("peername")
         self.ip = ip = str(peername[0]) if peername else "?"
         if not listener.limits.acquire_ip(ip):
-            self.ended = True
+            self.ended = True  # (holds no slot: _abandon must not give one back)
             with contextlib.suppress(Exception):
                 transport.write(b"* BYE Too many connections from your address\r\n")
                 transport.close()
             return
+        self.ip_held = True
         implicit_tls = self.implicit_tls
         logs.bind(sid=logs.new_id("imap"))  # every line this connection's tasks write carries the id
         logs.event(log, logging.DEBUG, "imap.connect", peer=ip, tls=implicit_tls)
@@ -261,9 +285,9 @@ class _Connection(asyncio.Protocol):
             listener.rt, peer=ip, tls_active=implicit_tls, tls_context=None if implicit_tls else listener.ctx,
             out=wire.write, drain=wire.drain, limits=listener.limits, hangup=self.close, local=_local(transport),
         )
-        listener.live.add(self)
         self.ticket = listener.rt.connections.opened("imap", ip, principal=self._principal, tls=self._tls)
         listener.rt.metrics.connection_opened("imap")
+        listener.live.add(self)  # (after the gauge: in ``live`` means counted, for _abandon)
         session.greeting()
         wire.flush()
         self._silent()
@@ -450,13 +474,17 @@ class _Connection(asyncio.Protocol):
         self.timer = self.stall_timer = None
         listener, session = self.listener, self.session
         assert session is not None
-        listener.rt.metrics.connection_closed("imap")
-        listener.live.discard(self)
-        if self.ticket is not None:
-            listener.rt.connections.closed(self.ticket)
-        await session.close()
-        listener.limits.release_ip(self.ip)
-        self.close()
+        try:
+            listener.rt.metrics.connection_closed("imap")
+            listener.live.discard(self)
+            if self.ticket is not None:
+                listener.rt.connections.closed(self.ticket)
+            await session.close()
+        except Exception:  # noqa: BLE001 - the slot and the socket are given back whatever failed above
+            log.exception("IMAP connection from %s: cleanup failed", self.ip)
+        finally:
+            listener.limits.release_ip(self.ip)
+            self.close()
 
     # -- timeouts -------------------------------------------------------------------------------------------
 

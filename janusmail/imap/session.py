@@ -895,6 +895,8 @@ class ImapSession:
         except MailboxGone:
             await self._mailbox_gone()
             await self.flush()
+            if self._hangup is not None:  # (no command will come to end it: the connection closes now)
+                self._hangup()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -291,6 +291,23 @@ def test_mailbox_deleted_under_selected_session(server: Tenant) -> None:
     b.close()
 
 
+def test_mailbox_deleted_under_an_idling_session(server: Tenant) -> None:
+    """The same while the session idles: BYE, then the server closes (it waited for the idle timeout, 30 min,
+    holding the connection's slots)."""
+    a = logged_in(server, select=None)
+    a.cmd("c", "CREATE Doomed2")
+    a.cmd("s", "SELECT Doomed2")
+    a.send(b"i IDLE\r\n")
+    assert a.line().startswith(b"+ ")
+    b = logged_in(server, select=None)
+    assert b.cmd("d", "DELETE Doomed2")[-1].startswith(b"d OK")
+    assert a.line().startswith(b"* BYE")
+    with pytest.raises(EOFError):
+        a.line()
+    a.close()
+    b.close()
+
+
 async def test_aioimaplib_idle(server: Tenant) -> None:
     client = aioimaplib.IMAP4(host="127.0.0.1", port=server.imap_port, timeout=30)
     await client.wait_hello_from_server()

@@ -158,3 +158,69 @@ async def test_a_client_that_stops_reading_is_dropped(monkeypatch: pytest.Monkey
     conn.pause_writing()
     await asyncio.wait_for(stuck.aborted.wait(), 30)
     assert not reading.aborted.is_set() and conn.stall_timer is None
+
+
+class _Peer:
+    """A transport as ``_open`` sees it: addresses, and whether it was aborted."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"peername": ("192.0.2.9", 40000), "sockname": ("127.0.0.1", 143)}.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+@pytest.mark.parametrize("fails", ["session", "registry", "greeting"])
+def test_a_connection_that_cannot_start_gives_everything_back(monkeypatch: pytest.MonkeyPatch, fails: str) -> None:
+    """Whatever fails while a connection is set up (the session, the live-connection registry, the greeting),
+    the per-address slot, the registry entry and the gauge are given back and the socket is dropped: a client
+    that can make setup fail must not use up its address's connection cap."""
+    from types import SimpleNamespace
+
+    events: list[str] = []
+
+    class Registry:
+        def opened(self, *args: object, **kwargs: object) -> int:
+            if fails == "registry":
+                raise RuntimeError("registry")
+            events.append("opened")
+            return 7
+
+        def closed(self, ticket: int) -> None:
+            events.append(f"closed {ticket}")
+
+    class Metrics:
+        def connection_opened(self, door: str) -> None:
+            events.append("gauge +1")
+
+        def connection_closed(self, door: str) -> None:
+            events.append("gauge -1")
+
+    class Session:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            if fails == "session":
+                raise RuntimeError("session")
+
+        def greeting(self) -> None:
+            raise RuntimeError("greeting")
+
+    monkeypatch.setattr(imap_server, "ImapSession", Session)
+    limits = imap_server.ConnectionLimits(per_ip=1, per_account=10)
+    listener = SimpleNamespace(rt=SimpleNamespace(connections=Registry(), metrics=Metrics()), ctx=None,
+                               limits=limits, live=set())
+    peer = _Peer()
+    conn = imap_server._Connection(listener, False)  # type: ignore[arg-type]
+    conn.connection_made(peer)  # type: ignore[arg-type]
+    assert peer.aborted and conn.ended
+    assert limits.ips == {} and listener.live == set()
+    assert events.count("gauge +1") == events.count("gauge -1")
+    assert events.count("opened") == events.count("closed 7")
