@@ -103,7 +103,7 @@ def to_counts(row: Sequence) -> MailboxCounts:
 class CounterTracker:
     """The counters part of one write transaction (held by ``WriteTx``); ``sql``: the store's statements."""
 
-    __slots__ = ("_affected", "_before", "_overflow", "_sql", "_thread_of", "touched_by_flush")
+    __slots__ = ("_affected", "_before", "_emptied", "_overflow", "_sql", "_thread_of", "touched_by_flush")
 
     def __init__(self, sql: SqlText) -> None:
         self._before: dict[str, dict[str, Vector]] = {}  # thread id -> {mailbox id: contribution} before
@@ -111,6 +111,8 @@ class CounterTracker:
         self._affected: set[str] = set()
         #: email id -> thread id, as read in this transaction (``threads_of``)
         self._thread_of: dict[str, str] = {}
+        #: threads this transaction destroyed (no email left): they contribute nothing at flush, unread
+        self._emptied: set[str] = set()
         self._overflow = False
         self._sql = sql
         #: mailboxes whose highest_modseq the last flush set with their counters
@@ -151,6 +153,16 @@ class CounterTracker:
             known.update(self._sql.run(conn, _THREADS_OF, {"ids": missing[i : i + 500]}))
         return {known[e] for e in email_ids if e in known}
 
+    def know_threads(self, thread_of: dict[str, str]) -> None:
+        """Emails whose threads the caller read with its own rows (EXPUNGE joins them to the memberships it
+        removes): :meth:`threads_of` answers from these instead of reading them again."""
+        self._thread_of.update(thread_of)
+
+    def threads_emptied(self, thread_ids: Iterable[str]) -> None:
+        """These threads were destroyed, having no email left: :meth:`flush` knows they contribute nothing now
+        without reading them (EXPUNGE of a message alone in its thread then reads its thread once, not twice)."""
+        self._emptied.update(thread_ids)
+
     def flush(self, conn: sa.Connection, touched: Collection[str], modseq: int | None = None
               ) -> tuple[int, int] | None:
         """Apply the differences (or recount ``touched`` mailboxes after an overflow). Returns how much the
@@ -164,7 +176,8 @@ class CounterTracker:
             return None
         if not self._before:
             return (0, 0)
-        after = _per_thread(self._sql, conn, list(self._before))
+        still = [t for t in self._before if t not in self._emptied]
+        after = _per_thread(self._sql, conn, still) if still else {}
         deltas: dict[str, list[int]] = {}
         for t, before in self._before.items():
             now = after.get(t, {})

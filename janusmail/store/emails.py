@@ -55,57 +55,78 @@ class EmailUpdate:
     remove_mailboxes: list[str] = field(default_factory=list)
 
 
-def destroy_rows(tx: WriteTx, email_ids: list[str]) -> None:
+def destroy_rows(tx: WriteTx, email_ids: list[str], *, vanished_done: bool = False) -> None:
     """Delete emails with every membership (vanished rows for IMAP), keywords and full-text rows, inside
-    ``tx``; threads left empty are destroyed, the others updated. The ids must be the account's. (Its
-    statements are built once and run on the driver's cursor: IMAP EXPUNGE runs them on every call.)"""
+    ``tx``; threads left empty are destroyed, the others updated. The ids must be the account's.
+
+    ``vanished_done``: the caller has written the vanished rows of every membership these emails still have
+    and touched those mailboxes (EXPUNGE of a last copy; emails left in no mailbox): nothing to read here.
+
+    Few statements, because IMAP EXPUNGE runs this on the single writer lane (issue 10): the memberships,
+    keywords and (SQLite) ``email_text`` rows go with the emails by their ``ON DELETE CASCADE`` foreign keys
+    (``email_text``'s delete trigger takes the trigram rows), the threads come from the transaction's memo
+    (``tx.threads_of``), and an empty thread is found and deleted by one statement. Only FTS5's word index,
+    which has no foreign key, is deleted explicitly, before its ``email_text`` rowids go."""
     conn, sql, m = tx.conn, tx.store.sql, tx.modseq
     tx.affect_emails(email_ids)
     for i in range(0, len(email_ids), 500):
         chunk = email_ids[i : i + 500]
         ids = {"ids": chunk}
-        memb = sql.run(conn, _MEMBERSHIPS_OF, ids)
-        if memb:
-            sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": r[0], "uid": r[1], "modseq": m} for r in memb])
-            tx.touch_mailbox(*{r[0] for r in memb})
-            sql.count(conn, _DELETE_MEMBERSHIPS_OF, ids)
-        thread_ids = set(sql.column(conn, _THREADS_OF, ids))
-        sql.count(conn, _DELETE_KEYWORDS_OF, ids)
+        if not vanished_done:
+            memb = sql.run(conn, _MEMBERSHIPS_OF, ids)
+            if memb:
+                sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": r[0], "uid": r[1], "modseq": m} for r in memb])
+                tx.touch_mailbox(*{r[0] for r in memb})
+        thread_ids = tx.threads_of(chunk)
         delete_text(conn, tx.store.sqlite, chunk, sql)
         sql.count(conn, _DELETE_EMAILS, ids)
         tx.log_many("Email", chunk, "d")
-        if not thread_ids:
-            continue
-        tids = sorted(thread_ids)
-        alive = set(sql.column(conn, _LIVE_THREADS, {"ids": tids}))
-        empty = [t for t in tids if t not in alive]
-        if empty:  # a thread with no email left is destroyed, with its refs (its id is never given again)
-            sql.count(conn, _DELETE_THREAD_REFS, {"ids": empty})
-            sql.count(conn, _DELETE_THREADS, {"ids": empty})
-            tx.log_many("Thread", empty, "d")
-        if alive:
-            sql.count(conn, _TOUCH_THREADS, {"ids": sorted(alive), "modseq": m})
-            tx.log_many("Thread", sorted(alive), "u")
+        if thread_ids:
+            _settle_threads(tx, sorted(thread_ids))
+
+
+def _settle_threads(tx: WriteTx, thread_ids: list[str]) -> None:
+    """Threads that lost emails: the empty ones are destroyed with their refs (a thread id is never given
+    again), the others stamped and logged as updated."""
+    conn, sql = tx.conn, tx.store.sql
+    empty = sorted(sql.column(conn, _DELETE_EMPTY_THREADS, {"ids": thread_ids}))
+    if empty:
+        sql.count(conn, _DELETE_THREAD_REFS, {"ids": empty})
+        tx.threads_emptied(empty)
+        tx.log_many("Thread", empty, "d")
+    gone = set(empty)
+    alive = [t for t in thread_ids if t not in gone]
+    if alive:
+        sql.count(conn, _TOUCH_THREADS, {"ids": alive, "modseq": tx.modseq})
+        tx.log_many("Thread", alive, "u")
 
 
 def after_membership_change(tx: WriteTx, email_ids: list[str]) -> list[str]:
-    """Emails whose memberships changed (EXPUNGE, mailbox destroy): destroy the ones left in no mailbox, log
+    """Emails whose memberships changed (mailbox destroy, REPLACE): destroy the ones left in no mailbox, log
     the rest as updated. Returns the destroyed ids."""
     if not email_ids:
         return []
     conn, sql = tx.conn, tx.store.sql
     orphans: list[str] = []
+    live: list[str] = []
     for i in range(0, len(email_ids), 500):
         chunk = email_ids[i : i + 500]
         still = set(sql.column(conn, _STILL_MEMBERS, {"ids": chunk}))
         orphans.extend(e for e in chunk if e not in still)
-        live = [e for e in chunk if e in still]
-        if live:
-            sql.count(conn, _TOUCH_EMAILS, {"ids": live, "modseq": tx.modseq})
-            tx.log_many("Email", live, "u")
-    if orphans:
-        destroy_rows(tx, orphans)
+        live.extend(e for e in chunk if e in still)
+    settle_emails(tx, live, orphans)
     return orphans
+
+
+def settle_emails(tx: WriteTx, live: list[str], orphans: list[str]) -> None:
+    """After a membership change: ``live`` emails (still in a mailbox) are stamped and logged as updated;
+    ``orphans`` (whose every remaining membership's vanished row the caller wrote) are destroyed."""
+    for i in range(0, len(live), 500):
+        chunk = live[i : i + 500]
+        tx.store.sql.count(tx.conn, _TOUCH_EMAILS, {"ids": chunk, "modseq": tx.modseq})
+        tx.log_many("Email", chunk, "u")
+    if orphans:
+        destroy_rows(tx, orphans, vanished_done=True)
 
 
 # -- statements built once (``Store.sql``) of destroy_rows and after_membership_change ---------------------------
@@ -113,13 +134,12 @@ def after_membership_change(tx: WriteTx, email_ids: list[str]) -> list[str]:
 _P = sa.bindparam
 _MEMBERSHIPS_OF = sa.select(messages.c.mailbox_id, messages.c.uid).where(messages.c.email_id.in_(_P("ids", expanding=True)))
 _INSERT_VANISHED = sa.insert(vanished).values(mailbox_id=_P("mailbox_id"), uid=_P("uid"), modseq=_P("modseq"))
-_DELETE_MEMBERSHIPS_OF = sa.delete(messages).where(messages.c.email_id.in_(_P("ids", expanding=True)))
-_THREADS_OF = sa.select(emails.c.thread_id).where(emails.c.id.in_(_P("ids", expanding=True)))
-_DELETE_KEYWORDS_OF = sa.delete(email_keywords).where(email_keywords.c.email_id.in_(_P("ids", expanding=True)))
 _DELETE_EMAILS = sa.delete(emails).where(emails.c.id.in_(_P("ids", expanding=True)))
-_LIVE_THREADS = sa.select(emails.c.thread_id).where(emails.c.thread_id.in_(_P("ids", expanding=True))).distinct()
+#: the threads among ``ids`` with no email left, deleted and named in one statement (by emails.thread_id's index)
+_DELETE_EMPTY_THREADS = (sa.delete(threads).where(
+    threads.c.id.in_(_P("ids", expanding=True)),
+    ~sa.exists().where(emails.c.thread_id == threads.c.id)).returning(threads.c.id))
 _DELETE_THREAD_REFS = sa.delete(thread_refs).where(thread_refs.c.thread_id.in_(_P("ids", expanding=True)))
-_DELETE_THREADS = sa.delete(threads).where(threads.c.id.in_(_P("ids", expanding=True)))
 _TOUCH_THREADS = sa.update(threads).where(threads.c.id.in_(_P("ids", expanding=True))).values(modseq=_P("modseq"))
 _STILL_MEMBERS = (sa.select(messages.c.email_id).where(messages.c.email_id.in_(_P("ids", expanding=True)))
                   .distinct())

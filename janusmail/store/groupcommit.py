@@ -22,8 +22,9 @@ Several processes on one SQLite file (``serve --workers N``, each with its lane)
 lock is a busy handler that SLEEPS (1, 2, 5, 10, ... ms) and retries, so under load a lane waited far longer
 than the other process held the lock, and a second worker made writes slower, not faster. So a lane first
 takes an exclusive ``flock`` on ``<database>-writers`` (:class:`WriterLock`): the kernel wakes a waiter the
-moment the holder lets go, and waiters queue instead of polling. The file lock only orders Janus's own lanes;
-SQLite's lock still guards the database against every writer (``janusmail import`` in another process too).
+moment the holder lets go, and waiters queue instead of polling. The file lock orders Janus's lanes (the
+server's and the CLI's, ``janusmail import`` included); SQLite's lock still guards the database against any
+other writer.
 
 Lanes: one on SQLite (one write lock anyway). On PostgreSQL several, so different accounts keep writing in
 parallel; a call goes to the lane of its first string argument (the account id, by the services'

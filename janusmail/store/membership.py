@@ -8,6 +8,7 @@ not 100k parameters. Keywords are per email (shared by every copy); ``\\Deleted`
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 
 from . import keywords as kwmod
 from . import quotas
-from .emails import after_membership_change
+from .emails import settle_emails
 from .model import NotFound
 from .schema import FLAG_DRAFT, FLAG_SEEN, email_keywords, emails, mailboxes, messages, vanished
 from .thread_visibility import ThreadVisibility
@@ -171,29 +172,42 @@ class Memberships:
 
     @writes
     def expunge(self, account_id: str, mailbox_id: str, uids: UidRanges | None = None) -> list[int]:
-        """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed."""
+        """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed.
+
+        Few statements on the writer lane (issue 10): one read gives the rows and the mailbox's owner,
+        each email's thread (for the counters and the thread log) and its number of memberships, so an email
+        whose every membership goes here is known to be orphaned without asking again. Its memberships go with
+        it (cascade, ``emails.destroy_rows``); only the other emails' memberships are deleted here."""
         sql = self._store.sql
         with self._store.write(account_id) as tx:
             conn = tx.conn
-            self._box(conn, account_id, mailbox_id)
+            params = {"mailbox_id": mailbox_id, "account_id": account_id}
             if uids is None:
-                rows = sql.run(conn, _DELETED_ROWS, {"mailbox_id": mailbox_id})
+                rows = sql.run(conn, _EXPUNGE_ALL, params)
             else:
-                shape, params = bound_params(uids)
-                params["mailbox_id"] = mailbox_id
-                rows = sql.rows(conn, ("expunge", shape), lambda: sa.select(messages.c.uid, messages.c.email_id).where(
-                    messages.c.mailbox_id == sa.bindparam("mailbox_id"), messages.c.deleted.is_(True),
-                    bound_condition(messages.c.uid, shape)).order_by(messages.c.uid), params)
+                shape, bound = bound_params(uids)
+                rows = sql.rows(conn, ("expunge", shape), lambda: _expunge_rows(bound_condition(_M.uid, shape)),
+                                {**bound, **params})
             if not rows:
+                raise NotFound(mailbox_id)
+            if rows[0][0] is None:  # the mailbox's row alone: nothing is \Deleted there
                 return []
             gone = [r[0] for r in rows]
-            email_ids = list({r[1] for r in rows})
+            tx.know_threads({r[1]: r[2] for r in rows})
+            email_ids = list(dict.fromkeys(r[1] for r in rows))
             tx.affect_emails(email_ids)
-            for i in range(0, len(gone), 500):
-                sql.count(conn, _DELETE_MEMBERSHIPS, {"mailbox_id": mailbox_id, "uids": gone[i : i + 500]})
+            leaving = Counter(r[1] for r in rows)
+            copies = {r[1]: r[3] for r in rows}
+            orphans = [e for e in email_ids if copies[e] <= leaving[e]]
+            live = [e for e in email_ids if copies[e] > leaving[e]]
+            if live:
+                keep = set(live)
+                live_uids = [r[0] for r in rows if r[1] in keep]
+                for i in range(0, len(live_uids), 500):
+                    sql.count(conn, _DELETE_MEMBERSHIPS, {"mailbox_id": mailbox_id, "uids": live_uids[i : i + 500]})
             sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": mailbox_id, "uid": u, "modseq": tx.modseq} for u in gone])
             tx.touch_mailbox(mailbox_id)
-            after_membership_change(tx, email_ids)
+            settle_emails(tx, live, orphans)
             return gone
 
     @writes
@@ -241,8 +255,24 @@ _TOUCH_MEMBERSHIPS = (sa.update(messages).where(_M.email_id.in_(_P("ids", expand
                       .values(modseq=_P("modseq")).returning(_M.mailbox_id))
 _SET_DELETED = (sa.update(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))
                 .values(deleted=_P("deleted"), modseq=_P("modseq")))
-_DELETED_ROWS = (sa.select(_M.uid, _M.email_id).where(_M.mailbox_id == _P("mailbox_id"), _M.deleted.is_(True))
-                 .order_by(_M.uid))
+_OTHER = messages.alias("other")
+#: how many memberships the row's email has in all (an email whose every one is expunged is destroyed)
+_COPIES = sa.select(sa.func.count()).where(_OTHER.c.email_id == _M.email_id).scalar_subquery()
+
+
+def _expunge_rows(*condition: sa.ColumnElement) -> sa.Select:
+    """EXPUNGE's one read: (uid, email id, thread id, memberships of the email) of the mailbox's \\Deleted
+    rows in UID order, by primary keys and the mailbox's rows. The mailbox is the left side of outer joins, so
+    the answer also says whether it is the account's: no row when not, one row of NULLs when it is but has
+    nothing to expunge (no second statement to tell the two apart, a frequent case under concurrent EXPUNGEs)."""
+    rows = mailboxes.outerjoin(messages, sa.and_(_M.mailbox_id == mailboxes.c.id, _M.deleted.is_(True), *condition))
+    return (sa.select(_M.uid, _M.email_id, emails.c.thread_id, _COPIES)
+            .select_from(rows.outerjoin(emails, emails.c.id == _M.email_id))  # (a membership's email is there)
+            .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id"))
+            .order_by(_M.uid))
+
+
+_EXPUNGE_ALL = _expunge_rows()
 _DELETE_MEMBERSHIPS = sa.delete(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))
 _INSERT_VANISHED = sa.insert(vanished).values(mailbox_id=_P("mailbox_id"), uid=_P("uid"), modseq=_P("modseq"))
 _RECENT = sa.select(mailboxes.c.recent_uid, mailboxes.c.uidnext).where(mailboxes.c.id == _P("mailbox_id"))

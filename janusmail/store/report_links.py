@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["link_report"]
 
+#: Reports kept per submission and kind: anyone who knows a sent Message-ID (a list post) can send reports naming
+#: it, and each one rewrites the JSON list; past this many the report is still delivered, just not listed.
+MAX_LISTED = 100
+
 _P = sa.bindparam
 _T = email_submissions_table
 
@@ -57,7 +61,7 @@ def link_report(tx: WriteTx, report: Mapping[str, str], blob_id: str) -> list[st
     updates = []
     for sid, dsns, mdns, delivery in rows:
         listed = json.loads(dsns if kind == DSN else mdns)
-        if blob_id in listed:  # the same report delivered again (same bytes, same blob)
+        if blob_id in listed or len(listed) >= MAX_LISTED:  # the same report again (same blob), or enough
             continue
         updates.append({"sid": sid, "new_ids": json.dumps([*listed, blob_id]),
                         "new_delivery": _displayed(delivery, report)})

@@ -71,6 +71,16 @@ class WriteTx:
         """The threads of these emails (read once per transaction, shared with the counters)."""
         return self._counters.threads_of(self.conn, email_ids)
 
+    def know_threads(self, thread_of: dict[str, str]) -> None:
+        """{email id: thread id} the caller already read in this transaction: ``threads_of`` (and so
+        ``affect_emails``) will not read them again (an email never changes thread)."""
+        self._counters.know_threads(thread_of)
+
+    def threads_emptied(self, thread_ids: Iterable[str]) -> None:
+        """These threads were just destroyed for having no email left (``emails.destroy_rows``): the counters
+        need not read what they contribute at flush (nothing)."""
+        self._counters.threads_emptied(thread_ids)
+
     def affect_threads(self, thread_ids: Iterable[str]) -> None:
         """Emails are about to be added to (or removed from) these threads: call BEFORE the rows change."""
         self._counters.affect_threads(self.conn, thread_ids)

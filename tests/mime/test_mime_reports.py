@@ -89,3 +89,24 @@ def test_the_reference_is_not_kept_in_the_stored_cache() -> None:
     from janusmail.store.ingest import _ROW_ONLY
 
     assert "report" in _ROW_ONLY
+
+
+def test_unclosed_escaped_comments_cost_linear_time() -> None:
+    """A crafted id (``(\\(\\(...`` never closed) in a report's returned header block, and in the message's own
+    Message-ID: the comment stripping retried from every later "(" (quadratic: about a minute per 64 KiB
+    value, four passes, per part). Now the parse takes milliseconds and still finds the id beside it."""
+    import time
+
+    from janusmail.mime.headers import _COMMENT, _strip_comments
+
+    crafted = "(\\" * 32000
+    headers = f"From: a@example.test\r\nMessage-ID: {crafted}<sent-1@example.test>\r\n"
+    raw = _report("delivery-status", [("Content-Type: text/rfc822-headers", headers)],
+                  frm="MAILER-DAEMON@remote.test", to="a@example.test", subject="Undelivered",
+                  extra=(f"In-Reply-To: {crafted}",))
+    started = time.perf_counter()
+    got = _ref(raw)
+    assert time.perf_counter() - started < 5  # (quadratic: minutes)
+    assert got == {"kind": "dsn", "message_id": "sent-1@example.test"}  # (an unclosed "(" is no comment)
+    for s in ("a(b\\)c)d", "(\\(", "((x)", "(a(b)c)d(", "\\((x)", "(x\\", "((\\()y)"):  # the same as the regex
+        assert _strip_comments(s) == _COMMENT.sub(" ", _COMMENT.sub(" ", _COMMENT.sub(" ", _COMMENT.sub(" ", s))))

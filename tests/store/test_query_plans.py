@@ -323,6 +323,9 @@ def test_store_expunge_and_append(seeded: Seeded, capture: Capture) -> None:
                                                               ["$seen", "$custom2"], None))
     assert_bounded(capture, lambda: s.memberships.store_flags(a, seeded.box, [(2, 2)], "replace", [], True))
     assert assert_bounded(capture, lambda: s.memberships.expunge(a, seeded.box)) == [2]
+    # the last copies of a whole thread (messages 27-29: UIDs 28-30): the emails and their thread destroyed
+    s.memberships.store_flags(a, seeded.box, [(28, 30)], "add", [], True)
+    assert assert_bounded(capture, lambda: s.memberships.expunge(a, seeded.box, [(28, 30)])) == [28, 29, 30]
     assert_bounded(capture, lambda: s.memberships.copy(a, seeded.box, [(3, 4)], seeded.other_box))
     # APPEND of a reply: the thread lookup (References, base subject) and the blob dedup lookup.
     reply = simple(99, msgid="<new@example.test>", in_reply_to="<m4@example.test>",

@@ -115,3 +115,15 @@ def test_every_submission_of_the_message_is_told(store) -> None:  # noqa: ANN001
     receipt = _deliver(store, a.id, mdn("twice@example.test"))
     assert [s.mdn_blob_ids for s in store.submissions.list(a.id, [first.id, second.id])] == [
         (receipt.blob_id,), (receipt.blob_id,)]
+
+
+def test_a_submission_lists_at_most_max_listed_reports(store) -> None:  # noqa: ANN001
+    """Anyone who knows a sent Message-ID can send reports naming it: past MAX_LISTED they are delivered but not
+    listed (each one rewrote a growing JSON list, and EmailSubmission/get returned all of it)."""
+    from janusmail.store import report_links
+
+    a, sub = _sent(store, "a@example.test", "sent-cap@example.test")
+    with store.write(a.id) as tx:
+        for i in range(report_links.MAX_LISTED + 5):
+            report_links.link_report(tx, {"kind": "mdn", "message_id": "sent-cap@example.test"}, f"G{i:04d}")
+    assert len(_sub(store, a.id, sub.id).mdn_blob_ids) == report_links.MAX_LISTED

@@ -64,7 +64,6 @@ _FTS_DELETE = sa.text("DELETE FROM email_fts WHERE rowid IN "
 _FTS_LAST = sa.text("SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1")
 _TEXT_LAST = sa.select(sa.func.max(EMAIL_TEXT.c.id))
 _TEXT_INSERT = sa.insert(EMAIL_TEXT).values({n: sa.bindparam(n) for n in ("id", "email_id", "fts_rowid")})
-_TEXT_DELETE = sa.delete(EMAIL_TEXT).where(EMAIL_TEXT.c.email_id.in_(sa.bindparam("ids", expanding=True)))
 _TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id, :headers, :body)")
 _CHUNK = 500
 
@@ -132,20 +131,20 @@ def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict], sql: SqlText
 
 
 def delete_text(conn: sa.Connection, sqlite: bool, email_ids: Sequence[str], sql: SqlText | None = None) -> None:
-    """Unindex emails, inside the transaction that deletes them (the FTS5 word index has no foreign key: its
-    rows go by the rowid ``email_text`` records, before those rows; the trigram index follows ``email_text``
-    through its delete trigger). PostgreSQL's rows go with the emails (cascade). ``sql``: the store's
-    statements (``Store.sql``), to run the two deletes on the driver's cursor."""
+    """Unindex emails, inside the transaction that deletes them, BEFORE their ``emails`` rows: the FTS5 word
+    index has no foreign key, so its rows go by the rowid ``email_text`` records. The rest goes with the emails
+    themselves: ``email_text`` by its ``ON DELETE CASCADE`` foreign key, whose delete trigger takes the trigram
+    rows; PostgreSQL's ``email_search`` by its cascade (nothing to do here). One statement, not two: EXPUNGE of
+    a last copy runs this on the writer lane (issue 10). ``sql``: the store's statements (``Store.sql``), to
+    run it on the driver's cursor."""
     if not sqlite:
         return
     for i in range(0, len(email_ids), _CHUNK):
         chunk = list(email_ids[i : i + _CHUNK])
         if sql is not None:
             sql.count(conn, _FTS_DELETE, {"ids": chunk})
-            sql.count(conn, _TEXT_DELETE, {"ids": chunk})
         else:
             conn.execute(_FTS_DELETE, {"ids": chunk})
-            conn.execute(_TEXT_DELETE, {"ids": chunk})
 
 
 def _no_nul(s: str) -> str:
