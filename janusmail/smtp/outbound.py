@@ -79,6 +79,16 @@ MX_PARALLEL = 8
 Result = tuple[str, str]  # (delivered: "yes" | "no" | "queued", SMTP reply text)
 
 
+async def _release(store: Store, account_id: str, subs: list[Submission]) -> None:
+    """Give back the leases of ``subs`` (claimed together: one lease each, the same for all of a claim), only
+    where they are still ours: a row whose lease ran out and that another process claimed keeps its new one."""
+    by_lease: dict[int | None, list[str]] = {}
+    for sub in subs:
+        by_lease.setdefault(sub.lease_until, []).append(sub.id)
+    for held, ids in by_lease.items():
+        await store.call(store.submissions.release_many, account_id, ids, held=held)
+
+
 def parse_relay(url: str) -> tuple[str, int, bool]:
     """``smtp://HOST:PORT`` -> (host, port, implicit TLS False); ``smtps://HOST[:465]`` -> TLS True."""
     parts = urlsplit(url)
@@ -297,8 +307,7 @@ class Outbound:
             subs = await asyncio.shield(claim)
         except asyncio.CancelledError:  # the server stops mid-claim: the claim still commits on its thread, and
             with contextlib.suppress(Exception):  # its leases would keep the rows from the next start for LEASE s
-                taken = await claim
-                await store.call(store.submissions.release_many, account_id, [s.id for s in taken])
+                await _release(store, account_id, await claim)
             raise
         if not subs:
             return 0, False
@@ -307,21 +316,20 @@ class Outbound:
             locations, targets = await store.call(_batch_inputs, store, account_id, subs)
         except BaseException:  # (a read refused, the server stopping) the rows are due again at once
             with contextlib.suppress(Exception):
-                await asyncio.shield(store.call(store.submissions.release_many, account_id, [s.id for s in subs]))
+                await asyncio.shield(_release(store, account_id, subs))
             raise
         done = 0
         for k, sub in enumerate(subs):
             budget = lease_end - time.monotonic()
             if k and budget < MIN_ATTEMPT:  # (the first always goes: every batch makes progress)
-                await store.call(store.submissions.release_many, account_id, [s.id for s in subs[k:]])
+                await _release(store, account_id, subs[k:])
                 self._records.kick()
                 return done, True
             try:
                 attempt = await self.attempt(sub, locations.get(sub.blob_id), targets, min(RELAY_DEADLINE, budget))
             except asyncio.CancelledError:  # the server stops: let the next start take the rows at once
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(store.call(store.submissions.release_many, account_id,
-                                                    [s.id for s in subs[k:]]))
+                    await asyncio.shield(_release(store, account_id, subs[k:]))
                 raise
             except StoreError:  # its row keeps the lease until it runs out, then it is tried again
                 log.warning("outbound %s: the store refused the attempt", sub.id, exc_info=True)

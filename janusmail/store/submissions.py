@@ -181,6 +181,9 @@ class Submission:
     created_at: int
     #: blob ids of the MDNs received for it, in order of receipt (report_links.py)
     mdn_blob_ids: tuple[str, ...] = ()
+    #: the lease the row was read under (epoch seconds; None: not leased): ``release_many(held=...)`` gives back
+    #: only that lease, never one another process took after it ran out
+    lease_until: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +205,7 @@ def _row(r: Any) -> Submission:
                       Envelope.from_json(json.loads(r.envelope)), int(r.send_at), r.undo_status,
                       json.loads(r.delivery), tuple(json.loads(r.dsn_blob_ids)), int(r.attempts),
                       None if r.next_attempt is None else int(r.next_attempt), int(r.created_at),
-                      tuple(json.loads(r.mdn_blob_ids)))
+                      tuple(json.loads(r.mdn_blob_ids)), None if r.lease_until is None else int(r.lease_until))
 
 
 _SORT_COLUMNS = {"emailId": "email_id", "threadId": "thread_id", "sentAt": "send_at"}
@@ -481,14 +484,17 @@ class Submissions:
         self.release_many(account_id, [submission_id])
 
     @writes
-    def release_many(self, account_id: str, submission_ids: Sequence[str]) -> None:
-        """``release`` of several rows of the account in one write."""
+    def release_many(self, account_id: str, submission_ids: Sequence[str], *, held: int | None = None) -> None:
+        """``release`` of several rows of the account in one write. ``held``: the lease the caller took
+        (``Submission.lease_until`` of its claim); a row whose lease is another one now (ours ran out and another
+        process claimed it) keeps it."""
         t = email_submissions_table
         wanted = list(dict.fromkeys(submission_ids))
+        mine = [] if held is None else [t.c.lease_until == held]
         with self._store.transaction() as conn:
             for i in range(0, len(wanted), 500):
-                conn.execute(sa.update(t).where(t.c.id.in_(wanted[i : i + 500]), t.c.account_id == account_id)
-                             .values(lease_until=None))
+                conn.execute(sa.update(t).where(t.c.id.in_(wanted[i : i + 500]), t.c.account_id == account_id,
+                                                *mine).values(lease_until=None))
 
     @writes
     def deliver_local(self, account_id: str, message: Prepared, submission_account_id: str, submission_id: str,

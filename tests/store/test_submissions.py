@@ -88,3 +88,17 @@ def test_batches_queue_claim_and_record_in_one_write_each(store) -> None:  # noq
         ids[0], "yes", 1, None, ("Gdsn",))
     store.submissions.release_many(a.id, [ids[0]])  # (nothing due: releasing only drops a lease)
     assert store.submissions.due(now=10_000) == []
+
+
+def test_a_release_gives_back_only_its_own_lease(store) -> None:  # noqa: ANN001
+    """A sender whose lease ran out (a stalled local delivery) and that then stops must not clear the lease a
+    second process took meanwhile: a third would send the row again while the second still does."""
+    a, _, d = _setup(store)
+    sub = store.submissions.create(a.id, "I1", d.email_id, Envelope("a@example.test", ("x@remote.test",)), now=1_000)
+    [first] = store.submissions.claim_many(a.id, [sub.id], lease=300, now=1_000)
+    assert first.lease_until == 1_300
+    [second] = store.submissions.claim_many(a.id, [sub.id], lease=300, now=1_400)  # the first ran out
+    store.submissions.release_many(a.id, [sub.id], held=first.lease_until)  # the first one stops, late
+    assert store.submissions.due(now=1_500) == []  # still the second's
+    store.submissions.release_many(a.id, [sub.id], held=second.lease_until)
+    assert store.submissions.due(now=1_500) == [(a.id, sub.id)]
