@@ -484,6 +484,7 @@ class GroupCommitter:
         on the reader pool, where that hop waited behind the reads under the mixed IMAP workload."""
         store = self.store
         items = [item for item, _ in entries]
+        prepared: list[Any] | None = None
         try:  # parse, hash and the bytes' sync off the writer lane (ingest.place), shared by the batch
             prepared = await store.prepare_ingest(account_id, items)
             results = await store.call(store.emails.ingest_many, account_id, items, prepared)
@@ -494,9 +495,12 @@ class GroupCommitter:
             return [(fut, True, res) for (_, fut), res in zip(entries, results, strict=True)]
         del items
         out: list[tuple[asyncio.Future[Delivered], bool, Any]] = []
-        for item, fut in entries:
+        for k, (item, fut) in enumerate(entries):
+            # what the batch prepared (parsed, its bytes already placed) serves again: no second parse, and no
+            # second copy of the bytes in the pack; only a batch whose preparation failed prepares each anew
+            mine = None if prepared is None else [prepared[k]]
             try:
-                out.append((fut, True, (await store.call(store.emails.ingest_many, account_id, [item]))[0]))
+                out.append((fut, True, (await store.call(store.emails.ingest_many, account_id, [item], mine))[0]))
             except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
                 out.append((fut, False, exc))
         return out

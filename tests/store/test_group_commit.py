@@ -329,3 +329,28 @@ def test_sqlite_lanes_of_several_processes_queue_on_the_writer_lock_file(store, 
         assert fut.result(WAIT).modseq == _modseq(store, a)
     finally:
         os.close(other)
+
+
+def test_a_failed_delivery_batch_is_retried_one_by_one_without_parsing_again(store, monkeypatch) -> None:  # noqa: ANN001
+    """Deliveries queued together are one ``ingest_many``; when one of them fails it (a mailbox gone), each is
+    stored alone so the others still go in. That retry reuses what the batch prepared: each message is parsed
+    once (and its bytes, already placed in the pack, are not written a second time)."""
+    a, inbox = _account(store, "alice", n=0)
+    parsed: list[bytes] = []
+    real_prepare = store.emails.prepare
+
+    def prepare(item: Any) -> Any:
+        parsed.append(bytes(item.raw))
+        return real_prepare(item)
+
+    monkeypatch.setattr(store.emails, "prepare", prepare)
+
+    async def deliver_all() -> list[Any]:
+        return await asyncio.gather(*(store.deliver(a, simple(10 + i), (inbox if i != 2 else "Fnowhere",))
+                                      for i in range(4)), return_exceptions=True)
+
+    results = asyncio.run(deliver_all())
+    assert isinstance(results[2], NotFound), results
+    assert all(not isinstance(r, BaseException) for k, r in enumerate(results) if k != 2), results
+    assert len(parsed) == 4 and len(set(parsed)) == 4  # (without the reuse: 4 more in the retry)
+    assert store.mailboxes.counts(a)[inbox].messages == 3
