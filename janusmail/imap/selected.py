@@ -344,7 +344,7 @@ class SelectedMailbox:
                 "claim_recent": self.claims_recent, "claimed_below": self.claimed_below}
         delta: MailboxDelta | None
         if s.check_is_due():  # the command's credential check rides on its first store call (store_access.py)
-            delta = await s.store.call(s.store.messages.mailbox_delta, self.mailbox_id, **args)
+            delta = await s.store.read_inline(s.store.messages.mailbox_delta, self.mailbox_id, **args)
         else:  # read together with the other sessions asking now (store/mailbox_deltas.py): shared, read-only
             delta = await s.store.mailbox_deltas.delta(self.mailbox_id, **args)
         if delta is None:

@@ -621,7 +621,7 @@ class ImapSession:
             return None
         store = self.rt.store
         try:
-            verdict = await store.call(revocation.check, store, result, epoch, now=self.clock(), grace=self._grace())
+            verdict = await store.read_inline(revocation.check, store, result, epoch, now=self.clock(), grace=self._grace())
         except Exception:  # noqa: BLE001
             log.warning("credential check failed", exc_info=True)
             self.credential_checked(None)

@@ -57,12 +57,21 @@ class SessionStore:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``Store.call``, with the session's due credential check run first on the same worker thread."""
+        return await self._run(False, fn, args, kwargs)
+
+    async def read_inline(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``Store.read_inline`` (a small read, on the loop's thread on SQLite), with the due credential check
+        (one primary-key read) run first in the same place."""
+        return await self._run(True, fn, args, kwargs)
+
+    async def _run(self, inline: bool, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
         s = self._session
+        run = self._store.read_inline if inline else self._store.call
         due = s.take_due_check()
         if due is None:
-            return await self._store.call(fn, *args, **kwargs)
+            return await run(fn, *args, **kwargs)
         runner = _checked_write if is_write(fn) else _checked_read
-        verdict, result = await self._store.call(runner, due, fn, args, kwargs)
+        verdict, result = await run(runner, due, fn, args, kwargs)
         s.credential_checked(verdict)
         if verdict is not None and verdict.reason is not None:
             raise CredentialExpired(verdict.reason)

@@ -82,7 +82,7 @@ class MailboxDeltas:
             while lane.queue:
                 batch, lane.queue = lane.queue, []
                 try:
-                    answers = await self._store.call(self.read_many, [key for key, _, _ in batch])
+                    answers = await self._store.read_inline(self.read_many, [key for key, _, _ in batch])
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the store's error, as its own read would
                     for _, _, fut in batch:
                         if not fut.done():

@@ -3,7 +3,8 @@
 The queries live in services (``store.accounts``, ``store.mailboxes``, ``store.emails``, ``store.memberships``,
 ``store.changes``, ``store.blobs``, ``store.search``, ...; notes/STORE_API.md lists them). Their methods are
 synchronous and each is one transaction; the asyncio servers call them through ``await store.call(fn, ...)``,
-which runs them on the store's worker threads so the event loop never waits on disk. The doors never see
+which runs them on the store's worker threads so the event loop never waits on disk (a read the caller knows
+is small may run on the loop's own thread instead: ``await store.read_inline(fn, ...)``). The doors never see
 ``engine`` or ``schema``: the services return plain data; writes always go
 through ``write()`` so the change log stays the single truth. Caches of what the store holds belong to this
 instance (row cache, render memo, query cache, counts), never to a module.
@@ -60,6 +61,11 @@ from .writer_calls import WRITER_PREFIX
 from .writes import is_write
 
 T = TypeVar("T")
+
+
+class _LeaveLoop(BaseException):
+    """Raised inside a :meth:`Store.read_inline` read that finds it must write (or wait for the write lock): the
+    read is run again on a reader thread. A BaseException, so a service's ``except Exception`` cannot keep it."""
 
 
 class Store:
@@ -152,6 +158,30 @@ class Store:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    async def read_inline(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A read whose cost the caller knows is small (a few rows by key: a mailbox's deltas, FLAGS of the
+        messages a command named, the mailbox tree) run the cheapest way. On SQLite: right here, on the event
+        loop's thread. The hop to a reader thread and back cost more than such a read (two thread wake-ups and
+        the GIL handed over and back, measured as a third of the server's CPU in context switches under the
+        logged-in IMAP stress profile, issue 10), and a SQLite read in WAL mode never waits for a writer. A read
+        that finds it must write (IMAP4rev1's \\Recent claim through :meth:`write_call`, or its own
+        ``write``/``transaction``) would stall the loop on the writer lane: it stops, unfinished, and runs again
+        on a reader thread. On PostgreSQL every read is a network round trip: a reader thread, as ``call``."""
+        if self.sqlite and not is_write(fn):
+            self._thread.inline = True
+            try:
+                return fn(*args, **kwargs)
+            except _LeaveLoop:
+                pass
+            finally:
+                self._thread.inline = False
+        return await self.call(fn, *args, **kwargs)
+
+    def _off_loop(self) -> None:
+        """A write is about to start outside a writer lane: not in a :meth:`read_inline` read on the loop."""
+        if getattr(self._thread, "inline", False):
+            raise _LeaveLoop
+
     async def prepare_ingest(self, account_id: str, items: list[IngestItem]) -> list[Any]:
         """``emails.prepare_placed`` on the ingest threads: what a delivery can do before the writer lane (parse,
         hash, and with local packs the bytes stored and synced), so the lane runs only its statements."""
@@ -167,6 +197,7 @@ class Store:
         """
         if current_group() is not None:
             return fn(*args, **kwargs)
+        self._off_loop()
         return self._writer.submit(fn, *args, **kwargs).result()
 
     async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
@@ -234,6 +265,7 @@ class Store:
                 yield tx
             self.notifier.publish(tx.event())  # held until the group commits
             return
+        self._off_loop()
         with faults.mapped():
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
@@ -257,6 +289,7 @@ class Store:
                 with group.savepoint() as conn:
                     yield conn
                 return
+            self._off_loop()
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
             with conn_ctx, conn.begin():

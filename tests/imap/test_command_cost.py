@@ -2,7 +2,9 @@
 
 The per-command credential check rides on the command's first store call (janusmail.imap.store_access), and
 STATUS / SELECT / LIST / LSUB read the mailbox tree in the same hop as the rest of their reads, so each of these
-commands makes exactly one ``store.call``. The rule "a session whose credential died is told ``* BYE [EXPIRED]``
+commands makes exactly one trip to the store. On SQLite the small ones make it on the event loop's own thread
+(``Store.read_inline``: no thread hop at all); IMAP4rev1's SELECT, which must claim \\Recent (a write), starts
+there and finishes on a reader thread. The rule "a session whose credential died is told ``* BYE [EXPIRED]``
 at its next command" still holds exactly: the check runs before the command's store method (a write never
 happens), and nothing the command wrote before its check reaches the client. Sans-IO harness, real store, both
 backends. (Timings are in bench/command_cost.py, not here.)
@@ -35,17 +37,28 @@ async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
     runtime.store.close()
 
 
-def count_hops(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every ``store.call`` (a thread hop) from now on, by the name of the function it runs."""
-    calls: list[str] = []
-    real = rt.store.call
+def count_hops(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Record every trip to the store from now on: ``("call", name)`` for a thread hop, ``("inline", name)`` for
+    a ``read_inline`` (which may go on with a ``call`` of the same function: a read that found it must write)."""
+    calls: list[tuple[str, str]] = []
+    real_call, real_inline = rt.store.call, rt.store.read_inline
 
     async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
-        return await real(fn, *args, **kwargs)
+        calls.append(("call", getattr(fn, "__name__", repr(fn))))
+        return await real_call(fn, *args, **kwargs)
+
+    async def read_inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(("inline", getattr(fn, "__name__", repr(fn))))
+        return await real_inline(fn, *args, **kwargs)
 
     monkeypatch.setattr(rt.store, "call", call)
+    monkeypatch.setattr(rt.store, "read_inline", read_inline)
     return calls
+
+
+def trips(hops: list[tuple[str, str]]) -> int:
+    """Trips to the store: an inline read that went on as a hop is one trip."""
+    return sum(1 for i, (kind, name) in enumerate(hops) if not (kind == "call" and i and hops[i - 1] == ("inline", name)))
 
 
 async def logged_in(rt: Runtime, select: str | None = None) -> Harness:
@@ -75,13 +88,22 @@ def change_password(rt: Runtime) -> None:
     ("UID SEARCH UNSEEN", "INBOX"),
 ])
 async def test_one_store_hop_per_command(rt: Runtime, monkeypatch: pytest.MonkeyPatch, command: str,
-                                         select: str | None) -> None:
+                                         select: str | None, db_url: str | None) -> None:
     deliver(rt, [simple(i) for i in range(3)])
     h = await logged_in(rt, select)
     hops = count_hops(rt, monkeypatch)
     out = await h.send(f"c {command}")
     assert tagged(out, "c").startswith(b"c OK"), out
-    assert len(hops) == 1, hops  # the credential check rode on the command's own read
+    assert trips(hops) == 1, hops  # the credential check rode on the command's own read
+    thread_hops = [name for kind, name in hops if kind == "call"]
+    if db_url is not None:  # PostgreSQL: every read is a round trip, on a reader thread
+        assert len(thread_hops) == 1, hops
+    elif command == "SELECT INBOX":  # the \Recent claim is a write: the read finishes on a reader thread
+        assert hops == [("inline", "_checked_read"), ("call", "_checked_read")], hops
+    elif command.startswith("UID SEARCH"):  # a search's cost is the mailbox's size: never on the loop
+        assert hops == [("call", "_checked_read")], hops
+    else:  # a small read: on the loop's thread, no hop
+        assert not thread_hops, hops
     await h.close()
 
 

@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Rows per rendered chunk for metadata-only FETCHes, and the byte budget per chunk when bodies are sent.
 LIGHT_BATCH = 4000
 BODY_BATCH_BYTES = 4 * 1024 * 1024
-#: Below this many rows the rendering runs inline (a worker-thread hop costs more than it saves).
+#: Below this many rows the rendering runs inline (a worker-thread hop costs more than it saves), and so does
+#: the read of their metadata (``Store.read_inline``).
 INLINE_ROWS = 64
 
 
@@ -150,9 +151,12 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     # metadata-only FETCHes of many messages may come from the store's row cache: it decides, given how many
     # of the session's messages the ranges cover and how big the mailbox is
     # (SAVEDATE, RFC 8514: the save dates come with the rows, in the same read)
-    data: FetchRows = await s.store.call(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
-                                         changedsince=args.changedsince, below_uid=sel.uidnext,
-                                         covered=_covered(sel.uids, ranges), size_hint=len(sel.uids))
+    # (a few messages' metadata: read on the loop's thread where that is cheaper, Store.read_inline)
+    covered = _covered(sel.uids, ranges)
+    read = s.store.read_inline if covered <= INLINE_ROWS and not plan.blob else s.store.call
+    data: FetchRows = await read(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
+                                 changedsince=args.changedsince, below_uid=sel.uidnext, covered=covered,
+                                 size_hint=len(sel.uids))
     rows, seqs = number_rows(data.rows, sel.uids)
     if args.partial is not None and args.changedsince is not None:  # the window applies to the changed ones
         _, keep = partial_results(list(range(len(rows))), *args.partial)

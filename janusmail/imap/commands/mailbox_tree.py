@@ -115,7 +115,7 @@ def read_tree(store: Any, account_id: str) -> MailboxTree:
 
 
 async def load_tree(s: ImapSession) -> MailboxTree:
-    return await s.store.call(read_tree, s.rt.store, s.account_id)
+    return await s.store.read_inline(read_tree, s.rt.store, s.account_id)
 
 
 async def find_mailbox(s: ImapSession, wire_name: str) -> Mailbox | None:

@@ -359,7 +359,7 @@ async def list_(s: ImapSession, cmd: Command) -> Result:
                                   s.rev2)
         return tree, orphans, counts
 
-    tree, orphans, (counts, recent, deleted_storage) = await s.store.call(read, s.rt.store, s.account_id)
+    tree, orphans, (counts, recent, deleted_storage) = await s.store.read_inline(read, s.rt.store, s.account_id)
     subscribed_names = {tree.name_of(b) for b in tree.boxes if b.subscribed} | orphans
 
     def selected_by_criteria(name: str, box: Mailbox | None) -> bool:
@@ -438,7 +438,7 @@ async def lsub(s: ImapSession, cmd: Command) -> Result:
         s.write(responses.list_response(["\\Noselect"], DELIM, "", s.utf8, command="LSUB"))
         return Result.ok("LSUB completed")
     match = matcher(pattern)
-    tree, orphans = await s.store.call(_read_subscribed, s.rt.store, s.account_id)
+    tree, orphans = await s.store.read_inline(_read_subscribed, s.rt.store, s.account_id)
     subscribed: dict[str, Mailbox | None] = {tree.name_of(b): b for b in tree.ordered() if b.subscribed}
     for name in sorted(orphans):
         subscribed.setdefault(name, tree.find(name))
@@ -470,7 +470,7 @@ async def status(s: ImapSession, cmd: Command) -> Result:
     if "HIGHESTMODSEQ" in args.items:
         s.enable_condstore()  # a CONDSTORE enabling command (RFC 7162 §3.1)
     name = DELIM.join(s.parse_mailbox(args.mailbox))
-    found = await s.store.call(_read_status, s.rt.store, s.account_id, name, args.items, s.rev2)
+    found = await s.store.read_inline(_read_status, s.rt.store, s.account_id, name, args.items, s.rev2)
     if found is None:
         return Result.no("No such mailbox", "NONEXISTENT")
     shown, box, (counts, recent, deleted_storage) = found

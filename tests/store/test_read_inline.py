@@ -1,0 +1,102 @@
+"""``Store.read_inline``: a small read on the event loop's own thread (SQLite), never a write there.
+
+Issue 10: the hop of every small IMAP read to a reader thread and back cost more than the read (context switches
+were a third of the server's CPU under the logged-in stress profile). These tests pin what makes running reads on
+the loop safe: on SQLite the read runs on the caller's thread; a read that finds it must write (IMAP4rev1's
+\\Recent claim through ``write_call``, or a ``write``/``transaction`` of its own) is stopped before it writes
+anything and run again, whole, on a reader thread, so the loop never waits for the write lock or the writer lane;
+a ``@writes`` method still goes to the writer lane; PostgreSQL (a network round trip per read) always hops.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from janusmail.store.model import NotFound
+from janusmail.store.writes import writes
+from tests.mailgen import simple
+
+from .contract.util import box
+
+
+async def test_a_read_runs_on_the_callers_thread_on_sqlite_only(store: Any, account: Any) -> None:
+    here = threading.get_ident()
+    ran_on: list[int] = []
+
+    def read(account_id: str) -> list[str]:
+        ran_on.append(threading.get_ident())
+        return sorted(b.name for b in store.mailboxes.list(account_id))
+
+    assert "INBOX" in await store.read_inline(read, account.id)
+    assert (ran_on[0] == here) is store.sqlite, ran_on
+    assert len(ran_on) == 1
+
+
+async def test_a_read_that_must_write_finishes_on_a_reader_thread(store: Any, account: Any) -> None:
+    """The claim is made once, on a reader thread: the attempt on the loop stopped before it wrote."""
+    inbox = box(store, account.id)
+    store.emails.ingest(account.id, simple(1), [inbox.id])
+    here = threading.get_ident()
+    ran_on: list[int] = []
+
+    def select(mailbox_id: str) -> Any:
+        ran_on.append(threading.get_ident())
+        return store.messages.mailbox_snapshot(account.id, mailbox_id, claim_recent=True)
+
+    snap = await store.read_inline(select, inbox.id)
+    assert snap is not None and snap.recent_from == 1 and list(snap.uids) == [1]
+    if store.sqlite:
+        assert ran_on[0] == here and len(ran_on) == 2 and ran_on[1] != here
+    else:
+        assert len(ran_on) == 1 and ran_on[0] != here
+    # claimed once: a second claim finds nothing new
+    again = store.messages.mailbox_snapshot(account.id, inbox.id, claim_recent=True)
+    assert again is not None and again.recent_from == 2
+
+
+@pytest.mark.parametrize("how", ["write", "transaction"])
+async def test_a_read_that_opens_a_write_of_its_own_leaves_the_loop(store: Any, account: Any, how: str) -> None:
+    here = threading.get_ident()
+    ran_on: list[int] = []
+
+    def read_then_write(account_id: str) -> int:
+        ran_on.append(threading.get_ident())
+        if how == "write":
+            with store.write(account_id) as tx:
+                return tx.modseq
+        with store.transaction() as conn:
+            return 1 if conn is not None else 0
+
+    assert await store.read_inline(read_then_write, account.id)
+    assert ran_on[-1] != here  # the write itself ran on a reader thread
+    if store.sqlite:
+        assert ran_on[0] == here and len(ran_on) == 2
+    # and the loop's thread may still write outside an inline read (the flag was cleared)
+    with store.write(account.id) as tx:
+        assert tx.modseq
+
+
+async def test_a_writes_method_goes_to_the_writer_lane(store: Any, account: Any) -> None:
+    lanes: list[str] = []
+
+    @writes
+    def stamp(account_id: str) -> int:
+        lanes.append(threading.current_thread().name)
+        with store.write(account_id) as tx:
+            return tx.modseq
+
+    assert await store.read_inline(stamp, account.id)
+    assert lanes and lanes[0].startswith("store-write"), lanes
+
+
+async def test_errors_leave_as_they_are_and_the_next_read_is_inline_again(store: Any, account: Any) -> None:
+    def missing() -> None:
+        raise NotFound("nothing")
+
+    with pytest.raises(NotFound):
+        await store.read_inline(missing)
+    here = threading.get_ident()
+    assert (await store.read_inline(threading.get_ident) == here) is store.sqlite
