@@ -354,3 +354,35 @@ def test_a_failed_delivery_batch_is_retried_one_by_one_without_parsing_again(sto
     assert all(not isinstance(r, BaseException) for k, r in enumerate(results) if k != 2), results
     assert len(parsed) == 4 and len(set(parsed)) == 4  # (without the reuse: 4 more in the retry)
     assert store.mailboxes.counts(a)[inbox].messages == 3
+
+
+def test_the_next_delivery_batch_prepares_while_one_waits_for_the_writer(store, monkeypatch) -> None:  # noqa: ANN001
+    """Delivery batches are pipelined (``MAX_IN_FLIGHT``): while one batch waits for the writer lane, the next
+    is already parsed and placed, instead of waiting for the first one's commit before it starts."""
+    a, inbox = _account(store, "alice", n=0)
+    parsed: list[bytes] = []
+    real_prepare = store.emails.prepare
+
+    def prepare(item: Any) -> Any:
+        parsed.append(bytes(item.raw))
+        return real_prepare(item)
+
+    monkeypatch.setattr(store.emails, "prepare", prepare)
+
+    async def scenario() -> list[Any]:
+        with Lane(store, a):
+            first = asyncio.ensure_future(store.deliver(a, simple(1), (inbox,)))
+            deadline = asyncio.get_running_loop().time() + WAIT / 4  # (under pytest-timeout's limit)
+            while len(parsed) < 1:  # the first batch was prepared and now waits for the held lane
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            second = asyncio.ensure_future(store.deliver(a, simple(2), (inbox,)))
+            while len(parsed) < 2:  # one at a time, this waited for the first batch's commit: a hang here
+                assert asyncio.get_running_loop().time() < deadline, "the second batch waited for the first"
+                await asyncio.sleep(0.01)
+            assert not first.done() and not second.done()  # neither is acknowledged before its commit
+        return list(await asyncio.gather(first, second))
+
+    first, second = asyncio.run(scenario())
+    assert first.uids[inbox] != second.uids[inbox]
+    assert store.mailboxes.counts(a)[inbox].messages == 2
