@@ -31,6 +31,7 @@ from janusmail.connections import publish_forever
 from janusmail.imap.server import start_imap
 from janusmail.jmap.http import start_jmap
 from janusmail.observability.metrics import build_metrics
+from janusmail.process_memory import limit_malloc_arenas
 from janusmail.runtime import Runtime
 from janusmail.smtp.lmtp import start_lmtp as _open_lmtp
 from janusmail.smtp.outbound import start_outbound
@@ -192,6 +193,7 @@ async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None 
 
 def run(config: Config, ready: Callable[[Runtime], None] | None = None, *,
         listeners: Mapping[str, socket.socket] | None = None, bus: socket.socket | None = None) -> None:
+    limit_malloc_arenas()  # before the store's and the doors' threads start (process_memory.py)
     try:
         import uvloop  # type: ignore[import-not-found]
 
