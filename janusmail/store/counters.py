@@ -118,8 +118,10 @@ class CounterTracker:
         #: mailboxes whose highest_modseq the last flush set with their counters
         self.touched_by_flush: set[str] = set()
 
-    def affect_threads(self, conn: sa.Connection, thread_ids: Iterable[str]) -> None:
-        """These threads are about to change: remember what they contribute now (first call per thread wins)."""
+    def affect_threads(self, conn: sa.Connection, thread_ids: Iterable[str], *, created: bool = False) -> None:
+        """These threads are about to change: remember what they contribute now (first call per thread wins).
+        ``created``: threads this transaction just made, with no email yet: they contribute nothing, known
+        without a read (a delivery that starts a thread, the common case, reads its thread once, at flush)."""
         if self._overflow:
             return
         new = [t for t in set(thread_ids) if t not in self._before]
@@ -129,7 +131,7 @@ class CounterTracker:
             self._overflow = True  # recount the touched mailboxes at flush instead
             self._before.clear()
             return
-        per_thread = _per_thread(self._sql, conn, new)
+        per_thread = {} if created else _per_thread(self._sql, conn, new)
         for t in new:
             self._before[t] = per_thread.get(t, {})
 

@@ -173,7 +173,9 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
         out: list[Delivered] = []
         assigned = assign_threads(conn, account_id,
                                   [(message_refs(p.cache), p.cache.get("base_subject") or "") for p in prep], m, sql)
-        tx.affect_threads(t for t, _created in assigned)  # the mailbox counters move by what they gain
+        # the mailbox counters move by what the threads gain (one made just now has nothing yet: no read)
+        tx.affect_threads([t for t, created in assigned if created], created=True)
+        tx.affect_threads(t for t, created in assigned if not created)
         for p, (thread_id, created) in zip(prep, assigned, strict=True):
             c = p.cache
             tx.log("Thread", thread_id, "c" if created else "u")

@@ -72,12 +72,14 @@ class Memberships:
         sql = self._store.sql
         with self._store.write(account_id) as tx:
             conn = tx.conn
-            self._box(conn, account_id, mailbox_id)
             shape, params = bound_params(uids)
-            params["mailbox_id"] = mailbox_id
-            rows = sql.rows(conn, ("store_flags", shape), lambda: sa.select(
-                messages.c.uid, messages.c.email_id, messages.c.modseq, messages.c.deleted).where(
-                messages.c.mailbox_id == sa.bindparam("mailbox_id"), bound_condition(messages.c.uid, shape)), params)
+            params["mailbox_id"], params["account_id"] = mailbox_id, account_id
+            rows = sql.rows(conn, ("store_flags", shape), lambda: _store_rows(bound_condition(_M.uid, shape)), params)
+            if not rows:
+                raise NotFound(mailbox_id)
+            if rows[0][0] is None:  # the mailbox's row alone: no message in the set
+                rows = []
+            tx.know_threads({r[1]: r[4] for r in rows})
             modified = []
             if unchanged_since is not None:
                 modified = [r[0] for r in rows if r[2] > unchanged_since]
@@ -89,16 +91,18 @@ class Memberships:
                 tx.affect_emails(email_ids)  # the counters see \Seen, \Draft and \Deleted
             m = tx.modseq
             keywords = list(other)
+            target_uids = [r[0] for r in rows]
+            # \Deleted of a small set rides on the UPDATE that stamps the emails' memberships (one statement,
+            # not two, on the writer lane); a big one is set by UID chunks below
+            deleted_inline = deleted is not None and len(email_ids) <= 500 and len(target_uids) <= 500
             for i in range(0, len(email_ids), 500):
                 chunk = email_ids[i : i + 500]
                 p = {"ids": chunk, "modseq": m}
                 if mode == "add":
                     sql.count(conn, _ADD_FLAGS, {**p, "bits": bits})  # (0: the modseq alone)
-                    if other:
-                        have = set(sql.run(conn, _HAVE_KEYWORDS, {"ids": chunk, "keywords": keywords}))
-                        fresh = [{"email_id": e, "keyword": k, "display": d} for e in chunk for k, d in other.items()
-                                 if (e, k) not in have]
-                        sql.many(conn, _INSERT_KEYWORD, fresh)
+                    if other:  # (a keyword already there keeps its display)
+                        sql.many(conn, _ADD_KEYWORD, [{"email_id": e, "keyword": k, "display": d}
+                                                      for e in chunk for k, d in other.items()])
                 elif mode == "remove":
                     if bits:
                         sql.count(conn, _KEEP_FLAGS, {**p, "mask": ~bits & 0xFF})
@@ -111,12 +115,15 @@ class Memberships:
                     sql.count(conn, _DROP_ALL_KEYWORDS, {"ids": chunk})
                     sql.many(conn, _INSERT_KEYWORD, [{"email_id": e, "keyword": k, "display": d}
                                                      for e in chunk for k, d in other.items()])
-                touched = sql.run(conn, _TOUCH_MEMBERSHIPS, p)
+                if deleted_inline:
+                    touched = sql.run(conn, _TOUCH_SET_DELETED, {**p, "mailbox_id": mailbox_id, "uids": target_uids,
+                                                                 "deleted": deleted})
+                else:
+                    touched = sql.run(conn, _TOUCH_MEMBERSHIPS, p)
                 tx.touch_mailbox(*{r[0] for r in touched})
                 tx.log_many("Email", chunk, "u")
-            target_uids = [r[0] for r in rows]
             if deleted is not None:
-                for i in range(0, len(target_uids), 500):
+                for i in range(0, 0 if deleted_inline else len(target_uids), 500):
                     sql.count(conn, _SET_DELETED, {"mailbox_id": mailbox_id, "uids": target_uids[i : i + 500],
                                                    "deleted": deleted, "modseq": m})
                 tx.touch_mailbox(mailbox_id)
@@ -245,8 +252,14 @@ _ADD_FLAGS = sa.update(emails).where(_IDS).values(flags=emails.c.flags.op("|")(_
 _KEEP_FLAGS = sa.update(emails).where(_IDS).values(flags=emails.c.flags.op("&")(_P("mask")), modseq=_P("modseq"))
 _SET_FLAGS = sa.update(emails).where(_IDS).values(flags=_P("bits"), modseq=_P("modseq"))
 _KW_IDS = email_keywords.c.email_id.in_(_P("ids", expanding=True))
-_HAVE_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.keyword)
-                  .where(_KW_IDS, email_keywords.c.keyword.in_(_P("keywords", expanding=True))))
+_KW = email_keywords.c
+#: a keyword added unless the email has it: the test rides on the insert (one statement per STORE, not a read of
+#: the keywords there and then the insert of the missing ones; the primary key answers the NOT EXISTS)
+_ADD_KEYWORD = sa.insert(email_keywords).from_select(
+    ["email_id", "keyword", "display"],
+    sa.select(_P("email_id", type_=sa.String), _P("keyword", type_=sa.String), _P("display", type_=sa.String))
+    .where(~sa.exists().where(_KW.email_id == _P("email_id", type_=sa.String),
+                              _KW.keyword == _P("keyword", type_=sa.String))))
 _DROP_KEYWORDS = sa.delete(email_keywords).where(_KW_IDS, email_keywords.c.keyword.in_(_P("keywords", expanding=True)))
 _DROP_ALL_KEYWORDS = sa.delete(email_keywords).where(_KW_IDS)
 _INSERT_KEYWORD = sa.insert(email_keywords).values(email_id=_P("email_id"), keyword=_P("keyword"),
@@ -255,9 +268,29 @@ _TOUCH_MEMBERSHIPS = (sa.update(messages).where(_M.email_id.in_(_P("ids", expand
                       .values(modseq=_P("modseq")).returning(_M.mailbox_id))
 _SET_DELETED = (sa.update(messages).where(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True)))
                 .values(deleted=_P("deleted"), modseq=_P("modseq")))
+#: _TOUCH_MEMBERSHIPS and _SET_DELETED in one: the emails' memberships get the modseq, the named ones of the
+#: mailbox (all among them: the STORE read them by these emails) also \Deleted set or cleared
+_TOUCH_SET_DELETED = (sa.update(messages).where(_M.email_id.in_(_P("ids", expanding=True)))
+                      .values(modseq=_P("modseq"), deleted=sa.case(
+                          (sa.and_(_M.mailbox_id == _P("mailbox_id"), _M.uid.in_(_P("uids", expanding=True))),
+                           _P("deleted", type_=sa.Boolean)), else_=_M.deleted))
+                      .returning(_M.mailbox_id))
 _OTHER = messages.alias("other")
 #: how many memberships the row's email has in all (an email whose every one is expunged is destroyed)
 _COPIES = sa.select(sa.func.count()).where(_OTHER.c.email_id == _M.email_id).scalar_subquery()
+
+
+def _store_rows(condition: sa.ColumnElement) -> sa.Select:
+    """STORE's one read: (uid, email id, modseq, deleted, thread id) of the mailbox's messages in the set, by
+    primary keys. As in :func:`_expunge_rows`, the mailbox is the left side of outer joins: no row when it is not
+    the account's, one row of NULLs when none of its messages is in the set; the threads come with the rows (the
+    counters and the Thread change log need them). One statement where three were (issue 10: STORE runs on the
+    single writer lane)."""
+    rows = mailboxes.outerjoin(messages, sa.and_(_M.mailbox_id == mailboxes.c.id, condition))
+    return (sa.select(_M.uid, _M.email_id, _M.modseq, _M.deleted, emails.c.thread_id)
+            .select_from(rows.outerjoin(emails, emails.c.id == _M.email_id))
+            .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id"))
+            .order_by(_M.uid))
 
 
 def _expunge_rows(*condition: sa.ColumnElement) -> sa.Select:

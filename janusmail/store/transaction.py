@@ -81,9 +81,10 @@ class WriteTx:
         need not read what they contribute at flush (nothing)."""
         self._counters.threads_emptied(thread_ids)
 
-    def affect_threads(self, thread_ids: Iterable[str]) -> None:
-        """Emails are about to be added to (or removed from) these threads: call BEFORE the rows change."""
-        self._counters.affect_threads(self.conn, thread_ids)
+    def affect_threads(self, thread_ids: Iterable[str], *, created: bool = False) -> None:
+        """Emails are about to be added to (or removed from) these threads: call BEFORE the rows change.
+        ``created``: threads this transaction made (no email yet; nothing to read)."""
+        self._counters.affect_threads(self.conn, thread_ids, created=created)
 
     def touch_mailbox(self, *mailbox_ids: str) -> None:
         """Mark mailboxes whose contents changed: bumps HIGHESTMODSEQ and logs a counts-only Mailbox change."""
