@@ -94,11 +94,9 @@ def admit(tx: WriteTx, *, storage: int, messages: int) -> None:
     """Refuse (``OverQuota``) a write about to add ``messages`` memberships of ``storage`` octets in total when
     that would take a resource above its limit. Call it before writing anything (ingest: before the bytes go
     to disk, or after ``ingest.place`` stored them only once its own read of usage found room). Growth already
-    admitted in the same transaction counts as used."""
-    row = tx.store.sql.first(tx.conn, _USAGE, {"account_id": tx.account_id})
-    if row is None:
-        raise NotFound(tx.account_id)
-    used, count, quota_storage, quota_messages = row
+    admitted in the same transaction counts as used. The usage is the one the transaction read with its modseq
+    (``WriteTx.usage``): usage moves only at the transaction's flush, after every admit."""
+    used, count, quota_storage, quota_messages = tx.usage
     pending_storage, pending_messages = tx.quota_admitted
     used_storage = int(used) + pending_storage
     used_messages = int(count) + pending_messages

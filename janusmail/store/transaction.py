@@ -38,10 +38,13 @@ class WriteTx:
         self.account_id = account_id
         if new_account is not None:  # the account is created by this transaction (with its first objects)
             conn.execute(sa.insert(accounts).values(**new_account, modseq=0))
-        modseq = store.sql.scalar(conn, _NEXT_MODSEQ, {"account_id": account_id})
-        if modseq is None:
+        row = store.sql.first(conn, _NEXT_MODSEQ, {"account_id": account_id})
+        if row is None:
             raise NotFound(account_id)
-        self.modseq: int = modseq
+        self.modseq: int = row[0]
+        #: the account's (used storage, used messages, storage quota, message quota) as this transaction began,
+        #: read with the modseq (``quotas.admit`` needs no read of its own; nothing before it moves usage)
+        self.usage: tuple[int, int, int | None, int | None] = row[1:]
         self._log: dict[tuple[str, str], str] = {}
         self._touched: set[str] = set()
         self._counters = CounterTracker(store.sql)
@@ -127,7 +130,9 @@ class WriteTx:
 # -- statements built once, run on the driver's cursor (``Store.sql``): every write runs them ---------------------
 
 _NEXT_MODSEQ = (sa.update(accounts).where(accounts.c.id == sa.bindparam("account_id"))
-                .values(modseq=accounts.c.modseq + 1).returning(accounts.c.modseq))
+                .values(modseq=accounts.c.modseq + 1)
+                .returning(accounts.c.modseq, accounts.c.used_storage, accounts.c.used_messages,
+                           accounts.c.quota_storage, accounts.c.quota_messages))
 _TOUCH = (sa.update(mailboxes).where(mailboxes.c.id.in_(sa.bindparam("ids", expanding=True)))
           .values(highest_modseq=sa.bindparam("modseq")))
 _LOG = sa.insert(changes).values({c: sa.bindparam(c) for c in ("account_id", "modseq", "kind", "object_id", "op")})
