@@ -132,10 +132,20 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
     with store.write(account_id) as tx:
         conn = tx.conn
         m = tx.modseq
-        wanted = {mid for p in prep for mid in p.mailbox_ids}
-        rows = sql.run(conn, _OWN_BOXES, {"account_id": account_id, "ids": list(wanted)})
-        if len(rows) != len(wanted) or any(not p.mailbox_ids for p in prep):
+        if any(not p.mailbox_ids for p in prep):
             raise NotFound("mailbox")
+        # UIDs: one UPDATE per mailbox for the whole batch, which also finds that the mailbox is the account's
+        # (no read of its own first; a refusal below rolls the taken UIDs back with the rest)
+        per_box: dict[str, int] = defaultdict(int)
+        for p in prep:
+            for mid in p.mailbox_ids:
+                per_box[mid] += 1
+        next_uid: dict[str, int] = {}
+        for mid, n in per_box.items():
+            top = sql.scalar(conn, _TAKE_UIDS, {"mailbox_id": mid, "account_id": account_id, "n": n})
+            if top is None:
+                raise NotFound("mailbox")
+            next_uid[mid] = top - n
         # Quota: checked under this transaction's account lock, before any byte is written (quotas.py).
         quotas.admit(tx, storage=sum(len(p.item.raw) * len(p.mailbox_ids) for p in prep),
                      messages=sum(len(p.mailbox_ids) for p in prep))
@@ -161,14 +171,6 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
                               "size": len(raw), "type": "message/rfc822", "pack": pack, "offset": offset,
                               "created_at": now})
         sql.many(conn, _INSERT_BLOB, new_blobs)
-        # UIDs: one UPDATE per mailbox for the whole batch.
-        per_box: dict[str, int] = defaultdict(int)
-        for p in prep:
-            for mid in p.mailbox_ids:
-                per_box[mid] += 1
-        next_uid: dict[str, int] = {}
-        for mid, n in per_box.items():
-            next_uid[mid] = sql.scalar(conn, _TAKE_UIDS, {"mailbox_id": mid, "n": n}) - n
         email_rows, kw_rows, msg_rows, search_rows = [], [], [], []
         out: list[Delivered] = []
         assigned = assign_threads(conn, account_id,
@@ -240,12 +242,11 @@ def _insert(table: sa.Table, *names: str) -> sa.Insert:
     return sa.insert(table).values({n: _P(n) for n in names})
 
 
-_OWN_BOXES = sa.select(mailboxes.c.id).where(mailboxes.c.account_id == _P("account_id"),
-                                             mailboxes.c.id.in_(_P("ids", expanding=True)))
 _KNOWN_BLOBS = sa.select(blobs.c.sha256, blobs.c.id).where(blobs.c.account_id == _P("account_id"),
                                                            blobs.c.sha256.in_(_P("digests", expanding=True)))
 _INSERT_BLOB = _insert(blobs, "id", "account_id", "sha256", "size", "type", "pack", "offset", "created_at")
-_TAKE_UIDS = (sa.update(mailboxes).where(mailboxes.c.id == _P("mailbox_id"))
+_TAKE_UIDS = (sa.update(mailboxes)
+              .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id"))
               .values(uidnext=mailboxes.c.uidnext + _P("n")).returning(mailboxes.c.uidnext))
 _INSERT_EMAIL = _insert(emails, "id", "account_id", "blob_id", "thread_id", "size", "received_at", "sent_at",
                         "sent_offset", "flags", "message_id", "subject", "base_subject", "from_sort", "to_sort",
