@@ -61,8 +61,9 @@ _FTS_DELETE = sa.text("DELETE FROM email_fts WHERE rowid IN "
                       "(SELECT fts_rowid FROM email_text WHERE email_id IN :ids)").bindparams(
     sa.bindparam("ids", expanding=True))
 #: the highest rowid of the word index (FTS5 reads it from the end of its rowid order: no scan)
-_FTS_LAST = sa.text("SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1")
-_TEXT_LAST = sa.select(sa.func.max(EMAIL_TEXT.c.id))
+#: the highest rowid of email_text and of email_fts, in one statement (both by their rowid b-trees' last entry)
+_LAST_ROWID = sa.text("SELECT max(coalesce((SELECT max(id) FROM email_text), 0), "
+                      "coalesce((SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1), 0))")
 _TEXT_INSERT = sa.insert(EMAIL_TEXT).values({n: sa.bindparam(n) for n in ("id", "email_id", "fts_rowid")})
 _TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id, :headers, :body)")
 _CHUNK = 500
@@ -106,10 +107,7 @@ def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict], sql: SqlText
         fts = [{**r, "rowid": i} for i, r in enumerate(rows)]
         text = [{"id": i, "email_id": r["email_id"], "fts_rowid": i} for i, r in enumerate(rows)]
         trgm = [{"id": i, "headers": header_text(r.get("headers")), "body": r["body"]} for i, r in enumerate(rows)]
-        if sql is not None:
-            first = max(sql.scalar(conn, _TEXT_LAST) or 0, sql.scalar(conn, _FTS_LAST) or 0) + 1
-        else:
-            first = max(conn.execute(_TEXT_LAST).scalar() or 0, conn.execute(_FTS_LAST).scalar() or 0) + 1
+        first = (sql.scalar(conn, _LAST_ROWID) if sql is not None else conn.execute(_LAST_ROWID).scalar()) + 1
         for r in fts:
             r["rowid"] += first
         for r in text:
