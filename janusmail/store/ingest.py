@@ -141,11 +141,14 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
             for mid in p.mailbox_ids:
                 per_box[mid] += 1
         next_uid: dict[str, int] = {}
+        #: (first unclaimed \Recent UID, UIDNEXT) of each mailbox as this transaction leaves it, for the claims
+        heads: dict[str, tuple[int, int]] = {}
         for mid, n in per_box.items():
-            top = sql.scalar(conn, _TAKE_UIDS, {"mailbox_id": mid, "account_id": account_id, "n": n})
-            if top is None:
+            row = sql.first(conn, _TAKE_UIDS, {"mailbox_id": mid, "account_id": account_id, "n": n})
+            if row is None:
                 raise NotFound("mailbox")
-            next_uid[mid] = top - n
+            next_uid[mid] = row[0] - n
+            heads[mid] = (row[1], row[0])
         # Quota: checked under this transaction's account lock, before any byte is written (quotas.py).
         quotas.admit(tx, storage=sum(len(p.item.raw) * len(p.mailbox_ids) for p in prep),
                      messages=sum(len(p.mailbox_ids) for p in prep))
@@ -214,7 +217,8 @@ def store_batch(store: Store, account_id: str, prep: list[Prepared],
             recent_from = None
             claim = p.item.claim_recent
             if claim is not None and claim in uids:  # IMAP APPEND into the session's selected mailbox (IngestItem)
-                first = claim_recent_in(sql, conn, claim, upto=uids[claim] + 1)
+                first = claim_recent_in(sql, conn, claim, upto=uids[claim] + 1, head=heads[claim])
+                heads[claim] = (max(first, uids[claim] + 1), heads[claim][1])  # (claimed up to here now)
                 recent_from = first if first <= uids[claim] else None
             out.append(Delivered(email_id, thread_id, blob_ids[p.digest], len(p.item.raw), received, uids, m,
                                  recent_from))
@@ -247,7 +251,7 @@ _KNOWN_BLOBS = sa.select(blobs.c.sha256, blobs.c.id).where(blobs.c.account_id ==
 _INSERT_BLOB = _insert(blobs, "id", "account_id", "sha256", "size", "type", "pack", "offset", "created_at")
 _TAKE_UIDS = (sa.update(mailboxes)
               .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id"))
-              .values(uidnext=mailboxes.c.uidnext + _P("n")).returning(mailboxes.c.uidnext))
+              .values(uidnext=mailboxes.c.uidnext + _P("n")).returning(mailboxes.c.uidnext, mailboxes.c.recent_uid))
 _INSERT_EMAIL = _insert(emails, "id", "account_id", "blob_id", "thread_id", "size", "received_at", "sent_at",
                         "sent_offset", "flags", "message_id", "subject", "base_subject", "from_sort", "to_sort",
                         "addr_from", "addr_to", "addr_cc", "addr_bcc", "has_attachment", "preview", "cache",

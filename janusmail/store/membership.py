@@ -227,11 +227,13 @@ class Memberships:
             return claim_recent_in(self._store.sql, conn, mailbox_id)
 
 
-def claim_recent_in(sql: SqlText, conn: sa.Connection, mailbox_id: str, upto: int | None = None) -> int:
+def claim_recent_in(sql: SqlText, conn: sa.Connection, mailbox_id: str, upto: int | None = None,
+                    head: tuple[int, int] | None = None) -> int:
     """In the caller's write transaction: claim the unclaimed \\Recent UIDs of the mailbox below ``upto`` (all of
     them: below its UIDNEXT) and return the first UID of the claim (the claim is empty when that is not below
-    ``upto``). ``NotFound`` for no such mailbox."""
-    row = sql.first(conn, _RECENT, {"mailbox_id": mailbox_id})
+    ``upto``). ``NotFound`` for no such mailbox. ``head``: the mailbox's (first unclaimed UID, UIDNEXT) as the
+    caller's transaction has them now (a delivery read them when it took its UIDs): no read here."""
+    row = head if head is not None else sql.first(conn, _RECENT, {"mailbox_id": mailbox_id})
     if row is None:
         raise NotFound(mailbox_id)
     recent_uid, uidnext = row
