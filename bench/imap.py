@@ -664,6 +664,16 @@ def dovecot(scratch: Path, fill: Iterator[tuple[bytes, bool]] | None = None):  #
             proc.kill()
 
 
+def median_line(rates: dict[str, list[float]], unit: str) -> str:
+    """``median: janus N unit`` and, when Dovecot ran too, its median and the ratio."""
+    j = statistics.median(rates["janus"])
+    line = f"median: janus {j:,.0f} {unit}"
+    if rates.get("dovecot"):
+        dv = statistics.median(rates["dovecot"])
+        line += f"   dovecot {dv:,.0f} {unit}   janus/dovecot {j / dv:.2f}x"
+    return line
+
+
 def run_mixed(args: argparse.Namespace) -> None:
     """``--profile mixed``: the mixed workload (section 1) on the ``--messages`` INBOX, with ``--dovecot`` against
     a private Dovecot holding the same messages too, alternating ``--repeat`` times, medians and the ratio. Aim
@@ -687,13 +697,7 @@ def run_mixed(args: argparse.Namespace) -> None:
             for name, port, address, password in servers:
                 rates[name].append(mixed(port, args.clients, args.seconds, args.messages, address, password,
                                          f"[{name} #{rnd + 1}] mixed workload"))
-    print("\nmedians (ops/s):")
-    j = statistics.median(rates["janus"])
-    line = f"  mixed          janus {j:8,.0f}"
-    if args.dovecot:
-        dv = statistics.median(rates["dovecot"])
-        line += f"   dovecot {dv:8,.0f}   janus/dovecot {j / dv:5.2f}x"
-    print(line)
+    print("\n" + median_line(rates, "ops/s"))
 
 
 def run_stress(args: argparse.Namespace) -> None:
@@ -774,12 +778,7 @@ def run_append(args: argparse.Namespace) -> None:
         except BaseException:
             print("server errors:\n" + server_log(data), file=sys.stderr)
             raise
-    j = statistics.median(rates["janus"])
-    line = f"\nmedian: janus {j:,.0f} msg/s"
-    if args.dovecot:
-        dv = statistics.median(rates["dovecot"])
-        line += f"   dovecot {dv:,.0f} msg/s   janus/dovecot {j / dv:.2f}x"
-    print(line)
+    print("\n" + median_line(rates, "msg/s"))
 
 
 def main() -> None:

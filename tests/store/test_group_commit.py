@@ -331,11 +331,8 @@ def test_sqlite_lanes_of_several_processes_queue_on_the_writer_lock_file(store, 
         os.close(other)
 
 
-def test_a_failed_delivery_batch_is_retried_one_by_one_without_parsing_again(store, monkeypatch) -> None:  # noqa: ANN001
-    """Deliveries queued together are one ``ingest_many``; when one of them fails it (a mailbox gone), each is
-    stored alone so the others still go in. That retry reuses what the batch prepared: each message is parsed
-    once (and its bytes, already placed in the pack, are not written a second time)."""
-    a, inbox = _account(store, "alice", n=0)
+def _count_parses(store: Any, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The messages the store parses from now on (``emails.prepare``), in order."""
     parsed: list[bytes] = []
     real_prepare = store.emails.prepare
 
@@ -344,6 +341,15 @@ def test_a_failed_delivery_batch_is_retried_one_by_one_without_parsing_again(sto
         return real_prepare(item)
 
     monkeypatch.setattr(store.emails, "prepare", prepare)
+    return parsed
+
+
+def test_a_failed_delivery_batch_is_retried_one_by_one_without_parsing_again(store, monkeypatch) -> None:  # noqa: ANN001
+    """Deliveries queued together are one ``ingest_many``; when one of them fails it (a mailbox gone), each is
+    stored alone so the others still go in. That retry reuses what the batch prepared: each message is parsed
+    once (and its bytes, already placed in the pack, are not written a second time)."""
+    a, inbox = _account(store, "alice", n=0)
+    parsed = _count_parses(store, monkeypatch)
 
     async def deliver_all() -> list[Any]:
         return await asyncio.gather(*(store.deliver(a, simple(10 + i), (inbox if i != 2 else "Fnowhere",))
@@ -360,14 +366,7 @@ def test_the_next_delivery_batch_prepares_while_one_waits_for_the_writer(store, 
     """Delivery batches are pipelined (``MAX_IN_FLIGHT``): while one batch waits for the writer lane, the next
     is already parsed and placed, instead of waiting for the first one's commit before it starts."""
     a, inbox = _account(store, "alice", n=0)
-    parsed: list[bytes] = []
-    real_prepare = store.emails.prepare
-
-    def prepare(item: Any) -> Any:
-        parsed.append(bytes(item.raw))
-        return real_prepare(item)
-
-    monkeypatch.setattr(store.emails, "prepare", prepare)
+    parsed = _count_parses(store, monkeypatch)
 
     async def scenario() -> list[Any]:
         with Lane(store, a):
