@@ -177,8 +177,10 @@ class Store:
                 self._thread.inline = False
         return await self.call(fn, *args, **kwargs)
 
-    def _off_loop(self) -> None:
-        """A write is about to start outside a writer lane: not in a :meth:`read_inline` read on the loop."""
+    def needs_thread(self) -> None:
+        """Say so before work that must not run on the event loop's thread: a write outside a writer lane, or a
+        read whose size is the mailbox's (a cold snapshot of a big mailbox). Inside a :meth:`read_inline` read
+        on the loop it stops the read, which then runs again on a reader thread; anywhere else it does nothing."""
         if getattr(self._thread, "inline", False):
             raise _LeaveLoop
 
@@ -197,7 +199,7 @@ class Store:
         """
         if current_group() is not None:
             return fn(*args, **kwargs)
-        self._off_loop()
+        self.needs_thread()
         return self._writer.submit(fn, *args, **kwargs).result()
 
     async def deliver(self, account_id: str, raw: bytes, mailbox_ids: tuple[str, ...], keywords: tuple[str, ...] = (),
@@ -265,7 +267,7 @@ class Store:
                 yield tx
             self.notifier.publish(tx.event())  # held until the group commits
             return
-        self._off_loop()
+        self.needs_thread()
         with faults.mapped():
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
@@ -289,7 +291,7 @@ class Store:
                 with group.savepoint() as conn:
                     yield conn
                 return
-            self._off_loop()
+            self.needs_thread()
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
             with conn_ctx, conn.begin():

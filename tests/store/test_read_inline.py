@@ -100,3 +100,31 @@ async def test_errors_leave_as_they_are_and_the_next_read_is_inline_again(store:
         await store.read_inline(missing)
     here = threading.get_ident()
     assert (await store.read_inline(threading.get_ident) == here) is store.sqlite
+
+
+async def test_a_cold_snapshot_of_a_big_mailbox_is_read_on_a_reader_thread(store: Any, account: Any,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading every UID of a big mailbox (its first SELECT) would stall the loop: that read leaves it; the next
+    SELECT, from the cached snapshot, stays on the loop."""
+    from janusmail.store import message_views
+
+    monkeypatch.setattr(message_views, "INLINE_LOAD", 2)  # (three messages are "big" here)
+    inbox = box(store, account.id)
+    for i in range(3):
+        store.emails.ingest(account.id, simple(i), [inbox.id])
+    here = threading.get_ident()
+
+    def select(ran_on: list[int]) -> Any:
+        ran_on.append(threading.get_ident())
+        return store.messages.mailbox_snapshot(account.id, inbox.id)
+
+    cold: list[int] = []
+    snap = await store.read_inline(select, cold)
+    assert snap is not None and list(snap.uids) == [1, 2, 3]
+    warm: list[int] = []
+    assert list((await store.read_inline(select, warm)).uids) == [1, 2, 3]
+    if store.sqlite:
+        assert cold[0] == here and cold[1:] and cold[-1] != here, cold
+        assert warm == [here], warm
+    else:
+        assert here not in cold + warm
