@@ -118,8 +118,8 @@ def place(store: Store, account_id: str, prep: list[Prepared]) -> None:
         return
     refs = bstore.put_many(None, [("", p.item.raw) for p in first.values()])  # synced when this returns
     by_digest = {d: ref for d, ref in zip(first, refs, strict=True)}
-    for p in prep:
-        p.placed = by_digest[p.digest]
+    for p in prep:  # (one whose bytes the account holds already stays unplaced: the write links that blob)
+        p.placed = by_digest.get(p.digest)
 
 
 def store_batch(store: Store, account_id: str, prep: list[Prepared],

@@ -385,3 +385,21 @@ def test_the_next_delivery_batch_prepares_while_one_waits_for_the_writer(store, 
     first, second = asyncio.run(scenario())
     assert first.uids[inbox] != second.uids[inbox]
     assert store.mailboxes.counts(a)[inbox].messages == 2
+
+
+def test_a_delivery_batch_of_known_and_new_messages_is_placed_once(store, monkeypatch) -> None:  # noqa: ANN001
+    """A batch mixing a message the account holds already (delivered again) with a new one: the new one's bytes
+    are placed off the lane, the known one links the existing blob, and the batch goes in as one. (Placing
+    asked for the known message's place among the new ones and failed, so the batch was parsed and written
+    again message by message.)"""
+    a, inbox = _account(store, "alice", n=0)
+    store.emails.ingest(a, simple(1), (inbox,))
+    parsed = _count_parses(store, monkeypatch)
+
+    async def both() -> list[Any]:
+        return list(await asyncio.gather(store.deliver(a, simple(1), (inbox,)), store.deliver(a, simple(2), (inbox,))))
+
+    again, new = asyncio.run(both())
+    assert len(parsed) == 2, len(parsed)  # one parse each: no retry one by one
+    assert again.blob_id != new.blob_id
+    assert store.mailboxes.counts(a)[inbox].messages == 3
