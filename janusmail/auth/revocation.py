@@ -53,7 +53,7 @@ def deadline(result: AuthResult, grace: float = 0) -> float | None:
 
 def check(store: Store, result: AuthResult, baseline: int, *, now: float, grace: float = 0) -> Verdict:
     """Would the credential ``result`` was made from still be accepted, as far as revocation and expiry go?
-    Blocking (store reads): run it with ``store.call``."""
+    Blocking (a few reads by key): run it with ``store.call``, or ``store.read_inline`` (it writes nothing)."""
     end = deadline(result, grace)
     if end is not None and now >= end:
         return Verdict(TOKEN_EXPIRED, baseline)

@@ -43,8 +43,8 @@ _IDENTITY = frozenset({"7BIT", "8BIT", "BINARY"})
 #: Octets of a report part read for its fields: real ones are a few hundred (a returned header block a few
 #: KiB); anything past this is not what we look for, and a crafted report must not cost more.
 PART_LIMIT = 64 * 1024
-#: The longest Message-ID (octets) worth looking up: submissions keep none longer (an indexed column; RFC 5322
-#: lines stop at 998 octets anyway).
+#: The longest Message-ID (octets) worth looking up, and the longest a submission keeps
+#: (``janusmail.store.submissions.MAX_MESSAGE_ID``: an indexed column; RFC 5322 lines stop at 998 octets anyway).
 MAX_ID = 998
 
 

@@ -79,6 +79,12 @@ MX_PARALLEL = 8
 Result = tuple[str, str]  # (delivered: "yes" | "no" | "queued", SMTP reply text)
 
 
+async def _give_back(store: Store, account_id: str, claim: asyncio.Future[list[Submission]]) -> None:
+    """The leases of a claim its pass no longer wants, once the claim has committed (shielded by the caller as
+    one piece: a second cancel at shutdown must not stop it between the claim and the release)."""
+    await _release(store, account_id, await claim)
+
+
 async def _release(store: Store, account_id: str, subs: list[Submission]) -> None:
     """Give back the leases of ``subs`` (claimed together: one lease each, the same for all of a claim), only
     where they are still ours: a row whose lease ran out and that another process claimed keeps its new one."""
@@ -307,7 +313,7 @@ class Outbound:
             subs = await asyncio.shield(claim)
         except asyncio.CancelledError:  # the server stops mid-claim: the claim still commits on its thread, and
             with contextlib.suppress(Exception):  # its leases would keep the rows from the next start for LEASE s
-                await _release(store, account_id, await claim)
+                await asyncio.shield(_give_back(store, account_id, claim))
             raise
         if not subs:
             return 0, False

@@ -65,6 +65,10 @@ class FetchRows:
     saved: dict[int, int] = field(default_factory=dict)
 
 
+#: At most this many messages covered, :meth:`MessageViews.fetch_rows` reads SQL even when the mailbox's rows are
+#: cached: a few primary-key reads cost less than bringing the cache up to date, and never wait for another
+#: thread's load of it (such reads run on the event loop's thread, ``Store.read_inline``; IMAP FETCH's INLINE_ROWS)
+SQL_ROWS = 64
 #: Above this many messages, reading a mailbox's whole UID list (a SELECT of a mailbox whose snapshot is not cached)
 #: leaves a ``Store.read_inline`` read for a reader thread: 100,000 UIDs took 38 ms, a stall of every session
 INLINE_LOAD = 10_000
@@ -165,10 +169,12 @@ class MessageViews:
         ``keywords``: fill :attr:`FetchRows.keywords`; ``part_offsets``: append the MIME cache column (CACHE);
         ``blob``: append the blob columns and fill :attr:`FetchRows.locations`; ``saved``: fill
         :attr:`FetchRows.saved` from the same rows (no second read). ``covered`` (how many messages
-        the ranges cover) and ``size_hint`` (the mailbox size) let a metadata-only read of many messages come
-        from the row cache (kept exact by MODSEQ; it always carries keywords); ``size_hint=0`` never does."""
+        the ranges cover) and ``size_hint`` (the mailbox size) let a metadata-only read of many messages (more
+        than :data:`SQL_ROWS`) come from the row cache (kept exact by MODSEQ; it always carries keywords);
+        ``size_hint=0`` never does."""
         cache = self._store.mailbox_rows
-        if not (blob or part_offsets or saved) and (covered >= mailbox_rows.MIN_CACHED or cache.cached(mailbox_id)):
+        if (not (blob or part_offsets or saved) and covered > SQL_ROWS
+                and (covered >= mailbox_rows.MIN_CACHED or cache.cached(mailbox_id))):
             box = cache.get(mailbox_id, size_hint)
             if box is not None:
                 return FetchRows(box.select(ranges, below_uid=below_uid, changedsince=changedsince), box.keywords)

@@ -92,7 +92,11 @@ def _encode(entries: list) -> str:
 
 
 def _decode(kind: type, text: str, label: str) -> tuple:
-    return tuple(kind(**{**item, "where": label}) for item in orjson.loads(text))
+    """The published items as ``kind``; fields this version does not know are left out (another node of a shared
+    PostgreSQL may run a newer version during a rolling upgrade: its row must not break this node's admin view)."""
+    known = kind.__dataclass_fields__
+    return tuple(kind(**{**{k: v for k, v in item.items() if k in known}, "where": label})
+                 for item in orjson.loads(text))
 
 
 class ProcessState:

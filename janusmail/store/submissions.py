@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from janusmail.mime.reports import MAX_ID
+
 from . import ids
 from .model import NotFound, StoreError
 from .schema import ID, emails, metadata
@@ -95,8 +97,8 @@ sa.Index("ix_email_submissions_account_message_id", email_submissions_table.c.ac
 
 
 #: The longest Message-ID (octets) kept on a row: it is indexed (PostgreSQL's btree refuses entries past ~2.7
-#: KB), and RFC 5322 lines stop at 998 octets anyway. ``janusmail.mime.reports.MAX_ID`` is the same bound.
-MAX_MESSAGE_ID = 998
+#: KB), and RFC 5322 lines stop at 998 octets anyway. The reports' parser looks up none longer (one bound).
+MAX_MESSAGE_ID = MAX_ID
 
 #: The reply recorded for a recipient delivered into a mailbox here.
 LOCAL_REPLY = "250 2.0.0 Delivered"

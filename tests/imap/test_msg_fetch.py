@@ -295,6 +295,7 @@ async def test_row_cache_stays_exact(mrt, monkeypatch) -> None:  # noqa: ANN001
     """Metadata FETCHes served from the shared row cache follow every change (flags, arrivals, expunges,
     keywords set through another mailbox's copy)."""
     monkeypatch.setattr("janusmail.store.mailbox_rows.MIN_CACHED", 1)
+    monkeypatch.setattr("janusmail.store.message_views.SQL_ROWS", 0)  # (small reads otherwise go to SQL)
     deliver(mrt, [simple(i) for i in range(40)])
     h = await session(mrt)
     other = await session(mrt)

@@ -421,8 +421,8 @@ async def test_copy_from_another_account_is_refused(h):  # noqa: F811
     assert res["error"] == "fromAccountNotFound"
 
 
-async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
-    """The copy itself, with an account policy that lets one principal see two accounts."""
+def _see_bobs_account(h) -> str:  # noqa: ANN001, F811
+    """An account policy that lets alice's principal see bob's account too; bob's inbox id."""
     both = StaticAccounts({h.account_id: AccountAccess(), h.bob.id: AccountAccess()})
     orig = h.ctx_factory
 
@@ -432,7 +432,12 @@ async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
         return ctx
 
     h.ctx_factory = factory
-    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    return next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+
+
+async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
+    """The copy itself, with an account policy that lets one principal see two accounts."""
+    bob_box = _see_bobs_account(h)
     src = h.store.emails.ingest(h.bob.id, simple(1, subject="from bob"), (bob_box,), ("$seen",), 1_900_000_000)
     res = await h.ok("Email/copy", {"fromAccountId": h.bob.id, "onSuccessDestroyOriginal": True, "create": {
         "c1": {"id": src.email_id, "mailboxIds": {h.inbox: True}},
@@ -453,16 +458,7 @@ async def test_copy_semantics_when_both_accounts_are_visible(h):  # noqa: F811
 async def test_copy_over_quota_is_refused_and_keeps_the_original(h):  # noqa: F811
     """Issue 12 item 7: Email/copy into a full account is the SetError ``overQuota``; nothing is stored there, and
     onSuccessDestroyOriginal leaves the original alone (the copy did not succeed)."""
-    both = StaticAccounts({h.account_id: AccountAccess(), h.bob.id: AccountAccess()})
-    orig = h.ctx_factory
-
-    def factory(info):  # noqa: ANN001, ANN202
-        ctx = orig(info)
-        ctx.accounts = both
-        return ctx
-
-    h.ctx_factory = factory
-    bob_box = next(m.id for m in h.store.mailboxes.list(h.bob.id) if m.role == "inbox")
+    bob_box = _see_bobs_account(h)
     src = h.store.emails.ingest(h.bob.id, simple(1, subject="from bob"), (bob_box,))
     h.ingest(simple(2))
     h.store.quotas.set_limits(h.account_id, messages=1)  # alice is full

@@ -17,7 +17,7 @@ import re
 import smtplib
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +64,9 @@ class World:
     token: str
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    data: Path = tmp_path_factory.mktemp("observability") / "data"
+def _data_dir(data: Path, then: Callable[[Store, str], None] | None = None) -> str:
+    """A data directory with this module's config and the test account (cheap password hashing); ``then`` adds to
+    the store before it closes. Returns the account id."""
     data.mkdir()
     (data / "janusmail.toml").write_text(CONFIG)
     previous = passwords.set_hasher(CHEAP)
@@ -74,11 +74,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         store = Store.open(data)
         try:
             account_id = store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD)).id
-            _, app_secret = app_passwords.create(store, account_id, "phone", "imap,jmap,smtp")
+            if then is not None:
+                then(store, account_id)
         finally:
             store.close()
     finally:
         passwords.set_hasher(previous)
+    return account_id
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    data: Path = tmp_path_factory.mktemp("observability") / "data"
+    app_secret = ""
+
+    def phone(store: Store, account_id: str) -> None:
+        nonlocal app_secret
+        _, app_secret = app_passwords.create(store, account_id, "phone", "imap,jmap,smtp")
+
+    account_id = _data_dir(data, phone)
     token = build_token_service(Config(data_dir=data)).issue(account_id, ["imap", "jmap", "smtp"], 3600)
     served = serve(data, "--log-format", "json")
     try:
@@ -349,17 +363,7 @@ def test_text_log_format_of_a_real_server(tmp_path: Path) -> None:
     """``serve --log-format text`` (the default): ``TIME LEVEL LOGGER: event key=value ... [sid=... account=...]``,
     no JSON, and the same ids: the IMAP session's lines share its sid, the JMAP request's sid is its X-Request-Id."""
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "janusmail.toml").write_text(CONFIG)
-    previous = passwords.set_hasher(CHEAP)
-    try:
-        store = Store.open(data)
-        try:
-            account_id = store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD)).id
-        finally:
-            store.close()
-    finally:
-        passwords.set_hasher(previous)
+    account_id = _data_dir(data)
     served = serve(data, "--log-format", "text")
     try:
         start = len(served.output())

@@ -15,6 +15,7 @@ import smtplib
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -86,35 +87,31 @@ def server(tmp_path, db_url):  # noqa: ANN001, ANN201
         assert not worker_pids(proc.pid)
 
 
-def every_workers_sessions_in_the_admin(cfg, pids: set[int]) -> None:  # noqa: ANN001 - a Config
-    """The web admin's connections page, served by whichever worker, lists the logged-in IMAP sessions of
-    both workers (janusmail.connections.publish_forever: the other worker's within seconds)."""
+def admin_page_until(cfg, path: str, shows: Callable[[str], bool]) -> None:  # noqa: ANN001 - a Config
+    """Ask the web admin (served by whichever worker) for ``path`` until ``shows(page)``, within the deadline:
+    what another process publishes (janusmail.connections.publish_forever) arrives within seconds."""
     deadline = time.monotonic() + WAIT
     with httpx.Client(base_url=f"http://127.0.0.1:{port_of(cfg.jmap.listen)}", auth=(ADDRESS, PASSWORD),
                       timeout=WAIT) as web:
         while True:
-            page = web.get("/admin/connections")
+            page = web.get(path)
             assert page.status_code == 200, page.text
-            serving = {pid for pid in pids if f"pid {pid}</td>" in page.text}  # the other processes, by label
-            # two IMAP sessions of the account, one of them from the other worker (its label on the page)
-            if page.text.count(f">{ADDRESS}</a>") >= 2 and len(serving) == 1:
+            if shows(page.text):
                 return
             assert time.monotonic() < deadline, page.text
             time.sleep(0.2)  # polling for a state another process publishes, with a deadline
+
+
+def every_workers_sessions_in_the_admin(cfg, pids: set[int]) -> None:  # noqa: ANN001 - a Config
+    """The connections page lists the logged-in IMAP sessions of both workers: two sessions of the account, one
+    of them from the other worker (its label, "pid N", on the page)."""
+    admin_page_until(cfg, "/admin/connections", lambda text: text.count(f">{ADDRESS}</a>") >= 2
+                     and len({pid for pid in pids if f"pid {pid}</td>" in text}) == 1)
 
 
 def every_workers_failed_logins_in_the_admin(cfg, accounts: list[str]) -> None:  # noqa: ANN001 - a Config
-    """The admin's auth-failures page, served by whichever worker, shows the failed logins of both workers."""
-    deadline = time.monotonic() + WAIT
-    with httpx.Client(base_url=f"http://127.0.0.1:{port_of(cfg.jmap.listen)}", auth=(ADDRESS, PASSWORD),
-                      timeout=WAIT) as web:
-        while True:
-            page = web.get("/admin/security")
-            assert page.status_code == 200, page.text
-            if all(f"<td>{account}</td>" in page.text for account in accounts):
-                return
-            assert time.monotonic() < deadline, page.text
-            time.sleep(0.2)  # polling for a state another process publishes, with a deadline
+    """The auth-failures page shows the failed logins of both workers."""
+    admin_page_until(cfg, "/admin/security", lambda text: all(f"<td>{a}</td>" in text for a in accounts))
 
 
 def test_append_and_lmtp_in_one_worker_reach_an_idler_in_the_other(server) -> None:  # noqa: ANN001

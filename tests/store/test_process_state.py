@@ -69,3 +69,21 @@ def test_the_publisher_follows_its_registry_and_throttle_and_withdraws(store) ->
         assert others() == []
 
     asyncio.run(scenario())
+
+
+def test_a_row_from_a_newer_version_still_reads(store) -> None:  # noqa: ANN001
+    """Nodes on one PostgreSQL may run two versions during an upgrade: fields this version does not know (added
+    by a newer one) are left out, not a crash of the admin view."""
+    import orjson
+    import sqlalchemy as sa
+
+    from janusmail.store.process_state import _t
+
+    state = store.process_state
+    store.write_call(state.publish, "p1", "host pid 1", [info(1, "a@example.test")], [], 10_000)
+    with store.engine.begin() as conn:
+        raw = conn.execute(sa.select(_t.c.connections).where(_t.c.process == "p1")).scalar_one()
+        items = [{**item, "added_later": 1} for item in orjson.loads(raw)]
+        conn.execute(sa.update(_t).where(_t.c.process == "p1").values(connections=orjson.dumps(items).decode()))
+    seen = state.others("p2", 10_000)
+    assert [c.address for c in seen[0].connections] == ["a@example.test"]

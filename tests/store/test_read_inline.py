@@ -128,3 +128,26 @@ async def test_a_cold_snapshot_of_a_big_mailbox_is_read_on_a_reader_thread(store
         assert warm == [here], warm
     else:
         assert here not in cold + warm
+
+
+def test_a_small_fetch_reads_by_key_even_when_the_rows_are_cached(store: Any, account: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """FETCH of a few messages (``SQL_ROWS``) runs on the loop's thread: it must not take the row cache's
+    per-mailbox lock, which a reader thread may hold for a whole big mailbox's load."""
+    from janusmail.store.message_views import SQL_ROWS
+
+    inbox = box(store, account.id)
+    for i in range(3):
+        store.emails.ingest(account.id, simple(i), [inbox.id])
+    cache = store.mailbox_rows
+    monkeypatch.setattr(cache, "cached", lambda mailbox_id: True)  # as if a big mailbox's rows were cached
+
+    def never(*_: Any) -> None:
+        raise AssertionError("the row cache was asked")
+
+    monkeypatch.setattr(cache, "get", never)
+    rows = store.messages.fetch_rows(inbox.id, [(1, 3)], keywords=True, covered=3, size_hint=100_000)
+    assert [r[0] for r in rows.rows] == [1, 2, 3]
+    assert SQL_ROWS >= 3
+    with pytest.raises(AssertionError, match="row cache"):  # (more than SQL_ROWS still come from the cache)
+        store.messages.fetch_rows(inbox.id, [(1, 3)], covered=SQL_ROWS + 1, size_hint=100_000)

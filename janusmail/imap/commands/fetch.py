@@ -32,6 +32,7 @@ from janusmail.imap.fetchdata import (
     uid_ranges,
 )
 from janusmail.store.flagbits import FLAG_SEEN
+from janusmail.store.message_views import SQL_ROWS
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -40,8 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Rows per rendered chunk for metadata-only FETCHes, and the byte budget per chunk when bodies are sent.
 LIGHT_BATCH = 4000
 BODY_BATCH_BYTES = 4 * 1024 * 1024
-#: Below this many rows the rendering runs inline (a worker-thread hop costs more than it saves), and so does
-#: the read of their metadata (``Store.read_inline``).
+#: Below this many rows the rendering runs inline (a worker-thread hop costs more than it saves).
 INLINE_ROWS = 64
 
 
@@ -151,9 +151,10 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     # metadata-only FETCHes of many messages may come from the store's row cache: it decides, given how many
     # of the session's messages the ranges cover and how big the mailbox is
     # (SAVEDATE, RFC 8514: the save dates come with the rows, in the same read)
-    # (a few messages' metadata: read on the loop's thread where that is cheaper, Store.read_inline)
+    # (a few messages' metadata is a few reads by key, never the row cache: on the loop's thread where that is
+    # cheaper, Store.read_inline)
     covered = _covered(sel.uids, ranges)
-    read = s.store.read_inline if covered <= INLINE_ROWS and not plan.blob else s.store.call
+    read = s.store.read_inline if covered <= SQL_ROWS and not plan.blob else s.store.call
     data: FetchRows = await read(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
                                  changedsince=args.changedsince, below_uid=sel.uidnext, covered=covered,
                                  size_hint=len(sel.uids))

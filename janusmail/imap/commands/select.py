@@ -39,7 +39,7 @@ async def select(s: ImapSession, cmd: Command) -> Result:
     path = s.parse_mailbox(args.mailbox)
     readonly = cmd.name == "EXAMINE"
     tree, box, snap = await s.store.read_inline(_read_selection, s.rt.store, s.account_id, "/".join(path),
-                                         claim_recent=not s.rev2 and not readonly, first_unseen=not s.rev2)
+                                                claim_recent=not s.rev2 and not readonly, first_unseen=not s.rev2)
     if box is None or snap is None:  # (a snapshot of None: deleted since the tree was read)
         return Result.no("No such mailbox", "NONEXISTENT")
     first = snap.first_unseen

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from janusmail.imap.codec import FetchAttr, StoreArgs, serializer
 from janusmail.imap.commands import Result, handler
-from janusmail.imap.commands.fetch import INLINE_ROWS, number_rows
+from janusmail.imap.commands.fetch import number_rows
 from janusmail.imap.fetchdata import EMAIL_ID, FetchPlan, RenderContext, render_batch, uid_ranges
 from janusmail.imap.flags import FlagError, from_imap
+from janusmail.store.message_views import SQL_ROWS
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -61,7 +62,7 @@ async def store(s: ImapSession, cmd: Command) -> Result:
         if report_modseq and not args.silent:
             items.append(FetchAttr("MODSEQ"))
         plan = FetchPlan.build(items, uid=cmd.uid)
-        read = s.store.read_inline if len(known) <= INLINE_ROWS else s.store.call  # a few rows: on the loop
+        read = s.store.read_inline if len(known) <= SQL_ROWS else s.store.call  # a few rows: on the loop
         data = await read(s.store.messages.fetch_rows, sel.mailbox_id, uid_ranges(known), **plan.wants(),
                           below_uid=sel.uidnext)
         rows, seqs = number_rows(data.rows, sel.uids)
