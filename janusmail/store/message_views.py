@@ -459,14 +459,16 @@ _RECENT_COUNTS = (sa.select(_M.mailbox_id, sa.func.count())
                   .select_from(messages.join(mailboxes, mailboxes.c.id == _M.mailbox_id))
                   .where(_M.mailbox_id.in_(_P("mailbox_ids", expanding=True)), _M.uid >= mailboxes.c.recent_uid)
                   .group_by(_M.mailbox_id))
+#: what changed in a MODSEQ range, by the (mailbox, modseq) indexes. No UID bound here: with one, SQLite walks
+#: the mailbox's (mailbox, uid) key instead, every row below UIDNEXT (every vanished row, which only grow) on
+#: each catch-up; the few rows at or above it are dropped by the caller.
 _CHANGED_GONE = (sa.select(vanished.c.uid)
                  .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since"),
-                        vanished.c.modseq <= _P("upto"), vanished.c.uid < _P("below"))
+                        vanished.c.modseq <= _P("upto"))
                  .order_by(vanished.c.uid))
 _CHANGED_ROWS = (sa.select(_M.uid, _M.modseq, _M.deleted, _M.email_id, emails.c.flags)
                  .select_from(messages.join(emails, emails.c.id == _M.email_id))
-                 .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"),
-                        _M.uid < _P("below"))
+                 .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"))
                  .order_by(_M.uid))
 _EMAIL_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.display)
                    .where(email_keywords.c.email_id.in_(_P("ids", expanding=True))))
@@ -522,9 +524,9 @@ def read_delta(sql: SqlText, conn: sa.Connection, mailbox_id: str, uidvalidity: 
 
 def _changes(sql: SqlText, conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int
              ) -> MailboxChanges:
-    params = {"mailbox_id": mailbox_id, "since": since, "upto": upto, "below": below_uid}
-    gone = sql.column(conn, _CHANGED_GONE, params)
-    rows = sql.run(conn, _CHANGED_ROWS, params)
+    params = {"mailbox_id": mailbox_id, "since": since, "upto": upto}
+    gone = [uid for uid in sql.column(conn, _CHANGED_GONE, params) if uid < below_uid]
+    rows = [r for r in sql.run(conn, _CHANGED_ROWS, params) if r[0] < below_uid]
     return MailboxChanges(gone, _flag_changes(sql, conn, rows))
 
 

@@ -302,6 +302,68 @@ def test_select_snapshot_and_catch_up(seeded: Seeded, capture: Capture) -> None:
     assert_bounded(capture, lambda: s.messages.flag_changes(seeded.box, 1, box.highest_modseq + 10, box.uidnext))
 
 
+def plan_texts(store: Any, statements: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """``(statement, how its tables are searched)`` for each planned statement: SQLite's plan lines, or
+    PostgreSQL's index names and conditions (sequential scans priced out, as in :func:`full_scans`)."""
+    out: list[tuple[str, str]] = []
+    raw = store.engine.raw_connection()
+    try:
+        if store.sqlite:
+            cur = raw.cursor()
+            for sql, _ in statements:
+                if _PLANNED.match(sql):
+                    out.append((sql, " | ".join(r[3] for r in cur.execute("EXPLAIN QUERY PLAN " + sql))))
+        else:
+            import psycopg
+
+            def walk(node: dict[str, Any]) -> Iterator[str]:
+                yield f"{node.get('Node Type')} {node.get('Index Name', '')} {node.get('Index Cond', '')}"
+                for child in node.get("Plans", ()):
+                    yield from walk(child)
+
+            dbapi = raw.driver_connection
+            with psycopg.ClientCursor(dbapi) as cur:
+                for setting in _PG_INDEXED_ONLY:
+                    cur.execute(f"SET LOCAL {setting} = off")
+                for sql, params in statements:
+                    if _PLANNED.match(sql):
+                        cur.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+                        out.append((sql, " | ".join(walk(cur.fetchone()[0][0]["Plan"]))))
+            dbapi.rollback()
+    finally:
+        raw.close()
+    return out
+
+
+def test_catch_up_reads_what_changed_not_the_mailbox(seeded: Seeded, capture: Capture) -> None:
+    """A session's catch-up after a flag change and expunges (every IMAP command runs one while others write
+    its mailbox) finds the changed memberships and the vanished UIDs by their (mailbox, modseq) indexes. Bounded
+    by UIDNEXT too, SQLite walked the mailbox's (mailbox, uid) key instead: every message, and every vanished
+    row the mailbox ever had, on each command."""
+    s, a = seeded.store, seeded.account_id
+    for uid in (1, 2, 3):
+        s.memberships.store_flags(a, seeded.box, [(uid, uid)], "add", [], True)
+        s.memberships.expunge(a, seeded.box)
+    box = s.mailboxes.get(a, seeded.box)
+    s.memberships.store_flags(a, seeded.box, [(7, 7)], "add", ["$flagged"], None)
+    s.memberships.store_flags(a, seeded.box, [(8, 8)], "add", [], True)
+    s.memberships.expunge(a, seeded.box)
+    with capture.recording() as statements:
+        delta = s.messages.mailbox_delta(seeded.box, uidvalidity=box.uidvalidity, uidnext=box.uidnext,
+                                         modseq=box.highest_modseq)
+        changes = s.messages.flag_changes(seeded.box, box.highest_modseq, box.highest_modseq + 10, box.uidnext)
+    assert delta is not None and delta.vanished == [8] and [c.uid for c in delta.changed] == [7]
+    assert changes.vanished == [8] and [c.uid for c in changes.changed] == [7]
+    ranged = [(sql, plan) for sql, plan in plan_texts(s, statements)
+              if re.search(r"\b(vanished|messages)\b", sql) and re.search(r"modseq\s*>", sql)]
+    assert len(ranged) == 4, statements
+    assert not full_scans(s, statements)
+    if not s.sqlite:
+        return  # PostgreSQL weighs statistics: for a mailbox with four vanished rows its key serves as well
+    for sql, plan in ranged:
+        assert re.search(r"ix_(vanished|messages)_mailbox_modseq", plan), f"{_short(sql)}: {plan}"
+
+
 def test_fetch_flags_rows(seeded: Seeded, capture: Capture) -> None:
     s = seeded.store
     rows = assert_bounded(capture, lambda: s.messages.fetch_rows(seeded.box, [(1, 1_000_000)], keywords=True))
