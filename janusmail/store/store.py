@@ -51,6 +51,7 @@ from .quotas import Quotas
 from .replace import Replacements
 from .save_dates import SaveDates
 from .search import SearchService
+from .search.merging import merge_everything
 from .sqltext import SqlText
 from .submissions import Submissions
 from .subscriptions import Subscriptions
@@ -299,7 +300,11 @@ class Store:
 
     def refresh_statistics(self) -> None:
         """Update the query planner's statistics after bulk changes (an import): without them PostgreSQL
-        plans the first-screen query as if the tables were empty and takes minutes instead of milliseconds."""
+        plans the first-screen query as if the tables were empty and takes minutes instead of milliseconds.
+        On SQLite the full-text indexes' segments are merged first, in short steps (``search/merging.py``): left
+        as a bulk load leaves them, the next deliveries paid for seconds-long merges while every write waited."""
+        if self.sqlite:
+            merge_everything(self)
         with self.engine.connect() as conn:
             if self.sqlite:
                 conn.exec_driver_sql("PRAGMA optimize")
