@@ -38,6 +38,7 @@ from janusmail.smtp.outbound import start_outbound
 from janusmail.smtp.submission import start_submission
 from janusmail.spool import Spooler
 from janusmail.store.changebus import BusLink
+from janusmail.store.search.merging import merge_forever
 from janusmail.store.store import Store
 
 __all__ = ["STARTERS", "make_auth", "run", "serve_forever", "start_all", "stop_all"]
@@ -105,6 +106,19 @@ def start_publishing_connections(rt: Runtime) -> None:
     rt.closers.append(close)
 
 
+def start_segment_merger(rt: Runtime) -> None:
+    """SQLite: merge the full-text indexes' segments in small background steps (store/search/merging.py), so
+    no delivery pays for a level's merge while every other write waits."""
+    task = asyncio.get_running_loop().create_task(merge_forever(rt.store), name="fts-segment-merger")
+
+    async def close() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    rt.closers.append(close)
+
+
 def make_auth(config: Config, store: Store) -> Authenticator:
     """The one authenticator IMAP, JMAP and SMTP share; raises ``ValueError`` on inconsistent settings."""
     return build_authenticator(config, store)
@@ -130,6 +144,8 @@ async def start_all(config: Config, store: Store, *, listeners: Mapping[str, soc
             await starter(rt)
         if listeners is not None or not store.sqlite:  # other processes may serve beside this one
             start_publishing_connections(rt)
+        if store.sqlite:
+            start_segment_merger(rt)
     except BaseException:  # a listener that cannot open stops the start: close the ones already open
         await stop_all(rt)
         raise

@@ -7,6 +7,8 @@ migrations) now merges them first, one bounded step per transaction; the mail mu
 
 from __future__ import annotations
 
+import contextlib
+import random
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,13 +19,16 @@ from janusmail.store.search.merging import FTS_TABLES, merge_everything, merge_s
 from tests.mailgen import simple
 
 
-def _load_in_pieces(store: Any, n: int = 40) -> tuple[str, str, list[int]]:
-    """``n`` messages in ``n`` separate writes: one FTS5 segment each (fewer than a level's crisis merge)."""
+def _load_in_pieces(store: Any, n: int = 40, filler: int = 0) -> tuple[str, str, list[int]]:
+    """``n`` messages in ``n`` separate writes: one FTS5 segment each (fewer than a level's crisis merge);
+    ``filler`` distinct words more per message make each segment several pages."""
+    rnd = random.Random(7)
     acct = store.accounts.create("bulk@example.test", "hash")
     inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
     uids = []
     for i in range(n):
-        body = f"common words here, marker{i:03d}xyz and quarterly{i % 4}"
+        body = f"common words here, marker{i:03d}xyz and quarterly{i % 4} " + " ".join(
+            f"f{rnd.getrandbits(40):010x}" for _ in range(filler))
         d = store.emails.ingest_many(acct.id, [IngestItem(simple(i, body=body), (inbox.id,))])[0]
         uids.append(d.uids[inbox.id])
     return acct.id, inbox.id, uids
@@ -82,3 +87,46 @@ def test_only_the_full_text_tables_are_merged(store: Any) -> None:
             pass
         else:  # pragma: no cover
             raise AssertionError("merge_step took a table that is not a full-text index")
+
+
+async def test_the_background_merger_merges_full_levels_a_step_at_a_time(store: Any) -> None:
+    """``merge_forever`` (run by every serving process on SQLite): with twelve one-message segments on the
+    first level (a crisis merge would wait for sixteen), small steps on the writer lane merge that level, then
+    it rests; the mail reads the same, and the level's segments are gone."""
+    import asyncio
+
+    from janusmail.store.search import merging
+
+    account_id, box_id, _ = _load_in_pieces(store, 12, filler=600)
+    before = _searches(store, account_id, box_id)
+    if not store.sqlite:
+        await merging.merge_forever(store)  # returns at once: nothing to do on PostgreSQL
+        return
+    with store.engine.connect() as conn:
+        pages_before = conn.execute(sa.text("SELECT count(*) FROM email_trgm_data")).scalar()
+    steps: list[bool] = []
+    real = merging.merge_some
+
+    def counted(s: Any, pages: int = merging.BACKGROUND_PAGES) -> bool:
+        steps.append(real(s, pages))
+        return steps[-1]
+
+    counted.__janus_writes__ = True  # type: ignore[attr-defined]  # still a write: the lane runs it
+    idle = asyncio.Event()
+    merging.merge_some, restore = counted, merging.merge_some
+    task = asyncio.create_task(merging.merge_forever(store, idle_seconds=3600, pages=2, idle=idle))
+    try:
+        await asyncio.wait_for(idle.wait(), 60)
+    finally:
+        merging.merge_some = restore
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert steps.count(True) > 2 and steps[-1] is False  # several bounded steps, then a rest
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT v FROM email_trgm_config WHERE k = 'usermerge'").scalar() \
+            == merging.USERMERGE
+        assert conn.execute(sa.text("SELECT count(*) FROM email_trgm_data")).scalar() < pages_before
+    with store.transaction() as conn:  # no level holds usermerge segments any more
+        assert not any(merging.merge_levels(conn, table) for table in FTS_TABLES)
+    assert _searches(store, account_id, box_id) == before
