@@ -130,3 +130,25 @@ async def test_the_background_merger_merges_full_levels_a_step_at_a_time(store: 
     with store.transaction() as conn:  # no level holds usermerge segments any more
         assert not any(merging.merge_levels(conn, table) for table in FTS_TABLES)
     assert _searches(store, account_id, box_id) == before
+
+
+def test_a_full_disk_stops_the_merging_not_the_load_it_follows(store: Any, monkeypatch: Any) -> None:
+    """An import whose mail fit but whose merge does not (the merged segment needs room before the old ones are
+    freed) still succeeds: the merge stops with a warning (tests/cli/test_disk_full_import.py on a real tmpfs)."""
+    if not store.sqlite:
+        return
+    from janusmail.store.model import StorageUnavailable
+    from janusmail.store.search import merging
+
+    _load_in_pieces(store, 20, filler=200)
+    real, calls = merging.merge_step, []
+
+    def filling(conn: Any, table: str, pages: int = merging.STEP_PAGES) -> bool:
+        calls.append(table)
+        if len(calls) > 1:
+            raise StorageUnavailable("No space left on device", full=True)
+        return real(conn, table, pages)
+
+    monkeypatch.setattr(merging, "merge_step", filling)
+    assert merge_everything(store, pages=2) == 1
+    store.refresh_statistics()  # the load's last step: no exception either

@@ -32,6 +32,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from janusmail.store.model import StorageUnavailable
 from janusmail.store.writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +55,8 @@ BACKGROUND_PAGES = 64
 USERMERGE = 8
 #: pause of the background merger once a step found nothing to merge
 IDLE_SECONDS = 2.0
+#: pause after a failed step (a full disk, a locked database)
+FAILED_PAUSE = 60.0
 
 
 def merge_step(conn: sa.Connection, table: str, pages: int = STEP_PAGES) -> bool:
@@ -119,8 +122,9 @@ async def merge_forever(store: Store, idle_seconds: float = IDLE_SECONDS, pages:
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - maintenance: the mail path reports its own errors
-            log.warning("full-text segment merge failed", exc_info=True)
-            worked = False
+            log.warning("full-text segment merge failed; next try in %.0f s", FAILED_PAUSE, exc_info=True)
+            await asyncio.sleep(max(idle_seconds, FAILED_PAUSE))  # (a full disk: no warning every two seconds)
+            continue
         if not worked:
             if idle is not None:
                 idle.set()
@@ -129,15 +133,20 @@ async def merge_forever(store: Store, idle_seconds: float = IDLE_SECONDS, pages:
 
 def merge_everything(store: Store, pages: int = STEP_PAGES, max_steps: int = 1_000_000) -> int:
     """Merge both full-text indexes down, one step per write transaction (``Store.transaction``); returns the
-    steps that did work. Blocking: for a CLI command's thread or a store thread, after a bulk load."""
+    steps that did work. Blocking: for a CLI command's thread or a store thread, after a bulk load. A full disk
+    stops it with a warning, never failing the load it follows (a merge needs room for the merged segment
+    before the old ones are freed)."""
     if not store.sqlite:
         return 0
     done = 0
-    for table in FTS_TABLES:
-        for _ in range(max_steps):
-            with store.transaction() as conn:
-                worked = merge_step(conn, table, pages)
-            if not worked:
-                break
-            done += 1
+    try:
+        for table in FTS_TABLES:
+            for _ in range(max_steps):
+                with store.transaction() as conn:
+                    worked = merge_step(conn, table, pages)
+                if not worked:
+                    break
+                done += 1
+    except StorageUnavailable as exc:  # a full disk: the mail is stored; the merging waits for room
+        log.warning("full-text segments left unmerged after %d steps: %s", done, exc)
     return done
