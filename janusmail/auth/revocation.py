@@ -6,7 +6,10 @@ would keep reading (and writing) mail with a credential the operator has taken a
 JMAPACCESS that JMAP no longer honours. The rule, as the README states it: a session whose credential was
 revoked, replaced or expired is told ``* BYE`` at its next command (within seconds while IDLE).
 
-:func:`check` is what the session asks before every command. It costs one primary-key read: the account's
+:func:`check` is what the session asks before every command, unless nothing changed: on SQLite a counter in
+shared memory (:mod:`janusmail.store.credential_signal`) moves after every committed credential change in any
+process, and while it shows what it showed before the session's last good check the IMAP session skips the
+check. The check costs one primary-key read: the account's
 credential epoch (``Store.credentials.epochs``, see :mod:`janusmail.store.credentials`) against the baseline the
 session logged in under. It asks the store through typed methods only (the doors run no SQL), and is
 synchronous: callers run it on the store's threads (``await store.call(check, store, ...)``). Only

@@ -126,7 +126,7 @@ class ImapSession:
         "client_id", "notify", "starttls_pending", "compress_pending", "compressed", "uncompress_pending",
         "_buffer", "_out", "_drain", "_sub", "_sasl", "_sasl_final", "_sasl_success", "_idle_tag", "_idle_task",
         "_errors", "_account_slot", "_hangup", "_login_epoch", "_credential_epoch", "_check_due",
-        "_credential_dead", "_checked_command", "_held", "clock", "_started",
+        "_credential_dead", "_credential_signal", "_checked_command", "_held", "clock", "_started",
     )
 
     def __init__(
@@ -200,6 +200,10 @@ class ImapSession:
         self._check_due = False
         #: Why the credential died, once a check said so (it never comes back to life).
         self._credential_dead: str | None = None
+        #: The store's credential signal as read before the last good check (None: none yet, or no signal):
+        #: while the signal still shows it, no credential changed anywhere and the check is skipped
+        #: (janusmail.store.credential_signal).
+        self._credential_signal: int | None = None
         #: The running command is one the credential check applies to (after login, not LOGOUT).
         self._checked_command = False
         #: Output of the running command held back until its credential check passed (None: not holding):
@@ -619,6 +623,10 @@ class ImapSession:
         if result is None or epoch is None:
             self._release_held()
             return None
+        signal = self._unchanged_signal()
+        if signal is True:
+            self._release_held()
+            return None
         store = self.rt.store
         try:
             verdict = await store.read_inline(revocation.check, store, result, epoch, now=self.clock(), grace=self._grace())
@@ -626,8 +634,19 @@ class ImapSession:
             log.warning("credential check failed", exc_info=True)
             self.credential_checked(None)
             return None
-        self.credential_checked(verdict)
+        self.credential_checked(verdict, signal)
         return verdict.reason
+
+    def _unchanged_signal(self) -> bool | int | None:
+        """``True`` when the check can be skipped: the store's credential signal shows what it showed before
+        this session's last good check (no credential changed anywhere since) and the credential has not
+        expired by the clock. Otherwise the signal's value now (None: no signal), to remember once the check
+        that follows finds the credential good."""
+        now = self.rt.store.credential_signal.read()
+        if now is None or now != self._credential_signal:
+            return now
+        end = self.credential_deadline()
+        return True if end is None or self.clock() < end else now
 
     def check_is_due(self) -> bool:
         """Has the running command's credential check not run yet?"""
@@ -641,11 +660,17 @@ class ImapSession:
         self._check_due = False
         if self.auth_result is None or self._credential_epoch is None:
             return None
-        return (self.rt.store, self.auth_result, self._credential_epoch, self.clock(), self._grace())
+        signal = self._unchanged_signal()
+        if signal is True:  # nothing changed since the last good check: the command goes on without one
+            self._release_held()
+            return None
+        return (self.rt.store, self.auth_result, self._credential_epoch, self.clock(), self._grace(), signal)
 
-    def credential_checked(self, verdict: revocation.Verdict | None) -> None:
+    def credential_checked(self, verdict: revocation.Verdict | None, signal: int | bool | None = None) -> None:
         """A check gave this verdict (None: the store could not answer, which is no revocation): compare with
-        its baseline next time; a reason is final. A good verdict lets the command's held output go."""
+        its baseline next time; a reason is final. A good verdict lets the command's held output go, and
+        ``signal`` (the credential signal read before the check) lets the next commands skip theirs while it
+        stays."""
         if verdict is None:
             self._release_held()
             return
@@ -653,6 +678,8 @@ class ImapSession:
         if verdict.reason is not None:
             self._credential_dead = verdict.reason
         else:
+            if isinstance(signal, int) and not isinstance(signal, bool):
+                self._credential_signal = signal
             self._release_held()
 
     def credential_deadline(self) -> float | None:
@@ -718,6 +745,7 @@ class ImapSession:
         self.account_id = result.account_id
         self.auth_result = result
         self._credential_epoch = epoch
+        self._credential_signal = None  # the first command after login asks the store
         self.state = "auth"
         logs.bind(account=result.account_id)  # every later line of this connection names the account
         logs.event(log, logging.INFO, "imap.login", method=result.method, peer=self.peer)
@@ -757,7 +785,7 @@ class ImapSession:
         logs.bind(account=None)
         self.notify = None  # NOTIFY watches the account's mailboxes: it ends with the login
         self._credential_epoch = self._login_epoch = None
-        self._credential_dead = None
+        self._credential_dead = self._credential_signal = None
         self._check_due = False
         self.utf8 = self.rev2 = self.condstore = self.qresync = False
         self.parser.max_literal = PREAUTH_MAX_LITERAL

@@ -8,7 +8,8 @@ item 0, ``bench/command_cost.py``). So the session marks the check *due* when a 
 command calls. The order is the one the rule needs (check, then read or write), without a hop of its own; a
 dead credential raises :class:`CredentialExpired` instead of running the method, and the session says
 ``* BYE [EXPIRED]``. A command that calls the store not at all (NOOP, ENABLE...) is checked by the session
-before its tagged answer.
+before its tagged answer. On SQLite no check is due at all while the store's credential signal shows that no
+credential changed anywhere since the session's last good check (janusmail.store.credential_signal).
 
 Everything else (``s.store.messages``, ``s.store.mailboxes``...) is the real Store's attribute: handlers keep
 writing ``await s.store.call(s.store.messages.fetch_rows, ...)``.
@@ -71,8 +72,8 @@ class SessionStore:
         if due is None:
             return await run(fn, *args, **kwargs)
         runner = _checked_write if is_write(fn) else _checked_read
-        verdict, result = await run(runner, due, fn, args, kwargs)
-        s.credential_checked(verdict)
+        verdict, result = await run(runner, due[:5], fn, args, kwargs)
+        s.credential_checked(verdict, due[5])
         if verdict is not None and verdict.reason is not None:
             raise CredentialExpired(verdict.reason)
         return result

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from . import credentials, faults, ids, writer_calls
+from .credential_signal import bump_for
 from .model import AlreadyExists, NotFound
 from .schema import accounts
 from .schema import app_passwords as table
@@ -317,6 +318,10 @@ def service_for(target: Any) -> AppPasswords | EngineAppPasswords:
 
 def revoke_with_engine(engine: sa.Engine, account_id: str, name_or_id: str, *, now: int | None = None) -> bool:
     """:func:`revoke` in its own transaction, for a tool holding only an engine (no Store, so no local
-    notifier: other processes hear it through the SQLite watcher or PostgreSQL NOTIFY, as from the CLI)."""
+    notifier: other processes hear it through the SQLite watcher or PostgreSQL NOTIFY, as from the CLI; the
+    SQLite signal is bumped here)."""
     with faults.mapped(), engine.begin() as conn:
-        return revoke(conn, account_id, name_or_id, now=int(time.time()) if now is None else now)
+        done = revoke(conn, account_id, name_or_id, now=int(time.time()) if now is None else now)
+    if done:  # committed: sessions on this SQLite file re-check at their next command (credential_signal.py)
+        bump_for(engine)
+    return done

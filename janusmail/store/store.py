@@ -29,7 +29,8 @@ from .app_passwords import AppPasswords
 from .blobs import Blobs
 from .blobstore import open_blob_store
 from .changes import Changes
-from .credentials import Credentials, CredentialWatcher
+from .credential_signal import CredentialSignal, signal_path
+from .credentials import Credentials, CredentialWatcher, is_credential_event
 from .emails import Emails
 from .groupcommit import GroupCommitter, WriteQueue, current_group
 from .identities import Identities
@@ -43,7 +44,7 @@ from .message_views import MessageViews
 from .metadata import Metadata
 from .migration_progress import MigrationProgress
 from .model import Delivered, IngestItem
-from .notifier import Notifier
+from .notifier import ChangeEvent, Notifier
 from .packs import PackStore
 from .process_state import ProcessState
 from .push_subscriptions import PushSubscriptions
@@ -101,6 +102,10 @@ class Store:
         self._group = GroupCommitter(self)
         self._listener: pgnotify.Listener | None = None
         self._credential_watcher: CredentialWatcher | None = None
+        # Moved after every committed credential change, seen by every process on this SQLite file: a session
+        # whose last good check saw the same value skips the epoch read (credential_signal.py).
+        self.credential_signal = CredentialSignal(signal_path(engine))
+        self.notifier.watchers.append(self._credential_heard)
         self.node_id = pgnotify.new_node_id()
         self.accounts = Accounts(self)
         self.credentials = Credentials(self)
@@ -151,6 +156,12 @@ class Store:
         self._pool.shutdown(wait=True)
         self.blob_store.close()  # the packs too
         self.engine.dispose()
+        self.credential_signal.close()
+
+    def _credential_heard(self, ev: ChangeEvent) -> None:
+        """A notifier watcher: a credential change committed (here, or heard from elsewhere) moves the signal."""
+        if is_credential_event(ev):
+            self.credential_signal.bump()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store method on the worker threads (writer threads for methods marked @writes)."""

@@ -87,23 +87,61 @@ def change_password(rt: Runtime) -> None:
     ("FETCH 1:* (FLAGS)", "INBOX"),
     ("UID SEARCH UNSEEN", "INBOX"),
 ])
+@pytest.mark.parametrize("signal_moved", [False, True], ids=["nothing-changed", "a-credential-changed"])
 async def test_one_store_hop_per_command(rt: Runtime, monkeypatch: pytest.MonkeyPatch, command: str,
-                                         select: str | None, db_url: str | None) -> None:
+                                         select: str | None, db_url: str | None, signal_moved: bool) -> None:
+    """At most one trip to the store per command. When a credential changed somewhere since the session's last
+    check (the store's credential signal moved; always on PostgreSQL, which has none) the check rides on the
+    command's own first store call (``_checked_read``); on SQLite with nothing changed there is no check at all
+    (janusmail.store.credential_signal), and a NOOP makes no trip."""
     deliver(rt, [simple(i) for i in range(3)])
     h = await logged_in(rt, select)
+    if signal_moved:
+        rt.store.credential_signal.bump()  # another account's password changed, say
+    checked = signal_moved or db_url is not None
     hops = count_hops(rt, monkeypatch)
     out = await h.send(f"c {command}")
     assert tagged(out, "c").startswith(b"c OK"), out
-    assert trips(hops) == 1, hops  # the credential check rode on the command's own read
+    assert trips(hops) == (0 if command == "NOOP" and select is None and not checked else 1), hops
     thread_hops = [name for kind, name in hops if kind == "call"]
+    assert all((name.startswith("_checked") or name == "check") == checked for _, name in hops), hops
     if db_url is not None:  # PostgreSQL: every read is a round trip, on a reader thread
         assert len(thread_hops) == 1, hops
     elif command == "SELECT INBOX":  # the \Recent claim is a write: the read finishes on a reader thread
-        assert hops == [("inline", "_checked_read"), ("call", "_checked_read")], hops
+        name = "_checked_read" if checked else "_read_selection"
+        assert hops == [("inline", name), ("call", name)], hops
     elif command.startswith("UID SEARCH"):  # a search's cost is the mailbox's size: never on the loop
-        assert hops == [("call", "_checked_read")], hops
+        assert hops == [("call", "_checked_read" if checked else "mailbox_search")], hops
     else:  # a small read: on the loop's thread, no hop
         assert not thread_hops, hops
+    await h.close()
+
+
+async def test_a_credential_changed_by_another_process_ends_the_next_command(rt: Runtime) -> None:
+    """The skipped check loses nothing: a password changed through another Store on the same database (what
+    ``janusmail user passwd`` is: another process) ends the session at its very next command, without waiting
+    for any poll; so does an app-password revocation by a tool holding only an engine."""
+    from janusmail.auth import app_passwords
+    from janusmail.store.store import Store
+
+    h = await logged_in(rt, "INBOX")
+    assert tagged(await h.send("n NOOP"), "n").startswith(b"n OK")  # checked once: skipping from now on
+    assert tagged(await h.send("m NOOP"), "m").startswith(b"m OK")
+    other = Store.open(rt.config.data_dir, rt.config.db)  # (its own notifier, pool and signal mapping)
+    try:
+        other.credentials.set_password(rt.account.id, *passwords.make_credentials("from elsewhere"))  # type: ignore[attr-defined]
+    finally:
+        other.close()
+    assert await h.send("c NOOP") == CHANGED
+    await h.close()
+
+    rt.store.credentials.set_password(rt.account.id, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
+    _, secret = app_passwords.create(rt.store, rt.account.id, "phone", ["imap"])  # type: ignore[attr-defined]
+    h = Harness(rt, peer="127.0.0.1")
+    assert (await h.send(f'a LOGIN {ADDRESS} "{secret}"')).startswith(b"a OK")
+    assert tagged(await h.send("n NOOP"), "n").startswith(b"n OK")
+    app_passwords.revoke(rt.store.engine, rt.account.id, "phone")  # type: ignore[attr-defined]
+    assert await h.send("c NOOP") == b"* BYE [EXPIRED] This app password was revoked\r\n"
     await h.close()
 
 
