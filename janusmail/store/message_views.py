@@ -183,8 +183,9 @@ class MessageViews:
 
     def _query_rows(self, mailbox_id: str, ranges: UidRanges, *, keywords: bool, part_offsets: bool, blob: bool,
                     changedsince: int | None, below_uid: int | None, saved: bool = False) -> FetchRows:
-        """One query for the rows, one for keywords, in one read transaction. The statements are compiled once
-        per shape (columns, conditions, number of UID spans and single UIDs) and kept in :attr:`_sql`."""
+        """One query: the rows, each with its email's keywords (a correlated ``group_concat``/``string_agg``,
+        :data:`_KEYWORD_LISTS`). The statements are compiled once per shape (columns, conditions, number of UID
+        spans and single UIDs) and kept in :attr:`_sql`."""
         nspans, nsingles, params = _uid_params(ranges)
         params["mailbox_id"] = mailbox_id
         if below_uid is not None:
@@ -202,6 +203,9 @@ class MessageViews:
                 cond.append(m.modseq > _P("since"))
             return cond
 
+        #: where the keywords column sits (before ``saved_at``, which stays last)
+        kw_at = CACHE + (1 if part_offsets else 0) + (5 if blob else 0)
+
         def rows_select() -> sa.Select:
             m, e, b = messages, emails, blobs
             cols: list[Any] = [m.c.uid, m.c.deleted, m.c.modseq, e.c.id, e.c.flags, e.c.received_at, e.c.size,
@@ -212,16 +216,20 @@ class MessageViews:
             if blob:
                 cols += [b.c.id, b.c.sha256, b.c.size, b.c.pack, b.c.offset]
                 join = join.join(b, b.c.id == e.c.blob_id)
+            if keywords:
+                assert len(cols) == kw_at
+                cols.append(_KEYWORD_LISTS[self._store.sqlite])
             if saved:
                 cols.append(m.c.saved_at)  # last: the columns before keep their places
             return sa.select(*cols).select_from(join).where(*where()).order_by(m.c.uid)
 
         out = FetchRows([])
-        with self._store.engine.connect() as conn, conn.begin():
-            rows = self._sql.rows(conn, ("rows", part_offsets, blob, saved, *where_shape), rows_select, params)
-            if keywords and rows:
-                out.keywords = mailbox_rows.keywords_by_email(self._sql.rows(
-                    conn, ("keywords", *where_shape), lambda: mailbox_rows.keywords_select(where()), params))
+        with self._store.engine.connect() as conn:  # one statement: its own consistent read
+            rows = self._sql.rows(conn, ("rows", part_offsets, blob, saved, keywords, *where_shape), rows_select,
+                                  params)
+        if keywords:  # the keyword column leaves the rows: they keep the shape every reader of them knows
+            out.keywords = {r[EMAIL_ID]: tuple(sorted(r[kw_at].split(KEYWORD_SEPARATOR))) for r in rows if r[kw_at]}
+            rows = [r[:kw_at] + r[kw_at + 1 :] for r in rows]
         if blob:
             base = CACHE + 1 if part_offsets else CACHE
             for r in rows:
@@ -470,6 +478,17 @@ _CHANGED_ROWS = (sa.select(_M.uid, _M.modseq, _M.deleted, _M.email_id, emails.c.
                  .select_from(messages.join(emails, emails.c.id == _M.email_id))
                  .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"))
                  .order_by(_M.uid))
+#: an email's keywords in one column of the row that names it (IMAP atoms and JMAP keywords hold no space):
+#: FETCH FLAGS reads rows and keywords in ONE statement, without a BEGIN, a second query and a COMMIT
+KEYWORD_SEPARATOR = " "
+_SEPARATOR_SQL = sa.literal_column(f"'{KEYWORD_SEPARATOR}'")  # a literal: the raw-cursor path binds no others
+_KEYWORD_LISTS = {
+    sqlite: (sa.select((sa.func.group_concat if sqlite else sa.func.string_agg)(email_keywords.c.display,
+                                                                               _SEPARATOR_SQL))
+             .where(email_keywords.c.email_id == emails.c.id)
+             .scalar_subquery().label("keyword_list"))
+    for sqlite in (True, False)
+}
 _EMAIL_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.display)
                    .where(email_keywords.c.email_id.in_(_P("ids", expanding=True))))
 
