@@ -60,26 +60,25 @@ FAILED_PAUSE = 60.0
 
 
 def merge_step(conn: sa.Connection, table: str, pages: int = STEP_PAGES) -> bool:
-    """About ``pages`` pages of merging in ``table``, all levels towards one segment; whether it did any (FTS5
-    changes fewer than two rows when there was nothing left to merge)."""
-    if table not in FTS_TABLES:
-        raise ValueError(f"not a full-text table: {table}")
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    before = raw.total_changes
-    conn.exec_driver_sql(f"INSERT INTO {table}({table}, rank) VALUES ('merge', {-abs(int(pages))})")  # noqa: S608
-    return raw.total_changes - before >= 2
+    """About ``pages`` pages of merging in ``table``, all levels towards one segment; whether it did any."""
+    return _merge(conn, table, -abs(int(pages)))
 
 
 def merge_levels(conn: sa.Connection, table: str, pages: int = BACKGROUND_PAGES) -> bool:
     """About ``pages`` pages of merging of the fullest level of ``table`` that holds at least ``usermerge``
     segments (or of a merge under way); whether it did any."""
+    return _merge(conn, table, abs(int(pages)))
+
+
+def _merge(conn: sa.Connection, table: str, count: int) -> bool:
+    """FTS5's ``'merge'`` command (a negative count: every level; positive: levels of ``usermerge``
+    segments); FTS5 changes fewer than two rows when there was nothing to merge."""
     if table not in FTS_TABLES:
         raise ValueError(f"not a full-text table: {table}")
     raw = conn.connection.dbapi_connection
     assert raw is not None
     before = raw.total_changes
-    conn.exec_driver_sql(f"INSERT INTO {table}({table}, rank) VALUES ('merge', {abs(int(pages))})")  # noqa: S608
+    conn.exec_driver_sql(f"INSERT INTO {table}({table}, rank) VALUES ('merge', {count})")  # noqa: S608
     return raw.total_changes - before >= 2
 
 
