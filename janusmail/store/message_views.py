@@ -474,10 +474,6 @@ _CHANGED_GONE = (sa.select(vanished.c.uid)
                  .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since"),
                         vanished.c.modseq <= _P("upto"))
                  .order_by(vanished.c.uid))
-_CHANGED_ROWS = (sa.select(_M.uid, _M.modseq, _M.deleted, _M.email_id, emails.c.flags)
-                 .select_from(messages.join(emails, emails.c.id == _M.email_id))
-                 .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"))
-                 .order_by(_M.uid))
 #: an email's keywords in one column of the row that names it (IMAP atoms and JMAP keywords hold no space):
 #: FETCH FLAGS reads rows and keywords in ONE statement, without a BEGIN, a second query and a COMMIT
 KEYWORD_SEPARATOR = " "
@@ -489,8 +485,14 @@ _KEYWORD_LISTS = {
              .scalar_subquery().label("keyword_list"))
     for sqlite in (True, False)
 }
-_EMAIL_KEYWORDS = (sa.select(email_keywords.c.email_id, email_keywords.c.display)
-                   .where(email_keywords.c.email_id.in_(_P("ids", expanding=True))))
+#: the changed memberships (uid, modseq, deleted, flags, keywords) by backend: one statement with the keywords
+_CHANGED_ROWS = {
+    sqlite: (sa.select(_M.uid, _M.modseq, _M.deleted, emails.c.flags, _KEYWORD_LISTS[sqlite])
+             .select_from(messages.join(emails, emails.c.id == _M.email_id))
+             .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"))
+             .order_by(_M.uid))
+    for sqlite in (True, False)
+}
 
 
 # -- helpers (one connection, given) ------------------------------------------------------------------------------
@@ -543,22 +545,14 @@ def read_delta(sql: SqlText, conn: sa.Connection, mailbox_id: str, uidvalidity: 
 
 def _changes(sql: SqlText, conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int
              ) -> MailboxChanges:
+    """Expunged UIDs and changed memberships (with their emails' keywords) below ``below_uid``: two statements
+    (every IMAP command of a session whose mailbox others write runs this)."""
     params = {"mailbox_id": mailbox_id, "since": since, "upto": upto}
     gone = [uid for uid in sql.column(conn, _CHANGED_GONE, params) if uid < below_uid]
-    rows = [r for r in sql.run(conn, _CHANGED_ROWS, params) if r[0] < below_uid]
-    return MailboxChanges(gone, _flag_changes(sql, conn, rows))
-
-
-def _flag_changes(sql: SqlText, conn: sa.Connection, rows: list[tuple]) -> list[FlagChange]:
-    """The memberships' flags with their emails' keywords (rows of ``_CHANGED_ROWS``: uid, modseq, deleted,
-    email id, flags): one keyword query per 500 emails."""
-    kws: dict[str, list[str]] = {}
-    ids = list({r[3] for r in rows})
-    for i in range(0, len(ids), 500):
-        for e_id, display in sql.run(conn, _EMAIL_KEYWORDS, {"ids": ids[i : i + 500]}):
-            kws.setdefault(e_id, []).append(display)
-    return [FlagChange(uid, modseq, flags, bool(deleted), tuple(sorted(kws.get(email_id, ()))))
-            for uid, modseq, deleted, email_id, flags in rows]
+    rows = sql.run(conn, _CHANGED_ROWS[conn.dialect.name == "sqlite"], params)
+    return MailboxChanges(gone, [
+        FlagChange(uid, modseq, flags, bool(deleted), tuple(sorted(kw.split(KEYWORD_SEPARATOR))) if kw else ())
+        for uid, modseq, deleted, flags, kw in rows if uid < below_uid])
 
 
 def _fetch_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:
