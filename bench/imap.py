@@ -281,6 +281,29 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and every process under it (``serve --workers``: the supervisor and its
+    workers), from ``/proc``: a server's CPU per command is a steadier figure than cmds/s on a shared machine."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        ticks[child] = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def idle_memory(port: int, pid: int, count: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     socks: list[RawClient] = []
@@ -504,17 +527,22 @@ def stress(port: int, clients: int, seconds: float, logged_in: bool, password: s
     return lat
 
 
-def report_stress(label: str, lat: dict[str, list[float]], seconds: float) -> float:
+def report_stress(label: str, lat: dict[str, list[float]], seconds: float, cpu: float | None = None
+                  ) -> tuple[float, float | None]:
+    """Print a round; returns its cmds/s and (``cpu``: the server's CPU seconds in the round) CPU ms per
+    command."""
     errors = len(lat.pop("errors", []))
     total = sum(len(v) for v in lat.values())
     rate = total / seconds
-    print(f"\n{label}: {total:,} commands in {seconds:g} s = {rate:,.0f} cmds/s, {errors} errors")
+    per_cmd = cpu * 1000 / total if cpu is not None and total else None
+    cpu_text = f", server CPU {per_cmd:.2f} ms/command" if per_cmd is not None else ""
+    print(f"\n{label}: {total:,} commands in {seconds:g} s = {rate:,.0f} cmds/s, {errors} errors{cpu_text}")
     print(f"  {'command':10s} {'count':>8s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for name in ("LOGIN", "SELECT", "FETCH", "STORE", "EXPUNGE", "APPEND", "LOGOUT"):
         v = lat.get(name)
         if v:
             print(f"  {name:10s} {len(v):8d} {pct(v, 50) * 1000:8.2f} {pct(v, 99) * 1000:8.2f}")
-    return rate
+    return rate, per_cmd
 
 
 
@@ -712,6 +740,7 @@ def run_stress(args: argparse.Namespace) -> None:
         return
     profiles = {"stress": [False], "stress-loggedin": [True], "stress-both": [False, True]}[args.profile]
     rates: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    cpu_ms: dict[bool, list[float]] = defaultdict(list)  # Janus's CPU per command, per profile
     with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         data = Path(d) / "stress"
         db = pg_schema(args.pg)
@@ -729,11 +758,16 @@ def run_stress(args: argparse.Namespace) -> None:
             for rnd in range(args.repeat):
                 for name, port, password in servers:
                     for logged_in in profiles:
+                        before = cpu_seconds(proc.pid) if name == "janus" else None
                         lat = stress(port, args.clients, args.seconds, logged_in, password)
+                        used = cpu_seconds(proc.pid) - before if before is not None else None
                         label = "stress, logged in" if logged_in else "stress (login/logout per loop)"
-                        rates[(name, logged_in)].append(report_stress(
+                        rate, per_cmd = report_stress(
                             f"[{name} #{rnd + 1}] {label}, {args.clients} clients, store size {args.store_size:,}",
-                            lat, args.seconds))
+                            lat, args.seconds, used)
+                        rates[(name, logged_in)].append(rate)
+                        if per_cmd is not None:
+                            cpu_ms[logged_in].append(per_cmd)
         except BaseException:
             print("server errors:\n" + server_log(data), file=sys.stderr)
             raise
@@ -742,6 +776,8 @@ def run_stress(args: argparse.Namespace) -> None:
         for logged_in in profiles:
             j = statistics.median(rates[("janus", logged_in)])
             line = f"  {'logged in' if logged_in else 'login/logout':14s} janus {j:8,.0f}"
+            if cpu_ms[logged_in]:
+                line += f" ({statistics.median(cpu_ms[logged_in]):.2f} CPU ms/cmd)"
             if args.dovecot:
                 dv = statistics.median(rates[("dovecot", logged_in)])
                 line += f"   dovecot {dv:8,.0f}   janus/dovecot {j / dv:5.2f}x"
