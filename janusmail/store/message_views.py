@@ -485,6 +485,26 @@ _KEYWORD_LISTS = {
              .scalar_subquery().label("keyword_list"))
     for sqlite in (True, False)
 }
+def _delta_body(sqlite: bool) -> sa.CompoundSelect:
+    """A catch-up's rows in ONE statement (kind, uid, modseq, deleted, flags, keywords), ordered by kind then UID:
+    kind 0 the new memberships (UID in [lo, hi)), 1 the vanished UIDs and 2 the changed memberships with MODSEQ
+    in (since, upto], each branch by its own index. Run by every IMAP command of a session whose mailbox other
+    clients write: three statements were three trips into SQLite (each a GIL hand-over with the writer lane)."""
+    zero, no = sa.literal_column("0"), sa.false()
+    new = (sa.select(zero.label("kind"), _M.uid.label("uid"), zero.label("modseq"), no.label("deleted"),
+                     zero.label("flags"), sa.null().label("kw"))
+           .where(_M.mailbox_id == _P("mailbox_id"), _M.uid >= _P("lo"), _M.uid < _P("hi")))
+    gone = (sa.select(sa.literal_column("1"), vanished.c.uid, zero, no, zero, sa.null())
+            .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since"),
+                   vanished.c.modseq <= _P("upto")))
+    changed = (sa.select(sa.literal_column("2"), _M.uid, _M.modseq, _M.deleted, emails.c.flags,
+                         _KEYWORD_LISTS[sqlite])
+               .select_from(messages.join(emails, emails.c.id == _M.email_id))
+               .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto")))
+    return sa.union_all(new, gone, changed).order_by(sa.literal_column("kind"), sa.literal_column("uid"))
+
+
+_DELTA_BODY = {sqlite: _delta_body(sqlite) for sqlite in (True, False)}
 #: the changed memberships (uid, modseq, deleted, flags, keywords) by backend: one statement with the keywords
 _CHANGED_ROWS = {
     sqlite: (sa.select(_M.uid, _M.modseq, _M.deleted, emails.c.flags, _KEYWORD_LISTS[sqlite])
@@ -535,12 +555,21 @@ def read_delta(sql: SqlText, conn: sa.Connection, mailbox_id: str, uidvalidity: 
     if hm == modseq and top == uidnext:
         return MailboxDelta(top, hm, recent_uid=row[3])
     new_uids: list[int] = []
-    if top > uidnext:
-        new_uids = sql.column(conn, _NEW_UIDS, {"mailbox_id": mailbox_id, "lo": uidnext, "hi": top})
-    changes = MailboxChanges([], [])
-    if hm > modseq:
-        changes = _changes(sql, conn, mailbox_id, modseq, hm, uidnext)
-    return MailboxDelta(top, hm, new_uids, changes.vanished, changes.changed, recent_uid=row[3])
+    gone: list[int] = []
+    changed: list[FlagChange] = []
+    params = {"mailbox_id": mailbox_id, "lo": uidnext, "hi": max(top, uidnext), "since": modseq,
+              "upto": max(hm, modseq)}
+    for kind, uid, mseq, deleted, flags, kw in sql.run(conn, _DELTA_BODY[conn.dialect.name == "sqlite"], params):
+        if kind == 0:
+            new_uids.append(uid)
+        elif uid >= uidnext:  # a change of a membership the session has not seen yet: it is among the new
+            continue
+        elif kind == 1:
+            gone.append(uid)
+        else:
+            changed.append(FlagChange(uid, mseq, flags, bool(deleted),
+                                      tuple(sorted(kw.split(KEYWORD_SEPARATOR))) if kw else ()))
+    return MailboxDelta(top, hm, new_uids, gone, changed, recent_uid=row[3])
 
 
 def _changes(sql: SqlText, conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int

@@ -356,12 +356,15 @@ def test_catch_up_reads_what_changed_not_the_mailbox(seeded: Seeded, capture: Ca
     assert changes.vanished == [8] and [c.uid for c in changes.changed] == [7]
     ranged = [(sql, plan) for sql, plan in plan_texts(s, statements)
               if re.search(r"\b(vanished|messages)\b", sql) and re.search(r"modseq\s*>", sql)]
-    assert len(ranged) == 4, statements
+    assert len(ranged) == 3, statements  # the catch-up's one statement, the QRESYNC answer's two
     assert not full_scans(s, statements)
     if not s.sqlite:
         return  # PostgreSQL weighs statistics: for a mailbox with four vanished rows its key serves as well
     for sql, plan in ranged:
-        assert re.search(r"ix_(vanished|messages)_mailbox_modseq", plan), f"{_short(sql)}: {plan}"
+        if re.search(r"vanished\.modseq\s*>", sql):
+            assert "ix_vanished_mailbox_modseq" in plan, f"{_short(sql)}: {plan}"
+        if re.search(r"messages\.modseq\s*>", sql):
+            assert "ix_messages_mailbox_modseq" in plan, f"{_short(sql)}: {plan}"
 
 
 def test_fetch_flags_rows(seeded: Seeded, capture: Capture) -> None:
