@@ -22,7 +22,8 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 from janusmail.auth.authenticator import Authenticator
 from janusmail.auth.factory import build_authenticator
@@ -95,8 +96,12 @@ def start_publishing_connections(rt: Runtime) -> None:
     """Copy this process's open connections and recent failed logins into the store
     (janusmail.connections.publish_forever), so the web admin of any worker or node lists them: only where other processes may serve too (a worker of
     ``serve --workers``, a node on PostgreSQL); a lone SQLite server's admin reads its own registry."""
-    task = asyncio.get_running_loop().create_task(publish_forever(rt.store, rt.connections, rt.auth.throttle),
-                                                  name="publish-process-state")
+    run_in_background(rt, publish_forever(rt.store, rt.connections, rt.auth.throttle), "publish-process-state")
+
+
+def run_in_background(rt: Runtime, work: Coroutine[Any, Any, None], name: str) -> None:
+    """A task of the process's life: cancelled (and awaited) when the runtime stops."""
+    task = asyncio.get_running_loop().create_task(work, name=name)
 
     async def close() -> None:
         task.cancel()
@@ -109,14 +114,7 @@ def start_publishing_connections(rt: Runtime) -> None:
 def start_segment_merger(rt: Runtime) -> None:
     """SQLite: merge the full-text indexes' segments in small background steps (store/search/merging.py), so
     no delivery pays for a level's merge while every other write waits."""
-    task = asyncio.get_running_loop().create_task(merge_forever(rt.store), name="fts-segment-merger")
-
-    async def close() -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-    rt.closers.append(close)
+    run_in_background(rt, merge_forever(rt.store), "fts-segment-merger")
 
 
 def make_auth(config: Config, store: Store) -> Authenticator:

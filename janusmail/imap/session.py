@@ -623,8 +623,8 @@ class ImapSession:
         if result is None or epoch is None:
             self._release_held()
             return None
-        signal = self._unchanged_signal()
-        if signal is True:
+        skip, signal = self._unchanged_signal()
+        if skip:
             self._release_held()
             return None
         store = self.rt.store
@@ -637,16 +637,16 @@ class ImapSession:
         self.credential_checked(verdict, signal)
         return verdict.reason
 
-    def _unchanged_signal(self) -> bool | int | None:
-        """``True`` when the check can be skipped: the store's credential signal shows what it showed before
-        this session's last good check (no credential changed anywhere since) and the credential has not
-        expired by the clock. Otherwise the signal's value now (None: no signal), to remember once the check
-        that follows finds the credential good."""
+    def _unchanged_signal(self) -> tuple[bool, int | None]:
+        """(may the check be skipped, the store's credential signal now). Skipped when the signal shows what it
+        showed before this session's last good check (no credential changed anywhere since) and the credential
+        has not expired by the clock; otherwise the value (None: no signal) is remembered once the check that
+        follows finds the credential good."""
         now = self.rt.store.credential_signal.read()
         if now is None or now != self._credential_signal:
-            return now
+            return False, now
         end = self.credential_deadline()
-        return True if end is None or self.clock() < end else now
+        return end is None or self.clock() < end, now
 
     def check_is_due(self) -> bool:
         """Has the running command's credential check not run yet?"""
@@ -660,13 +660,13 @@ class ImapSession:
         self._check_due = False
         if self.auth_result is None or self._credential_epoch is None:
             return None
-        signal = self._unchanged_signal()
-        if signal is True:  # nothing changed since the last good check: the command goes on without one
+        skip, signal = self._unchanged_signal()
+        if skip:  # nothing changed since the last good check: the command goes on without one
             self._release_held()
             return None
         return (self.rt.store, self.auth_result, self._credential_epoch, self.clock(), self._grace(), signal)
 
-    def credential_checked(self, verdict: revocation.Verdict | None, signal: int | bool | None = None) -> None:
+    def credential_checked(self, verdict: revocation.Verdict | None, signal: int | None = None) -> None:
         """A check gave this verdict (None: the store could not answer, which is no revocation): compare with
         its baseline next time; a reason is final. A good verdict lets the command's held output go, and
         ``signal`` (the credential signal read before the check) lets the next commands skip theirs while it
@@ -678,7 +678,7 @@ class ImapSession:
         if verdict.reason is not None:
             self._credential_dead = verdict.reason
         else:
-            if isinstance(signal, int) and not isinstance(signal, bool):
+            if signal is not None:
                 self._credential_signal = signal
             self._release_held()
 

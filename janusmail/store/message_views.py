@@ -228,7 +228,7 @@ class MessageViews:
             rows = self._sql.rows(conn, ("rows", part_offsets, blob, saved, keywords, *where_shape), rows_select,
                                   params)
         if keywords:  # the keyword column leaves the rows: they keep the shape every reader of them knows
-            out.keywords = {r[EMAIL_ID]: tuple(sorted(r[kw_at].split(KEYWORD_SEPARATOR))) for r in rows if r[kw_at]}
+            out.keywords = {r[EMAIL_ID]: _keyword_tuple(r[kw_at]) for r in rows if r[kw_at]}
             rows = [r[:kw_at] + r[kw_at + 1 :] for r in rows]
         if blob:
             base = CACHE + 1 if part_offsets else CACHE
@@ -406,7 +406,8 @@ class MessageViews:
         """Expunges and flag changes with ``since`` < MODSEQ <= ``upto`` among UIDs below ``below_uid``
         (QRESYNC at SELECT, RFC 7162 §3.2.5)."""
         with self._store.engine.connect() as conn:
-            return _changes(self._sql, conn, mailbox_id, since, upto, below_uid)
+            got = _delta_rows(self._sql, conn, mailbox_id, below_uid, below_uid, since, upto, MailboxDelta(0, 0))
+        return MailboxChanges(got.vanished, got.changed)
 
     def first_unseen(self, mailbox_id: str, below_uid: int) -> int | None:
         """The lowest UID below ``below_uid`` whose email is not \\Seen (IMAP4rev1 ``[UNSEEN n]``)."""
@@ -467,13 +468,6 @@ _RECENT_COUNTS = (sa.select(_M.mailbox_id, sa.func.count())
                   .select_from(messages.join(mailboxes, mailboxes.c.id == _M.mailbox_id))
                   .where(_M.mailbox_id.in_(_P("mailbox_ids", expanding=True)), _M.uid >= mailboxes.c.recent_uid)
                   .group_by(_M.mailbox_id))
-#: what changed in a MODSEQ range, by the (mailbox, modseq) indexes. No UID bound here: with one, SQLite walks
-#: the mailbox's (mailbox, uid) key instead, every row below UIDNEXT (every vanished row, which only grow) on
-#: each catch-up; the few rows at or above it are dropped by the caller.
-_CHANGED_GONE = (sa.select(vanished.c.uid)
-                 .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since"),
-                        vanished.c.modseq <= _P("upto"))
-                 .order_by(vanished.c.uid))
 #: an email's keywords in one column of the row that names it (IMAP atoms and JMAP keywords hold no space):
 #: FETCH FLAGS reads rows and keywords in ONE statement, without a BEGIN, a second query and a COMMIT
 KEYWORD_SEPARATOR = " "
@@ -485,10 +479,14 @@ _KEYWORD_LISTS = {
              .scalar_subquery().label("keyword_list"))
     for sqlite in (True, False)
 }
+
+
 def _delta_body(sqlite: bool) -> sa.CompoundSelect:
     """A catch-up's rows in ONE statement (kind, uid, modseq, deleted, flags, keywords), ordered by kind then UID:
     kind 0 the new memberships (UID in [lo, hi)), 1 the vanished UIDs and 2 the changed memberships with MODSEQ
-    in (since, upto], each branch by its own index. Run by every IMAP command of a session whose mailbox other
+    in (since, upto], each branch by its own index (no UID bound on those two: with one, SQLite walked the
+    mailbox's (mailbox, uid) key instead, every message and every vanished row, which only grow; the caller drops
+    the few at or above the session's UIDNEXT). Run by every IMAP command of a session whose mailbox other
     clients write: three statements were three trips into SQLite (each a GIL hand-over with the writer lane)."""
     zero, no = sa.literal_column("0"), sa.false()
     new = (sa.select(zero.label("kind"), _M.uid.label("uid"), zero.label("modseq"), no.label("deleted"),
@@ -505,15 +503,6 @@ def _delta_body(sqlite: bool) -> sa.CompoundSelect:
 
 
 _DELTA_BODY = {sqlite: _delta_body(sqlite) for sqlite in (True, False)}
-#: the changed memberships (uid, modseq, deleted, flags, keywords) by backend: one statement with the keywords
-_CHANGED_ROWS = {
-    sqlite: (sa.select(_M.uid, _M.modseq, _M.deleted, emails.c.flags, _KEYWORD_LISTS[sqlite])
-             .select_from(messages.join(emails, emails.c.id == _M.email_id))
-             .where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"), _M.modseq <= _P("upto"))
-             .order_by(_M.uid))
-    for sqlite in (True, False)
-}
-
 
 # -- helpers (one connection, given) ------------------------------------------------------------------------------
 
@@ -554,34 +543,30 @@ def read_delta(sql: SqlText, conn: sa.Connection, mailbox_id: str, uidvalidity: 
     top, hm = row[0], row[1]
     if hm == modseq and top == uidnext:
         return MailboxDelta(top, hm, recent_uid=row[3])
-    new_uids: list[int] = []
-    gone: list[int] = []
-    changed: list[FlagChange] = []
-    params = {"mailbox_id": mailbox_id, "lo": uidnext, "hi": max(top, uidnext), "since": modseq,
-              "upto": max(hm, modseq)}
+    return _delta_rows(sql, conn, mailbox_id, uidnext, max(top, uidnext), modseq, max(hm, modseq),
+                       MailboxDelta(top, hm, recent_uid=row[3]))
+
+
+def _delta_rows(sql: SqlText, conn: sa.Connection, mailbox_id: str, below: int, top: int, since: int, upto: int,
+                out: MailboxDelta) -> MailboxDelta:
+    """Fill ``out`` from :data:`_DELTA_BODY`: the new UIDs in [``below``, ``top``), and below ``below`` the
+    vanished UIDs and the changed memberships with MODSEQ in (``since``, ``upto``]."""
+    params = {"mailbox_id": mailbox_id, "lo": below, "hi": top, "since": since, "upto": upto}
     for kind, uid, mseq, deleted, flags, kw in sql.run(conn, _DELTA_BODY[conn.dialect.name == "sqlite"], params):
         if kind == 0:
-            new_uids.append(uid)
-        elif uid >= uidnext:  # a change of a membership the session has not seen yet: it is among the new
+            out.new_uids.append(uid)
+        elif uid >= below:  # a change of a membership the session has not seen yet: it is among the new
             continue
         elif kind == 1:
-            gone.append(uid)
+            out.vanished.append(uid)
         else:
-            changed.append(FlagChange(uid, mseq, flags, bool(deleted),
-                                      tuple(sorted(kw.split(KEYWORD_SEPARATOR))) if kw else ()))
-    return MailboxDelta(top, hm, new_uids, gone, changed, recent_uid=row[3])
+            out.changed.append(FlagChange(uid, mseq, flags, bool(deleted), _keyword_tuple(kw)))
+    return out
 
 
-def _changes(sql: SqlText, conn: sa.Connection, mailbox_id: str, since: int, upto: int, below_uid: int
-             ) -> MailboxChanges:
-    """Expunged UIDs and changed memberships (with their emails' keywords) below ``below_uid``: two statements
-    (every IMAP command of a session whose mailbox others write runs this)."""
-    params = {"mailbox_id": mailbox_id, "since": since, "upto": upto}
-    gone = [uid for uid in sql.column(conn, _CHANGED_GONE, params) if uid < below_uid]
-    rows = sql.run(conn, _CHANGED_ROWS[conn.dialect.name == "sqlite"], params)
-    return MailboxChanges(gone, [
-        FlagChange(uid, modseq, flags, bool(deleted), tuple(sorted(kw.split(KEYWORD_SEPARATOR))) if kw else ())
-        for uid, modseq, deleted, flags, kw in rows if uid < below_uid])
+def _keyword_tuple(listed: str | None) -> tuple[str, ...]:
+    """An email's keywords, sorted, from its :data:`_KEYWORD_LISTS` column (None: it has none)."""
+    return tuple(sorted(listed.split(KEYWORD_SEPARATOR))) if listed else ()
 
 
 def _fetch_uids(conn: sa.Connection, mailbox_id: str, uidnext: int) -> array:

@@ -11,6 +11,7 @@ import contextlib
 import random
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from janusmail.store.model import IngestItem
@@ -62,8 +63,8 @@ def test_a_bulk_load_is_merged_in_steps_and_searches_find_the_same(store: Any) -
     assert _nothing_to_merge(store)
     with store.engine.connect() as conn:
         pages_after = conn.execute(sa.text("SELECT count(*) FROM email_trgm_data")).scalar()
-        assert conn.execute(sa.text("INSERT INTO email_trgm(email_trgm) VALUES ('integrity-check')")).rowcount \
-            is not None
+        for table in FTS_TABLES:  # FTS5 raises (SQLITE_CORRUPT_VTAB) when an index disagrees with itself
+            conn.execute(sa.text(f"INSERT INTO {table}({table}) VALUES ('integrity-check')"))
     assert pages_after < pages_before  # forty segments became one
     assert _searches(store, account_id, box_id) == before
 
@@ -80,13 +81,8 @@ def test_refresh_statistics_leaves_no_merge_for_the_next_write(store: Any) -> No
 def test_only_the_full_text_tables_are_merged(store: Any) -> None:
     if not store.sqlite:
         return
-    with store.transaction() as conn:
-        try:
-            merge_step(conn, "emails")
-        except ValueError:
-            pass
-        else:  # pragma: no cover
-            raise AssertionError("merge_step took a table that is not a full-text index")
+    with store.transaction() as conn, pytest.raises(ValueError, match="not a full-text table"):
+        merge_step(conn, "emails")
 
 
 async def test_the_background_merger_merges_full_levels_a_step_at_a_time(store: Any) -> None:
