@@ -14,7 +14,8 @@ and its bump, within a second). A session keeps the value it read *before* its l
 counter still shows that value, nothing committed since could have changed its credential, and the check is
 skipped; any other value sends it to the database as before. A torn or racing read can only show a value other
 than the remembered one, which costs one ordinary check. Bumps take an exclusive ``flock`` around the
-read-modify-write, so two processes bumping at once never lose one.
+read-modify-write, so two processes bumping at once never lose one (the mechanism:
+:mod:`janusmail.store.shared_counter`).
 
 PostgreSQL stores serve several hosts, which share no memory: there :meth:`read` is ``None`` and every command
 reads the epoch, as before.
@@ -22,93 +23,28 @@ reads the epoch, as before.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import logging
-import mmap
 import os
-import struct
 from typing import TYPE_CHECKING
+
+from .shared_counter import SharedCounter, counter_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlalchemy as sa
 
 __all__ = ["CredentialSignal", "bump_for", "signal_path"]
 
-log = logging.getLogger("janusmail.store.credentials")
 
-_WORD = struct.Struct("<Q")
-
-
-class CredentialSignal:
-    """The shared counter of one store (see the module docstring); ``path`` None: no sharing, :meth:`read` is
-    always ``None``."""
+class CredentialSignal(SharedCounter):
+    """The shared credential counter of one store (see the module docstring); ``path`` None: no sharing,
+    :meth:`read` is always ``None``."""
 
     def __init__(self, path: str | None) -> None:
-        self._fd: int | None = None
-        self._map: mmap.mmap | None = None
-        if path is None:
-            return
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:  # (a read-only data directory): every command reads the epoch, as before
-            log.warning("no credential signal file %s (%s): sessions read the credential epoch every command",
-                        path, exc)
-            return
-        try:
-            with _locked(fd):
-                if os.fstat(fd).st_size < _WORD.size:
-                    os.pwrite(fd, bytes(_WORD.size), 0)
-            self._map = mmap.mmap(fd, _WORD.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except OSError as exc:
-            log.warning("credential signal %s unusable (%s): sessions read the epoch every command", path, exc)
-            os.close(fd)
-            return
-        self._fd = fd
-
-    @property
-    def enabled(self) -> bool:
-        return self._map is not None
-
-    def read(self) -> int | None:
-        """The counter now (no system call), ``None`` when there is none to share."""
-        m = self._map
-        return None if m is None else _WORD.unpack_from(m, 0)[0]
-
-    def bump(self) -> None:
-        """A credential change committed: move the counter (every process sees it at once)."""
-        m, fd = self._map, self._fd
-        if m is None or fd is None:
-            return
-        try:
-            with _locked(fd):
-                _WORD.pack_into(m, 0, (_WORD.unpack_from(m, 0)[0] + 1) & 0xFFFF_FFFF_FFFF_FFFF)
-        except (OSError, ValueError):  # closed meanwhile: nobody reads it any more
-            log.debug("credential signal bump failed", exc_info=True)
-
-    def close(self) -> None:
-        m, fd, self._map, self._fd = self._map, self._fd, None, None
-        if m is not None:
-            m.close()
-        if fd is not None:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def _locked(fd: int):  # noqa: ANN202
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        super().__init__(path, "credential signal")
 
 
 def signal_path(engine: sa.Engine) -> str | None:
     """``<database>-credentials`` for a SQLite file, else ``None`` (PostgreSQL, an in-memory database)."""
-    if engine.dialect.name != "sqlite":
-        return None
-    path = engine.url.database
-    return path + "-credentials" if path and path != ":memory:" else None
+    return counter_path(engine, "-credentials")
 
 
 def bump_for(engine: sa.Engine) -> None:

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 
 from . import counters, ids
 from .emails import after_membership_change
+from .groupcommit import current_group
+from .mailbox_structure import SHAPES, MailboxShape, shapes_from_rows
 from .model import (
     AlreadyExists,
     HasChildren,
@@ -85,12 +87,12 @@ def check_name(name: str) -> str:
     return name
 
 
-def paths(boxes: list[Mailbox]) -> dict[str, list[str]]:
+def paths(boxes: Sequence[Mailbox | MailboxShape]) -> dict[str, list[str]]:
     """Map mailbox id -> list of path components from the top (the IMAP name is ``"/".join``)."""
     by_id = {b.id: b for b in boxes}
     out: dict[str, list[str]] = {}
 
-    def walk(b: Mailbox, depth: int = 0) -> list[str]:
+    def walk(b: Mailbox | MailboxShape, depth: int = 0) -> list[str]:
         if b.id in out:
             return out[b.id]
         parent = by_id.get(b.parent_id) if b.parent_id else None
@@ -182,6 +184,25 @@ class Mailboxes:
     def list(self, account_id: str) -> list[Mailbox]:
         with self._store.read() as conn:  # (every IMAP command naming a mailbox: on the driver's cursor)
             return [mailbox_from_row(r) for r in self._store.sql.run(conn, _LIST, {"account_id": account_id})]
+
+    def shapes(self, account_id: str, *, fresh: bool = False) -> tuple[MailboxShape, ...]:
+        """The account's mailboxes without counters (names, parents, roles: what resolving a name needs), from
+        the process's cache while no structural change committed since it was read (mailbox_structure.py).
+        ``fresh``: read them anyway (a name the cached tree did not have). Inside a write transaction the
+        cache is neither used nor filled: that transaction may have changed the tree and not committed yet."""
+        store = self._store
+        cache = store.mailbox_structure
+        cached = cache.enabled and current_group() is None
+        if cached and not fresh:
+            hit = cache.lookup(account_id)
+            if hit is not None:
+                return hit
+        stamp = store.read_stamp() if cached else None
+        with store.read() as conn:
+            loaded = shapes_from_rows(store.sql.run(conn, SHAPES, {"account_id": account_id}))
+        if stamp is not None:
+            cache.keep(account_id, stamp, loaded)
+        return loaded
 
     def get(self, account_id: str, mailbox_id: str) -> Mailbox | None:
         with self._store.engine.connect() as conn:

@@ -38,6 +38,7 @@ from .issued_tokens import IssuedTokens
 from .keywords import Keywords
 from .mailbox_deltas import MailboxDeltas
 from .mailbox_rows import RowCache
+from .mailbox_structure import StructureCache
 from .mailboxes import Mailboxes
 from .membership import Memberships
 from .message_views import MessageViews
@@ -53,6 +54,7 @@ from .replace import Replacements
 from .save_dates import SaveDates
 from .search import SearchService
 from .search.merging import merge_everything
+from .shared_counter import SharedCounter, counter_path
 from .sqltext import SqlText
 from .submissions import Submissions
 from .subscriptions import Subscriptions
@@ -106,6 +108,10 @@ class Store:
         # whose last good check saw the same value skips the epoch read (credential_signal.py).
         self.credential_signal = CredentialSignal(signal_path(engine))
         self.notifier.watchers.append(self._credential_heard)
+        # Each account's mailbox tree without counters, kept while no structural change committed in any
+        # process on this SQLite file (mailbox_structure.py): resolving a mailbox name costs no statement.
+        self.mailbox_structure = StructureCache(SharedCounter(counter_path(engine, "-mailboxes"), "mailbox signal"))
+        self.notifier.watchers.append(self.mailbox_structure.heard)
         self.node_id = pgnotify.new_node_id()
         self.accounts = Accounts(self)
         self.credentials = Credentials(self)
@@ -157,6 +163,7 @@ class Store:
         self.blob_store.close()  # the packs too
         self.engine.dispose()
         self.credential_signal.close()
+        self.mailbox_structure.close()
 
     def _credential_heard(self, ev: ChangeEvent) -> None:
         """A notifier watcher: a credential change committed (here, or heard from elsewhere) moves the signal."""
@@ -255,12 +262,23 @@ class Store:
         if current_group() is not None or getattr(self._thread, "read_conn", None) is not None:
             yield
             return
+        # (read before the block's first statement, so before its snapshot: see read_stamp)
+        self._thread.read_stamp = self.mailbox_structure.stamp()
         with self.engine.connect() as conn:
             self._thread.read_conn = conn
             try:
                 yield
             finally:
                 self._thread.read_conn = None
+
+    def read_stamp(self) -> int | None:
+        """The mailbox-structure counter as of this thread's read snapshot or earlier: inside
+        :meth:`shared_read`, its value when the block began (a structural change that committed since may not
+        be in the block's snapshot); elsewhere, now (the next read opens a new snapshot). A tree read in that
+        snapshot may be cached under this value (``Mailboxes.shapes``)."""
+        if getattr(self._thread, "read_conn", None) is not None:
+            return getattr(self._thread, "read_stamp", None)
+        return self.mailbox_structure.stamp()
 
     @contextlib.contextmanager
     def write(self, account_id: str, *, new_account: Mapping[str, object] | None = None) -> Iterator[WriteTx]:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from . import quotas
 from .counters import CounterTracker
+from .mailbox_structure import TREE
 from .model import NotFound
 from .notifier import ChangeEvent
 from .schema import accounts, changes, mailboxes
@@ -60,6 +61,8 @@ class WriteTx:
                 return
             self._log[key] = op
         self.kinds.add(kind)
+        if kind == "Mailbox" and op != "k":  # created, renamed, moved or destroyed: cached trees are stale
+            self.kinds.add(TREE)
 
     def log_many(self, kind: str, object_ids: list[str], op: str) -> None:
         for oid in object_ids:

@@ -25,7 +25,8 @@ from janusmail.imap.commands import Result, catenate, handler
 from janusmail.imap.commands.mailbox_tree import find_mailbox
 from janusmail.imap.flags import FlagError, from_imap
 from janusmail.spool import Spool, spooler_for
-from janusmail.store.model import IngestItem, Mailbox, NotFound, StorageUnavailable, TooLarge
+from janusmail.store.mailbox_structure import MailboxShape
+from janusmail.store.model import IngestItem, NotFound, StorageUnavailable, TooLarge
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -76,7 +77,7 @@ async def append(s: ImapSession, cmd: Command) -> Result:
         built.close()  # the built messages' spools (literal spools are the session's)
 
 
-async def _ingest(s: ImapSession, items: list[IngestItem], dest: Mailbox) -> Result:
+async def _ingest(s: ImapSession, items: list[IngestItem], dest: MailboxShape) -> Result:
     try:
         if len(items) == 1:
             it = items[0]

@@ -3,18 +3,21 @@
 The store keeps JMAP's model (one name component + parent id); IMAP names are the components joined with
 ``/``, with the top-level mailbox of role ``inbox`` always spelled ``INBOX``. Loaded once per command with one
 query (``store.mailboxes.list``), which also gives LIST its attributes; STATUS, SELECT and LIST read it in the
-same thread hop as the rest of their reads (:func:`read_tree`). Subscriptions to names without a mailbox
+same thread hop as the rest of their reads (:func:`read_tree`). Commands that only resolve a name (SELECT,
+EXAMINE, APPEND, COPY, MOVE, REPLACE) use the tree of counter-less shapes the store caches per account
+(:func:`find_shape`: no statement while no mailbox was created, renamed or deleted). Subscriptions to names without a mailbox
 (allowed by IMAP, invisible to JMAP) are the store's (``store.subscriptions``, janusmail/store/subscriptions.py).
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Container
-from typing import TYPE_CHECKING, Any
+from collections.abc import Container, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from janusmail.imap.store_access import one_read
 from janusmail.store import mailboxes as store_mailboxes
+from janusmail.store.mailbox_structure import MailboxShape
 from janusmail.store.model import AlreadyExists, Mailbox
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +29,7 @@ __all__ = [
     "MailboxTree",
     "ensure_parents",
     "find_mailbox",
+    "find_shape",
     "load_tree",
     "read_tree",
 ]
@@ -44,16 +48,20 @@ ROLE_ATTRS: dict[str, str] = {
 ATTR_ROLES: dict[str, str] = {attr.lower(): role for role, attr in ROLE_ATTRS.items()}
 
 
-class MailboxTree:
+#: A whole mailbox row (:class:`Mailbox`, with counters) or its cached shape (:class:`MailboxShape`).
+B = TypeVar("B", Mailbox, MailboxShape)
+
+
+class MailboxTree(Generic[B]):
     """Mailboxes by IMAP name, children, and the tree order LIST uses (INBOX first, then sort order, name)."""
 
-    def __init__(self, boxes: list[Mailbox]) -> None:
+    def __init__(self, boxes: Sequence[B]) -> None:
         self.boxes = boxes
-        self.by_id = {b.id: b for b in boxes}
+        self.by_id: dict[str, B] = {b.id: b for b in boxes}
         paths = store_mailboxes.paths(boxes)
         self.names: dict[str, str] = {}
-        self.by_name: dict[str, Mailbox] = {}
-        self.children: dict[str | None, list[Mailbox]] = {}
+        self.by_name: dict[str, B] = {}
+        self.children: dict[str | None, list[B]] = {}
         for b in boxes:
             path = list(paths[b.id])
             if self._under_inbox(b):  # INBOX and its children, whatever JMAP named it
@@ -65,26 +73,26 @@ class MailboxTree:
         for kids in self.children.values():
             kids.sort(key=lambda b: (0 if b.role == "inbox" and b.parent_id is None else 1, b.sort_order, b.name))
 
-    def _under_inbox(self, b: Mailbox) -> bool:
-        cur: Mailbox | None = b
+    def _under_inbox(self, b: B) -> bool:
+        cur: B | None = b
         for _ in range(256):
             if cur is None or cur.parent_id is None:
                 break
             cur = self.by_id.get(cur.parent_id)
         return cur is not None and cur.parent_id is None and cur.role == "inbox"
 
-    def find(self, name: str) -> Mailbox | None:
+    def find(self, name: str) -> B | None:
         """By Unicode IMAP name (INBOX already canonical)."""
         return self.by_name.get(unicodedata.normalize("NFC", name))
 
-    def name_of(self, box: Mailbox) -> str:
+    def name_of(self, box: B) -> str:
         return self.names[box.id]
 
-    def has_children(self, box: Mailbox) -> bool:
+    def has_children(self, box: B) -> bool:
         return bool(self.children.get(box.id))
 
-    def descendants(self, box: Mailbox) -> list[Mailbox]:
-        out: list[Mailbox] = []
+    def descendants(self, box: B) -> list[B]:
+        out: list[B] = []
         stack = list(self.children.get(box.id, ()))
         while stack:
             b = stack.pop()
@@ -92,9 +100,9 @@ class MailboxTree:
             stack.extend(self.children.get(b.id, ()))
         return out
 
-    def ordered(self) -> list[Mailbox]:
+    def ordered(self) -> list[B]:
         """Depth-first, parents before children."""
-        out: list[Mailbox] = []
+        out: list[B] = []
 
         def walk(parent: str | None, depth: int) -> None:
             if depth > 256:
@@ -108,22 +116,35 @@ class MailboxTree:
 
 
 @one_read
-def read_tree(store: Any, account_id: str) -> MailboxTree:
+def read_tree(store: Any, account_id: str) -> MailboxTree[Mailbox]:
     """Synchronous (on a store thread): the account's tree. Handlers that need the tree and then a read of
     one of its mailboxes call a function of their own that does both, so the command costs one thread hop."""
     return MailboxTree(store.mailboxes.list(account_id))
 
 
-async def load_tree(s: ImapSession) -> MailboxTree:
+async def load_tree(s: ImapSession) -> MailboxTree[Mailbox]:
     return await s.store.read_inline(read_tree, s.rt.store, s.account_id)
 
 
-async def find_mailbox(s: ImapSession, wire_name: str) -> Mailbox | None:
-    """The mailbox a client named (wire form: modified UTF-7 or UTF-8 as the session speaks), or None.
-    Raises ``BadMailboxName`` for names that cannot be decoded."""
+@one_read
+def find_shape(store: Any, account_id: str, name: str) -> tuple[MailboxTree[MailboxShape], MailboxShape | None]:
+    """Synchronous (on a store thread): the tree of the account's cached mailbox shapes and the mailbox called
+    ``name`` (Unicode IMAP name) in it. A name the cached tree lacks is looked up again in a fresh read: a
+    mailbox another process just created is found, whatever the cache held."""
+    tree = MailboxTree(store.mailboxes.shapes(account_id))
+    box = tree.find(name)
+    if box is None:
+        tree = MailboxTree(store.mailboxes.shapes(account_id, fresh=True))
+        box = tree.find(name)
+    return tree, box
+
+
+async def find_mailbox(s: ImapSession, wire_name: str) -> MailboxShape | None:
+    """The mailbox a client named (wire form: modified UTF-7 or UTF-8 as the session speaks), or None: its
+    shape (id, name, UIDVALIDITY; no counters). Raises ``BadMailboxName`` for names that cannot be decoded."""
     path = s.parse_mailbox(wire_name)
-    tree = await load_tree(s)
-    return tree.find("/".join(path))
+    _tree, box = await s.store.read_inline(find_shape, s.rt.store, s.account_id, "/".join(path))
+    return box
 
 
 async def ensure_parents(s: ImapSession, tree: MailboxTree, path: list[str],

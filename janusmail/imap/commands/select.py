@@ -17,12 +17,12 @@ from janusmail.imap.store_access import one_read
 
 from . import handler
 from .base import Result
-from .mailbox_tree import ROLE_ATTRS, MailboxTree, read_tree
+from .mailbox_tree import ROLE_ATTRS, MailboxTree, find_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.session import ImapSession
+    from janusmail.store.mailbox_structure import MailboxShape
     from janusmail.store.message_views import MailboxSnapshot
-    from janusmail.store.model import Mailbox
 
 
 @handler("SELECT", "EXAMINE", states=("auth", "selected"))
@@ -85,11 +85,11 @@ async def select(s: ImapSession, cmd: Command) -> Result:
 
 @one_read
 def _read_selection(store: Any, account_id: str, name: str, *, claim_recent: bool, first_unseen: bool
-                    ) -> tuple[MailboxTree, Mailbox | None, MailboxSnapshot | None]:
-    """Synchronous (on a store thread): the tree, the mailbox called ``name`` and its snapshot (with IMAP4rev1's
-    first unseen UID), in one thread hop: with the command's credential check, that is the whole SELECT."""
-    tree = read_tree(store, account_id)
-    box = tree.find(name)
+                    ) -> tuple[MailboxTree[MailboxShape], MailboxShape | None, MailboxSnapshot | None]:
+    """Synchronous (on a store thread): the tree of cached shapes, the mailbox called ``name`` and its snapshot
+    (with IMAP4rev1's first unseen UID), in one thread hop: with the command's credential check, that is the
+    whole SELECT. A mailbox deleted since the cached tree was read has no snapshot (None: NONEXISTENT)."""
+    tree, box = find_shape(store, account_id, name)
     if box is None:
         return tree, None, None
     snap = store.messages.mailbox_snapshot(account_id, box.id, claim_recent=claim_recent, first_unseen=first_unseen)
