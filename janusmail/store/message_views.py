@@ -353,23 +353,38 @@ class MessageViews:
         return shown
 
     def _advance(self, conn: sa.Connection, mailbox_id: str, old: Shown, head: Any) -> Shown | None:
-        """``old`` brought forward to ``head`` with reads bounded by what changed since; None when the result
-        does not add up to the mailbox's message counter (then the caller reads it all)."""
-        p = {"mailbox_id": mailbox_id, "lo": old.uidnext, "hi": head.uidnext, "since": old.highest_modseq}
-        sql = self._sql
-        new_uids = sql.column(conn, _NEW_UIDS, p) if head.uidnext > old.uidnext else []
-        changed = head.highest_modseq > old.highest_modseq
-        gone = sql.column(conn, _GONE_SINCE, p) if changed else []
+        """``old`` brought forward to ``head`` with ONE read bounded by what changed since (the catch-up's
+        :data:`_DELTA_BODY`: new UIDs, vanished UIDs, changed memberships with their keywords); None when the
+        result does not add up to the mailbox's message counter (then the caller reads it all)."""
+        p = {"mailbox_id": mailbox_id, "lo": old.uidnext, "hi": head.uidnext, "since": old.highest_modseq,
+             "upto": head.highest_modseq}
+        new_uids: list[int] = []
+        gone: list[int] = []
+        old_changed = False
+        stamped: set[int] = set()  # new memberships among the changed rows (all of them, normally)
+        new_keywords: list[str] = []
+        for kind, uid, _modseq, _deleted, _flags, listed in self._sql.run(conn, _DELTA_BODY[self._store.sqlite], p):
+            if kind == 0:
+                new_uids.append(uid)
+            elif kind == 1:
+                gone.append(uid)
+            elif uid < old.uidnext:
+                old_changed = True
+            else:
+                stamped.add(uid)
+                if listed:
+                    new_keywords.extend(listed.split(KEYWORD_SEPARATOR))
         uids = advance(old, new_uids, gone)
         if len(uids) != head.n_messages:
             return None
         self.snapshots.advances += 1
         key = (head.uidvalidity, head.highest_modseq, head.uidnext)
-        if gone or (changed and any(u < old.uidnext for u in sql.column(conn, _CHANGED_SINCE, p))):
+        if gone or old_changed:
             # flags changed or messages left: a keyword may have gone out of use, read them again
             return Shown(*key, uids, self._keywords(conn, mailbox_id, head))
         keywords = dict(old.keywords)  # only new messages: their keywords join the ones in use
-        if new_uids and not merge_keywords(keywords, sql.run(conn, _NEW_KEYWORDS, p)):
+        if new_uids and (len(stamped) != len(new_uids)
+                         or not merge_keywords(keywords, ((d.lower(), d) for d in new_keywords))):
             keywords = self._keywords(conn, mailbox_id, head)
         first_kept = old.first_unseen_known and old.first_unseen is not None  # earlier than any new UID
         return Shown(*key, uids, keywords, old.first_unseen if first_kept else None, first_kept)
@@ -435,8 +450,6 @@ _HEAD = (sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.hig
 _DELTA_HEAD = (sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity,
                           mailboxes.c.recent_uid)
                .where(mailboxes.c.id == _P("mailbox_id")))
-_NEW_UIDS = (sa.select(_M.uid).where(_M.mailbox_id == _P("mailbox_id"), _M.uid >= _P("lo"), _M.uid < _P("hi"))
-             .order_by(_M.uid))
 # three scalar subqueries: min and max are index seeks, only the count walks the index
 _UID_SPAN = sa.select(
     sa.select(sa.func.count()).select_from(messages).where(_LIVE).scalar_subquery(),
@@ -452,14 +465,6 @@ _KEYWORDS = (sa.select(email_keywords.c.keyword, sa.func.min(email_keywords.c.di
              .where(_M.mailbox_id == _P("mailbox_id"))
              .group_by(email_keywords.c.keyword)
              .order_by(email_keywords.c.keyword))
-#: bringing a remembered snapshot forward (:meth:`MessageViews._advance`): removed UIDs, whether a membership
-#: changed (those above the old UIDNEXT are the new ones), and the keywords of the new memberships
-_GONE_SINCE = (sa.select(vanished.c.uid)
-               .where(vanished.c.mailbox_id == _P("mailbox_id"), vanished.c.modseq > _P("since")))
-_CHANGED_SINCE = sa.select(_M.uid).where(_M.mailbox_id == _P("mailbox_id"), _M.modseq > _P("since"))
-_NEW_KEYWORDS = (sa.select(email_keywords.c.keyword, email_keywords.c.display).distinct()
-                 .select_from(messages.join(email_keywords, email_keywords.c.email_id == _M.email_id))
-                 .where(_M.mailbox_id == _P("mailbox_id"), _M.uid >= _P("lo"), _M.uid < _P("hi")))
 _FIRST_UNSEEN = (sa.select(sa.func.min(_M.uid))
                  .select_from(messages.join(emails, emails.c.id == _M.email_id))
                  .where(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("below"),
@@ -487,7 +492,8 @@ def _delta_body(sqlite: bool) -> sa.CompoundSelect:
     in (since, upto], each branch by its own index (no UID bound on those two: with one, SQLite walked the
     mailbox's (mailbox, uid) key instead, every message and every vanished row, which only grow; the caller drops
     the few at or above the session's UIDNEXT). Run by every IMAP command of a session whose mailbox other
-    clients write: three statements were three trips into SQLite (each a GIL hand-over with the writer lane)."""
+    clients write, and by a SELECT bringing its remembered snapshot forward (``_advance``): three statements were
+    three trips into SQLite (each a GIL hand-over with the writer lane)."""
     zero, no = sa.literal_column("0"), sa.false()
     new = (sa.select(zero.label("kind"), _M.uid.label("uid"), zero.label("modseq"), no.label("deleted"),
                      zero.label("flags"), sa.null().label("kw"))
