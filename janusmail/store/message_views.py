@@ -82,6 +82,7 @@ class _Head(NamedTuple):
     highest_modseq: int
     recent_uid: int
     n_messages: int
+    n_unseen: int  # memberships without \\Seen (\\Deleted ones too): 0 means no [UNSEEN n] to look for
 
 
 class FlagChange(NamedTuple):
@@ -325,7 +326,8 @@ class MessageViews:
         first = None
         if first_unseen and shown.uids:
             if not shown.first_unseen_known:
-                first = self._sql.scalar(conn, _FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext})
+                first = (self._sql.scalar(conn, _FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": head.uidnext})
+                         if head.n_unseen else None)
                 shown = replace(shown, first_unseen=first, first_unseen_known=True)
                 self.snapshots.put(mailbox_id, shown)
             first = shown.first_unseen
@@ -445,7 +447,7 @@ _M = messages.c
 _LIVE = sa.and_(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("uidnext"))
 
 _HEAD = (sa.select(mailboxes.c.uidvalidity, mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.recent_uid,
-                   mailboxes.c.n_messages)
+                   mailboxes.c.n_messages, mailboxes.c.n_unseen)
          .where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id")))
 _DELTA_HEAD = (sa.select(mailboxes.c.uidnext, mailboxes.c.highest_modseq, mailboxes.c.uidvalidity,
                           mailboxes.c.recent_uid)
@@ -465,10 +467,13 @@ _KEYWORDS = (sa.select(email_keywords.c.keyword, sa.func.min(email_keywords.c.di
              .where(_M.mailbox_id == _P("mailbox_id"))
              .group_by(email_keywords.c.keyword)
              .order_by(email_keywords.c.keyword))
-_FIRST_UNSEEN = (sa.select(sa.func.min(_M.uid))
+#: IMAP4rev1's [UNSEEN n]: the (mailbox, uid) key walked in order, stopping at the first unseen message (``min()``
+#: over the join read every membership of the mailbox, and in a mailbox whose mail is all read, every one)
+_FIRST_UNSEEN = (sa.select(_M.uid)
                  .select_from(messages.join(emails, emails.c.id == _M.email_id))
                  .where(_M.mailbox_id == _P("mailbox_id"), _M.uid < _P("below"),
-                        emails.c.flags.op("&")(FLAG_SEEN) == 0))
+                        emails.c.flags.op("&")(FLAG_SEEN) == 0)
+                 .order_by(_M.uid).limit(1))
 _RECENT_COUNTS = (sa.select(_M.mailbox_id, sa.func.count())
                   .select_from(messages.join(mailboxes, mailboxes.c.id == _M.mailbox_id))
                   .where(_M.mailbox_id.in_(_P("mailbox_ids", expanding=True)), _M.uid >= mailboxes.c.recent_uid)

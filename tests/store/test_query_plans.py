@@ -367,6 +367,27 @@ def test_catch_up_reads_what_changed_not_the_mailbox(seeded: Seeded, capture: Ca
             assert "ix_messages_mailbox_modseq" in plan, f"{_short(sql)}: {plan}"
 
 
+def test_first_unseen_stops_at_the_first_unseen_and_is_not_looked_for_when_all_are_seen(
+        seeded: Seeded, capture: Capture) -> None:
+    """IMAP4rev1's SELECT answers [UNSEEN n]. As ``min(uid)`` over the join it read every membership of the
+    mailbox (a mailbox whose mail is all read: each one, on each SELECT after a change); walking the (mailbox,
+    uid) key in order it stops at the first unseen one, and with the unseen counter at 0 nothing is read."""
+    s, a = seeded.store, seeded.account_id
+    with capture.recording() as statements:
+        snap = s.messages.mailbox_snapshot(a, seeded.box, first_unseen=True)
+    assert snap is not None and snap.first_unseen == 1  # messages 0, 2, 4... (UIDs 1, 3, 5...) are unseen
+    firsts = [(sql, plan) for sql, plan in plan_texts(s, statements) if "LIMIT" in sql and "flags" in sql]
+    assert len(firsts) == 1, statements
+    assert not full_scans(s, statements)
+    if s.sqlite:
+        assert "TEMP B-TREE" not in firsts[0][1] and "messages" in firsts[0][1], firsts[0]
+    s.memberships.store_flags(a, seeded.box, [(1, 1_000_000)], "add", ["$seen"], None)
+    with capture.recording() as statements:
+        snap = s.messages.mailbox_snapshot(a, seeded.box, first_unseen=True)
+    assert snap is not None and snap.first_unseen is None
+    assert not [sql for sql, _ in statements if "LIMIT" in sql and "flags" in sql], statements
+
+
 def test_fetch_flags_rows(seeded: Seeded, capture: Capture) -> None:
     s = seeded.store
     rows = assert_bounded(capture, lambda: s.messages.fetch_rows(seeded.box, [(1, 1_000_000)], keywords=True))
