@@ -23,6 +23,7 @@ from janusmail.connections import Connections
 from janusmail.observability.metrics import Metrics
 from janusmail.spool import Spooler
 from janusmail.store.store import Store
+from janusmail.workers.balance import LoadBoard
 
 __all__ = ["Closer", "Runtime"]
 
@@ -48,6 +49,9 @@ class Runtime:
     #: The metrics facade the doors report to (janusmail.observability.metrics): the no-op one unless
     #: ``[metrics] listen`` is set (janusmail.server builds the Prometheus one then).
     metrics: Metrics = field(default_factory=Metrics)
+    #: The supervisor's load board (janusmail.workers.balance) of a worker of ``serve --workers N`` (N > 1):
+    #: the IMAP listeners accept through it, so new connections go to the least loaded worker. None: alone.
+    board: LoadBoard | None = None
 
     def listen_args(self, name: str, address: str) -> dict[str, Any]:
         """Where listener ``name`` (configured at ``address``, ``H:P``) accepts: keyword arguments for

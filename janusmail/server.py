@@ -41,6 +41,7 @@ from janusmail.spool import Spooler
 from janusmail.store.changebus import BusLink
 from janusmail.store.search.merging import merge_forever
 from janusmail.store.store import Store
+from janusmail.workers.balance import LoadBoard
 
 __all__ = ["STARTERS", "make_auth", "run", "serve_forever", "start_all", "stop_all"]
 
@@ -122,9 +123,12 @@ def make_auth(config: Config, store: Store) -> Authenticator:
     return build_authenticator(config, store)
 
 
-async def start_all(config: Config, store: Store, *, listeners: Mapping[str, socket.socket] | None = None) -> Runtime:
-    """Open every listener; ``listeners``: the sockets a supervisor bound (a worker of ``serve --workers``)."""
+async def start_all(config: Config, store: Store, *, listeners: Mapping[str, socket.socket] | None = None,
+                    board: LoadBoard | None = None) -> Runtime:
+    """Open every listener; ``listeners``: the sockets a supervisor bound (a worker of ``serve --workers``), and
+    ``board`` its load board (janusmail.workers.balance: new IMAP connections go to the least loaded worker)."""
     rt = Runtime(config, store, make_auth(config, store))
+    rt.board = board
     # Prometheus only with [metrics] listen; a worker's go to its supervisor (multiprocess mode), which serves.
     rt.metrics = build_metrics(config, worker=listeners is not None)
     if rt.metrics.enabled:
@@ -161,7 +165,7 @@ async def stop_all(rt: Runtime) -> None:
 
 async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None = None, *,
                         listeners: Mapping[str, socket.socket] | None = None,
-                        bus: socket.socket | None = None) -> None:
+                        bus: socket.socket | None = None, board: LoadBoard | None = None) -> None:
     """Serve until SIGTERM/SIGINT. A worker of ``serve --workers`` passes the supervisor's ``listeners`` and
     its end of the change ``bus`` (SQLite); it stops by itself when the bus says the supervisor is gone."""
     config.check()
@@ -173,7 +177,7 @@ async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None 
         link = BusLink(store, bus, on_lost=lambda: loop.call_soon_threadsafe(stop.set))
         link.start()
     try:
-        rt = await start_all(config, store, listeners=listeners)
+        rt = await start_all(config, store, listeners=listeners, board=board)
     except BaseException:
         store.close()
         if link is not None:
@@ -206,7 +210,8 @@ async def serve_forever(config: Config, ready: Callable[[Runtime], None] | None 
 
 
 def run(config: Config, ready: Callable[[Runtime], None] | None = None, *,
-        listeners: Mapping[str, socket.socket] | None = None, bus: socket.socket | None = None) -> None:
+        listeners: Mapping[str, socket.socket] | None = None, bus: socket.socket | None = None,
+        board: LoadBoard | None = None) -> None:
     limit_malloc_arenas()  # before the store's and the doors' threads start (process_memory.py)
     try:
         import uvloop  # type: ignore[import-not-found]
@@ -214,4 +219,4 @@ def run(config: Config, ready: Callable[[Runtime], None] | None = None, *,
         runner = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    runner(serve_forever(config, ready, listeners=listeners, bus=bus))
+    runner(serve_forever(config, ready, listeners=listeners, bus=bus, board=board))

@@ -25,11 +25,12 @@ import logging
 import ssl
 import zlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
 from janusmail.observability import logs
+from janusmail.workers.balance import BalancedServer
 
 from . import tls
 
@@ -255,8 +256,7 @@ class _Connection(asyncio.Protocol):
             self.timer.cancel()
             self.timer = None
         if self in listener.live:
-            listener.live.discard(self)
-            listener.rt.metrics.connection_closed("imap")
+            listener.left(self)
         if self.ticket is not None:
             listener.rt.connections.closed(self.ticket)
             self.ticket = None
@@ -475,8 +475,7 @@ class _Connection(asyncio.Protocol):
         listener, session = self.listener, self.session
         assert session is not None
         try:
-            listener.rt.metrics.connection_closed("imap")
-            listener.live.discard(self)
+            listener.left(self)
             if self.ticket is not None:
                 listener.rt.connections.closed(self.ticket)
             await session.close()
@@ -548,6 +547,15 @@ class _Listener:
         self.ctx = ctx
         self.limits = limits
         self.live: set[_Connection] = set()
+        #: the listeners accepting through a worker's load board: told when a connection ends
+        self.balancers: list[BalancedServer] = []
+
+    def left(self, conn: _Connection) -> None:
+        """``conn`` no longer counts: out of ``live``, off the gauge, and off this worker's load board."""
+        self.live.discard(conn)
+        self.rt.metrics.connection_closed("imap")
+        for balanced in self.balancers:
+            balanced.publish()
 
     @staticmethod
     async def feed(session: ImapSession, wire: _Wire, data: bytes) -> None:
@@ -572,6 +580,24 @@ class _Listener:
                 await session.close()
 
 
+async def _serve(rt: Runtime, listener: _Listener, name: str, address: str, ctx: ssl.SSLContext | None
+                 ) -> asyncio.base_events.Server | BalancedServer:
+    """One listener: a worker of ``serve --workers N`` accepts on its supervisor's socket through the load board
+    (janusmail.workers.balance: a new connection goes to the least loaded worker), anything else as asyncio
+    does. ``ctx``: implicit TLS (IMAPS)."""
+    tls_args: dict[str, Any] = {"ssl": ctx, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if ctx is not None else {}
+    sock = rt.listeners.get(name)
+    if rt.board is not None and sock is not None:
+        balanced = BalancedServer(sock, lambda: _Connection(listener, ctx is not None), rt.board,
+                                  lambda: len(listener.live), ssl_context=ctx,
+                                  ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ctx is not None else None)
+        listener.balancers.append(balanced)
+        return balanced
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: _Connection(listener, ctx is not None), **rt.listen_args(name, address),
+                                    **tls_args)
+
+
 async def start_imap(rt: Runtime) -> None:
     """Open the IMAP listeners named by ``rt.config.imap`` (``listen`` plain+STARTTLS, ``imaps`` TLS)."""
     cfg = rt.config.imap
@@ -580,20 +606,16 @@ async def start_imap(rt: Runtime) -> None:
     ctx = tls.server_context(rt.config)
     limits = ConnectionLimits(int(cfg.max_connections_per_ip), int(cfg.max_connections_per_account))
     listener = _Listener(rt, ctx, limits)
-    loop = asyncio.get_running_loop()
-    servers: list[asyncio.base_events.Server] = []
+    servers: list[asyncio.base_events.Server | BalancedServer] = []
     if cfg.listen:
-        server = await loop.create_server(lambda: _Connection(listener, False), **rt.listen_args("imap", cfg.listen))
+        server = await _serve(rt, listener, "imap", cfg.listen, None)
         servers.append(server)
         rt.bound["imap"] = server.sockets[0].getsockname()[:2]
     if cfg.imaps:
         if ctx is None:
             log.warning("no TLS certificate configured; not listening for IMAPS on %s", cfg.imaps)
         else:
-            server = await loop.create_server(
-                lambda: _Connection(listener, True), **rt.listen_args("imaps", cfg.imaps), ssl=ctx,
-                ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
-            )
+            server = await _serve(rt, listener, "imaps", cfg.imaps, ctx)
             servers.append(server)
             rt.bound["imaps"] = server.sockets[0].getsockname()[:2]
 

@@ -30,6 +30,7 @@ from janusmail.config import Config
 from janusmail.spool import Spooler
 from janusmail.store.changebus import BusHub, socket_pair
 
+from .balance import LoadBoard
 from .sockets import bind_listeners, close_all
 from .worker import READY, WorkerSpec
 
@@ -94,6 +95,8 @@ class Supervisor:
         self._failed = False
         self._young: dict[int, int] = {}  # slot -> replacements in a row that died young
         self._watchers: set[asyncio.Task[None]] = set()
+        #: each worker's open connections, so a new one goes to the least loaded (balance.py); one worker: none
+        self._board: LoadBoard | None = LoadBoard.create(workers) if workers > 1 else None
 
     async def _spawn(self, index: int) -> _Worker:
         hub_end: socket.socket | None = None
@@ -101,9 +104,11 @@ class Supervisor:
         if self._hub is not None:
             hub_end, worker_end = socket_pair()
         fds = {name: sock.fileno() for name, sock in self.listeners.items()}
-        pass_fds = [*fds.values(), *([worker_end.fileno()] if worker_end else [])]
+        board = self._board
+        pass_fds = [*fds.values(), *([worker_end.fileno()] if worker_end else []), *([board.fd] if board else [])]
         spec = WorkerSpec(index, self.config, fds, worker_end.fileno() if worker_end else None,
-                          logging.getLogger().getEffectiveLevel())
+                          logging.getLogger().getEffectiveLevel(),
+                          (board.fd, board.slots) if board is not None else None)
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "janusmail.workers.worker",
@@ -139,6 +144,8 @@ class Supervisor:
             self.metrics.worker_exited(proc.pid)
         if self._hub is not None:
             self._hub.remove(worker.index)
+        if self._board is not None:  # its connections died with it
+            self._board.clear(worker.index)
         if self._workers.get(worker.index) is worker:
             del self._workers[worker.index]
         if self._stop.is_set():
@@ -207,6 +214,8 @@ class Supervisor:
                 task.cancel()
             if self._hub is not None:
                 self._hub.close()
+            if self._board is not None:
+                self._board.close()
             close_all(self.listeners)
         return 1 if self._failed else 0
 

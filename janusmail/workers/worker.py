@@ -28,13 +28,15 @@ READY = b"ready\n"
 @dataclass
 class WorkerSpec:
     """What the supervisor hands a worker: its slot, the settled config (public URL included), the inherited
-    descriptors by listener name, its end of the change bus (SQLite) and the log level."""
+    descriptors by listener name, its end of the change bus (SQLite), the log level and the load board."""
 
     index: int
     config: Config
     listeners: dict[str, int]
     bus: int | None
     log_level: int
+    #: (descriptor, slots) of the supervisor's load board (balance.py); None with one worker
+    board: tuple[int, int] | None = None
 
 
 def _watch_supervisor() -> None:
@@ -58,6 +60,11 @@ def main() -> None:
     logs.configure(spec.log_level, spec.config.log.format, worker=spec.index)  # the supervisor's format
     listeners = {name: socket.socket(fileno=fd) for name, fd in spec.listeners.items()}
     bus = socket.socket(fileno=spec.bus) if spec.bus is not None else None
+    board = None
+    if spec.board is not None:
+        from janusmail.workers.balance import LoadBoard
+
+        board = LoadBoard(spec.board[0], spec.board[1], spec.index)
     threading.Thread(target=_watch_supervisor, name="supervisor-watch", daemon=True).start()
 
     def ready(_rt: object) -> None:
@@ -66,7 +73,7 @@ def main() -> None:
 
     from janusmail.server import run
 
-    run(spec.config, ready, listeners=listeners, bus=bus)
+    run(spec.config, ready, listeners=listeners, bus=bus, board=board)
 
 
 if __name__ == "__main__":
