@@ -215,8 +215,8 @@ def test_a_connection_that_cannot_start_gives_everything_back(monkeypatch: pytes
 
     monkeypatch.setattr(imap_server, "ImapSession", Session)
     limits = imap_server.ConnectionLimits(per_ip=1, per_account=10)
-    listener = SimpleNamespace(rt=SimpleNamespace(connections=Registry(), metrics=Metrics()), ctx=None,
-                               limits=limits, live=set())
+    listener = imap_server._Listener(SimpleNamespace(connections=Registry(), metrics=Metrics()),  # type: ignore[arg-type]
+                                     None, limits)
     peer = _Peer()
     conn = imap_server._Connection(listener, False)  # type: ignore[arg-type]
     conn.connection_made(peer)  # type: ignore[arg-type]
