@@ -9,8 +9,6 @@ real store, SQLite and PostgreSQL):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,8 @@ import pytest
 from janusmail.auth import app_passwords, passwords
 from janusmail.runtime import Runtime
 from janusmail.spool import spooler_for
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
+from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, use_cheap_argon2
+from tests.imap.msg_support import runtime_fixture
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 CHANGED = b"* BYE [EXPIRED] Your password was changed; log in again with the new one\r\n"
@@ -26,12 +25,7 @@ REVOKED = b"* BYE [EXPIRED] This app password was revoked\r\n"
 BIG = 1_000_000  # well above the spool threshold: a large literal, decided before its data is read
 
 
-@pytest.fixture
-async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
-    runtime = make_runtime(tmp_path, db_url)
-    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
-    yield runtime
-    runtime.store.close()
+rt = pytest.fixture(runtime_fixture)  # a runtime with one account (ADDRESS), both backends
 
 
 async def logged_in(rt: Runtime, secret: str = PASSWORD) -> Harness:

@@ -11,27 +11,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from janusmail.auth import passwords
 from janusmail.runtime import Runtime
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
+from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, use_cheap_argon2
+from tests.imap.msg_support import runtime_fixture
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 CHANGED = b"* BYE [EXPIRED] Your password was changed; log in again with the new one\r\n"
 EXPIRED = b"* BYE [EXPIRED] Your access token expired; log in again with a new one\r\n"
 
 
-@pytest.fixture
-async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
-    runtime = make_runtime(tmp_path, db_url)
-    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
-    yield runtime
-    runtime.store.close()
+rt = pytest.fixture(runtime_fixture)  # a runtime with one account (ADDRESS), both backends
 
 
 async def logged_in(rt: Runtime, password: str = PASSWORD) -> Harness:

@@ -5,27 +5,20 @@ both backends."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from janusmail.auth import passwords
 from janusmail.runtime import Runtime
 from janusmail.store.store import Store
-from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, make_runtime, use_cheap_argon2
-from tests.imap.msg_support import tagged
+from tests.imap.e2e_util import ADDRESS, PASSWORD, Harness, use_cheap_argon2
+from tests.imap.msg_support import runtime_fixture, tagged
 from tests.mailgen import simple
 
 cheap_argon2 = pytest.fixture(autouse=True)(use_cheap_argon2)
 
 
-@pytest.fixture
-async def rt(tmp_path: Path, db_url: str | None) -> AsyncIterator[Runtime]:
-    runtime = make_runtime(tmp_path, db_url)
-    runtime.account = runtime.store.accounts.create(ADDRESS, *passwords.make_credentials(PASSWORD))  # type: ignore[attr-defined]
-    yield runtime
-    runtime.store.close()
+rt = pytest.fixture(runtime_fixture)  # a runtime with one account (ADDRESS), both backends
 
 
 async def session(rt: Runtime) -> Harness:

@@ -288,6 +288,21 @@ def test_store_call_acknowledges_after_the_commit(store) -> None:  # noqa: ANN00
 
 
 
+def _lock_entered(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once a lane starts waiting for (or taking) the cross-process writer lock."""
+    from janusmail.store import groupcommit
+
+    entered = threading.Event()
+    real_acquire = groupcommit.WriterLock.acquire
+
+    def acquire(self: Any) -> None:
+        entered.set()
+        real_acquire(self)
+
+    monkeypatch.setattr(groupcommit.WriterLock, "acquire", acquire)
+    return entered
+
+
 def test_sqlite_lanes_of_several_processes_queue_on_the_writer_lock_file(store, monkeypatch) -> None:  # noqa: ANN001
     """``serve --workers N`` on SQLite: a lane takes the ``-writers`` file lock BEFORE SQLite's write lock, so a
     lane of another process (played here by the test holding the file lock) makes it wait in the kernel, not in
@@ -298,19 +313,11 @@ def test_sqlite_lanes_of_several_processes_queue_on_the_writer_lock_file(store, 
     import os
     import sqlite3
 
-    from janusmail.store import groupcommit
 
     a, inbox = _account(store, "alice")
     path = store._writer.lock_path
     assert path is not None and path.endswith("-writers")
-    entered = threading.Event()
-    real_acquire = groupcommit.WriterLock.acquire
-
-    def acquire(self: Any) -> None:
-        entered.set()
-        real_acquire(self)
-
-    monkeypatch.setattr(groupcommit.WriterLock, "acquire", acquire)
+    entered = _lock_entered(monkeypatch)
     other = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(other, fcntl.LOCK_EX)  # "another process" is writing
@@ -340,19 +347,11 @@ def test_calls_queued_while_a_lane_waits_for_the_writer_lock_join_its_group(stor
     import fcntl
     import os
 
-    from janusmail.store import groupcommit
 
     a, inbox = _account(store, "alice")
     groups: list[int] = []
     monkeypatch.setattr(store, "on_group_commit", lambda calls, commit_s, total_s: groups.append(calls))
-    entered = threading.Event()
-    real_acquire = groupcommit.WriterLock.acquire
-
-    def acquire(self: Any) -> None:
-        entered.set()
-        real_acquire(self)
-
-    monkeypatch.setattr(groupcommit.WriterLock, "acquire", acquire)
+    entered = _lock_entered(monkeypatch)
     other = os.open(store._writer.lock_path, os.O_RDWR)
     try:
         fcntl.flock(other, fcntl.LOCK_EX)  # "another process" is writing
