@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from janusmail.imap.codec import serializer
 from janusmail.imap.session import ImapSession
 from janusmail.observability import logs
-from janusmail.workers.balance import BalancedServer
+from janusmail.workers.balance import BalancedServer, DoorLoad
 
 from . import tls
 
@@ -547,15 +547,15 @@ class _Listener:
         self.ctx = ctx
         self.limits = limits
         self.live: set[_Connection] = set()
-        #: the listeners accepting through a worker's load board: told when a connection ends
-        self.balancers: list[BalancedServer] = []
+        #: this worker's count of open connections on its supervisor's load board (``serve --workers N``)
+        self.load: DoorLoad | None = None
 
     def left(self, conn: _Connection) -> None:
         """``conn`` no longer counts: out of ``live``, off the gauge, and off this worker's load board."""
         self.live.discard(conn)
         self.rt.metrics.connection_closed("imap")
-        for balanced in self.balancers:
-            balanced.publish()
+        if self.load is not None:
+            self.load.publish()
 
     @staticmethod
     async def feed(session: ImapSession, wire: _Wire, data: bytes) -> None:
@@ -588,10 +588,11 @@ async def _serve(rt: Runtime, listener: _Listener, name: str, address: str, ctx:
     tls_args: dict[str, Any] = {"ssl": ctx, "ssl_handshake_timeout": HANDSHAKE_TIMEOUT} if ctx is not None else {}
     sock = rt.listeners.get(name)
     if rt.board is not None and sock is not None:
-        balanced = BalancedServer(sock, lambda: _Connection(listener, ctx is not None), rt.board,
-                                  lambda: len(listener.live), ssl_context=ctx,
-                                  ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ctx is not None else None)
-        listener.balancers.append(balanced)
+        if listener.load is None:  # (one count for both doors: IMAP and IMAPS connections of this worker)
+            listener.load = DoorLoad(rt.board, lambda: len(listener.live))
+            listener.load.publish()  # this worker serves now: siblings may leave connections to it
+        balanced = BalancedServer(sock, lambda: _Connection(listener, ctx is not None), listener.load,
+                                  ssl_context=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ctx is not None else None)
         return balanced
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _Connection(listener, ctx is not None), **rt.listen_args(name, address),

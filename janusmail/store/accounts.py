@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from . import credentials, ids
+from .mailbox_structure import TREE
 from .mailboxes import insert_mailbox
 from .model import Account, AlreadyExists
 from .schema import accounts
@@ -189,4 +190,5 @@ class Accounts:
             conn.execute(sa.delete(accounts).where(accounts.c.id == account_id))
             credentials.announce(conn, account_id, store.node_id)  # nothing left to log in to
             tx.forget()  # the account row is gone: no change-log rows, no per-mailbox stamps
+            tx.kinds.add(TREE)  # (but its cached mailbox trees go, in every process: mailbox_structure.py)
         store.notifier.publish(credentials.event(account_id))

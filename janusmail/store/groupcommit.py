@@ -27,7 +27,8 @@ server's and the CLI's, ``janusmail import`` included); SQLite's lock still guar
 other writer. A lane takes the lock BEFORE it takes its calls from the queue: the calls that arrive while it
 waits for another process's group join its own, so under contention groups grow instead of each lane
 committing (and syncing) half as many calls as one lane would (issue 10: two workers had 2.1 calls per group,
-one worker 3.6, and every group held the one write lock for its sync).
+one worker 3.6, and every group held the one write lock for its sync). So a ``@writes`` call must never wait
+for another lane or another process's write: it would wait while holding the lock that write needs.
 
 Lanes: one on SQLite (one write lock anyway). On PostgreSQL several, so different accounts keep writing in
 parallel; a call goes to the lane of its first string argument (the account id, by the services'

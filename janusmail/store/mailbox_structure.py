@@ -14,8 +14,10 @@ kinds (``WriteTx.log``); a notifier watcher bumps ``<database>-mailboxes`` (:mod
 after the COMMIT, before the writer's caller is answered, in whichever process committed (and again in processes
 that hear the event). A cache entry remembers the counter's value read *before* the tree was read, so a tree is
 reused only while no structural change has committed since it was read. A process that died between its COMMIT
-and its bump leaves entries stale until the next bump; the callers make that harmless: a name not found is looked
-up again in a fresh read, and a mailbox found but gone meanwhile fails its own read as "no such mailbox".
+and its bump leaves entries stale until the next structural change of any account. The callers make a created or
+deleted mailbox harmless (a name not found is looked up again in a fresh read; a mailbox found but gone meanwhile
+fails its own read as "no such mailbox"); a renamed one is not: until then its OLD name still reaches it in the
+processes that had cached it. That takes a crash inside a window of microseconds, and a rename.
 
 PostgreSQL (several hosts, no shared memory): no counter, no cache, every lookup reads the tree.
 """

@@ -12,8 +12,9 @@ the others steps back for :data:`DEFER` seconds, so a less loaded worker takes t
 by then, it accepts anyway (a sibling that is starting, stuck or gone costs a client those milliseconds, never
 the connection). One connection is accepted per readiness event, so the workers take turns through a burst.
 
-The supervisor zeroes a dead worker's slot; its replacement starts from zero too. Reads of other slots need no
-lock: a stale count only moves one connection to the other worker.
+The supervisor marks a dead worker's slot empty (-1: no worker to leave connections to, so nobody steps back for
+it while its replacement starts); the replacement publishes 0 once it serves. Reads of other slots need no lock:
+a stale count only moves one connection to the other worker.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DEFER", "BalancedServer", "LoadBoard"]
+__all__ = ["DEFER", "BalancedServer", "DoorLoad", "LoadBoard"]
 
 log = logging.getLogger("janusmail.workers")
 
@@ -39,6 +40,13 @@ log = logging.getLogger("janusmail.workers")
 DEFER = 0.002
 #: Seconds to stop accepting after the process ran out of descriptors (as asyncio's own servers do).
 ACCEPT_PAUSE = 1.0
+#: accept(2) errors that concern one connection, not the listener (Linux: retry): the next one may do
+_RETRY_ERRNOS = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNABORTED, errno.EPROTO,
+                           errno.ENETDOWN, errno.ENOPROTOOPT, errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH,
+                           errno.EOPNOTSUPP, errno.ENETUNREACH, errno.EPERM})
+_PAUSE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: a slot with no worker behind it (the supervisor's mark for a dead one; a fresh board is all empty)
+EMPTY = -1
 
 _SLOT = struct.Struct("<q")
 
@@ -52,14 +60,15 @@ class LoadBoard:
         self.slots = slots
         self.slot = slot
         self._map = mmap.mmap(fd, _SLOT.size * slots, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        if slot is not None:
-            self.publish(0)
 
     @classmethod
     def create(cls, slots: int) -> LoadBoard:
         fd = os.memfd_create("janusmail-load", 0)  # (not close-on-exec: the workers inherit it by pass_fds)
         os.ftruncate(fd, _SLOT.size * slots)
-        return cls(fd, slots)
+        board = cls(fd, slots)
+        for slot in range(slots):
+            board.clear(slot)
+        return board
 
     def publish(self, load: int) -> None:
         assert self.slot is not None
@@ -67,15 +76,15 @@ class LoadBoard:
             _SLOT.pack_into(self._map, _SLOT.size * self.slot, load)
 
     def clear(self, slot: int) -> None:
-        """(The supervisor) the worker in ``slot`` is gone: it serves nothing."""
-        _SLOT.pack_into(self._map, _SLOT.size * slot, 0)
+        """(The supervisor) the worker in ``slot`` is gone: nobody waits for it to take a connection."""
+        _SLOT.pack_into(self._map, _SLOT.size * slot, EMPTY)
 
     def loads(self) -> list[int]:
         return [_SLOT.unpack_from(self._map, _SLOT.size * i)[0] for i in range(self.slots)]
 
     def ahead(self, mine: int) -> bool:
         """Whether this worker, with ``mine`` connections, serves more than the least loaded other one."""
-        others = [load for i, load in enumerate(self.loads()) if i != self.slot]
+        others = [load for i, load in enumerate(self.loads()) if i != self.slot and load != EMPTY]
         return bool(others) and mine > min(others)
 
     def close(self) -> None:
@@ -85,23 +94,38 @@ class LoadBoard:
             os.close(self.fd)
 
 
+class DoorLoad:
+    """One worker's count on the board: its live connections (``live()``) and the ones it accepted that have not
+    started yet, shared by the listeners of one door (IMAP and IMAPS publish one number)."""
+
+    def __init__(self, board: LoadBoard, live: Callable[[], int]) -> None:
+        self.board = board
+        self._live = live
+        self.starting = 0
+
+    def value(self) -> int:
+        return self._live() + self.starting
+
+    def publish(self) -> int:
+        now = self.value()
+        self.board.publish(now)
+        return now
+
+
 class BalancedServer:
     """Accepts on an inherited listening socket, one connection at a time, stepping back while ahead (see the
-    module docstring). ``load()``: this worker's live connections of this door. What ``asyncio.Server`` offers
-    the doors: ``sockets``, :meth:`close`, :meth:`wait_closed`."""
+    module docstring). ``load``: this worker's count for the door. What ``asyncio.Server`` offers the doors:
+    ``sockets``, :meth:`close`, :meth:`wait_closed`."""
 
-    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], board: LoadBoard,
-                 load: Callable[[], int], *, ssl_context: ssl.SSLContext | None = None,
-                 ssl_handshake_timeout: float | None = None) -> None:
+    def __init__(self, sock: socket.socket, factory: Callable[[], asyncio.Protocol], load: DoorLoad, *,
+                 ssl_context: ssl.SSLContext | None = None, ssl_handshake_timeout: float | None = None) -> None:
         self.sockets = [sock]
         self._sock = sock
         self._factory = factory
-        self._board = board
         self._load = load
         self._ssl = ssl_context
         self._handshake_timeout = ssl_handshake_timeout
         self._loop = asyncio.get_running_loop()
-        self._starting = 0  # accepted, connection not made yet (counted on the board already)
         self._reading = False
         self._closed = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -110,7 +134,7 @@ class BalancedServer:
 
     def publish(self) -> None:
         """Put this worker's count on the board (the doors call it when a connection ends, too)."""
-        self._board.publish(self._load() + self._starting)
+        self._load.publish()
 
     def _listen(self) -> None:
         if not self._closed and not self._reading:
@@ -124,39 +148,42 @@ class BalancedServer:
         self._loop.call_later(seconds, then)
 
     def _ready(self) -> None:
-        mine = self._load() + self._starting
-        self._board.publish(mine)
-        if self._board.ahead(mine):  # let a less loaded worker take it
+        mine = self._load.publish()
+        if self._load.board.ahead(mine):  # let a less loaded worker take it
             self._pause(DEFER, self._after_stepping_back)
             return
-        self._accept(mine)
+        self._accept()
 
     def _after_stepping_back(self) -> None:
         """``DEFER`` later: a connection still waiting was left by the others (busy, starting, gone): take it.
-        Then listen again; the next connection gets a fresh look at the board."""
+        Then listen again (unless the accept paused: out of descriptors); the next connection gets a fresh look
+        at the board."""
         if self._closed:
             return
-        if _waiting(self._sock):
-            self._accept(self._load() + self._starting)
-        self._listen()
+        if not _waiting(self._sock) or self._accept():
+            self._listen()
 
-    def _accept(self, mine: int) -> None:
+    def _accept(self) -> bool:
+        """Accept one waiting connection and start it; False when accepting is paused instead (the process is
+        out of descriptors or memory: :data:`ACCEPT_PAUSE`). An error of one connection (or one another worker
+        took first) is passed over, as asyncio does, and the listener stays."""
         try:
             conn, _addr = self._sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return  # another worker took it
         except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            if exc.errno in _PAUSE_ERRNOS:
                 log.error("cannot accept connections (%s); pausing %.0f s", exc, ACCEPT_PAUSE)
                 self._pause(ACCEPT_PAUSE, self._listen)
-                return
-            raise
+                return False
+            if exc.errno not in _RETRY_ERRNOS:
+                log.warning("accept failed: %s", exc)
+            return True
         conn.setblocking(False)
-        self._starting += 1
-        self._board.publish(mine + 1)
+        self._load.starting += 1
+        self._load.publish()
         task = self._loop.create_task(self._start(conn))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
     async def _start(self, conn: socket.socket) -> None:
         try:
@@ -167,7 +194,7 @@ class BalancedServer:
             log.debug("connection could not start: %s", exc)
             conn.close()
         finally:
-            self._starting -= 1
+            self._load.starting -= 1
             self.publish()
 
     def close(self) -> None:

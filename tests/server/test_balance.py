@@ -8,15 +8,17 @@ alone (in real workers a sibling that does not answer within ``DEFER`` loses it;
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
 
 from janusmail.imap.tls import ensure_self_signed
-from janusmail.workers.balance import BalancedServer, LoadBoard
+from janusmail.workers.balance import EMPTY, BalancedServer, DoorLoad, LoadBoard
 
 WAIT = 60.0
 
@@ -42,12 +44,18 @@ def test_the_board_is_shared_and_each_worker_writes_its_own_slot() -> None:
     board = LoadBoard.create(3)
     a, b = LoadBoard(os.dup(board.fd), 3, 0), LoadBoard(os.dup(board.fd), 3, 1)
     try:
+        assert board.loads() == [EMPTY] * 3  # no worker serves yet: nobody steps back for them
         a.publish(4)
+        assert not a.ahead(4)
         b.publish(2)
+        assert a.ahead(4) and not b.ahead(2)
+        c = LoadBoard(os.dup(board.fd), 3, 2)
+        c.publish(0)
         assert board.loads() == [4, 2, 0]
-        assert a.ahead(4) and b.ahead(2) and not b.ahead(0)  # slot 2, a worker with none, is the least loaded
-        board.clear(0)
-        assert b.loads() == [0, 2, 0]
+        assert b.ahead(2) and not c.ahead(0)  # slot 2, a worker with none, is the least loaded
+        c.close()
+        board.clear(2)  # (the supervisor: that worker died) its replacement is not waited for
+        assert b.loads() == [4, 2, EMPTY] and not b.ahead(2)
         alone = LoadBoard(os.dup(board.fd), 1, 0)
         assert not alone.ahead(100)  # no sibling to leave connections to
         alone.close()
@@ -75,10 +83,11 @@ async def test_connections_go_to_the_least_loaded_worker(tmp_path: Path, tls: bo
     for i in range(2):
         holder: list[BalancedServer] = []
         live = lives[i]
+        load = DoorLoad(boards[i], lambda live=live: len(live))
+        load.publish()
         servers.append(BalancedServer(socket.socket(fileno=os.dup(listening.fileno())),
-                                      lambda live=live, holder=holder: Counted(live, holder), boards[i],
-                                      lambda live=live: len(live), ssl_context=server_ctx,
-                                      ssl_handshake_timeout=WAIT if tls else None))
+                                      lambda live=live, holder=holder: Counted(live, holder), load,
+                                      ssl_context=server_ctx, ssl_handshake_timeout=WAIT if tls else None))
         holder.append(servers[-1])
     clients: list[asyncio.StreamWriter] = []
 
@@ -113,5 +122,62 @@ async def test_connections_go_to_the_least_loaded_worker(tmp_path: Path, tls: bo
             s.close()
             await s.wait_closed()
         for x in (*boards, board):
+            x.close()
+        listening.close()
+
+
+class FlakyListener(socket.socket):
+    """A listening socket whose accepts fail with ``error`` for ``seconds`` from the first attempt (0: once)."""
+
+    def __init__(self, fileno: int, error: int, seconds: float) -> None:
+        super().__init__(fileno=fileno)
+        self.error, self.seconds = error, seconds
+        self.failing_until: float | None = None
+        self.attempts = 0
+
+    def accept(self) -> tuple[socket.socket, object]:
+        self.attempts += 1
+        now = time.monotonic()
+        if self.failing_until is None:
+            self.failing_until = now + self.seconds
+            raise OSError(self.error, "injected")
+        if now < self.failing_until:
+            raise OSError(self.error, "injected")
+        return super().accept()
+
+
+@pytest.mark.parametrize("stepped_back", [False, True], ids=["least-loaded", "ahead-of-a-sibling"])
+@pytest.mark.parametrize("error", [errno.EMFILE, errno.EPERM], ids=["EMFILE", "EPERM"])
+async def test_an_accept_error_pauses_or_passes_over_and_accepting_goes_on(
+        monkeypatch: pytest.MonkeyPatch, error: int, stepped_back: bool) -> None:
+    """Out of descriptors (for a while): no accept for ACCEPT_PAUSE, then on (one failed attempt, not a busy loop
+    of them).
+    An error of one connection (EPERM from a firewall, ...): passed over, the listener stays. Both also when the
+    worker stepped back first (it was ahead of a sibling that never took the connection)."""
+    from janusmail.workers import balance
+
+    monkeypatch.setattr(balance, "ACCEPT_PAUSE", 0.2)
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    board = LoadBoard.create(2)
+    mine, sibling = LoadBoard(os.dup(board.fd), 2, 0), LoadBoard(os.dup(board.fd), 2, 1)
+    sibling.publish(0)  # a sibling with nothing, that never accepts
+    live: set[Counted] = set()
+    extra = 1 if stepped_back else 0  # (one connection more than the sibling: this worker steps back)
+    load = DoorLoad(mine if stepped_back else LoadBoard(os.dup(board.fd), 1, 0), lambda: len(live) + extra)
+    # (EMFILE lasts most of the pause: a loop that did not keep the pause would try again and again meanwhile)
+    flaky = FlakyListener(os.dup(listening.fileno()), error, 0.15 if error == errno.EMFILE else 0.0)
+    holder: list[BalancedServer] = []
+    server = BalancedServer(flaky, lambda: Counted(live, holder), load)
+    holder.append(server)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.readline(), WAIT) == b"hello\n"
+        assert flaky.attempts == 2  # the failed one and the one that took the connection
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+        for x in (mine, sibling, board, load.board):
             x.close()
         listening.close()

@@ -137,3 +137,15 @@ def test_the_cache_is_bounded_and_off_without_a_shared_counter(tmp_path: Path) -
         cache.close()
     off = StructureCache(SharedCounter(None))
     assert not off.enabled and off.stamp() is None and off.lookup("A1") is None
+
+
+def test_deleting_an_account_moves_the_counter(store: Any) -> None:
+    """A deleted account's trees go from every process's cache (its change log is forgotten, its event is not)."""
+    acct = store.accounts.create("gone@example.test", "x")
+    store.mailboxes.shapes(acct.id)
+    before = store.mailbox_structure.stamp()
+    store.accounts.delete(acct.id)
+    if store.sqlite:
+        assert store.mailbox_structure.stamp() > before
+        assert store.mailbox_structure.lookup(acct.id) is None
+    assert store.mailboxes.shapes(acct.id) == ()
