@@ -30,11 +30,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from .notifier import ChangeEvent
 from .schema import mailboxes
 from .shared_counter import SharedCounter
 
-__all__ = ["TREE", "MailboxShape", "StructureCache", "is_tree_event"]
+__all__ = ["TREE", "MailboxShape", "StructureCache"]
 
 #: The pseudo change kind of a structural mailbox change (no change-log row carries it; JMAP push ignores it).
 TREE = "MailboxTree"
@@ -66,10 +65,6 @@ SHAPES = (sa.select(mailboxes.c.id, mailboxes.c.name, mailboxes.c.parent_id, mai
 
 def shapes_from_rows(rows: list[tuple]) -> tuple[MailboxShape, ...]:
     return tuple(MailboxShape(i, n, p, r, o, bool(s), v) for i, n, p, r, o, s, v in rows)
-
-
-def is_tree_event(ev: ChangeEvent) -> bool:
-    return TREE in ev.kinds
 
 
 class StructureCache:
@@ -109,11 +104,6 @@ class StructureCache:
             self._entries.move_to_end(account_id)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
-
-    def heard(self, ev: ChangeEvent) -> None:
-        """A notifier watcher: a structural change committed (here, or heard from elsewhere)."""
-        if TREE in ev.kinds:
-            self.signal.bump()
 
     def close(self) -> None:
         with self._lock:

@@ -24,10 +24,13 @@ import logging
 import mmap
 import os
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     import sqlalchemy as sa
+
+    from .notifier import ChangeEvent
 
 __all__ = ["SharedCounter", "counter_path"]
 
@@ -80,6 +83,16 @@ class SharedCounter:
                 _WORD.pack_into(m, 0, (_WORD.unpack_from(m, 0)[0] + 1) & 0xFFFF_FFFF_FFFF_FFFF)
         except (OSError, ValueError):  # closed meanwhile: nobody reads it any more
             log.debug("shared counter bump failed", exc_info=True)
+
+    def watcher(self, kind: str) -> Callable[[ChangeEvent], None]:
+        """A notifier watcher that bumps this counter for each event of ``kind``: watchers run after the
+        COMMIT of a change made here (before its caller is answered) and for changes heard from elsewhere."""
+
+        def heard(ev: ChangeEvent) -> None:
+            if kind in ev.kinds:
+                self.bump()
+
+        return heard
 
     def close(self) -> None:
         m, fd, self._map, self._fd = self._map, self._fd, None, None

@@ -30,7 +30,7 @@ from .blobs import Blobs
 from .blobstore import open_blob_store
 from .changes import Changes
 from .credential_signal import CredentialSignal, signal_path
-from .credentials import Credentials, CredentialWatcher, is_credential_event
+from .credentials import CREDENTIAL, Credentials, CredentialWatcher
 from .emails import Emails
 from .groupcommit import GroupCommitter, WriteQueue, current_group
 from .identities import Identities
@@ -38,14 +38,14 @@ from .issued_tokens import IssuedTokens
 from .keywords import Keywords
 from .mailbox_deltas import MailboxDeltas
 from .mailbox_rows import RowCache
-from .mailbox_structure import StructureCache
+from .mailbox_structure import TREE, StructureCache
 from .mailboxes import Mailboxes
 from .membership import Memberships
 from .message_views import MessageViews
 from .metadata import Metadata
 from .migration_progress import MigrationProgress
 from .model import Delivered, IngestItem
-from .notifier import ChangeEvent, Notifier
+from .notifier import Notifier
 from .packs import PackStore
 from .process_state import ProcessState
 from .push_subscriptions import PushSubscriptions
@@ -107,11 +107,11 @@ class Store:
         # Moved after every committed credential change, seen by every process on this SQLite file: a session
         # whose last good check saw the same value skips the epoch read (credential_signal.py).
         self.credential_signal = CredentialSignal(signal_path(engine))
-        self.notifier.watchers.append(self._credential_heard)
+        self.notifier.watchers.append(self.credential_signal.watcher(CREDENTIAL))
         # Each account's mailbox tree without counters, kept while no structural change committed in any
         # process on this SQLite file (mailbox_structure.py): resolving a mailbox name costs no statement.
         self.mailbox_structure = StructureCache(SharedCounter(counter_path(engine, "-mailboxes"), "mailbox signal"))
-        self.notifier.watchers.append(self.mailbox_structure.heard)
+        self.notifier.watchers.append(self.mailbox_structure.signal.watcher(TREE))
         self.node_id = pgnotify.new_node_id()
         self.accounts = Accounts(self)
         self.credentials = Credentials(self)
@@ -164,11 +164,6 @@ class Store:
         self.engine.dispose()
         self.credential_signal.close()
         self.mailbox_structure.close()
-
-    def _credential_heard(self, ev: ChangeEvent) -> None:
-        """A notifier watcher: a credential change committed (here, or heard from elsewhere) moves the signal."""
-        if is_credential_event(ev):
-            self.credential_signal.bump()
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking store method on the worker threads (writer threads for methods marked @writes)."""

@@ -12,7 +12,7 @@ import errno
 import os
 import socket
 import ssl
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -127,21 +127,18 @@ async def test_connections_go_to_the_least_loaded_worker(tmp_path: Path, tls: bo
 
 
 class FlakyListener(socket.socket):
-    """A listening socket whose accepts fail with ``error`` for ``seconds`` from the first attempt (0: once)."""
+    """A listening socket whose accepts fail with ``error``: only the first one (``once``), or while ``failing``."""
 
-    def __init__(self, fileno: int, error: int, seconds: float) -> None:
+    def __init__(self, fileno: int, error: int, once: bool) -> None:
         super().__init__(fileno=fileno)
-        self.error, self.seconds = error, seconds
-        self.failing_until: float | None = None
+        self.error, self.once = error, once
+        self.failing = True
         self.attempts = 0
 
     def accept(self) -> tuple[socket.socket, object]:
         self.attempts += 1
-        now = time.monotonic()
-        if self.failing_until is None:
-            self.failing_until = now + self.seconds
-            raise OSError(self.error, "injected")
-        if now < self.failing_until:
+        if self.failing:
+            self.failing = not self.once
             raise OSError(self.error, "injected")
         return super().accept()
 
@@ -150,13 +147,24 @@ class FlakyListener(socket.socket):
 @pytest.mark.parametrize("error", [errno.EMFILE, errno.EPERM], ids=["EMFILE", "EPERM"])
 async def test_an_accept_error_pauses_or_passes_over_and_accepting_goes_on(
         monkeypatch: pytest.MonkeyPatch, error: int, stepped_back: bool) -> None:
-    """Out of descriptors (for a while): no accept for ACCEPT_PAUSE, then on (one failed attempt, not a busy loop
-    of them).
+    """Out of descriptors: no accept until the pause ends (one failed attempt, not a busy loop of them), then on.
     An error of one connection (EPERM from a firewall, ...): passed over, the listener stays. Both also when the
-    worker stepped back first (it was ahead of a sibling that never took the connection)."""
+    worker stepped back first (it was ahead of a sibling that never took the connection). No clock: a step back
+    lasts one loop turn here, and the test itself ends the pause."""
     from janusmail.workers import balance
 
-    monkeypatch.setattr(balance, "ACCEPT_PAUSE", 0.2)
+    monkeypatch.setattr(balance, "DEFER", 0.0)
+    resumes: list[Callable[[], None]] = []
+    real_pause = BalancedServer._pause
+
+    def pause(self: BalancedServer, seconds: float, then: Callable[[], None]) -> None:
+        if seconds != balance.ACCEPT_PAUSE:
+            real_pause(self, seconds, then)
+            return
+        resumes.append(then)  # (reading stops as it would; the pause ends when the test says)
+        real_pause(self, 3600.0, lambda: None)
+
+    monkeypatch.setattr(BalancedServer, "_pause", pause)
     listening = socket.create_server(("127.0.0.1", 0))
     port = listening.getsockname()[1]
     board = LoadBoard.create(2)
@@ -165,13 +173,21 @@ async def test_an_accept_error_pauses_or_passes_over_and_accepting_goes_on(
     live: set[Counted] = set()
     extra = 1 if stepped_back else 0  # (one connection more than the sibling: this worker steps back)
     load = DoorLoad(mine if stepped_back else LoadBoard(os.dup(board.fd), 1, 0), lambda: len(live) + extra)
-    # (EMFILE lasts most of the pause: a loop that did not keep the pause would try again and again meanwhile)
-    flaky = FlakyListener(os.dup(listening.fileno()), error, 0.15 if error == errno.EMFILE else 0.0)
+    flaky = FlakyListener(os.dup(listening.fileno()), error, once=error != errno.EMFILE)
     holder: list[BalancedServer] = []
     server = BalancedServer(flaky, lambda: Counted(live, holder), load)
     holder.append(server)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        if error == errno.EMFILE:
+            async with asyncio.timeout(WAIT):
+                while not resumes:
+                    await asyncio.sleep(0)
+            for _ in range(50):  # many loop turns (and step backs) while the process is out of descriptors
+                await asyncio.sleep(0)
+            assert flaky.attempts == 1 and len(resumes) == 1  # paused: not tried again meanwhile
+            flaky.failing = False
+            resumes[0]()  # the pause is over
         assert await asyncio.wait_for(reader.readline(), WAIT) == b"hello\n"
         assert flaky.attempts == 2  # the failed one and the one that took the connection
         writer.close()
