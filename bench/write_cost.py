@@ -155,10 +155,10 @@ class Counts:
         writer.submit = lane_submit
         orig_run = writer.run_group
 
-        def run_group(calls: Any, lock: Any = None) -> None:  # the lane's own time per group
+        def run_group(calls: Any, lock: Any = None, **kw: Any) -> None:  # the lane's own time per group
             t0 = time.perf_counter()
             try:
-                orig_run(calls, lock)
+                orig_run(calls, lock, **kw)
             finally:
                 with counts._lock:
                     counts.lane_busy += time.perf_counter() - t0
