@@ -604,6 +604,7 @@ base_dir = {scratch}/run
 state_dir = {scratch}/state
 log_path = {scratch}/dovecot.log
 mail_location = maildir:{scratch}/mail/%n/Maildir
+mail_fsync = {fsync}
 mail_uid = mail
 mail_gid = mail
 first_valid_uid = 8
@@ -630,10 +631,16 @@ protocol imap {{
 
 
 @contextlib.contextmanager
-def dovecot(scratch: Path, fill: Iterator[tuple[bytes, bool]] | None = None):  # noqa: ANN201
+def dovecot(scratch: Path, fill: Iterator[tuple[bytes, bool]] | None = None,  # noqa: ANN201
+            fsync: str = "optimized"):
     """A private Dovecot (Debian's ``dovecot-imapd``, maildir, default settings) on a free loopback port, with
     the stress INBOX filled by APPEND: the reference server of numbers-to-beat.md, for ratios measured in one
-    run. Any user name logs in with the bench password. Yields the port."""
+    run. Any user name logs in with the bench password. Yields the port.
+
+    ``fsync``: Dovecot's ``mail_fsync``. Its default, ``optimized``, syncs a new message's file but not the
+    index and log files that record flags, expunges and UIDs, so an acknowledged STORE or EXPUNGE can be lost
+    to a crash; Janus syncs every acknowledged write (one sync per group commit). ``always`` is the like-for-
+    like comparison (``--dovecot-fsync always``)."""
     import pwd
     import shutil
 
@@ -652,7 +659,8 @@ def dovecot(scratch: Path, fill: Iterator[tuple[bytes, bool]] | None = None):  #
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conf = scratch / "dovecot.conf"
-    conf.write_text(DOVECOT_CONF.format(scratch=scratch, port=port, password=PASSWORD.replace(" ", "")))
+    conf.write_text(DOVECOT_CONF.format(scratch=scratch, port=port, password=PASSWORD.replace(" ", ""),
+                                         fsync=fsync))
     proc = subprocess.Popen(["dovecot", "-F", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 30
@@ -719,7 +727,8 @@ def run_mixed(args: argparse.Namespace) -> None:
         servers = [("janus", port, ADDRESS, PASSWORD)]
         if args.dovecot:
             fill = ((raw, seen) for _, raw, seen in corpus(args.messages))
-            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot", fill)), STRESS_ADDRESS,
+            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot", fill, args.dovecot_fsync)),
+                            STRESS_ADDRESS,
                             PASSWORD.replace(" ", "")))
         for rnd in range(args.repeat):
             for name, port, address, password in servers:
@@ -753,7 +762,8 @@ def run_stress(args: argparse.Namespace) -> None:
         servers.append(("janus", port, PASSWORD))
         print(f"janus server pid {proc.pid}", flush=True)
         if args.dovecot:
-            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot")), PASSWORD.replace(" ", "")))
+            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot", fsync=args.dovecot_fsync)),
+                            PASSWORD.replace(" ", "")))
         try:
             for rnd in range(args.repeat):
                 for name, port, password in servers:
@@ -801,7 +811,8 @@ def run_append(args: argparse.Namespace) -> None:
         print(f"janus server pid {proc.pid} ({'PostgreSQL' if args.pg else 'SQLite'}, --workers {args.workers})",
               flush=True)
         if args.dovecot:
-            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot")), PASSWORD.replace(" ", "")))
+            servers.append(("dovecot", stack.enter_context(dovecot(Path(d) / "dovecot", fsync=args.dovecot_fsync)),
+                            PASSWORD.replace(" ", "")))
         try:
             for rnd in range(args.repeat):
                 for name, port, password in servers:
@@ -835,6 +846,9 @@ def main() -> None:
                     help="with --profile: first fill N messages into 100 other accounts")
     ap.add_argument("--dovecot", action="store_true",
                     help="with --profile: run it against a private Dovecot too (dovecot-imapd) and print ratios")
+    ap.add_argument("--dovecot-fsync", choices=["optimized", "always"], default="optimized",
+                    help="Dovecot's mail_fsync: its default (optimized: index and log files are not synced) or "
+                         "always (every change synced, as Janus does)")
     ap.add_argument("--repeat", type=int, default=1, help="with --profile: rounds to take medians of")
     args = ap.parse_args()
     if args.profile == "mixed":
