@@ -79,6 +79,7 @@ def build(data: Path, n: int, db: str | None) -> float:
                 items = []
         if items:
             store.emails.ingest_many(acct.id, items)
+        store.refresh_statistics()  # (a bulk load's end: its mail indexed for search, segments merged)
     finally:
         store.close()
     return time.perf_counter() - t0

@@ -40,6 +40,7 @@ from janusmail.smtp.submission import start_submission
 from janusmail.spool import Spooler
 from janusmail.store.changebus import BusLink
 from janusmail.store.search.merging import merge_forever
+from janusmail.store.search.queue import index_forever
 from janusmail.store.store import Store
 from janusmail.workers.balance import LoadBoard
 
@@ -118,6 +119,12 @@ def start_segment_merger(rt: Runtime) -> None:
     run_in_background(rt, merge_forever(rt.store), "fts-segment-merger")
 
 
+def start_search_indexer(rt: Runtime) -> None:
+    """SQLite: index queued mail for full-text search in batches, in the background (store/search/queue.py):
+    the writes that store mail no longer tokenize it while holding the one write lock."""
+    run_in_background(rt, index_forever(rt.store), "fts-indexer")
+
+
 def make_auth(config: Config, store: Store) -> Authenticator:
     """The one authenticator IMAP, JMAP and SMTP share; raises ``ValueError`` on inconsistent settings."""
     return build_authenticator(config, store)
@@ -147,6 +154,7 @@ async def start_all(config: Config, store: Store, *, listeners: Mapping[str, soc
         if listeners is not None or not store.sqlite:  # other processes may serve beside this one
             start_publishing_connections(rt)
         if store.sqlite:
+            start_search_indexer(rt)
             start_segment_merger(rt)
     except BaseException:  # a listener that cannot open stops the start: close the ones already open
         await stop_all(rt)

@@ -32,7 +32,6 @@ from .model import (
     TooManyKeywords,
 )
 from .schema import blobs, email_keywords, emails, mailboxes, messages, thread_refs, threads, vanished
-from .search.index import delete_text
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,10 +62,10 @@ def destroy_rows(tx: WriteTx, email_ids: list[str], *, vanished_done: bool = Fal
     and touched those mailboxes (EXPUNGE of a last copy; emails left in no mailbox): nothing to read here.
 
     Few statements, because IMAP EXPUNGE runs this on the single writer lane (issue 10): the memberships,
-    keywords and (SQLite) ``email_text`` rows go with the emails by their ``ON DELETE CASCADE`` foreign keys
-    (``email_text``'s delete trigger takes the trigram rows), the threads come from the transaction's memo
-    (``tx.threads_of``), and an empty thread is found and deleted by one statement. Only FTS5's word index,
-    which has no foreign key, is deleted explicitly, before its ``email_text`` rowids go."""
+    keywords and (SQLite) ``email_text`` and ``search_queue`` rows go with the emails by their ``ON DELETE
+    CASCADE`` foreign keys (``email_text``'s delete trigger leaves the full-text rowids in ``search_trash``,
+    whose rows the background deletes in batches: search/queue.py), the threads come from the transaction's
+    memo (``tx.threads_of``), and an empty thread is found and deleted by one statement."""
     conn, sql, m = tx.conn, tx.store.sql, tx.modseq
     tx.affect_emails(email_ids)
     for i in range(0, len(email_ids), 500):
@@ -78,7 +77,6 @@ def destroy_rows(tx: WriteTx, email_ids: list[str], *, vanished_done: bool = Fal
                 sql.many(conn, _INSERT_VANISHED, [{"mailbox_id": r[0], "uid": r[1], "modseq": m} for r in memb])
                 tx.touch_mailbox(*{r[0] for r in memb})
         thread_ids = tx.threads_of(chunk)
-        delete_text(conn, tx.store.sqlite, chunk, sql)
         sql.count(conn, _DELETE_EMAILS, ids)
         tx.log_many("Email", chunk, "d")
         if thread_ids:

@@ -54,6 +54,7 @@ from .replace import Replacements
 from .save_dates import SaveDates
 from .search import SearchService
 from .search.merging import merge_everything
+from .search.queue import drain as drain_search_queue
 from .shared_counter import SharedCounter, counter_path
 from .sqltext import SqlText
 from .submissions import Submissions
@@ -325,9 +326,11 @@ class Store:
     def refresh_statistics(self) -> None:
         """Update the query planner's statistics after bulk changes (an import): without them PostgreSQL
         plans the first-screen query as if the tables were empty and takes minutes instead of milliseconds.
-        On SQLite the full-text indexes' segments are merged first, in short steps (``search/merging.py``): left
-        as a bulk load leaves them, the next deliveries paid for seconds-long merges while every write waited."""
+        On SQLite the queued mail is indexed (``search/queue.py``) and the full-text indexes' segments are merged
+        first, in short steps (``search/merging.py``): left as a bulk load leaves them, the next deliveries paid
+        for seconds-long merges while every write waited."""
         if self.sqlite:
+            drain_search_queue(self)
             merge_everything(self)
         with self.engine.connect() as conn:
             if self.sqlite:

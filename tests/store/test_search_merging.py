@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from janusmail.store.model import IngestItem
 from janusmail.store.search import ast as q
 from janusmail.store.search.merging import FTS_TABLES, merge_everything, merge_step
+from janusmail.store.search.queue import drain
 from tests.mailgen import simple
 
 
@@ -31,6 +32,7 @@ def _load_in_pieces(store: Any, n: int = 40, filler: int = 0) -> tuple[str, str,
         body = f"common words here, marker{i:03d}xyz and quarterly{i % 4} " + " ".join(
             f"f{rnd.getrandbits(40):010x}" for _ in range(filler))
         d = store.emails.ingest_many(acct.id, [IngestItem(simple(i, body=body), (inbox.id,))])[0]
+        drain(store)  # (indexed by a write of its own: a segment each, as separate batches of the queue make)
         uids.append(d.uids[inbox.id])
     return acct.id, inbox.id, uids
 

@@ -10,10 +10,12 @@ that fits its semantics.
 =========  ==============================================================================================
 SQLite     ``email_fts`` (FTS5, unicode61): subject, addresses, body, for JMAP. ``email_trgm`` (FTS5
            ``trigram``): the header fields and body text for IMAP, its rowid given by ``email_text`` (``id``
-           for a unique ``email_id`` that cascades from ``emails``; a trigger deletes the text with it, an
-           account deletion's cascade included). The unique ``email_id`` lets a short search string read only
-           the rows of one mailbox. Rows go in with explicit rowids through ``VALUES``: FTS5 indexes them three
-           times faster than through ``INSERT ... SELECT`` (which external content and insert triggers use).
+           for a unique ``email_id`` that cascades from ``emails``; its trigger lists both index rows in
+           ``search_trash`` when it goes, an account deletion's cascade included). The unique ``email_id`` lets
+           a short search string read only the rows of one mailbox. Rows go in with explicit rowids through
+           ``VALUES``: FTS5 indexes them three times faster than through ``INSERT ... SELECT`` (which external
+           content and insert triggers use). New mail is queued and indexed in batches, destroyed mail
+           unindexed in batches (:mod:`.queue`).
 PostgreSQL ``email_search``: subject, addresses, body (GIN ``to_tsvector`` for JMAP) and headers; GIN
            ``pg_trgm`` on (headers, body) for IMAP's ILIKE.
 =========  ==============================================================================================
@@ -37,7 +39,7 @@ from janusmail.mime.headers import as_text
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.sqltext import SqlText
 
-__all__ = ["EMAIL_SEARCH", "EMAIL_TEXT", "UNINDEXED_FIELDS", "delete_text", "header_text", "write_text"]
+__all__ = ["EMAIL_SEARCH", "EMAIL_TEXT", "UNINDEXED_FIELDS", "header_text", "index_rows", "write_text"]
 
 #: header fields left out of the substring index (lower case); see the module docstring
 UNINDEXED_FIELDS = frozenset({
@@ -57,15 +59,17 @@ EMAIL_SEARCH = sa.table("email_search", sa.column("email_id"), sa.column("accoun
 _FTS_INSERT = sa.text("INSERT INTO email_fts(rowid, email_id, account_id, subject, addresses, body) "
                       "VALUES (:rowid, :email_id, :account_id, :subject, :addresses, :body)")
 #: by rowid: ``email_id`` is UNINDEXED in FTS5, so ``WHERE email_id IN (...)`` read the whole word index
-_FTS_DELETE = sa.text("DELETE FROM email_fts WHERE rowid IN "
-                      "(SELECT fts_rowid FROM email_text WHERE email_id IN :ids)").bindparams(
-    sa.bindparam("ids", expanding=True))
 #: the highest rowid of the word index (FTS5 reads it from the end of its rowid order: no scan)
 #: the highest rowid of email_text and of email_fts, in one statement (both by their rowid b-trees' last entry)
+#: ... and of the destroyed mail's rows still waiting in search_trash (their numbers are not given again)
 _LAST_ROWID = sa.text("SELECT max(coalesce((SELECT max(id) FROM email_text), 0), "
-                      "coalesce((SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1), 0))")
+                      "coalesce((SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1), 0), "
+                      "coalesce((SELECT max(trgm_rowid) FROM search_trash), 0))")
 _TEXT_INSERT = sa.insert(EMAIL_TEXT).values({n: sa.bindparam(n) for n in ("id", "email_id", "fts_rowid")})
 _TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id, :headers, :body)")
+#: SQLite: new mail's texts wait here for the indexes (migration 0020, :mod:`.queue`)
+_QUEUE_INSERT = sa.text("INSERT INTO search_queue (email_id, account_id, subject, addresses, headers, body) "
+                        "VALUES (:email_id, :account_id, :subject, :addresses, :headers, :body)")
 _CHUNK = 500
 
 
@@ -95,31 +99,20 @@ PG_FIELD_CAP = 20_000
 
 
 def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict], sql: SqlText | None = None) -> None:
-    """Index new emails, inside the ingest transaction. Each row: ``email_id``, ``account_id``, ``subject``,
+    """New emails' texts, inside the ingest transaction. Each row: ``email_id``, ``account_id``, ``subject``,
     ``addresses``, ``body`` (the cache's search text) and ``headers`` (the cache's header list). ``sql``: the
-    store's statements (``Store.sql``), to run them on the driver's cursor."""
+    store's statements (``Store.sql``), to run them on the driver's cursor.
+
+    SQLite: queued for the indexes (``search_queue``; :mod:`.queue` indexes them in batches, and before any
+    search). PostgreSQL: indexed here."""
     if not rows:
         return
     if sqlite:
-        # One new number per email for its rows in all three tables, above the highest of email_text and of
-        # email_fts (rows older than migration 0011 have other word-index rowids): SQLite has one writer, and
-        # this runs in its transaction.
-        fts = [{**r, "rowid": i} for i, r in enumerate(rows)]
-        text = [{"id": i, "email_id": r["email_id"], "fts_rowid": i} for i, r in enumerate(rows)]
-        trgm = [{"id": i, "headers": header_text(r.get("headers")), "body": r["body"]} for i, r in enumerate(rows)]
-        first = (sql.scalar(conn, _LAST_ROWID) if sql is not None else conn.execute(_LAST_ROWID).scalar()) + 1
-        for r in fts:
-            r["rowid"] += first
-        for r in text:
-            r["id"] += first
-            r["fts_rowid"] += first
-        for r in trgm:
-            r["id"] += first
-        for stmt, values in ((_FTS_INSERT, fts), (_TEXT_INSERT, text), (_TRGM_INSERT, trgm)):
-            if sql is not None:
-                sql.many(conn, stmt, values)
-            else:
-                conn.execute(stmt, values)
+        queued = [{**r, "headers": header_text(r.get("headers"))} for r in rows]
+        if sql is not None:
+            sql.many(conn, _QUEUE_INSERT, queued)
+        else:
+            conn.execute(_QUEUE_INSERT, queued)
         return
     conn.execute(sa.insert(EMAIL_SEARCH), [{  # PostgreSQL text may not contain NUL
         "email_id": r["email_id"], "account_id": r["account_id"], "subject": _no_nul(r["subject"][:PG_FIELD_CAP]),
@@ -128,21 +121,24 @@ def write_text(conn: sa.Connection, sqlite: bool, rows: list[dict], sql: SqlText
     } for r in rows])
 
 
-def delete_text(conn: sa.Connection, sqlite: bool, email_ids: Sequence[str], sql: SqlText | None = None) -> None:
-    """Unindex emails, inside the transaction that deletes them, BEFORE their ``emails`` rows: the FTS5 word
-    index has no foreign key, so its rows go by the rowid ``email_text`` records. The rest goes with the emails
-    themselves: ``email_text`` by its ``ON DELETE CASCADE`` foreign key, whose delete trigger takes the trigram
-    rows; PostgreSQL's ``email_search`` by its cascade (nothing to do here). One statement, not two: EXPUNGE of
-    a last copy runs this on the writer lane (issue 10). ``sql``: the store's statements (``Store.sql``), to
-    run it on the driver's cursor."""
-    if not sqlite:
+def index_rows(conn: sa.Connection, rows: list[dict], sql: SqlText | None = None) -> None:
+    """SQLite: put emails into both full-text indexes (the queue's batches, :mod:`.queue`). Each row:
+    ``email_id``, ``account_id``, ``subject``, ``addresses``, ``headers`` (the header text) and ``body``."""
+    if not rows:
         return
-    for i in range(0, len(email_ids), _CHUNK):
-        chunk = list(email_ids[i : i + _CHUNK])
+    # One new number per email for its rows in all three tables, above the highest of email_text and of
+    # email_fts (rows older than migration 0011 have other word-index rowids): SQLite has one writer, and
+    # this runs in its transaction.
+    first = (sql.scalar(conn, _LAST_ROWID) if sql is not None else conn.execute(_LAST_ROWID).scalar()) + 1
+    fts = [{"rowid": first + i, "email_id": r["email_id"], "account_id": r["account_id"], "subject": r["subject"],
+            "addresses": r["addresses"], "body": r["body"]} for i, r in enumerate(rows)]
+    text = [{"id": first + i, "email_id": r["email_id"], "fts_rowid": first + i} for i, r in enumerate(rows)]
+    trgm = [{"id": first + i, "headers": r["headers"], "body": r["body"]} for i, r in enumerate(rows)]
+    for stmt, values in ((_FTS_INSERT, fts), (_TEXT_INSERT, text), (_TRGM_INSERT, trgm)):
         if sql is not None:
-            sql.count(conn, _FTS_DELETE, {"ids": chunk})
+            sql.many(conn, stmt, values)
         else:
-            conn.execute(_FTS_DELETE, {"ids": chunk})
+            conn.execute(stmt, values)
 
 
 def _no_nul(s: str) -> str:

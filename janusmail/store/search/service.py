@@ -40,6 +40,7 @@ from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only
 from .highlight import highlight, highlight_terms, snippet
 from .memory import run_rows
 from .paging import search_page
+from .queue import ensure_indexed
 from .sort import Algorithm, MailboxOrdering
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,6 +192,13 @@ class SearchService:
         #: IMAP SORT and THREAD (:mod:`.sort`), with its per-email sort key cache
         self.ordering = MailboxOrdering(store)
 
+    def index_queued_for(self, condition: q.Condition | None) -> None:
+        """Before a search whose condition may read the full-text indexes: index the mail still queued for
+        them (SQLite, :mod:`.queue`), so the search sees every email stored before it began. Metadata-only
+        conditions (flags, dates, sizes...) never read the indexes and skip it."""
+        if self._store.sqlite and condition is not None and not metadata_only(condition):
+            ensure_indexed(self._store)
+
     # -- IMAP ------------------------------------------------------------------------------------------------
 
     def mailbox_search(self, account_id: str, mailbox_id: str, condition: q.Condition, *,
@@ -206,6 +214,7 @@ class SearchService:
                 hits = run_rows(box, condition, below_uid)
                 if hits is not None:
                     return hits
+        self.index_queued_for(condition)
         stmt = mailbox_select(condition, account_id=account_id, mailbox_id=mailbox_id, sqlite=store.sqlite,
                               below_uid=below_uid)
         with store.engine.connect() as conn:
@@ -217,6 +226,7 @@ class SearchService:
         """IMAP ``SEARCH RETURN (PARTIAL first:last)`` (RFC 9394): ``(uid, modseq)`` of only the matches at those
         positions (negative: from the last match), ascending UID, and the number of all matches when ``count``;
         the search stops after the window where it can (:mod:`.paging`)."""
+        self.index_queued_for(condition)
         return search_page(self._store, account_id, mailbox_id, condition, first, last, below_uid=below_uid,
                            size_hint=size_hint, count=count)
 
@@ -224,12 +234,14 @@ class SearchService:
                      *, below_uid: int | None = None, size_hint: int = 0,
                      with_modseq: bool = False) -> tuple[list[int], list[int] | None]:
         """IMAP SORT: the matches' UIDs in sort order, and their MODSEQs if asked (RFC 5256; :mod:`.sort`)."""
+        self.index_queued_for(condition)
         return self.ordering.sort(account_id, mailbox_id, condition, sort, below_uid=below_uid, size_hint=size_hint,
                                   with_modseq=with_modseq)
 
     def mailbox_thread(self, account_id: str, mailbox_id: str, condition: q.Condition, algorithm: Algorithm,
                        *, below_uid: int | None = None, size_hint: int = 0) -> list:
         """IMAP THREAD: trees of UIDs (:class:`janusmail.store.thread_tree.ThreadNode`; RFC 5256)."""
+        self.index_queued_for(condition)
         return self.ordering.thread(account_id, mailbox_id, condition, algorithm, below_uid=below_uid,
                                     size_hint=size_hint)
 
@@ -264,6 +276,7 @@ class SearchService:
                     calculate_total: bool = False) -> QueryOutcome:
         """One window of the results (RFC 8620 §5.5 positions and anchors), the total when asked for, and the
         Email state the results belong to. Raises :class:`SearchError` ``anchorNotFound``."""
+        self.index_queued_for(query.condition)
         with self._snapshot() as conn, conn.begin():
             state = self._email_state(conn, account_id)
             cached = self.query_cache.get((account_id, query), state)
@@ -319,6 +332,7 @@ class SearchService:
                       max_changes: int | None = None) -> ChangesOutcome:
         """What changed in the results since state ``since``. Raises :class:`SearchError`
         ``cannotCalculateChanges`` (unknown state) or ``tooManyChanges``."""
+        self.index_queued_for(query.condition)
         with self._snapshot() as conn, conn.begin():
             state = self._email_state(conn, account_id)
             if since > state:
@@ -380,6 +394,8 @@ class SearchService:
         ids = list(dict.fromkeys(email_ids))
         subject_terms, body_terms = highlight_terms(condition)
         all_terms = list(dict.fromkeys(subject_terms + body_terms))
+        if all_terms:
+            ensure_indexed(self._store)
         with self._store.engine.connect() as conn:
             found = self._visible(conn, account_id, ids)
             present = [i for i in ids if i in found]
