@@ -60,14 +60,85 @@ def test_mail_is_queued_and_every_search_indexes_what_waits_first(store: Any, ac
         _intact(store)
 
 
-def test_metadata_searches_index_nothing(store: Any, account: Any) -> None:
-    """Flags, sizes, dates never read the full-text indexes: such a search leaves the queue to the background."""
+def test_searches_that_read_no_index_wait_for_nothing(store: Any, account: Any) -> None:
+    """Flags, mailboxes, subjects, short header values never read the full-text indexes: such a search
+    leaves the queue to the background (it never waits for the writer)."""
     if not store.sqlite:
         return
     a, inbox = account.id, box(store, account.id)
     store.emails.ingest(a, simple(1), (inbox.id,))
     assert [uid for uid, _ in store.search.mailbox_search(a, inbox.id, q.Keyword("$seen"), below_uid=10)] == []
+    assert len(store.search.email_query(a, q.EmailQuery(q.InMailbox(inbox.id)), 0, 10).ids) == 1
+    assert len(_imap_rows(store, a, inbox.id, q.SubjectContains("number"))) == 1
     assert _count(store, "search_queue") == 1
+
+
+def _imap_rows(store: Any, account_id: str, mailbox_id: str, cond: Any) -> list[tuple[int, int]]:
+    return store.search.mailbox_search(account_id, mailbox_id, cond, below_uid=10**9)
+
+
+def test_which_conditions_read_the_indexes() -> None:
+    from janusmail.store.search.compile import reads_text_index
+
+    reads = [q.Text("all", ("word",)), q.Contains("body", "ab"), q.Contains("text", "abcdef"),
+             q.Header("subject", "hello"), q.Address("from", ("alice",), words=True),
+             q.Not(q.Contains("body", "x")), q.Or((q.Keyword("$seen"), q.Text("body", ("w",))))]
+    not_reads = [q.All(), q.Keyword("$seen"), q.InMailbox("F1"), q.SubjectContains("hello"),
+                 q.Text("all", ()), q.Contains("body", ""), q.Header("subject", "hi"), q.Header("received", "hello"),
+                 q.Header("subject", None), q.Address("from", ("alice",)), q.Size(">", 10)]
+    assert all(reads_text_index(c) for c in reads), [c for c in reads if not reads_text_index(c)]
+    assert not any(reads_text_index(c) for c in not_reads), [c for c in not_reads if reads_text_index(c)]
+
+
+def test_jmap_results_include_every_email_of_the_state_they_report(store: Any, account: Any,
+                                                                    monkeypatch: Any) -> None:
+    """Mail stored after the search indexed the queue but before its snapshot began is in the state the
+    results are reported under: the query indexes and looks again instead of missing it (and caching that,
+    and /queryChanges since that state never reporting it)."""
+    if not store.sqlite:
+        return
+    from janusmail.store.search import service
+
+    a, inbox = account.id, box(store, account.id)
+    store.emails.ingest(a, simple(1, body="early kestrel"), (inbox.id,))
+    real, late = service.ensure_indexed, []
+
+    def then_more_mail(s: Any) -> None:
+        real(s)
+        if not late:  # (once: the second look finds it queued, indexes it, and succeeds)
+            late.append(store.emails.ingest(a, simple(2, body="late kestrel"), (inbox.id,)))
+
+    monkeypatch.setattr(service, "ensure_indexed", then_more_mail)
+    query = q.EmailQuery(q.Text("all", ("kestrel",)))
+    out = store.search.email_query(a, query, 0, 10)
+    assert late and late[0].email_id in out.ids and len(out.ids) == 2
+    assert out.state == store.search.email_query(a, query, 0, 10).state
+    changes = store.search.query_changes(a, query, out.state)
+    assert changes.total == 2
+
+
+def test_a_query_that_never_settles_says_try_again(store: Any, account: Any, monkeypatch: Any) -> None:
+    if not store.sqlite:
+        return
+    from janusmail.store.search import service
+    from janusmail.store.search.service import SearchError
+
+    a, inbox = account.id, box(store, account.id)
+    real, n = service.ensure_indexed, [0]
+
+    def always_more_mail(s: Any) -> None:
+        real(s)
+        n[0] += 1
+        store.emails.ingest(a, simple(n[0], body="endless"), (inbox.id,))
+
+    monkeypatch.setattr(service, "ensure_indexed", always_more_mail)
+    try:
+        store.search.email_query(a, q.EmailQuery(q.Text("all", ("endless",))), 0, 10)
+    except SearchError as exc:
+        assert exc.code == "serverUnavailable"
+    else:
+        raise AssertionError("a query whose mail never settled answered")
+    assert n[0] == service._SETTLE_TRIES  # noqa: SLF001
 
 
 def test_destroyed_mail_is_never_found_and_its_rows_go_in_a_batch(store: Any, account: Any) -> None:
@@ -130,11 +201,12 @@ def test_batches_stop_at_their_size(store: Any, account: Any, monkeypatch: Any) 
     for i in range(5):
         store.emails.ingest(a, simple(i, body="x" * 400 + f" tail{i}"), (inbox.id,))
     with store.transaction() as conn:
-        assert queue._index_batch(conn, 3, 2000) == 3  # noqa: SLF001
+        assert queue._index_batch(conn, 3, 2000) == (3, True)  # noqa: SLF001 - full: more may wait
     with store.transaction() as conn:
-        assert queue._index_batch(conn, 3, 10) == 1  # noqa: SLF001 - one email over the size still goes
+        # one email over the size still goes; cut by the size, the batch says more may wait
+        assert queue._index_batch(conn, 3, 10) == (1, True)  # noqa: SLF001
     assert _count(store, "search_queue") == 1
-    assert store.write_call(queue.index_queued, store) is False
+    assert store.write_call(queue.index_queued, store) is False  # (the last one: not full)
     assert _count(store, "search_queue") == 0
 
 

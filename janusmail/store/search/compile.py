@@ -114,6 +114,25 @@ def metadata_only(cond: q.Condition) -> bool:
     return True
 
 
+def reads_text_index(cond: q.Condition) -> bool:
+    """True when the SQLite statement for ``cond`` reads the full-text tables (``email_fts``, ``email_trgm``,
+    ``email_text``): the cases of :meth:`_Compiler.text`, ``contains``, ``address`` and ``header`` that use
+    them. Such a search first indexes the mail still queued for them (search/queue.py); no other search needs
+    to wait for that."""
+    for node in q.walk(cond):
+        match node:
+            case q.Text(phrases=phrases) if phrases:
+                return True
+            case q.Contains(value=value) if value and "\x00" not in value:
+                return True
+            case q.Address(texts=texts) if node.words and any(fts_words(t) for t in texts):
+                return True
+            case q.Header(name=name, value=value) if (value and "\x00" not in value and len(value) >= q.TRIGRAM
+                                                       and name.lower() not in UNINDEXED_FIELDS):
+                return True
+    return False
+
+
 class _Compiler:
     """Conditions over an ``emails`` row ``e`` and, in a mailbox search, the membership ``messages``."""
 

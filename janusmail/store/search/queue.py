@@ -25,8 +25,10 @@ indexes after delivery in its indexer process, Cyrus in ``squatter``; Janus now 
   call on the writer lane, at once while batches come back full, else every :data:`IDLE_SECONDS`;
 * every search that may read the indexes first indexes what waits (:func:`ensure_indexed`), so a search never
   misses mail stored before it began; a bulk load indexes at its end (``Store.refresh_statistics``).
-  Trashed rows need no such care: every search reaches an email through its ``emails`` or ``email_text``
-  row, both gone with the email, and index rowids are never given twice (``index._LAST_ROWID``);
+  JMAP reports a state with its results, so Email/query and /queryChanges also check, inside their snapshot,
+  that none of the account's mail waits (else they index and look again). Trashed rows need no such care:
+  every search reaches an email through its ``emails`` or ``email_text`` row, both gone with the email, and
+  no new email is given an index rowid that trashed rows still hold (``index._LAST_ROWID``);
 * mail expunged while still queued leaves the queue with its ``emails`` row (``ON DELETE CASCADE``): its text
   is never tokenized at all.
 
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from janusmail.store.model import StorageUnavailable
 from janusmail.store.writes import writes
 
 from .index import index_rows
@@ -49,7 +52,8 @@ from .index import index_rows
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.store import Store
 
-__all__ = ["BATCH_BYTES", "BATCH_ROWS", "drain", "ensure_indexed", "index_forever", "index_queued", "pending"]
+__all__ = ["BATCH_BYTES", "BATCH_ROWS", "drain", "ensure_indexed", "has_work", "index_forever", "index_queued",
+           "index_queued_upto", "waiting"]
 
 log = logging.getLogger("janusmail.store.search")
 
@@ -57,9 +61,10 @@ log = logging.getLogger("janusmail.store.search")
 BATCH_ROWS = 128
 #: ... and at most about this much queued text (a batch holds the write lock while FTS5 tokenizes it)
 BATCH_BYTES = 1024 * 1024
-#: the same for :func:`drain` (a bulk load's end: nothing waits behind it)
+#: the same for :func:`drain` (a bulk load's end: fewer, bigger transactions; bounded all the same, since a
+#: running server's writes may wait behind each)
 BULK_ROWS = 1000
-BULK_BYTES = 32 * 1024 * 1024
+BULK_BYTES = 4 * 1024 * 1024
 #: pause of the background indexer after a batch that was not full
 IDLE_SECONDS = 0.5
 #: pause after a failed batch (a full disk)
@@ -67,7 +72,10 @@ FAILED_PAUSE = 60.0
 
 _COLUMNS = ("email_id", "account_id", "subject", "addresses", "headers", "body")
 _TAKE = sa.text("SELECT seq, email_id, account_id, subject, addresses, headers, body FROM search_queue "
-                "ORDER BY seq LIMIT :n")
+                "WHERE seq <= :upto ORDER BY seq LIMIT :n")
+_LAST = sa.text("SELECT max(seq) FROM search_queue")
+_WAITING = sa.text("SELECT 1 FROM search_queue WHERE account_id = :account_id LIMIT 1")
+_ANY_TRASH = sa.text("SELECT 1 FROM search_trash LIMIT 1")
 _DONE = sa.text("DELETE FROM search_queue WHERE seq IN :seqs").bindparams(sa.bindparam("seqs", expanding=True))
 _ANY = sa.text("SELECT 1 FROM search_queue LIMIT 1")
 _TRASH = sa.text("SELECT trgm_rowid, fts_rowid FROM search_trash ORDER BY trgm_rowid LIMIT :n")
@@ -79,9 +87,11 @@ _EMPTIED = sa.text("DELETE FROM search_trash WHERE trgm_rowid IN :ids").bindpara
     sa.bindparam("ids", expanding=True))
 
 
-def _index_batch(conn: sa.Connection, max_rows: int = BATCH_ROWS, max_bytes: int = BATCH_BYTES) -> int:
-    """Index the oldest queued emails (one batch) and take them off the queue; how many."""
-    rows = conn.execute(_TAKE, {"n": max_rows}).all()
+def _index_batch(conn: sa.Connection, max_rows: int = BATCH_ROWS, max_bytes: int = BATCH_BYTES,
+                 upto: int | None = None) -> tuple[int, bool]:
+    """Index the oldest queued emails (one batch; those queued as ``seq`` ``upto`` at the latest) and take them
+    off the queue: how many, and whether the batch was cut by either limit (more may wait)."""
+    rows = conn.execute(_TAKE, {"n": max_rows, "upto": upto if upto is not None else 2**62}).all()
     batch: list[dict] = []
     size = 0
     for r in rows:
@@ -90,10 +100,10 @@ def _index_batch(conn: sa.Connection, max_rows: int = BATCH_ROWS, max_bytes: int
         batch.append(dict(r._mapping))
         size += len(r.body) + len(r.headers)
     if not batch:
-        return 0
+        return 0, False
     index_rows(conn, [{c: row[c] for c in _COLUMNS} for row in batch])
     conn.execute(_DONE, {"seqs": [row["seq"] for row in batch]})
-    return len(batch)
+    return len(batch), len(rows) == max_rows or len(batch) < len(rows)
 
 
 def _unindex_batch(conn: sa.Connection, max_rows: int = BATCH_ROWS) -> int:
@@ -112,34 +122,46 @@ def _unindex_batch(conn: sa.Connection, max_rows: int = BATCH_ROWS) -> int:
 
 @writes
 def index_queued(store: Store) -> bool:
-    """One batch of each kind, on the writer lane (a savepoint of its group). Whether either was full (more
-    may wait)."""
+    """One batch of each kind, on the writer lane (a savepoint of its group). Whether either was cut by its
+    limits (more may wait)."""
     with store.transaction() as conn:
-        indexed = _index_batch(conn)
+        _, more = _index_batch(conn)
         unindexed = _unindex_batch(conn)
-    return indexed >= BATCH_ROWS or unindexed >= BATCH_ROWS
+    return more or unindexed >= BATCH_ROWS
 
 
 @writes
-def index_queued_only(store: Store) -> int:
-    """One batch of queued emails only (a search's :func:`ensure_indexed`): how many it indexed."""
+def index_queued_upto(store: Store, upto: int) -> bool:
+    """One batch of the emails queued as ``seq`` ``upto`` at the latest (a search's :func:`ensure_indexed`):
+    whether more of them may wait."""
     with store.transaction() as conn:
-        return _index_batch(conn)
+        return _index_batch(conn, upto=upto)[1]
 
 
-def pending(store: Store) -> bool:
-    """Whether any email waits to be indexed (one row read)."""
+def has_work(store: Store) -> bool:
+    """Whether anything waits to be indexed or unindexed (two row reads, no write: an idle server's
+    background indexer takes no write lock and makes no sync)."""
     with store.engine.connect() as conn:
-        return conn.execute(_ANY).first() is not None
+        return conn.execute(_ANY).first() is not None or conn.execute(_ANY_TRASH).first() is not None
+
+
+def waiting(conn: sa.Connection, account_id: str) -> bool:
+    """Inside a read snapshot: whether any of the account's mail waits to be indexed in it (the queue is
+    short: it is emptied in the background twice a second)."""
+    return conn.execute(_WAITING, {"account_id": account_id}).first() is not None
 
 
 def ensure_indexed(store: Store) -> None:
-    """Before a search that may read the full-text indexes, in a server: index everything queued, batch by
-    batch on the writer lane (``Store.write_call``, from a reader thread or inside a write call). It must run
-    before the search's own read transaction begins, or that snapshot would not see the batches."""
+    """Before a search that may read the full-text indexes, in a server: index everything queued when it
+    begins (not what keeps arriving meanwhile, an import beside the server for one), batch by batch on the
+    writer lane (``Store.write_call``, from a reader thread or inside a write call). It must run before the
+    search's own read transaction begins, or that snapshot would not see the batches. A disk too full for the
+    batches fails the search (``StorageUnavailable``) rather than let it miss mail."""
     if not store.sqlite:
         return
-    while pending(store) and store.write_call(index_queued_only, store):
+    with store.engine.connect() as conn:
+        upto = conn.execute(_LAST).scalar()
+    while upto is not None and store.write_call(index_queued_upto, store, upto):
         pass
 
 
@@ -150,13 +172,17 @@ def drain(store: Store) -> int:
     if not store.sqlite:
         return 0
     done = 0
-    while True:
-        with store.transaction() as conn:  # (bigger batches: nothing waits behind a bulk load's end)
-            n = _index_batch(conn, BULK_ROWS, BULK_BYTES)
-            gone = _unindex_batch(conn, BULK_ROWS)
-        if not n and not gone:
-            return done
-        done += n
+    try:
+        while True:
+            with store.transaction() as conn:
+                n, _ = _index_batch(conn, BULK_ROWS, BULK_BYTES)
+                gone = _unindex_batch(conn, BULK_ROWS)
+            if not n and not gone:
+                return done
+            done += n
+    except StorageUnavailable as exc:  # a full disk: the mail is stored; a server indexes it when there is room
+        log.warning("%d queued emails indexed, the rest left for later: %s", done, exc)
+        return done
 
 
 async def index_forever(store: Store, idle_seconds: float = IDLE_SECONDS, idle: asyncio.Event | None = None) -> None:
@@ -168,7 +194,7 @@ async def index_forever(store: Store, idle_seconds: float = IDLE_SECONDS, idle: 
         return
     while True:
         try:
-            more = await store.call(index_queued, store)
+            more = await store.call(has_work, store) and await store.call(index_queued, store)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - maintenance: searches index what waits themselves

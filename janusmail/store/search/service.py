@@ -23,9 +23,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +37,11 @@ from janusmail.store.rawrows import raw_rows
 from janusmail.store.schema import changes, email_search, emails, messages
 
 from . import ast as q
-from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only
+from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only, reads_text_index
 from .highlight import highlight, highlight_terms, snippet
 from .memory import run_rows
 from .paging import search_page
-from .queue import ensure_indexed
+from .queue import ensure_indexed, waiting
 from .sort import Algorithm, MailboxOrdering
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +52,8 @@ __all__ = ["SHALLOW", "ChangesOutcome", "QueryCache", "QueryOutcome", "SearchErr
 #: Windows ending at or before this index are served by LIMIT/OFFSET; deeper ones from the full list.
 SHALLOW = 1000
 _CHUNK = 500
+#: snapshots a JMAP query takes at most to find one in which none of the account's mail waits to be indexed
+_SETTLE_TRIES = 8
 
 
 class SearchError(Exception):
@@ -192,12 +195,31 @@ class SearchService:
         #: IMAP SORT and THREAD (:mod:`.sort`), with its per-email sort key cache
         self.ordering = MailboxOrdering(store)
 
-    def index_queued_for(self, condition: q.Condition | None) -> None:
-        """Before a search whose condition may read the full-text indexes: index the mail still queued for
-        them (SQLite, :mod:`.queue`), so the search sees every email stored before it began. Metadata-only
-        conditions (flags, dates, sizes...) never read the indexes and skip it."""
-        if self._store.sqlite and condition is not None and not metadata_only(condition):
+    def index_queued_for(self, condition: q.Condition | None) -> bool:
+        """Before a search whose condition reads the full-text indexes (``compile.reads_text_index``): index
+        the mail still queued for them (SQLite, :mod:`.queue`), so the search sees every email stored before it
+        began. Whether it did (other searches never wait for the writer)."""
+        if self._store.sqlite and condition is not None and reads_text_index(condition):
             ensure_indexed(self._store)
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def _settled(self, account_id: str, condition: q.Condition) -> Iterator[tuple[sa.Connection, int]]:
+        """A read snapshot and the account's Email state in it, in which none of the account's mail still waits
+        for the full-text indexes when the condition reads them: JMAP reports results under that state, and
+        /queryChanges since it would never report mail the state includes but the indexes missed. Mail stored
+        between the indexing and the snapshot makes it index and look again; a few misses in a row (mail
+        arriving faster than that) answer ``serverUnavailable``, which a client retries."""
+        for _ in range(_SETTLE_TRIES):
+            text = self.index_queued_for(condition)
+            with self._snapshot() as conn, conn.begin():
+                state = self._email_state(conn, account_id)
+                if text and waiting(conn, account_id):
+                    continue
+                yield conn, state
+                return
+        raise SearchError("serverUnavailable", "new mail kept arriving while the search indexed it; try again")
 
     # -- IMAP ------------------------------------------------------------------------------------------------
 
@@ -276,9 +298,7 @@ class SearchService:
                     calculate_total: bool = False) -> QueryOutcome:
         """One window of the results (RFC 8620 §5.5 positions and anchors), the total when asked for, and the
         Email state the results belong to. Raises :class:`SearchError` ``anchorNotFound``."""
-        self.index_queued_for(query.condition)
-        with self._snapshot() as conn, conn.begin():
-            state = self._email_state(conn, account_id)
+        with self._settled(account_id, query.condition) as (conn, state):
             cached = self.query_cache.get((account_id, query), state)
             mailbox = query.condition.mailbox_id if isinstance(query.condition, q.InMailbox) else None
             shallow = (anchor is None and limit is not None and 0 <= position
@@ -332,9 +352,7 @@ class SearchService:
                       max_changes: int | None = None) -> ChangesOutcome:
         """What changed in the results since state ``since``. Raises :class:`SearchError`
         ``cannotCalculateChanges`` (unknown state) or ``tooManyChanges``."""
-        self.index_queued_for(query.condition)
-        with self._snapshot() as conn, conn.begin():
-            state = self._email_state(conn, account_id)
+        with self._settled(account_id, query.condition) as (conn, state):
             if since > state:
                 raise SearchError("cannotCalculateChanges", "unknown query state")
             new_ids = self._full(conn, account_id, query, state)
