@@ -140,7 +140,7 @@ async def after_delivery(store: Store, account_id: str, mail_from: str, raw: byt
     """Answer a message just delivered to ``account_id`` when its VacationResponse says so. Returns the
     queued reply's (hidden) submission id, or None. Never raises: a delivery is done whatever happens here."""
     try:
-        responder = await store.call(store.vacation.responder, account_id)
+        responder = await store.read_inline(store.vacation.responder, account_id)  # (one indexed row, every delivery)
         if responder is None:
             return None
         headers = headers_of(raw)

@@ -109,18 +109,17 @@ class Accounts:
             by_norm.setdefault(normalize_address(address), []).append(address)
         norms = list(by_norm)
         owner: dict[str, str] = {}
-        with self._store.read() as conn:
+        store = self._store
+        with store.read() as conn:
             for i in range(0, len(norms), 500):
-                for address, account_id in conn.execute(sa.select(accounts.c.address, accounts.c.id)
-                                                        .where(accounts.c.address.in_(norms[i : i + 500]))):
+                for address, account_id in store.sql.run(conn, _OWNERS, {"addresses": norms[i : i + 500]}):
                     owner.update((a, account_id) for a in by_norm.get(address, ()))
         rest = [a for a in given if a not in owner]
         if rest:
-            owner.update(self._store.identities.alias_owners(rest))
-        inboxes: dict[str, str | None] = {}
-        for account_id in dict.fromkeys(owner.values()):
-            inbox = self._store.mailboxes.by_path(account_id, ["INBOX"])
-            inboxes[account_id] = None if inbox is None else inbox.id
+            owner.update(store.identities.alias_owners(rest))
+        # (the INBOX from the process's cached mailbox shapes: an LMTP delivery read the whole tree, counters
+        # and all, twice per message; a new account is a new id, so it is never found in an old tree)
+        inboxes = {account_id: store.mailboxes.inbox_id(account_id) for account_id in dict.fromkeys(owner.values())}
         out: dict[str, tuple[str, str] | None] = {}
         for address in given:
             account_id = owner.get(address)
@@ -192,3 +191,8 @@ class Accounts:
             tx.forget()  # the account row is gone: no change-log rows, no per-mailbox stamps
             tx.kinds.add(TREE)  # (but its cached mailbox trees go, in every process: mailbox_structure.py)
         store.notifier.publish(credentials.event(account_id))
+
+
+#: the accounts whose own addresses these are (LMTP's RCPT and DATA, local delivery of sent mail)
+_OWNERS = sa.select(accounts.c.address, accounts.c.id).where(
+    accounts.c.address.in_(sa.bindparam("addresses", expanding=True)))

@@ -204,6 +204,17 @@ class Mailboxes:
             cache.keep(account_id, stamp, loaded)
         return loaded
 
+    def inbox_id(self, account_id: str) -> str | None:
+        """The id of the account's INBOX (its top-level mailbox with role ``inbox``, else one named INBOX), from
+        the cached shapes (:meth:`shapes`): what a delivery needs, without reading the tree and its counters."""
+        for fresh in (False, True):
+            top = [b for b in self.shapes(account_id, fresh=fresh) if b.parent_id is None]
+            found = next((b for b in top if b.role == "inbox"), None) or next(
+                (b for b in top if b.name == "INBOX"), None)
+            if found is not None:
+                return found.id
+        return None
+
     def get(self, account_id: str, mailbox_id: str) -> Mailbox | None:
         with self._store.engine.connect() as conn:
             row = conn.execute(

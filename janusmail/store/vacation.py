@@ -114,12 +114,11 @@ class Vacation:
         """The response and addresses when it is active at ``now``, else None: the one read a delivery costs
         (an account that never set a response costs one indexed miss)."""
         now = time.time() if now is None else now
-        t = vacation_responses_table
-        with self._store.read() as conn:
-            row = conn.execute(sa.select(t).where(t.c.account_id == account_id)).first()
+        with self._store.read() as conn:  # (on the driver's cursor: every delivery runs it)
+            row = self._store.sql.first(conn, _RESPONSE, {"account_id": account_id})
         if row is None:
             return None
-        response = _response(row)
+        response = VacationResponse(bool(row[0]), _int(row[1]), _int(row[2]), row[3], row[4], row[5])
         if not response.active_at(now):
             return None
         addresses = tuple(self._store.identities.addresses(account_id))
@@ -190,3 +189,9 @@ def _response(row: Any) -> VacationResponse:
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+_RESPONSE = sa.select(vacation_responses_table.c.is_enabled, vacation_responses_table.c.from_date,
+                      vacation_responses_table.c.to_date, vacation_responses_table.c.subject,
+                      vacation_responses_table.c.text_body, vacation_responses_table.c.html_body).where(
+    vacation_responses_table.c.account_id == sa.bindparam("account_id"))

@@ -149,3 +149,21 @@ def test_deleting_an_account_moves_the_counter(store: Any) -> None:
         assert store.mailbox_structure.stamp() > before
         assert store.mailbox_structure.lookup(acct.id) is None
     assert store.mailboxes.shapes(acct.id) == ()
+
+
+def test_a_delivery_s_recipient_reads_no_tree(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LMTP resolves each recipient twice per message (RCPT, DATA): the INBOX comes from the cached shapes, and
+    an address whose account was deleted and made again reaches the new account's INBOX."""
+    acct = store.accounts.create("rcpt@example.test", "x")
+    inbox = store.mailboxes.by_path(acct.id, ["INBOX"])
+    assert store.accounts.recipient("RCPT@example.test") == (acct.id, inbox.id)
+    reads = count_tree_reads(store, monkeypatch)
+    for _ in range(3):
+        assert store.accounts.recipient("rcpt@example.test") == (acct.id, inbox.id)
+    assert len(reads) == (0 if store.sqlite else 3)
+    assert store.accounts.recipient("nobody@example.test") is None
+    store.accounts.delete(acct.id)
+    assert store.accounts.recipient("rcpt@example.test") is None
+    again = store.accounts.create("rcpt@example.test", "x")
+    assert store.accounts.recipient("rcpt@example.test") == (again.id, store.mailboxes.by_path(again.id, ["INBOX"]).id)
+    assert store.mailboxes.inbox_id(again.id) != inbox.id
