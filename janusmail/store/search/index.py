@@ -70,7 +70,6 @@ _TRGM_INSERT = sa.text("INSERT INTO email_trgm(rowid, headers, body) VALUES (:id
 #: SQLite: new mail's texts wait here for the indexes (migration 0020, :mod:`.queue`)
 _QUEUE_INSERT = sa.text("INSERT INTO search_queue (email_id, account_id, subject, addresses, headers, body) "
                         "VALUES (:email_id, :account_id, :subject, :addresses, :headers, :body)")
-_CHUNK = 500
 
 
 def header_text(headers: Iterable[Sequence[str]] | None) -> str:
