@@ -36,6 +36,15 @@ def _jmap(store: Any, account_id: str, word: str) -> list[str]:
     return store.search.email_query(account_id, q.EmailQuery(q.Text("all", (word,))), 0, 50).ids
 
 
+def _three_indexed_then_expunged(store: Any, account_id: str, mailbox_id: str, text: str, last: int) -> list[int]:
+    """UIDs 1-3 with bodies ``text1``..``text3``, indexed; then UIDs 1..``last`` expunged (their rows trashed)."""
+    for i in range(1, 4):
+        store.emails.ingest(account_id, simple(i, body=f"{text}{i}"), (mailbox_id,))
+    queue.drain(store)
+    store.memberships.store_flags(account_id, mailbox_id, [(1, last)], "add", [], True)
+    return store.memberships.expunge(account_id, mailbox_id)
+
+
 def _intact(store: Any) -> None:
     """FTS5 raises when an index disagrees with itself."""
     with store.engine.connect() as conn:
@@ -145,11 +154,7 @@ def test_destroyed_mail_is_never_found_and_its_rows_go_in_a_batch(store: Any, ac
     if not store.sqlite:
         return
     a, inbox = account.id, box(store, account.id)
-    for i in range(1, 4):
-        store.emails.ingest(a, simple(i, body=f"shared walrus number{i}"), (inbox.id,))
-    queue.drain(store)
-    store.memberships.store_flags(a, inbox.id, [(1, 2)], "add", [], True)
-    assert store.memberships.expunge(a, inbox.id) == [1, 2]
+    assert _three_indexed_then_expunged(store, a, inbox.id, "shared walrus number", 2) == [1, 2]
     assert _count(store, "search_trash") == 2 and _count(store, "email_fts") == 3  # still in the indexes
     assert _imap(store, a, inbox.id, "walrus") == [3] and len(_jmap(store, a, "walrus")) == 1
     assert store.write_call(queue.index_queued, store) is False  # one batch, not full
@@ -254,11 +259,7 @@ def test_the_migration_down_and_up_keeps_the_indexes_whole(store: Any, account: 
     from janusmail.store.db import alembic_config
 
     a, inbox = account.id, box(store, account.id)
-    for i in range(1, 4):
-        store.emails.ingest(a, simple(i, body=f"migrating heron{i}"), (inbox.id,))
-    queue.drain(store)
-    store.memberships.store_flags(a, inbox.id, [(1, 1)], "add", [], True)
-    store.memberships.expunge(a, inbox.id)
+    _three_indexed_then_expunged(store, a, inbox.id, "migrating heron", 1)
     store.emails.ingest(a, simple(4, body="migrating heron4"), (inbox.id,))  # queued
     assert _count(store, "search_trash") == 1 and _count(store, "search_queue") == 1
     cfg = alembic_config()
