@@ -153,7 +153,8 @@ def waiting(conn: sa.Connection, account_id: str) -> bool:
 
 def ensure_indexed(store: Store) -> None:
     """Before a search that may read the full-text indexes, in a server: index everything queued when it
-    begins (not what keeps arriving meanwhile, an import beside the server for one), batch by batch on the
+    begins, batch by batch, up to the queue's highest ``seq`` then (what keeps arriving meanwhile, an import
+    beside the server for one, is left to the background, except rows whose reused ``seq`` is lower), on the
     writer lane (``Store.write_call``, from a reader thread or inside a write call). It must run before the
     search's own read transaction begins, or that snapshot would not see the batches. A disk too full for the
     batches fails the search (``StorageUnavailable``) rather than let it miss mail."""
