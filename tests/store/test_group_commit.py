@@ -440,3 +440,33 @@ def test_a_delivery_batch_of_known_and_new_messages_is_placed_once(store, monkey
     assert len(parsed) == 2, len(parsed)  # one parse each: no retry one by one
     assert again.blob_id != new.blob_id
     assert store.mailboxes.counts(a)[inbox].messages == 3
+
+
+def test_the_gathering_wait_ends_when_as_many_deliveries_as_last_time_are_queued(store, monkeypatch) -> None:  # noqa: ANN001
+    """After a batch of three, the next gathering waits for up to ``GATHER_SECONDS`` while fewer than three are
+    queued, and no longer once they are: senders acknowledged together come back together, and the batch goes
+    as soon as the last of them arrives. (A fixed sleep made them all wait the whole time; here that time is a
+    minute, so the old wait fails the test's deadline.)"""
+    from janusmail.store import groupcommit
+
+    a, inbox = _account(store, "alice", n=0)
+
+    async def three(start: int) -> list[Any]:  # (queued before the batcher runs: one batch of three)
+        return list(await asyncio.gather(*(store.deliver(a, simple(start + i), (inbox,)) for i in range(3))))
+
+    async def one_then_two(start: int) -> list[Any]:
+        first = asyncio.ensure_future(store.deliver(a, simple(start), (inbox,)))
+        for _ in range(5):  # the batcher wakes with one queued and starts gathering
+            await asyncio.sleep(0)
+        assert not first.done()
+        rest = [store.deliver(a, simple(start + i), (inbox,)) for i in (1, 2)]
+        return list(await asyncio.gather(first, *rest))
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        first = await asyncio.wait_for(three(0), WAIT)
+        monkeypatch.setattr(groupcommit, "GATHER_SECONDS", 60.0)
+        return first, await asyncio.wait_for(one_then_two(10), WAIT / 4)
+
+    first, second = asyncio.run(scenario())
+    assert len({d.uids[inbox] for d in first + second}) == 6
+    assert store.mailboxes.counts(a)[inbox].messages == 6
