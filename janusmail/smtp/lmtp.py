@@ -36,6 +36,10 @@ def _address(addr: str) -> str:
     return addr.lower()
 
 
+async def _refused() -> str:
+    return "550 5.1.1 No such user here"
+
+
 class DeliveryHandler:
     def __init__(self, store: Store, metrics: Metrics | None = None) -> None:
         self.store = store
@@ -62,33 +66,37 @@ class DeliveryHandler:
             f"Received: from {session.host_name or 'unknown'} by janusmail with LMTP; "
             f"{time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime())}\r\n"
         ).encode()
-        replies: list[str] = []
-        for rcpt in envelope.rcpt_tos:
-            target = await self._inbox(_address(rcpt))
-            if target is None:  # account deleted between RCPT and DATA
-                replies.append("550 5.1.1 No such user here")
-                continue
-            account_id, inbox_id = target
+        targets = [await self._inbox(_address(rcpt)) for rcpt in envelope.rcpt_tos]
+        data = received_line + raw
+
+        async def deliver(rcpt: str, account_id: str, inbox_id: str) -> str:
             try:
                 # inbound: a read receipt or bounce among them is listed on the submission it answers
-                await self.store.deliver(account_id, received_line + raw, (inbox_id,), inbound=True)
-                replies.append("250 2.0.0 Delivered")
-                # RFC 8621 §8 / RFC 3834; best effort, never fails the delivery above
-                await vacation.after_delivery(self.store, account_id, envelope.mail_from or "", raw)
+                await self.store.deliver(account_id, data, (inbox_id,), inbound=True)
             except TooLarge:
-                replies.append("552 5.3.4 Message too big")
+                return "552 5.3.4 Message too big"
             except OverQuota:  # RFC 3463 5.2.2 mailbox full: permanent for this message, the others still go in
-                replies.append("552 5.2.2 Mailbox full: quota exceeded")
+                return "552 5.2.2 Mailbox full: quota exceeded"
             except StorageUnavailable as exc:  # nothing was stored: the sender keeps it and retries later
                 log.warning("delivery to %s deferred: %s", rcpt, exc)
-                replies.append("452 4.3.1 Insufficient system storage" if exc.full
-                               else "451 4.3.0 Mail store I/O error, try again later")
+                return "452 4.3.1 Insufficient system storage" if exc.full else \
+                    "451 4.3.0 Mail store I/O error, try again later"
             except StoreError as exc:
                 log.warning("delivery to %s failed: %s", rcpt, exc)
-                replies.append("451 4.3.0 Temporary failure, try again")
+                return "451 4.3.0 Temporary failure, try again"
             except Exception:  # never acknowledge what we could not store
                 log.exception("delivery to %s failed", rcpt)
-                replies.append("451 4.3.0 Temporary failure, try again")
+                return "451 4.3.0 Temporary failure, try again"
+            # RFC 8621 §8 / RFC 3834; best effort, never fails the delivery above
+            await vacation.after_delivery(self.store, account_id, envelope.mail_from or "", raw)
+            return "250 2.0.0 Delivered"
+
+        # Every recipient's copy at once: concurrent deliveries share one batch and one commit (the group
+        # committer's), where one after the other each waited for its own (a list message to 50 local users was
+        # 50 commits in a row). The replies keep the recipients' order (RFC 2033).
+        replies = list(await asyncio.gather(*(
+            deliver(rcpt, *target) if target is not None else _refused()  # (deleted between RCPT and DATA)
+            for rcpt, target in zip(envelope.rcpt_tos, targets, strict=True))))
         for rcpt, reply in zip(envelope.rcpt_tos, replies, strict=True):
             result = smtp_result(reply)
             self.metrics.delivery("lmtp", result)

@@ -72,3 +72,45 @@ def test_alias_and_recreated_account(server):
     with smtplib.LMTP("127.0.0.1", server.lmtp_port) as client:
         client.sendmail("s@example.test", ["bob@example.test"], simple(3))
     assert inbox_messages(server.store, "bob@example.test").messages == 1
+
+
+def test_the_recipients_copies_are_stored_together(server, monkeypatch):  # noqa: ANN001
+    """A message for several local recipients: their copies are delivered at once, so they share the writer's
+    group commits (one after the other, each waited for a commit of its own), and the replies keep the order.
+    The first copy's write waits until every copy was prepared: one after the other, the next would not be
+    prepared before that write returned, and the wait runs out."""
+    import threading
+
+    from janusmail.store.writes import writes
+
+    names = [f"list{i}@example.test" for i in range(6)]
+    for name in names:
+        server.store.accounts.create(name, "x")
+    store = server.store
+    prepared: list[str] = []
+    all_prepared = threading.Event()
+    real_prepare, real_ingest = store.prepare_ingest, store.emails.ingest_many
+
+    async def prepare_ingest(account_id, items):  # noqa: ANN001, ANN202
+        out = await real_prepare(account_id, items)
+        prepared.append(account_id)
+        if len(prepared) == len(names):
+            all_prepared.set()
+        return out
+
+    @writes
+    def ingest_many(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        assert all_prepared.wait(30), "the copies were stored one after the other"
+        return real_ingest(*args, **kwargs)
+
+    monkeypatch.setattr(store, "prepare_ingest", prepare_ingest)
+    monkeypatch.setattr(store.emails, "ingest_many", ingest_many)
+    with smtplib.LMTP("127.0.0.1", server.lmtp_port, timeout=120) as client:
+        client.ehlo_or_helo_if_needed()
+        client.mail("sender@example.test")
+        for name in [*names[:3], "nobody@example.test", *names[3:]]:
+            client.rcpt(name)
+        replies = [client.data(simple(1))] + [client.getreply() for _ in names[1:]]
+    assert [code for code, _ in replies] == [250] * len(names)
+    for name in names:
+        assert inbox_messages(store, name).messages == 1
