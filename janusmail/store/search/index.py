@@ -58,10 +58,8 @@ EMAIL_SEARCH = sa.table("email_search", sa.column("email_id"), sa.column("accoun
 
 _FTS_INSERT = sa.text("INSERT INTO email_fts(rowid, email_id, account_id, subject, addresses, body) "
                       "VALUES (:rowid, :email_id, :account_id, :subject, :addresses, :body)")
-#: by rowid: ``email_id`` is UNINDEXED in FTS5, so ``WHERE email_id IN (...)`` read the whole word index
-#: the highest rowid of the word index (FTS5 reads it from the end of its rowid order: no scan)
-#: the highest rowid of email_text and of email_fts, in one statement (both by their rowid b-trees' last entry)
-#: ... and of the destroyed mail's rows still waiting in search_trash (their numbers are not given again)
+#: the highest rowid of email_text, of email_fts (FTS5 reads it from the end of its rowid order: no scan) and of
+#: the destroyed mail's rows still waiting in search_trash (their numbers are not given again while they wait)
 _LAST_ROWID = sa.text("SELECT max(coalesce((SELECT max(id) FROM email_text), 0), "
                       "coalesce((SELECT rowid FROM email_fts ORDER BY rowid DESC LIMIT 1), 0), "
                       "coalesce((SELECT max(trgm_rowid) FROM search_trash), 0))")

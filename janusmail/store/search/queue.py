@@ -70,7 +70,6 @@ IDLE_SECONDS = 0.5
 #: pause after a failed batch (a full disk)
 FAILED_PAUSE = 60.0
 
-_COLUMNS = ("email_id", "account_id", "subject", "addresses", "headers", "body")
 _TAKE = sa.text("SELECT seq, email_id, account_id, subject, addresses, headers, body FROM search_queue "
                 "WHERE seq <= :upto ORDER BY seq LIMIT :n")
 _LAST = sa.text("SELECT max(seq) FROM search_queue")
@@ -97,11 +96,11 @@ def _index_batch(conn: sa.Connection, max_rows: int = BATCH_ROWS, max_bytes: int
     for r in rows:
         if batch and size + len(r.body) + len(r.headers) > max_bytes:
             break
-        batch.append(dict(r._mapping))
+        batch.append(r._asdict())  # (index_rows takes the columns it needs by name)
         size += len(r.body) + len(r.headers)
     if not batch:
         return 0, False
-    index_rows(conn, [{c: row[c] for c in _COLUMNS} for row in batch])
+    index_rows(conn, batch)
     conn.execute(_DONE, {"seqs": [row["seq"] for row in batch]})
     return len(batch), len(rows) == max_rows or len(batch) < len(rows)
 

@@ -42,7 +42,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     # (what waits is indexed first: after the downgrade nothing would index it)
-    from janusmail.store.search.queue import index_rows
+    from janusmail.store.search.index import index_rows
 
     conn = op.get_bind()
     rows = [dict(r._mapping) for r in conn.exec_driver_sql(
