@@ -12,7 +12,6 @@ coordination. Ids are never derived from content or from anything that can chang
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
@@ -31,14 +30,22 @@ _PREFIXES = frozenset({MAILBOX, EMAIL, THREAD, BLOB, ACCOUNT, APP_PASSWORD, UPLO
 _ID_RE = re.compile(r"^[A-Z][a-z2-7]{1,60}$")
 
 
+#: every 10-bit value as its two base32 characters (RFC 4648 alphabet, lowercase): ``base64.b32encode`` is pure
+#: Python and cost more than the rest of a delivery's id work together (three ids per message, issue 10)
+_PAIRS = tuple(a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567")
+
+
 def mint(prefix: str) -> str:
     """Return a new, never-before-used id of the given type prefix."""
     if prefix not in _PREFIXES:
         raise ValueError(f"unknown id prefix {prefix!r}")
     ms = int(time.time() * 1000) & ((1 << 48) - 1)
-    raw = ms.to_bytes(6, "big") + os.urandom(5)  # 88 bits -> 18 base32 chars, no padding needed (11 bytes -> 18 + pad)
-    body = base64.b32encode(raw).decode("ascii").rstrip("=").lower()
-    return prefix + body
+    # 48 bits of time and 40 random ones, 88 in all: base32 of those 11 bytes is 18 characters (RFC 4648 pads
+    # the last with two zero bits), taken here ten bits at a time from the value shifted by those two bits
+    n = ((ms << 40 | int.from_bytes(os.urandom(5), "big")) << 2)
+    p = _PAIRS
+    return (prefix + p[n >> 80] + p[n >> 70 & 1023] + p[n >> 60 & 1023] + p[n >> 50 & 1023] + p[n >> 40 & 1023]
+            + p[n >> 30 & 1023] + p[n >> 20 & 1023] + p[n >> 10 & 1023] + p[n & 1023])
 
 
 def mint_many(prefix: str, n: int) -> list[str]:

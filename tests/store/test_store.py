@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import time
 
 import pytest
 
@@ -35,6 +37,19 @@ def test_ids_are_unique_typed_and_safe():
         assert ids.looks_like(value[0], value)
         assert value.upper() != "NIL"
     assert not ids.looks_like(ids.EMAIL, minted[3000]) and not ids.looks_like(ids.EMAIL, "Mabc def")
+
+
+def test_an_id_is_base32_of_its_milliseconds_and_random_bits():
+    """The body is RFC 4648 base32 of 6 bytes of milliseconds and 5 random ones (ids sort roughly by creation
+    time): decoded, it gives back the clock at minting, for ids of every type."""
+    for prefix in (ids.EMAIL, ids.THREAD, ids.BLOB, ids.MAILBOX):
+        before = int(time.time() * 1000)
+        value = ids.mint(prefix)
+        after = int(time.time() * 1000)
+        raw = base64.b32decode(value[1:].upper() + "======")
+        assert len(raw) == 11 and value[0] == prefix and len(value) == 19
+        assert before <= int.from_bytes(raw[:6], "big") <= after
+        assert base64.b32encode(raw).decode().rstrip("=").lower() == value[1:]  # (the last two bits are zero)
 
 
 def test_ingest_stores_bytes_exactly_and_assigns_uids(store, account):
