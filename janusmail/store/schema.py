@@ -135,6 +135,7 @@ threads = sa.Table(
     sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("base_subject", sa.Text, nullable=False, server_default=""),
     sa.Column("modseq", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # migration 0021
 )
 
 # Message-ID -> thread, for every id a message carried (its own, In-Reply-To, References), including ids
@@ -145,6 +146,7 @@ thread_refs = sa.Table(
     sa.Column("account_id", ID, sa.ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("msgid", sa.String(512), primary_key=True),
     sa.Column("thread_id", ID, nullable=False),
+    sqlite_with_rowid=False,  # migration 0021
 )
 # A thread's references by thread, for deleting them with the thread (migration 0011).
 sa.Index("ix_thread_refs_thread_id", thread_refs.c.thread_id)
@@ -191,6 +193,7 @@ email_keywords = sa.Table(
     sa.Column("email_id", ID, sa.ForeignKey("emails.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("keyword", sa.String(255), primary_key=True),
     sa.Column("display", sa.String(255), nullable=False),
+    sqlite_with_rowid=False,  # migration 0021
 )
 sa.Index("ix_email_keywords_keyword", email_keywords.c.keyword)
 
@@ -207,6 +210,7 @@ messages = sa.Table(
     # mailboxIds), migration 0010. Every INSERT that does not say otherwise is stamped with the time now, so
     # no write path can leave it out; rows older than the column carry their email's received_at.
     sa.Column("saved_at", sa.BigInteger, nullable=False, server_default="0", default=lambda: int(time.time())),
+    sqlite_with_rowid=False,  # migration 0021
 )
 sa.Index("ix_messages_mailbox_modseq", messages.c.mailbox_id, messages.c.modseq)
 
@@ -217,6 +221,7 @@ vanished = sa.Table(
     sa.Column("mailbox_id", ID, primary_key=True),
     sa.Column("uid", sa.BigInteger, primary_key=True),
     sa.Column("modseq", sa.BigInteger, nullable=False),
+    sqlite_with_rowid=False,  # migration 0021
 )
 sa.Index("ix_vanished_mailbox_modseq", vanished.c.mailbox_id, vanished.c.modseq)
 
