@@ -180,10 +180,7 @@ emails = sa.Table(
     sa.Column("modseq", sa.BigInteger, nullable=False),
 )
 sa.Index("ix_emails_account_received", emails.c.account_id, emails.c.received_at)
-sa.Index("ix_emails_account_modseq", emails.c.account_id, emails.c.modseq)
 sa.Index("ix_emails_account_blob", emails.c.account_id, emails.c.blob_id)
-sa.Index("ix_emails_meta", emails.c.id, emails.c.flags, emails.c.received_at, emails.c.size, emails.c.thread_id,
-         emails.c.modseq)
 
 # Keywords other than the four system flags; one set per email, keyed by the lowercase form (JMAP's view)
 # while remembering the spelling IMAP first used, for FETCH FLAGS.
@@ -195,7 +192,9 @@ email_keywords = sa.Table(
     sa.Column("display", sa.String(255), nullable=False),
     sqlite_with_rowid=False,  # migration 0021
 )
-sa.Index("ix_email_keywords_keyword", email_keywords.c.keyword)
+# PostgreSQL only (migration 0022): its planner reads it for keyword searches (semi-joins); SQLite's
+# correlated EXISTS uses the primary key, so there it was only written, never read.
+sa.Index("ix_email_keywords_keyword", email_keywords.c.keyword).ddl_if(dialect="postgresql")
 
 # An email's place in a mailbox: the IMAP view. modseq is max(last change of the email, of this membership).
 messages = sa.Table(
