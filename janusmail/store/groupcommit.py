@@ -82,6 +82,10 @@ def current_group() -> Group | None:
     return getattr(_local, "group", None)
 
 
+class _Discarded(Exception):  # noqa: N818 - a signal, not an error
+    """Rolls a discarded write's savepoint back (``Group.write``); never leaves it."""
+
+
 class _Call:
     __slots__ = ("fn", "args", "kwargs", "future", "key")
 
@@ -177,13 +181,19 @@ class Group:
 
     @contextlib.contextmanager
     def write(self, account_id: str, new_account: Mapping[str, object] | None) -> Iterator[WriteTx]:
-        """``Store.write`` inside the group: its own modseq, change rows and event, in a savepoint."""
-        with self.savepoint() as conn:
-            tx = WriteTx(self.store, conn, account_id, new_account)
-            yield tx
-            tx._flush()
-            if not self.store.sqlite:
-                pgnotify.notify(conn, tx.event(), self.store.node_id)  # sent by PostgreSQL at the shared commit
+        """``Store.write`` inside the group: its own modseq, change rows and event, in a savepoint (rolled back
+        alone when the block discards itself, ``WriteTx.discard``)."""
+        try:
+            with self.savepoint() as conn:
+                tx = WriteTx(self.store, conn, account_id, new_account)
+                yield tx
+                if tx.discarded:
+                    raise _Discarded
+                tx._flush()
+                if not self.store.sqlite:
+                    pgnotify.notify(conn, tx.event(), self.store.node_id)  # sent by PostgreSQL at the shared commit
+        except _Discarded:
+            pass
 
     def commit(self) -> None:
         """COMMIT the shared transaction (nothing to do when no call wrote)."""

@@ -198,6 +198,7 @@ class Memberships:
             if not rows:
                 raise NotFound(mailbox_id)
             if rows[0][0] is None:  # the mailbox's row alone: nothing is \Deleted there
+                tx.discard()  # (no modseq, no sync, no wake-up for nothing)
                 return []
             gone = [r[0] for r in rows]
             tx.know_threads({r[1]: r[2] for r in rows})

@@ -291,20 +291,25 @@ class Store:
         if group is not None:
             with faults.mapped(), group.write(account_id, new_account) as tx:
                 yield tx
-            self.notifier.publish(tx.event())  # held until the group commits
+            if not tx.discarded:
+                self.notifier.publish(tx.event())  # held until the group commits
             return
         self.needs_thread()
         with faults.mapped():
             conn_ctx = self.engine.connect()
             conn = conn_ctx.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else conn_ctx
             with conn_ctx:
-                with conn.begin():
+                with conn.begin() as trans:
                     tx = WriteTx(self, conn, account_id, new_account)
                     yield tx
-                    tx._flush()
-                    if not self.sqlite:
-                        pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when this commits
-        self.notifier.publish(tx.event())
+                    if tx.discarded:
+                        trans.rollback()
+                    else:
+                        tx._flush()
+                        if not self.sqlite:
+                            pgnotify.notify(conn, tx.event(), self.node_id)  # other nodes hear it when this commits
+        if not tx.discarded:
+            self.notifier.publish(tx.event())
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:

@@ -209,6 +209,30 @@ async def test_notifier_publishes_after_commit(store, account):
         sub.close()
 
 
+async def test_an_expunge_that_finds_nothing_deleted_writes_nothing(store, account):
+    """Alone (its own transaction) or on the writer lane (a savepoint of a shared group), an EXPUNGE with nothing
+    \\Deleted is rolled back: the modseq stays, no change is logged, no session is woken; the next write gets
+    the next modseq (no gap) and is announced as usual."""
+    box = inbox(store, account)
+    d = store.emails.ingest(account.id, simple(1), (box.id,))
+    sub = store.notifier.subscribe(account.id)
+    try:
+        assert store.memberships.expunge(account.id, box.id) == []
+        assert await store.call(store.memberships.expunge, account.id, box.id) == []
+        assert await store.call(store.memberships.expunge, account.id, box.id, [(1, 9)]) == []
+        assert store.changes.highest_modseq(account.id) == d.modseq
+        assert sub.drain() == []
+        assert store.changes.since(account.id, "Mailbox", d.modseq) == []
+        r = await store.call(store.memberships.store_flags, account.id, box.id, [(1, 1)], "add", [], True)
+        assert r.modseq == d.modseq + 1
+        events = await sub.wait(timeout=30)
+        assert [e.modseq for e in events] == [d.modseq + 1]
+        assert await store.call(store.memberships.expunge, account.id, box.id) == [1]
+        assert store.changes.highest_modseq(account.id) == d.modseq + 2
+    finally:
+        sub.close()
+
+
 async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
     """Two stores on one PostgreSQL database stand for two server nodes: a write on one wakes the other."""
     import asyncio
