@@ -84,8 +84,9 @@ class Memberships:
             if unchanged_since is not None:
                 modified = [r[0] for r in rows if r[2] > unchanged_since]
                 rows = [r for r in rows if r[2] <= unchanged_since]
-            if not rows:
-                return StoreResult([], modified, tx.modseq)
+            if not rows:  # no such message (expunged meanwhile), or every one MODIFIED: nothing to write
+                tx.discard()
+                return StoreResult([], modified, tx.modseq - 1)  # (the account's modseq, unmoved)
             email_ids = list({r[1] for r in rows})
             if deleted is not None or mode == "replace" or bits & COUNTED_BITS:
                 tx.affect_emails(email_ids)  # the counters see \Seen, \Draft and \Deleted

@@ -211,7 +211,7 @@ async def test_notifier_publishes_after_commit(store, account):
 
 async def test_an_expunge_that_finds_nothing_deleted_writes_nothing(store, account):
     """Alone (its own transaction) or on the writer lane (a savepoint of a shared group), an EXPUNGE with nothing
-    \\Deleted is rolled back: the modseq stays, no change is logged, no session is woken; the next write gets
+    \\Deleted (and a STORE of UIDs that are gone) is rolled back: the modseq stays, no change is logged, no session is woken; the next write gets
     the next modseq (no gap) and is announced as usual."""
     box = inbox(store, account)
     d = store.emails.ingest(account.id, simple(1), (box.id,))
@@ -220,6 +220,8 @@ async def test_an_expunge_that_finds_nothing_deleted_writes_nothing(store, accou
         assert store.memberships.expunge(account.id, box.id) == []
         assert await store.call(store.memberships.expunge, account.id, box.id) == []
         assert await store.call(store.memberships.expunge, account.id, box.id, [(1, 9)]) == []
+        gone = await store.call(store.memberships.store_flags, account.id, box.id, [(5, 9)], "add", ["$seen"], None)
+        assert (gone.updated, gone.modseq) == ([], d.modseq)  # a STORE of messages no longer there: the same
         assert store.changes.highest_modseq(account.id) == d.modseq
         assert sub.drain() == []
         assert store.changes.since(account.id, "Mailbox", d.modseq) == []
