@@ -121,6 +121,8 @@ class Group:
         #: set when the database dropped the transaction under a failing call: nothing of it will commit
         self.broken = False
         self._depth = 0  # savepoints open now (each gets its own name)
+        #: calls' blocks released into the transaction (not rolled back): none, and COMMIT has nothing to keep
+        self.kept = 0
 
     def connection(self) -> sa.Connection:
         """The group's connection, in its shared transaction (begun by the first caller)."""
@@ -175,6 +177,7 @@ class Group:
                     self.broken = True
                 raise
             cur.execute(f"RELEASE SAVEPOINT {name}")
+            self.kept += 1
         finally:
             self._depth -= 1
             cur.close()
@@ -196,9 +199,14 @@ class Group:
             pass
 
     def commit(self) -> None:
-        """COMMIT the shared transaction (nothing to do when no call wrote)."""
+        """COMMIT the shared transaction (nothing to do when no call wrote). When every block was rolled back
+        (each call failed or discarded itself, ``WriteTx.discard``) it is rolled back instead: SQLite still
+        writes the pages a rolled-back savepoint touched, and syncs them, at COMMIT."""
         if self._root is not None:
-            self._root.commit()
+            if self.kept:
+                self._root.commit()
+            else:
+                self._root.rollback()
             self._root = None
 
     def close(self) -> None:

@@ -131,6 +131,28 @@ def test_concurrent_writers_share_one_commit_and_keep_their_own_modseqs(store) -
     assert store.memberships.store_flags(a, a_inbox, [(1, 1)], "add", ["$flagged"], None).modseq == before[a] + 4
 
 
+def test_a_group_whose_writes_all_discard_themselves_commits_nothing(store) -> None:  # noqa: ANN001
+    """EXPUNGEs with nothing \\Deleted and a STORE of UIDs that are gone, in one group: each rolls its savepoint
+    back, and the group is rolled back instead of committed (SQLite would write and sync the pages those
+    savepoints touched at COMMIT)."""
+    a, a_inbox = _account(store, "alice")
+    b, b_inbox = _account(store, "bob")
+    before = {a: _modseq(store, a), b: _modseq(store, b)}
+    mb = store.memberships
+    with Lane(store, a, b) as lane:
+        futs = [
+            lane.submit(mb.expunge, a, a_inbox),
+            lane.submit(mb.expunge, b, b_inbox, [(1, 3)]),
+            lane.submit(mb.store_flags, a, a_inbox, [(50, 60)], "add", ["$seen"], None),
+        ]
+    results = [f.result(WAIT) for f in futs]
+    assert results[:2] == [[], []] and results[2].updated == []
+    assert lane.commits == 0
+    assert {a: _modseq(store, a), b: _modseq(store, b)} == before
+    assert _logged(store, a, before[a]) == {} and _logged(store, b, before[b]) == {}
+    assert mb.store_flags(a, a_inbox, [(1, 1)], "add", ["$seen"], None).modseq == before[a] + 1  # next in turn
+
+
 def test_concurrent_writers_from_threads_are_all_acknowledged(store) -> None:  # noqa: ANN001
     accts = [_account(store, f"user{i}", n=4) for i in range(3)]
     before = {a: _modseq(store, a) for a, _ in accts}
