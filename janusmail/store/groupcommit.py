@@ -177,7 +177,8 @@ class Group:
                     self.broken = True
                 raise
             cur.execute(f"RELEASE SAVEPOINT {name}")
-            self.kept += 1
+            if self._depth == 1:  # (a block inside a block is kept or dropped with its outer one)
+                self.kept += 1
         finally:
             self._depth -= 1
             cur.close()

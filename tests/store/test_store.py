@@ -211,8 +211,8 @@ async def test_notifier_publishes_after_commit(store, account):
 
 async def test_an_expunge_that_finds_nothing_deleted_writes_nothing(store, account):
     """Alone (its own transaction) or on the writer lane (a savepoint of a shared group), an EXPUNGE with nothing
-    \\Deleted (and a STORE of UIDs that are gone) is rolled back: the modseq stays, no change is logged, no session is woken; the next write gets
-    the next modseq (no gap) and is announced as usual."""
+    \\Deleted (and a STORE of UIDs that are gone) is rolled back: the modseq stays, no change is logged, no
+    session is woken; the next write gets the next modseq (no gap) and is announced as usual."""
     box = inbox(store, account)
     d = store.emails.ingest(account.id, simple(1), (box.id,))
     sub = store.notifier.subscribe(account.id)
