@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,6 +56,8 @@ from jwt.algorithms import ECAlgorithm
 from janusmail.store import ids
 
 if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
     from janusmail.store.store import Store
 
 SCOPES: tuple[str, ...] = ("imap", "jmap", "smtp")
@@ -258,6 +259,10 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
 # --- JWKS sources ----------------------------------------------------------------------------------------------
 
 
+class JwksFetchError(OSError):
+    """The JWKS URL could not be fetched (the HTTP client's error, named in the message)."""
+
+
 class JwksSource:
     """Public keys of an external issuer, from a URL (httpx, cached) or a local file (re-read on change).
 
@@ -294,11 +299,15 @@ class JwksSource:
         if self.path is not None:
             return json.loads(self.path.read_text("utf-8"))
         assert self.url is not None
+        import httpx  # here: only an issuer with a JWKS URL needs it, and its import cost every process start
+
         client = self._http or httpx.Client(timeout=5.0, follow_redirects=False)
         try:
             resp = client.get(self.url, headers={"Accept": "application/json"})
             resp.raise_for_status()
             return resp.json()
+        except httpx.HTTPError as exc:  # as an OSError: the refresh keeps the keys it has and names the cause
+            raise JwksFetchError(f"{type(exc).__name__}: {exc}") from exc
         finally:
             if self._http is None:
                 client.close()
@@ -339,7 +348,9 @@ class JwksSource:
                     and k.get("use", "sig") == "sig"
                 ]
                 self._keys, self._mtime, self.last_error = usable, mtime, None
-            except (OSError, ValueError, httpx.HTTPError) as exc:  # JSONDecodeError is a ValueError
+            except JwksFetchError as exc:
+                self.last_error = str(exc)
+            except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
                 self.last_error = f"{type(exc).__name__}: {exc}"
             self._loaded_at = now
 

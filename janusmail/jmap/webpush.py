@@ -19,11 +19,10 @@ import contextlib
 import ipaddress
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import http_ece
-import httpx
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -55,6 +54,9 @@ BACKOFF = 0.5
 #: RFC 8030 §5.2: how long the push service may keep the message for an offline device, in seconds.
 TTL = 86_400
 TIMEOUT = 10.0
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 
 class BadPushUrl(ValueError):
@@ -174,8 +176,6 @@ class PushDispatcher:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
         self.store.notifier.on_commit.append(self._observe)
         with contextlib.suppress(Exception):  # a sweep that fails (disk full) is retried at the next start
             await self.store.call(self.store.push_subscriptions.sweep)
@@ -242,7 +242,10 @@ class PushDispatcher:
         task.add_done_callback(self._sends.discard)
 
     async def _post(self, sub: PushSubscription, body: bytes, *, verification: bool = False) -> None:
-        assert self._client is not None
+        import httpx  # at the first push, not at every server start: its import cost every process start
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False)
         delay = BACKOFF
         for attempt in range(ATTEMPTS):
             try:

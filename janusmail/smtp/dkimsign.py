@@ -19,8 +19,6 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
 
-import dkim
-
 from janusmail.auth.tokens import _create_once
 from janusmail.mime.recipients import envelope_addresses
 
@@ -109,6 +107,8 @@ def sign(raw: bytes, domain: str, selector: str, pem: bytes) -> bytes:
     include = [h.encode() for h in SIGNED_HEADERS if h in present]
     if b"from" not in include:
         raise ValueError("a message without From cannot be DKIM-signed")
+    import dkim  # here: dkimpy pulls in dnspython's resolver, whose import cost every process start
+
     field = dkim.sign(raw, check_selector(selector).encode(), normalize_domain(domain).encode(), pem,
                       canonicalize=(b"relaxed", b"relaxed"), include_headers=include)
     return field + raw
