@@ -123,9 +123,12 @@ class Group:
         self._depth = 0  # savepoints open now (each gets its own name)
         #: calls' blocks released into the transaction (not rolled back): none, and COMMIT has nothing to keep
         self.kept = 0
+        #: no block has run in the open transaction yet: the next one needs no SAVEPOINT (see :meth:`savepoint`)
+        self._fresh = False
 
     def connection(self) -> sa.Connection:
-        """The group's connection, in its shared transaction (begun by the first caller)."""
+        """The group's connection, in its shared transaction (begun by the first caller, and again by the next
+        one after a first block that was rolled back with the whole transaction, see :meth:`savepoint`)."""
         if self.conn is None:
             if self._lock is not None and not self._locked:
                 self._lock.acquire()
@@ -143,6 +146,10 @@ class Group:
                 self._unlock()
                 raise
             self._ctx, self.conn = ctx, conn
+            self._fresh = True
+        elif self._root is None and not self.broken:
+            self._root = self.conn.begin()
+            self._fresh = True
         return self.conn
 
     def _unlock(self) -> None:
@@ -157,8 +164,25 @@ class Group:
 
         The SAVEPOINT, RELEASE and ROLLBACK TO statements go straight to the driver: SQLAlchemy's
         ``begin_nested`` cost about as much Python per call as a small STORE's own statements (issue 10). A
-        block inside a block (``Store.transaction`` within a write) gets a savepoint of its own name."""
+        block inside a block (``Store.transaction`` within a write) gets a savepoint of its own name.
+
+        The first block of a transaction gets none: rolling it back is rolling back the whole transaction,
+        which holds nothing else, and the next block begins a new one. Most groups are one or two calls, and
+        SAVEPOINT and RELEASE were two of a small write's dozen statements under the write lock."""
         conn = self.connection()
+        if self._fresh and self._depth == 0:
+            self._fresh = False
+            self._depth += 1
+            try:
+                yield conn
+            except BaseException:
+                self._restart()
+                raise
+            finally:
+                self._depth -= 1
+            self.kept += 1
+            return
+        self._fresh = False
         self._depth += 1
         name = f"jm_sp{self._depth}"
         dbapi = conn.connection.dbapi_connection
@@ -182,6 +206,17 @@ class Group:
         finally:
             self._depth -= 1
             cur.close()
+
+    def _restart(self) -> None:
+        """The transaction's first block failed (or discarded itself): roll the transaction back, as its
+        savepoint would have been; the group's next block begins a new one on the same connection."""
+        root, self._root = self._root, None
+        try:
+            if root is not None:
+                root.rollback()
+        except Exception:  # noqa: BLE001 - the connection is discarded when the group closes
+            log.warning("a failed write took the shared transaction with it", exc_info=True)
+            self.broken = True
 
     @contextlib.contextmanager
     def write(self, account_id: str, new_account: Mapping[str, object] | None) -> Iterator[WriteTx]:

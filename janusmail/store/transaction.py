@@ -12,6 +12,7 @@ so IMAP CONDSTORE/QRESYNC, JMAP state strings and ``/changes``, IDLE and push al
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -130,8 +131,15 @@ class WriteTx:
                 sql.count(self.conn, _TOUCH, {"ids": rest[i : i + 500], "modseq": self.modseq})
             for mid in ids:
                 self.log("Mailbox", mid, "k")
-        if self._log:
-            account_id, modseq = self.account_id, self.modseq
+        if not self._log:
+            return
+        account_id, modseq = self.account_id, self.modseq
+        if len(self._log) <= LOG_ROWS_PER_INSERT:
+            params: dict[str, object] = {"account_id": account_id, "modseq": modseq}
+            for i, ((kind, oid), op) in enumerate(self._log.items()):
+                params[f"k{i}"], params[f"o{i}"], params[f"p{i}"] = kind, oid, op
+            sql.count(self.conn, _log_insert(len(self._log)), params)
+        else:
             sql.many(self.conn, _LOG, [
                 {"account_id": account_id, "modseq": modseq, "kind": k, "object_id": oid, "op": op}
                 for (k, oid), op in self._log.items()
@@ -149,4 +157,20 @@ _NEXT_MODSEQ = (sa.update(accounts).where(accounts.c.id == sa.bindparam("account
                            accounts.c.quota_storage, accounts.c.quota_messages))
 _TOUCH = (sa.update(mailboxes).where(mailboxes.c.id.in_(sa.bindparam("ids", expanding=True)))
           .values(highest_modseq=sa.bindparam("modseq")))
+
 _LOG = sa.insert(changes).values({c: sa.bindparam(c) for c in ("account_id", "modseq", "kind", "object_id", "op")})
+#: A write logging at most this many rows (three for most IMAP writes) logs them with one multi-row INSERT, which
+#: the driver steps once, where an executemany steps once per row (each step a hand-over of the GIL on the writer
+#: lane, under the write lock); bigger writes keep one executemany (a statement count that does not grow).
+LOG_ROWS_PER_INSERT = 16
+
+
+@functools.cache
+def _log_insert(n: int) -> sa.Insert:
+    """The INSERT of ``n`` change rows of one transaction (built once per ``n``: ``Store.sql`` caches its text by
+    the statement object)."""
+    return sa.insert(changes).values([
+        {"account_id": sa.bindparam("account_id"), "modseq": sa.bindparam("modseq"), "kind": sa.bindparam(f"k{i}"),
+         "object_id": sa.bindparam(f"o{i}"), "op": sa.bindparam(f"p{i}")}
+        for i in range(n)
+    ])

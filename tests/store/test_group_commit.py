@@ -209,6 +209,59 @@ def test_a_failing_call_fails_alone(store) -> None:  # noqa: ANN001
     assert _modseq(store, a) == start + 2
 
 
+def test_a_failing_or_discarded_first_call_is_rolled_back_and_the_group_goes_on(store) -> None:  # noqa: ANN001
+    """A group's first block runs without a SAVEPOINT (the transaction holds nothing else yet): when it fails
+    or discards itself the whole transaction is rolled back and the next block begins a new one. Nothing of
+    the first block survives; everything after it commits, once."""
+    a, inbox = _account(store, "alice")
+    start = _modseq(store, a)
+
+    @writes
+    def half_then_fail(account_id: str) -> None:
+        _half_then_fail_body(store, account_id, inbox)
+
+    @writes
+    def fail_then_recover(account_id: str) -> int:  # one call: a failed first block, then a block that holds
+        with pytest.raises(ValueError):
+            _half_then_fail_body(store, account_id, inbox)
+        with store.write(account_id) as tx:
+            tx.conn.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox).values(sort_order=5))
+            tx.log("Mailbox", inbox, "u")
+            return tx.modseq
+
+    mb = store.memberships
+    with Lane(store, a) as lane:
+        bad = lane.submit(half_then_fail, a)
+        ok = lane.submit(mb.store_flags, a, inbox, [(1, 1)], "add", ["$seen"], None)
+    assert lane.commits == 1
+    with pytest.raises(ValueError, match="halfway"):
+        bad.result(WAIT)
+    assert ok.result(WAIT).modseq == start + 1
+    assert store.mailboxes.get(a, inbox).sort_order != 77
+
+    with Lane(store, a) as lane:
+        empty = lane.submit(mb.expunge, a, inbox)  # nothing \Deleted: discards itself
+        ok = lane.submit(mb.store_flags, a, inbox, [(2, 2)], "add", ["$seen"], None)
+    assert lane.commits == 1
+    assert empty.result(WAIT) == [] and ok.result(WAIT).modseq == start + 2
+
+    with Lane(store, a) as lane:
+        recovered = lane.submit(fail_then_recover, a)
+    assert lane.commits == 1
+    assert recovered.result(WAIT) == start + 3
+    assert store.mailboxes.get(a, inbox).sort_order == 5
+    assert sorted(_logged(store, a, start)) == [start + 1, start + 2, start + 3]
+    assert _modseq(store, a) == start + 3
+
+
+def _half_then_fail_body(store: Any, account_id: str, inbox: str) -> None:
+    """A write that changes the mailbox and logs it, then fails inside its block."""
+    with store.write(account_id) as tx:
+        tx.conn.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox).values(sort_order=77))
+        tx.log("Mailbox", inbox, "u")
+        raise ValueError("refused halfway")
+
+
 def test_events_are_published_after_the_shared_commit_in_order(store) -> None:  # noqa: ANN001
     a, inbox = _account(store, "alice")
     start = _modseq(store, a)

@@ -99,6 +99,23 @@ def test_change_log_is_ordered_and_typed(store, account):
     assert [c.op for c in store.changes.since(account.id, "Mailbox", start)] == ["k", "k", "k"]
 
 
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_a_write_logs_every_changed_object(store, account, n):
+    """A small write logs its rows in one multi-row INSERT, a bigger one by executemany: none lost either way."""
+    from janusmail.store.transaction import LOG_ROWS_PER_INSERT
+
+    box = inbox(store, account)
+    assert 2 * 5 + 1 <= LOG_ROWS_PER_INSERT < 2 * 40 + 1  # (an Email and a Thread row each, and the Mailbox)
+    for i in range(n):
+        store.emails.ingest(account.id, simple(100 + i), (box.id,))
+    start = store.changes.highest_modseq(account.id)
+    store.memberships.store_flags(account.id, box.id, [(1, n)], "add", ["$seen"], None)
+    emails = store.changes.since(account.id, "Email", start)
+    assert len(emails) == len({c.object_id for c in emails}) == n
+    assert {(c.modseq, c.op) for c in emails} == {(start + 1, "u")}
+    assert [c.op for c in store.changes.since(account.id, "Mailbox", start)] == ["k"]
+
+
 def test_mailbox_tree_rules(store, account):
     a = store.mailboxes.create(account.id, "A")
     b = store.mailboxes.create(account.id, "B", a.id)
