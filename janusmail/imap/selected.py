@@ -51,6 +51,31 @@ class MailboxGone(Exception):
     """The selected mailbox was deleted (or renamed away) by someone else."""
 
 
+#: removals of at most this many UIDs delete in place (each a move of the array's tail, in C); more rebuild it
+_DELETE_IN_PLACE = 32
+
+
+def _remove(uids: array, gone: AbstractSet[int]) -> None:
+    """Remove ``gone`` from ``uids`` (ascending, this session's own array) in place: a bisection per removed
+    UID and moves of memory in C, not a Python step per message of the mailbox (an EXPUNGE of one message of a
+    100,000-message mailbox, issue 10)."""
+    if len(gone) * 64 > len(uids):  # a good part of the mailbox: one pass
+        uids[:] = array("q", [u for u in uids if u not in gone])
+        return
+    at = sorted(i for u in gone if (i := bisect_left(uids, u)) < len(uids) and uids[i] == u)
+    if len(at) <= _DELETE_IN_PLACE:
+        for i in reversed(at):
+            del uids[i]
+        return
+    kept = array("q")  # few runs, long ones: copy the runs between the removed UIDs
+    start = 0
+    for i in at:
+        kept += uids[start:i]
+        start = i + 1
+    kept += uids[start:]
+    uids[:] = kept
+
+
 def flag_rows(changes: Iterable[FlagChange]) -> list[tuple[int, int, list[str]]]:
     """(uid, modseq, FLAGS list without \\Recent) for the store's flag changes."""
     return [(c.uid, c.modseq, imap_flags(c.flags, c.keywords, c.deleted)) for c in changes]
@@ -310,8 +335,7 @@ class SelectedMailbox:
         gone = set(uids)
         if not gone:
             return
-        self.uids = array("q", [u for u in self.uids if u not in gone])
-        self._uids_shared = False
+        _remove(self._own_uids(), gone)
         self.pending_expunge -= gone
         for u in gone:
             self._own.pop(u, None)

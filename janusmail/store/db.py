@@ -51,10 +51,9 @@ def make_engine(url: str) -> sa.Engine:
         def _begin(conn: sa.Connection) -> None:
             # pysqlite's own transaction handling is off (isolation_level=None); we say BEGIN ourselves. A read's
             # BEGIN DEFERRED goes straight to the driver (SQLAlchemy's execution machinery cost more than the
-            # statement, on every read transaction); BEGIN IMMEDIATE, a writer's, passes the group commit's
-            # guard against a second writer on this thread (groupcommit._no_second_writer).
-            # The group commit's own BEGIN IMMEDIATE (``sqlite_begin_direct``, groupcommit.Group) goes straight to
-            # the driver too: it is the guard's reference connection, and it runs once per group (issue 10).
+            # statement, on every read transaction); so does the group commit's BEGIN IMMEDIATE
+            # (``sqlite_begin_direct``, groupcommit.Group: once per group, issue 10). A standalone writer's BEGIN
+            # IMMEDIATE goes through SQLAlchemy, where statement listeners (tests' fault injection) hear it.
             opts = conn.get_execution_options()
             mode = opts.get("sqlite_begin", "DEFERRED")
             if mode == "DEFERRED" or opts.get("sqlite_begin_direct"):

@@ -125,6 +125,8 @@ class Group:
         self.kept = 0
         #: no block has run in the open transaction yet: the next one needs no SAVEPOINT (see :meth:`savepoint`)
         self._fresh = False
+        #: the group is opening its own connection (not a second one, see :func:`_watch_second_connection`)
+        self.opening = False
 
     def connection(self) -> sa.Connection:
         """The group's connection, in its shared transaction (begun by the first caller, and again by the next
@@ -134,7 +136,11 @@ class Group:
                 self._lock.acquire()
                 self._locked = True
             try:
-                ctx = self.store.engine.connect()
+                self.opening = True
+                try:
+                    ctx = self.store.engine.connect()
+                finally:
+                    self.opening = False
                 try:
                     conn = (ctx.execution_options(sqlite_begin="IMMEDIATE", sqlite_begin_direct=True)
                             if self.store.sqlite else ctx)
@@ -325,8 +331,8 @@ class WriteQueue:
 
     def __init__(self, store: Store, lanes: int, name: str) -> None:
         self.store = store
-        if not sa.event.contains(store.engine, "before_cursor_execute", _no_second_writer):
-            sa.event.listen(store.engine, "before_cursor_execute", _no_second_writer)
+        if not sa.event.contains(store.engine, "engine_connect", _watch_second_connection):
+            sa.event.listen(store.engine, "engine_connect", _watch_second_connection)
         path = store.engine.url.database if store.sqlite else None
         #: the lanes' cross-process lock file (SQLite files only; see the module docstring)
         self.lock_path = path + "-writers" if path and path != ":memory:" else None
@@ -456,11 +462,22 @@ class WriterLock:
 _WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE", "BEGIN IMMEDIATE")
 
 
+def _watch_second_connection(conn: sa.Connection) -> None:
+    """A connection opened on a thread that is running a group (other than the group's own) is watched for
+    writes (:func:`_no_second_writer`). Only such connections: a ``before_cursor_execute`` listener on the
+    engine cost about 4 us on every statement of every connection (issue 10), to guard against a mistake
+    that can only happen on a writer lane."""
+    group = getattr(_local, "group", None)
+    if group is not None and not group.opening:
+        sa.event.listen(conn, "before_cursor_execute", _no_second_writer)
+
+
 def _no_second_writer(conn: sa.Connection, cursor: Any, statement: str, parameters: Any, context: Any,
                       executemany: bool) -> None:
     """Refuse a write on another connection while this thread's group holds its transaction open: it would
     wait for a lock held by this very thread (SQLite's write lock, a PostgreSQL row lock) and never get it.
-    Such a write belongs in ``Store.write`` or ``Store.transaction``, which join the group."""
+    Such a write belongs in ``Store.write`` or ``Store.transaction``, which join the group. (A read there is
+    allowed: it sees only what was committed, which some pre-checks want.)"""
     group = getattr(_local, "group", None)
     if group is not None and group.conn is not None and conn is not group.conn \
             and statement.lstrip()[:15].upper().startswith(_WRITE_STATEMENTS):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,8 @@ from .writes import is_write
 
 T = TypeVar("T")
 
+log = logging.getLogger("janusmail.store")
+
 
 class _LeaveLoop(BaseException):
     """Raised inside a :meth:`Store.read_inline` read that finds it must write (or wait for the write lock): the
@@ -93,6 +96,9 @@ class Store:
         self.blob_store = open_blob_store(blob_store, engine, self.packs)
         self.notifier = Notifier()
         self._thread = threading.local()  # this thread's shared read connection (shared_read)
+        #: the event loop threads' own read connections (``_loop_read``), closed with the store
+        self._kept: list[sa.Connection] = []
+        self._kept_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store-read")
         # Deliveries' parse, hash and pack sync, before they join the writer lane (``prepare_ingest``): threads
         # of their own, not the readers' (a delivery waiting behind reads was slower), nor the lane's.
@@ -161,6 +167,11 @@ class Store:
         self._ingest_pool.shutdown(wait=True)
         self._writer.shutdown(wait=True)
         self._pool.shutdown(wait=True)
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        for conn in kept:
+            with contextlib.suppress(Exception):
+                conn.close()
         self.blob_store.close()  # the packs too
         self.engine.dispose()
         self.credential_signal.close()
@@ -247,8 +258,52 @@ class Store:
                     shared.rollback()
                 raise
             return
+        if getattr(self._thread, "inline", False):
+            with self._loop_read() as conn:
+                yield conn
+            return
         with self.engine.connect() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def _loop_read(self) -> Iterator[sa.Connection]:
+        """The event loop thread's reads (:meth:`read_inline`, SQLite) on a connection of its own, kept open:
+        taking a connection from the pool and giving it back (SQLAlchemy's Connection, the pool's checkout and
+        reset) cost about 34 us on every read, more than the small read itself, and a busy IMAP worker makes
+        several such reads per command (issue 10). The block ends whatever transaction it began, as the pool's
+        reset would: a read snapshot left open would hide later commits from the next read."""
+        conn = getattr(self._thread, "loop_conn", None)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._keep_connection()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - a broken connection: the next read opens another
+                    log.debug("rollback of a loop read failed", exc_info=True)
+                    self._drop_loop_connection(conn)
+
+    def _keep_connection(self) -> sa.Connection:
+        old = getattr(self._thread, "loop_conn", None)
+        if old is not None:
+            self._drop_loop_connection(old)
+        conn = self.engine.connect()
+        conn.detach()  # (out of the pool: it does not take one of the pool's connections for good)
+        self._thread.loop_conn = conn
+        with self._kept_lock:
+            self._kept.append(conn)
+        return conn
+
+    def _drop_loop_connection(self, conn: sa.Connection) -> None:
+        if getattr(self._thread, "loop_conn", None) is conn:
+            self._thread.loop_conn = None
+        with self._kept_lock:
+            if conn in self._kept:
+                self._kept.remove(conn)
+        with contextlib.suppress(Exception):
+            conn.close()
 
     @contextlib.contextmanager
     def shared_read(self) -> Iterator[None]:
@@ -260,7 +315,8 @@ class Store:
             return
         # (read before the block's first statement, so before its snapshot: see read_stamp)
         self._thread.read_stamp = self.mailbox_structure.stamp()
-        with self.engine.connect() as conn:
+        opened = self._loop_read() if getattr(self._thread, "inline", False) else self.engine.connect()
+        with opened as conn:
             self._thread.read_conn = conn
             try:
                 yield

@@ -3,13 +3,16 @@ row-by-row fallback), sequence/UID resolution, and sync: new mail, flags, deferr
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from janusmail.imap.codec import NumberSet, SequenceSet
-from janusmail.imap.selected import BadSequence, MailboxGone, SelectedMailbox
+from janusmail.imap.selected import BadSequence, MailboxGone, SelectedMailbox, _remove
 from janusmail.store.schema import messages
 from tests.mailgen import simple
 
@@ -180,3 +183,32 @@ def test_load_of_a_gone_mailbox(store, account, box) -> None:  # noqa: ANN001
     for claim in (False, True):
         with pytest.raises(MailboxGone):
             SelectedMailbox.load(store, other, readonly=False, claim_recent=claim)
+
+
+@given(st.lists(st.integers(1, 3000), unique=True).map(sorted), st.data())
+def test_removing_uids_keeps_the_rest_in_order(uids: list[int], data: st.DataObject) -> None:
+    """Every way ``_remove`` takes (a few in place, runs copied, one pass over most of the mailbox) leaves
+    exactly the UIDs not removed, ascending; UIDs that are not there are ignored."""
+    gone = data.draw(st.sets(st.sampled_from(uids) if uids else st.nothing())
+                     | st.sets(st.integers(1, 3100), max_size=80))
+    arr = array("q", uids)
+    _remove(arr, gone)
+    assert list(arr) == [u for u in uids if u not in gone]
+
+
+def test_an_expunge_leaves_the_shared_snapshot_array_alone() -> None:
+    """The UID array may be the store's snapshot, shared by other sessions: the first removal works on a copy."""
+    shared = array("q", range(1, 101))
+    box = SelectedMailbox("m", 1, shared, readonly=False, uidnext=101, known_modseq=1)
+    box.remove_uids([5, 50])
+    assert list(shared) == list(range(1, 101))
+    assert len(box.uids) == 98 and 5 not in box.uids and 50 not in box.uids
+
+
+@pytest.mark.parametrize("removed", [1, 32, 33, 75, 76, 2500])  # in place (<= 32); runs copied; one pass (> 75)
+def test_removing_uids_from_a_big_mailbox_each_way(removed: int) -> None:
+    uids = list(range(2, 10002, 2))  # 5,000 UIDs
+    gone = set(uids[7::len(uids) // removed][:removed]) | {1, 3, 10003}  # (and three that are not there)
+    arr = array("q", uids)
+    _remove(arr, gone)
+    assert list(arr) == [u for u in uids if u not in gone]

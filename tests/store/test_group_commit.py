@@ -350,6 +350,47 @@ def test_a_write_beside_the_group_is_refused_not_deadlocked(store) -> None:  # n
         writer_calls.run(store, second_writer)
 
 
+_RENAME = sa.update(mailboxes).where(mailboxes.c.id == sa.bindparam("mid")).values(sort_order=sa.bindparam("n"))
+
+
+def test_a_precompiled_write_beside_the_group_is_refused_too(store) -> None:  # noqa: ANN001
+    """The store's own statement path (``SqlText``, the raw cursor) is guarded as SQLAlchemy's is."""
+    a, inbox = _account(store, "alice")
+
+    @writes
+    def second_writer() -> None:
+        with store.write(a):
+            pass
+        with store.engine.connect() as conn:
+            store.sql.count(conn, _RENAME, {"mid": inbox, "n": 5})
+
+    with pytest.raises(RuntimeError, match="deadlock"):
+        writer_calls.run(store, second_writer)
+
+
+def test_a_read_beside_the_group_is_allowed_and_unguarded_connections_pay_nothing(store) -> None:  # noqa: ANN001
+    """A pre-check reading committed state on a connection of its own is not a deadlock; and connections opened
+    outside a group carry no statement listener (the guard costs nothing on a reader's or the loop's reads)."""
+    a, inbox = _account(store, "alice")
+
+    @writes
+    def check_then_write() -> int:
+        with store.write(a):
+            pass
+        with store.engine.connect() as conn:
+            found = conn.execute(sa.select(sa.func.count()).select_from(mailboxes)
+                                 .where(mailboxes.c.id == inbox)).scalar_one()
+        with store.write(a) as tx:
+            store.sql.count(tx.conn, _RENAME, {"mid": inbox, "n": 7})
+        return found
+
+    assert writer_calls.run(store, check_then_write) == 1
+    assert not store.engine.dispatch.before_cursor_execute
+    with store.engine.connect() as conn:
+        assert not conn.dispatch.before_cursor_execute
+        assert conn.execute(sa.select(mailboxes.c.sort_order).where(mailboxes.c.id == inbox)).scalar_one() == 7
+
+
 def test_store_call_acknowledges_after_the_commit(store) -> None:  # noqa: ANN001
     """The asyncio path (``Store.call``): many concurrent writes, all answered, the last modseq durable."""
     a, inbox = _account(store, "alice", n=10)

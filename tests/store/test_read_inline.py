@@ -151,3 +151,38 @@ def test_a_small_fetch_reads_by_key_even_when_the_rows_are_cached(store: Any, ac
     assert SQL_ROWS >= 3
     with pytest.raises(AssertionError, match="row cache"):  # (more than SQL_ROWS still come from the cache)
         store.messages.fetch_rows(inbox.id, [(1, 3)], covered=SQL_ROWS + 1, size_hint=100_000)
+
+
+async def test_the_loops_reads_share_one_connection_that_never_keeps_a_snapshot(store: Any, account: Any) -> None:
+    """On SQLite the loop's reads run on one connection of its own (no pool checkout per read), and each read
+    ends the transaction it began: a read that left its snapshot open would not see the next commit."""
+    import sqlalchemy as sa
+
+    from janusmail.store.schema import mailboxes
+
+    checkouts: list[int] = []
+
+    def count(*_args: Any) -> None:
+        checkouts.append(1)
+
+    sa.event.listen(store.engine, "checkout", count)
+    try:
+        inbox = box(store, account.id)
+
+        def sort_order(conn_ids: list[int]) -> int:
+            with store.read() as conn:  # SQLAlchemy's execution: this begins a transaction
+                conn_ids.append(id(conn.connection.dbapi_connection))
+                return conn.execute(sa.select(mailboxes.c.sort_order).where(mailboxes.c.id == inbox.id)).scalar_one()
+
+        seen: list[int] = []
+        first = await store.read_inline(sort_order, seen)
+        before = len(checkouts)
+        with store.engine.begin() as conn:  # committed elsewhere after the first read
+            conn.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox.id).values(sort_order=first + 41))
+        assert await store.read_inline(sort_order, seen) == first + 41
+        for _ in range(5):
+            await store.read_inline(sort_order, seen)
+        if store.sqlite:
+            assert len(set(seen)) == 1 and len(checkouts) == before + 1  # (the update's own connection only)
+    finally:
+        sa.event.remove(store.engine, "checkout", count)
