@@ -111,8 +111,11 @@ def lane_key(args: tuple) -> str:
 class Group:
     """One shared write transaction on a writer lane, opened by the first ``Store.write`` of its calls."""
 
-    def __init__(self, store: Store, lock: WriterLock | None = None, *, locked: bool = False) -> None:
+    def __init__(self, store: Store, lock: WriterLock | None = None, *, locked: bool = False,
+                 keeper: threading.local | None = None) -> None:
         self.store = store
+        #: holds the lane's connection between groups (SQLite: ``keeper.conn``); None: one from the pool per group
+        self._keeper = keeper
         self._lock = lock  # SQLite with several processes: taken before BEGIN IMMEDIATE, given back in close()
         self._locked = locked and lock is not None  # (taken already by the lane, before it formed the group)
         self._ctx: sa.Connection | None = None
@@ -136,17 +139,13 @@ class Group:
                 self._lock.acquire()
                 self._locked = True
             try:
-                self.opening = True
-                try:
-                    ctx = self.store.engine.connect()
-                finally:
-                    self.opening = False
+                ctx = self._open()
                 try:
                     conn = (ctx.execution_options(sqlite_begin="IMMEDIATE", sqlite_begin_direct=True)
                             if self.store.sqlite else ctx)
                     self._root = conn.begin()
                 except BaseException:
-                    ctx.close()
+                    self._drop(ctx)
                     raise
             except BaseException:
                 self._unlock()
@@ -157,6 +156,50 @@ class Group:
             self._root = self.conn.begin()
             self._fresh = True
         return self.conn
+
+    def _open(self) -> sa.Connection:
+        """The lane's kept connection (opened the first time, and again after one was dropped), or one from the
+        pool. Kept on SQLite: a pool checkout, SQLAlchemy's Connection and the pool's reset on return cost
+        about 50 us per group, a few percent of a small write's time under the write lock (issue 10). Not on
+        PostgreSQL, whose pool checks a connection is alive before handing it out (a server restart)."""
+        keeper = self._keeper
+        conn = getattr(keeper, "conn", None) if keeper is not None else None
+        if conn is not None and not conn.closed and not conn.invalidated:
+            return conn
+        self.opening = True
+        try:
+            conn = self.store.engine.connect()
+        finally:
+            self.opening = False
+        if keeper is not None:
+            conn.detach()  # (out of the pool, so it does not hold one of the pool's connections for good)
+            keeper.conn = conn
+        return conn
+
+    def _drop(self, ctx: sa.Connection, *, invalidate: bool = False) -> None:
+        """Give ``ctx`` back to the pool, or close it for good. A kept one stays open unless broken, with no
+        transaction left on it, as the pool's reset would leave it: after a COMMIT that failed (a full disk)
+        SQLAlchemy no longer tracks the transaction, but SQLite still holds it and its write lock."""
+        keeper = self._keeper
+        kept = keeper is not None and getattr(keeper, "conn", None) is ctx
+        if kept and not invalidate:
+            try:
+                if ctx.in_transaction():
+                    ctx.rollback()
+                raw = ctx.connection.dbapi_connection
+                if raw is not None and raw.in_transaction:
+                    raw.rollback()
+                return
+            except Exception:  # noqa: BLE001 - not reusable: closed below
+                log.warning("the writer's connection could not be reset; it is replaced", exc_info=True)
+                invalidate = True
+        if invalidate:
+            with contextlib.suppress(Exception):
+                ctx.invalidate()
+        if kept:
+            assert keeper is not None
+            keeper.conn = None
+        ctx.close()
 
     def _unlock(self) -> None:
         if self._locked:
@@ -264,10 +307,7 @@ class Group:
             except Exception:  # noqa: BLE001 - the connection is discarded below
                 log.debug("rollback of a failed group", exc_info=True)
                 self.broken = True
-            if self.broken:
-                with contextlib.suppress(Exception):
-                    ctx.invalidate()
-            ctx.close()
+            self._drop(ctx, invalidate=self.broken)
         finally:
             self._unlock()  # after the COMMIT or the rollback: the database's own lock is free by now
 
@@ -283,6 +323,14 @@ class _Lane:
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+
+    def _close_kept(self) -> None:
+        keeper = self._queue.keeper
+        conn = getattr(keeper, "conn", None) if keeper is not None else None
+        if conn is not None:
+            keeper.conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def put(self, call: _Call) -> None:
         with self._cond:
@@ -306,6 +354,7 @@ class _Lane:
                 if not self._calls:
                     if self.lock is not None:
                         self.lock.close()
+                    self._close_kept()
                     return  # stopping, and everything queued is done
             lock = self.lock
             if lock is not None:  # (blocks while another process writes: what is queued meanwhile joins us)
@@ -336,6 +385,8 @@ class WriteQueue:
         path = store.engine.url.database if store.sqlite else None
         #: the lanes' cross-process lock file (SQLite files only; see the module docstring)
         self.lock_path = path + "-writers" if path and path != ":memory:" else None
+        #: each lane thread's connection kept between its groups (SQLite; see ``Group._open``)
+        self.keeper = threading.local() if store.sqlite else None
         self._lanes = [_Lane(self, f"{name}-{i}") for i in range(max(1, lanes))]
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -364,7 +415,7 @@ class WriteQueue:
             # account's calls in arrival order), so two lanes' groups can never wait on each other in a cycle.
             calls = sorted(calls, key=lambda c: c.key)
         store = self.store
-        group = Group(store, lock, locked=locked)
+        group = Group(store, lock, locked=locked, keeper=self.keeper)
         started = time.perf_counter()
         commit_seconds = 0.0
         outcomes: list[tuple[_Call, bool, Any]] = []

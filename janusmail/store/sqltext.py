@@ -216,7 +216,9 @@ def _execute(conn: sa.Connection, sql: str, args: Any, *, many: bool = False) ->
     dialect = conn.dialect
     cur = dbapi.cursor()
     try:
-        conn.dispatch.before_cursor_execute(conn, cur, sql, args, None, many)
+        listeners = conn.dispatch.before_cursor_execute
+        if listeners:  # (none in production: asking costs less than calling an empty list, per statement)
+            listeners(conn, cur, sql, args, None, many)
         if many:
             dialect.do_executemany(cur, sql, args, None)
         else:
