@@ -278,12 +278,15 @@ class Store:
         try:
             yield conn
         finally:
-            if conn.in_transaction():
-                try:
+            try:
+                if conn.in_transaction():
                     conn.rollback()
-                except Exception:  # noqa: BLE001 - a broken connection: the next read opens another
-                    log.debug("rollback of a loop read failed", exc_info=True)
-                    self._drop_loop_connection(conn)
+                raw = conn.connection.dbapi_connection
+                if raw is not None and raw.in_transaction:  # (begun on the driver, as a read's BEGIN DEFERRED)
+                    raw.rollback()
+            except Exception:  # noqa: BLE001 - a broken connection: the next read opens another
+                log.debug("rollback of a loop read failed", exc_info=True)
+                self._drop_loop_connection(conn)
 
     def _keep_connection(self) -> sa.Connection:
         old = getattr(self._thread, "loop_conn", None)
