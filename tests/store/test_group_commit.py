@@ -336,33 +336,24 @@ def test_a_call_that_loses_the_transaction_fails_the_group_it_ran_in(store) -> N
     assert _modseq(store, a) == start + 1 and sorted(_logged(store, a, start)) == [start + 1]
 
 
-def test_a_write_beside_the_group_is_refused_not_deadlocked(store) -> None:  # noqa: ANN001
-    a, inbox = _account(store, "alice")
-
-    @writes
-    def second_writer() -> None:
-        with store.write(a):
-            pass
-        with store.engine.begin() as conn:  # its own transaction: would wait for this thread's own lock
-            conn.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox).values(sort_order=5))
-
-    with pytest.raises(RuntimeError, match="deadlock"):
-        writer_calls.run(store, second_writer)
-
-
 _RENAME = sa.update(mailboxes).where(mailboxes.c.id == sa.bindparam("mid")).values(sort_order=sa.bindparam("n"))
 
 
-def test_a_precompiled_write_beside_the_group_is_refused_too(store) -> None:  # noqa: ANN001
-    """The store's own statement path (``SqlText``, the raw cursor) is guarded as SQLAlchemy's is."""
+@pytest.mark.parametrize("path", ["sqlalchemy", "sqltext"])
+def test_a_write_beside_the_group_is_refused_not_deadlocked(store, path: str) -> None:  # noqa: ANN001
+    """Through SQLAlchemy's execution or the store's own statement path (``SqlText``, the raw cursor) alike."""
     a, inbox = _account(store, "alice")
 
     @writes
     def second_writer() -> None:
         with store.write(a):
             pass
-        with store.engine.connect() as conn:
-            store.sql.count(conn, _RENAME, {"mid": inbox, "n": 5})
+        if path == "sqlalchemy":
+            with store.engine.begin() as conn:  # its own transaction: would wait for this thread's own lock
+                conn.execute(_RENAME, {"mid": inbox, "n": 5})
+        else:
+            with store.engine.connect() as conn:
+                store.sql.count(conn, _RENAME, {"mid": inbox, "n": 5})
 
     with pytest.raises(RuntimeError, match="deadlock"):
         writer_calls.run(store, second_writer)
