@@ -162,10 +162,21 @@ async def start_all(config: Config, store: Store, *, listeners: Mapping[str, soc
     return rt
 
 
+#: Longest wait for one part of the process to close at shutdown (a door, the outbound sender, a background
+#: task) before the next one is closed anyway. A part that never finished closing kept the process alive, its
+#: other listeners open, after SIGTERM (seen under a loaded test run); the log names it.
+CLOSE_TIMEOUT = 10.0
+
+
 async def stop_all(rt: Runtime) -> None:
     for close in reversed(rt.closers):
-        with contextlib.suppress(Exception):
-            await close()
+        try:
+            await asyncio.wait_for(close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("shutdown: %s did not finish within %.0f s; going on without it",
+                        getattr(close, "__qualname__", close), CLOSE_TIMEOUT)
+        except Exception:  # noqa: BLE001 - closing the rest matters more
+            log.debug("shutdown: %s failed", getattr(close, "__qualname__", close), exc_info=True)
     rt.auth.close()  # the login threads (janusmail.auth.Authenticator.run)
     if rt.store.on_group_commit == rt.metrics.group_commit:
         rt.store.on_group_commit = None
