@@ -53,13 +53,15 @@ class MailboxGone(Exception):
 
 #: removals of at most this many UIDs delete in place (each a move of the array's tail, in C); more rebuild it
 _DELETE_IN_PLACE = 32
+#: removing more than one UID in this many of the mailbox: one pass over it (cheaper than a bisection per UID)
+_ONE_PASS_SHARE = 64
 
 
 def _remove(uids: array, gone: AbstractSet[int]) -> None:
     """Remove ``gone`` from ``uids`` (ascending, this session's own array) in place: a bisection per removed
     UID and moves of memory in C, not a Python step per message of the mailbox (an EXPUNGE of one message of a
     100,000-message mailbox, issue 10)."""
-    if len(gone) * 64 > len(uids):  # a good part of the mailbox: one pass
+    if len(gone) * _ONE_PASS_SHARE > len(uids):  # a good part of the mailbox: one pass
         uids[:] = array("q", [u for u in uids if u not in gone])
         return
     at = sorted(i for u in gone if (i := bisect_left(uids, u)) < len(uids) and uids[i] == u)

@@ -67,6 +67,18 @@ def make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def end_transaction(conn: sa.Connection) -> None:
+    """Leave a connection kept out of the pool (a writer lane's, the event loop's) with no transaction open, as
+    the pool's reset on return would: at SQLAlchemy's level and at the driver's, where a BEGIN said straight to
+    the driver lives, and where SQLite still holds a transaction whose COMMIT failed (a full disk) after
+    SQLAlchemy forgot it. Raises if the connection cannot be reset (then it is not reusable)."""
+    if conn.in_transaction():
+        conn.rollback()
+    raw = conn.connection.dbapi_connection
+    if raw is not None and raw.in_transaction:
+        raw.rollback()
+
+
 def is_sqlite(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite"
 

@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from . import faults, pgnotify
+from . import db, faults, pgnotify
 from .model import Delivered, IngestItem, StorageUnavailable
 from .transaction import WriteTx
 
@@ -178,17 +178,13 @@ class Group:
 
     def _drop(self, ctx: sa.Connection, *, invalidate: bool = False) -> None:
         """Give ``ctx`` back to the pool, or close it for good. A kept one stays open unless broken, with no
-        transaction left on it, as the pool's reset would leave it: after a COMMIT that failed (a full disk)
-        SQLAlchemy no longer tracks the transaction, but SQLite still holds it and its write lock."""
+        transaction left on it (``db.end_transaction``: after a COMMIT that failed, SQLite still holds the
+        transaction and its write lock)."""
         keeper = self._keeper
         kept = keeper is not None and getattr(keeper, "conn", None) is ctx
         if kept and not invalidate:
             try:
-                if ctx.in_transaction():
-                    ctx.rollback()
-                raw = ctx.connection.dbapi_connection
-                if raw is not None and raw.in_transaction:
-                    raw.rollback()
+                db.end_transaction(ctx)
                 return
             except Exception:  # noqa: BLE001 - not reusable: closed below
                 log.warning("the writer's connection could not be reset; it is replaced", exc_info=True)

@@ -279,11 +279,7 @@ class Store:
             yield conn
         finally:
             try:
-                if conn.in_transaction():
-                    conn.rollback()
-                raw = conn.connection.dbapi_connection
-                if raw is not None and raw.in_transaction:  # (begun on the driver, as a read's BEGIN DEFERRED)
-                    raw.rollback()
+                db.end_transaction(conn)
             except Exception:  # noqa: BLE001 - a broken connection: the next read opens another
                 log.debug("rollback of a loop read failed", exc_info=True)
                 self._drop_loop_connection(conn)
