@@ -117,7 +117,7 @@ class MailboxDeltas:
         """Synchronous: the deltas of ``keys`` in order (no \\Recent claimed), each distinct key read once on
         one connection."""
         answers: dict[DeltaKey, MailboxDelta | None] = {}
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             for key in keys:
                 if key not in answers:
                     answers[key] = read_delta(self._store.sql, conn, *key)

@@ -225,7 +225,7 @@ class MessageViews:
             return sa.select(*cols).select_from(join).where(*where()).order_by(m.c.uid)
 
         out = FetchRows([])
-        with self._store.engine.connect() as conn:  # one statement: its own consistent read
+        with self._store.statement_read() as conn:  # one statement: its own consistent read
             rows = self._sql.rows(conn, ("rows", part_offsets, blob, saved, keywords, *where_shape), rows_select,
                                   params)
         if keywords:  # the keyword column leaves the rows: they keep the shape every reader of them knows
@@ -244,7 +244,7 @@ class MessageViews:
     def mime_caches(self, email_ids: list[str]) -> dict[str, bytes]:
         """The MIME cache (orjson of the parse at ingest) of some emails, by id; ids not found are absent."""
         out: dict[str, bytes] = {}
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             for i in range(0, len(email_ids), 500):
                 q = sa.select(emails.c.id, emails.c.cache).where(emails.c.id.in_(email_ids[i : i + 500]))
                 for email_id, cache in raw_rows(conn, q):
@@ -255,7 +255,7 @@ class MessageViews:
         """The preview text computed at ingest (``emails.preview``) of some emails, by id; ids not found are
         absent. IMAP FETCH PREVIEW (RFC 8970) reads this column, never the message."""
         out: dict[str, str] = {}
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             for i in range(0, len(email_ids), 500):
                 q = sa.select(emails.c.id, emails.c.preview).where(emails.c.id.in_(email_ids[i : i + 500]))
                 for email_id, preview in raw_rows(conn, q):
@@ -264,7 +264,7 @@ class MessageViews:
 
     def vanished_uids(self, mailbox_id: str, ranges: UidRanges, since: int) -> list[int]:
         """UIDs in ``ranges`` expunged with a MODSEQ above ``since``, ascending (``VANISHED (EARLIER)``)."""
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             return sorted(raw_scalars(conn, sa.select(vanished.c.uid).where(
                 vanished.c.mailbox_id == mailbox_id, vanished.c.modseq > since,
                 uid_condition(vanished.c.uid, ranges))))
@@ -413,7 +413,7 @@ class MessageViews:
         gone or its UIDVALIDITY is no longer ``uidvalidity``. Unchanged counters cost one indexed read.
         ``claim_recent``: claim the new messages' \\Recent (IMAP4rev1 SELECT, not EXAMINE), unless all of them are
         below ``claimed_below`` (the caller claimed those already: its own APPEND, ``IngestItem.claim_recent``)."""
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             delta = read_delta(self._sql, conn, mailbox_id, uidvalidity, uidnext, modseq)
         if delta is not None and claim_recent and delta.worth_claiming(claimed_below):
             return replace(delta, recent_from=self._store.write_call(self._store.memberships.claim_recent, mailbox_id))
@@ -422,13 +422,13 @@ class MessageViews:
     def flag_changes(self, mailbox_id: str, since: int, upto: int, below_uid: int) -> MailboxChanges:
         """Expunges and flag changes with ``since`` < MODSEQ <= ``upto`` among UIDs below ``below_uid``
         (QRESYNC at SELECT, RFC 7162 §3.2.5)."""
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             got = _delta_rows(self._sql, conn, mailbox_id, below_uid, below_uid, since, upto, MailboxDelta(0, 0))
         return MailboxChanges(got.vanished, got.changed)
 
     def first_unseen(self, mailbox_id: str, below_uid: int) -> int | None:
         """The lowest UID below ``below_uid`` whose email is not \\Seen (IMAP4rev1 ``[UNSEEN n]``)."""
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             return conn.execute(_FIRST_UNSEEN, {"mailbox_id": mailbox_id, "below": below_uid}).scalar()
 
     def recent_counts(self, mailbox_ids: list[str]) -> dict[str, int]:
@@ -436,7 +436,7 @@ class MessageViews:
         mailboxes with none are absent."""
         if not mailbox_ids:
             return {}
-        with self._store.engine.connect() as conn:
+        with self._store.statement_read() as conn:
             return {r[0]: int(r[1]) for r in conn.execute(_RECENT_COUNTS, {"mailbox_ids": list(mailbox_ids)})}
 
 

@@ -186,3 +186,38 @@ async def test_the_loops_reads_share_one_connection_that_never_keeps_a_snapshot(
             assert len(set(seen)) == 1 and len(checkouts) == before + 1  # (the update's own connection only)
     finally:
         sa.event.remove(store.engine, "checkout", count)
+
+
+async def test_a_statement_read_on_the_loop_uses_its_connection_and_a_nested_one_keeps_the_outer_snapshot(
+        store: Any, account: Any) -> None:
+    """``statement_read`` (FETCH rows, the end-of-command deltas) on the loop's thread takes the loop's kept
+    connection, not one from the pool; one opened inside another loop read gets a connection of its own, so
+    the outer read's snapshot is not ended under it."""
+    import sqlalchemy as sa
+
+    from janusmail.store.schema import mailboxes
+
+    inbox = box(store, account.id)
+    q = sa.select(mailboxes.c.sort_order).where(mailboxes.c.id == inbox.id)
+
+    def reads() -> tuple[int, int, int, bool, int]:
+        with store.statement_read() as outer:
+            before = outer.execute(q).scalar_one()  # the outer snapshot begins here
+            with store.engine.begin() as w:  # committed while the outer snapshot is open
+                w.execute(sa.update(mailboxes).where(mailboxes.c.id == inbox.id).values(sort_order=before + 7))
+            with store.statement_read() as inner:
+                fresh = inner.execute(q).scalar_one()
+                same = inner.connection.dbapi_connection is outer.connection.dbapi_connection
+            again = outer.execute(q).scalar_one()
+        checkouts: list[int] = []
+        sa.event.listen(store.engine, "checkout", lambda *_: checkouts.append(1))
+        for _ in range(3):
+            with store.statement_read() as later:
+                later.execute(q).scalar_one()
+        return before, fresh, again, same, len(checkouts)
+
+    before, fresh, again, same, checkouts = await store.read_inline(reads)
+    assert fresh == before + 7 and not same
+    if store.sqlite:  # the outer read kept its snapshot; the later reads took no connection from the pool
+        assert again == before
+        assert checkouts == 0
