@@ -258,11 +258,7 @@ class Store:
                     shared.rollback()
                 raise
             return
-        if getattr(self._thread, "inline", False):
-            with self._loop_read() as conn:
-                yield conn
-            return
-        with self.engine.connect() as conn:
+        with self.statement_read() as conn:
             yield conn
 
     @contextlib.contextmanager
