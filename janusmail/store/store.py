@@ -330,8 +330,7 @@ class Store:
             return
         # (read before the block's first statement, so before its snapshot: see read_stamp)
         self._thread.read_stamp = self.mailbox_structure.stamp()
-        opened = self._loop_read() if getattr(self._thread, "inline", False) else self.engine.connect()
-        with opened as conn:
+        with self.statement_read() as conn:
             self._thread.read_conn = conn
             try:
                 yield
