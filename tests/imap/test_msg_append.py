@@ -47,6 +47,38 @@ async def test_multiappend_is_atomic(mrt) -> None:  # noqa: ANN001
     await h.close()
 
 
+async def test_multiappend_parses_and_stores_its_bytes_before_the_writer_lane(mrt, monkeypatch) -> None:  # noqa: ANN001
+    """The parse, the hash and the bytes' sync of a MULTIAPPEND run on the store's ingest threads; the writer
+    lane (where every write of the store waits its turn, under SQLite's one write lock) runs its statements
+    only. Before, a MULTIAPPEND parsed and synced its messages on the lane (bench/imap.py --profile append)."""
+    import threading
+
+    from janusmail.store import ingest, writer_calls
+
+    where: list[str] = []
+    real_prepare, real_place = ingest.prepare, ingest.place
+
+    def prepare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        where.append(threading.current_thread().name)
+        return real_prepare(*args, **kwargs)
+
+    def place(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        where.append(threading.current_thread().name)
+        return real_place(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "prepare", prepare)
+    monkeypatch.setattr(ingest, "place", place)
+    h = await session(mrt, mailbox=None)
+    raws = [simple(i) for i in range(3)]
+    out = await h.send(b"A APPEND Archive " + b" ".join(lit(r) for r in raws) + b"\r\n")
+    assert re.search(rb"A OK \[APPENDUID \d+ 1:3\]", out), out
+    assert len(where) == 4 and not any(w.startswith(writer_calls.WRITER_PREFIX) for w in where), where
+    out = await h.send("S SELECT Archive")
+    out = await h.send("F FETCH 1:3 (BODY.PEEK[])")
+    assert all(r in out for r in raws)
+    await h.close()
+
+
 async def test_append_refusals(mrt) -> None:  # noqa: ANN001
     mrt.config.imap.max_append_size = 1000
     h = await session(mrt, mailbox=None)

@@ -4,12 +4,14 @@ ingested with the others, all or nothing).
 
 Durability: the tagged OK is written only after the store returned, i.e. after the bytes were synced and the
 rows committed. A MULTIAPPEND is all-or-nothing: every message is checked first, then all go in one
-``ingest_many`` transaction (a single message goes through ``store.deliver``, which shares the disk sync with
-concurrent deliveries). ``\\Deleted`` given at APPEND time is a membership flag, handed to the ingest with the
-message (``IngestItem.deleted``) so it is stored in the same transaction: a failure after the message was
-stored but before its flag was cannot happen, so ``NO`` always means "nothing stored" and a client retrying it
-makes no duplicate. A full disk (or a disk I/O error) answers ``NO [UNAVAILABLE]``
-with a plain reason: nothing was stored and the client may try again later; it is not a server bug.
+``ingest_many`` transaction; they are parsed, and their bytes stored and synced, on the ingest threads before
+that transaction joins the writer lane (a single message goes through ``store.deliver``, which does the same
+and shares the disk sync with concurrent deliveries). ``\\Deleted`` given at APPEND time is a membership flag,
+handed to the ingest with the message (``IngestItem.deleted``) so it is stored in the same transaction: a
+failure after the message was stored but before its flag was cannot happen, so ``NO`` always means "nothing
+stored" and a client retrying it makes no duplicate. A full disk (or a disk I/O error) answers ``NO
+[UNAVAILABLE]`` with a plain reason: nothing was stored and the client may try again later; it is not a server
+bug.
 
 Memory: large messages arrive spooled to files (janusmail.imap.literals) and reach the store as read-only maps of
 those files, a bounded number at a time (janusmail.spool), never as copies gathered in memory.
@@ -83,8 +85,9 @@ async def _ingest(s: ImapSession, items: list[IngestItem], dest: MailboxShape) -
             it = items[0]
             delivered = [await s.store.deliver(s.account_id, it.raw, it.mailbox_ids, it.keywords, it.received_at,
                                                deleted=it.deleted, claim_recent=it.claim_recent)]
-        else:
-            delivered = await s.store.call(s.store.emails.ingest_many, s.account_id, items)
+        else:  # parse, hash and the bytes' sync on the ingest threads first: the writer lane runs statements only
+            prepared = await s.store.prepare_ingest(s.account_id, items)
+            delivered = await s.store.call(s.store.emails.ingest_many, s.account_id, items, prepared)
     except NotFound:
         return Result.no("No such mailbox", "TRYCREATE")
     except TooLarge:
