@@ -429,11 +429,42 @@ class Emails:
         prep = prepared if prepared is not None else [self.prepare(it) for it in items]
         return ingesting.store_batch(self._store, account_id, prep)
 
+    def prepare_each(self, account_id: str, items: list[IngestItem]) -> list[ingesting.Prepared | StoreError]:
+        """The part of :meth:`ingest_each` that needs no transaction (``Store.prepare_ingest(..., each=True)`` runs
+        it on the ingest threads, so the writer lane runs statements only): per item, in order, its Prepared or
+        the StoreError that refuses it, and the bytes of the prepared ones stored and synced (``ingest.place``).
+        Raises StorageUnavailable when the disk refuses (nothing is stored)."""
+        from . import ingest as ingesting
+
+        out = self._checked(account_id, items)
+        ingesting.place(self._store, account_id, [p for p in out if isinstance(p, ingesting.Prepared)])
+        return out
+
+    def _checked(self, account_id: str, items: list[IngestItem]) -> list[ingesting.Prepared | StoreError]:
+        """Each item's mailboxes checked (one read for all), then parsed and hashed: its Prepared or its refusal."""
+        wanted = sorted({m for it in items for m in it.mailbox_ids})
+        missing = set(self._store.mailboxes.unknown(account_id, wanted))
+        out: list[ingesting.Prepared | StoreError] = []
+        for item in items:
+            gone = [m for m in item.mailbox_ids if m in missing]
+            if gone or not item.mailbox_ids:
+                out.append(NotFound(gone[0] if gone else "mailbox"))
+                continue
+            try:
+                out.append(self.prepare(item))
+            except StorageUnavailable:
+                raise
+            except StoreError as exc:  # too large, an invalid keyword
+                out.append(exc)
+        return out
+
     @writes
-    def ingest_each(self, account_id: str, items: list[IngestItem]) -> list[Delivered | StoreError]:
+    def ingest_each(self, account_id: str, items: list[IngestItem],
+                    prepared: list[ingesting.Prepared | StoreError] | None = None) -> list[Delivered | StoreError]:
         """Store messages that succeed or fail one by one (JMAP Email/import): per item, in order, its
         Delivered or the StoreError that refused it (``NotFound`` naming the mailbox, ``TooLarge``,
-        ``InvalidKeyword``...), and nothing of a refused item is stored.
+        ``InvalidKeyword``...), and nothing of a refused item is stored. ``prepared``: what :meth:`prepare_each`
+        made of these items beforehand (else they are checked and prepared here, on the writer lane).
 
         Items that pass the checks go in ONE transaction (one sync for the batch). Should that transaction be
         refused as a whole all the same (a mailbox destroyed since the check), each item is retried alone so
@@ -443,21 +474,9 @@ class Emails:
         """
         from . import ingest as ingesting
 
-        results: list[Delivered | StoreError | None] = [None] * len(items)
-        wanted = sorted({m for it in items for m in it.mailbox_ids})
-        missing = set(self._store.mailboxes.unknown(account_id, wanted))
-        ready: list[tuple[int, ingesting.Prepared]] = []
-        for i, item in enumerate(items):
-            gone = [m for m in item.mailbox_ids if m in missing]
-            if gone or not item.mailbox_ids:
-                results[i] = NotFound(gone[0] if gone else "mailbox")
-                continue
-            try:
-                ready.append((i, self.prepare(item)))
-            except StorageUnavailable:
-                raise
-            except StoreError as exc:  # too large, an invalid keyword
-                results[i] = exc
+        checked = prepared if prepared is not None else self._checked(account_id, items)
+        results: list[Delivered | StoreError | None] = [p if isinstance(p, StoreError) else None for p in checked]
+        ready = [(i, p) for i, p in enumerate(checked) if isinstance(p, ingesting.Prepared)]
         if ready:
             try:
                 done = ingesting.store_batch(self._store, account_id, [p for _, p in ready])

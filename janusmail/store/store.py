@@ -210,11 +210,13 @@ class Store:
         if getattr(self._thread, "inline", False):
             raise _LeaveLoop
 
-    async def prepare_ingest(self, account_id: str, items: list[IngestItem]) -> list[Any]:
+    async def prepare_ingest(self, account_id: str, items: list[IngestItem], *, each: bool = False) -> list[Any]:
         """``emails.prepare_placed`` on the ingest threads: what a delivery can do before the writer lane (parse,
-        hash, and with local packs the bytes stored and synced), so the lane runs only its statements."""
+        hash, and with local packs the bytes stored and synced), so the lane runs only its statements. With
+        ``each``, ``emails.prepare_each`` instead (for ``ingest_each``: an item that fails is refused alone)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._ingest_pool, self.emails.prepare_placed, account_id, items)
+        fn = self.emails.prepare_each if each else self.emails.prepare_placed
+        return await loop.run_in_executor(self._ingest_pool, fn, account_id, items)
 
     def write_call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a ``@writes`` method from synchronous store code (a read on a reader thread that finds it must

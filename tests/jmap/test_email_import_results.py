@@ -51,3 +51,34 @@ async def test_a_batch_refused_as_a_whole_is_retried_one_by_one(h, monkeypatch):
     assert set(res["created"]) == {"ok"}
     assert res["notCreated"]["late"]["properties"] == ["mailboxIds"]
     assert h.store.changes.highest_modseq(h.account_id) == before + 2  # the destroy, then "ok" alone
+
+
+async def test_imports_and_creates_are_parsed_and_stored_before_the_writer_lane(h, monkeypatch):  # noqa: F811
+    """Email/import and Email/set create parse their messages and store and sync the bytes on the store's
+    ingest threads (``Store.prepare_ingest(each=True)``); the writer lane, where every write waits its turn under
+    SQLite's one write lock, runs their statements only (before, ``ingest_each`` parsed on the lane)."""
+    import threading
+
+    from janusmail.store import ingest, writer_calls
+
+    where: list[str] = []
+    real_prepare, real_place = ingest.prepare, ingest.place
+
+    def prepare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        where.append(threading.current_thread().name)
+        return real_prepare(*args, **kwargs)
+
+    def place(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        where.append(threading.current_thread().name)
+        return real_place(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "prepare", prepare)
+    monkeypatch.setattr(ingest, "place", place)
+    blob = upload(h, simple(1))
+    res = await h.ok("Email/import", {"emails": {"a": {"blobId": blob, "mailboxIds": {h.inbox: True}}}})
+    assert set(res["created"]) == {"a"}
+    res = await h.ok("Email/set", {"create": {"n": {"mailboxIds": {h.inbox: True}, "subject": "new",
+                                                    "bodyValues": {"1": {"value": "hi"}},
+                                                    "textBody": [{"partId": "1", "type": "text/plain"}]}}})
+    assert set(res["created"]) == {"n"}
+    assert len(where) == 4 and not any(w.startswith(writer_calls.WRITER_PREFIX) for w in where), where

@@ -227,7 +227,9 @@ class EmailAdapter(TypeAdapter):
                 except SetError as exc:
                     out[i] = exc
         if items:
-            stored = await run_store(ctx, store.emails.ingest_each, account_id, [item for _, item in items])
+            batch = [item for _, item in items]
+            prepared = await store.prepare_ingest(account_id, batch, each=True)  # (off the writer lane)
+            stored = await run_store(ctx, store.emails.ingest_each, account_id, batch, prepared)
             for (i, _), res in zip(items, stored, strict=True):
                 if isinstance(res, StoreError):
                     out[i] = _ingest_error(res, store.max_message_size)
@@ -464,7 +466,11 @@ async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[s
     created: dict[str, dict[str, Any]] = {}
     loaded = await run_store(ctx, _read_imports, store, account_id, items) if items else {}
     ready = {cid: item for cid, item in loaded.items() if isinstance(item, IngestItem)}
-    results = await run_store(ctx, store.emails.ingest_each, account_id, list(ready.values())) if ready else []
+    results: list[Any] = []
+    if ready:  # parsed, and the bytes stored, on the ingest threads: the writer lane runs the statements only
+        batch = list(ready.values())
+        prepared = await store.prepare_ingest(account_id, batch, each=True)
+        results = await run_store(ctx, store.emails.ingest_each, account_id, batch, prepared)
     stored = dict(zip(ready, results, strict=True))
     for cid in items:
         res = stored.get(cid, loaded[cid])
