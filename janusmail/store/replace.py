@@ -19,6 +19,7 @@ from .schema import mailboxes, messages, vanished
 from .writes import writes
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .ingest import Prepared
     from .store import Store
     from .transaction import WriteTx
 
@@ -54,14 +55,16 @@ class Replacements:
         self._store = store
 
     @writes
-    def replace(self, account_id: str, mailbox_id: str, uid: int, item: IngestItem) -> Delivered:
+    def replace(self, account_id: str, mailbox_id: str, uid: int, item: IngestItem,
+                prepared: Prepared | None = None) -> Delivered:
         """Store ``item`` (into its ``mailbox_ids``: the selected mailbox or another one) and expunge
         ``(mailbox_id, uid)``, in one transaction. Raises ``NotFound`` (nothing stored) when the target
         mailbox or the old message does not exist, and the ingest's own errors (TooLarge, StorageUnavailable,
-        quota refusals) as an APPEND would."""
+        quota refusals) as an APPEND would. ``prepared``: the item as ``Store.prepare_ingest`` made it ready
+        off the writer lane (else it is parsed here)."""
         # not at import time: ingest needs the search index, which needs the emails service
         from . import ingest
 
-        prep = self._store.emails.prepare(item)
+        prep = prepared if prepared is not None else self._store.emails.prepare(item)
         return ingest.store_batch(self._store, account_id, [prep],
                                   then=lambda tx, _done: remove_membership(tx, mailbox_id, uid))[0]

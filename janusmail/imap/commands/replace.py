@@ -64,7 +64,10 @@ async def replace(s: ImapSession, cmd: Command) -> Result:
     received = int(msg.date.timestamp()) if msg.date is not None else int(time.time())
     item = IngestItem(raw, (dest.id,), tuple(keywords), received, deleted)
     try:
-        delivered = await s.store.call(s.store.replacements.replace, s.account_id, sel.mailbox_id, old, item)
+        # parsed, and its bytes stored and synced, on the ingest threads: the writer lane runs statements only
+        prepared = (await s.store.prepare_ingest(s.account_id, [item]))[0]
+        delivered = await s.store.call(s.store.replacements.replace, s.account_id, sel.mailbox_id, old, item,
+                                       prepared)
     except NotFound:
         # the mailbox went away, or the old message was expunged meanwhile: nothing was stored
         if await find_mailbox(s, args.mailbox) is None:
