@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import time
 
@@ -50,6 +51,36 @@ def test_an_id_is_base32_of_its_milliseconds_and_random_bits():
         assert len(raw) == 11 and value[0] == prefix and len(value) == 19
         assert before <= int.from_bytes(raw[:6], "big") <= after
         assert base64.b32encode(raw).decode().rstrip("=").lower() == value[1:]  # (the last two bits are zero)
+
+
+def test_ids_minted_in_a_forked_child_and_in_threads_never_repeat_the_parents():
+    """The random part is drawn from the OS generator in batches (one system call per 256 ids, not per id):
+    a forked child (a worker process) draws afresh instead of minting what its parent mints next, and each
+    thread has its own batch."""
+    import threading
+
+    ids.mint(ids.EMAIL)  # the parent holds an unused batch when it forks
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(w, ",".join(ids.mint(ids.EMAIL) for _ in range(500)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    mine = [ids.mint(ids.EMAIL) for _ in range(500)]
+    os.waitpid(pid, 0)
+    with os.fdopen(r, "rb") as f:
+        child = f.read().decode().split(",")
+    assert len(child) == 500 and not set(child) & set(mine)
+    minted: list[str] = []
+    threads = [threading.Thread(target=lambda: minted.extend(ids.mint(ids.EMAIL) for _ in range(2000)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(minted)) == len(minted) == 8000
 
 
 def test_ingest_stores_bytes_exactly_and_assigns_uids(store, account):
