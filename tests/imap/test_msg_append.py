@@ -8,6 +8,7 @@ import re
 import pytest
 
 from tests.imap.msg_support import fetch_lines, mailbox_id, runtime_fixture, session, tagged, use_cheap_argon2
+from tests.ingest_threads import on_writer_lane, record_ingest_threads
 from tests.mailgen import simple
 
 mrt = pytest.fixture(runtime_fixture)
@@ -51,28 +52,12 @@ async def test_multiappend_parses_and_stores_its_bytes_before_the_writer_lane(mr
     """The parse, the hash and the bytes' sync of a MULTIAPPEND run on the store's ingest threads; the writer
     lane (where every write of the store waits its turn, under SQLite's one write lock) runs its statements
     only. Before, a MULTIAPPEND parsed and synced its messages on the lane (bench/imap.py --profile append)."""
-    import threading
-
-    from janusmail.store import ingest, writer_calls
-
-    where: list[str] = []
-    real_prepare, real_place = ingest.prepare, ingest.place
-
-    def prepare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        where.append(threading.current_thread().name)
-        return real_prepare(*args, **kwargs)
-
-    def place(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        where.append(threading.current_thread().name)
-        return real_place(*args, **kwargs)
-
-    monkeypatch.setattr(ingest, "prepare", prepare)
-    monkeypatch.setattr(ingest, "place", place)
+    where = record_ingest_threads(monkeypatch)
     h = await session(mrt, mailbox=None)
     raws = [simple(i) for i in range(3)]
     out = await h.send(b"A APPEND Archive " + b" ".join(lit(r) for r in raws) + b"\r\n")
     assert re.search(rb"A OK \[APPENDUID \d+ 1:3\]", out), out
-    assert len(where) == 4 and not any(w.startswith(writer_calls.WRITER_PREFIX) for w in where), where
+    assert len(where) == 4 and not any(map(on_writer_lane, where)), where
     out = await h.send("S SELECT Archive")
     out = await h.send("F FETCH 1:3 (BODY.PEEK[])")
     assert all(r in out for r in raws)

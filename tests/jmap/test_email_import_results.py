@@ -4,6 +4,7 @@ transaction; a batch the store refuses as a whole is retried one by one. SQLite 
 
 from __future__ import annotations
 
+from tests.ingest_threads import on_writer_lane, record_ingest_threads
 from tests.jmap.test_email_harness import h  # noqa: F401
 from tests.mailgen import simple
 
@@ -57,23 +58,7 @@ async def test_imports_and_creates_are_parsed_and_stored_before_the_writer_lane(
     """Email/import and Email/set create parse their messages and store and sync the bytes on the store's
     ingest threads (``Store.prepare_ingest(each=True)``); the writer lane, where every write waits its turn under
     SQLite's one write lock, runs their statements only (before, ``ingest_each`` parsed on the lane)."""
-    import threading
-
-    from janusmail.store import ingest, writer_calls
-
-    where: list[str] = []
-    real_prepare, real_place = ingest.prepare, ingest.place
-
-    def prepare(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        where.append(threading.current_thread().name)
-        return real_prepare(*args, **kwargs)
-
-    def place(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        where.append(threading.current_thread().name)
-        return real_place(*args, **kwargs)
-
-    monkeypatch.setattr(ingest, "prepare", prepare)
-    monkeypatch.setattr(ingest, "place", place)
+    where = record_ingest_threads(monkeypatch)
     blob = upload(h, simple(1))
     res = await h.ok("Email/import", {"emails": {"a": {"blobId": blob, "mailboxIds": {h.inbox: True}}}})
     assert set(res["created"]) == {"a"}
@@ -81,4 +66,4 @@ async def test_imports_and_creates_are_parsed_and_stored_before_the_writer_lane(
                                                     "bodyValues": {"1": {"value": "hi"}},
                                                     "textBody": [{"partId": "1", "type": "text/plain"}]}}})
     assert set(res["created"]) == {"n"}
-    assert len(where) == 4 and not any(w.startswith(writer_calls.WRITER_PREFIX) for w in where), where
+    assert len(where) == 4 and not any(map(on_writer_lane, where)), where
