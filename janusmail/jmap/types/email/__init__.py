@@ -62,7 +62,15 @@ from janusmail.jmap.types.email.set_plan import (
 )
 from janusmail.mime.compose import ComposeError, compose_message
 from janusmail.mime.parse import parse_message
-from janusmail.store.model import IngestItem, NotFound, OverQuota, StorageUnavailable, StoreError, TooLarge
+from janusmail.store.model import (
+    Delivered,
+    IngestItem,
+    NotFound,
+    OverQuota,
+    StorageUnavailable,
+    StoreError,
+    TooLarge,
+)
 from janusmail.store.visible_emails import SetOutcome
 
 __all__ = ["EMAIL_QUERY_SORT_OPTIONS", "MAIL", "EmailAdapter", "register"]
@@ -227,9 +235,7 @@ class EmailAdapter(TypeAdapter):
                 except SetError as exc:
                     out[i] = exc
         if items:
-            batch = [item for _, item in items]
-            prepared = await store.prepare_ingest(account_id, batch, each=True)  # (off the writer lane)
-            stored = await run_store(ctx, store.emails.ingest_each, account_id, batch, prepared)
+            stored = await _ingest_each(ctx, account_id, [item for _, item in items])
             for (i, _), res in zip(items, stored, strict=True):
                 if isinstance(res, StoreError):
                     out[i] = _ingest_error(res, store.max_message_size)
@@ -428,6 +434,14 @@ def _over_quota() -> SetError:
     return SetError("overQuota", "the account's quota would be exceeded (see Quota/get)")
 
 
+async def _ingest_each(ctx: Any, account_id: str, items: list[IngestItem]) -> list[Delivered | StoreError]:
+    """``store.emails.ingest_each`` of these messages, each stored or refused on its own; their parse and their
+    bytes' sync run first on the store's ingest threads, so the writer lane (where every write waits its turn
+    under SQLite's one write lock) runs their statements only."""
+    prepared = await ctx.store.prepare_ingest(account_id, items, each=True)
+    return await run_store(ctx, ctx.store.emails.ingest_each, account_id, items, prepared)
+
+
 async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     check_known_arguments(args, {"accountId", "ifInState", "emails"})
     account_id = read_id(args, "accountId", required=True, nullable=False)
@@ -466,11 +480,7 @@ async def email_import(ctx: Any, args: dict[str, Any]) -> list[tuple[str, dict[s
     created: dict[str, dict[str, Any]] = {}
     loaded = await run_store(ctx, _read_imports, store, account_id, items) if items else {}
     ready = {cid: item for cid, item in loaded.items() if isinstance(item, IngestItem)}
-    results: list[Any] = []
-    if ready:  # parsed, and the bytes stored, on the ingest threads: the writer lane runs the statements only
-        batch = list(ready.values())
-        prepared = await store.prepare_ingest(account_id, batch, each=True)
-        results = await run_store(ctx, store.emails.ingest_each, account_id, batch, prepared)
+    results = await _ingest_each(ctx, account_id, list(ready.values())) if ready else []
     stored = dict(zip(ready, results, strict=True))
     for cid in items:
         res = stored.get(cid, loaded[cid])
