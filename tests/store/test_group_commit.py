@@ -2,7 +2,7 @@
 transaction and one COMMIT, each in its own savepoint, on SQLite and PostgreSQL.
 
 The writer lane is held busy by a call that waits on an event, so the calls queued meanwhile are known to
-run as ONE group when it is released (counted by the engine's COMMIT events): nothing here depends on timing.
+run as ONE group when it is released (on SQLite they join the holding call's group, which writes nothing) (counted by the engine's COMMIT events): nothing here depends on timing.
 """
 
 from __future__ import annotations
@@ -68,9 +68,8 @@ class Lane:
     def __exit__(self, *exc: object) -> None:
         """Release the lanes and wait until every call queued meanwhile is answered."""
         self._release.set()
-        for held in self._held:
-            held.result(WAIT)
-        done, pending = wait(self._queued, WAIT)
+        # (the queued calls joined the holding call's group: a COMMIT that fails fails the holder too)
+        done, pending = wait([*self._held, *self._queued], WAIT)
         assert not pending
 
 
@@ -579,3 +578,30 @@ def test_the_gathering_wait_ends_when_as_many_deliveries_as_last_time_are_queued
     first, second = asyncio.run(scenario())
     assert len({d.uids[inbox] for d in first + second}) == 6
     assert store.mailboxes.counts(a)[inbox].messages == 6
+
+
+def test_calls_queued_while_a_group_runs_join_it_before_its_commit(store, monkeypatch) -> None:  # noqa: ANN001
+    """Late joiners (SQLite): calls queued while the lane runs a group's calls join that group and share its
+    COMMIT, instead of waiting for the next group (and, with several workers, for the other process's group
+    in between). Each keeps its own modseq, in the order the calls ran."""
+    if not store.sqlite:
+        pytest.skip("PostgreSQL's groups keep their calls in account order: no late joiners")
+    a, inbox = _account(store, "alice")
+    groups: list[int] = []
+    monkeypatch.setattr(store, "on_group_commit", lambda calls, commit_s, total_s: groups.append(calls))
+    running, go_on = threading.Event(), threading.Event()
+
+    @writes
+    def first(account_id: str) -> int:
+        running.set()
+        assert go_on.wait(WAIT)
+        return store.memberships.store_flags(account_id, inbox, [(1, 1)], "add", ["$first"], None).modseq
+
+    futures = [writer_calls.submit(store, first, a)]
+    assert running.wait(WAIT)  # the group has begun: what is queued now arrives late
+    futures += [writer_calls.submit(store, store.memberships.store_flags, a, inbox, [(2, 2)], "add",
+                                    [f"$k{i}"], None) for i in range(3)]
+    go_on.set()
+    modseqs = [f.result(WAIT) if i == 0 else f.result(WAIT).modseq for i, f in enumerate(futures)]
+    assert groups == [4]
+    assert modseqs == sorted(modseqs) and len(set(modseqs)) == 4
