@@ -30,7 +30,7 @@ committing (and syncing) half as many calls as one lane would (issue 10: two wor
 one worker 3.6, and every group held the one write lock for its sync). For the same reason the calls queued
 while a group runs join it before its COMMIT (*late joiners*, up to :data:`MAX_GROUP` in all): under the logged-in
 stress profile a group of one small write held the lock about 2 ms, two thirds of it the COMMIT's sync and the
-hand-over between the processes, against 0.2-0.3 ms per call more (paired runs: +6 to +16% cmds/s). Not on
+hand-over between the processes, against 0.2-0.3 ms per call more (8 of 8 paired runs faster, by 5-45%). Not on
 PostgreSQL, whose groups take their calls in account order to keep two lanes from waiting on each other's row
 locks: a late joiner would break that order. So a ``@writes`` call must never wait for another lane or another
 process's write: it would wait while holding the lock that write needs.
@@ -368,8 +368,9 @@ class _Lane:
             with self._cond:
                 calls = [self._calls.popleft() for _ in range(min(MAX_GROUP, len(self._calls)))]
             try:
+                # (late joiners are appended to ``calls`` itself: the except below answers them too)
                 self._queue.run_group(calls, lock, locked=lock is not None and lock.held,
-                                      more=self._take if lock is not None else None)
+                                      more=self._take if self._queue.store.sqlite else None)
             except BaseException as exc:  # noqa: BLE001 - a bug here must not leave callers waiting forever
                 if lock is not None:
                     lock.release()  # (a no-op when the group gave it back)
