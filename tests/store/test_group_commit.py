@@ -71,6 +71,8 @@ class Lane:
         # (the queued calls joined the holding call's group: a COMMIT that fails fails the holder too)
         done, pending = wait([*self._held, *self._queued], WAIT)
         assert not pending
+        for held in self._held:  # it ran to its end: only a refused shared COMMIT may fail it
+            assert held.exception() is None or isinstance(held.exception(), StorageUnavailable)
 
 
 def _account(store: Any, name: str, n: int = 3) -> tuple[str, str]:
