@@ -2,9 +2,9 @@
 (RFC 9394) and the MODSEQ result (RFC 7162).
 
 The key tree is built into the store's query AST (:mod:`janusmail.imap.search_query`) and run by the store
-(``store.search.mailbox_search``: SQL, or the row cache for metadata-only keys); this module maps the matching UIDs
-through the session's snapshot (messages the session has not been told about yet are left out, as are those
-another session expunged) and shapes the answer: ``* SEARCH`` for IMAP4rev1 clients, ``* ESEARCH`` when the
+(``store.search.mailbox_search_known``: SQL, or the row cache for metadata-only keys), which also maps the
+matching UIDs through the session's snapshot (messages the session has not been told about yet are left out, as
+are those another session expunged); this module shapes the answer: ``* SEARCH`` for IMAP4rev1 clients, ``* ESEARCH`` when the
 client asked for RETURN options or enabled IMAP4rev2.
 
 SORT and THREAD (:mod:`.sort`, :mod:`.thread`) match with the same machinery: :func:`search_condition`,
@@ -14,7 +14,6 @@ SORT and THREAD (:mod:`.sort`, :mod:`.thread`) match with the same machinery: :f
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import compress
 from typing import TYPE_CHECKING
@@ -25,6 +24,7 @@ from janusmail.imap.codec.args import CancelUpdateArgs
 from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.search_query import Resolver, build_condition, has_modseq
+from janusmail.store.search.numbering import in_snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -82,23 +82,6 @@ def ordered_in_snapshot(uids: list[int], modseqs: list[int] | None, snapshot: Se
         uids, seqs = list(compress(uids, keep)), list(compress(seqs, keep))
         modseqs = list(compress(modseqs, keep)) if modseqs is not None else None
     return uids, seqs, modseqs  # type: ignore[return-value]
-
-
-def _in_snapshot(rows: list[tuple[int, int]], uids: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
-    """(UIDs, sequence numbers, MODSEQs) of the rows the session knows, in UID order."""
-    out_uids: list[int] = []
-    seqs: list[int] = []
-    modseqs: list[int] = []
-    i, n = 0, len(uids)
-    for uid, modseq in rows:
-        if i < n and uids[i] < uid:
-            i = bisect_left(uids, uid, i)
-        if i < n and uids[i] == uid:
-            out_uids.append(uid)
-            i += 1
-            seqs.append(i)
-            modseqs.append(modseq)
-    return out_uids, seqs, modseqs
 
 
 def result_modseq(opts: Sequence[str] | None, modseqs: list[int]) -> int:
@@ -207,13 +190,13 @@ async def search(s: ImapSession, cmd: Command) -> Result:
         return await _search_page(s, cmd, args)
     try:
         cond = search_condition(s, sel, args.key)
-        rows = await s.store.call(s.store.search.mailbox_search, s.account_id or "", sel.mailbox_id, cond,
-                                  below_uid=sel.uidnext, size_hint=len(sel.uids))
+        uids, seqs, modseqs = await s.store.call(
+            s.store.search.mailbox_search_known, s.account_id or "", sel.mailbox_id, cond, sel.uids[:],
+            below_uid=sel.uidnext, size_hint=len(sel.uids))
     except Exception:
         if saving:
             sel.saved_uids = NumberSet()  # RFC 5182 §2.1: a failed SEARCH ... SAVE empties $
         raise
-    uids, seqs, modseqs = _in_snapshot(rows, sel.uids)
     nums = uids if cmd.uid else seqs
     modseq = result_modseq(opts if args.partial is None else ("ALL",), modseqs) if with_modseq else None
     if opts is None and not s.rev2:
@@ -277,7 +260,7 @@ async def _search_page(s: ImapSession, cmd: Command, args: SearchArgs) -> Result
     rows, total = await s.store.call(
         s.store.search.mailbox_search_page, s.account_id or "", sel.mailbox_id, cond, *args.partial,
         below_uid=sel.uidnext, size_hint=len(sel.uids), count="COUNT" in args.return_opts)
-    uids, seqs, _ = _in_snapshot(rows, sel.uids)
+    uids, seqs, _ = in_snapshot(rows, sel.uids)
     s.write(esearch_line(cmd.tag, cmd.uid, args.return_opts, [], None, args.partial,
                          page=(uids if cmd.uid else seqs, total)))
     return Result.ok("SEARCH completed")

@@ -10,17 +10,26 @@ The predicate is generated source with the semantics of :mod:`.compile` for the 
 random trees and compare); :func:`.compile.metadata_only` says which trees qualify, and anything else makes
 :func:`compile_predicate` return None. The generated source only contains fixed snippets and names of
 constants; client values stay in the constant table.
+
+Flag searches go faster still (:func:`_flag_mask`): a tree of system flags, \\Deleted, UID sets, NOT, AND and OR
+(``UNSEEN``, ``DELETED``, ``UNSEEN UNDELETED``, ``UID 500:* FLAGGED``) is answered from the row cache's byte per
+row (``MailboxRows.bits``) without a Python step per row: each leaf becomes a byte string with 1 at the rows it
+matches (``bytes.translate``), read as one big integer, so AND/OR/NOT are single integer operations, and the
+matching places come out of ``itertools.compress``. Python's per-row test cost ~60 ns a row, 6 ms for a 100k
+INBOX, three times what Dovecot takes for the whole ``UID SEARCH UNSEEN`` (issue 10).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
+from itertools import compress
 from typing import Any
 
 from janusmail.store.keywords import SYSTEM_BITS
 from janusmail.store.mailbox_rows import (
     DELETED,
+    DELETED_BIT,
     EMAIL_ID,
     FLAGS,
     MODSEQ,
@@ -34,7 +43,7 @@ from janusmail.store.uidranges import merge_ranges
 
 from . import ast as q
 
-__all__ = ["compile_predicate", "run_rows"]
+__all__ = ["compile_predicate", "match_places", "run_rows"]
 
 _OPS = {"lt": "<", "le": "<=", "ge": ">=", "gt": ">"}
 
@@ -136,12 +145,103 @@ def compile_predicate(cond: q.Condition, keywords: dict[str, tuple[str, ...]]
     return env["run"]
 
 
-def run_rows(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> list[tuple[int, int]] | None:
-    """The search over a cached mailbox, or None when the condition needs SQL."""
-    fn = compile_predicate(cond, box.keywords)
+def compile_places(cond: q.Condition, keywords: dict[str, tuple[str, ...]]) -> Callable[[list[tuple]], list[int]] | None:
+    """A function rows -> places (indices) of the matching rows, or None if the condition needs message content."""
+    comp = _Compiler(keywords)
+    try:
+        cond_src = comp.expr(cond)
+    except _Unsupported:
+        return None
+    src = (
+        "def run(rows):\n"
+        f"    return [i for i, r in enumerate(rows) if {cond_src}]\n"
+    )
+    env = dict(comp.env)
+    exec(src, env)  # noqa: S102 - fixed snippets only; client values are in env
+    return env["run"]
+
+
+#: For each bit value, the translation table that maps a row's byte to 1 where that bit is set, else 0.
+_BIT_TABLES = {bit: bytes(1 if x & bit else 0 for x in range(256)) for bit in (*SYSTEM_BITS.values(), DELETED_BIT)}
+
+
+class _Masks:
+    """Leaves of a flag search over the first ``n`` rows of a cached mailbox, as integers with one byte per row
+    (1: the row matches; big-endian, so byte i is row i)."""
+
+    def __init__(self, box: MailboxRows, n: int) -> None:
+        self.box = box
+        self.n = n
+        self.bits = box.bits if n == len(box.bits) else box.bits[:n]
+        self._all: int | None = None
+
+    def all(self) -> int:
+        if self._all is None:
+            self._all = int.from_bytes(b"\x01" * self.n, "big")
+        return self._all
+
+    def bit(self, bit: int) -> int:
+        return int.from_bytes(self.bits.translate(_BIT_TABLES[bit]), "big")
+
+    def uid_ranges(self, ranges: tuple[tuple[int, int], ...]) -> int:
+        out = bytearray(self.n)
+        uids = self.box.uids
+        for lo, hi in merge_ranges(ranges):
+            a, b = bisect_left(uids, lo, 0, self.n), bisect_right(uids, hi, 0, self.n)
+            if a < b:
+                out[a:b] = b"\x01" * (b - a)
+        return int.from_bytes(out, "big")
+
+
+def _flag_mask(node: q.Condition, m: _Masks) -> int:  # noqa: PLR0911 - one case per node
+    """The rows matching ``node`` as a byte-per-row integer (:class:`_Masks`); raises :class:`_Unsupported`
+    for a node that needs more than flags and UIDs (then the generated predicate runs)."""
+    match node:
+        case q.All():
+            return m.all()
+        case q.Nothing():
+            return 0
+        case q.And(items=items):
+            out = m.all()
+            for item in items:
+                out &= _flag_mask(item, m)
+            return out
+        case q.Or(items=items):
+            out = 0
+            for item in items:
+                out |= _flag_mask(item, m)
+            return out
+        case q.Not(item=item):
+            return _flag_mask(item, m) ^ m.all()
+        case q.Keyword(keyword=kw) if kw in SYSTEM_BITS:
+            return m.bit(SYSTEM_BITS[kw])
+        case q.Deleted():
+            return m.bit(DELETED_BIT)
+        case q.UidIn(ranges=ranges):
+            return m.uid_ranges(ranges)
+    raise _Unsupported(type(node).__name__)
+
+
+def match_places(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> list[int] | None:
+    """Places in ``box.rows`` (ascending) of the rows below ``below_uid`` that match ``cond``, or None when the
+    condition needs SQL."""
+    n = len(box.rows) if below_uid is None else bisect_left(box.uids, below_uid)
+    masks = _Masks(box, n)
+    try:
+        mask = _flag_mask(cond, masks)
+    except _Unsupported:
+        pass
+    else:
+        return list(compress(range(n), mask.to_bytes(n, "big"))) if mask else []
+    fn = compile_places(cond, box.keywords)
     if fn is None:
         return None
-    rows = box.rows
-    if below_uid is not None and rows and rows[-1][UID] >= below_uid:
-        rows = box.select([(1, below_uid - 1)])
-    return fn(rows)
+    return fn(box.rows if n == len(box.rows) else box.rows[:n])
+
+
+def run_rows(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> list[tuple[int, int]] | None:
+    """The search over a cached mailbox as ``(uid, modseq)`` rows, or None when the condition needs SQL."""
+    places = match_places(box, cond, below_uid)
+    if places is None:
+        return None
+    return list(zip(map(box.uid_array.__getitem__, places), map(box.modseq_array.__getitem__, places), strict=True))

@@ -55,7 +55,7 @@ from janusmail.store.thread_tree import ThreadItem, ThreadNode, normalize_msgid,
 
 from . import ast as q
 from .compile import mailbox_select, metadata_only
-from .memory import run_rows
+from .memory import match_places
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.store import Store
@@ -299,13 +299,13 @@ class MailboxOrdering:
             return None
         uids = box.uids
         below = uids[limit] if limit < len(uids) else None
-        hits: list[tuple[int, int]] | None = None
         if metadata_only(condition):
-            hits = run_rows(box, condition, below)
-        if hits is None:
-            stmt = mailbox_select(condition, account_id=account_id, mailbox_id=box.mailbox_id,
-                                  sqlite=self._store.sqlite, below_uid=below if below is not None else box.uidnext)
-            hits = raw_rows(conn, stmt)
+            places = match_places(box, condition, below)  # (the rows below ``below`` are the first ``limit``)
+            if places is not None:
+                return places
+        stmt = mailbox_select(condition, account_id=account_id, mailbox_id=box.mailbox_id,
+                              sqlite=self._store.sqlite, below_uid=below if below is not None else box.uidnext)
+        hits = raw_rows(conn, stmt)
         out: list[int] = []
         i, n = 0, min(limit, len(uids))
         for uid, _ in hits:  # both ascend by UID: one merge walk (a UID the snapshot lacks is skipped)

@@ -1,0 +1,144 @@
+"""The row cache's column copies (``MailboxRows.bits``, ``uid_array``, ``modseq_array``) and the searches that use
+them: flag searches as byte masks (:mod:`janusmail.store.search.memory`) and numbering through a session's
+snapshot (:mod:`janusmail.store.search.numbering`, ``SearchService.mailbox_search_known``).
+
+Each fast path is checked against the slow one it replaces: a refreshed box against a fresh load, masks against
+the generated per-row predicate, the snapshot shortcut against the walk."""
+
+from __future__ import annotations
+
+import random
+from array import array
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from janusmail.store import mailbox_rows
+from janusmail.store.mailbox_rows import MODSEQ, UID, MailboxRows, RowCache, row_bits
+from janusmail.store.search import ast as q
+from janusmail.store.search import service as search_service
+from janusmail.store.search.memory import compile_places, match_places
+from janusmail.store.search.numbering import in_snapshot
+from tests.mailgen import simple
+
+FLAGS = ("$seen", "$answered", "$flagged", "$draft")
+
+
+def _columns(box: MailboxRows) -> tuple:
+    return (box.uids, [tuple(r) for r in box.rows], box.bits, box.uid_array.tolist(), box.modseq_array.tolist())
+
+
+def test_a_refreshed_box_has_the_columns_of_a_fresh_load(store: Any, account: Any, monkeypatch: Any) -> None:
+    """Flag changes, \\Deleted, expunges at the start, middle and end, and arrivals: the box brought forward
+    (slices around the removed places, patched rows) equals the box read from scratch, column by column."""
+    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    for i in range(40):
+        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    rnd = random.Random(5)
+    cache = store.mailbox_rows
+    assert cache.get(inbox.id, 40) is not None
+    for round_ in range(6):
+        uids = cache.get(inbox.id, 40).uids
+        for _ in range(4):
+            u = rnd.choice(uids)
+            store.memberships.store_flags(account.id, inbox.id, [(u, u)], rnd.choice(["add", "remove"]),
+                                          rnd.sample(FLAGS, rnd.randint(1, 2)), rnd.choice([None, True, False]))
+        doomed = {uids[0], uids[-1], rnd.choice(uids)} if round_ % 2 else {rnd.choice(uids)}
+        store.memberships.store_flags(account.id, inbox.id, [(u, u) for u in sorted(doomed)], "add", [], True)
+        store.memberships.expunge(account.id, inbox.id, [(u, u) for u in sorted(doomed)])
+        for i in range(rnd.randint(0, 3)):
+            store.emails.ingest(account.id, simple(1000 + round_ * 10 + i), (inbox.id,))
+        refreshes = cache.refreshes
+        brought = cache.get(inbox.id, 40)
+        assert cache.refreshes == refreshes + 1  # brought forward, not reloaded
+        fresh = RowCache(store.engine).get(inbox.id, 40)
+        assert brought is not None and fresh is not None
+        assert _columns(brought) == _columns(fresh)
+        assert brought.bits == row_bits(brought.rows)
+        assert brought.uid_array.tolist() == [r[UID] for r in brought.rows]
+        assert brought.modseq_array.tolist() == [r[MODSEQ] for r in brought.rows]
+
+
+def _box(flags: list[int], deleted: list[bool], uids: list[int]) -> MailboxRows:
+    rows = [(u, int(d), 10 + u, f"M{u}", f, 0, 100, "T") for u, f, d in zip(uids, flags, deleted, strict=True)]
+    return MailboxRows("F1", 99, (uids[-1] + 1) if uids else 1, list(uids), rows, {}, row_bits(rows),
+                       array("q", uids), array("q", [r[MODSEQ] for r in rows]))
+
+
+def _flag_trees() -> st.SearchStrategy[q.Condition]:
+    leaves = st.one_of(
+        st.sampled_from([q.All(), q.Nothing(), q.Deleted(), *(q.Keyword(f) for f in FLAGS)]),
+        st.lists(st.tuples(st.integers(1, 60), st.integers(0, 20)), max_size=3).map(
+            lambda rs: q.UidIn(tuple((lo, lo + n) for lo, n in rs))),
+    )
+    return st.recursive(leaves, lambda kids: st.one_of(
+        st.builds(q.Not, kids),
+        st.lists(kids, max_size=3).map(lambda xs: q.And(tuple(xs))),
+        st.lists(kids, max_size=3).map(lambda xs: q.Or(tuple(xs))),
+    ), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=_flag_trees(), data=st.data())
+def test_flag_masks_match_the_row_predicate(tree: q.Condition, data: Any) -> None:
+    uids = sorted(data.draw(st.sets(st.integers(1, 80), max_size=50)))
+    flags = data.draw(st.lists(st.integers(0, 15), min_size=len(uids), max_size=len(uids)))
+    deleted = data.draw(st.lists(st.booleans(), min_size=len(uids), max_size=len(uids)))
+    below = data.draw(st.none() | st.integers(1, 90))
+    box = _box(flags, deleted, uids)
+    n = len(uids) if below is None else sum(1 for u in uids if u < below)
+    fn = compile_places(tree, {})
+    assert fn is not None
+    assert match_places(box, tree, below) == fn(box.rows[:n])
+
+
+def _walk(rows: list[tuple[int, int]], known: list[int]) -> tuple[list[int], list[int], list[int]]:
+    place = {u: i + 1 for i, u in enumerate(known)}
+    hits = [(u, m) for u, m in rows if u in place]
+    return [u for u, _ in hits], [place[u] for u, _ in hits], [m for _, m in hits]
+
+
+@settings(max_examples=300, deadline=None)
+@given(known=st.sets(st.integers(1, 400), max_size=120), found=st.sets(st.integers(1, 420), max_size=120))
+def test_in_snapshot_numbers_like_a_lookup(known: set[int], found: set[int]) -> None:
+    rows = [(u, u * 3) for u in sorted(found)]
+    snapshot = array("q", sorted(known))
+    assert in_snapshot(rows, snapshot) == _walk(rows, sorted(known))
+
+
+def test_search_known_takes_the_shortcut_only_for_the_exact_snapshot(store: Any, account: Any,
+                                                                      monkeypatch: Any) -> None:
+    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
+    monkeypatch.setattr(search_service, "MIN_CACHED", 3)
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    for i in range(12):
+        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    store.memberships.store_flags(account.id, inbox.id, [(2, 4), (9, 9)], "add", ["$seen"], None)
+    store.memberships.store_flags(account.id, inbox.id, [(3, 3)], "add", [], True)
+    store.memberships.expunge(account.id, inbox.id, [(3, 3)])
+    walks: list[int] = []
+    real = search_service.in_snapshot
+    monkeypatch.setattr(search_service, "in_snapshot", lambda rows, known: walks.append(1) or real(rows, known))
+    unseen = q.Not(q.Keyword("$seen"))
+    search = store.search
+
+    def known_search(known: Any, below: int) -> tuple[list[int], list[int], list[int]]:
+        got = search.mailbox_search_known(account.id, inbox.id, unseen, known, below_uid=below, size_hint=12)
+        expected = _walk(search.mailbox_search(account.id, inbox.id, unseen, below_uid=below), list(known))
+        assert got == expected
+        return got
+
+    exact = array("q", [u for u in range(1, 13) if u != 3])
+    uids, seqs, _ = known_search(exact, 13)
+    assert uids == [1, 5, 6, 7, 8, 10, 11, 12] and seqs == [1, 4, 5, 6, 7, 9, 10, 11]
+    assert walks == []  # the snapshot is the cached mailbox: places are sequence numbers
+    uids, seqs, _ = known_search(array("q", [u for u in range(1, 13) if u != 3][:-2]), 11)
+    assert uids == [1, 5, 6, 7, 8, 10] and walks == []  # (a session that has not seen the newest two yet)
+    uids, seqs, _ = known_search(array("q", range(1, 13)), 13)  # still shows 3 (its expunge not reported yet)
+    assert uids == [1, 5, 6, 7, 8, 10, 11, 12] and seqs == [1, 5, 6, 7, 8, 10, 11, 12] and walks == [1]
+    known_search(array("q", [1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13]), 13)  # same length, other content
+    assert walks == [1, 1]
+    known_search([u for u in range(1, 13) if u != 3], 13)  # not an array: the walk
+    assert walks == [1, 1, 1]
