@@ -498,6 +498,10 @@ def _flags_out(memo: Memo[tuple, bytes]) -> Callable[[int, tuple[str, ...], bool
     return flags_out
 
 
+#: The rendered FLAGS of a message with system flags only, by its flag bits (every combination of the four).
+_SYSTEM_ONLY: dict[int, bytes] = {bits: serializer.flag_list(tuple(imap_flags(bits, (), False))) for bits in range(16)}
+
+
 def _paren_id(value: str | None) -> bytes:
     return b"(" + value.encode("ascii") + b")" if value else b"NIL"
 
@@ -545,7 +549,7 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
         return cached  # type: ignore[return-value]
     caches = ctx._caches
     env: dict[str, Any] = {
-        "FL": _flags_out(caches.flags), "KW": ctx.keywords.get, "REC": ctx.is_recent,
+        "FL": _flags_out(caches.flags), "FLS": _SYSTEM_ONLY, "KW": ctx.keywords.get, "REC": ctx.is_recent,
         "ID": _idate_fn(caches.days), "PID": _paren_id, "SD": ctx.saved.get, "SG": ctx.pinned.get, "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
     }
     pieces: list[bytes] = []
@@ -561,8 +565,12 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
         else:
             pieces.append(label + b" %b")
             if name == "FLAGS":
+                # most rows have system flags only: their list comes from a table by the flag bits, and only
+                # rows with keywords, \\Deleted or \\Recent go through the memoised general case
                 recent = f"REC(r[{UID}])" if ctx.is_recent is not None else "False"
-                exprs.append(f"FL(r[{FLAGS}], KW(r[{EMAIL_ID}], EMPTY), r[{DELETED}], {recent})")
+                plain = f"(k := KW(r[{EMAIL_ID}])) is None and not r[{DELETED}] and r[{FLAGS}] in FLS" + (
+                    f" and not {recent}" if ctx.is_recent is not None else "")
+                exprs.append(f"(FLS[r[{FLAGS}]] if {plain} else FL(r[{FLAGS}], k or EMPTY, r[{DELETED}], {recent}))")
             elif name == "INTERNALDATE":
                 exprs.append(f"ID(r[{RECEIVED}])")
             elif name == "SAVEDATE":  # NIL for a message whose save date is unknown

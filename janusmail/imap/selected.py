@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
@@ -242,7 +242,15 @@ class SelectedMailbox:
 
     def is_recent(self, uid: int) -> bool:
         """\\Recent for this session (IMAP4rev1 only; the session never asks under IMAP4rev2)."""
-        return any(lo <= uid <= hi for lo, hi in self._recent)
+        for lo, hi in self._recent:  # (a loop, not any() over a generator: FETCH 1:* asks once per message)
+            if lo <= uid <= hi:
+                return True
+        return False
+
+    def recent_test(self) -> Callable[[int], bool] | None:
+        """:meth:`is_recent` for a FETCH's rendering, or None when no message is \\Recent for this session
+        (the renderer then skips the test for every row)."""
+        return self.is_recent if self._recent else None
 
     def peek_recent(self, recent_uid: int) -> None:
         """Show the mailbox's unclaimed \\Recent messages (UID >= ``recent_uid``) without claiming them.

@@ -169,7 +169,7 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
         sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)
     ctx = RenderContext(
         plan, s.utf8, data.keywords, data.locations,
-        is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent,
+        is_recent=None if s.rev2 or sel.recent_from is None else sel.recent_test(),
         changed=changed, condstore=s.condstore, store=s.store, saved=data.saved,
     )
     # rendered structures (ENVELOPE, BODYSTRUCTURE) are pinned per batch before it renders (fill_structs)

@@ -67,7 +67,7 @@ async def store(s: ImapSession, cmd: Command) -> Result:
                           below_uid=sel.uidnext)
         rows, seqs = number_rows(data.rows, sel.uids)
         ctx = RenderContext(plan, s.utf8, data.keywords, {},
-                            is_recent=None if s.rev2 or sel.recent_from is None else sel.is_recent, store=s.store)
+                            is_recent=None if s.rev2 or sel.recent_from is None else sel.recent_test(), store=s.store)
         if rows:
             if not args.silent:  # a keyword new to this session is announced before FETCH shows it
                 sel.note_row_keywords(s, rows, data.keywords, EMAIL_ID)
