@@ -78,23 +78,40 @@ class MailboxRows:
     uid_array: array
     modseq_array: array
 
-    def select(self, ranges: list[tuple[int, int]], *, below_uid: int | None = None,
-               changedsince: int | None = None) -> list[tuple]:
-        """Rows whose UID is in ``ranges`` (and < ``below_uid``, and MODSEQ > ``changedsince``)."""
-        out: list[tuple] = []
-        uids, rows = self.uids, self.rows
+    def spans(self, ranges: list[tuple[int, int]], *, below_uid: int | None = None) -> list[tuple[int, int]]:
+        """Places ``[a, b)`` in :attr:`rows`, ascending and disjoint, of the rows whose UID is in ``ranges`` (and
+        < ``below_uid``)."""
+        out: list[tuple[int, int]] = []
+        uids = self.uids
         for lo, hi in sorted(ranges):
             if below_uid is not None:
                 hi = min(hi, below_uid - 1)
             a, b = bisect_left(uids, lo), bisect_right(uids, hi)
-            if a >= b:
-                continue
-            if out and uids[a] <= out[-1][0]:
-                a = bisect_right(uids, out[-1][0])
-            out.extend(rows[a:b])
+            if out and a < out[-1][1]:
+                a = out[-1][1]
+            if a < b:
+                out.append((a, b))
+        return out
+
+    def select(self, ranges: list[tuple[int, int]], *, below_uid: int | None = None,
+               changedsince: int | None = None) -> list[tuple]:
+        """Rows whose UID is in ``ranges`` (and < ``below_uid``, and MODSEQ > ``changedsince``)."""
+        out: list[tuple] = []
+        rows = self.rows
+        for a, b in self.spans(ranges, below_uid=below_uid):
+            out += rows[a:b]
         if changedsince is not None:
             out = [r for r in out if r[2] > changedsince]
         return out
+
+    def is_snapshot(self, known: Any, below_uid: int | None) -> bool:
+        """Is ``known`` (an IMAP session's UIDs) exactly this mailbox's UIDs below ``below_uid``? Then a row's
+        place + 1 is its sequence number for that session. One ``memcmp`` when ``known`` is an ``array('q')``;
+        anything else is never taken for it."""
+        n = len(self.uids) if below_uid is None else bisect_left(self.uids, below_uid)
+        if not isinstance(known, array) or known.typecode != self.uid_array.typecode or len(known) != n:
+            return False
+        return known == (self.uid_array if n == len(self.uid_array) else self.uid_array[:n])
 
 
 def _row_select() -> Any:

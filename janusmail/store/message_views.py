@@ -31,6 +31,7 @@ item 0, measured with ``bench/command_cost.py``.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -41,6 +42,7 @@ from .mailbox_rows import CACHE, EMAIL_ID, UID, Row
 from .mailbox_snapshots import Shown, SnapshotCache, advance, keyword_displays, merge_keywords
 from .memo import Memos
 from .model import BlobLocation
+from .numbering import number_rows
 from .rawrows import raw_rows, raw_scalars
 from .schema import FLAG_SEEN, blobs, email_keywords, emails, mailboxes, messages, vanished
 from .sqltext import SqlText
@@ -63,6 +65,15 @@ class FetchRows:
     locations: dict[str, BlobLocation] = field(default_factory=dict)
     #: UID -> save date (epoch seconds) of each membership, when ``saved`` was asked (IMAP SAVEDATE, RFC 8514)
     saved: dict[int, int] = field(default_factory=dict)
+    #: with ``known`` (an IMAP session's snapshot): the rows are only those it holds, and these are their
+    #: sequence numbers
+    seqs: list[int] | None = None
+
+
+def _numbered(data: FetchRows, known: Sequence[int] | None) -> FetchRows:
+    if known is not None:
+        data.rows, data.seqs = number_rows(data.rows, known)
+    return data
 
 
 #: At most this many messages covered, :meth:`MessageViews.fetch_rows` reads SQL even when the mailbox's rows are
@@ -163,7 +174,8 @@ class MessageViews:
 
     def fetch_rows(self, mailbox_id: str, ranges: UidRanges, *, keywords: bool = False, part_offsets: bool = False,
                    blob: bool = False, changedsince: int | None = None, below_uid: int | None = None,
-                   covered: int = 0, size_hint: int = 0, saved: bool = False) -> FetchRows:
+                   covered: int = 0, size_hint: int = 0, saved: bool = False,
+                   known: Sequence[int] | None = None) -> FetchRows:
         """The memberships of ``mailbox_id`` with a UID in ``ranges`` (and < ``below_uid``, and MODSEQ >
         ``changedsince``), ascending.
 
@@ -172,15 +184,30 @@ class MessageViews:
         :attr:`FetchRows.saved` from the same rows (no second read). ``covered`` (how many messages
         the ranges cover) and ``size_hint`` (the mailbox size) let a metadata-only read of many messages (more
         than :data:`SQL_ROWS`) come from the row cache (kept exact by MODSEQ; it always carries keywords);
-        ``size_hint=0`` never does."""
+        ``size_hint=0`` never does.
+
+        ``known`` (an IMAP session's snapshot, ascending UIDs; a copy it will not change meanwhile): keep only the
+        rows it holds and number them (:attr:`FetchRows.seqs`). Why here: numbering 100k rows in Python cost
+        half as much as rendering them, and from the row cache it is free when the snapshot is exactly the
+        cached mailbox (:meth:`MailboxRows.is_snapshot`): a row's place is its number."""
         cache = self._store.mailbox_rows
         if (not (blob or part_offsets or saved) and covered > SQL_ROWS
                 and (covered >= mailbox_rows.MIN_CACHED or cache.cached(mailbox_id))):
             box = cache.get(mailbox_id, size_hint)
             if box is not None:
-                return FetchRows(box.select(ranges, below_uid=below_uid, changedsince=changedsince), box.keywords)
-        return self._query_rows(mailbox_id, ranges, keywords=keywords, part_offsets=part_offsets, blob=blob,
-                                changedsince=changedsince, below_uid=below_uid, saved=saved)
+                if known is not None and changedsince is None and box.is_snapshot(known, below_uid):
+                    spans = box.spans(ranges, below_uid=below_uid)
+                    rows: list[Row] = []
+                    seqs: list[int] = []
+                    for a, b in spans:
+                        rows += box.rows[a:b]
+                        seqs += range(a + 1, b + 1)
+                    return FetchRows(rows, box.keywords, seqs=seqs)
+                return _numbered(FetchRows(box.select(ranges, below_uid=below_uid, changedsince=changedsince),
+                                           box.keywords), known)
+        return _numbered(self._query_rows(mailbox_id, ranges, keywords=keywords, part_offsets=part_offsets,
+                                          blob=blob, changedsince=changedsince, below_uid=below_uid, saved=saved),
+                         known)
 
     def _query_rows(self, mailbox_id: str, ranges: UidRanges, *, keywords: bool, part_offsets: bool, blob: bool,
                     changedsince: int | None, below_uid: int | None, saved: bool = False) -> FetchRows:

@@ -1,6 +1,6 @@
 """The row cache's column copies (``MailboxRows.bits``, ``uid_array``, ``modseq_array``) and the searches that use
 them: flag searches as byte masks (:mod:`janusmail.store.search.memory`) and numbering through a session's
-snapshot (:mod:`janusmail.store.search.numbering`, ``SearchService.mailbox_search_known``).
+snapshot (:mod:`janusmail.store.numbering`, ``SearchService.mailbox_search_known``).
 
 Each fast path is checked against the slow one it replaces: a refreshed box against a fresh load, masks against
 the generated per-row predicate, the snapshot shortcut against the walk."""
@@ -14,12 +14,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from janusmail.store import mailbox_rows
+from janusmail.store import mailbox_rows, message_views
 from janusmail.store.mailbox_rows import MODSEQ, UID, MailboxRows, RowCache, row_bits
+from janusmail.store.numbering import in_snapshot, number_rows
 from janusmail.store.search import ast as q
 from janusmail.store.search import service as search_service
 from janusmail.store.search.memory import compile_places, match_places
-from janusmail.store.search.numbering import in_snapshot
 from tests.mailgen import simple
 
 FLAGS = ("$seen", "$answered", "$flagged", "$draft")
@@ -142,3 +142,48 @@ def test_search_known_takes_the_shortcut_only_for_the_exact_snapshot(store: Any,
     assert walks == [1, 1]
     known_search([u for u in range(1, 13) if u != 3], 13)  # not an array: the walk
     assert walks == [1, 1, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(known=st.sets(st.integers(1, 400), max_size=120), found=st.sets(st.integers(1, 420), max_size=120))
+def test_number_rows_numbers_like_a_lookup(known: set[int], found: set[int]) -> None:
+    rows = [(u, "x") for u in sorted(found)]
+    out, seqs = number_rows(rows, array("q", sorted(known)))
+    uids, expected, _ = _walk([(u, 0) for u in sorted(found)], sorted(known))
+    assert [r[0] for r in out] == uids and seqs == expected
+
+
+def test_fetch_rows_numbers_through_the_snapshot(store: Any, account: Any, monkeypatch: Any) -> None:
+    """``fetch_rows(..., known=)``: only the rows the snapshot holds, with their sequence numbers; from the row
+    cache by place when the snapshot is exactly the cached mailbox, by the walk otherwise (and on SQL)."""
+    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
+    monkeypatch.setattr("janusmail.store.message_views.SQL_ROWS", 0)
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    for i in range(12):
+        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    store.memberships.store_flags(account.id, inbox.id, [(5, 6)], "add", [], True)
+    store.memberships.expunge(account.id, inbox.id, [(5, 6)])
+    walks: list[int] = []
+    real = message_views.number_rows
+    monkeypatch.setattr(message_views, "number_rows", lambda rows, known: walks.append(1) or real(rows, known))
+    views = store.messages
+
+    def read(known: Any, ranges: list[tuple[int, int]], below: int, **kw: Any) -> tuple[list[int], list[int]]:
+        data = views.fetch_rows(inbox.id, ranges, below_uid=below, covered=12, size_hint=12, known=known, **kw)
+        plain = views.fetch_rows(inbox.id, ranges, below_uid=below, **kw)  # (SQL, unnumbered)
+        rows, seqs = real(plain.rows, list(known))
+        assert [tuple(r) for r in data.rows] == [tuple(r) for r in rows] and data.seqs == seqs
+        return [r[UID] for r in data.rows], data.seqs
+
+    exact = array("q", [1, 2, 3, 4, 7, 8, 9, 10, 11, 12])
+    assert read(exact, [(1, 3), (2, 8), (11, 99)], 13) == ([1, 2, 3, 4, 7, 8, 11, 12], [1, 2, 3, 4, 5, 6, 9, 10])
+    assert read(exact[:-1], [(4, 99)], 12) == ([4, 7, 8, 9, 10, 11], [4, 5, 6, 7, 8, 9])
+    assert store.mailbox_rows.cached(inbox.id) and walks == []  # by place: the snapshot is the cached mailbox
+    stale = array("q", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])  # 5 and 6 gone, not reported yet
+    assert read(stale, [(1, 99)], 13) == ([1, 2, 3, 4, 7, 8, 9, 10, 11, 12], [1, 2, 3, 4, 7, 8, 9, 10, 11, 12])
+    assert walks == [1]
+    store.memberships.store_flags(account.id, inbox.id, [(8, 8)], "add", ["$flagged"], None)
+    changed = views.fetch_rows(inbox.id, [(1, 99)], changedsince=1, below_uid=13, covered=12, size_hint=12,
+                               known=exact)
+    assert 8 in [r[UID] for r in changed.rows] and changed.seqs is not None and walks == [1, 1]
+    assert views.fetch_rows(inbox.id, [(1, 99)], below_uid=13).seqs is None  # not asked: not numbered

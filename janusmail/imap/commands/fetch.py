@@ -33,6 +33,7 @@ from janusmail.imap.fetchdata import (
 )
 from janusmail.store.flagbits import FLAG_SEEN
 from janusmail.store.message_views import SQL_ROWS
+from janusmail.store.numbering import number_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command
@@ -43,23 +44,6 @@ LIGHT_BATCH = 4000
 BODY_BATCH_BYTES = 4 * 1024 * 1024
 #: Below this many rows the rendering runs inline (a worker-thread hop costs more than it saves).
 INLINE_ROWS = 64
-
-
-def number_rows(rows: list[Row], uids: Sequence[int]) -> tuple[list[Row], list[int]]:
-    """Keep the rows the session knows and give them their sequence numbers (rows ascend by UID, so one
-    forward walk with galloping bisects does it)."""
-    out_rows: list[Row] = []
-    seqs: list[int] = []
-    i, n = 0, len(uids)
-    for r in rows:
-        u = r[UID]
-        if i < n and uids[i] < u:
-            i = bisect_left(uids, u, i)
-        if i < n and uids[i] == u:
-            out_rows.append(r)
-            i += 1
-            seqs.append(i)
-    return out_rows, seqs
 
 
 def _batches(rows: list[Row], blob: bool) -> list[tuple[int, int]]:
@@ -155,10 +139,12 @@ async def fetch(s: ImapSession, cmd: Command) -> Result:
     # cheaper, Store.read_inline)
     covered = _covered(sel.uids, ranges)
     read = s.store.read_inline if covered <= SQL_ROWS and not plan.blob else s.store.call
+    # many rows are numbered by the store (free when the session's snapshot is the row cache's mailbox); it gets
+    # a copy of the snapshot, which this session may change while the read runs on a store thread
     data: FetchRows = await read(s.store.messages.fetch_rows, sel.mailbox_id, ranges, **plan.wants(),
                                  changedsince=args.changedsince, below_uid=sel.uidnext, covered=covered,
-                                 size_hint=len(sel.uids))
-    rows, seqs = number_rows(data.rows, sel.uids)
+                                 size_hint=len(sel.uids), known=sel.uids[:] if covered > SQL_ROWS else None)
+    rows, seqs = (data.rows, data.seqs) if data.seqs is not None else number_rows(data.rows, sel.uids)
     if args.partial is not None and args.changedsince is not None:  # the window applies to the changed ones
         _, keep = partial_results(list(range(len(rows))), *args.partial)
         rows, seqs = (rows[keep[0] : keep[-1] + 1], seqs[keep[0] : keep[-1] + 1]) if keep else ([], [])

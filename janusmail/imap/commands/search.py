@@ -24,7 +24,7 @@ from janusmail.imap.codec.args import CancelUpdateArgs
 from janusmail.imap.codec.strings import quoted
 from janusmail.imap.commands import Result, handler
 from janusmail.imap.search_query import Resolver, build_condition, has_modseq
-from janusmail.store.search.numbering import in_snapshot
+from janusmail.store.numbering import in_snapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.imap.codec import Command

@@ -3,7 +3,7 @@
 * :meth:`SearchService.mailbox_search` (IMAP SEARCH): metadata-only conditions of a big (or already cached)
   mailbox run over the row cache (:mod:`.memory`), everything else is one SQL query; the door does not know
   which. :meth:`SearchService.mailbox_search_known` also numbers the matches through the session's snapshot
-  (:mod:`.numbering`).
+  (:mod:`janusmail.store.numbering`).
 * :meth:`SearchService.email_query` / :meth:`SearchService.query_changes` (JMAP Email/query, /queryChanges),
   in one read snapshot with the Email state they are reported under:
 
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from array import array
-from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from janusmail.store.mailbox_rows import MIN_CACHED
+from janusmail.store.numbering import in_snapshot
 from janusmail.store.rawrows import raw_rows
 from janusmail.store.schema import changes, email_search, emails, messages
 
@@ -43,7 +42,6 @@ from . import ast as q
 from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only, reads_text_index
 from .highlight import highlight, highlight_terms, snippet
 from .memory import match_places, run_rows
-from .numbering import in_snapshot
 from .paging import search_page
 from .queue import ensure_indexed, waiting
 from .sort import Algorithm, MailboxOrdering
@@ -251,7 +249,7 @@ class SearchService:
                              ) -> tuple[list[int], list[int], list[int]]:
         """IMAP SEARCH through a session's snapshot ``known`` (its ascending UIDs; give it a copy the session will
         not change meanwhile): (UIDs, sequence numbers, MODSEQs) of the matches it knows, ascending (the
-        matches of :meth:`mailbox_search`, numbered by :func:`.numbering.in_snapshot`).
+        matches of :meth:`mailbox_search`, numbered by :func:`janusmail.store.numbering.in_snapshot`).
 
         Why here: numbering 10k matches through a 100k snapshot cost as much as the search. When the search
         runs over the row cache and the snapshot is exactly the cached mailbox below ``below_uid`` (one array
@@ -261,11 +259,9 @@ class SearchService:
             box = rows_cache.get(mailbox_id, size_hint)
             places = match_places(box, condition, below_uid) if box is not None else None
             if box is not None and places is not None:
-                n = len(box.uids) if below_uid is None else bisect_left(box.uids, below_uid)
                 uids = list(map(box.uid_array.__getitem__, places))
                 modseqs = list(map(box.modseq_array.__getitem__, places))
-                if isinstance(known, array) and known.typecode == box.uid_array.typecode and len(known) == n \
-                        and known == (box.uid_array if n == len(box.uid_array) else box.uid_array[:n]):
+                if box.is_snapshot(known, below_uid):
                     return uids, [i + 1 for i in places], modseqs
                 return in_snapshot(list(zip(uids, modseqs, strict=True)), known)
         return in_snapshot(self.mailbox_search(account_id, mailbox_id, condition, below_uid=below_uid,
