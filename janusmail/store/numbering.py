@@ -21,26 +21,8 @@ __all__ = ["in_snapshot", "number_rows"]
 
 def in_snapshot(rows: list[tuple[int, int]], known: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
     """(UIDs, sequence numbers, MODSEQs) of the ``(uid, modseq)`` rows (ascending UID) that ``known`` holds."""
-    out_uids: list[int] = []
-    seqs: list[int] = []
-    modseqs: list[int] = []
-    i, n = 0, len(known)
-    for uid, modseq in rows:
-        if i >= n:
-            break
-        u = known[i]
-        if u < uid:
-            # UIDs strictly ascend, so ``uid`` sits at most ``uid - u`` places further on: a short bisection
-            i = bisect_left(known, uid, i + 1, min(n, i + 1 + uid - u))
-            if i >= n or known[i] != uid:
-                continue
-        elif u > uid:
-            continue
-        out_uids.append(uid)
-        i += 1
-        seqs.append(i)
-        modseqs.append(modseq)
-    return out_uids, seqs, modseqs
+    kept, seqs = number_rows(rows, known)
+    return [uid for uid, _ in kept], seqs, [modseq for _, modseq in kept]
 
 
 def number_rows(rows: list[tuple], known: Sequence[int]) -> tuple[list[tuple], list[int]]:
@@ -54,7 +36,8 @@ def number_rows(rows: list[tuple], known: Sequence[int]) -> tuple[list[tuple], l
         uid = r[0]
         u = known[i]
         if u < uid:
-            i = bisect_left(known, uid, i + 1, min(n, i + 1 + uid - u))  # (see in_snapshot)
+            # UIDs strictly ascend, so ``uid`` sits at most ``uid - u`` places further on: a short bisection
+            i = bisect_left(known, uid, i + 1, min(n, i + 1 + uid - u))
             if i >= n or known[i] != uid:
                 continue
         elif u > uid:

@@ -128,37 +128,29 @@ class _Compiler:
         raise _Unsupported(type(node).__name__)
 
 
-def compile_predicate(cond: q.Condition, keywords: dict[str, tuple[str, ...]]
-                      ) -> Callable[[list[tuple]], list[tuple[int, int]]] | None:
-    """A function rows -> [(uid, modseq)] of the matches, or None if the condition needs message content."""
+def _compiled(cond: q.Condition, keywords: dict[str, tuple[str, ...]], each: str, loop: str) -> Callable | None:
+    """``def run(rows): return [<each> for <loop> if <condition>]``, or None if the condition needs message
+    content."""
     comp = _Compiler(keywords)
     try:
         cond_src = comp.expr(cond)
     except _Unsupported:
         return None
-    src = (
-        "def run(rows):\n"
-        f"    return [(r[{UID}], r[{MODSEQ}]) for r in rows if {cond_src}]\n"
-    )
+    src = f"def run(rows):\n    return [{each} for {loop} if {cond_src}]\n"
     env = dict(comp.env)
     exec(src, env)  # noqa: S102 - fixed snippets only; client values are in env
     return env["run"]
+
+
+def compile_predicate(cond: q.Condition, keywords: dict[str, tuple[str, ...]]
+                      ) -> Callable[[list[tuple]], list[tuple[int, int]]] | None:
+    """A function rows -> [(uid, modseq)] of the matches, or None if the condition needs message content."""
+    return _compiled(cond, keywords, f"(r[{UID}], r[{MODSEQ}])", "r in rows")
 
 
 def compile_places(cond: q.Condition, keywords: dict[str, tuple[str, ...]]) -> Callable[[list[tuple]], list[int]] | None:
     """A function rows -> places (indices) of the matching rows, or None if the condition needs message content."""
-    comp = _Compiler(keywords)
-    try:
-        cond_src = comp.expr(cond)
-    except _Unsupported:
-        return None
-    src = (
-        "def run(rows):\n"
-        f"    return [i for i, r in enumerate(rows) if {cond_src}]\n"
-    )
-    env = dict(comp.env)
-    exec(src, env)  # noqa: S102 - fixed snippets only; client values are in env
-    return env["run"]
+    return _compiled(cond, keywords, "i", "i, r in enumerate(rows)")
 
 
 #: For each bit value, the translation table that maps a row's byte to 1 where that bit is set, else 0.
