@@ -499,7 +499,8 @@ def _flags_out(memo: Memo[tuple, bytes]) -> Callable[[int, tuple[str, ...], bool
 
 
 #: The rendered FLAGS of a message with system flags only, by its flag bits (every combination of the four).
-_SYSTEM_ONLY: dict[int, bytes] = {bits: serializer.flag_list(tuple(imap_flags(bits, (), False))) for bits in range(16)}
+_SYSTEM_ONLY: dict[int, bytes] = {
+    bits: serializer.flag_list(tuple(imap_flags(bits, (), False))) for bits in range(16)}
 
 
 def _paren_id(value: str | None) -> bytes:
@@ -549,7 +550,8 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
         return cached  # type: ignore[return-value]
     caches = ctx._caches
     env: dict[str, Any] = {
-        "FL": _flags_out(caches.flags), "FLS": _SYSTEM_ONLY, "KW": ctx.keywords.get, "REC": ctx.is_recent,
+        "FL": _flags_out(caches.flags), "FLS": _SYSTEM_ONLY, "KW": ctx.keywords.get,
+        "REC": ctx.is_recent,
         "ID": _idate_fn(caches.days), "PID": _paren_id, "SD": ctx.saved.get, "SG": ctx.pinned.get, "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
     }
     pieces: list[bytes] = []

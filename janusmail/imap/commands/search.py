@@ -4,8 +4,8 @@
 The key tree is built into the store's query AST (:mod:`janusmail.imap.search_query`) and run by the store
 (``store.search.mailbox_search_known``: SQL, or the row cache for metadata-only keys), which also maps the
 matching UIDs through the session's snapshot (messages the session has not been told about yet are left out, as
-are those another session expunged); this module shapes the answer: ``* SEARCH`` for IMAP4rev1 clients, ``* ESEARCH`` when the
-client asked for RETURN options or enabled IMAP4rev2.
+are those another session expunged); this module shapes the answer: ``* SEARCH`` for IMAP4rev1 clients,
+``* ESEARCH`` when the client asked for RETURN options or enabled IMAP4rev2.
 
 SORT and THREAD (:mod:`.sort`, :mod:`.thread`) match with the same machinery: :func:`search_condition`,
 :func:`charset_refusal`, the snapshot mapping, :func:`esearch_line` (ESORT) and :func:`save_result`.

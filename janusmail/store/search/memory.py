@@ -148,7 +148,8 @@ def compile_predicate(cond: q.Condition, keywords: dict[str, tuple[str, ...]]
     return _compiled(cond, keywords, f"(r[{UID}], r[{MODSEQ}])", "r in rows")
 
 
-def compile_places(cond: q.Condition, keywords: dict[str, tuple[str, ...]]) -> Callable[[list[tuple]], list[int]] | None:
+def compile_places(cond: q.Condition, keywords: dict[str, tuple[str, ...]]
+                   ) -> Callable[[list[tuple]], list[int]] | None:
     """A function rows -> places (indices) of the matching rows, or None if the condition needs message content."""
     return _compiled(cond, keywords, "i", "i, r in enumerate(rows)")
 
