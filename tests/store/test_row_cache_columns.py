@@ -187,3 +187,30 @@ def test_fetch_rows_numbers_through_the_snapshot(store: Any, account: Any, monke
                                known=exact)
     assert 8 in [r[UID] for r in changed.rows] and changed.seqs is not None and walks == [1, 1]
     assert views.fetch_rows(inbox.id, [(1, 99)], below_uid=13).seqs is None  # not asked: not numbered
+
+
+def test_sort_known_numbers_only_the_exact_snapshot(store: Any, account: Any, monkeypatch: Any) -> None:
+    """``mailbox_sort_known``: with the snapshot the row cache's mailbox, each UID's number is its place + 1
+    (what a lookup in the snapshot gives); with another snapshot no numbers (the door numbers them itself)."""
+    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
+    monkeypatch.setattr("janusmail.store.search.sort.MIN_CACHED", 3)
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    for i in range(12):
+        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    store.memberships.store_flags(account.id, inbox.id, [(2, 4), (9, 9)], "add", ["$seen"], None)
+    store.memberships.store_flags(account.id, inbox.id, [(6, 6)], "add", [], True)
+    store.memberships.expunge(account.id, inbox.id, [(6, 6)])
+    keys = [q.SortKey("receivedAt", ascending=False)]
+    unseen = q.Not(q.Keyword("$seen"))
+    search = store.search
+    exact = array("q", [u for u in range(1, 13) if u != 6])
+    for cond, below, known in ((unseen, 13, exact), (q.All(), 13, exact), (unseen, 11, exact[:-2])):
+        uids, seqs, modseqs = search.mailbox_sort_known(account.id, inbox.id, cond, keys, known, below_uid=below,
+                                                        size_hint=12, with_modseq=True)
+        plain, plain_modseqs = search.mailbox_sort(account.id, inbox.id, cond, keys, below_uid=below, size_hint=12,
+                                                   with_modseq=True)
+        assert (uids, modseqs) == (plain, plain_modseqs) and uids
+        place = {u: i + 1 for i, u in enumerate(known)}
+        assert seqs == [place[u] for u in uids]
+    stale = array("q", range(1, 13))  # 6's expunge not reported yet
+    assert search.mailbox_sort_known(account.id, inbox.id, unseen, keys, stale, below_uid=13, size_hint=12)[1] is None

@@ -3,7 +3,7 @@
 the MODSEQ result (RFC 7162).
 
 The search keys go through the same machinery as SEARCH (:mod:`.search`: the store's query AST, resolved
-through the session's snapshot); the store matches and orders (``store.search.mailbox_sort``); this module
+through the session's snapshot); the store matches and orders (``store.search.mailbox_sort_known``); this module
 maps the UIDs through the snapshot, keeping the order, and shapes the answer.
 
 ``RETURN (PARTIAL a:b)`` is a slice of that order. Unlike SEARCH's (``mailbox_search_page``), a sort window cannot
@@ -84,14 +84,17 @@ async def sort(s: ImapSession, cmd: Command) -> Result:
         s.enable_condstore()
     try:
         cond = search_condition(s, sel, args.key)
-        found, found_modseqs = await s.store.call(
-            s.store.search.mailbox_sort, s.account_id or "", sel.mailbox_id, cond, keys, below_uid=sel.uidnext,
-            size_hint=len(sel.uids), with_modseq=with_modseq)
+        found, found_seqs, found_modseqs = await s.store.call(
+            s.store.search.mailbox_sort_known, s.account_id or "", sel.mailbox_id, cond, keys, sel.uids[:],
+            below_uid=sel.uidnext, size_hint=len(sel.uids), with_modseq=with_modseq)
     except Exception:
         if saving:
             sel.saved_uids = NumberSet()  # RFC 5182 §2.1: a failed command with SAVE empties $
         raise
-    uids, seqs, modseqs = ordered_in_snapshot(found, found_modseqs, sel.uids, want_seqs=not cmd.uid)
+    if found_seqs is not None:  # the session's snapshot is the store's: every match is known, numbered
+        uids, seqs, modseqs = found, found_seqs, found_modseqs
+    else:
+        uids, seqs, modseqs = ordered_in_snapshot(found, found_modseqs, sel.uids, want_seqs=not cmd.uid)
     nums = uids if cmd.uid else seqs
     if opts is None:
         line = b"* SORT"

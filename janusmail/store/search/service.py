@@ -285,6 +285,19 @@ class SearchService:
         return self.ordering.sort(account_id, mailbox_id, condition, sort, below_uid=below_uid, size_hint=size_hint,
                                   with_modseq=with_modseq)
 
+    def mailbox_sort_known(self, account_id: str, mailbox_id: str, condition: q.Condition,
+                           sort: Sequence[q.SortKey], known: Sequence[int], *, below_uid: int | None = None,
+                           size_hint: int = 0, with_modseq: bool = False
+                           ) -> tuple[list[int], list[int] | None, list[int] | None]:
+        """IMAP SORT for a session whose snapshot is ``known`` (a copy it will not change meanwhile): the UIDs in
+        sort order, their sequence numbers when the store can give them for free (the snapshot is the row
+        cache's mailbox; None: the caller numbers them), and their MODSEQs if asked."""
+        self.index_queued_for(condition)
+        uids, modseqs, seqs = self.ordering.sort_numbered(account_id, mailbox_id, condition, sort,
+                                                          below_uid=below_uid, size_hint=size_hint,
+                                                          with_modseq=with_modseq, known=known)
+        return uids, seqs, modseqs
+
     def mailbox_thread(self, account_id: str, mailbox_id: str, condition: q.Condition, algorithm: Algorithm,
                        *, below_uid: int | None = None, size_hint: int = 0) -> list:
         """IMAP THREAD: trees of UIDs (:class:`janusmail.store.thread_tree.ThreadNode`; RFC 5256)."""

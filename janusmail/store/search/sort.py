@@ -397,6 +397,16 @@ class MailboxOrdering:
         """UIDs of the matching memberships (below ``below_uid``) in SORT order, ties by UID whatever the
         direction, and their MODSEQs when ``with_modseq``. Raises ValueError for a sort property mailbox
         sorts do not know. The UID list may be shared with the cache: treat it as read-only."""
+        uids, modseqs, _ = self.sort_numbered(account_id, mailbox_id, condition, keys, below_uid=below_uid,
+                                              size_hint=size_hint, with_modseq=with_modseq)
+        return uids, modseqs
+
+    def sort_numbered(self, account_id: str, mailbox_id: str, condition: q.Condition, keys: Sequence[q.SortKey],
+                      *, below_uid: int | None = None, size_hint: int = 0, with_modseq: bool = False,
+                      known: Sequence[int] | None = None) -> tuple[list[int], list[int] | None, list[int] | None]:
+        """:meth:`sort`, and the sequence numbers of the UIDs for an IMAP session whose snapshot ``known`` is
+        exactly the cached mailbox below ``below_uid`` (``MailboxRows.is_snapshot``: then a row's place is its
+        number); None otherwise (the caller numbers them itself)."""
         for k in keys:
             if k.prop not in SORTABLE:
                 raise ValueError(f"unsupported mailbox sort {k.prop!r}")
@@ -410,7 +420,7 @@ class MailboxOrdering:
                 order = self._order([self._column(n, members) for n in names], keys, len(members))
                 picked = list(map(members.__getitem__, order))
                 return (list(map(itemgetter(UID), picked)),
-                        list(map(itemgetter(MODSEQ), picked)) if with_modseq else None)
+                        list(map(itemgetter(MODSEQ), picked)) if with_modseq else None, None)
             rows = box.rows
             limit = bisect_left(box.uids, below_uid) if below_uid is not None else len(rows)
             positions = self._positions(conn, account_id, box, condition, limit)
@@ -432,8 +442,9 @@ class MailboxOrdering:
         elif limit < len(rows):
             keep = [i < limit for i in order]
             order, uids = list(compress(order, keep)), list(compress(uids, keep))
-        modseqs = [rows[i][MODSEQ] for i in order] if with_modseq else None
-        return uids, modseqs
+        modseqs = list(map(box.modseq_array.__getitem__, order)) if with_modseq else None
+        seqs = [i + 1 for i in order] if known is not None and box.is_snapshot(known, below_uid) else None
+        return uids, modseqs, seqs
 
     # -- THREAD ------------------------------------------------------------------------------------------
 
