@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from janusmail.store import mailbox_rows, message_views
-from janusmail.store.mailbox_rows import MODSEQ, UID, MailboxRows, RowCache, row_bits
+from janusmail.store.flagbits import FLAG_SEEN
+from janusmail.store.mailbox_rows import FLAGS as FLAG_BITS
+from janusmail.store.mailbox_rows import MODSEQ, RECEIVED, UID, MailboxRows, RowCache, row_bits
 from janusmail.store.numbering import in_snapshot, number_rows
 from janusmail.store.search import ast as q
 from janusmail.store.search import service as search_service
@@ -210,6 +212,9 @@ def test_sort_known_numbers_only_the_exact_snapshot(store: Any, account: Any, mo
         plain, plain_modseqs = search.mailbox_sort(account.id, inbox.id, cond, keys, below_uid=below, size_hint=12,
                                                    with_modseq=True)
         assert (uids, modseqs) == (plain, plain_modseqs) and uids
+        rows = store.messages.fetch_rows(inbox.id, [(1, 99)], below_uid=below).rows  # (SQL)
+        wanted = [r for r in rows if cond == q.All() or not r[FLAG_BITS] & FLAG_SEEN]
+        assert uids == [r[UID] for r in sorted(wanted, key=lambda r: (-r[RECEIVED], r[UID]))]
         place = {u: i + 1 for i, u in enumerate(known)}
         assert seqs == [place[u] for u in uids]
     stale = array("q", range(1, 13))  # 6's expunge not reported yet

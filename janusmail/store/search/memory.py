@@ -43,7 +43,7 @@ from janusmail.store.uidranges import merge_ranges
 
 from . import ast as q
 
-__all__ = ["compile_predicate", "match_places", "run_rows"]
+__all__ = ["compile_places", "compile_predicate", "match_mask", "match_places", "run_rows"]
 
 _OPS = {"lt": "<", "le": "<=", "ge": ">=", "gt": ">"}
 
@@ -215,17 +215,23 @@ def _flag_mask(node: q.Condition, m: _Masks) -> int:  # noqa: PLR0911 - one case
     raise _Unsupported(type(node).__name__)
 
 
+def match_mask(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> bytes | None:
+    """For a flag search (:func:`_flag_mask`): one byte per row below ``below_uid``, 1 where the row matches;
+    None for any other condition."""
+    n = len(box.rows) if below_uid is None else bisect_left(box.uids, below_uid)
+    try:
+        return _flag_mask(cond, _Masks(box, n)).to_bytes(n, "big")
+    except _Unsupported:
+        return None
+
+
 def match_places(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> list[int] | None:
     """Places in ``box.rows`` (ascending) of the rows below ``below_uid`` that match ``cond``, or None when the
     condition needs SQL."""
+    mask = match_mask(box, cond, below_uid)
+    if mask is not None:
+        return list(compress(range(len(mask)), mask)) if 1 in mask else []
     n = len(box.rows) if below_uid is None else bisect_left(box.uids, below_uid)
-    masks = _Masks(box, n)
-    try:
-        mask = _flag_mask(cond, masks)
-    except _Unsupported:
-        pass
-    else:
-        return list(compress(range(n), mask.to_bytes(n, "big"))) if mask else []
     fn = compile_places(cond, box.keywords)
     if fn is None:
         return None

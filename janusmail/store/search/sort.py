@@ -55,7 +55,7 @@ from janusmail.store.thread_tree import ThreadItem, ThreadNode, normalize_msgid,
 
 from . import ast as q
 from .compile import mailbox_select, metadata_only
-from .memory import match_places
+from .memory import match_mask, match_places
 
 if TYPE_CHECKING:  # pragma: no cover
     from janusmail.store.store import Store
@@ -423,7 +423,11 @@ class MailboxOrdering:
                         list(map(itemgetter(MODSEQ), picked)) if with_modseq else None, None)
             rows = box.rows
             limit = bisect_left(box.uids, below_uid) if below_uid is not None else len(rows)
-            positions = self._positions(conn, account_id, box, condition, limit)
+            # a flag search (UNSEEN, FLAGGED ...) gives its byte mask, which the filter below reads as it is
+            flags = match_mask(box, condition, box.uids[limit] if limit < len(rows) else None) \
+                if not isinstance(condition, q.All) and metadata_only(condition) else None
+            positions: bytes | list[int] | None = (
+                flags if flags is not None else self._positions(conn, account_id, box, condition, limit))
             state = (self._state(box), keys)
             cached = self.orders.get(state)
             if cached is None:
@@ -434,9 +438,12 @@ class MailboxOrdering:
                 self.orders.put(state, cached)
         order, uids = cached
         if positions is not None:
-            mask = bytearray(len(rows))
-            for i in positions:
-                mask[i] = 1
+            if isinstance(positions, bytes):  # a flag search's mask of the first ``limit`` rows
+                mask: bytes | bytearray = positions + bytes(len(rows) - len(positions))
+            else:
+                mask = bytearray(len(rows))
+                for i in positions:
+                    mask[i] = 1
             keep = list(map(mask.__getitem__, order))
             order, uids = list(compress(order, keep)), list(compress(uids, keep))
         elif limit < len(rows):
