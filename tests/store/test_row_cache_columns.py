@@ -11,6 +11,7 @@ import random
 from array import array
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,18 @@ from janusmail.store.search.memory import compile_places, match_places
 from tests.mailgen import simple
 
 FLAGS = ("$seen", "$answered", "$flagged", "$draft")
+
+
+@pytest.fixture
+def inbox12(store: Any, account: Any, monkeypatch: Any) -> Any:
+    """An INBOX of 12 messages that every reader treats as big (the row cache serves it)."""
+    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
+    monkeypatch.setattr(search_service, "MIN_CACHED", 3)
+    monkeypatch.setattr("janusmail.store.search.sort.MIN_CACHED", 3)
+    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
+    for i in range(12):
+        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    return inbox
 
 
 def _columns(box: MailboxRows) -> tuple:
@@ -110,13 +123,9 @@ def test_in_snapshot_numbers_like_a_lookup(known: set[int], found: set[int]) -> 
     assert in_snapshot(rows, snapshot) == _walk(rows, sorted(known))
 
 
-def test_search_known_takes_the_shortcut_only_for_the_exact_snapshot(store: Any, account: Any,
+def test_search_known_takes_the_shortcut_only_for_the_exact_snapshot(store: Any, account: Any, inbox12: Any,
                                                                       monkeypatch: Any) -> None:
-    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
-    monkeypatch.setattr(search_service, "MIN_CACHED", 3)
-    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
-    for i in range(12):
-        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    inbox = inbox12
     store.memberships.store_flags(account.id, inbox.id, [(2, 4), (9, 9)], "add", ["$seen"], None)
     store.memberships.store_flags(account.id, inbox.id, [(3, 3)], "add", [], True)
     store.memberships.expunge(account.id, inbox.id, [(3, 3)])
@@ -155,14 +164,11 @@ def test_number_rows_numbers_like_a_lookup(known: set[int], found: set[int]) -> 
     assert [r[0] for r in out] == uids and seqs == expected
 
 
-def test_fetch_rows_numbers_through_the_snapshot(store: Any, account: Any, monkeypatch: Any) -> None:
+def test_fetch_rows_numbers_through_the_snapshot(store: Any, account: Any, inbox12: Any, monkeypatch: Any) -> None:
     """``fetch_rows(..., known=)``: only the rows the snapshot holds, with their sequence numbers; from the row
     cache by place when the snapshot is exactly the cached mailbox, by the walk otherwise (and on SQL)."""
-    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
     monkeypatch.setattr("janusmail.store.message_views.SQL_ROWS", 0)
-    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
-    for i in range(12):
-        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    inbox = inbox12
     store.memberships.store_flags(account.id, inbox.id, [(5, 6)], "add", [], True)
     store.memberships.expunge(account.id, inbox.id, [(5, 6)])
     walks: list[int] = []
@@ -191,14 +197,10 @@ def test_fetch_rows_numbers_through_the_snapshot(store: Any, account: Any, monke
     assert views.fetch_rows(inbox.id, [(1, 99)], below_uid=13).seqs is None  # not asked: not numbered
 
 
-def test_sort_known_numbers_only_the_exact_snapshot(store: Any, account: Any, monkeypatch: Any) -> None:
+def test_sort_known_numbers_only_the_exact_snapshot(store: Any, account: Any, inbox12: Any) -> None:
     """``mailbox_sort_known``: with the snapshot the row cache's mailbox, each UID's number is its place + 1
     (what a lookup in the snapshot gives); with another snapshot no numbers (the door numbers them itself)."""
-    monkeypatch.setattr(mailbox_rows, "MIN_CACHED", 3)
-    monkeypatch.setattr("janusmail.store.search.sort.MIN_CACHED", 3)
-    inbox = store.mailboxes.by_path(account.id, ["INBOX"])
-    for i in range(12):
-        store.emails.ingest(account.id, simple(i), (inbox.id,))
+    inbox = inbox12
     store.memberships.store_flags(account.id, inbox.id, [(2, 4), (9, 9)], "add", ["$seen"], None)
     store.memberships.store_flags(account.id, inbox.id, [(6, 6)], "add", [], True)
     store.memberships.expunge(account.id, inbox.id, [(6, 6)])

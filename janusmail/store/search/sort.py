@@ -293,14 +293,18 @@ class MailboxOrdering:
         return None
 
     def _positions(self, conn: sa.Connection, account_id: str, box: MailboxRows, condition: q.Condition,
-                   limit: int) -> list[int] | None:
-        """Positions in ``box.rows`` of the matches among the first ``limit`` rows; None: all of them."""
+                   limit: int) -> bytes | list[int] | None:
+        """The matches among the first ``limit`` rows of ``box.rows``: a flag search's byte mask (1 at each
+        matching row: SORT filters its cached order with it as it is), else their positions; None: all rows."""
         if isinstance(condition, q.All):
             return None
         uids = box.uids
         below = uids[limit] if limit < len(uids) else None
-        if metadata_only(condition):
-            places = match_places(box, condition, below)  # (the rows below ``below`` are the first ``limit``)
+        if metadata_only(condition):  # (the rows below ``below`` are the first ``limit``)
+            mask = match_mask(box, condition, below)
+            if mask is not None:
+                return mask
+            places = match_places(box, condition, below)
             if places is not None:
                 return places
         stmt = mailbox_select(condition, account_id=account_id, mailbox_id=box.mailbox_id,
@@ -423,11 +427,7 @@ class MailboxOrdering:
                         list(map(itemgetter(MODSEQ), picked)) if with_modseq else None, None)
             rows = box.rows
             limit = bisect_left(box.uids, below_uid) if below_uid is not None else len(rows)
-            # a flag search (UNSEEN, FLAGGED ...) gives its byte mask, which the filter below reads as it is
-            flags = match_mask(box, condition, box.uids[limit] if limit < len(rows) else None) \
-                if not isinstance(condition, q.All) and metadata_only(condition) else None
-            positions: bytes | list[int] | None = (
-                flags if flags is not None else self._positions(conn, account_id, box, condition, limit))
+            positions = self._positions(conn, account_id, box, condition, limit)
             state = (self._state(box), keys)
             cached = self.orders.get(state)
             if cached is None:
@@ -470,7 +470,8 @@ class MailboxOrdering:
                 return self._threads(algorithm, members, [self._column(n, members) for n in names])
             rows = box.rows
             limit = bisect_left(box.uids, below_uid) if below_uid is not None else len(rows)
-            positions = self._positions(conn, account_id, box, condition, limit)
+            matched = self._positions(conn, account_id, box, condition, limit)
+            positions = list(compress(range(len(matched)), matched)) if isinstance(matched, bytes) else matched
             whole = positions is None and limit == len(rows)
             if whole:
                 trees = self.threads.get((self._state(box), algorithm))
