@@ -16,6 +16,7 @@ from janusmail.jmap.types.email.set_plan import parse_update, plan_create
 from janusmail.mime.parse import parse_message
 from janusmail.store.search import ast as q
 from janusmail.store.search.highlight import highlight_terms
+from janusmail.store.search.result_patch import Ordered
 from janusmail.store.search.service import QueryCache
 
 
@@ -170,10 +171,13 @@ def test_parse_update():
 
 def test_query_cache_keeps_two_states_and_evicts():
     c = QueryCache(max_entries=2, max_ids=10)
-    c.put("a", 1, ["x"])
-    c.put("a", 2, ["y"])
-    c.put("a", 3, ["z"])
+    c.put("a", 1, Ordered(["x"], None))
+    c.put("a", 2, Ordered(["y"], None))
+    c.put("a", 3, Ordered(["z"], None))
     assert c.get("a", 1) is None and c.get("a", 2) == ["y"] and c.get("a", 3) == ["z"]
-    c.put("b", 1, ["1"] * 5)
-    c.put("c", 1, ["1"] * 5)  # over both limits: the least recently used goes
+    # the list a newer state is patched from: the newest older one
+    assert c.before("a", 5) == (3, Ordered(["z"], None)) and c.before("a", 3) == (2, Ordered(["y"], None))
+    assert c.before("a", 2) is None and c.before("nope", 9) is None
+    c.put("b", 1, Ordered(["1"] * 5, None))
+    c.put("c", 1, Ordered(["1"] * 5, None))  # over both limits: the least recently used goes
     assert c.get("a", 3) is None and c.get("c", 1) is not None

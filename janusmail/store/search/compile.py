@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -470,48 +471,50 @@ class EmailSql(_Compiler):
 
     # -- whole statements ---------------------------------------------------------------------------------
 
-    def full_list(self, query: q.EmailQuery) -> Any:
-        """The id of every result in order: the whole list, for deep pages, anchors and /queryChanges.
-        Collapsing uses ROW_NUMBER() here: it costs the same as the NOT EXISTS form when every row is needed."""
-        return self.window(query, 0, None, stream=False)
+    def keyed_list(self, query: q.EmailQuery, only: Sequence[str] | None = None) -> Any:
+        """``(id, s0 .. sk, tb)`` of every result in order (the whole list, for deep pages, anchors and
+        /queryChanges), each result's sort values and tie-break beside its id so that a cached list can later be
+        patched in Python (:mod:`.result_patch`). Collapsing ranks each thread's matches with ROW_NUMBER().
+
+        ``only``: the results among these emails alone. When collapsing, give whole threads: the email
+        standing for a thread is chosen among the given ones."""
+        effective = self.effective_sort(query.sort)
+        e = self.alias()
+        keys = [self.sort_expr(e, k).label(f"s{i}") for i, k in enumerate(effective)]
+        where = [self.matching(e, query.condition)]
+        if only is not None:
+            where.append(e.c.id.in_(list(only)))
+        if not query.collapse:
+            return sa.select(e.c.id, *keys, self.tiebreak(e).label("tb")).where(*where).order_by(
+                *self.order_by(e, query.sort))
+        inner = sa.select(
+            e.c.id.label("id"), *keys, self.tiebreak(e).label("tb"),
+            sa.func.row_number().over(partition_by=e.c.thread_id, order_by=self.order_by(e, query.sort)).label("rn"),
+        ).where(*where).subquery("w")
+        outer_order = [inner.c[f"s{i}"].asc() if k.ascending else inner.c[f"s{i}"].desc()
+                       for i, k in enumerate(effective)]
+        outer_order.append(inner.c.tb.asc() if effective[0].ascending else inner.c.tb.desc())
+        columns = [inner.c.id, *(inner.c[f"s{i}"] for i in range(len(effective))), inner.c.tb]
+        return sa.select(*columns).where(inner.c.rn == 1).order_by(*outer_order)
 
     def window(self, query: q.EmailQuery, offset: int, limit: int | None, stream: bool = True) -> Any:
         """The ids at [offset, offset + limit) of the (collapsed) results, windowed by the database.
 
         With a receivedAt sort and ``stream``, collapsing is "no matching email of the thread sorts before this
         one" (NOT EXISTS), which the database evaluates only for the rows it walks to fill the window: the
-        first screen of a 100k mailbox reads ~100 rows instead of ranking all of them."""
-        cond, sort = query.condition, query.sort
-        e = self.alias()
-        if not query.collapse:
-            stmt = sa.select(e.c.id).where(self.matching(e, cond)).order_by(*self.order_by(e, sort))
-            return stmt.limit(limit).offset(offset)
-        if stream and self.streams(sort):
-            ascending = self.effective_sort(sort)[0].ascending
-            e2 = self.alias("c")
+        first screen of a 100k mailbox reads ~100 rows instead of ranking all of them. Otherwise it is
+        :meth:`keyed_list`'s ROW_NUMBER() form, which costs the same when every row is needed."""
+        if query.collapse and stream and self.streams(query.sort):
+            cond, e, e2 = query.condition, self.alias(), self.alias("c")
+            ascending = self.effective_sort(query.sort)[0].ascending
             earlier = sa.exists().where(
                 e2.c.thread_id == e.c.thread_id, self._sorts_before(e2, e, ascending), self.matching(e2, cond))
-            stmt = sa.select(e.c.id).where(self.matching(e, cond), sa.not_(earlier)).order_by(*self.order_by(e, sort))
-            return stmt.limit(limit).offset(offset)
-        effective = self.effective_sort(sort)
-        order = self.order_by(e, sort)
-        keys = [self.sort_expr(e, k).label(f"s{i}") for i, k in enumerate(effective)]
-        inner = (
-            sa.select(
-                e.c.id.label("id"),
-                self.tiebreak(e).label("tb"),
-                *keys,
-                sa.func.row_number().over(partition_by=e.c.thread_id, order_by=order).label("rn"),
-            )
-            .where(self.matching(e, cond))
-            .subquery("w")
-        )
-        outer_order = []
-        for i, k in enumerate(effective):
-            col = inner.c[f"s{i}"]
-            outer_order.append(col.asc() if k.ascending else col.desc())
-        outer_order.append(inner.c.tb.asc() if effective[0].ascending else inner.c.tb.desc())
-        return sa.select(inner.c.id).where(inner.c.rn == 1).order_by(*outer_order).limit(limit).offset(offset)
+            stmt = sa.select(e.c.id).where(self.matching(e, cond), sa.not_(earlier)).order_by(
+                *self.order_by(e, query.sort))
+        else:
+            keyed = self.keyed_list(query)
+            stmt = keyed.with_only_columns(keyed.selected_columns[0])
+        return stmt.limit(limit).offset(offset)
 
     def count(self, query: q.EmailQuery) -> Any:
         e = self.alias()

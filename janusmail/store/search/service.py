@@ -13,7 +13,9 @@
     count anyway computes the complete ordered id list once and keeps it in :attr:`SearchService.query_cache`
     keyed by (account, query, Email state): paging through a large mailbox at an unchanged state then costs
     a slice. A write makes a new state, so an entry can never be stale, and only the newest two states of a
-    query are kept.
+    query are kept. The list for a new state is the newest older one patched from the change log when few
+    emails changed since (:mod:`.result_patch`): a deep page after a new message costs milliseconds, not a
+    listing of the whole mailbox.
   - /queryChanges: with the old state's list cached, an exact diff. Otherwise the change log: every email
     changed since the old state (widened to whole threads when thread-dependent conditions or collapsing are
     in play) is reported removed, and re-added at its new index if it is in the results — RFC 8620 §5.6
@@ -44,6 +46,7 @@ from .highlight import highlight, highlight_terms, snippet
 from .memory import match_places, run_rows
 from .paging import search_page
 from .queue import ensure_indexed, waiting
+from .result_patch import Ordered, ordered, patch
 from .sort import Algorithm, MailboxOrdering
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +57,8 @@ __all__ = ["SHALLOW", "ChangesOutcome", "QueryCache", "QueryOutcome", "SearchErr
 #: Windows ending at or before this index are served by LIMIT/OFFSET; deeper ones from the full list.
 SHALLOW = 1000
 _CHUNK = 500
+#: changes since a cached list's state beyond which the list is made again rather than patched
+PATCH_LIMIT = 500
 #: snapshots a JMAP query takes at most to find one in which none of the account's mail waits to be indexed
 _SETTLE_TRIES = 8
 
@@ -101,7 +106,7 @@ class Snippet:
 @dataclass
 class _Entry:
     state: int
-    ids: list[str]
+    results: Ordered
 
 
 @dataclass
@@ -122,20 +127,26 @@ class QueryCache:
             self._lists.move_to_end(key)
             for entry in entries:
                 if entry.state == state:
-                    return entry.ids
+                    return entry.results.ids
         return None
 
-    def put(self, key: Any, state: int, ids: list[str]) -> None:
+    def before(self, key: Any, state: int) -> tuple[int, Ordered] | None:
+        """The newest cached state of ``key`` older than ``state``, and its results: the list to patch."""
+        with self._lock:
+            older = [e for e in self._lists.get(key, []) if e.state < state]
+        return (older[-1].state, older[-1].results) if older else None
+
+    def put(self, key: Any, state: int, results: Ordered) -> None:
         with self._lock:
             entries = [e for e in self._lists.get(key, []) if e.state != state]
-            entries.append(_Entry(state, ids))
+            entries.append(_Entry(state, results))
             entries.sort(key=lambda e: e.state)
             self._lists[key] = entries[-2:]
             self._lists.move_to_end(key)
-            total = sum(len(e.ids) for v in self._lists.values() for e in v)
+            total = sum(len(e.results.ids) for v in self._lists.values() for e in v)
             while self._lists and (len(self._lists) > self.max_entries or total > self.max_ids):
                 _, dropped = self._lists.popitem(last=False)
-                total -= sum(len(e.ids) for e in dropped)
+                total -= sum(len(e.results.ids) for e in dropped)
 
     def clear(self) -> None:
         with self._lock:
@@ -323,13 +334,41 @@ class SearchService:
         return int(v or 0)
 
     def _full(self, conn: sa.Connection, account_id: str, query: q.EmailQuery, state: int) -> list[str]:
+        """Every result's id in order at ``state``: cached, else the cached list of an older state patched
+        from the change log (:mod:`.result_patch`), else listed by the database."""
         key = (account_id, query)
         ids = self.query_cache.get(key, state)
-        if ids is None:
-            sql = EmailSql(self._store.sqlite, account_id)
-            ids = [r[0] for r in conn.execute(sql.full_list(query))]
-            self.query_cache.put(key, state, ids)
-        return ids
+        if ids is not None:
+            return ids
+        sql = EmailSql(self._store.sqlite, account_id)
+        sort = sql.effective_sort(query.sort)
+        found = self._patched(conn, sql, query, state, sort)
+        if found is None:
+            found = ordered(raw_rows(conn, sql.keyed_list(query)), sort, self._store.sqlite)
+        self.query_cache.put(key, state, found)
+        return found.ids
+
+    def _patched(self, conn: sa.Connection, sql: EmailSql, query: q.EmailQuery, state: int,
+                 sort: list[q.SortKey]) -> Ordered | None:
+        """The cached results of an older state brought up to ``state``, or None (nothing to start from, too
+        many changes since, or a patch that could not be exact)."""
+        account_id = sql.account_id
+        base = self.query_cache.before((account_id, query), state)
+        if base is None or base[1].cols is None:
+            return None
+        since, old = base
+        changed = self._changed_few(conn, account_id, since, state, "Email")
+        if changed is None:
+            return None
+        if query.thread_sensitive():
+            threads = self._changed_few(conn, account_id, since, state, "Thread")
+            if threads is None:
+                return None
+            changed = self._widen_to_threads(conn, account_id, changed, threads)
+            if len(changed) > PATCH_LIMIT:
+                return None
+        rows = raw_rows(conn, sql.keyed_list(query, only=changed)) if changed else []
+        return patch(old, changed, rows, sort, self._store.sqlite)
 
     def email_query(self, account_id: str, query: q.EmailQuery, position: int = 0, limit: int | None = None,
                     anchor: str | None = None, anchor_offset: int = 0,
@@ -357,14 +396,22 @@ class SearchService:
         return QueryOutcome(page, start, len(full), state)
 
     @staticmethod
-    def _changed_since(conn: sa.Connection, account_id: str, since: int, state: int, kind: str) -> list[str]:
-        rows = conn.execute(
-            sa.select(changes.c.object_id)
-            .where(changes.c.account_id == account_id, changes.c.kind == kind, changes.c.modseq > since,
-                   changes.c.modseq <= state)
-            .order_by(changes.c.modseq, changes.c.seq)
-        )
-        return list(dict.fromkeys(r[0] for r in rows))
+    def _changes(account_id: str, since: int, state: int, kind: str) -> sa.Select:
+        return (sa.select(changes.c.object_id)
+                .where(changes.c.account_id == account_id, changes.c.kind == kind, changes.c.modseq > since,
+                       changes.c.modseq <= state)
+                .order_by(changes.c.modseq, changes.c.seq))
+
+    def _changed_since(self, conn: sa.Connection, account_id: str, since: int, state: int, kind: str) -> list[str]:
+        """The ids of ``kind`` changed in (since, state], first change first."""
+        return list(dict.fromkeys(r[0] for r in conn.execute(self._changes(account_id, since, state, kind))))
+
+    def _changed_few(self, conn: sa.Connection, account_id: str, since: int, state: int, kind: str
+                     ) -> list[str] | None:
+        """:meth:`_changed_since`, or None when the log holds more than ``PATCH_LIMIT`` changes in that range (a
+        cheap bound that reads no further; they may name fewer objects)."""
+        rows = [r[0] for r in conn.execute(self._changes(account_id, since, state, kind).limit(PATCH_LIMIT + 1))]
+        return None if len(rows) > PATCH_LIMIT else list(dict.fromkeys(rows))
 
     @staticmethod
     def _widen_to_threads(conn: sa.Connection, account_id: str, email_ids: list[str],
