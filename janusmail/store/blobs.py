@@ -39,16 +39,20 @@ class Blobs:
     def locations(self, account_id: str, blob_ids: Sequence[str]) -> dict[str, BlobLocation]:
         """Where each of these blobs of the account lives, in one query per ``_BATCH`` ids: an Email/import
         of a hundred uploads reads their rows at once instead of a connection and a query each. Ids that are
-        not the account's are simply absent (no cross-account access)."""
+        not the account's are simply absent (no cross-account access).
+
+        By primary key, the account checked here, not in SQL: with ``account_id = ?`` beside the ``IN`` list
+        SQLite walked the account's (account, sha256) index instead, 125 ms for 100 ids in a 100k account."""
         wanted = list(dict.fromkeys(blob_ids))
         found: dict[str, BlobLocation] = {}
-        cols = (blobs.c.id, blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset, blobs.c.type)
+        cols = (blobs.c.id, blobs.c.sha256, blobs.c.size, blobs.c.pack, blobs.c.offset, blobs.c.type,
+                blobs.c.account_id)
         with self._store.read() as conn:
             for at in range(0, len(wanted), _BATCH):
-                rows = conn.execute(sa.select(*cols).where(blobs.c.account_id == account_id,
-                                                           blobs.c.id.in_(wanted[at:at + _BATCH])))
+                rows = conn.execute(sa.select(*cols).where(blobs.c.id.in_(wanted[at:at + _BATCH])))
                 for row in rows:
-                    found[row.id] = BlobLocation(row.id, row.sha256, row.size, row.pack, row.offset, row.type)
+                    if row.account_id == account_id:
+                        found[row.id] = BlobLocation(row.id, row.sha256, row.size, row.pack, row.offset, row.type)
         return found
 
     def read(self, account_id: str, blob_id: str, start: int = 0, end: int | None = None) -> bytes:

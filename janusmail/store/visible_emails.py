@@ -188,7 +188,10 @@ class VisibleEmails:
 
     def thread_members(self, account_id: str, thread_ids: Sequence[str]) -> dict[str, list[str]]:
         """thread id -> its visible email ids, oldest first (receivedAt, then id: a stable total order);
-        threads of another account or without a visible email are absent."""
+        threads of another account or without a visible email are absent.
+
+        By the thread index, the account checked here, not in SQL: with ``account_id = ?`` beside the ``IN``
+        list SQLite walks the account's whole received_at index instead (about 0.1 s for a 100k account)."""
         out: dict[str, list[str]] = {}
         ids = list(dict.fromkeys(thread_ids))
         visible = (
@@ -199,12 +202,13 @@ class VisibleEmails:
         with self._store.engine.connect() as conn:
             for i in range(0, len(ids), CHUNK):
                 q = (
-                    sa.select(emails.c.thread_id, emails.c.id)
-                    .where(emails.c.account_id == account_id, emails.c.thread_id.in_(ids[i : i + CHUNK]), visible)
+                    sa.select(emails.c.thread_id, emails.c.id, emails.c.account_id)
+                    .where(emails.c.thread_id.in_(ids[i : i + CHUNK]), visible)
                     .order_by(emails.c.thread_id, emails.c.received_at, emails.c.id)
                 )
-                for thread_id, email_id in conn.execute(q):
-                    out.setdefault(thread_id, []).append(email_id)
+                for thread_id, email_id, owner in conn.execute(q):
+                    if owner == account_id:
+                        out.setdefault(thread_id, []).append(email_id)
         return out
 
     # -- writes ------------------------------------------------------------------------------------------
