@@ -38,6 +38,7 @@ from janusmail.store.accounts import normalize_address
 from janusmail.store.credentials import LoginAccount
 
 from . import app_passwords, passwords
+from .http_memo import HttpMemo
 from .policy import LOGIN_PROTOCOLS, PROTOCOLS, AuthPolicy
 from .throttle import CLEAN, HashGate, LoginRefused, LoginThrottle, Verdict, client_key
 from .tokens import InvalidRequest, InvalidToken, TokenError, TokenInfo, TokenService
@@ -124,6 +125,8 @@ class Authenticator:
             token_service.resolve_address = self.account_id_for
         self._secret = secrets.token_bytes(32)  # keys the fake SCRAM salts; per process
         self.cache = VerifiedCache(self.policy.credential_cache_seconds, clock=clock)
+        #: accepted JMAP Basic headers, answered without a database read while no credential changed
+        self.http_memo = HttpMemo(store.credential_signal.read, self.policy.credential_cache_seconds, clock)
         self.flights = InFlight()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -496,7 +499,13 @@ class Authenticator:
             if not self.policy.jmap_accepts_basic:
                 return None
             creds = parse_basic(param)
-            return self.verify_password(creds[0], creds[1], "jmap", client_ip=client_ip) if creds else None
+            if not creds:
+                return None
+            baseline = self.http_memo.baseline()  # before the check: a change committed meanwhile moves it
+            result = self.verify_password(creds[0], creds[1], "jmap", client_ip=client_ip)
+            if result is not None:
+                self.http_memo.put(authorization, baseline, result)
+            return result
         if scheme == "bearer":
             if not self.policy.jmap_accepts_bearer or not param or " " in param:
                 return None

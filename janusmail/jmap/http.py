@@ -299,6 +299,11 @@ class JmapApp:
         scheme, param = scheme.lower(), param.strip()
         ip = self.client_ip(request)
         address: str | None = None
+        if scheme == "basic" and header is not None and self.auth.policy.jmap_accepts_basic:
+            remembered = self.auth.http_memo.get(header)  # no credential changed since it was accepted
+            if remembered is not None:
+                logs.bind(account=remembered.account_id)
+                return remembered
         try:
             if scheme == "basic":
                 creds = parse_basic(param)

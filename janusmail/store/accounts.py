@@ -169,9 +169,13 @@ class Accounts:
 
     @writes
     def set_jmap_enabled(self, account_id: str, enabled: bool) -> None:
-        """Switch JMAP on or off for an account (and with it RFC 9698's JMAPACCESS capability)."""
-        with self._store.write(account_id) as tx:
+        """Switch JMAP on or off for an account (and with it RFC 9698's JMAPACCESS capability). A credential
+        change: a JMAP request remembered as accepted (janusmail.auth.http_memo) is checked again."""
+        store = self._store
+        with store.write(account_id) as tx:
             tx.conn.execute(sa.update(accounts).where(accounts.c.id == account_id).values(jmap_enabled=enabled))
+            credentials.record_change(tx.conn, account_id, node_id=store.node_id)
+        store.notifier.publish(credentials.event(account_id))
 
     @writes
     def delete(self, account_id: str) -> None:

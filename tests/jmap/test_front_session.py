@@ -221,3 +221,44 @@ def test_pg_backend_session_and_mailboxes(tmp_path, pg_url):
         assert {"INBOX", "Drafts", "Sent", "Archive", "Junk", "Trash"} <= names
     finally:
         srv.stop()
+
+
+def test_remembered_basic_credential_still_ends_with_its_credential(server, monkeypatch):  # noqa: F811
+    """An accepted Basic header is answered from memory (janusmail/auth/http_memo.py: no login thread, no
+    database read) only while no credential changed: a password change, JMAP switched off, or disabling the
+    account refuses the very next request, and the new password gets in."""
+    from janusmail.auth import passwords
+
+    store, auth = server.store, server.runtime.auth
+    if store.credential_signal.read() is None:
+        pytest.skip("no shared credential counter on this backend: nothing is remembered")
+    address = "memo@example.test"
+    account = store.accounts.create(address, *passwords.make_credentials("first password"))
+    url = server.config.public_url + "/.well-known/jmap"
+    checked: list[str] = []
+    real = auth.http_authenticate
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        checked.append("x")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "http_authenticate", counting)
+
+    def status(password: str) -> int:
+        return httpx.get(url, auth=(address, password), timeout=30).status_code
+
+    assert [status("first password") for _ in range(3)] == [200, 200, 200]
+    assert len(checked) == 1  # the two later requests were answered from memory
+    store.credentials.set_password(account.id, *passwords.make_credentials("second password"))
+    assert status("first password") == 401
+    assert status("second password") == 200 and status("second password") == 200
+    n = len(checked)
+    store.accounts.set_jmap_enabled(account.id, False)
+    assert status("second password") == 401 and len(checked) == n + 1
+    store.accounts.set_jmap_enabled(account.id, True)
+    assert status("second password") == 200
+    store.accounts.set_disabled(account.id, True)
+    assert status("second password") == 401
+    store.accounts.set_disabled(account.id, False)
+    assert status("second password") == 200
+    assert status("wrong password") == 401  # a header never accepted is always checked
