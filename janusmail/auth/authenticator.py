@@ -126,7 +126,7 @@ class Authenticator:
         self._secret = secrets.token_bytes(32)  # keys the fake SCRAM salts; per process
         self.cache = VerifiedCache(self.policy.credential_cache_seconds, clock=clock)
         #: accepted JMAP Basic headers, answered without a database read while no credential changed
-        self.http_memo = HttpMemo(store.credential_signal.read, self.policy.credential_cache_seconds, clock)
+        self.http_memo = HttpMemo(store.credential_signal.read, self.cache, clock)
         self.flights = InFlight()
         self._pool: ThreadPoolExecutor | None = None
 

@@ -9,7 +9,8 @@ the store shares a counter that moves after each committed credential change of 
 password, token revocation, disabling, JMAP switched off, deletion). An accepted ``Authorization`` header is
 remembered with the counter's value read *before* it was verified; while the counter still shows that value
 and the credential cache's lifetime (``[auth] credential_cache_seconds``) has not run out, nothing that could
-refuse it has been committed, and the remembered result is the answer. Any other value sends the request
+refuse it has been committed, and the remembered result is the answer. The memo lives on the strength of the
+verified cache (:class:`~janusmail.auth.verify_cache.VerifiedCache`): clearing that forgets it too. Any other value sends the request
 through :meth:`~janusmail.auth.authenticator.Authenticator.http_authenticate` as before. PostgreSQL stores share
 no memory between nodes: there is no counter, so nothing is remembered.
 
@@ -25,7 +26,10 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .verify_cache import VerifiedCache
 
 __all__ = ["LIMIT", "HttpMemo"]
 
@@ -35,7 +39,7 @@ LIMIT = 4096
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    signal: int
+    baseline: tuple[int, int]
     until: float
     result: Any
 
@@ -43,12 +47,12 @@ class _Entry:
 class HttpMemo:
     """Accepted JMAP ``Authorization`` headers while no credential changed (see the module docstring).
 
-    ``signal``: reads the store's shared credential counter (None: no counter, remember nothing); ``ttl``: how
-    long an entry may answer at most (0: never); ``clock``: seconds."""
+    ``signal``: reads the store's shared credential counter (None: no counter, remember nothing); ``cache``: the
+    verified cache whose lifetime (0: remember nothing) and clearing the memo follows; ``clock``: seconds."""
 
-    def __init__(self, signal: Callable[[], int | None], ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(self, signal: Callable[[], int | None], cache: VerifiedCache, clock: Callable[[], float]) -> None:
         self._signal = signal
-        self.ttl = ttl
+        self._cache = cache
         self._clock = clock
         self._key = secrets.token_bytes(32)
         self._entries: dict[bytes, _Entry] = {}
@@ -57,27 +61,29 @@ class HttpMemo:
     def _mac(self, header: str) -> bytes:
         return hmac.new(self._key, header.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
 
-    def baseline(self) -> int | None:
-        """The counter to remember a header under: read it before verifying the header."""
-        return self._signal() if self.ttl > 0 else None
+    def baseline(self) -> tuple[int, int] | None:
+        """What to remember a header under (the counter, the cache's generation): read it before verifying
+        the header. None: nothing can be remembered."""
+        if self._cache.ttl <= 0:
+            return None
+        signal = self._signal()
+        return None if signal is None else (signal, self._cache.generation)
 
     def get(self, header: str) -> Any:
         """The remembered result of ``header``, or None when it must be authenticated."""
-        if self.ttl <= 0:
-            return None
-        now = self._signal()
+        now = self.baseline()
         if now is None:
             return None
         entry = self._entries.get(self._mac(header))
-        if entry is None or entry.signal != now or entry.until <= self._clock():
+        if entry is None or entry.baseline != now or entry.until <= self._clock():
             return None
         return entry.result
 
-    def put(self, header: str, baseline: int | None, result: Any) -> None:
-        """Remember ``result`` for ``header``, verified after the counter showed ``baseline``."""
-        if baseline is None or self.ttl <= 0:
+    def put(self, header: str, baseline: tuple[int, int] | None, result: Any) -> None:
+        """Remember ``result`` for ``header``, verified after :meth:`baseline` gave ``baseline``."""
+        if baseline is None:
             return
-        entry = _Entry(baseline, self._clock() + self.ttl, result)
+        entry = _Entry(baseline, self._clock() + self._cache.ttl, result)
         with self._lock:
             if len(self._entries) >= LIMIT:
                 self._entries.pop(next(iter(self._entries)))

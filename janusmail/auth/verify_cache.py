@@ -54,6 +54,9 @@ class VerifiedCache:
         key: bytes | None = None,
     ) -> None:
         self.ttl = ttl
+        #: moves at each :meth:`clear`: what others remember on the strength of this cache (the JMAP header memo,
+        #: janusmail.auth.http_memo) is forgotten with it
+        self.generation = 0
         self._max = max_entries
         self._clock = clock
         self._key = key if key is not None else secrets.token_bytes(32)
@@ -119,6 +122,7 @@ class VerifiedCache:
         with self._lock:
             self._entries.clear()
             self._hints.clear()
+            self.generation += 1
 
     def __len__(self) -> int:
         with self._lock:

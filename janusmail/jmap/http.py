@@ -302,6 +302,9 @@ class JmapApp:
         if scheme == "basic" and header is not None and self.auth.policy.jmap_accepts_basic:
             remembered = self.auth.http_memo.get(header)  # no credential changed since it was accepted
             if remembered is not None:
+                creds = parse_basic(param)
+                if creds:  # a success clears its own pair's failures, as a checked one does
+                    self.auth.throttle.succeeded(ip, creds[0])
                 logs.bind(account=remembered.account_id)
                 return remembered
         try:
