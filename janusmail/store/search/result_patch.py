@@ -48,7 +48,7 @@ class Ordered:
 
 def _normal(row: Sequence, signs: Sequence[int]) -> tuple[int, ...] | None:
     values = row[1 : 1 + len(signs)]
-    if not all(type(v) is int for v in values):
+    if not all(isinstance(v, int) for v in values):  # as array("q") takes them (bool included)
         return None
     return tuple(v * s for v, s in zip(values, signs, strict=True))
 
@@ -73,10 +73,11 @@ def ordered(rows: Sequence[Sequence], sort: Sequence[SortKey], int_tiebreak: boo
     if not patchable(sort):
         return Ordered(ids, None)
     signs = _signs([k.ascending for k in sort], int_tiebreak)
-    keys = [_normal(r, signs) for r in rows]
-    if any(k is None for k in keys):
+    try:  # column by column: a 100k list costs a few ms, not a tuple per row (~150 ms)
+        cols = tuple(array("q", [r[j] for r in rows] if sign > 0 else [-r[j] for r in rows])
+                     for j, sign in enumerate(signs, start=1))
+    except (TypeError, OverflowError):  # a value that is not a 64-bit integer (NULL, text): not patchable
         return Ordered(ids, None)
-    cols = tuple(array("q", [k[j] for k in keys]) for j in range(len(signs)))  # type: ignore[index]
     return Ordered(ids, cols)
 
 
