@@ -43,7 +43,7 @@ from janusmail.store.uidranges import merge_ranges
 
 from . import ast as q
 
-__all__ = ["compile_places", "compile_predicate", "match_mask", "match_places", "run_rows"]
+__all__ = ["compile_places", "compile_predicate", "match_columns", "match_mask", "match_places", "run_rows"]
 
 _OPS = {"lt": "<", "le": "<=", "ge": ">=", "gt": ">"}
 
@@ -215,6 +215,10 @@ def _flag_mask(node: q.Condition, m: _Masks) -> int:  # noqa: PLR0911 - one case
     raise _Unsupported(type(node).__name__)
 
 
+#: ``match_columns`` reads columns straight through the mask when at least 1 row in this many matches.
+DENSE_SHARE = 3
+
+
 def match_mask(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> bytes | None:
     """For a flag search (:func:`_flag_mask`): one byte per row below ``below_uid``, 1 where the row matches;
     None for any other condition."""
@@ -238,9 +242,36 @@ def match_places(box: MailboxRows, cond: q.Condition, below_uid: int | None = No
     return fn(box.rows if n == len(box.rows) else box.rows[:n])
 
 
-def run_rows(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> list[tuple[int, int]] | None:
-    """The search over a cached mailbox as ``(uid, modseq)`` rows, or None when the condition needs SQL."""
-    places = match_places(box, cond, below_uid)
+def match_columns(box: MailboxRows, cond: q.Condition, below_uid: int | None = None
+                  ) -> tuple[list[int], list[int], list[int]] | None:
+    """The matches of ``cond`` among the rows below ``below_uid`` as three ascending columns: UIDs, places
+    counted from 1 (sequence numbers when the session's snapshot is the cached mailbox) and MODSEQs; None when
+    the condition needs SQL.
+
+    A flag search matching many rows takes each column straight from its array through the match mask
+    (``compress``, three passes in C): listing the places first and looking each one up in two arrays cost
+    twice as long (``SEARCH SEEN`` matching 90% of 10k rows: 2.65 -> 1.95 ms for the whole command). Few
+    matches go through their places: three passes over every row would cost more than the lookups."""
+    mask = match_mask(box, cond, below_uid)
+    if mask is not None:
+        matched = mask.count(1)
+        if not matched:
+            return [], [], []
+        if matched * DENSE_SHARE >= len(mask):
+            return (list(compress(box.uid_array, mask)), list(compress(range(1, len(mask) + 1), mask)),
+                    list(compress(box.modseq_array, mask)))
+        places: list[int] | None = list(compress(range(len(mask)), mask))
+    else:
+        places = match_places(box, cond, below_uid)
     if places is None:
         return None
-    return list(zip(map(box.uid_array.__getitem__, places), map(box.modseq_array.__getitem__, places), strict=True))
+    return (list(map(box.uid_array.__getitem__, places)), [i + 1 for i in places],
+            list(map(box.modseq_array.__getitem__, places)))
+
+
+def run_rows(box: MailboxRows, cond: q.Condition, below_uid: int | None = None) -> list[tuple[int, int]] | None:
+    """The search over a cached mailbox as ``(uid, modseq)`` rows, or None when the condition needs SQL."""
+    columns = match_columns(box, cond, below_uid)
+    if columns is None:
+        return None
+    return list(zip(columns[0], columns[2], strict=True))

@@ -43,7 +43,7 @@ from janusmail.store.schema import changes, email_search, emails, messages
 from . import ast as q
 from .compile import FTS, EmailSql, fts_string, mailbox_select, metadata_only, reads_text_index
 from .highlight import highlight, highlight_terms, snippet
-from .memory import match_places, run_rows
+from .memory import match_columns, run_rows
 from .paging import search_page
 from .queue import ensure_indexed, waiting
 from .result_patch import Ordered, ordered, patch
@@ -268,12 +268,11 @@ class SearchService:
         rows_cache = self._store.mailbox_rows
         if metadata_only(condition) and (rows_cache.cached(mailbox_id) or size_hint >= MIN_CACHED):
             box = rows_cache.get(mailbox_id, size_hint)
-            places = match_places(box, condition, below_uid) if box is not None else None
-            if box is not None and places is not None:
-                uids = list(map(box.uid_array.__getitem__, places))
-                modseqs = list(map(box.modseq_array.__getitem__, places))
+            columns = match_columns(box, condition, below_uid) if box is not None else None
+            if box is not None and columns is not None:
+                uids, places, modseqs = columns
                 if box.is_snapshot(known, below_uid):
-                    return uids, [i + 1 for i in places], modseqs
+                    return uids, places, modseqs
                 return in_snapshot(list(zip(uids, modseqs, strict=True)), known)
         return in_snapshot(self.mailbox_search(account_id, mailbox_id, condition, below_uid=below_uid,
                                                size_hint=size_hint), known)
