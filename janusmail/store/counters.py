@@ -232,7 +232,7 @@ def _contribution(rows: list) -> Vector:
 
 
 # -- statements built once, run on the driver's cursor (``Store.sql``): every write runs them twice, and building
-# the grouped select (and its cache key) per call cost more than running it on a small thread (issue 10: ~14% of
+# the per-thread select (and its cache key) per call cost more than running it on a small thread (issue 10: ~14% of
 # the writer thread's time) ---------------------------------------------------------------------------------------
 
 _THREAD_MEMBERSHIPS = (sa.select(emails.c.thread_id, messages.c.mailbox_id, messages.c.email_id, messages.c.deleted,
