@@ -15,6 +15,7 @@ from janusmail.imap.codec import (
     ParseError,
     decode_sasl_response,
 )
+from janusmail.imap.codec import parser as parser_module
 from tests.fuzzing import examples
 from tests.imap.codec.imap_codec_util import feed_all, feed_chunks, without_continuations
 
@@ -122,6 +123,41 @@ def test_broken_command_refused_before_literal_data() -> None:
 def test_broken_command_with_non_sync_literal_is_skipped_entirely() -> None:
     events = feed_all(b"a FROBNICATE {8+}\r\nb NOOP\r\n xx {3+}\r\nabc\r\nc NOOP\r\n")
     assert names(events) == ["a BAD None", "c NOOP"]
+
+
+def test_multiappend_broken_after_first_non_sync_literal_refused_at_the_end() -> None:
+    """A fault in the third message of a LITERAL+ MULTIAPPEND: the data comes anyway, the command is refused as a
+    whole once framed (nothing of it runs), and the connection goes on with the next command."""
+    msg = b"Subject: x\r\n\r\nbody\r\n"
+    lit = b"{%d+}\r\n%s" % (len(msg), msg)
+    data = (b"a APPEND INBOX (\\Seen) " + lit + b" (\\Seen) " + lit + b" (\\Seen" + lit + b" " + lit
+            + b"\r\nb NOOP\r\n")
+    assert names(feed_all(data)) == ["a BAD CLIENTBUG", "b NOOP"]
+
+
+def test_multiappend_broken_before_a_sync_literal_gets_no_continuation() -> None:
+    p = CommandParser()
+    assert names(p.feed(b"a APPEND INBOX (\\Seen) {4}\r\n")) == ["+"]
+    assert names(p.feed(b"abcd (\\Seen {4}\r\n")) == ["a BAD CLIENTBUG"]  # no "+" for the broken second one
+    assert names(p.feed(b"b NOOP\r\n")) == ["b NOOP"]
+
+
+def test_multiappend_non_sync_literals_are_not_reparsed_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command so far is checked at the first literal; later LITERAL+ literals add no re-parse of the
+    growing prefix (20 messages made 210 message parses before, issue 10)."""
+    calls = []
+    real = parser_module.parse_command
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("partial", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(parser_module, "parse_command", counting)
+    msg = b"Subject: x\r\n\r\nbody\r\n"
+    data = b"a APPEND INBOX" + b"".join(b" (\\Seen) {%d+}\r\n%s" % (len(msg), msg) for _ in range(20)) + b"\r\n"
+    events = feed_all(data)
+    assert names(events) == ["a APPEND"] and len(events[0].args.messages) == 20
+    assert calls == [True, False]  # the first literal's check, then the whole command once
 
 
 def test_literal8_only_where_allowed() -> None:
