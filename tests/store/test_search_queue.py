@@ -206,10 +206,10 @@ def test_batches_stop_at_their_size(store: Any, account: Any, monkeypatch: Any) 
     for i in range(5):
         store.emails.ingest(a, simple(i, body="x" * 400 + f" tail{i}"), (inbox.id,))
     with store.transaction() as conn:
-        assert queue._index_batch(conn, 3, 2000) == (3, True)  # noqa: SLF001 - full: more may wait
+        assert queue._index_batch(conn, store.sql, 3, 2000) == (3, True)  # noqa: SLF001 - full: more may wait
     with store.transaction() as conn:
         # one email over the size still goes; cut by the size, the batch says more may wait
-        assert queue._index_batch(conn, 3, 10, sql=store.sql) == (1, True)  # noqa: SLF001 - (the driver's path)
+        assert queue._index_batch(conn, store.sql, 3, 10) == (1, True)  # noqa: SLF001
     assert _count(store, "search_queue") == 1
     assert store.write_call(queue.index_queued, store) is False  # (the last one: not full)
     assert _count(store, "search_queue") == 0
