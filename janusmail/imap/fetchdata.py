@@ -550,9 +550,9 @@ def _light_renderer(ctx: RenderContext) -> Callable[[Sequence[Row], Sequence[int
         return cached  # type: ignore[return-value]
     caches = ctx._caches
     env: dict[str, Any] = {
-        "FL": _flags_out(caches.flags), "FLS": _SYSTEM_ONLY, "KW": ctx.keywords.get,
-        "REC": ctx.is_recent,
-        "ID": _idate_fn(caches.days), "PID": _paren_id, "SD": ctx.saved.get, "SG": ctx.pinned.get, "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
+        "FL": _flags_out(caches.flags), "FLS": _SYSTEM_ONLY, "KW": ctx.keywords.get, "REC": ctx.is_recent,
+        "ID": _idate_fn(caches.days), "PID": _paren_id, "SD": ctx.saved.get, "SG": ctx.pinned.get,
+        "MG": caches.structs.get, "NIL": b"NIL", "EMPTY": (),
     }
     pieces: list[bytes] = []
     exprs: list[str] = []
