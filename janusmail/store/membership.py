@@ -178,6 +178,20 @@ class Memberships:
             seen.log_changes()
             return pairs
 
+    def anything_deleted(self, account_id: str, mailbox_id: str) -> bool:
+        """Whether the mailbox may hold a \\Deleted message, from its counter (one primary-key read): False
+        means an EXPUNGE there has nothing to do and need not queue on the writer lane at all. True also for a
+        mailbox that is not the account's (the write then says ``NotFound``).
+
+        Why: clients send EXPUNGE (and CLOSE) with nothing marked far more often than with something, and each
+        one took the write lock for a savepoint, a modseq it gave back, and a read (issue 10: under the logged-in
+        stress profile 87% of EXPUNGEs found nothing, a third of the lane's calls). The answer is what the
+        latest commit says; a message marked \\Deleted after it is expunged by the next EXPUNGE, as it would be
+        had it been marked just after this one ran."""
+        with self._store.read() as conn:
+            row = self._store.sql.first(conn, _DELETED_COUNT, {"mailbox_id": mailbox_id, "account_id": account_id})
+        return row is None or row[0] > 0
+
     @writes
     def expunge(self, account_id: str, mailbox_id: str, uids: UidRanges | None = None) -> list[int]:
         """Remove \\Deleted memberships (optionally only within ``uids``); orphaned emails are destroyed.
@@ -251,6 +265,8 @@ def claim_recent_in(sql: SqlText, conn: sa.Connection, mailbox_id: str, upto: in
 _P = sa.bindparam
 _M = messages.c
 _BOX = sa.select(mailboxes.c.id).where(mailboxes.c.id == _P("mailbox_id"), mailboxes.c.account_id == _P("account_id"))
+_DELETED_COUNT = sa.select(mailboxes.c.n_deleted).where(mailboxes.c.id == _P("mailbox_id"),
+                                                        mailboxes.c.account_id == _P("account_id"))
 _IDS = emails.c.id.in_(_P("ids", expanding=True))
 _ADD_FLAGS = sa.update(emails).where(_IDS).values(flags=emails.c.flags.op("|")(_P("bits")), modseq=_P("modseq"))
 _KEEP_FLAGS = sa.update(emails).where(_IDS).values(flags=emails.c.flags.op("&")(_P("mask")), modseq=_P("modseq"))

@@ -224,3 +224,74 @@ async def test_fetch_renderer_code_is_compiled_once_per_item_list(rt: Runtime) -
     out = await h.send("f3 FETCH 1:* (UID FLAGS RFC822.SIZE)")
     assert b"* 3 FETCH (UID 3 FLAGS (\\Recent) RFC822.SIZE " in out and len(code) == 2
     await h.close()
+
+
+def count_methods(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The store methods commands call from now on, by name, whether or not a credential check rides on them
+    (``_checked_read``/``_checked_write`` carry the method), each named once however it reached the store."""
+    names: list[str] = []
+    real_call, real_inline = rt.store.call, rt.store.read_inline
+
+    def record(fn: Any, args: tuple) -> None:
+        name = getattr(fn, "__name__", repr(fn))
+        names.append(getattr(args[1], "__name__", repr(args[1])) if name.startswith("_checked") else name)
+
+    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (names and names[-1] == "inline-left"):
+            record(fn, args)
+        else:  # (an inline read that went on as a hop: the same call)
+            names.pop()
+        return await real_call(fn, *args, **kwargs)
+
+    async def read_inline(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        record(fn, args)
+        names.append("inline-left")
+        try:
+            return await real_inline(fn, *args, **kwargs)
+        finally:
+            if names and names[-1] == "inline-left":
+                names.pop()
+
+    monkeypatch.setattr(rt.store, "call", call)
+    monkeypatch.setattr(rt.store, "read_inline", read_inline)
+    return names
+
+
+@pytest.mark.parametrize("command", ["EXPUNGE", "UID EXPUNGE 1:*", "CLOSE"])
+async def test_an_expunge_with_nothing_deleted_never_queues_a_write(rt: Runtime, monkeypatch: pytest.MonkeyPatch,
+                                                                    command: str) -> None:
+    """EXPUNGE, UID EXPUNGE and CLOSE with no \\Deleted message in the mailbox answer from its counter (one small
+    read on the loop's thread on SQLite) and never reach the writer lane; with one \\Deleted they expunge it, and
+    the first session's next command reports it to a second session as usual."""
+    deliver(rt, [simple(i) for i in range(3)])
+    h = await logged_in(rt, "INBOX")
+    names = count_methods(rt, monkeypatch)
+    assert tagged(await h.send(f"c {command}"), "c").startswith(b"c OK")
+    assert names == ["anything_deleted"], names
+    assert rt.store.mailboxes.counts(rt.account.id, [mailbox_id(rt)])[mailbox_id(rt)].messages == 3  # type: ignore[attr-defined]
+
+    if command == "CLOSE":
+        assert tagged(await h.send("s SELECT INBOX"), "s").startswith(b"s OK")
+    watcher = await logged_in(rt, "INBOX")
+    assert tagged(await h.send("f STORE 2 +FLAGS.SILENT (\\Deleted)"), "f").startswith(b"f OK")
+    del names[:]
+    out = await h.send(f"d {command}")
+    assert tagged(out, "d").startswith(b"d OK"), out
+    assert names[:2] == ["anything_deleted", "expunge"], names  # (then, for EXPUNGE, the mailbox's sync)
+    assert (b"* 2 EXPUNGE\r\n" in out) == (command != "CLOSE"), out  # (CLOSE expunges silently)
+    assert rt.store.mailboxes.counts(rt.account.id, [mailbox_id(rt)])[mailbox_id(rt)].messages == 2  # type: ignore[attr-defined]
+    assert b"* 2 EXPUNGE\r\n" in await watcher.send("n NOOP")
+    await watcher.close()
+    await h.close()
+
+
+async def test_a_dead_credential_expunges_nothing(rt: Runtime) -> None:
+    """The counter's read carries the command's credential check: a revoked session's EXPUNGE gets BYE and the
+    \\Deleted message stays."""
+    deliver(rt, [simple(1)])
+    h = await logged_in(rt, "INBOX")
+    assert tagged(await h.send("f STORE 1 +FLAGS.SILENT (\\Deleted)"), "f").startswith(b"f OK")
+    change_password(rt)
+    assert await h.send("c EXPUNGE") == CHANGED
+    assert rt.store.mailboxes.counts(rt.account.id, [mailbox_id(rt)])[mailbox_id(rt)].messages == 1  # type: ignore[attr-defined]
+    await h.close()

@@ -283,6 +283,26 @@ async def test_an_expunge_that_finds_nothing_deleted_writes_nothing(store, accou
         sub.close()
 
 
+async def test_anything_deleted_follows_the_counter_and_never_says_no_for_another_account(store, account):
+    """``memberships.anything_deleted``, EXPUNGE's check before it queues a write: False while nothing is
+    \\Deleted, True once something is (by STORE or by an APPEND with \\Deleted), False again after the expunge; True
+    for another account's mailbox or none at all, so that the write itself says ``NotFound`` there."""
+    box = inbox(store, account)
+    store.emails.ingest(account.id, simple(1), (box.id,))
+    assert store.memberships.anything_deleted(account.id, box.id) is False
+    store.memberships.store_flags(account.id, box.id, [(1, 1)], "add", [], True)
+    assert store.memberships.anything_deleted(account.id, box.id) is True
+    assert await store.call(store.memberships.expunge, account.id, box.id) == [1]
+    assert store.memberships.anything_deleted(account.id, box.id) is False
+    await store.deliver(account.id, simple(2), (box.id,), deleted=True)
+    assert store.memberships.anything_deleted(account.id, box.id) is True
+    bob = store.accounts.create("bob@example.test", "x")
+    assert store.memberships.anything_deleted(bob.id, box.id) is True
+    assert store.memberships.anything_deleted(account.id, "Fnosuchbox") is True
+    with pytest.raises(NotFound):
+        await store.call(store.memberships.expunge, bob.id, box.id)
+
+
 async def test_changes_reach_other_nodes_through_postgresql(pg_url, tmp_path):
     """Two stores on one PostgreSQL database stand for two server nodes: a write on one wakes the other."""
     import asyncio

@@ -30,6 +30,7 @@ async def expunge(s: ImapSession, cmd: Command) -> Result:
         ranges = sel.resolve(args.sequence, True)
         if not ranges:
             return Result.ok("EXPUNGE completed")
-    gone = await s.store.call(s.store.memberships.expunge, s.account_id, sel.mailbox_id, ranges)
-    sel.expunge_lines(s, gone)
+    memberships = s.store.memberships
+    if await s.store.read_inline(memberships.anything_deleted, s.account_id, sel.mailbox_id):
+        sel.expunge_lines(s, await s.store.call(memberships.expunge, s.account_id, sel.mailbox_id, ranges))
     return Result.ok("EXPUNGE completed")

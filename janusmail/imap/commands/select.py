@@ -103,8 +103,10 @@ async def close(s: ImapSession, cmd: Command) -> Result:
     if sel is not None and not sel.readonly:
         from janusmail.store.model import NotFound
 
+        memberships = s.store.memberships
         try:  # RFC 9051 §6.4.1: expunge silently, no EXPUNGE responses
-            await s.store.call(s.store.memberships.expunge, s.account_id, sel.mailbox_id)
+            if await s.store.read_inline(memberships.anything_deleted, s.account_id, sel.mailbox_id):
+                await s.store.call(memberships.expunge, s.account_id, sel.mailbox_id)
         except NotFound:
             pass
     return Result.ok("CLOSE completed")
