@@ -262,7 +262,7 @@ async def test_an_expunge_with_nothing_deleted_never_queues_a_write(rt: Runtime,
                                                                     command: str) -> None:
     """EXPUNGE, UID EXPUNGE and CLOSE with no \\Deleted message in the mailbox answer from its counter (one small
     read on the loop's thread on SQLite) and never reach the writer lane; with one \\Deleted they expunge it, and
-    the first session's next command reports it to a second session as usual."""
+    another session of the mailbox is told at its next command, as before."""
     deliver(rt, [simple(i) for i in range(3)])
     h = await logged_in(rt, "INBOX")
     names = count_methods(rt, monkeypatch)
